@@ -1,0 +1,36 @@
+//! Application settings: a small JSON key/value table.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{now_text, Result, Store, StoreError};
+
+impl Store {
+    /// Reads a setting, `None` when it was never set.
+    pub async fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let raw: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw)
+                .map_err(|e| StoreError::Corrupt(format!("setting '{key}': {e}")))
+        })
+        .transpose()
+    }
+
+    /// Writes (or replaces) a setting.
+    pub async fn set_setting<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let raw = serde_json::to_string(value)
+            .map_err(|e| StoreError::Corrupt(format!("setting '{key}': {e}")))?;
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(raw)
+        .bind(now_text())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
