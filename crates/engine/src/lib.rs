@@ -1,0 +1,101 @@
+//! Mailroom's core, shared by the desktop shell (`src-tauri/`) and the CLI (`crates/cli`).
+//!
+//! Invariants:
+//! - Never depends on tauri, wry or webkit: everything here builds and tests headless.
+//! - Front ends hold a [`Core`] and call its methods; they never open the store or the
+//!   keyring themselves.
+
+pub mod logging;
+
+use std::path::{Path, PathBuf};
+
+pub use mailroom_secrets::Secrets;
+pub use mailroom_store::{Mailbox, Store};
+
+/// Record types of the store, re-exported for front ends.
+pub mod store_types {
+    pub use mailroom_store::{Cloud, CredentialKind, MailboxMethod, NewMailbox};
+}
+
+/// Errors a front end may show. Each maps to a stable [`ErrorCode`].
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Store(#[from] mailroom_store::StoreError),
+    #[error(transparent)]
+    Secrets(#[from] mailroom_secrets::SecretsError),
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+/// The closed set of error codes front ends switch on (never on message text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    InvalidInput,
+    Conflict,
+    StorageFailed,
+    KeyringUnavailable,
+    Internal,
+}
+
+impl CoreError {
+    pub fn code(&self) -> ErrorCode {
+        use mailroom_secrets::SecretsError as S;
+        use mailroom_store::StoreError as St;
+        match self {
+            CoreError::Store(St::NotFound { .. }) => ErrorCode::NotFound,
+            CoreError::Store(St::DuplicateName(_)) => ErrorCode::Conflict,
+            CoreError::Store(_) => ErrorCode::StorageFailed,
+            CoreError::Secrets(S::Unavailable { .. } | S::Denied { .. }) => {
+                ErrorCode::KeyringUnavailable
+            }
+            CoreError::Secrets(_) => ErrorCode::Internal,
+            CoreError::InvalidInput(_) => ErrorCode::InvalidInput,
+        }
+    }
+}
+
+/// The opened application: data directory, store and keyring.
+#[derive(Clone, Debug)]
+pub struct Core {
+    data_dir: PathBuf,
+    store: Store,
+    secrets: Secrets,
+}
+
+impl Core {
+    /// Opens the store in `data_dir` (created if missing).
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, CoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        let store = Store::open(data_dir.join(mailroom_store::DATABASE_FILE)).await?;
+        Ok(Core {
+            data_dir,
+            store,
+            secrets: Secrets::from_env(),
+        })
+    }
+
+    /// Opens the per-user data directory (`$MAILROOM_DATA_DIR` or the platform default).
+    pub async fn open_default() -> Result<Self, CoreError> {
+        Self::open(mailroom_store::data_dir()?).await
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// All configured mailboxes.
+    pub async fn mailboxes(&self) -> Result<Vec<Mailbox>, CoreError> {
+        Ok(self.store.mailboxes().await?)
+    }
+}
