@@ -58,8 +58,13 @@ impl Cloud {
     }
 
     /// The Graph resource identifier used in fully qualified scopes (`{resource}/.default`).
+    /// A [`Cloud::Custom`] emulates the worldwide cloud, so it uses
+    /// `https://graph.microsoft.com` as the resource even though requests go to its own URL.
     pub fn graph_resource(&self) -> String {
-        self.graph_url().as_str().trim_end_matches('/').to_string()
+        match self {
+            Cloud::Custom { .. } => "https://graph.microsoft.com".to_string(),
+            _ => self.graph_url().as_str().trim_end_matches('/').to_string(),
+        }
     }
 
     /// A stable short name for settings files.
