@@ -31,7 +31,9 @@ pub enum CertificateError {
     #[error("the file is not a readable PKCS#12 (.pfx/.p12) file ({0}); export the certificate with its private key again")]
     InvalidPfx(String),
     /// The file has no private key.
-    #[error("the file contains no private key; export the certificate *with* its private key (PFX)")]
+    #[error(
+        "the file contains no private key; export the certificate *with* its private key (PFX)"
+    )]
     NoPrivateKey,
     /// The file has no certificate for its private key.
     #[error("the file contains a private key but no matching certificate")]
@@ -152,7 +154,10 @@ impl CertificateCredential {
         let (_, chain) = store
             .private_key_chain()
             .ok_or(CertificateError::NoPrivateKey)?;
-        let cert = chain.certs().first().ok_or(CertificateError::NoCertificate)?;
+        let cert = chain
+            .certs()
+            .first()
+            .ok_or(CertificateError::NoCertificate)?;
         Self::from_der(
             cert.as_der().to_vec(),
             SecretBytes::new(chain.key().as_der().to_vec()),

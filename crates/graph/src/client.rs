@@ -134,7 +134,12 @@ impl GraphError {
         let message = error["message"]
             .as_str()
             .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).chars().take(300).collect());
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&resp.body)
+                    .chars()
+                    .take(300)
+                    .collect()
+            });
         let request_id = error["innerError"]["request-id"]
             .as_str()
             .map(str::to_string)
@@ -242,7 +247,10 @@ impl GraphClient {
         let clock = mailroom_clock::system();
         GraphClient {
             http: build_client(),
-            throttle: Arc::new(MailboxThrottle::new(ThrottleConfig::default(), clock.clone())),
+            throttle: Arc::new(MailboxThrottle::new(
+                ThrottleConfig::default(),
+                clock.clone(),
+            )),
             clock,
             root: graph_url,
             tokens,
@@ -331,12 +339,19 @@ impl GraphClient {
     }
 
     fn checked_link(&self, link: &str) -> Result<Url, GraphError> {
-        let url = Url::parse(link)
-            .map_err(|e| GraphError::new(GraphErrorKind::InvalidResponse, format!("bad link {link}: {e}")))?;
+        let url = Url::parse(link).map_err(|e| {
+            GraphError::new(
+                GraphErrorKind::InvalidResponse,
+                format!("bad link {link}: {e}"),
+            )
+        })?;
         if origin(&url) != origin(&self.root) {
             return Err(GraphError::new(
                 GraphErrorKind::InvalidResponse,
-                format!("refusing to follow a link to another host: {}", url.origin().ascii_serialization()),
+                format!(
+                    "refusing to follow a link to another host: {}",
+                    url.origin().ascii_serialization()
+                ),
             ));
         }
         Ok(url)
@@ -346,7 +361,10 @@ impl GraphClient {
         let mut builder = http::Request::builder()
             .method(call.method.clone())
             .uri(call.url.as_str())
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            )
             .header(http::header::ACCEPT, "application/json");
         let mut prefer = call.prefer.clone();
         if self.immutable_ids {
@@ -470,8 +488,11 @@ impl GraphClient {
 
     /// `GET /users/{upn}`.
     pub async fn user(&self, upn: &str) -> Result<User, GraphError> {
-        self.json(Call::new(http::Method::GET, self.versioned(&["users", upn])))
-            .await
+        self.json(Call::new(
+            http::Method::GET,
+            self.versioned(&["users", upn]),
+        ))
+        .await
     }
 
     /// Lists messages of a folder (well-known name like `inbox`, or an id), following
@@ -527,10 +548,10 @@ impl GraphClient {
                 }
                 continue;
             }
-            messages.push(
-                serde_json::from_value(item.clone())
-                    .map_err(|e| GraphError::new(GraphErrorKind::InvalidResponse, e.to_string()))?,
-            );
+            messages
+                .push(serde_json::from_value(item.clone()).map_err(|e| {
+                    GraphError::new(GraphErrorKind::InvalidResponse, e.to_string())
+                })?);
         }
         let (next, round_complete) = if let Some(n) = page["@odata.nextLink"].as_str() {
             (DeltaCursor::Link(n.to_string()), false)
@@ -579,7 +600,8 @@ impl GraphClient {
     pub async fn message(&self, id: &str, select: &[&str]) -> Result<Message, GraphError> {
         let mut url = self.mailbox_url(&["messages", id]);
         if !select.is_empty() {
-            url.query_pairs_mut().append_pair("$select", &select.join(","));
+            url.query_pairs_mut()
+                .append_pair("$select", &select.join(","));
         }
         self.json(Call::new(http::Method::GET, url)).await
     }
@@ -587,7 +609,10 @@ impl GraphClient {
     /// The raw MIME of a message (`/$value`).
     pub async fn mime(&self, id: &str) -> Result<Vec<u8>, GraphError> {
         let resp = self
-            .send(Call::new(http::Method::GET, self.mailbox_url(&["messages", id, "$value"])))
+            .send(Call::new(
+                http::Method::GET,
+                self.mailbox_url(&["messages", id, "$value"]),
+            ))
             .await?;
         Ok(resp.body)
     }
@@ -597,7 +622,10 @@ impl GraphClient {
     pub async fn attachments(&self, id: &str) -> Result<Vec<Attachment>, GraphError> {
         let items: Vec<Value> = self
             .paged(
-                Call::new(http::Method::GET, self.mailbox_url(&["messages", id, "attachments"])),
+                Call::new(
+                    http::Method::GET,
+                    self.mailbox_url(&["messages", id, "attachments"]),
+                ),
                 None,
             )
             .await?;
@@ -656,8 +684,11 @@ impl GraphClient {
     pub async fn move_to(&self, id: &str, folder_id: &str) -> Result<String, GraphError> {
         let moved: Message = self
             .json(
-                Call::new(http::Method::POST, self.mailbox_url(&["messages", id, "move"]))
-                    .json(json!({ "destinationId": folder_id })),
+                Call::new(
+                    http::Method::POST,
+                    self.mailbox_url(&["messages", id, "move"]),
+                )
+                .json(json!({ "destinationId": folder_id })),
             )
             .await?;
         Ok(moved.id)
@@ -673,12 +704,11 @@ impl GraphClient {
     /// Finds a top-level folder by display name (case-insensitive) or creates it under
     /// `msgfolderroot`; returns its id.
     pub async fn ensure_folder(&self, display_name: &str) -> Result<String, GraphError> {
-        if let Some(found) = self
-            .folders()
-            .await?
-            .into_iter()
-            .find(|f| f.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(display_name)))
-        {
+        if let Some(found) = self.folders().await?.into_iter().find(|f| {
+            f.display_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(display_name))
+        }) {
             return Ok(found.id);
         }
         let created: MailFolder = self
@@ -777,8 +807,11 @@ impl GraphClient {
     /// `POST /messages/{id}/reply` with a comment (202).
     pub async fn reply(&self, id: &str, comment: &str) -> Result<(), GraphError> {
         self.send(
-            Call::new(http::Method::POST, self.mailbox_url(&["messages", id, "reply"]))
-                .json(json!({ "comment": comment })),
+            Call::new(
+                http::Method::POST,
+                self.mailbox_url(&["messages", id, "reply"]),
+            )
+            .json(json!({ "comment": comment })),
         )
         .await?;
         Ok(())
@@ -822,8 +855,8 @@ impl GraphClient {
                 Err(e) if !clamped => match parse_expiration_cap(&e) {
                     Some(minutes) => {
                         clamped = true;
-                        expiration = self.clock.now()
-                            + chrono::Duration::minutes((minutes - 1).max(1));
+                        expiration =
+                            self.clock.now() + chrono::Duration::minutes((minutes - 1).max(1));
                     }
                     None => return Err(e),
                 },
@@ -855,8 +888,8 @@ impl GraphClient {
                 Err(e) if !clamped => match parse_expiration_cap(&e) {
                     Some(minutes) => {
                         clamped = true;
-                        expiration = self.clock.now()
-                            + chrono::Duration::minutes((minutes - 1).max(1));
+                        expiration =
+                            self.clock.now() + chrono::Duration::minutes((minutes - 1).max(1));
                     }
                     None => return Err(e),
                 },
@@ -877,15 +910,21 @@ impl GraphClient {
 
     /// `DELETE /subscriptions/{id}` (204).
     pub async fn delete_subscription(&self, id: &str) -> Result<(), GraphError> {
-        self.send(Call::new(http::Method::DELETE, self.versioned(&["subscriptions", id])))
-            .await?;
+        self.send(Call::new(
+            http::Method::DELETE,
+            self.versioned(&["subscriptions", id]),
+        ))
+        .await?;
         Ok(())
     }
 
     /// Lists the app's subscriptions.
     pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>, GraphError> {
-        self.paged(Call::new(http::Method::GET, self.versioned(&["subscriptions"])), None)
-            .await
+        self.paged(
+            Call::new(http::Method::GET, self.versioned(&["subscriptions"])),
+            None,
+        )
+        .await
     }
 
     /// `POST /$batch` with at most 20 requests. Sub-responses are returned as they come
@@ -909,7 +948,12 @@ impl GraphClient {
             )
             .await?;
         let mut responses = out.responses;
-        let order = |id: &str| requests.iter().position(|r| r.id == id).unwrap_or(usize::MAX);
+        let order = |id: &str| {
+            requests
+                .iter()
+                .position(|r| r.id == id)
+                .unwrap_or(usize::MAX)
+        };
         responses.sort_by_key(|r| order(&r.id));
         Ok(responses)
     }
@@ -953,19 +997,31 @@ mod tests {
     fn graph_errors_are_classified() {
         let now = Utc::now();
         let e = GraphError::from_response(
-            &resp(410, &[], r#"{"error":{"code":"SyncStateNotFound","message":"The sync state generation is not found"}}"#),
+            &resp(
+                410,
+                &[],
+                r#"{"error":{"code":"SyncStateNotFound","message":"The sync state generation is not found"}}"#,
+            ),
             now,
         );
         assert_eq!(e.kind, GraphErrorKind::SyncStateNotFound);
         let e = GraphError::from_response(
-            &resp(429, &[("Retry-After", "2.128")], r#"{"error":{"code":"TooManyRequests","message":"Please retry again later.","innerError":{"request-id":"r1"}}}"#),
+            &resp(
+                429,
+                &[("Retry-After", "2.128")],
+                r#"{"error":{"code":"TooManyRequests","message":"Please retry again later.","innerError":{"request-id":"r1"}}}"#,
+            ),
             now,
         );
         assert_eq!(e.kind, GraphErrorKind::Throttled);
         assert_eq!(e.retry_after, Some(Duration::from_millis(2128)));
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         let e = GraphError::from_response(
-            &resp(403, &[], r#"{"error":{"code":"ErrorAccessDenied","message":"Access to OData is disabled."}}"#),
+            &resp(
+                403,
+                &[],
+                r#"{"error":{"code":"ErrorAccessDenied","message":"Access to OData is disabled."}}"#,
+            ),
             now,
         );
         assert_eq!(e.kind, GraphErrorKind::AccessDenied);
@@ -976,12 +1032,20 @@ mod tests {
     #[test]
     fn expiration_cap_is_parsed() {
         let e = GraphError::from_response(
-            &resp(400, &[], r#"{"error":{"code":"ExtensionError","message":"Operation: Create; Exception: [Status Code: BadRequest; Reason: Subscription expiration can only be 10070 minutes in the future.]"}}"#),
+            &resp(
+                400,
+                &[],
+                r#"{"error":{"code":"ExtensionError","message":"Operation: Create; Exception: [Status Code: BadRequest; Reason: Subscription expiration can only be 10070 minutes in the future.]"}}"#,
+            ),
             Utc::now(),
         );
         assert_eq!(parse_expiration_cap(&e), Some(10070));
         let other = GraphError::from_response(
-            &resp(400, &[], r#"{"error":{"code":"InvalidRequest","message":"nope"}}"#),
+            &resp(
+                400,
+                &[],
+                r#"{"error":{"code":"InvalidRequest","message":"nope"}}"#,
+            ),
             Utc::now(),
         );
         assert_eq!(parse_expiration_cap(&other), None);
@@ -999,10 +1063,22 @@ mod tests {
             c.mailbox_url(&["messages", "AA/B=", "$value"]).as_str(),
             "http://127.0.0.1:9/v1.0/users/support@contoso.test/messages/AA%2FB=/$value"
         );
-        assert_eq!(c.inbox_resource(), "users/support@contoso.test/mailFolders('Inbox')/messages");
-        assert!(c.checked_link("http://127.0.0.1:9/v1.0/me/messages?$skip=10").is_ok());
+        assert_eq!(
+            c.inbox_resource(),
+            "users/support@contoso.test/mailFolders('Inbox')/messages"
+        );
+        assert!(c
+            .checked_link("http://127.0.0.1:9/v1.0/me/messages?$skip=10")
+            .is_ok());
         assert!(c.checked_link("https://evil.example/v1.0/me").is_err());
-        let me = GraphClient::new(Url::parse("https://graph.microsoft.com").unwrap(), tokens, MailboxRef::Me);
-        assert_eq!(me.versioned(&["me"]).as_str(), "https://graph.microsoft.com/v1.0/me");
+        let me = GraphClient::new(
+            Url::parse("https://graph.microsoft.com").unwrap(),
+            tokens,
+            MailboxRef::Me,
+        );
+        assert_eq!(
+            me.versioned(&["me"]).as_str(),
+            "https://graph.microsoft.com/v1.0/me"
+        );
     }
 }

@@ -158,7 +158,10 @@ mod tests {
             Cloud::UsGovGccHigh.authority_url().host_str(),
             Some("login.microsoftonline.us")
         );
-        assert_eq!(Cloud::China.graph_resource(), "https://microsoftgraph.chinacloudapi.cn");
+        assert_eq!(
+            Cloud::China.graph_resource(),
+            "https://microsoftgraph.chinacloudapi.cn"
+        );
         let app = AppRegistration {
             cloud: Cloud::Custom {
                 authority_url: Url::parse("http://127.0.0.1:4000/").unwrap(),

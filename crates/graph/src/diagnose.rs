@@ -204,10 +204,17 @@ pub enum AccessMethod {
 /// Mail.ReadWrite Mail.Send`, plus the `.Shared` variants for a shared mailbox and
 /// `Contacts.Read` for contact import. (`openid profile` give the id_token with the account.)
 pub fn delegated_scopes(shared_mailbox: bool, contacts: bool) -> Vec<String> {
-    let mut scopes: Vec<String> = ["openid", "profile", "offline_access", "User.Read", "Mail.ReadWrite", "Mail.Send"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut scopes: Vec<String> = [
+        "openid",
+        "profile",
+        "offline_access",
+        "User.Read",
+        "Mail.ReadWrite",
+        "Mail.Send",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if shared_mailbox {
         scopes.push("Mail.ReadWrite.Shared".into());
         scopes.push("Mail.Send.Shared".into());
@@ -246,7 +253,11 @@ pub fn normalize_permission(p: &str) -> String {
 /// What a token grants: the token response's `scope` (delegated) or the `roles` claim decoded
 /// from the access token (app-only), normalised without resource prefixes.
 pub fn granted_permissions(tokens: &TokenSet) -> Vec<String> {
-    let mut out: Vec<String> = tokens.scopes.iter().map(|s| normalize_permission(s)).collect();
+    let mut out: Vec<String> = tokens
+        .scopes
+        .iter()
+        .map(|s| normalize_permission(s))
+        .collect();
     if out.is_empty() {
         if let Some(p) = crate::identity::access_token_permissions(tokens.access_token.expose()) {
             out = p.iter().map(|s| normalize_permission(s)).collect();
@@ -354,7 +365,14 @@ mod tests {
     fn scope_sets_and_missing_permissions() {
         assert_eq!(
             delegated_scopes(false, false),
-            vec!["openid", "profile", "offline_access", "User.Read", "Mail.ReadWrite", "Mail.Send"]
+            vec![
+                "openid",
+                "profile",
+                "offline_access",
+                "User.Read",
+                "Mail.ReadWrite",
+                "Mail.Send"
+            ]
         );
         let shared = delegated_scopes(true, true);
         assert!(shared.contains(&"Mail.ReadWrite.Shared".to_string()));
@@ -372,9 +390,16 @@ mod tests {
         });
         assert_eq!(missing_permissions(&granted, &required), vec!["Mail.Send"]);
         let roles = vec!["Mail.ReadWrite".to_string(), "Mail.Send".to_string()];
-        assert!(missing_permissions(&roles, &required_permissions(AccessMethod::Webhooks { contacts: false })).is_empty());
+        assert!(missing_permissions(
+            &roles,
+            &required_permissions(AccessMethod::Webhooks { contacts: false })
+        )
+        .is_empty());
         assert_eq!(
-            missing_permissions(&roles, &required_permissions(AccessMethod::Webhooks { contacts: true })),
+            missing_permissions(
+                &roles,
+                &required_permissions(AccessMethod::Webhooks { contacts: true })
+            ),
             vec!["Contacts.Read"]
         );
     }

@@ -5,7 +5,9 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use mailroom_clock::SharedClock;
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
     ExtraTokenFields, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
@@ -76,11 +78,10 @@ pub fn find_aadsts(text: &str) -> Option<u64> {
 impl AadError {
     /// The primary AADSTS number: `error_codes[0]`, else the number in `error_description`.
     pub fn aadsts(&self) -> Option<u64> {
-        self.error_codes.first().copied().or_else(|| {
-            self.error_description
-                .as_deref()
-                .and_then(find_aadsts)
-        })
+        self.error_codes
+            .first()
+            .copied()
+            .or_else(|| self.error_description.as_deref().and_then(find_aadsts))
     }
 
     /// Builds an error from free text, e.g. the HTML error page the authorize endpoint shows
@@ -112,7 +113,7 @@ pub enum IdentityError {
         /// HTTP status (400 for grant errors, 401 for `invalid_client`, 429 when throttled).
         status: u16,
         /// The parsed error body.
-        error: AadError,
+        error: Box<AadError>,
     },
     /// The token endpoint could not be reached.
     #[error("could not reach the Microsoft identity platform: {0}; check the network, proxy and the configured cloud")]
@@ -132,7 +133,7 @@ impl IdentityError {
     /// The Entra error body, when the server sent one.
     pub fn aad(&self) -> Option<&AadError> {
         match self {
-            IdentityError::Rejected { error, .. } => Some(error),
+            IdentityError::Rejected { error, .. } => Some(error.as_ref()),
             _ => None,
         }
     }
@@ -222,7 +223,10 @@ impl fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSet")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes)
             .field("account", &self.account)
@@ -356,17 +360,23 @@ impl IdentityClient {
     ) -> IdentityError {
         let status = http.last_status().unwrap_or(400);
         match err {
-            RequestTokenError::ServerResponse(error) => IdentityError::Rejected { status, error },
+            RequestTokenError::ServerResponse(error) => IdentityError::Rejected {
+                status,
+                error: Box::new(error),
+            },
             RequestTokenError::Request(e) => IdentityError::Transport(e.to_string()),
             RequestTokenError::Parse(e, body) => {
                 let text = String::from_utf8_lossy(&body);
                 if let Some(error) = AadError::from_text(&text) {
-                    return IdentityError::Rejected { status, error };
+                    return IdentityError::Rejected {
+                        status,
+                        error: Box::new(error),
+                    };
                 }
                 if status == 429 || status >= 500 {
                     return IdentityError::Rejected {
                         status,
-                        error: AadError {
+                        error: Box::new(AadError {
                             error: if status == 429 {
                                 "throttled".into()
                             } else {
@@ -374,7 +384,7 @@ impl IdentityClient {
                             },
                             error_description: Some(text.chars().take(200).collect()),
                             ..Default::default()
-                        },
+                        }),
                     };
                 }
                 IdentityError::InvalidResponse(format!("{e} (HTTP {status})"))
@@ -383,11 +393,11 @@ impl IdentityClient {
                 if status == 429 || status >= 500 {
                     IdentityError::Rejected {
                         status,
-                        error: AadError {
+                        error: Box::new(AadError {
                             error: "temporarily_unavailable".into(),
                             error_description: Some(msg),
                             ..Default::default()
-                        },
+                        }),
                     }
                 } else {
                     IdentityError::InvalidResponse(format!("{msg} (HTTP {status})"))
@@ -515,7 +525,10 @@ mod tests {
         let page = "<html><body><h1>Sign in</h1><p>AADSTS50011: The redirect URI 'http://localhost:1' specified in the request does not match.</p></body></html>";
         let e = AadError::from_text(page).unwrap();
         assert_eq!(e.aadsts(), Some(50011));
-        assert!(e.error_description.unwrap().starts_with("AADSTS50011: The redirect"));
+        assert!(e
+            .error_description
+            .unwrap()
+            .starts_with("AADSTS50011: The redirect"));
         assert!(AadError::from_text("no code here").is_none());
     }
 

@@ -59,7 +59,9 @@ impl Default for SignInOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
     /// Nobody completed the sign-in in time.
-    #[error("the sign-in was not completed within {0:?}; start it again and finish it in the browser")]
+    #[error(
+        "the sign-in was not completed within {0:?}; start it again and finish it in the browser"
+    )]
     TimedOut(Duration),
     /// The caller cancelled the sign-in.
     #[error("the sign-in was cancelled")]

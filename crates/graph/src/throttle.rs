@@ -180,8 +180,14 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = Utc.with_ymd_and_hms(2025, 1, 15, 9, 30, 0).unwrap();
-        assert_eq!(parse_retry_after("2.128", now), Some(Duration::from_millis(2128)));
-        assert_eq!(parse_retry_after(" 10 ", now), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_retry_after("2.128", now),
+            Some(Duration::from_millis(2128))
+        );
+        assert_eq!(
+            parse_retry_after(" 10 ", now),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(
             parse_retry_after("Wed, 15 Jan 2025 09:30:42 GMT", now),
             Some(Duration::from_secs(42))

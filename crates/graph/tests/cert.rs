@@ -7,7 +7,9 @@ use std::process::Command;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::Utc;
-use mailroom_graph::{AssertionAlgorithm, AssertionClaims, CertificateCredential, CertificateError};
+use mailroom_graph::{
+    AssertionAlgorithm, AssertionClaims, CertificateCredential, CertificateError,
+};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs8::DecodePrivateKey;
 use sha2::Digest;
@@ -31,13 +33,26 @@ fn key_and_cert() -> (tempfile::TempDir, Vec<u8>) {
     openssl(
         dir.path(),
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out",
-            "cert.pem", "-subj", "/CN=Mailroom Daemon Test", "-days", "30",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=Mailroom Daemon Test",
+            "-days",
+            "30",
         ],
     );
     openssl(
         dir.path(),
-        &["x509", "-in", "cert.pem", "-outform", "der", "-out", "cert.der"],
+        &[
+            "x509", "-in", "cert.pem", "-outform", "der", "-out", "cert.der",
+        ],
     );
     let der = std::fs::read(dir.path().join("cert.der")).unwrap();
     (dir, der)
@@ -49,20 +64,45 @@ fn modern_and_legacy_openssl_pfx_import() {
     openssl(
         dir.path(),
         &[
-            "pkcs12", "-export", "-in", "cert.pem", "-inkey", "key.pem", "-out", "modern.pfx",
-            "-passout", "pass:correct horse",
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-out",
+            "modern.pfx",
+            "-passout",
+            "pass:correct horse",
         ],
     );
     openssl(
         dir.path(),
         &[
-            "pkcs12", "-export", "-legacy", "-in", "cert.pem", "-inkey", "key.pem", "-out",
-            "legacy.pfx", "-passout", "pass:correct horse",
+            "pkcs12",
+            "-export",
+            "-legacy",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-out",
+            "legacy.pfx",
+            "-passout",
+            "pass:correct horse",
         ],
     );
     // Prove the two files really use different schemes.
     let info = |file: &str, legacy: bool| {
-        let mut args = vec!["pkcs12", "-info", "-in", file, "-noout", "-passin", "pass:correct horse"];
+        let mut args = vec![
+            "pkcs12",
+            "-info",
+            "-in",
+            file,
+            "-noout",
+            "-passin",
+            "pass:correct horse",
+        ];
         if legacy {
             args.push("-legacy");
         }
@@ -123,14 +163,26 @@ fn rcgen_certificate_through_p12_keystore_writer() {
         [p12_keystore::Certificate::from_der(cert.der()).unwrap()],
     );
     let mut store = p12_keystore::KeyStore::new();
-    store.add_entry("mailroom", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+    store.add_entry(
+        "mailroom",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(chain),
+    );
     let pfx = store.writer("s3cret").write().unwrap();
 
     // OpenSSL can read what the writer produced …
     std::fs::write(dir.path().join("rcgen.pfx"), &pfx).unwrap();
     openssl(
         dir.path(),
-        &["pkcs12", "-in", "rcgen.pfx", "-passin", "pass:s3cret", "-nokeys", "-out", "rcgen.pem"],
+        &[
+            "pkcs12",
+            "-in",
+            "rcgen.pfx",
+            "-passin",
+            "pass:s3cret",
+            "-nokeys",
+            "-out",
+            "rcgen.pem",
+        ],
     );
     // … and so can we.
     let cred = CertificateCredential::from_pfx(&pfx, "s3cret").unwrap();
@@ -177,14 +229,22 @@ fn verify_assertion(cred: &CertificateCredential, alg: jsonwebtoken::Algorithm) 
         jsonwebtoken::Algorithm::PS256 => {
             assert_eq!(
                 header.x5t_s256.as_deref(),
-                Some(URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cred.cert_der())).as_str())
+                Some(
+                    URL_SAFE_NO_PAD
+                        .encode(sha2::Sha256::digest(cred.cert_der()))
+                        .as_str()
+                )
             );
             assert!(header.x5t.is_none());
         }
         _ => {
             assert_eq!(
                 header.x5t.as_deref(),
-                Some(URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cred.cert_der())).as_str())
+                Some(
+                    URL_SAFE_NO_PAD
+                        .encode(sha1::Sha1::digest(cred.cert_der()))
+                        .as_str()
+                )
             );
         }
     }
@@ -206,7 +266,8 @@ fn verify_assertion(cred: &CertificateCredential, alg: jsonwebtoken::Algorithm) 
     let again = cred
         .client_assertion("c0ffee00-0000-4000-8000-000000000003", endpoint, now)
         .unwrap();
-    let again = jsonwebtoken::decode::<AssertionClaims>(again.expose(), &decoding, &validation).unwrap();
+    let again =
+        jsonwebtoken::decode::<AssertionClaims>(again.expose(), &decoding, &validation).unwrap();
     assert_ne!(again.claims.jti, c.jti);
 }
 

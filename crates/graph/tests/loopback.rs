@@ -51,10 +51,16 @@ async fn authorize_url_and_ignored_requests_then_error_redirect() {
         "/6f1c2d3e-0a4b-4c5d-8e9f-0123456789ab/oauth2/v2.0/authorize"
     );
     assert_eq!(query(&url, "response_type").as_deref(), Some("code"));
-    assert_eq!(query(&url, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        query(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     assert_eq!(query(&url, "code_challenge").unwrap().len(), 43);
     assert_eq!(query(&url, "prompt").as_deref(), Some("select_account"));
-    assert_eq!(query(&url, "login_hint").as_deref(), Some("support@contoso.test"));
+    assert_eq!(
+        query(&url, "login_hint").as_deref(),
+        Some("support@contoso.test")
+    );
     assert_eq!(query(&url, "scope").unwrap(), scopes.join(" "));
     let redirect = query(&url, "redirect_uri").unwrap();
     assert_eq!(redirect, pending.redirect_uri());
@@ -62,7 +68,11 @@ async fn authorize_url_and_ignored_requests_then_error_redirect() {
     let state = query(&url, "state").unwrap();
 
     let http = reqwest::Client::new();
-    let favicon = http.get(local(&redirect, "/favicon.ico")).send().await.unwrap();
+    let favicon = http
+        .get(local(&redirect, "/favicon.ico"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(favicon.status(), 404);
     let foreign = http
         .get(local(&redirect, "/?code=stolen&state=someone-else"))
@@ -121,9 +131,10 @@ async fn timeout_and_cancel_stop_the_listener() {
         other => panic!("expected TimedOut, got {other:?}"),
     }
 
-    let (url, pending) = LoopbackSignIn::start(&app(), &["User.Read".to_string()], SignInOptions::default())
-        .await
-        .unwrap();
+    let (url, pending) =
+        LoopbackSignIn::start(&app(), &["User.Read".to_string()], SignInOptions::default())
+            .await
+            .unwrap();
     assert!(query(&url, "login_hint").is_none());
     let cancel = CancellationToken::new();
     cancel.cancel();
