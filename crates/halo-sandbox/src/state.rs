@@ -235,12 +235,6 @@ impl State {
                 "scopes": app.scopes.iter().enumerate().map(|(i, s)| json!({
                     "id": i as i64 + 1, "application_id": app_id, "name": s})).collect::<Vec<_>>(),
             });
-            state
-                .upsert(Res::Application, rec, &seed_caller, now, true)
-                .map_err(|e| crate::SeedError::Record {
-                    resource: "Application",
-                    detail: e.describe(),
-                })?;
             state.creds.push(AppCred {
                 app_id,
                 client_id: app.client_id.clone(),
@@ -248,6 +242,12 @@ impl State {
                 scopes: app.scopes.clone(),
                 agent_id: app.agent_id,
             });
+            state
+                .upsert(Res::Application, rec, &seed_caller, now, true)
+                .map_err(|e| crate::SeedError::Record {
+                    resource: "Application",
+                    detail: e.describe(),
+                })?;
         }
         for cert in &seed.certificates {
             let signer = SigningCert::from_pem(&cert.cert_pem, &cert.key_pem).map_err(|e| {
@@ -459,6 +459,11 @@ impl State {
         match existing {
             Some(i) => self.records.get_mut(&res).expect("table")[i] = rec.clone(),
             None => self.insert_record(res, rec.clone()),
+        }
+        if res == Res::Attachment {
+            if let Some(t) = int(&rec, "ticket_id") {
+                self.refresh_attachment_counts(t);
+            }
         }
         if old.is_none() {
             if let Some(Event::NewTicket(id)) = events.first_mut() {
