@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use mailroom_clock::ManualClock;
+use mailroom_clock::{Clock, ManualClock};
 use mailroom_graph_sandbox::seed::{self, DAEMON_APP_ID, DESKTOP_APP_ID};
 use mailroom_graph_sandbox::{spawn_local, AccessGrant, GraphSandbox, GraphSeed, StaticTokens, TokenRejection};
 use reqwest::header::HeaderMap;
@@ -74,22 +74,27 @@ const DESKTOP_SCOPES: &[&str] = &[
     "Mail.ReadWrite.Shared", "Mail.Send.Shared", "Contacts.Read",
 ];
 
+/// (Re)issues the test tokens, valid for an hour from `now`.
+pub fn install_tokens(tokens: &StaticTokens, now: DateTime<Utc>) {
+    let exp = now + Duration::hours(1);
+    tokens.insert("support", delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, exp));
+    tokens.insert("megan", delegated(seed::MEGAN_USER_ID, "megan@contoso.test", DESKTOP_SCOPES, exp));
+    tokens.insert("alex", delegated(seed::ALEX_USER_ID, "alex@contoso.test", DESKTOP_SCOPES, exp));
+    tokens.insert("support-readonly", delegated(seed::SUPPORT_USER_ID, SUPPORT, &["User.Read", "Mail.Read"], exp));
+    tokens.insert("support-expired", delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, now - Duration::minutes(1)));
+    tokens.insert("daemon", app(DAEMON_APP_ID, &["Mail.ReadWrite", "Mail.Send", "Contacts.Read"], exp));
+    tokens.insert("noroles", app("c0ffee00-0000-4000-8000-0000000000ff", &[], exp));
+    tokens.reject("revoked", TokenRejection::Revoked);
+}
+
 pub async fn env() -> Env {
     env_with(GraphSeed::default()).await
 }
 
 pub async fn env_with(seed: GraphSeed) -> Env {
     let clock = ManualClock::frozen(start_time());
-    let exp = start_time() + Duration::hours(1);
     let tokens = Arc::new(StaticTokens::new());
-    tokens.insert("support", delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, exp));
-    tokens.insert("megan", delegated(seed::MEGAN_USER_ID, "megan@contoso.test", DESKTOP_SCOPES, exp));
-    tokens.insert("alex", delegated(seed::ALEX_USER_ID, "alex@contoso.test", DESKTOP_SCOPES, exp));
-    tokens.insert("support-readonly", delegated(seed::SUPPORT_USER_ID, SUPPORT, &["User.Read", "Mail.Read"], exp));
-    tokens.insert("support-expired", delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, start_time() - Duration::minutes(1)));
-    tokens.insert("daemon", app(DAEMON_APP_ID, &["Mail.ReadWrite", "Mail.Send", "Contacts.Read"], exp));
-    tokens.insert("noroles", app("c0ffee00-0000-4000-8000-0000000000ff", &[], exp));
-    tokens.reject("revoked", TokenRejection::Revoked);
+    install_tokens(&tokens, start_time());
     let sb = GraphSandbox::new(seed, tokens.clone(), clock.clone());
     let (addr, _h) = spawn_local(sb.clone()).await.unwrap();
     Env {
@@ -102,6 +107,12 @@ pub async fn env_with(seed: GraphSeed) -> Env {
 }
 
 impl Env {
+    /// Moves the clock and reissues tokens so they are valid at the new time.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        install_tokens(&self.tokens, self.clock.now());
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_owned()
