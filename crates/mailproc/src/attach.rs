@@ -101,13 +101,18 @@ pub fn plan_attachments(
                     .map(|h| h.contains(&format!("cid:{}", cid.to_ascii_lowercase())))
                     .unwrap_or(false)
             });
-            let decision = if let Some(ext) = a
-                .extension()
-                .filter(|e| policy.blocked_extensions.iter().any(|b| b.trim().trim_start_matches('.').eq_ignore_ascii_case(e)))
-            {
+            let decision = if let Some(ext) = a.extension().filter(|e| {
+                policy
+                    .blocked_extensions
+                    .iter()
+                    .any(|b| b.trim().trim_start_matches('.').eq_ignore_ascii_case(e))
+            }) {
                 skip(
                     "blocked_extension",
-                    format!("{}: files ending in .{ext} are blocked by the attachment policy", a.name),
+                    format!(
+                        "{}: files ending in .{ext} are blocked by the attachment policy",
+                        a.name
+                    ),
                 )
             } else if a.size == 0 {
                 skip("empty", format!("{}: the attachment is empty", a.name))
@@ -127,7 +132,10 @@ pub fn plan_attachments(
             {
                 skip(
                     "small_inline_image",
-                    format!("{}: inline image of {} bytes treated as a signature/spacer image", a.name, a.size),
+                    format!(
+                        "{}: inline image of {} bytes treated as a signature/spacer image",
+                        a.name, a.size
+                    ),
                 )
             } else if total.saturating_add(a.size) > policy.max_total {
                 skip(

@@ -269,10 +269,13 @@ fn check(email: &ParsedEmail, policy: &LoopPolicy, recent: u32) -> Option<SkipRe
     }
     let lh = policy.loop_header.trim();
     if !lh.is_empty() {
-        let hit = email.headers.get_all(lh).any(|v| match &policy.loop_header_value {
-            Some(want) => v.trim().eq_ignore_ascii_case(want.trim()),
-            None => true,
-        });
+        let hit = email
+            .headers
+            .get_all(lh)
+            .any(|v| match &policy.loop_header_value {
+                Some(want) => v.trim().eq_ignore_ascii_case(want.trim()),
+                None => true,
+            });
         if hit {
             return Some(SkipReason::LoopHeader {
                 header: lh.to_string(),
@@ -338,8 +341,7 @@ pub fn bounce_evidence(email: &ParsedEmail, policy: &LoopPolicy) -> Option<Strin
     }
     if let Some(from) = &email.from {
         let local = from.local_part();
-        if local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
-        {
+        if local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster") {
             return Some(format!("sender {}", from.address));
         }
     }
@@ -376,7 +378,12 @@ pub fn auto_reply_evidence(email: &ParsedEmail, policy: &LoopPolicy) -> Option<S
             return Some(format!("Precedence: {v}"));
         }
     }
-    for name in ["X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Reply"] {
+    for name in [
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Autoresponder",
+        "X-Auto-Reply",
+    ] {
         if let Some(v) = h.get(name) {
             if !v.trim().eq_ignore_ascii_case("no") {
                 return Some(format!("{name} header"));
@@ -390,7 +397,8 @@ pub fn auto_reply_evidence(email: &ParsedEmail, policy: &LoopPolicy) -> Option<S
     }
     if let Some(mime) = email.mime_type() {
         if mime == "multipart/report"
-            && email.content_type_param("report-type").as_deref() == Some("disposition-notification")
+            && email.content_type_param("report-type").as_deref()
+                == Some("disposition-notification")
         {
             return Some("read receipt (report-type=disposition-notification)".into());
         }

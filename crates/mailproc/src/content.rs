@@ -110,13 +110,29 @@ pub fn sanitize_html(html: &str, opts: &HtmlOptions) -> String {
     let mut b = ammonia::Builder::default();
     b.add_tags(["font", "center", "u", "s", "strike", "big", "small"])
         .add_tag_attributes("font", ["color", "face", "size"])
-        .add_tag_attributes("img", ["src", "alt", "title", "width", "height", "align", "border"])
+        .add_tag_attributes(
+            "img",
+            ["src", "alt", "title", "width", "height", "align", "border"],
+        )
         .add_tag_attributes(
             "table",
-            ["width", "border", "cellpadding", "cellspacing", "align", "bgcolor"],
+            [
+                "width",
+                "border",
+                "cellpadding",
+                "cellspacing",
+                "align",
+                "bgcolor",
+            ],
         )
-        .add_tag_attributes("td", ["width", "height", "align", "valign", "bgcolor", "nowrap"])
-        .add_tag_attributes("th", ["width", "height", "align", "valign", "bgcolor", "nowrap"])
+        .add_tag_attributes(
+            "td",
+            ["width", "height", "align", "valign", "bgcolor", "nowrap"],
+        )
+        .add_tag_attributes(
+            "th",
+            ["width", "height", "align", "valign", "bgcolor", "nowrap"],
+        )
         .add_tag_attributes("tr", ["align", "valign", "bgcolor"])
         .add_tag_attributes("p", ["align"])
         .add_tag_attributes("div", ["align"])
@@ -130,12 +146,11 @@ pub fn sanitize_html(html: &str, opts: &HtmlOptions) -> String {
             let lower = value.trim().to_ascii_lowercase();
             match (element, attribute) {
                 ("img", "src") => {
-                    if let Some(cid) = lower.strip_prefix("cid:") {
-                        let _ = cid;
-                        let id = normalise_cid(&value.trim()[4..]);
-                        return match cid_map.get(&id) {
+                    if lower.starts_with("cid:") {
+                        let raw_id = value.trim()[4..].trim();
+                        return match cid_map.get(&normalise_cid(raw_id)) {
                             Some(url) => Some(url.clone().into()),
-                            None if keep_unmapped => Some(value.into()),
+                            None if keep_unmapped => Some(format!("cid:{raw_id}").into()),
                             None => None,
                         };
                     }
@@ -146,7 +161,11 @@ pub fn sanitize_html(html: &str, opts: &HtmlOptions) -> String {
                                 .any(|t| lower.starts_with(&format!("data:image/{t};")));
                         return ok.then(|| value.into());
                     }
-                    if block_remote && (lower.starts_with("http:") || lower.starts_with("https:") || lower.starts_with("//")) {
+                    if block_remote
+                        && (lower.starts_with("http:")
+                            || lower.starts_with("https:")
+                            || lower.starts_with("//"))
+                    {
                         return None;
                     }
                     Some(value.into())
@@ -374,8 +393,11 @@ pub fn trim_quoted_text(text: &str, q: &QuoteTrimming) -> String {
     static OUTLOOK: OnceLock<Regex> = OnceLock::new();
     static QUOTED: OnceLock<Regex> = OnceLock::new();
     let orig = ORIG.get_or_init(|| ci(r"(?m)^[ \t]*-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|Oorspronkelijk bericht|Mensaje original)\s*-{2,}"));
-    let wrote = WROTE.get_or_init(|| ci(r"(?m)^[ \t]*On\s[^\n]{1,300}(?:\r?\n[^\n]{0,120})?\swrote:[ \t]*\r?$"));
-    let outlook = OUTLOOK.get_or_init(|| ci(r"(?m)^(?:[ \t]*_{10,}[ \t]*\r?\n)?[ \t]*From:[^\n]*\r?\n[ \t]*(?:Sent|Date):"));
+    let wrote = WROTE
+        .get_or_init(|| ci(r"(?m)^[ \t]*On\s[^\n]{1,300}(?:\r?\n[^\n]{0,120})?\swrote:[ \t]*\r?$"));
+    let outlook = OUTLOOK.get_or_init(|| {
+        ci(r"(?m)^(?:[ \t]*_{10,}[ \t]*\r?\n)?[ \t]*From:[^\n]*\r?\n[ \t]*(?:Sent|Date):")
+    });
     let quoted = QUOTED.get_or_init(|| ci(r"(?m)^>"));
     let mut cut: Option<usize> = None;
     let mut consider = |pos: Option<usize>| {

@@ -223,11 +223,12 @@ impl ParsedEmail {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(MailError::Empty);
         }
-        let message = MessageParser::default()
-            .parse(bytes)
-            .ok_or_else(|| MailError::Malformed {
-                detail: "the parser found no message in the input".into(),
-            })?;
+        let message =
+            MessageParser::default()
+                .parse(bytes)
+                .ok_or_else(|| MailError::Malformed {
+                    detail: "the parser found no message in the input".into(),
+                })?;
         let root = message.root_part();
         let has_known = root
             .headers
@@ -367,7 +368,10 @@ impl ParsedEmail {
             }
         }
         if message.parts.iter().any(|p| p.is_encoding_problem) {
-            warnings.push("a MIME part could not be decoded cleanly (bad transfer encoding or charset)".into());
+            warnings.push(
+                "a MIME part could not be decoded cleanly (bad transfer encoding or charset)"
+                    .into(),
+            );
         }
 
         Ok(Self {
@@ -376,7 +380,10 @@ impl ParsedEmail {
             in_reply_to,
             references,
             conversation_id: None,
-            subject: message.subject().map(|s| s.trim().to_string()).unwrap_or_default(),
+            subject: message
+                .subject()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
             from,
             to,
             cc,
@@ -431,7 +438,9 @@ impl ParsedEmail {
             )
         };
         let (html_body, text_body) = match &msg.body {
-            Some(b) if b.content_type.eq_ignore_ascii_case("html") => (Some(b.content.clone()), None),
+            Some(b) if b.content_type.eq_ignore_ascii_case("html") => {
+                (Some(b.content.clone()), None)
+            }
             Some(b) => (None, Some(b.content.clone())),
             None => (None, None),
         };
@@ -644,7 +653,10 @@ impl std::fmt::Debug for GraphAttachment {
             .field("size", &self.size)
             .field("is_inline", &self.is_inline)
             .field("content_id", &self.content_id)
-            .field("content_bytes", &self.content_bytes.as_ref().map(|b| b.len()))
+            .field(
+                "content_bytes",
+                &self.content_bytes.as_ref().map(|b| b.len()),
+            )
             .finish()
     }
 }

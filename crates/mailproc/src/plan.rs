@@ -234,7 +234,10 @@ pub fn plan(email: &ParsedEmail, ctx: &Context<'_>) -> Plan {
                 .flatten()
         })
         .or_else(|| {
-            let conv = email.conversation_id.as_ref().filter(|_| s.thread_by_conversation)?;
+            let conv = email
+                .conversation_id
+                .as_ref()
+                .filter(|_| s.thread_by_conversation)?;
             ctx.index
                 .ticket_for_key(&conversation_key(conv))
                 .map(|id| (id, ThreadedBy::Conversation))
@@ -286,7 +289,11 @@ pub fn summary(subject: &str, max: usize) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let s = if s.is_empty() { "(no subject)".to_string() } else { s };
+    let s = if s.is_empty() {
+        "(no subject)".to_string()
+    } else {
+        s
+    };
     if max > 0 && s.chars().count() > max {
         let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
         t.push('…');
@@ -340,7 +347,7 @@ fn body_and_attachments(
                     _ => None,
                 })
                 .collect();
-            sanitize_html(&h, &opts)
+            sanitize_html(&h, &opts).trim().to_string()
         }
         None => {
             let text = email.text_body.as_deref().unwrap_or("");

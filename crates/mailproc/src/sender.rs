@@ -184,7 +184,11 @@ pub fn match_sender(sender: &Mailbox, dir: &Directory, policy: &SenderPolicy) ->
         let site_id = policy.default_site_id?;
         Some(SenderMatch::NewUserOnDefaultSite {
             site_id,
-            client_id: dir.sites.iter().find(|s| s.id == site_id).map(|s| s.client_id),
+            client_id: dir
+                .sites
+                .iter()
+                .find(|s| s.id == site_id)
+                .map(|s| s.client_id),
             name: name.clone(),
             email: address.clone(),
         })
@@ -278,7 +282,11 @@ pub fn find_site<'a>(
 /// quotes and a trailing `(Company)` or `[EXTERNAL]` are removed; with no
 /// usable name the address local part is used (`pat.smith` → Pat / Smith).
 pub fn split_name(display_name: Option<&str>, address: &str) -> PersonName {
-    let mut n = display_name.unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'').to_string();
+    let mut n = display_name
+        .unwrap_or("")
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+        .to_string();
     // Drop bracketed decorations: "Pat Smith (Fabrikam)", "[EXTERNAL] Pat".
     for (open, close) in [('(', ')'), ('[', ']')] {
         while let (Some(a), Some(b)) = (n.find(open), n.rfind(close)) {
@@ -311,7 +319,11 @@ pub fn split_name(display_name: Option<&str>, address: &str) -> PersonName {
                 last: last.into(),
             };
         }
-        n = n.replace(',', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+        n = n
+            .replace(',', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
     }
     match n.split_once(' ') {
         Some((first, last)) => PersonName {

@@ -187,8 +187,15 @@ pub fn own_keys(email: &ParsedEmail) -> Vec<String> {
 /// References newest-first, each bare and in angle brackets, deduplicated.
 pub fn reply_keys(email: &ParsedEmail) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let own = email.message_id.as_deref().map(|m| message_id_keys(m)[0].clone());
-    for id in email.in_reply_to.iter().chain(email.references.iter().rev()) {
+    let own = email
+        .message_id
+        .as_deref()
+        .map(|m| message_id_keys(m)[0].clone());
+    for id in email
+        .in_reply_to
+        .iter()
+        .chain(email.references.iter().rev())
+    {
         let keys = message_id_keys(id);
         if keys[0].is_empty() || Some(&keys[0]) == own.as_ref() {
             continue;
