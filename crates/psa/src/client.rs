@@ -995,6 +995,9 @@ impl PsaClient {
 
     /// Tickets whose `email_message_id` or `internet_message_id` equals `message_id` (compared
     /// without surrounding `<>` and case-insensitively), using the configured lookup strategy.
+    /// HaloPSA is asked for the canonical form `<local@domain>` ([`canonical_message_id`]), so
+    /// tickets should be created with ids in that form. Each configured field costs one request
+    /// when nothing matches.
     pub async fn find_tickets_by_message_id(
         &self,
         message_id: &str,
@@ -1003,30 +1006,59 @@ impl PsaClient {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let query = match &self.inner.config.message_id_lookup {
-            MessageIdLookup::Disabled => return Ok(Vec::new()),
-            MessageIdLookup::Search => TicketQuery {
-                search: Some(message_id.trim().to_string()),
-                ..Default::default()
-            },
-            MessageIdLookup::AdvancedSearch { field } => TicketQuery {
-                extra: vec![(
-                    "advanced_search".into(),
-                    serde_json::json!([{"filter_name": field, "filter_type": 2, "filter_value": message_id.trim()}]).to_string(),
-                )],
-                ..Default::default()
-            },
+        let matches = |tickets: Vec<Ticket>| -> Vec<Ticket> {
+            tickets
+                .into_iter()
+                .filter(|t| {
+                    [&t.email_message_id, &t.internet_message_id]
+                        .into_iter()
+                        .flatten()
+                        .any(|id| normalize_message_id(id) == wanted)
+                })
+                .collect()
         };
-        let tickets = self.list_tickets(&query).await?;
-        Ok(tickets
-            .into_iter()
-            .filter(|t| {
-                [&t.email_message_id, &t.internet_message_id]
-                    .into_iter()
-                    .flatten()
-                    .any(|id| normalize_message_id(id) == wanted)
-            })
-            .collect())
+        let canonical = canonical_message_id(message_id);
+        let search = TicketQuery {
+            search: Some(canonical.clone()),
+            ..Default::default()
+        };
+        match &self.inner.config.message_id_lookup {
+            MessageIdLookup::Disabled => Ok(Vec::new()),
+            MessageIdLookup::Search => Ok(matches(self.list_tickets(&search).await?)),
+            MessageIdLookup::AdvancedSearch { fields } => {
+                for field in fields {
+                    let filter = serde_json::json!([{
+                        "filter_name": field,
+                        "filter_type": 2,
+                        "filter_value": canonical,
+                    }]);
+                    let query = TicketQuery {
+                        extra: vec![("advanced_search".into(), filter.to_string())],
+                        ..Default::default()
+                    };
+                    match self.list_tickets(&query).await {
+                        Ok(tickets) => {
+                            let found = matches(tickets);
+                            if !found.is_empty() {
+                                return Ok(found);
+                            }
+                        }
+                        Err(e)
+                            if e.kind == ErrorKind::Validation
+                                && e.message.to_ascii_lowercase().contains("advanced search") =>
+                        {
+                            tracing::debug!(
+                                field,
+                                "HaloPSA rejects advanced search on this field; using search"
+                            );
+                            return Ok(matches(self.list_tickets(&search).await?));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// Adds an action to a ticket. HaloPSA requires an outcome ("An Outcome must be entered
@@ -1191,7 +1223,18 @@ impl PsaClient {
     }
 }
 
-/// A Message-ID without angle brackets or surrounding space, lower-cased.
+/// A Message-ID in its canonical header form, `<local@domain>` (as Graph's
+/// `internetMessageId` has it). Store ids in this form so lookups match exactly.
+pub fn canonical_message_id(id: &str) -> String {
+    let bare = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    format!("<{bare}>")
+}
+
+/// A Message-ID without angle brackets or surrounding space, lower-cased (for comparison).
 pub fn normalize_message_id(id: &str) -> String {
     id.trim()
         .trim_start_matches('<')
@@ -1260,6 +1303,8 @@ mod tests {
     fn message_ids_normalize() {
         assert_eq!(normalize_message_id(" <ABC@x.test> "), "abc@x.test");
         assert_eq!(normalize_message_id("abc@x.test"), "abc@x.test");
+        assert_eq!(canonical_message_id(" abc@x.test"), "<abc@x.test>");
+        assert_eq!(canonical_message_id("<abc@x.test>"), "<abc@x.test>");
     }
 
     #[test]

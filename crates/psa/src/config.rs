@@ -105,17 +105,31 @@ impl Default for RetryPolicy {
 /// `email_message_id` and `internet_message_id`, so a fuzzy server-side match never leaks through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageIdLookup {
-    /// `GET /Tickets?search=<message id>` (the default).
-    Search,
     /// `GET /Tickets?advanced_search=[{"filter_name":<field>,"filter_type":2,"filter_value":<id>}]`
-    /// (filter_type 2 = exact match). HaloPSA rejects fields that are not whitelisted with
-    /// "Invalid advanced search parameter".
+    /// (filter_type 2 = exact match), one request per field until one matches. If HaloPSA
+    /// rejects the field ("Invalid advanced search parameter"), falls back to
+    /// [`MessageIdLookup::Search`]. The default, with fields `email_message_id` and
+    /// `internet_message_id`.
     AdvancedSearch {
-        /// The field name, e.g. `email_message_id`.
-        field: String,
+        /// Field names to filter on, in order.
+        fields: Vec<String>,
     },
+    /// `GET /Tickets?search=<message id>` (works only where HaloPSA's search indexes the
+    /// Message-ID fields).
+    Search,
     /// Never look tickets up by message id (always returns no match).
     Disabled,
+}
+
+impl Default for MessageIdLookup {
+    fn default() -> Self {
+        MessageIdLookup::AdvancedSearch {
+            fields: vec![
+                "email_message_id".to_string(),
+                "internet_message_id".to_string(),
+            ],
+        }
+    }
 }
 
 /// Everything needed to talk to one HaloPSA instance.
@@ -149,7 +163,7 @@ pub struct PsaConfig {
 
 impl PsaConfig {
     /// A configuration with the documented defaults: discovered auth URL, scope `all`,
-    /// 300 requests per rolling 5 minutes, pages of 100, message-id lookup by search.
+    /// 300 requests per rolling 5 minutes, pages of 100, message-id lookup by advanced search.
     pub fn new(
         base_url: impl Into<String>,
         client_id: impl Into<String>,
@@ -165,7 +179,7 @@ impl PsaConfig {
             rate_limit: RollingWindow::default(),
             retry: RetryPolicy::default(),
             page_size: 100,
-            message_id_lookup: MessageIdLookup::Search,
+            message_id_lookup: MessageIdLookup::default(),
             request_timeout: Duration::from_secs(60),
         }
     }

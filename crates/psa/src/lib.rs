@@ -33,7 +33,7 @@ mod limiter;
 pub mod model;
 pub mod paging;
 
-pub use client::{normalize_message_id, ProbeReport, PsaClient, TicketQuery};
+pub use client::{canonical_message_id, normalize_message_id, ProbeReport, PsaClient, TicketQuery};
 pub use config::{MessageIdLookup, PsaConfig, RetryPolicy, RollingWindow, Secret};
 pub use error::{kind_for_status, parse_error_body, ErrorKind, PsaError};
 pub use limiter::{Permit, RollingLimiter, Sleeper, TokioSleeper};
