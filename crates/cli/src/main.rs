@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use mailroom_engine::Core;
 
 #[derive(Parser)]
-#[command(name = "mailroom", version, about = "Microsoft 365 mailboxes into HaloPSA tickets")]
+#[command(
+    name = "mailroom",
+    version,
+    about = "Microsoft 365 mailboxes into HaloPSA tickets"
+)]
 struct Cli {
     /// Data directory (default: $MAILROOM_DATA_DIR or the platform's per-user data directory).
     #[arg(long, global = true, env = "MAILROOM_DATA_DIR")]
@@ -53,7 +57,10 @@ async fn mailbox_list(core: &Core, json: bool) -> anyhow::Result<()> {
         println!("No mailboxes yet. Add one in the app, or with `mailroom mailbox add`.");
         return Ok(());
     }
-    println!("{:<24} {:<8} {:<32} CONNECTED AS", "NAME", "METHOD", "MAILBOX");
+    println!(
+        "{:<24} {:<8} {:<32} CONNECTED AS",
+        "NAME", "METHOD", "MAILBOX"
+    );
     for m in mailboxes {
         let method = match m.method {
             mailroom_engine::store_types::MailboxMethod::Scan => "scan",
@@ -63,7 +70,9 @@ async fn mailbox_list(core: &Core, json: bool) -> anyhow::Result<()> {
             .mailbox_address
             .or(m.shared_mailbox)
             .unwrap_or_else(|| "(signed-in user's inbox)".into());
-        let account = m.connected_account.unwrap_or_else(|| "not connected".into());
+        let account = m
+            .connected_account
+            .unwrap_or_else(|| "not connected".into());
         println!("{:<24} {:<8} {:<32} {}", m.name, method, address, account);
     }
     Ok(())

@@ -6,6 +6,7 @@
 //!   keyring themselves.
 
 pub mod logging;
+pub mod mailboxes;
 
 use std::path::{Path, PathBuf};
 

@@ -233,14 +233,12 @@ impl Secrets {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SecretsError> + Send + 'static,
 ) -> Result<T, SecretsError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|join| {
-            Err(SecretsError::Backend {
-                entry: "-".into(),
-                detail: format!("keyring task failed: {join}"),
-            })
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|join| {
+        Err(SecretsError::Backend {
+            entry: "-".into(),
+            detail: format!("keyring task failed: {join}"),
         })
+    })
 }
 
 fn map_err(key: &SecretKey, error: keyring::Error) -> SecretsError {

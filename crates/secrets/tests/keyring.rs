@@ -14,8 +14,12 @@ fn stores_reads_and_deletes_through_fresh_entries() {
     secrets.self_check().expect("keyring self-check");
     let key = SecretKey::new("mailbox-a", SecretKind::RefreshToken);
     assert_eq!(secrets.get(&key).unwrap(), None);
-    secrets.set(&key, &SecretValue::new("1.AXkA-first")).unwrap();
-    secrets.set(&key, &SecretValue::new("1.AXkA-rotated")).unwrap();
+    secrets
+        .set(&key, &SecretValue::new("1.AXkA-first"))
+        .unwrap();
+    secrets
+        .set(&key, &SecretValue::new("1.AXkA-rotated"))
+        .unwrap();
     assert_eq!(
         secrets.get(&key).unwrap().unwrap().expose(),
         "1.AXkA-rotated",

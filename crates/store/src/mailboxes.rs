@@ -316,14 +316,23 @@ mod tests {
     async fn duplicate_names_are_refused_clearly() {
         let (_dir, store) = store().await;
         store.add_mailbox(&scan_mailbox("Support")).await.unwrap();
-        let err = store.add_mailbox(&scan_mailbox(" Support ")).await.unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateName(ref n) if n == "Support"), "{err}");
+        let err = store
+            .add_mailbox(&scan_mailbox(" Support "))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::DuplicateName(ref n) if n == "Support"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn missing_mailbox_is_not_found() {
         let (_dir, store) = store().await;
-        let err = store.set_mailbox_connection("nope", None).await.unwrap_err();
+        let err = store
+            .set_mailbox_connection("nope", None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::NotFound { .. }));
     }
 }

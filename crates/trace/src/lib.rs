@@ -214,7 +214,10 @@ tokio::task_local! {
 }
 
 /// Runs `future` with `sink` receiving every exchange recorded inside it.
-pub async fn with_sink<F: std::future::Future>(sink: Arc<dyn ExchangeSink>, future: F) -> F::Output {
+pub async fn with_sink<F: std::future::Future>(
+    sink: Arc<dyn ExchangeSink>,
+    future: F,
+) -> F::Output {
     SINK.scope(sink, future).await
 }
 
@@ -242,7 +245,10 @@ impl Collector {
 
 impl ExchangeSink for Collector {
     fn record(&self, exchange: HttpExchange) {
-        self.exchanges.lock().expect("collector lock").push(exchange);
+        self.exchanges
+            .lock()
+            .expect("collector lock")
+            .push(exchange);
     }
 }
 
@@ -252,7 +258,8 @@ mod tests {
 
     #[test]
     fn form_bodies_lose_their_credentials() {
-        let body = "grant_type=refresh_token&client_id=abc&refresh_token=1.AXkA&client_secret=s3cr3t";
+        let body =
+            "grant_type=refresh_token&client_id=abc&refresh_token=1.AXkA&client_secret=s3cr3t";
         let out = redact_body(body);
         assert!(out.contains("client_id=abc"));
         assert!(!out.contains("1.AXkA"));

@@ -1,0 +1,19 @@
+//! Tauri build script. The app manifest lists Mailroom's own commands so that each gets an
+//! `allow-<command>` permission and the capability in `capabilities/` grants exactly those.
+
+/// Every `#[tauri::command]` the shell registers (keep in sync with `lib.rs`).
+const COMMANDS: &[&str] = &[
+    "app_info",
+    "list_mailboxes",
+    "add_mailbox",
+    "remove_mailbox",
+];
+
+fn main() {
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .capabilities_path_pattern("./src-tauri/capabilities/**/*")
+            .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)),
+    )
+    .expect("tauri build script");
+}

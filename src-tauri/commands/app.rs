@@ -1,0 +1,25 @@
+//! Facts about the running app.
+
+use serde::Serialize;
+use tauri::State;
+
+use crate::AppState;
+
+#[derive(Serialize)]
+pub struct AppInfo {
+    version: &'static str,
+    data_dir: String,
+    log_dir: String,
+}
+
+#[tauri::command]
+pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo, super::UiError> {
+    let data_dir = state.core.data_dir();
+    Ok(AppInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        data_dir: data_dir.display().to_string(),
+        log_dir: mailroom_engine::logging::log_dir(data_dir)
+            .display()
+            .to_string(),
+    })
+}

@@ -1,0 +1,91 @@
+//! The app shell through the real window: it starts, every navigation area opens, and each
+//! shows an empty state that says what to do next.
+
+mod support;
+
+use mailroom_store::{Cloud, CredentialKind, MailboxMethod, NewMailbox, Store};
+use support::Session;
+
+#[tokio::test]
+async fn first_start_shows_the_add_mailbox_empty_state() {
+    Session::start()
+        .await
+        .run("first_start", async |s| {
+            let title = s.client.title().await.unwrap();
+            assert_eq!(title, "Mailroom");
+            let empty = s.text("#empty-mailboxes").await;
+            assert!(empty.contains("Connect your first mailbox"), "{empty}");
+            assert!(!s
+                .find("#mailbox-list-empty")
+                .await
+                .attr("hidden")
+                .await
+                .unwrap()
+                .is_some());
+            s.find("#empty-add-mailbox").await.click().await.unwrap();
+            assert!(s.text("#add-mailbox-view").await.contains("Add a mailbox"));
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn monitoring_and_integration_open_with_their_empty_states() {
+    Session::start()
+        .await
+        .run("service_views", async |s| {
+            s.find("#nav-monitoring").await.click().await.unwrap();
+            let monitoring = s.text("#empty-monitoring").await;
+            assert!(monitoring.contains("Add a mailbox first"), "{monitoring}");
+            s.find("#nav-integration").await.click().await.unwrap();
+            let integration = s.text("#empty-integration").await;
+            assert!(integration.contains("No PSA connected"), "{integration}");
+            assert!(integration.contains("End-to-end test"), "{integration}");
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_mailbox_has_incoming_contact_imports_and_inbound_log_tabs() {
+    let session = Session::start_with(|dir| async move {
+        let store = Store::open(dir.join(mailroom_store::DATABASE_FILE))
+            .await
+            .unwrap();
+        store
+            .add_mailbox(&NewMailbox {
+                name: "Helpdesk".into(),
+                method: MailboxMethod::Scan,
+                cloud: Cloud::Global,
+                authority_url: None,
+                graph_url: None,
+                tenant_id: "6f1c2d3e-0a4b-4c5d-8e9f-0123456789ab".into(),
+                client_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+                credential_kind: CredentialKind::Public,
+                shared_mailbox: Some("helpdesk@contoso.test".into()),
+                mailbox_address: None,
+            })
+            .await
+            .unwrap();
+        store.close().await;
+    })
+    .await;
+    session
+        .run("mailbox_tabs", async |s| {
+            assert!(s.text("#pick-mailbox").await.contains("Choose a mailbox"));
+            s.find("[data-mailbox='Helpdesk']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            assert!(s.text("#incoming-panel").await.contains("Not connected"));
+            s.find("#tab-contacts").await.click().await.unwrap();
+            assert!(s.text("#empty-contacts").await.contains("Contacts.Read"));
+            s.find("#tab-log").await.click().await.unwrap();
+            assert!(s
+                .text("#empty-inbound-log")
+                .await
+                .contains("No email processed yet"));
+            s.find("#tab-incoming").await.click().await.unwrap();
+            assert!(s.text("#incoming-panel").await.contains("Authorize"));
+        })
+        .await;
+}

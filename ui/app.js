@@ -1,0 +1,224 @@
+// Mailroom's UI: a hash router over a few views. Navigation mirrors the PSA's mailbox setup:
+// a mailbox list; per mailbox the tabs Incoming, Contact imports and Inbound log; a global
+// Monitoring view; and the Integration wizard.
+
+import * as backend from './backend.js';
+import { h, emptyState, toast } from './dom.js';
+import { mailboxForm } from './mailbox-form.js';
+
+const state = { mailboxes: [] };
+
+const MAILBOX_TABS = [
+  { id: 'incoming', label: 'Incoming' },
+  { id: 'contacts', label: 'Contact imports' },
+  { id: 'log', label: 'Inbound log' },
+];
+
+function parseRoute() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  if (parts[0] === 'mailboxes' && parts[1]) {
+    return { view: 'mailbox', id: decodeURIComponent(parts[1]), tab: parts[2] || 'incoming' };
+  }
+  if (parts[0] === 'monitoring' || parts[0] === 'integration' || parts[0] === 'add-mailbox') {
+    return { view: parts[0] };
+  }
+  return { view: 'home' };
+}
+
+function renderMailboxList(route) {
+  const list = document.getElementById('mailbox-list');
+  list.replaceChildren(...state.mailboxes.map((m) => {
+    const active = route.view === 'mailbox' && route.id === m.id;
+    const status = m.connected_account ? 'connected' : 'not-connected';
+    return h('li', {},
+      h('a', {
+        href: `#/mailboxes/${encodeURIComponent(m.id)}/incoming`,
+        class: active ? 'active' : '',
+        'data-mailbox': m.name,
+        'aria-current': active ? 'page' : false,
+      },
+      h('span', { class: `dot ${status}`, title: m.connected_account ? `Connected as ${m.connected_account}` : 'Not connected' }),
+      m.name));
+  }));
+  document.getElementById('mailbox-list-empty').hidden = state.mailboxes.length > 0;
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    const active = link.dataset.nav === route.view;
+    link.classList.toggle('active', active);
+    if (active) link.setAttribute('aria-current', 'page'); else link.removeAttribute('aria-current');
+  }
+}
+
+function homeView() {
+  if (state.mailboxes.length === 0) {
+    return emptyState({
+      id: 'empty-mailboxes',
+      title: 'Connect your first mailbox',
+      body: [
+        'Mailroom turns the mail arriving in a Microsoft 365 mailbox into HaloPSA tickets, and replies into updates on the ticket they belong to.',
+        'Add a mailbox to start: sign in to scan a licensed or shared mailbox, or use app-only credentials with webhooks for instant delivery.',
+      ],
+      action: h('a', { class: 'button primary', href: '#/add-mailbox', id: 'empty-add-mailbox' }, 'Add a mailbox'),
+    });
+  }
+  return emptyState({
+    id: 'pick-mailbox',
+    title: 'Choose a mailbox',
+    body: 'Pick a mailbox on the left to see how its mail is reached and processed.',
+  });
+}
+
+function addMailboxView() {
+  return h('div', { id: 'add-mailbox-view' },
+    h('header', { class: 'view-header' }, h('h1', {}, 'Add a mailbox'),
+      h('p', { class: 'subtle' }, 'Register an app in Microsoft Entra ID, then enter its details here. The steps for the method you choose are on the right.')),
+    mailboxForm({
+      onSaved: async (mailbox) => {
+        await refreshMailboxes();
+        toast(`Mailbox "${mailbox.name}" added.`);
+        location.hash = `#/mailboxes/${encodeURIComponent(mailbox.id)}/incoming`;
+      },
+    }));
+}
+
+async function removeMailbox(mailbox) {
+  if (!confirm(`Remove the mailbox "${mailbox.name}"? Its credentials are deleted from the keyring.`)) return;
+  try {
+    await backend.removeMailbox(mailbox.id);
+    await refreshMailboxes();
+    location.hash = '#/';
+    toast(`Mailbox "${mailbox.name}" removed.`);
+  } catch (e) {
+    toast(e.message, 'error');
+  }
+}
+
+function mailboxView(route) {
+  const mailbox = state.mailboxes.find((m) => m.id === route.id);
+  if (!mailbox) {
+    return emptyState({
+      id: 'mailbox-missing',
+      title: 'This mailbox no longer exists',
+      body: 'It may have been removed. Choose another mailbox on the left.',
+    });
+  }
+  const tabs = h('div', { class: 'tabs', role: 'tablist' }, MAILBOX_TABS.map((tab) =>
+    h('a', {
+      role: 'tab',
+      id: `tab-${tab.id}`,
+      href: `#/mailboxes/${encodeURIComponent(mailbox.id)}/${tab.id}`,
+      class: tab.id === route.tab ? 'active' : '',
+      'aria-selected': tab.id === route.tab ? 'true' : 'false',
+    }, tab.label)));
+  return h('div', { class: 'mailbox' },
+    h('header', { class: 'view-header' },
+      h('div', { class: 'view-title' },
+        h('h1', {}, mailbox.name),
+        h('button', { class: 'button subtle-button', id: 'remove-mailbox', onclick: () => removeMailbox(mailbox) }, 'Remove')),
+      h('p', { class: 'subtle' }, mailbox.method === 'scan' ? 'Mailbox scan (delegated sign-in)' : 'Webhooks (application permissions)')),
+    tabs,
+    h('div', { class: 'tab-panel', role: 'tabpanel' }, mailboxTab(mailbox, route.tab)));
+}
+
+function mailboxTab(mailbox, tab) {
+  switch (tab) {
+    case 'contacts':
+      return emptyState({
+        id: 'empty-contacts',
+        title: 'No contact imports yet',
+        body: [
+          'Import Outlook contacts from this mailbox as PSA users. Add field mappings first (Outlook field → PSA user field), then run an import.',
+          'The app registration needs the Contacts.Read permission for this.',
+        ],
+      });
+    case 'log':
+      return emptyState({
+        id: 'empty-inbound-log',
+        title: 'No email processed yet',
+        body: 'Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.',
+      });
+    default:
+      return emptyState({
+        id: 'incoming-panel',
+        title: mailbox.connected_account ? `Connected as ${mailbox.connected_account}` : 'Not connected',
+        body: mailbox.connected_account
+          ? 'Mail in this mailbox is being turned into tickets.'
+          : (mailbox.method === 'scan'
+            ? 'Authorize the app to read this mailbox: sign in with the account whose inbox (or shared mailbox) should be processed.'
+            : 'Create a subscription so Microsoft Graph notifies Mailroom of new mail.'),
+      });
+  }
+}
+
+function monitoringView() {
+  return h('div', {},
+    h('header', { class: 'view-header' }, h('h1', {}, 'Monitoring'),
+      h('p', { class: 'subtle' }, 'Every email across all mailboxes, as it is processed.')),
+    emptyState({
+      id: 'empty-monitoring',
+      title: 'Nothing to monitor yet',
+      body: state.mailboxes.length === 0
+        ? 'Add a mailbox first; its emails will show here as they are processed, with retries and errors.'
+        : 'No email has been processed yet. New mail appears here live.',
+      action: state.mailboxes.length === 0 ? h('a', { class: 'button', href: '#/add-mailbox' }, 'Add a mailbox') : null,
+    }));
+}
+
+function integrationView() {
+  const steps = [
+    'API application (client ID and secret) and an API-only agent',
+    'Ticket tab showing Mailroom inside the ticket (iframe with a secret)',
+    'Certificate-signed webhooks from the PSA',
+    'A custom "Resolve" action',
+    'End-to-end test',
+  ];
+  return h('div', {},
+    h('header', { class: 'view-header' }, h('h1', {}, 'Integration'),
+      h('p', { class: 'subtle' }, 'Connect Mailroom to your HaloPSA instance.')),
+    emptyState({
+      id: 'empty-integration',
+      title: 'No PSA connected',
+      body: 'The integration wizard walks through each step the PSA needs, and checks it as it goes:',
+      action: h('ol', { class: 'steps' }, steps.map((s) => h('li', {}, s))),
+    }));
+}
+
+function render() {
+  const route = parseRoute();
+  renderMailboxList(route);
+  const view = document.getElementById('view');
+  let content;
+  switch (route.view) {
+    case 'mailbox': content = mailboxView(route); break;
+    case 'monitoring': content = monitoringView(); break;
+    case 'integration': content = integrationView(); break;
+    case 'add-mailbox': content = addMailboxView(); break;
+    default: content = homeView();
+  }
+  view.replaceChildren(content);
+  view.dataset.view = route.view;
+}
+
+async function refreshMailboxes() {
+  try {
+    state.mailboxes = await backend.listMailboxes();
+  } catch (error) {
+    toast(`Could not load mailboxes: ${error.message}`, 'error');
+  }
+}
+
+async function start() {
+  document.getElementById('add-mailbox').addEventListener('click', () => { location.hash = '#/add-mailbox'; });
+  window.addEventListener('hashchange', render);
+  await refreshMailboxes();
+  render();
+  try {
+    const info = await backend.appInfo();
+    document.getElementById('app-version').textContent = `v${info.version}`;
+    document.getElementById('app-version').title = `Data: ${info.data_dir}\nLogs: ${info.log_dir}`;
+  } catch (error) {
+    toast(error.message, 'error');
+  }
+  document.body.dataset.ready = 'true';
+}
+
+start();

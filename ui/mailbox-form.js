@@ -1,0 +1,153 @@
+// The mailbox setup form: method, cloud, app registration, credential, mailbox address —
+// with the exact Azure app-registration steps and permissions for the chosen method beside it.
+
+import * as backend from './backend.js';
+import { h } from './dom.js';
+
+const CLOUDS = [
+  { id: 'global', label: 'Microsoft Graph global service', portal: 'portal.azure.com' },
+  { id: 'usgov_gcc_high', label: 'US Government L4 (GCC High)', portal: 'portal.azure.us' },
+  { id: 'usgov_dod', label: 'US Government L5 (DoD)', portal: 'portal.azure.us' },
+  { id: 'china', label: 'China (operated by 21Vianet)', portal: 'portal.azure.cn' },
+  { id: 'custom', label: 'Custom (sandbox or proxy)', portal: null },
+];
+
+/** The delegated or application permissions a method needs, for the guidance panel. */
+export function requiredPermissions(method, { shared = false, contacts = false } = {}) {
+  if (method === 'scan') {
+    const perms = ['Mail.ReadWrite', 'Mail.Send'];
+    if (shared) perms.push('Mail.ReadWrite.Shared', 'Mail.Send.Shared');
+    if (contacts) perms.push('Contacts.Read');
+    perms.push('offline_access', 'User.Read');
+    return { type: 'Delegated', perms };
+  }
+  const perms = ['Mail.ReadWrite', 'Mail.Send'];
+  if (contacts) perms.push('Contacts.Read');
+  return { type: 'Application', perms };
+}
+
+function field(label, input, hint) {
+  return h('label', { class: 'field' },
+    h('span', { class: 'field-label' }, label),
+    input,
+    hint ? h('span', { class: 'field-hint' }, hint) : null);
+}
+
+function radio(name, value, label, checked, description) {
+  return h('label', { class: 'choice' },
+    h('input', { type: 'radio', name, value, checked, id: `${name}-${value}` }),
+    h('span', {}, h('strong', {}, label), description ? h('span', { class: 'field-hint' }, description) : null));
+}
+
+function guidance(form) {
+  const method = form.method.value;
+  const credential = form.credential_kind.value;
+  const shared = method === 'scan' && form.shared_mailbox.value.trim() !== '';
+  const { type, perms } = requiredPermissions(method, { shared });
+  const cloud = CLOUDS.find((c) => c.id === form.cloud.value);
+  const platform = method === 'scan'
+    ? (credential === 'public' ? 'Mobile and desktop applications' : 'Web')
+    : null;
+  const steps = [
+    `In ${cloud?.portal ?? 'your Azure portal'}, open App registrations → New registration.`,
+    'Supported account types: single tenant (this organisation only).',
+  ];
+  if (platform) {
+    steps.push(`Redirect URI: platform "${platform}", URI http://localhost (Microsoft ignores the port for localhost, so Mailroom can use any free port).`);
+    steps.push(credential === 'public'
+      ? 'Authentication → "Allow public client flows": not needed; no secret is used. Do not also register http://localhost under Web.'
+      : 'Certificates & secrets → New client secret; paste its Value (not the Secret ID) below. Do not also register http://localhost under Mobile and desktop.');
+  } else {
+    steps.push(credential === 'certificate'
+      ? 'Certificates & secrets → Certificates → Upload the certificate (.cer) of the PFX you import below.'
+      : 'Certificates & secrets → New client secret; paste its Value (not the Secret ID) below.');
+  }
+  steps.push(`API permissions → Add a permission → Microsoft Graph → ${type} permissions: ${perms.join(', ')}.`);
+  steps.push('Grant admin consent for your organisation.');
+  steps.push('Copy the Application (client) ID and Directory (tenant) ID from the Overview page.');
+  const items = [
+    h('h3', {}, 'App registration'),
+    h('ol', { class: 'steps', id: 'registration-steps' }, steps.map((s) => h('li', {}, s))),
+    h('h3', {}, `${type} permissions`),
+    h('ul', { class: 'perm-list', id: 'required-permissions' }, perms.map((p) => h('li', {}, h('code', {}, p)))),
+  ];
+  if (method === 'webhook') {
+    items.push(h('p', { class: 'callout', id: 'access-policy-advice' },
+      'Without further restriction, application permissions reach every mailbox in the tenant. ',
+      'Limit the app to this mailbox with an application access policy ',
+      h('code', {}, 'New-ApplicationAccessPolicy -AppId <client id> -PolicyScopeGroupId <group> -AccessRight RestrictAccess'),
+      ' or Exchange RBAC for Applications. Changes take up to 30 minutes.'));
+  } else {
+    items.push(h('p', { class: 'callout' },
+      'The account that signs in has its own inbox processed — or, with a shared mailbox set, the shared mailbox, for which it needs Full Access.'));
+  }
+  return items;
+}
+
+/** Renders the form; `onSaved(mailbox)` runs after a successful save. */
+export function mailboxForm({ onSaved }) {
+  const error = h('p', { class: 'form-error', id: 'mailbox-form-error', role: 'alert', hidden: true });
+  const side = h('aside', { class: 'guidance', id: 'mailbox-guidance' });
+  const form = h('form', { id: 'mailbox-form', class: 'form', novalidate: true },
+    field('Name', h('input', { name: 'name', id: 'mb-name', required: true, placeholder: 'Support', autocomplete: 'off' })),
+    h('fieldset', { class: 'choices' }, h('legend', {}, 'Method'),
+      radio('method', 'scan', 'Mailbox scan', true, 'Sign in as a user (delegated). Mailroom checks the inbox every minute.'),
+      radio('method', 'webhook', 'Webhooks', false, 'App-only credentials. Microsoft Graph notifies Mailroom of new mail instantly.')),
+    field('Authority', h('select', { name: 'cloud', id: 'mb-cloud' }, CLOUDS.map((c) => h('option', { value: c.id }, c.label)))),
+    h('div', { class: 'custom-cloud', hidden: true },
+      field('Authority URL', h('input', { name: 'authority_url', id: 'mb-authority', placeholder: 'http://127.0.0.1:47110' })),
+      field('Graph URL', h('input', { name: 'graph_url', id: 'mb-graph', placeholder: 'http://127.0.0.1:47111' }))),
+    field('Directory (tenant) ID', h('input', { name: 'tenant_id', id: 'mb-tenant', required: true, autocomplete: 'off' })),
+    field('Application (client) ID', h('input', { name: 'client_id', id: 'mb-client', required: true, autocomplete: 'off' })),
+    h('fieldset', { class: 'choices', id: 'credential-choices' }, h('legend', {}, 'Credential'),
+      radio('credential_kind', 'public', 'None (public client)', true, 'Registered under "Mobile and desktop applications".'),
+      radio('credential_kind', 'secret', 'Client secret', false, 'Registered under "Web", or app-only.'),
+      radio('credential_kind', 'certificate', 'Certificate (PFX)', false, 'App-only: a certificate uploaded to the app registration.')),
+    h('div', { class: 'secret-field', hidden: true },
+      field('Client secret value', h('input', { name: 'client_secret', id: 'mb-secret', type: 'password', autocomplete: 'off' }),
+        'Stored in the OS keyring, never in Mailroom\'s database.')),
+    h('div', { class: 'scan-only' },
+      field('Shared mailbox (optional)', h('input', { name: 'shared_mailbox', id: 'mb-shared', type: 'email', placeholder: 'helpdesk@contoso.com' }),
+        'Leave empty to process the signed-in user\'s own inbox.')),
+    h('div', { class: 'webhook-only', hidden: true },
+      field('Mailbox address', h('input', { name: 'mailbox_address', id: 'mb-address', type: 'email', placeholder: 'support@contoso.com' }),
+        'A licensed or shared mailbox whose UPN matches this address.')),
+    error,
+    h('div', { class: 'form-actions' },
+      h('button', { type: 'submit', class: 'button primary', id: 'mb-save' }, 'Save mailbox'),
+      h('a', { class: 'button', href: '#/' }, 'Cancel')));
+
+  const sync = () => {
+    const method = form.method.value;
+    const credential = form.credential_kind.value;
+    form.querySelector('.custom-cloud').hidden = form.cloud.value !== 'custom';
+    form.querySelector('.scan-only').hidden = method !== 'scan';
+    form.querySelector('.webhook-only').hidden = method !== 'webhook';
+    form.querySelector('#credential_kind-public').disabled = method === 'webhook';
+    form.querySelector('#credential_kind-certificate').disabled = method === 'scan';
+    if (method === 'webhook' && credential === 'public') form.querySelector('#credential_kind-secret').checked = true;
+    if (method === 'scan' && credential === 'certificate') form.querySelector('#credential_kind-public').checked = true;
+    form.querySelector('.secret-field').hidden = form.credential_kind.value !== 'secret';
+    side.replaceChildren(...guidance(form));
+  };
+  form.addEventListener('input', sync);
+  form.addEventListener('change', sync);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const data = Object.fromEntries(new FormData(form).entries());
+    if (data.credential_kind !== 'secret') delete data.client_secret;
+    try {
+      const mailbox = await backend.addMailbox(data);
+      form.reset();
+      sync();
+      onSaved(mailbox);
+    } catch (e) {
+      error.textContent = e.message;
+      error.dataset.code = e.code;
+      error.hidden = false;
+    }
+  });
+  sync();
+  return h('div', { class: 'form-layout' }, form, side);
+}
