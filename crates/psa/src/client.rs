@@ -1221,6 +1221,32 @@ impl PsaClient {
     ) -> Result<Certificate, PsaError> {
         self.post_one("Certificate", certificate).await
     }
+
+    /// Registers a PKCS#12 (PFX) certificate in two steps, as HaloPSA's `Certificate`
+    /// resource implies ([U] in the reference): upload the file as an attachment, then
+    /// `POST /Certificate` with its `attachment_id` and the PFX password.
+    pub async fn register_certificate_pfx(
+        &self,
+        name: &str,
+        filename: &str,
+        pfx: &[u8],
+        password: &Secret,
+    ) -> Result<Certificate, PsaError> {
+        let attachment = self
+            .upload_attachment(&NewAttachment::from_bytes(
+                filename,
+                Some("application/x-pkcs12".to_string()),
+                pfx,
+            ))
+            .await?;
+        self.create_certificate(&NewCertificate {
+            name: name.to_string(),
+            attachment_id: attachment.id,
+            new_password: password.clone(),
+            extra: Default::default(),
+        })
+        .await
+    }
 }
 
 /// A Message-ID in its canonical header form, `<local@domain>` (as Graph's

@@ -733,4 +733,32 @@ async fn wizard_resources_webhooks_tabs_certificates() {
         .iter()
         .any(|t| t.name.as_deref() == Some("Mailroom")));
     client.certificates().await.unwrap();
+
+    // A PFX is uploaded as an attachment, then registered with its password; HaloPSA's
+    // refusal of a broken file comes back as a validation error.
+    let (err, exchanges) = traced(client.register_certificate_pfx(
+        "Mailroom signing",
+        "mailroom.pfx",
+        b"not a pkcs12 file",
+        &Secret::new("pfx-pass-42"),
+    ))
+    .await;
+    let err = err.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+    assert!(
+        err.message.contains("could not be loaded"),
+        "{}",
+        err.message
+    );
+    assert_eq!(exchanges.len(), 2);
+    assert!(exchanges[0].url.ends_with("/api/Attachment"));
+    assert!(exchanges[1].url.ends_with("/api/Certificate"));
+    assert!(exchanges
+        .iter()
+        .all(|x| !format!("{x:?}").contains("pfx-pass-42")));
+    assert!(h
+        .sandbox
+        .attachments()
+        .iter()
+        .any(|a| a["filename"] == "mailroom.pfx"));
 }
