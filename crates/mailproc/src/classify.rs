@@ -341,7 +341,13 @@ pub fn bounce_evidence(email: &ParsedEmail, policy: &LoopPolicy) -> Option<Strin
     }
     if let Some(from) = &email.from {
         let local = from.local_part();
-        if local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster") {
+        let exchange_system = local
+            .strip_prefix("microsoftexchange")
+            .is_some_and(|rest| rest.len() >= 16 && rest.chars().all(|c| c.is_ascii_hexdigit()));
+        if local.eq_ignore_ascii_case("mailer-daemon")
+            || local.eq_ignore_ascii_case("postmaster")
+            || exchange_system
+        {
             return Some(format!("sender {}", from.address));
         }
     }

@@ -516,7 +516,11 @@ impl ParsedEmail {
             references,
             conversation_id: msg.conversation_id.clone().filter(|c| !c.is_empty()),
             subject: msg.subject.clone().unwrap_or_default().trim().to_string(),
-            from: msg.from.as_ref().and_then(conv),
+            from: msg
+                .from
+                .as_ref()
+                .and_then(conv)
+                .or_else(|| msg.sender.as_ref().and_then(conv)),
             to: msg.to_recipients.iter().filter_map(conv).collect(),
             cc: msg.cc_recipients.iter().filter_map(conv).collect(),
             date,

@@ -221,13 +221,21 @@ fn subject_heuristics_are_configurable() {
 #[test]
 fn bounce_senders() {
     let p = LoopPolicy::default();
-    for from in ["MAILER-DAEMON@mx.fabrikam.test", "postmaster@contoso.test"] {
+    for from in [
+        "MAILER-DAEMON@mx.fabrikam.test",
+        "postmaster@contoso.test",
+        "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.test",
+    ] {
         assert_eq!(
             skip_code(classify(&mail(from, "hi", &[]), &p)),
             Some("bounce"),
             "{from}"
         );
     }
+    assert_eq!(
+        classify(&mail("microsoftexchange.fan@contoso.test", "hi", &[]), &p),
+        Classification::Process
+    );
     let mut keep = p.clone();
     keep.skip_bounces = false;
     assert_eq!(
@@ -858,4 +866,20 @@ fn headers_are_case_insensitive() {
     assert!(Mailbox::new("  <Pat@X.test> ", Some(" \"Pat\" "))
         .is_some_and(|m| m.address == "pat@x.test" && m.name.as_deref() == Some("Pat")));
     assert!(Mailbox::new("undisclosed", None).is_none());
+}
+
+#[test]
+fn graph_text_body_and_sender_fallback() {
+    let g: GraphMessage = serde_json::from_str(
+        r#"{"subject":"Hi","sender":{"emailAddress":{"name":"Sam","address":"Sam@Outlook.test"}},
+            "body":{"contentType":"text","content":"a <b>"},"receivedDateTime":"not a date"}"#,
+    )
+    .unwrap();
+    let e = ParsedEmail::from_graph(&g).unwrap();
+    assert_eq!(e.from.as_ref().unwrap().address, "sam@outlook.test");
+    assert_eq!(e.text_body.as_deref(), Some("a <b>"));
+    assert!(e.html_body.is_none());
+    assert!(e.date.is_none());
+    assert!(e.message_id.is_none());
+    assert!(thread_keys(&e).is_empty());
 }
