@@ -18,7 +18,10 @@ use crate::auth::{AccessGrant, TokenRejection};
 use crate::publisher::{Job, LifecycleEvent, NotificationKind};
 use crate::query;
 use crate::seed::MailboxRight;
-use crate::state::{self, id_well_formed, make_id, DeltaItem, DeltaPage, DeltaToken, Mailbox, Message, NewMessage, State, Subscription};
+use crate::state::{
+    self, id_well_formed, make_id, DeltaItem, DeltaPage, DeltaToken, Mailbox, Message, NewMessage,
+    State, Subscription,
+};
 use crate::{b64encode, GraphSandbox, InboundAttachment, SentKind, SentMail, SubscriptionView};
 
 const JSON_CT: &str = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8";
@@ -70,7 +73,11 @@ impl ApiRequest {
         self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case("prefer"))
-            .flat_map(|(_, v)| v.split(',').map(|p| p.trim().to_owned()).collect::<Vec<_>>())
+            .flat_map(|(_, v)| {
+                v.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -82,24 +89,33 @@ impl ApiRequest {
     }
 
     fn prefers_immutable(&self) -> bool {
-        self.prefer().iter().any(|p| {
-            p.to_ascii_lowercase().replace([' ', '"'], "") == "idtype=immutableid"
-        })
+        self.prefer()
+            .iter()
+            .any(|p| p.to_ascii_lowercase().replace([' ', '"'], "") == "idtype=immutableid")
     }
 
     fn max_page_size(&self) -> Option<usize> {
         self.prefer().iter().find_map(|p| {
             let l = p.to_ascii_lowercase().replace(' ', "");
-            l.strip_prefix("odata.maxpagesize=").and_then(|n| n.parse().ok())
+            l.strip_prefix("odata.maxpagesize=")
+                .and_then(|n| n.parse().ok())
         })
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
         if self.body.is_empty() {
-            return Err(ApiError::new(400, "BadRequest", "Empty Payload. JSON content expected."));
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "Empty Payload. JSON content expected.",
+            ));
         }
         serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::new(400, "BadRequest", &format!("Unable to read JSON request payload: {e}"))
+            ApiError::new(
+                400,
+                "BadRequest",
+                &format!("Unable to read JSON request payload: {e}"),
+            )
         })
     }
 
@@ -206,7 +222,12 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
-    fn into_response(self, request_id: &str, client_request_id: Option<&str>, now: DateTime<Utc>) -> ApiResponse {
+    fn into_response(
+        self,
+        request_id: &str,
+        client_request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> ApiResponse {
         let mut inner = json!({
             "date": now.format("%Y-%m-%dT%H:%M:%S").to_string(),
             "request-id": request_id,
@@ -218,7 +239,9 @@ impl ApiError {
         ApiResponse {
             status: self.status,
             headers: self.headers,
-            body: RespBody::Json(json!({"error": {"code": self.code, "message": self.message, "innerError": inner}})),
+            body: RespBody::Json(
+                json!({"error": {"code": self.code, "message": self.message, "innerError": inner}}),
+            ),
         }
     }
 }
@@ -226,7 +249,9 @@ impl ApiError {
 type ApiResult = Result<ApiResponse, ApiError>;
 
 pub(crate) fn router(sb: GraphSandbox) -> Router {
-    Router::new().route("/v1.0/{*rest}", any(entry)).with_state(sb)
+    Router::new()
+        .route("/v1.0/{*rest}", any(entry))
+        .with_state(sb)
 }
 
 async fn entry(AxState(sb): AxState<GraphSandbox>, req: Request) -> Response {
@@ -242,12 +267,22 @@ async fn entry(AxState(sb): AxState<GraphSandbox>, req: Request) -> Response {
         .to_owned();
     let req = ApiRequest {
         method: parts.method.as_str().to_ascii_uppercase(),
-        path: parts.uri.path().strip_prefix("/v1.0/").unwrap_or("").to_owned(),
+        path: parts
+            .uri
+            .path()
+            .strip_prefix("/v1.0/")
+            .unwrap_or("")
+            .to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect(),
         body: bytes.to_vec(),
         base: format!("http://{host}/v1.0"),
@@ -321,8 +356,14 @@ fn take_fault(sb: &GraphSandbox, path: &str) -> Option<ApiError> {
     })?;
     let f = faults.remove(pos)?;
     let (code, msg) = match f.status {
-        503 => ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
-        504 => ("UnknownError", "The gateway did not receive a timely response from the service."),
+        503 => (
+            "serviceNotAvailable",
+            "The service is temporarily unavailable. Please retry later.",
+        ),
+        504 => (
+            "UnknownError",
+            "The gateway did not receive a timely response from the service.",
+        ),
         429 => ("TooManyRequests", "Please retry again later."),
         _ => ("UnknownError", "An injected fault occurred."),
     };
@@ -336,11 +377,17 @@ fn take_fault(sb: &GraphSandbox, path: &str) -> Option<ApiError> {
 fn format_retry(secs: f64) -> String {
     let s = format!("{secs:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() { "0".into() } else { s.to_owned() }
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s.to_owned()
+    }
 }
 
 fn authenticate(sb: &GraphSandbox, req: &ApiRequest) -> Result<AccessGrant, ApiError> {
-    let unauth = |m: &str| ApiError::new(401, "InvalidAuthenticationToken", m).header("WWW-Authenticate", WWW_AUTH);
+    let unauth = |m: &str| {
+        ApiError::new(401, "InvalidAuthenticationToken", m).header("WWW-Authenticate", WWW_AUTH)
+    };
     let token = match req.header("authorization") {
         Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => v[7..].trim(),
         _ => return Err(unauth("Access token is empty.")),
@@ -397,7 +444,9 @@ async fn dispatch(sb: &GraphSandbox, req: &ApiRequest) -> ApiResult {
             )),
         },
         "subscriptions" => subscriptions_route(sb, req, &grant, &segs[1..]).await,
-        other => Err(ApiError::bad(&format!("Resource not found for the segment '{other}'."))),
+        other => Err(ApiError::bad(&format!(
+            "Resource not found for the segment '{other}'."
+        ))),
     }
 }
 
@@ -405,12 +454,16 @@ fn method_not_allowed(req: &ApiRequest) -> ApiError {
     ApiError::new(
         405,
         "Request_BadRequest",
-        &format!("The HTTP method '{}' is not supported for this resource.", req.method),
+        &format!(
+            "The HTTP method '{}' is not supported for this resource.",
+            req.method
+        ),
     )
 }
 
 fn has_any(list: &[String], wanted: &[&str]) -> bool {
-    list.iter().any(|s| wanted.iter().any(|w| s.eq_ignore_ascii_case(w)))
+    list.iter()
+        .any(|s| wanted.iter().any(|w| s.eq_ignore_ascii_case(w)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,7 +492,10 @@ fn authorize(st: &State, g: &AccessGrant, mb: usize, need: Need) -> Result<(), A
         }
         return Ok(());
     }
-    let own = g.user_id.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
+    let own = g
+        .user_id
+        .as_deref()
+        .is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
     if own {
         let ok = match need {
             Need::Read => has_any(&g.scopes, &["Mail.Read", "Mail.ReadWrite"]),
@@ -465,7 +521,10 @@ fn authorize(st: &State, g: &AccessGrant, mb: usize, need: Need) -> Result<(), A
                 || st.has_right(user, &delegate, MailboxRight::SendOnBehalf),
         ),
         Need::Contacts => (
-            has_any(&g.scopes, &["Contacts.Read.Shared", "Contacts.ReadWrite.Shared"]),
+            has_any(
+                &g.scopes,
+                &["Contacts.Read.Shared", "Contacts.ReadWrite.Shared"],
+            ),
             st.has_right(user, &delegate, MailboxRight::FullAccess),
         ),
     };
@@ -523,13 +582,20 @@ fn admit(sb: &GraphSandbox, app: &str, mailbox_id: &str) -> Result<Option<Flight
         return Err(e);
     }
     if l.in_flight >= limits.max_concurrent {
-        let mut e = ApiError::new(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.")
-            .header("Retry-After", "1");
+        let mut e = ApiError::new(
+            429,
+            "ApplicationThrottled",
+            "Application is over its MailboxConcurrency limit.",
+        )
+        .header("Retry-After", "1");
         e.inner_code = Some("429".into());
         return Err(e);
     }
     l.in_flight += 1;
-    Ok(Some(FlightGuard { sb: sb.clone(), key }))
+    Ok(Some(FlightGuard {
+        sb: sb.clone(),
+        key,
+    }))
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {
@@ -568,13 +634,23 @@ fn apply_select(v: Value, select: &Option<Vec<String>>) -> Value {
     };
     let out: Map<String, Value> = map
         .iter()
-        .filter(|(k, _)| k.starts_with('@') || k.as_str() == "id" || sel.iter().any(|s| s.eq_ignore_ascii_case(k)))
+        .filter(|(k, _)| {
+            k.starts_with('@')
+                || k.as_str() == "id"
+                || sel.iter().any(|s| s.eq_ignore_ascii_case(k))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Value::Object(out)
 }
 
-async fn user_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, key: &str, rest: &[String]) -> ApiResult {
+async fn user_route(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    g: &AccessGrant,
+    key: &str,
+    rest: &[String],
+) -> ApiResult {
     if rest.is_empty() {
         if req.method != "GET" {
             return Err(method_not_allowed(req));
@@ -588,13 +664,35 @@ async fn user_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, key: &
             ));
         };
         let user = &st.mailboxes[mb].user;
-        let own = g.user_id.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
+        let own = g
+            .user_id
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
         let ok = if g.is_app_only() {
-            has_any(&g.roles, &["User.Read.All", "User.ReadBasic.All", "User.ReadWrite.All", "Directory.Read.All"])
+            has_any(
+                &g.roles,
+                &[
+                    "User.Read.All",
+                    "User.ReadBasic.All",
+                    "User.ReadWrite.All",
+                    "Directory.Read.All",
+                ],
+            )
         } else if own {
-            has_any(&g.scopes, &["User.Read", "User.ReadBasic.All", "User.Read.All", "Directory.Read.All"])
+            has_any(
+                &g.scopes,
+                &[
+                    "User.Read",
+                    "User.ReadBasic.All",
+                    "User.Read.All",
+                    "Directory.Read.All",
+                ],
+            )
         } else {
-            has_any(&g.scopes, &["User.ReadBasic.All", "User.Read.All", "Directory.Read.All"])
+            has_any(
+                &g.scopes,
+                &["User.ReadBasic.All", "User.Read.All", "Directory.Read.All"],
+            )
         };
         if !ok {
             return Err(ApiError::new(
@@ -618,7 +716,11 @@ async fn user_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, key: &
     let mailbox_id = {
         let st = sb.state();
         let mb = st.mailbox_index(key).ok_or_else(|| {
-            ApiError::new(404, "ErrorInvalidUser", &format!("The requested user '{key}' is invalid."))
+            ApiError::new(
+                404,
+                "ErrorInvalidUser",
+                &format!("The requested user '{key}' is invalid."),
+            )
         })?;
         authorize(&st, g, mb, need)?;
         st.mailboxes[mb].user.id.clone()
@@ -629,7 +731,14 @@ async fn user_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, key: &
     mailbox_route(sb, req, g, &mailbox_id, rest, &lower)
 }
 
-fn mailbox_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, mbid: &str, rest: &[String], lower: &[String]) -> ApiResult {
+fn mailbox_route(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    g: &AccessGrant,
+    mbid: &str,
+    rest: &[String],
+    lower: &[String],
+) -> ApiResult {
     let m = req.method.as_str();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match l.as_slice() {
@@ -664,7 +773,8 @@ fn mailbox_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, mbid: &st
 }
 
 fn mbx_index(st: &State, mbid: &str) -> usize {
-    st.mailbox_index(mbid).expect("mailbox resolved before routing")
+    st.mailbox_index(mbid)
+        .expect("mailbox resolved before routing")
 }
 
 fn folder_json(mbx: &Mailbox, f: &state::Folder) -> Value {
@@ -709,22 +819,35 @@ fn paging(req: &ApiRequest, default_top: usize) -> Result<(usize, usize), ApiErr
                 return Err(ApiError::new(
                     400,
                     "ErrorInvalidUrlQuery",
-                    &format!("The value '{t}' of $top is invalid; it must be an integer between 1 and 1000."),
+                    &format!(
+                    "The value '{t}' of $top is invalid; it must be an integer between 1 and 1000."
+                ),
                 ))
             }
         },
         None => default_top,
     };
     let skip = match req.q("$skip") {
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| ApiError::new(400, "ErrorInvalidUrlQuery", &format!("The value '{s}' of $skip is invalid.")))?,
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                400,
+                "ErrorInvalidUrlQuery",
+                &format!("The value '{s}' of $skip is invalid."),
+            )
+        })?,
         None => 0,
     };
     Ok((top, skip))
 }
 
-fn page_response(req: &ApiRequest, context: String, items: Vec<Value>, total: usize, top: usize, skip: usize) -> ApiResponse {
+fn page_response(
+    req: &ApiRequest,
+    context: String,
+    items: Vec<Value>,
+    total: usize,
+    top: usize,
+    skip: usize,
+) -> ApiResponse {
     let mut body = json!({"@odata.context": context, "value": items});
     if skip + top < total {
         let mut q: Vec<(String, String)> = req
@@ -738,7 +861,12 @@ fn page_response(req: &ApiRequest, context: String, items: Vec<Value>, total: us
     ApiResponse::json(200, body)
 }
 
-fn list_folders(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, parent: Option<&str>) -> ApiResult {
+fn list_folders(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    mbid: &str,
+    parent: Option<&str>,
+) -> ApiResult {
     let st = sb.state();
     let mbx = &st.mailboxes[mbx_index(&st, mbid)];
     let parent_id = match parent {
@@ -764,7 +892,11 @@ fn list_folders(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, parent: Option<
         .folders
         .iter()
         .filter(|f| f.parent_id == parent_id)
-        .filter(|f| name_filter.as_ref().is_none_or(|n| f.display_name.eq_ignore_ascii_case(n)))
+        .filter(|f| {
+            name_filter
+                .as_ref()
+                .is_none_or(|n| f.display_name.eq_ignore_ascii_case(n))
+        })
         .map(|f| apply_select(folder_json(mbx, f), &select_list(req)))
         .collect();
     let total = all.len();
@@ -778,18 +910,32 @@ fn get_folder(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, key: &str) -> Api
     let mbx = &st.mailboxes[mbx_index(&st, mbid)];
     let f = resolve_folder(mbx, key)?;
     let mut v = apply_select(folder_json(mbx, f), &select_list(req));
-    v["@odata.context"] = json!(format!("{}/$metadata#users('{}')/mailFolders/$entity", req.base, mbid));
+    v["@odata.context"] = json!(format!(
+        "{}/$metadata#users('{}')/mailFolders/$entity",
+        req.base, mbid
+    ));
     Ok(ApiResponse::json(200, v))
 }
 
-fn create_folder(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, parent: Option<&str>) -> ApiResult {
+fn create_folder(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    mbid: &str,
+    parent: Option<&str>,
+) -> ApiResult {
     let body = req.json_body()?;
     let name = body
         .get("displayName")
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::new(400, "ErrorInvalidRequest", "The folder displayName is required."))?
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "ErrorInvalidRequest",
+                "The folder displayName is required.",
+            )
+        })?
         .to_owned();
     let mut st = sb.state();
     let mb = mbx_index(&st, mbid);
@@ -802,7 +948,11 @@ fn create_folder(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, parent: Option
         .iter()
         .any(|f| f.parent_id == parent_id && f.display_name.eq_ignore_ascii_case(&name))
     {
-        return Err(ApiError::new(409, "ErrorFolderExists", "A folder with the specified name already exists."));
+        return Err(ApiError::new(
+            409,
+            "ErrorFolderExists",
+            "A folder with the specified name already exists.",
+        ));
     }
     let n = st.next_counter();
     let id = make_id("AAMkAD", &format!("folder|{mbid}|custom|{n}"));
@@ -815,7 +965,10 @@ fn create_folder(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, parent: Option
     let mbx = &st.mailboxes[mb];
     let f = mbx.folders.last().expect("just pushed");
     let mut v = folder_json(mbx, f);
-    v["@odata.context"] = json!(format!("{}/$metadata#users('{}')/mailFolders/$entity", req.base, mbid));
+    v["@odata.context"] = json!(format!(
+        "{}/$metadata#users('{}')/mailFolders/$entity",
+        req.base, mbid
+    ));
     Ok(ApiResponse::json(201, v))
 }
 
@@ -879,7 +1032,10 @@ fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value {
     });
     let _ = mbx;
     if let Some(sel) = &o.select {
-        if sel.iter().any(|s| s.eq_ignore_ascii_case("internetMessageHeaders")) {
+        if sel
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case("internetMessageHeaders"))
+        {
             v["internetMessageHeaders"] = Value::Array(
                 m.headers
                     .iter()
@@ -900,19 +1056,28 @@ fn preference_applied(req: &ApiRequest, mut r: ApiResponse) -> ApiResponse {
         applied.push("IdType=\"ImmutableId\"".to_owned());
     }
     if !applied.is_empty() {
-        r.headers.push(("Preference-Applied".into(), applied.join(", ")));
+        r.headers
+            .push(("Preference-Applied".into(), applied.join(", ")));
     }
     r
 }
 
-fn list_messages(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option<&str>) -> ApiResult {
+fn list_messages(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    mbid: &str,
+    folder: Option<&str>,
+) -> ApiResult {
     let (top, skip) = paging(req, 10)?;
     let filter = match req.q("$filter") {
-        Some(f) => query::parse_filter(&f).map_err(|e| ApiError::new(400, "ErrorInvalidUrlQueryFilter", &e))?,
+        Some(f) => query::parse_filter(&f)
+            .map_err(|e| ApiError::new(400, "ErrorInvalidUrlQueryFilter", &e))?,
         None => Vec::new(),
     };
     let order = match req.q("$orderby") {
-        Some(o) => query::parse_orderby(&o).map_err(|e| ApiError::new(400, "ErrorInvalidUrlQuery", &e))?,
+        Some(o) => {
+            query::parse_orderby(&o).map_err(|e| ApiError::new(400, "ErrorInvalidUrlQuery", &e))?
+        }
         None => Vec::new(),
     };
     if query::inefficient(&filter, &order) {
@@ -944,10 +1109,16 @@ fn list_messages(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option
         .map(|m| message_json(m, mbx, &o))
         .collect();
     let ctx = match &folder_id {
-        Some(f) => format!("{}/$metadata#users('{}')/mailFolders('{}')/messages", req.base, mbid, f),
+        Some(f) => format!(
+            "{}/$metadata#users('{}')/mailFolders('{}')/messages",
+            req.base, mbid, f
+        ),
         None => format!("{}/$metadata#users('{}')/messages", req.base, mbid),
     };
-    Ok(preference_applied(req, page_response(req, ctx, items, total, top, skip)))
+    Ok(preference_applied(
+        req,
+        page_response(req, ctx, items, total, top, skip),
+    ))
 }
 
 /// Finds a message; `folder` (when addressed through a folder) must contain it.
@@ -986,7 +1157,10 @@ fn message_route(
             let idx = find_message(&st, mb, folder, id)?;
             let mbx = &st.mailboxes[mb];
             let mut v = message_json(&mbx.messages[idx], mbx, &RenderOpts::from(req));
-            v["@odata.context"] = json!(format!("{}/$metadata#users('{}')/messages/$entity", req.base, mbid));
+            v["@odata.context"] = json!(format!(
+                "{}/$metadata#users('{}')/messages/$entity",
+                req.base, mbid
+            ));
             Ok(preference_applied(req, ApiResponse::json(200, v)))
         }
         ("PATCH", []) => patch_message(sb, req, mbid, folder, id),
@@ -1043,7 +1217,10 @@ fn message_route(
                 });
             }
             let mut v = apply_select(attachment_json(a, msg), &select_list(req));
-            v["@odata.context"] = json!(format!("{}/$metadata#users('{}')/messages('{}')/attachments/$entity", req.base, mbid, id));
+            v["@odata.context"] = json!(format!(
+                "{}/$metadata#users('{}')/messages('{}')/attachments/$entity",
+                req.base, mbid, id
+            ));
             Ok(ApiResponse::json(200, v))
         }
         ("POST", ["move"]) => move_message(sb, req, mbid, folder, id),
@@ -1051,7 +1228,9 @@ fn message_route(
         (_, []) | (_, ["$value"]) | (_, ["attachments", ..]) | (_, ["move"]) | (_, ["reply"]) => {
             Err(method_not_allowed(req))
         }
-        (_, [seg, ..]) => Err(ApiError::bad(&format!("Resource not found for the segment '{seg}'."))),
+        (_, [seg, ..]) => Err(ApiError::bad(&format!(
+            "Resource not found for the segment '{seg}'."
+        ))),
     }
 }
 
@@ -1071,11 +1250,17 @@ fn attachment_json(a: &state::Attachment, m: &Message) -> Value {
     })
 }
 
-fn patch_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option<&str>, id: &str) -> ApiResult {
+fn patch_message(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    mbid: &str,
+    folder: Option<&str>,
+    id: &str,
+) -> ApiResult {
     let body = req.json_body()?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad("Unable to read JSON request payload: an object is expected."))?;
+    let obj = body.as_object().ok_or_else(|| {
+        ApiError::bad("Unable to read JSON request payload: an object is expected.")
+    })?;
     let now = sb.now();
     let (resp, jobs) = {
         let mut st = sb.state();
@@ -1086,14 +1271,20 @@ fn patch_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option
             for (k, v) in obj {
                 match k.as_str() {
                     "isRead" => {
-                        msg.is_read = v
-                            .as_bool()
-                            .ok_or_else(|| ApiError::bad("Invalid value for property 'isRead': a boolean is expected."))?
+                        msg.is_read = v.as_bool().ok_or_else(|| {
+                            ApiError::bad(
+                                "Invalid value for property 'isRead': a boolean is expected.",
+                            )
+                        })?
                     }
                     "categories" => {
                         msg.categories = v
                             .as_array()
-                            .ok_or_else(|| ApiError::bad("Invalid value for property 'categories': an array is expected."))?
+                            .ok_or_else(|| {
+                                ApiError::bad(
+                                "Invalid value for property 'categories': an array is expected.",
+                            )
+                            })?
                             .iter()
                             .filter_map(|c| c.as_str().map(str::to_owned))
                             .collect()
@@ -1113,7 +1304,9 @@ fn patch_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option
                         return Err(ApiError::new(
                             400,
                             "ErrorInvalidPropertyRequest",
-                            &format!("The property '{other}' cannot be updated on a received message."),
+                            &format!(
+                                "The property '{other}' cannot be updated on a received message."
+                            ),
                         ))
                     }
                 }
@@ -1123,7 +1316,12 @@ fn patch_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option
         let mbx = &st.mailboxes[mb];
         let msg = &mbx.messages[idx];
         let v = message_json(msg, mbx, &RenderOpts::from(req));
-        let (folder_id, mid, imm, etag) = (msg.folder_id.clone(), msg.id.clone(), msg.immutable_id.clone(), msg.etag());
+        let (folder_id, mid, imm, etag) = (
+            msg.folder_id.clone(),
+            msg.id.clone(),
+            msg.immutable_id.clone(),
+            msg.etag(),
+        );
         let jobs = notify(&mut st, mb, &folder_id, &mid, &imm, &etag, "updated", now);
         (v, jobs)
     };
@@ -1131,12 +1329,24 @@ fn patch_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option
     Ok(preference_applied(req, ApiResponse::json(200, resp)))
 }
 
-fn move_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option<&str>, id: &str) -> ApiResult {
+fn move_message(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    mbid: &str,
+    folder: Option<&str>,
+    id: &str,
+) -> ApiResult {
     let body = req.json_body()?;
     let dest_key = body
         .get("destinationId")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::new(400, "ErrorInvalidRequest", "The destinationId parameter is required."))?
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "ErrorInvalidRequest",
+                "The destinationId parameter is required.",
+            )
+        })?
         .to_owned();
     let keep = !sb.behaviour().move_changes_id;
     let now = sb.now();
@@ -1147,7 +1357,12 @@ fn move_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option<
         let dest = resolve_folder(&st.mailboxes[mb], &dest_key)?.id.clone();
         let (src, old_id, imm, old_etag) = {
             let m = &st.mailboxes[mb].messages[idx];
-            (m.folder_id.clone(), m.id.clone(), m.immutable_id.clone(), m.etag())
+            (
+                m.folder_id.clone(),
+                m.id.clone(),
+                m.immutable_id.clone(),
+                m.etag(),
+            )
         };
         st.move_message(mb, idx, &dest, keep, now);
         let mut jobs = notify(&mut st, mb, &src, &old_id, &imm, &old_etag, "deleted", now);
@@ -1155,10 +1370,15 @@ fn move_message(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder: Option<
             let m = &st.mailboxes[mb].messages[idx];
             (m.id.clone(), m.etag())
         };
-        jobs.extend(notify(&mut st, mb, &dest, &new_id, &imm, &etag, "created", now));
+        jobs.extend(notify(
+            &mut st, mb, &dest, &new_id, &imm, &etag, "created", now,
+        ));
         let mbx = &st.mailboxes[mb];
         let mut v = message_json(&mbx.messages[idx], mbx, &RenderOpts::from(req));
-        v["@odata.context"] = json!(format!("{}/$metadata#users('{}')/messages/$entity", req.base, mbid));
+        v["@odata.context"] = json!(format!(
+            "{}/$metadata#users('{}')/messages/$entity",
+            req.base, mbid
+        ));
         (v, jobs)
     };
     sb.publish(jobs);
@@ -1172,10 +1392,19 @@ fn delete_message(sb: &GraphSandbox, mbid: &str, folder: Option<&str>, id: &str)
         let mut st = sb.state();
         let mb = mbx_index(&st, mbid);
         let idx = find_message(&st, mb, folder, id)?;
-        let deleted = st.mailboxes[mb].folder("deleteditems").expect("deleteditems").id.clone();
+        let deleted = st.mailboxes[mb]
+            .folder("deleteditems")
+            .expect("deleteditems")
+            .id
+            .clone();
         let (src, old_id, imm, etag) = {
             let m = &st.mailboxes[mb].messages[idx];
-            (m.folder_id.clone(), m.id.clone(), m.immutable_id.clone(), m.etag())
+            (
+                m.folder_id.clone(),
+                m.id.clone(),
+                m.immutable_id.clone(),
+                m.etag(),
+            )
         };
         let mut jobs = notify(&mut st, mb, &src, &old_id, &imm, &etag, "deleted", now);
         if src == deleted {
@@ -1186,7 +1415,9 @@ fn delete_message(sb: &GraphSandbox, mbid: &str, folder: Option<&str>, id: &str)
                 let m = &st.mailboxes[mb].messages[idx];
                 (m.id.clone(), m.etag())
             };
-            jobs.extend(notify(&mut st, mb, &deleted, &nid, &imm, &netag, "created", now));
+            jobs.extend(notify(
+                &mut st, mb, &deleted, &nid, &imm, &netag, "created", now,
+            ));
         }
         jobs
     };
@@ -1233,7 +1464,11 @@ fn delta(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder_key: &str) -> A
         }
     } else {
         let mbx = &st.mailboxes[mb];
-        let mut msgs: Vec<&Message> = mbx.messages.iter().filter(|m| m.folder_id == folder_id).collect();
+        let mut msgs: Vec<&Message> = mbx
+            .messages
+            .iter()
+            .filter(|m| m.folder_id == folder_id)
+            .collect();
         query::sort(&mut msgs, &[]);
         DeltaPage {
             mailbox: mbid.to_owned(),
@@ -1248,7 +1483,11 @@ fn delta(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder_key: &str) -> A
     let values: Vec<Value> = page.items[page.offset..end]
         .iter()
         .map(|it| match it {
-            DeltaItem::Upsert(k) => match mbx.messages.iter().find(|m| m.key == *k && m.folder_id == folder_id) {
+            DeltaItem::Upsert(k) => match mbx
+                .messages
+                .iter()
+                .find(|m| m.key == *k && m.folder_id == folder_id)
+            {
                 Some(m) => message_json(m, mbx, &o),
                 None => removed_json(mbx, *k, &o),
             },
@@ -1268,7 +1507,9 @@ fn delta(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder_key: &str) -> A
         })
         .collect();
     let n = st.next_counter();
-    let token = make_id("", &format!("delta|{mbid}|{n}")).trim_end_matches('=').to_owned();
+    let token = make_id("", &format!("delta|{mbid}|{n}"))
+        .trim_end_matches('=')
+        .to_owned();
     let mut body = json!({
         "@odata.context": format!("{}/$metadata#Collection(message)", req.base),
         "value": values,
@@ -1296,7 +1537,10 @@ fn delta(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder_key: &str) -> A
     }
     let mut r = preference_applied(req, ApiResponse::json(200, body));
     if let Some(n) = req.max_page_size() {
-        r.headers.push(("Preference-Applied".into(), format!("odata.maxpagesize={n}")));
+        r.headers.push((
+            "Preference-Applied".into(),
+            format!("odata.maxpagesize={n}"),
+        ));
     }
     Ok(r)
 }
@@ -1307,16 +1551,26 @@ fn removed_json(mbx: &Mailbox, key: u64, o: &RenderOpts) -> Value {
         .iter()
         .rev()
         .find(|e| e.key == key)
-        .map(|e| if o.immutable { e.immutable_id.clone() } else { e.id_then.clone() })
+        .map(|e| {
+            if o.immutable {
+                e.immutable_id.clone()
+            } else {
+                e.id_then.clone()
+            }
+        })
         .unwrap_or_default();
     json!({"@odata.type": "#microsoft.graph.message", "id": id, "@removed": {"reason": "deleted"}})
 }
 
 fn parse_recipients(v: Option<&Value>) -> Result<Vec<state::Recipient>, ApiError> {
     let Some(v) = v else { return Ok(Vec::new()) };
-    let arr = v
-        .as_array()
-        .ok_or_else(|| ApiError::new(400, "ErrorInvalidRecipients", "Recipients must be an array of recipient objects."))?;
+    let arr = v.as_array().ok_or_else(|| {
+        ApiError::new(
+            400,
+            "ErrorInvalidRecipients",
+            "Recipients must be an array of recipient objects.",
+        )
+    })?;
     arr.iter()
         .map(|r| {
             let e = r.get("emailAddress");
@@ -1369,7 +1623,9 @@ fn parse_outgoing(msg: &Value) -> Result<Outgoing, ApiError> {
                 return Err(ApiError::new(
                     400,
                     "InvalidInternetMessageHeader",
-                    &format!("The internet message header name '{name}' should start with 'x-' or 'X-'."),
+                    &format!(
+                        "The internet message header name '{name}' should start with 'x-' or 'X-'."
+                    ),
                 ));
             }
             headers.push((name.to_owned(), value.to_owned()));
@@ -1379,11 +1635,21 @@ fn parse_outgoing(msg: &Value) -> Result<Outgoing, ApiError> {
     if let Some(atts) = msg.get("attachments").and_then(Value::as_array) {
         for a in atts {
             let bytes = a.get("contentBytes").and_then(Value::as_str).unwrap_or("");
-            let content = base64::engine::general_purpose::STANDARD.decode(bytes).map_err(|_| {
-                ApiError::new(400, "ErrorInvalidRequest", "The attachment contentBytes is not valid base64.")
-            })?;
+            let content = base64::engine::general_purpose::STANDARD
+                .decode(bytes)
+                .map_err(|_| {
+                    ApiError::new(
+                        400,
+                        "ErrorInvalidRequest",
+                        "The attachment contentBytes is not valid base64.",
+                    )
+                })?;
             attachments.push(InboundAttachment {
-                name: a.get("name").and_then(Value::as_str).unwrap_or("attachment").to_owned(),
+                name: a
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("attachment")
+                    .to_owned(),
                 content_type: a
                     .get("contentType")
                     .and_then(Value::as_str)
@@ -1391,12 +1657,19 @@ fn parse_outgoing(msg: &Value) -> Result<Outgoing, ApiError> {
                     .to_owned(),
                 content,
                 inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
-                content_id: a.get("contentId").and_then(Value::as_str).map(str::to_owned),
+                content_id: a
+                    .get("contentId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             });
         }
     }
     Ok(Outgoing {
-        subject: msg.get("subject").and_then(Value::as_str).unwrap_or("").to_owned(),
+        subject: msg
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         html,
         content,
         to: parse_recipients(msg.get("toRecipients"))?,
@@ -1467,7 +1740,10 @@ fn transmit(
         html: html.as_deref(),
         message_id: &mid,
         in_reply_to: in_reply_to.as_deref().map(|s| s.trim_matches(['<', '>'])),
-        references: &references.iter().map(|r| r.trim_matches(['<', '>']).to_owned()).collect::<Vec<_>>(),
+        references: &references
+            .iter()
+            .map(|r| r.trim_matches(['<', '>']).to_owned())
+            .collect::<Vec<_>>(),
         date: now,
         headers: &out.headers,
         attachments: &out.attachments,
@@ -1476,7 +1752,11 @@ fn transmit(
     let mut jobs = Vec::new();
     let mut sent_items_id = None;
     if save {
-        let sent = st.mailboxes[mb].folder("sentitems").expect("sentitems").id.clone();
+        let sent = st.mailboxes[mb]
+            .folder("sentitems")
+            .expect("sentitems")
+            .id
+            .clone();
         let idx = st.insert_message(mb, &sent, new(now, true));
         let m = &st.mailboxes[mb].messages[idx];
         sent_items_id = Some(m.id.clone());
@@ -1507,7 +1787,11 @@ fn transmit(
         cc: addrs(&out.cc),
         bcc: addrs(&out.bcc),
         subject: out.subject.clone(),
-        body_content_type: if out.html { "html".into() } else { "text".into() },
+        body_content_type: if out.html {
+            "html".into()
+        } else {
+            "text".into()
+        },
         body: out.content.clone(),
         internet_message_id: format!("<{mid}>"),
         in_reply_to,
@@ -1522,23 +1806,42 @@ fn transmit(
 }
 
 fn send_mail(sb: &GraphSandbox, req: &ApiRequest, mbid: &str) -> ApiResult {
-    let ct = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let ct = req
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let (out, save) = if ct.starts_with("text/plain") {
         // MIME format: base64 of an RFC 5322 message.
         let raw = String::from_utf8_lossy(&req.body).replace(['\r', '\n'], "");
-        let mime = base64::engine::general_purpose::STANDARD.decode(raw.trim()).map_err(|_| {
-            ApiError::new(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
-        })?;
+        let mime = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .map_err(|_| {
+                ApiError::new(
+                    400,
+                    "ErrorMimeContentInvalidBase64String",
+                    "Invalid base64 string for MIME content.",
+                )
+            })?;
         let mime = String::from_utf8_lossy(&mime).into_owned();
         let headers = crate::mime::header_block(&mime);
-        let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let list = |n: &str| -> Vec<state::Recipient> {
             get(n)
                 .map(|v| {
                     v.split(',')
                         .filter_map(|a| {
                             let a = a.trim();
-                            let addr = a.rsplit('<').next().unwrap_or(a).trim_end_matches('>').trim();
+                            let addr = a
+                                .rsplit('<')
+                                .next()
+                                .unwrap_or(a)
+                                .trim_end_matches('>')
+                                .trim();
                             addr.contains('@').then(|| (None, addr.to_owned()))
                         })
                         .collect()
@@ -1570,27 +1873,60 @@ fn send_mail(sb: &GraphSandbox, req: &ApiRequest, mbid: &str) -> ApiResult {
         )
     } else {
         let body = req.json_body()?;
-        let msg = body
-            .get("message")
-            .ok_or_else(|| ApiError::new(400, "ErrorInvalidRequest", "The message parameter is required."))?;
-        let save = body.get("saveToSentItems").and_then(Value::as_bool).unwrap_or(true);
+        let msg = body.get("message").ok_or_else(|| {
+            ApiError::new(
+                400,
+                "ErrorInvalidRequest",
+                "The message parameter is required.",
+            )
+        })?;
+        let save = body
+            .get("saveToSentItems")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         (parse_outgoing(msg)?, save)
     };
     let now = sb.now();
     let jobs = {
         let mut st = sb.state();
         let mb = mbx_index(&st, mbid);
-        transmit(&mut st, mb, out, SentKind::SendMail, None, Vec::new(), save, now)?
+        transmit(
+            &mut st,
+            mb,
+            out,
+            SentKind::SendMail,
+            None,
+            Vec::new(),
+            save,
+            now,
+        )?
     };
     sb.publish(jobs);
     Ok(ApiResponse::empty(202))
 }
 
-fn reply(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant, mbid: &str, folder: Option<&str>, id: &str) -> ApiResult {
-    let body = if req.body.is_empty() { json!({}) } else { req.json_body()? };
-    let comment = body.get("comment").and_then(Value::as_str).map(str::to_owned);
+fn reply(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    _g: &AccessGrant,
+    mbid: &str,
+    folder: Option<&str>,
+    id: &str,
+) -> ApiResult {
+    let body = if req.body.is_empty() {
+        json!({})
+    } else {
+        req.json_body()?
+    };
+    let comment = body
+        .get("comment")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let given = body.get("message");
-    let given_body = given.and_then(|m| m.get("body")).and_then(|b| b.get("content")).and_then(Value::as_str);
+    let given_body = given
+        .and_then(|m| m.get("body"))
+        .and_then(|b| b.get("content"))
+        .and_then(Value::as_str);
     if comment.is_some() && given_body.is_some() {
         return Err(ApiError::new(
             400,
@@ -1609,7 +1945,11 @@ fn reply(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant, mbid: &str, fold
             None => parse_outgoing(&json!({}))?,
         };
         if out.to.is_empty() {
-            out.to = if orig.reply_to.is_empty() { vec![orig.from.clone()] } else { orig.reply_to.clone() };
+            out.to = if orig.reply_to.is_empty() {
+                vec![orig.from.clone()]
+            } else {
+                orig.reply_to.clone()
+            };
         }
         if out.subject.is_empty() {
             out.subject = if orig.subject.to_ascii_lowercase().starts_with("re:") {
@@ -1725,9 +2065,16 @@ fn get_contact(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, id: &str) -> Api
     }
     let st = sb.state();
     let mbx = &st.mailboxes[mbx_index(&st, mbid)];
-    let c = mbx.contacts.iter().find(|c| c.id == id).ok_or_else(ApiError::not_found)?;
+    let c = mbx
+        .contacts
+        .iter()
+        .find(|c| c.id == id)
+        .ok_or_else(ApiError::not_found)?;
     let mut v = apply_select(contact_json(c, mbx), &select_list(req));
-    v["@odata.context"] = json!(format!("{}/$metadata#users('{}')/contacts/$entity", req.base, mbid));
+    v["@odata.context"] = json!(format!(
+        "{}/$metadata#users('{}')/contacts/$entity",
+        req.base, mbid
+    ));
     Ok(ApiResponse::json(200, v))
 }
 
@@ -1782,9 +2129,21 @@ fn notify(
 }
 
 /// Change notifications for a newly created message (used by [`GraphSandbox::deliver`]).
-pub(crate) fn notifications_for(st: &mut State, mb: usize, idx: usize, change: &str, _f: Option<&str>, now: DateTime<Utc>) -> Vec<Job> {
+pub(crate) fn notifications_for(
+    st: &mut State,
+    mb: usize,
+    idx: usize,
+    change: &str,
+    _f: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<Job> {
     let m = &st.mailboxes[mb].messages[idx];
-    let (folder, id, imm, etag) = (m.folder_id.clone(), m.id.clone(), m.immutable_id.clone(), m.etag());
+    let (folder, id, imm, etag) = (
+        m.folder_id.clone(),
+        m.id.clone(),
+        m.immutable_id.clone(),
+        m.etag(),
+    );
     notify(st, mb, &folder, &id, &imm, &etag, change, now)
 }
 
@@ -1882,7 +2241,11 @@ async fn validate_endpoint(sb: &GraphSandbox, url: &str) -> Result<(), ApiError>
     let resp = match resp {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
-            return Err(ApiError::new(400, "InvalidRequest", "Subscription validation request timed out."))
+            return Err(ApiError::new(
+                400,
+                "InvalidRequest",
+                "Subscription validation request timed out.",
+            ))
         }
         Err(_) => return Err(failed()),
     };
@@ -1892,7 +2255,13 @@ async fn validate_endpoint(sb: &GraphSandbox, url: &str) -> Result<(), ApiError>
     let body = match tokio::time::timeout(timeout, resp.text()).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => return Err(failed()),
-        Err(_) => return Err(ApiError::new(400, "InvalidRequest", "Subscription validation request timed out.")),
+        Err(_) => {
+            return Err(ApiError::new(
+                400,
+                "InvalidRequest",
+                "Subscription validation request timed out.",
+            ))
+        }
     };
     if body != token {
         return Err(ApiError::new(
@@ -1905,9 +2274,17 @@ async fn validate_endpoint(sb: &GraphSandbox, url: &str) -> Result<(), ApiError>
 }
 
 fn check_url(sb: &GraphSandbox, name: &str, raw: &str) -> Result<(), ApiError> {
-    let u = url::Url::parse(raw)
-        .map_err(|_| ApiError::new(400, "InvalidRequest", &format!("Invalid '{name}': '{raw}' is not an absolute URL.")))?;
-    let loopback = matches!(u.host_str(), Some("localhost") | Some("127.0.0.1") | Some("[::1]"));
+    let u = url::Url::parse(raw).map_err(|_| {
+        ApiError::new(
+            400,
+            "InvalidRequest",
+            &format!("Invalid '{name}': '{raw}' is not an absolute URL."),
+        )
+    })?;
+    let loopback = matches!(
+        u.host_str(),
+        Some("localhost") | Some("127.0.0.1") | Some("[::1]")
+    );
     let require = sb.behaviour().require_https_except_loopback;
     if u.scheme() == "https" || (u.scheme() == "http" && (loopback || !require)) {
         Ok(())
@@ -1925,7 +2302,13 @@ fn check_expiry(sb: &GraphSandbox, v: Option<&Value>) -> Result<DateTime<Utc>, A
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::new(400, "InvalidRequest", "expirationDateTime is required."))?;
     let at = DateTime::parse_from_rfc3339(raw)
-        .map_err(|_| ApiError::new(400, "InvalidRequest", &format!("Invalid expirationDateTime '{raw}'.")))?
+        .map_err(|_| {
+            ApiError::new(
+                400,
+                "InvalidRequest",
+                &format!("Invalid expirationDateTime '{raw}'."),
+            )
+        })?
         .with_timezone(&Utc);
     let now = sb.now();
     if at <= now {
@@ -1947,7 +2330,11 @@ fn check_expiry(sb: &GraphSandbox, v: Option<&Value>) -> Result<DateTime<Utc>, A
 }
 
 /// Parses `users/{id}/mailFolders('inbox')/messages` and friends.
-fn parse_resource(st: &State, g: &AccessGrant, resource: &str) -> Result<(usize, Option<String>), ApiError> {
+fn parse_resource(
+    st: &State,
+    g: &AccessGrant,
+    resource: &str,
+) -> Result<(usize, Option<String>), ApiError> {
     let path = resource.split('?').next().unwrap_or("");
     let segs = segments(path);
     let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
@@ -1961,32 +2348,50 @@ fn parse_resource(st: &State, g: &AccessGrant, resource: &str) -> Result<(usize,
     let (owner, rest) = match lower.first().map(String::as_str) {
         Some("me") => (
             g.user_id.clone().ok_or_else(|| {
-                ApiError::new(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+                ApiError::new(
+                    400,
+                    "BadRequest",
+                    "/me request is only valid with delegated authentication flow.",
+                )
             })?,
             &segs[1..],
         ),
         Some("users") if segs.len() > 1 => (segs[1].clone(), &segs[2..]),
         _ => return Err(unsupported()),
     };
-    let mb = st
-        .mailbox_index(&owner)
-        .ok_or_else(|| ApiError::new(404, "ErrorInvalidUser", &format!("The requested user '{owner}' is invalid.")))?;
+    let mb = st.mailbox_index(&owner).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "ErrorInvalidUser",
+            &format!("The requested user '{owner}' is invalid."),
+        )
+    })?;
     let rl: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
     let rl: Vec<&str> = rl.iter().map(String::as_str).collect();
     let folder = match rl.as_slice() {
         ["messages"] => None,
-        ["mailfolders", _, "messages"] => Some(resolve_folder(&st.mailboxes[mb], &rest[1])?.id.clone()),
+        ["mailfolders", _, "messages"] => {
+            Some(resolve_folder(&st.mailboxes[mb], &rest[1])?.id.clone())
+        }
         _ => return Err(unsupported()),
     };
     Ok((mb, folder))
 }
 
-async fn subscriptions_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, rest: &[String]) -> ApiResult {
+async fn subscriptions_route(
+    sb: &GraphSandbox,
+    req: &ApiRequest,
+    g: &AccessGrant,
+    rest: &[String],
+) -> ApiResult {
     let now = sb.now();
     sb.state().subscriptions.retain(|s| s.expiration > now);
     let owned = |s: &Subscription| {
         s.app_id.eq_ignore_ascii_case(&g.client_id)
-            && (g.is_app_only() || g.user_id.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&s.creator_id)))
+            && (g.is_app_only()
+                || g.user_id
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(&s.creator_id)))
     };
     let sub_not_found = || ApiError::new(404, "ResourceNotFound", "The object was not found.");
     match (req.method.as_str(), rest) {
@@ -2010,14 +2415,22 @@ async fn subscriptions_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGran
         }
         ("GET", [id]) => {
             let st = sb.state();
-            let s = st.subscriptions.iter().find(|s| &s.id == id && owned(s)).ok_or_else(sub_not_found)?;
+            let s = st
+                .subscriptions
+                .iter()
+                .find(|s| &s.id == id && owned(s))
+                .ok_or_else(sub_not_found)?;
             Ok(ApiResponse::json(200, subscription_json(req, s)))
         }
         ("PATCH", [id]) => {
             let body = req.json_body()?;
             let at = check_expiry(sb, body.get("expirationDateTime"))?;
             let mut st = sb.state();
-            let s = st.subscriptions.iter_mut().find(|s| &s.id == id && owned(s)).ok_or_else(sub_not_found)?;
+            let s = st
+                .subscriptions
+                .iter_mut()
+                .find(|s| &s.id == id && owned(s))
+                .ok_or_else(sub_not_found)?;
             s.expiration = at;
             s.needs_reauthorization = false;
             let v = subscription_json(req, s);
@@ -2025,13 +2438,21 @@ async fn subscriptions_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGran
         }
         ("DELETE", [id]) => {
             let mut st = sb.state();
-            let pos = st.subscriptions.iter().position(|s| &s.id == id && owned(s)).ok_or_else(sub_not_found)?;
+            let pos = st
+                .subscriptions
+                .iter()
+                .position(|s| &s.id == id && owned(s))
+                .ok_or_else(sub_not_found)?;
             st.subscriptions.remove(pos);
             Ok(ApiResponse::empty(204))
         }
         ("POST", [id, action]) if action.eq_ignore_ascii_case("reauthorize") => {
             let mut st = sb.state();
-            let s = st.subscriptions.iter_mut().find(|s| &s.id == id && owned(s)).ok_or_else(sub_not_found)?;
+            let s = st
+                .subscriptions
+                .iter_mut()
+                .find(|s| &s.id == id && owned(s))
+                .ok_or_else(sub_not_found)?;
             s.needs_reauthorization = false;
             Ok(ApiResponse::empty(204))
         }
@@ -2042,22 +2463,38 @@ async fn subscriptions_route(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGran
 async fn create_subscription(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant) -> ApiResult {
     let body = req.json_body()?;
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let change = s("changeType").ok_or_else(|| ApiError::new(400, "InvalidRequest", "changeType is required."))?;
+    let change = s("changeType")
+        .ok_or_else(|| ApiError::new(400, "InvalidRequest", "changeType is required."))?;
     let change_types: Vec<String> = change.split(',').map(|c| c.trim().to_owned()).collect();
-    if let Some(bad) = change_types.iter().find(|c| !["created", "updated", "deleted"].contains(&c.as_str())) {
-        return Err(ApiError::new(400, "InvalidRequest", &format!("Invalid 'changeType' attribute: '{bad}'.")));
+    if let Some(bad) = change_types
+        .iter()
+        .find(|c| !["created", "updated", "deleted"].contains(&c.as_str()))
+    {
+        return Err(ApiError::new(
+            400,
+            "InvalidRequest",
+            &format!("Invalid 'changeType' attribute: '{bad}'."),
+        ));
     }
-    let notification_url =
-        s("notificationUrl").ok_or_else(|| ApiError::new(400, "InvalidRequest", "notificationUrl is required."))?;
+    let notification_url = s("notificationUrl")
+        .ok_or_else(|| ApiError::new(400, "InvalidRequest", "notificationUrl is required."))?;
     check_url(sb, "notificationUrl", &notification_url)?;
     let lifecycle_url = s("lifecycleNotificationUrl");
     if let Some(l) = &lifecycle_url {
         check_url(sb, "lifecycleNotificationUrl", l)?;
     }
-    let resource = s("resource").ok_or_else(|| ApiError::new(400, "InvalidRequest", "resource is required."))?;
+    let resource = s("resource")
+        .ok_or_else(|| ApiError::new(400, "InvalidRequest", "resource is required."))?;
     let client_state = s("clientState");
-    if client_state.as_ref().is_some_and(|c| c.chars().count() > 128) {
-        return Err(ApiError::new(400, "InvalidRequest", "clientState must be at most 128 characters."));
+    if client_state
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 128)
+    {
+        return Err(ApiError::new(
+            400,
+            "InvalidRequest",
+            "clientState must be at most 128 characters.",
+        ));
     }
     if body.get("includeResourceData").and_then(Value::as_bool) == Some(true) {
         return Err(ApiError::new(
@@ -2072,7 +2509,15 @@ async fn create_subscription(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGran
         let (mb, folder) = parse_resource(&st, g, &resource)?;
         let user = &st.mailboxes[mb].user;
         if g.is_app_only() {
-            if !has_any(&g.roles, &["Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic.All", "Mail.ReadBasic"]) {
+            if !has_any(
+                &g.roles,
+                &[
+                    "Mail.Read",
+                    "Mail.ReadWrite",
+                    "Mail.ReadBasic.All",
+                    "Mail.ReadBasic",
+                ],
+            ) {
                 return Err(ApiError::denied());
             }
             if !st.policy_allows(&g.client_id, user) {
@@ -2080,13 +2525,27 @@ async fn create_subscription(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGran
             }
         } else {
             // Delegated subscriptions: own mailbox only; the .Shared scopes do not count.
-            let own = g.user_id.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
-            if !own || !has_any(&g.scopes, &["Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic"]) {
+            let own = g
+                .user_id
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
+            if !own
+                || !has_any(
+                    &g.scopes,
+                    &["Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic"],
+                )
+            {
                 return Err(ApiError::denied());
             }
         }
         let max = sb.behaviour().max_subscriptions_per_mailbox;
-        if st.subscriptions.iter().filter(|s| s.mailbox == user.id).count() >= max {
+        if st
+            .subscriptions
+            .iter()
+            .filter(|s| s.mailbox == user.id)
+            .count()
+            >= max
+        {
             return Err(ApiError::new(
                 403,
                 "ExtensionError",
@@ -2136,7 +2595,9 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
         .and_then(Value::as_array)
         .ok_or_else(|| invalid("Invalid batch payload format: 'requests' array is required."))?;
     if requests.is_empty() {
-        return Err(invalid("Invalid batch payload format: 'requests' must not be empty."));
+        return Err(invalid(
+            "Invalid batch payload format: 'requests' must not be empty.",
+        ));
     }
     if requests.len() > MAX_BATCH {
         return Err(invalid(&format!(
@@ -2149,22 +2610,32 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
         let id = match r.get("id") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(invalid("Invalid batch payload format: every request needs an 'id'.")),
+            _ => {
+                return Err(invalid(
+                    "Invalid batch payload format: every request needs an 'id'.",
+                ))
+            }
         };
         if items.iter().any(|i| i.id == id) {
-            return Err(invalid(&format!("Batch request ids must be unique; '{id}' is repeated.")));
+            return Err(invalid(&format!(
+                "Batch request ids must be unique; '{id}' is repeated."
+            )));
         }
         let method = r
             .get("method")
             .and_then(Value::as_str)
-            .ok_or_else(|| invalid("Invalid batch payload format: every request needs a 'method'."))?
+            .ok_or_else(|| {
+                invalid("Invalid batch payload format: every request needs a 'method'.")
+            })?
             .to_ascii_uppercase();
         let url = r
             .get("url")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("Invalid batch payload format: every request needs a 'url'."))?;
         if url.starts_with("http://") || url.starts_with("https://") {
-            return Err(invalid("Batch request urls must be relative (e.g. /me/messages)."));
+            return Err(invalid(
+                "Batch request urls must be relative (e.g. /me/messages).",
+            ));
         }
         let url = url.trim_start_matches('/');
         let url = url.strip_prefix("v1.0/").unwrap_or(url);
@@ -2172,9 +2643,7 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
         let mut headers: Vec<(String, String)> = req
             .headers
             .iter()
-            .filter(|(n, _)| {
-                matches!(n.as_str(), "authorization" | "host" | "client-request-id")
-            })
+            .filter(|(n, _)| matches!(n.as_str(), "authorization" | "host" | "client-request-id"))
             .cloned()
             .collect();
         if let Some(h) = r.get("headers").and_then(Value::as_object) {
@@ -2189,19 +2658,32 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
                     .iter()
                     .find(|(n, _)| n == "content-type")
                     .map(|(_, v)| v.clone())
-                    .ok_or_else(|| invalid(&format!("Request '{id}' has a body but no Content-Type header.")))?;
+                    .ok_or_else(|| {
+                        invalid(&format!(
+                            "Request '{id}' has a body but no Content-Type header."
+                        ))
+                    })?;
                 match b {
-                    Value::String(s) if !ct.contains("json") => base64::engine::general_purpose::STANDARD
-                        .decode(s)
-                        .unwrap_or_else(|_| s.clone().into_bytes()),
+                    Value::String(s) if !ct.contains("json") => {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(s)
+                            .unwrap_or_else(|_| s.clone().into_bytes())
+                    }
                     other => other.to_string().into_bytes(),
                 }
             }
         };
         let depends_on = match r.get("dependsOn") {
             None => Vec::new(),
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-            Some(_) => return Err(invalid("Invalid batch payload format: 'dependsOn' must be an array.")),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(_) => {
+                return Err(invalid(
+                    "Invalid batch payload format: 'dependsOn' must be an array.",
+                ))
+            }
         };
         items.push(BatchItem {
             id,
@@ -2219,11 +2701,15 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
     for it in &items {
         for d in &it.depends_on {
             if !items.iter().any(|o| &o.id == d) || d == &it.id {
-                return Err(invalid(&format!("Request '{}' depends on unknown request '{d}'.", it.id)));
+                return Err(invalid(&format!(
+                    "Request '{}' depends on unknown request '{d}'.",
+                    it.id
+                )));
             }
         }
     }
-    let order = sequencing(&items).ok_or_else(|| invalid("Batch should be either fully sequential or fully parallel"))?;
+    let order = sequencing(&items)
+        .ok_or_else(|| invalid("Batch should be either fully sequential or fully parallel"))?;
     let mut responses: Vec<(String, ApiResponse)> = Vec::new();
     match order {
         None => {
@@ -2242,7 +2728,13 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
                 }
                 let mut done = Vec::new();
                 while let Some(r) = set.join_next().await {
-                    done.push(r.map_err(|e| ApiError::new(500, "InternalServerError", &format!("batch item failed: {e}")))?);
+                    done.push(r.map_err(|e| {
+                        ApiError::new(
+                            500,
+                            "InternalServerError",
+                            &format!("batch item failed: {e}"),
+                        )
+                    })?);
                 }
                 done.sort_by_key(|d| d.0);
                 responses.extend(done.into_iter().map(|(_, id, r)| (id, r)));
@@ -2255,8 +2747,15 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
             for id in chain {
                 let it = by_id.remove(&id).expect("chain ids exist");
                 if failed {
-                    let e = ApiError::new(424, "FailedDependency", "The request could not be executed because a request it depends on failed.");
-                    responses.push((id, e.into_response(&uuid::Uuid::new_v4().to_string(), None, sb.now())));
+                    let e = ApiError::new(
+                        424,
+                        "FailedDependency",
+                        "The request could not be executed because a request it depends on failed.",
+                    );
+                    responses.push((
+                        id,
+                        e.into_response(&uuid::Uuid::new_v4().to_string(), None, sb.now()),
+                    ));
                     continue;
                 }
                 let r = handle_boxed(sb.clone(), it.req).await;
@@ -2270,7 +2769,9 @@ async fn batch(sb: &GraphSandbox, req: &ApiRequest, _g: &AccessGrant) -> ApiResu
         .map(|(id, r)| {
             let mut headers = Map::new();
             for (n, v) in &r.headers {
-                if n.eq_ignore_ascii_case("request-id") || n.eq_ignore_ascii_case("client-request-id") {
+                if n.eq_ignore_ascii_case("request-id")
+                    || n.eq_ignore_ascii_case("client-request-id")
+                {
                     continue;
                 }
                 headers.insert(n.clone(), json!(v));
@@ -2310,7 +2811,10 @@ fn sequencing(items: &[BatchItem]) -> Option<Option<Vec<String>>> {
     let mut chain = vec![roots[0].id.clone()];
     while chain.len() < items.len() {
         let last = chain.last().expect("non-empty");
-        let next: Vec<&BatchItem> = items.iter().filter(|i| i.depends_on.first() == Some(last)).collect();
+        let next: Vec<&BatchItem> = items
+            .iter()
+            .filter(|i| i.depends_on.first() == Some(last))
+            .collect();
         if next.len() != 1 {
             return None;
         }

@@ -57,7 +57,8 @@ pub trait TokenValidator: Send + Sync + 'static {
 /// Expiry is decided by the caller (Graph compares [`AccessGrant::expires_at`] with its clock).
 #[derive(Default)]
 pub struct StaticTokens {
-    table: std::sync::RwLock<std::collections::HashMap<String, Result<AccessGrant, TokenRejection>>>,
+    table:
+        std::sync::RwLock<std::collections::HashMap<String, Result<AccessGrant, TokenRejection>>>,
 }
 
 impl std::fmt::Debug for StaticTokens {

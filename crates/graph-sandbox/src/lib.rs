@@ -24,8 +24,8 @@
 //! [`GraphSandbox::push_fault`], [`GraphSandbox::invalidate_delta_tokens`],
 //! [`GraphSandbox::hold_requests`].
 
-pub mod auth;
 mod api;
+pub mod auth;
 mod mime;
 pub mod publisher;
 mod query;
@@ -339,7 +339,11 @@ impl GraphSandbox {
 
     /// The directory users (and shared mailboxes).
     pub fn users(&self) -> Vec<SeedUser> {
-        self.state().mailboxes.iter().map(|m| m.user.clone()).collect()
+        self.state()
+            .mailboxes
+            .iter()
+            .map(|m| m.user.clone())
+            .collect()
     }
 
     /// Tenant id.
@@ -402,7 +406,11 @@ impl GraphSandbox {
                     id: m.id.clone(),
                     immutable_id: m.immutable_id.clone(),
                     folder: folder
-                        .map(|f| f.well_known.map(str::to_owned).unwrap_or(f.display_name.clone()))
+                        .map(|f| {
+                            f.well_known
+                                .map(str::to_owned)
+                                .unwrap_or(f.display_name.clone())
+                        })
                         .unwrap_or_default(),
                     folder_id: m.folder_id.clone(),
                     subject: m.subject.clone(),
@@ -415,7 +423,7 @@ impl GraphSandbox {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.received.cmp(&a.received));
+        out.sort_by_key(|m| std::cmp::Reverse(m.received));
         out
     }
 
@@ -432,7 +440,10 @@ impl GraphSandbox {
         let now = self.now();
         let mut st = self.state();
         st.subscriptions.retain(|s| s.expiration > now);
-        st.subscriptions.iter().map(api::subscription_view).collect()
+        st.subscriptions
+            .iter()
+            .map(api::subscription_view)
+            .collect()
     }
 
     /// Sends a lifecycle event for a subscription to its `lifecycleNotificationUrl`.
@@ -473,17 +484,32 @@ impl GraphSandbox {
 
     /// Replaces the publisher options.
     pub fn set_publisher_options(&self, opts: PublisherOptions) {
-        *self.inner.publisher.options.lock().expect("publisher options") = opts;
+        *self
+            .inner
+            .publisher
+            .options
+            .lock()
+            .expect("publisher options") = opts;
     }
 
     /// Current publisher options.
     pub fn publisher_options(&self) -> PublisherOptions {
-        self.inner.publisher.options.lock().expect("publisher options").clone()
+        self.inner
+            .publisher
+            .options
+            .lock()
+            .expect("publisher options")
+            .clone()
     }
 
     /// Everything the publisher did so far (change and lifecycle notifications).
     pub fn notification_log(&self) -> Vec<NotificationRecord> {
-        self.inner.publisher.log.lock().expect("publisher log").clone()
+        self.inner
+            .publisher
+            .log
+            .lock()
+            .expect("publisher log")
+            .clone()
     }
 
     /// Replaces the per app+mailbox throttling limits.
@@ -503,7 +529,11 @@ impl GraphSandbox {
 
     /// Queues a one-shot fault (e.g. 503 with Retry-After, 504) for the next matching request.
     pub fn push_fault(&self, fault: Fault) {
-        self.inner.faults.lock().expect("faults lock").push_back(fault);
+        self.inner
+            .faults
+            .lock()
+            .expect("faults lock")
+            .push_back(fault);
     }
 
     /// Forgets every issued delta token and page: clients get 410 SyncStateNotFound.
@@ -525,7 +555,10 @@ impl GraphSandbox {
         let Some(mb) = st.mailbox_index(mailbox) else {
             return 0;
         };
-        let key = (app_id.to_ascii_lowercase(), st.mailboxes[mb].user.id.clone());
+        let key = (
+            app_id.to_ascii_lowercase(),
+            st.mailboxes[mb].user.id.clone(),
+        );
         st.limiters.get(&key).map(|l| l.in_flight).unwrap_or(0)
     }
 

@@ -47,7 +47,9 @@ pub(crate) fn build(spec: &MimeSpec<'_>) -> String {
         .from(from)
         .subject(spec.subject.to_owned())
         .message_id(spec.message_id.to_owned())
-        .date(mail_builder::headers::date::Date::new(spec.date.timestamp()));
+        .date(mail_builder::headers::date::Date::new(
+            spec.date.timestamp(),
+        ));
     if !spec.to.is_empty() {
         b = b.to(Address::new_list(
             spec.to.iter().map(|(n, a)| addr(n, a)).collect(),
@@ -118,7 +120,9 @@ fn body_part(spec: &MimeSpec<'_>) -> MimePart<'static> {
         .attachments
         .iter()
         .filter(|a| !a.inline)
-        .map(|a| MimePart::new(a.content_type.clone(), a.content.clone()).attachment(a.name.clone()))
+        .map(|a| {
+            MimePart::new(a.content_type.clone(), a.content.clone()).attachment(a.name.clone())
+        })
         .collect();
     if files.is_empty() {
         core
@@ -240,6 +244,9 @@ mod tests {
     #[test]
     fn header_block_unfolds() {
         let h = header_block("Subject: a\r\n b\r\nX-Y: z\r\n\r\nbody: no");
-        assert_eq!(h, vec![("Subject".into(), "a b".into()), ("X-Y".into(), "z".into())]);
+        assert_eq!(
+            h,
+            vec![("Subject".into(), "a b".into()), ("X-Y".into(), "z".into())]
+        );
     }
 }

@@ -152,14 +152,16 @@ impl Publisher {
                             }
                         };
                         if let Some(emit_missed) = dropped {
-                            log2.lock().expect("publisher log").push(NotificationRecord {
-                                subscription_id: job.subscription_id.clone(),
-                                url: job.url.clone(),
-                                kind: job.kind.clone(),
-                                attempts: 0,
-                                outcome: NotificationOutcome::Dropped,
-                                failures: vec![],
-                            });
+                            log2.lock()
+                                .expect("publisher log")
+                                .push(NotificationRecord {
+                                    subscription_id: job.subscription_id.clone(),
+                                    url: job.url.clone(),
+                                    kind: job.kind.clone(),
+                                    attempts: 0,
+                                    outcome: NotificationOutcome::Dropped,
+                                    failures: vec![],
+                                });
                             match (emit_missed, job.missed) {
                                 (true, Some((url, body))) => Job {
                                     subscription_id: job.subscription_id,
@@ -207,7 +209,8 @@ impl Job {
             });
             l.len() - 1
         };
-        let (client, options, log, clock) = (client.clone(), options.clone(), log.clone(), clock.clone());
+        let (client, options, log, clock) =
+            (client.clone(), options.clone(), log.clone(), clock.clone());
         tokio::spawn(async move {
             let first = clock.now();
             let mut backoff = options.lock().expect("publisher options").initial_backoff;
@@ -231,7 +234,9 @@ impl Job {
                         return;
                     }
                     Ok(r) => format!("HTTP {}", r.status().as_u16()),
-                    Err(e) if e.is_timeout() => format!("no response within {} ms", timeout.as_millis()),
+                    Err(e) if e.is_timeout() => {
+                        format!("no response within {} ms", timeout.as_millis())
+                    }
                     Err(e) => format!("request failed: {e}"),
                 };
                 tracing::debug!(url = %self.url, %failure, "notification delivery failed; will retry");

@@ -106,7 +106,11 @@ pub(crate) fn parse_filter(s: &str) -> Result<Vec<Clause>, String> {
             "ge" => Op::Ge,
             "lt" => Op::Lt,
             "le" => Op::Le,
-            other => return Err(format!("Invalid filter clause: unsupported operator '{other}'")),
+            other => {
+                return Err(format!(
+                    "Invalid filter clause: unsupported operator '{other}'"
+                ))
+            }
         };
         let raw = &tokens[i + 2];
         let value = if let Some(lit) = raw.strip_prefix('\'') {
@@ -116,7 +120,9 @@ pub(crate) fn parse_filter(s: &str) -> Result<Vec<Clause>, String> {
         } else if let Ok(d) = DateTime::parse_from_rfc3339(raw) {
             Value::Date(d.with_timezone(&Utc))
         } else {
-            return Err(format!("Invalid filter clause: cannot parse literal '{raw}'"));
+            return Err(format!(
+                "Invalid filter clause: cannot parse literal '{raw}'"
+            ));
         };
         clauses.push(Clause {
             property: prop.to_owned(),
@@ -197,8 +203,9 @@ pub(crate) fn parse_orderby(s: &str) -> Result<Vec<(String, bool)>, String> {
         .map(|part| {
             let mut it = part.split_whitespace();
             let p = it.next().ok_or("empty $orderby")?;
-            let prop = canonical(p)
-                .ok_or_else(|| format!("Could not find a property named '{p}' on type 'microsoft.graph.message'."))?;
+            let prop = canonical(p).ok_or_else(|| {
+                format!("Could not find a property named '{p}' on type 'microsoft.graph.message'.")
+            })?;
             let desc = match it.next().map(|d| d.to_ascii_lowercase()) {
                 None => false,
                 Some(d) if d == "asc" => false,
@@ -225,7 +232,11 @@ pub(crate) fn inefficient(filter: &[Clause], order: &[(String, bool)]) -> bool {
 /// Sorts `msgs` by `order` (default: receivedDateTime desc).
 pub(crate) fn sort(msgs: &mut [&Message], order: &[(String, bool)]) {
     let default = [("receivedDateTime".to_owned(), true)];
-    let order = if order.is_empty() { &default[..] } else { order };
+    let order = if order.is_empty() {
+        &default[..]
+    } else {
+        order
+    };
     msgs.sort_by(|a, b| {
         for (p, desc) in order {
             let ord = match (prop_value(a, p), prop_value(b, p)) {
@@ -249,7 +260,8 @@ mod tests {
 
     #[test]
     fn filter_and_orderby_rule() {
-        let f = parse_filter("receivedDateTime ge 1900-01-01T00:00:00Z and isRead eq false").unwrap();
+        let f =
+            parse_filter("receivedDateTime ge 1900-01-01T00:00:00Z and isRead eq false").unwrap();
         assert_eq!(f.len(), 2);
         let o = parse_orderby("receivedDateTime desc").unwrap();
         assert!(!inefficient(&f, &o));

@@ -332,7 +332,8 @@ fn default_messages() -> Vec<SeedMessage> {
         from: LEE,
         to: SUPPORT,
         subject: "VPN drops every 10 minutes",
-        text: "Hello,\n\nMy VPN connection drops every 10 minutes. The client log is attached.\n\nLee",
+        text:
+            "Hello,\n\nMy VPN connection drops every 10 minutes. The client log is attached.\n\nLee",
         html: false,
         id: "vpn-drop-0004@fabrikam.test",
     });
@@ -549,7 +550,13 @@ fn default_messages() -> Vec<SeedMessage> {
     out
 }
 
-fn contact(name: &str, email: &str, company: Option<&str>, title: Option<&str>, phone: &str) -> SeedContact {
+fn contact(
+    name: &str,
+    email: &str,
+    company: Option<&str>,
+    title: Option<&str>,
+    phone: &str,
+) -> SeedContact {
     let mut parts = name.splitn(2, ' ');
     SeedContact {
         mailbox: SUPPORT.into(),
@@ -570,17 +577,59 @@ impl Default for GraphSeed {
             tenant_id: TENANT_ID.into(),
             users: vec![
                 user(SUPPORT_USER_ID, "support", "Contoso Support", false, None),
-                user(MEGAN_USER_ID, "megan", "Megan Bowen", false, Some("IT Administrator")),
-                user(ALEX_USER_ID, "alex", "Alex Wilber", false, Some("Marketing Assistant")),
+                user(
+                    MEGAN_USER_ID,
+                    "megan",
+                    "Megan Bowen",
+                    false,
+                    Some("IT Administrator"),
+                ),
+                user(
+                    ALEX_USER_ID,
+                    "alex",
+                    "Alex Wilber",
+                    false,
+                    Some("Marketing Assistant"),
+                ),
                 user(HELPDESK_USER_ID, "helpdesk", "Contoso Helpdesk", true, None),
             ],
             messages: default_messages(),
             contacts: vec![
-                contact("Pat Smith", "pat@fabrikam.test", Some("Fabrikam"), Some("Office Manager"), "+1 555 0101"),
-                contact("Lee Chen", "lee@fabrikam.test", Some("Fabrikam"), Some("Engineer"), "+1 555 0102"),
-                contact("Dana Whitaker", "dana@northwind.test", Some("Northwind Traders"), Some("Operations Lead"), "+1 555 0201"),
-                contact("Jordan Reyes", "jordan@northwind.test", Some("Northwind Traders"), None, "+1 555 0202"),
-                contact("Casey Morgan", "casey@adatum.test", Some("Adatum"), Some("Account Manager"), "+1 555 0301"),
+                contact(
+                    "Pat Smith",
+                    "pat@fabrikam.test",
+                    Some("Fabrikam"),
+                    Some("Office Manager"),
+                    "+1 555 0101",
+                ),
+                contact(
+                    "Lee Chen",
+                    "lee@fabrikam.test",
+                    Some("Fabrikam"),
+                    Some("Engineer"),
+                    "+1 555 0102",
+                ),
+                contact(
+                    "Dana Whitaker",
+                    "dana@northwind.test",
+                    Some("Northwind Traders"),
+                    Some("Operations Lead"),
+                    "+1 555 0201",
+                ),
+                contact(
+                    "Jordan Reyes",
+                    "jordan@northwind.test",
+                    Some("Northwind Traders"),
+                    None,
+                    "+1 555 0202",
+                ),
+                contact(
+                    "Casey Morgan",
+                    "casey@adatum.test",
+                    Some("Adatum"),
+                    Some("Account Manager"),
+                    "+1 555 0301",
+                ),
             ],
             grants: vec![DelegateGrant {
                 mailbox: HELPDESK.into(),

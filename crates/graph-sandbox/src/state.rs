@@ -243,7 +243,10 @@ pub(crate) struct NewMessage {
 }
 
 fn strip_angles(s: &str) -> String {
-    s.trim().trim_start_matches('<').trim_end_matches('>').to_owned()
+    s.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned()
 }
 
 impl State {
@@ -291,16 +294,20 @@ impl State {
         let mut seeded: Vec<&crate::seed::SeedMessage> = seed.messages.iter().collect();
         seeded.sort_by_key(|m| std::cmp::Reverse(m.minutes_ago));
         for m in seeded {
-            let mb = state.mailbox_index(&m.mailbox).ok_or_else(|| {
-                crate::GraphSandboxError::UnknownMailbox(m.mailbox.clone())
-            })?;
+            let mb = state
+                .mailbox_index(&m.mailbox)
+                .ok_or_else(|| crate::GraphSandboxError::UnknownMailbox(m.mailbox.clone()))?;
             let folder = state.mailboxes[mb]
                 .folder(&m.folder)
                 .ok_or_else(|| crate::GraphSandboxError::UnknownFolder(m.folder.clone()))?
                 .id
                 .clone();
-            let new = NewMessage::from_inbound(&m.mail, base - chrono::Duration::minutes(m.minutes_ago), m.is_read)
-                .with_report(m.delivery_report.clone());
+            let new = NewMessage::from_inbound(
+                &m.mail,
+                base - chrono::Duration::minutes(m.minutes_ago),
+                m.is_read,
+            )
+            .with_report(m.delivery_report.clone());
             state.insert_message(mb, &folder, new);
         }
         for c in &seed.contacts {
@@ -308,7 +315,10 @@ impl State {
                 .mailbox_index(&c.mailbox)
                 .ok_or_else(|| crate::GraphSandboxError::UnknownMailbox(c.mailbox.clone()))?;
             let n = state.mailboxes[mb].contacts.len();
-            let id = make_id("AAMkAD", &format!("contact|{}|{n}", state.mailboxes[mb].user.id));
+            let id = make_id(
+                "AAMkAD",
+                &format!("contact|{}|{n}", state.mailboxes[mb].user.id),
+            );
             state.mailboxes[mb].contacts.push(Contact {
                 id,
                 created: base,
@@ -484,7 +494,14 @@ impl State {
     }
 
     /// Moves message `idx` to `dest`; the id changes unless `keep_id`.
-    pub fn move_message(&mut self, mb: usize, idx: usize, dest: &str, keep_id: bool, now: DateTime<Utc>) {
+    pub fn move_message(
+        &mut self,
+        mb: usize,
+        idx: usize,
+        dest: &str,
+        keep_id: bool,
+        now: DateTime<Utc>,
+    ) {
         let src = self.mailboxes[mb].messages[idx].folder_id.clone();
         self.log(mb, &src, idx, true);
         let n = self.next_counter();
@@ -511,7 +528,11 @@ impl State {
         let mbx = &self.mailboxes[mb];
         let mut order: Vec<u64> = Vec::new();
         let mut last: HashMap<u64, &ChangeEvent> = HashMap::new();
-        for ev in mbx.log.iter().filter(|e| e.seq > watermark && e.folder_id == folder_id) {
+        for ev in mbx
+            .log
+            .iter()
+            .filter(|e| e.seq > watermark && e.folder_id == folder_id)
+        {
             if !last.contains_key(&ev.key) {
                 order.push(ev.key);
             }
@@ -519,19 +540,19 @@ impl State {
         }
         order
             .into_iter()
-            .filter_map(|k| {
+            .map(|k| {
                 let ev = last[&k];
                 let present = mbx
                     .messages
                     .iter()
                     .any(|m| m.key == k && m.folder_id == folder_id);
                 if ev.removed || !present {
-                    Some(DeltaItem::Removed {
+                    DeltaItem::Removed {
                         id: ev.id_then.clone(),
                         immutable_id: ev.immutable_id.clone(),
-                    })
+                    }
                 } else {
-                    Some(DeltaItem::Upsert(k))
+                    DeltaItem::Upsert(k)
                 }
             })
             .collect()

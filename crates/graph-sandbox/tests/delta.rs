@@ -19,7 +19,13 @@ async fn round(e: &Env, token: &str, url: &str, headers: &[(&str, &str)]) -> (Ve
             assert!(n.contains("skiptoken"));
             next = n.to_owned();
         } else {
-            return (items, r.body["@odata.deltaLink"].as_str().expect("deltaLink at the end").to_owned());
+            return (
+                items,
+                r.body["@odata.deltaLink"]
+                    .as_str()
+                    .expect("deltaLink at the end")
+                    .to_owned(),
+            );
         }
     }
 }
@@ -37,11 +43,30 @@ fn mail(subject: &str) -> InboundMail {
 #[tokio::test]
 async fn initial_sync_pages_then_idle_delta_is_empty() {
     let e = env().await;
-    let first = e.get_with("support", "me/mailFolders/inbox/messages/delta?$select=subject,isRead", &[("Prefer", "odata.maxpagesize=4")]).await;
+    let first = e
+        .get_with(
+            "support",
+            "me/mailFolders/inbox/messages/delta?$select=subject,isRead",
+            &[("Prefer", "odata.maxpagesize=4")],
+        )
+        .await;
     assert_eq!(first.body["value"].as_array().unwrap().len(), 4);
-    assert!(first.header("preference-applied").unwrap().contains("odata.maxpagesize=4"));
-    let (items, link) = round(&e, "support", "me/mailFolders/inbox/messages/delta?$select=subject,isRead", &[("Prefer", "odata.maxpagesize=4")]).await;
-    let inbox = e.sb.messages(SUPPORT).into_iter().filter(|m| m.folder == "inbox").count();
+    assert!(first
+        .header("preference-applied")
+        .unwrap()
+        .contains("odata.maxpagesize=4"));
+    let (items, link) = round(
+        &e,
+        "support",
+        "me/mailFolders/inbox/messages/delta?$select=subject,isRead",
+        &[("Prefer", "odata.maxpagesize=4")],
+    )
+    .await;
+    let inbox =
+        e.sb.messages(SUPPORT)
+            .into_iter()
+            .filter(|m| m.folder == "inbox")
+            .count();
     assert_eq!(items.len(), inbox);
     assert!(items[0].get("body").is_none(), "$select applies to delta");
     assert!(link.contains("deltatoken"));
@@ -54,7 +79,13 @@ async fn initial_sync_pages_then_idle_delta_is_empty() {
 #[tokio::test]
 async fn delta_reports_new_updated_and_removed_items() {
     let e = env().await;
-    let (_, link) = round(&e, "daemon", &format!("users/{SUPPORT}/mailFolders('Inbox')/messages/delta"), &[("Prefer", "odata.maxpagesize=50")]).await;
+    let (_, link) = round(
+        &e,
+        "daemon",
+        &format!("users/{SUPPORT}/mailFolders('Inbox')/messages/delta"),
+        &[("Prefer", "odata.maxpagesize=50")],
+    )
+    .await;
     let d = e.sb.deliver(mail("New after sync")).unwrap();
     let r = e.get("daemon", &link).await;
     let v = r.body["value"].as_array().unwrap();
@@ -64,7 +95,13 @@ async fn delta_reports_new_updated_and_removed_items() {
     let link2 = r.body["@odata.deltaLink"].as_str().unwrap().to_owned();
 
     // Move the message out of the inbox: the inbox delta shows @removed with the old id.
-    let moved = e.post("daemon", &format!("users/{SUPPORT}/messages/{}/move", d.id), json!({"destinationId": "archive"})).await;
+    let moved = e
+        .post(
+            "daemon",
+            &format!("users/{SUPPORT}/messages/{}/move", d.id),
+            json!({"destinationId": "archive"}),
+        )
+        .await;
     assert_eq!(moved.status, 201);
     let r = e.get("daemon", &link2).await;
     let v = r.body["value"].as_array().unwrap();
@@ -74,8 +111,17 @@ async fn delta_reports_new_updated_and_removed_items() {
     let link3 = r.body["@odata.deltaLink"].as_str().unwrap().to_owned();
 
     // An update in place shows up as the changed item.
-    let other = e.sb.messages(SUPPORT).into_iter().find(|m| m.folder == "inbox" && !m.is_read).unwrap();
-    e.patch("daemon", &format!("users/{SUPPORT}/messages/{}", other.id), json!({"isRead": true})).await;
+    let other =
+        e.sb.messages(SUPPORT)
+            .into_iter()
+            .find(|m| m.folder == "inbox" && !m.is_read)
+            .unwrap();
+    e.patch(
+        "daemon",
+        &format!("users/{SUPPORT}/messages/{}", other.id),
+        json!({"isRead": true}),
+    )
+    .await;
     let r = e.get("daemon", &link3).await;
     let v = r.body["value"].as_array().unwrap();
     assert_eq!(v.len(), 1);
@@ -85,21 +131,47 @@ async fn delta_reports_new_updated_and_removed_items() {
 #[tokio::test]
 async fn unknown_invalidated_and_expired_tokens_are_410() {
     let e = env().await;
-    let r = e.get("support", "me/mailFolders/inbox/messages/delta?$deltatoken=nonsense").await;
+    let r = e
+        .get(
+            "support",
+            "me/mailFolders/inbox/messages/delta?$deltatoken=nonsense",
+        )
+        .await;
     assert_eq!(r.status, 410);
     assert_eq!(r.code(), "SyncStateNotFound");
 
-    let (_, link) = round(&e, "support", "me/mailFolders/inbox/messages/delta", &[("Prefer", "odata.maxpagesize=100")]).await;
+    let (_, link) = round(
+        &e,
+        "support",
+        "me/mailFolders/inbox/messages/delta",
+        &[("Prefer", "odata.maxpagesize=100")],
+    )
+    .await;
     assert_eq!(e.get("support", &link).await.status, 200);
     e.sb.invalidate_delta_tokens();
     assert_eq!(e.get("support", &link).await.code(), "SyncStateNotFound");
 
-    e.sb.set_behaviour(GraphBehaviour { delta_token_ttl: Some(Duration::days(7)), ..Default::default() });
-    let (_, link) = round(&e, "support", "me/mailFolders/inbox/messages/delta", &[("Prefer", "odata.maxpagesize=100")]).await;
+    e.sb.set_behaviour(GraphBehaviour {
+        delta_token_ttl: Some(Duration::days(7)),
+        ..Default::default()
+    });
+    let (_, link) = round(
+        &e,
+        "support",
+        "me/mailFolders/inbox/messages/delta",
+        &[("Prefer", "odata.maxpagesize=100")],
+    )
+    .await;
     e.advance(Duration::days(8));
     assert_eq!(e.get("support", &link).await.status, 410);
     // A delta token of one folder is not valid for another.
-    let (_, link) = round(&e, "support", "me/mailFolders/inbox/messages/delta", &[("Prefer", "odata.maxpagesize=100")]).await;
+    let (_, link) = round(
+        &e,
+        "support",
+        "me/mailFolders/inbox/messages/delta",
+        &[("Prefer", "odata.maxpagesize=100")],
+    )
+    .await;
     let other = link.replace("mailFolders/inbox", "mailFolders/archive");
     assert_eq!(e.get("support", &other).await.status, 410);
 }

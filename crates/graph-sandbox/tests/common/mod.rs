@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use mailroom_clock::{Clock, ManualClock};
 use mailroom_graph_sandbox::seed::{self, DAEMON_APP_ID, DESKTOP_APP_ID};
-use mailroom_graph_sandbox::{spawn_local, AccessGrant, GraphSandbox, GraphSeed, StaticTokens, TokenRejection};
+use mailroom_graph_sandbox::{
+    spawn_local, AccessGrant, GraphSandbox, GraphSeed, StaticTokens, TokenRejection,
+};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
@@ -15,7 +17,9 @@ pub const SUPPORT: &str = "support@contoso.test";
 pub const HELPDESK: &str = "helpdesk@contoso.test";
 
 pub fn start_time() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub struct Env {
@@ -70,20 +74,67 @@ fn app(client: &str, roles: &[&str], exp: DateTime<Utc>) -> AccessGrant {
 }
 
 const DESKTOP_SCOPES: &[&str] = &[
-    "openid", "profile", "offline_access", "User.Read", "Mail.ReadWrite", "Mail.Send",
-    "Mail.ReadWrite.Shared", "Mail.Send.Shared", "Contacts.Read",
+    "openid",
+    "profile",
+    "offline_access",
+    "User.Read",
+    "Mail.ReadWrite",
+    "Mail.Send",
+    "Mail.ReadWrite.Shared",
+    "Mail.Send.Shared",
+    "Contacts.Read",
 ];
 
 /// (Re)issues the test tokens, valid for an hour from `now`.
 pub fn install_tokens(tokens: &StaticTokens, now: DateTime<Utc>) {
     let exp = now + Duration::hours(1);
-    tokens.insert("support", delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, exp));
-    tokens.insert("megan", delegated(seed::MEGAN_USER_ID, "megan@contoso.test", DESKTOP_SCOPES, exp));
-    tokens.insert("alex", delegated(seed::ALEX_USER_ID, "alex@contoso.test", DESKTOP_SCOPES, exp));
-    tokens.insert("support-readonly", delegated(seed::SUPPORT_USER_ID, SUPPORT, &["User.Read", "Mail.Read"], exp));
-    tokens.insert("support-expired", delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, now - Duration::minutes(1)));
-    tokens.insert("daemon", app(DAEMON_APP_ID, &["Mail.ReadWrite", "Mail.Send", "Contacts.Read"], exp));
-    tokens.insert("noroles", app("c0ffee00-0000-4000-8000-0000000000ff", &[], exp));
+    tokens.insert(
+        "support",
+        delegated(seed::SUPPORT_USER_ID, SUPPORT, DESKTOP_SCOPES, exp),
+    );
+    tokens.insert(
+        "megan",
+        delegated(
+            seed::MEGAN_USER_ID,
+            "megan@contoso.test",
+            DESKTOP_SCOPES,
+            exp,
+        ),
+    );
+    tokens.insert(
+        "alex",
+        delegated(seed::ALEX_USER_ID, "alex@contoso.test", DESKTOP_SCOPES, exp),
+    );
+    tokens.insert(
+        "support-readonly",
+        delegated(
+            seed::SUPPORT_USER_ID,
+            SUPPORT,
+            &["User.Read", "Mail.Read"],
+            exp,
+        ),
+    );
+    tokens.insert(
+        "support-expired",
+        delegated(
+            seed::SUPPORT_USER_ID,
+            SUPPORT,
+            DESKTOP_SCOPES,
+            now - Duration::minutes(1),
+        ),
+    );
+    tokens.insert(
+        "daemon",
+        app(
+            DAEMON_APP_ID,
+            &["Mail.ReadWrite", "Mail.Send", "Contacts.Read"],
+            exp,
+        ),
+    );
+    tokens.insert(
+        "noroles",
+        app("c0ffee00-0000-4000-8000-0000000000ff", &[], exp),
+    );
     tokens.reject("revoked", TokenRejection::Revoked);
 }
 
@@ -127,11 +178,17 @@ impl Env {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Resp {
-        self.send(self.http.get(self.url(path)).bearer_auth(token)).await
+        self.send(self.http.get(self.url(path)).bearer_auth(token))
+            .await
     }
 
     pub async fn get_with(&self, token: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -143,15 +200,28 @@ impl Env {
     }
 
     pub async fn post(&self, token: &str, path: &str, body: Value) -> Resp {
-        self.send(self.http.post(self.url(path)).bearer_auth(token).json(&body)).await
+        self.send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn patch(&self, token: &str, path: &str, body: Value) -> Resp {
-        self.send(self.http.patch(self.url(path)).bearer_auth(token).json(&body)).await
+        self.send(
+            self.http
+                .patch(self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Resp {
-        self.send(self.http.delete(self.url(path)).bearer_auth(token)).await
+        self.send(self.http.delete(self.url(path)).bearer_auth(token))
+            .await
     }
 
     /// Follows @odata.nextLink to the end; returns all items.
