@@ -15,7 +15,9 @@ pub enum CertificateError {
     #[error("the PFX file could not be opened ({0}); check the file and its password")]
     Pkcs12(String),
     /// The PFX holds no private key with a certificate.
-    #[error("the PFX file holds no private key and certificate pair; export it with its private key")]
+    #[error(
+        "the PFX file holds no private key and certificate pair; export it with its private key"
+    )]
     NoKeyPair,
     /// The key is not an RSA key or the PEM is malformed.
     #[error("the private key is not a readable RSA key ({0}); webhook signing needs RSA")]
@@ -67,7 +69,9 @@ impl SigningCert {
             p12_keystore::Pkcs12ImportPolicy::default(),
         )
         .map_err(|e| CertificateError::Pkcs12(e.to_string()))?;
-        let (_, chain) = store.private_key_chain().ok_or(CertificateError::NoKeyPair)?;
+        let (_, chain) = store
+            .private_key_chain()
+            .ok_or(CertificateError::NoKeyPair)?;
         let cert = chain.certs().first().ok_or(CertificateError::NoKeyPair)?;
         let key = rsa::RsaPrivateKey::from_pkcs8_der(chain.key().as_der())
             .map_err(|e| CertificateError::Key(e.to_string()))?;

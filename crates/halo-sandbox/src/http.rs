@@ -54,12 +54,8 @@ pub(crate) fn allows(granted: &[String], need: Need) -> bool {
     match need {
         Need::Any => true,
         Need::Admin => has("all") || has("admin"),
-        Need::Read(area) => {
-            has("all") || has("all:standard") || has(&format!("read:{area}"))
-        }
-        Need::Edit(area) => {
-            has("all") || has("all:standard") || has(&format!("edit:{area}"))
-        }
+        Need::Read(area) => has("all") || has("all:standard") || has(&format!("read:{area}")),
+        Need::Edit(area) => has("all") || has("all:standard") || has(&format!("edit:{area}")),
     }
 }
 
@@ -132,7 +128,10 @@ fn issue_token(
             format!("The grant type '{grant}' is not supported; use client_credentials."),
         ));
     }
-    let (mut client_id, mut secret) = (form.get("client_id").cloned(), form.get("client_secret").cloned());
+    let (mut client_id, mut secret) = (
+        form.get("client_id").cloned(),
+        form.get("client_secret").cloned(),
+    );
     if let Some(basic) = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -224,7 +223,13 @@ fn issue_token(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(&inner.id_token_key),
     )
-    .map_err(|e| oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string()))?;
+    .map_err(|e| {
+        oauth(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    })?;
     // Expired tokens are dropped lazily here so the map does not grow forever.
     state.tokens.retain(|_, t| t.expires_at > now);
     state.tokens.insert(
@@ -275,11 +280,15 @@ fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Caller, ApiError> 
     let now = inner.clock.now();
     let mut state = inner.state.lock().expect("halo sandbox state lock");
     let Some(t) = state.tokens.get(token.trim()).cloned() else {
-        return Err(ApiError::Unauthorized("The access token is not valid.".into()));
+        return Err(ApiError::Unauthorized(
+            "The access token is not valid.".into(),
+        ));
     };
     if t.expires_at <= now {
         state.tokens.remove(token.trim());
-        return Err(ApiError::Unauthorized("The access token has expired.".into()));
+        return Err(ApiError::Unauthorized(
+            "The access token has expired.".into(),
+        ));
     }
     // Rolling-window rate limit per client id.
     if let Some(limit) = state.behaviour.rate_limit {
@@ -382,7 +391,9 @@ fn handle_api(
             let rec = state
                 .find(res, segments[1], ticket_scope)
                 .ok_or(ApiError::NotFound)?;
-            if res == Res::Attachment && query.get("includedetails").map(String::as_str) != Some("true") {
+            if res == Res::Attachment
+                && query.get("includedetails").map(String::as_str) != Some("true")
+            {
                 // Without includedetails the attachment endpoint streams the file itself.
                 let id = crate::state::int(rec, "id").unwrap_or_default();
                 let bytes = state.attachment_bytes.get(&id).cloned().unwrap_or_default();

@@ -266,9 +266,7 @@ impl HaloSandbox {
 }
 
 /// Serves `sandbox` on `127.0.0.1` at an OS-chosen port (for tests).
-pub async fn spawn_local(
-    sandbox: HaloSandbox,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub async fn spawn_local(sandbox: HaloSandbox) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let router = sandbox.router();

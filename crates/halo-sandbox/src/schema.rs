@@ -111,7 +111,11 @@ pub(crate) fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(n.and_utc());
         }
@@ -281,25 +285,41 @@ mod tests {
     #[test]
     fn float_formatted_ids_are_rejected_and_unknown_fields_dropped() {
         let obj = json!({"site_id": "95.0"});
-        let err = coerce_object("Faults", obj.as_object().unwrap(), "[0]", DateStyle::Rfc3339Utc)
-            .unwrap_err();
+        let err = coerce_object(
+            "Faults",
+            obj.as_object().unwrap(),
+            "[0]",
+            DateStyle::Rfc3339Utc,
+        )
+        .unwrap_err();
         assert_eq!(err.path, "[0].site_id");
         let obj = json!({"site_id": 95.0});
-        assert!(
-            coerce_object("Faults", obj.as_object().unwrap(), "[0]", DateStyle::Rfc3339Utc)
-                .is_err()
-        );
+        assert!(coerce_object(
+            "Faults",
+            obj.as_object().unwrap(),
+            "[0]",
+            DateStyle::Rfc3339Utc
+        )
+        .is_err());
         let obj = json!({"site_id": "95", "bogus": 1, "summary": 5});
-        let out = coerce_object("Faults", obj.as_object().unwrap(), "[0]", DateStyle::Rfc3339Utc)
-            .unwrap();
-        assert_eq!(out, *json!({"site_id": 95, "summary": "5"}).as_object().unwrap());
+        let out = coerce_object(
+            "Faults",
+            obj.as_object().unwrap(),
+            "[0]",
+            DateStyle::Rfc3339Utc,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            *json!({"site_id": 95, "summary": "5"}).as_object().unwrap()
+        );
     }
 
     #[test]
     fn doubles_are_emitted_as_floats_where_the_spec_says_number() {
         let obj = json!({"site_id": 7, "name": "x"});
-        let out = coerce_object("Users", obj.as_object().unwrap(), "", DateStyle::Rfc3339Utc)
-            .unwrap();
+        let out =
+            coerce_object("Users", obj.as_object().unwrap(), "", DateStyle::Rfc3339Utc).unwrap();
         assert_eq!(serde_json::to_string(&out["site_id"]).unwrap(), "7.0");
     }
 

@@ -208,8 +208,7 @@ impl Default for HaloBehaviour {
             token_lifetime_secs: 3600,
             default_page_size: 50,
             max_ticket_page_size: 100,
-            ticket_user_without_site_error: "Please select a Site when a User is specified"
-                .into(),
+            ticket_user_without_site_error: "Please select a Site when a User is specified".into(),
             ticket_advanced_search_fields: vec![
                 "email_message_id".into(),
                 "internet_message_id".into(),

@@ -141,16 +141,18 @@ fn business(msg: impl Into<String>) -> ApiError {
 pub(crate) type Query = HashMap<String, String>;
 
 fn q_bool(q: &Query, key: &str) -> Option<bool> {
-    q.get(key).map(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    q.get(key)
+        .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 fn q_int(q: &Query, key: &str) -> Result<Option<i64>, ApiError> {
     match q.get(key) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-            ApiError::model(key, format!("The value '{v}' is not valid for {key}."))
-        }),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::model(key, format!("The value '{v}' is not valid for {key}."))),
     }
 }
 
@@ -258,7 +260,10 @@ impl State {
             })?;
             let rec = json!({"id": cert.id, "name": cert.name, "subject": signer.subject,
                 "issuer": signer.issuer, "thumbprint": signer.thumbprint});
-            state.insert_record(Res::Certificate, rec.as_object().cloned().unwrap_or_default());
+            state.insert_record(
+                Res::Certificate,
+                rec.as_object().cloned().unwrap_or_default(),
+            );
             state.signers.insert(cert.id, signer);
         }
         Ok(state)
@@ -352,7 +357,15 @@ impl State {
         let mut events = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let (saved, mut ev) = self.upsert_at(res, item, caller, now, false, i)?;
-            out.push(self.present(res, &saved, true));
+            let mut shown = self.present(res, &saved, true);
+            if res == Res::Application {
+                // The secret is shown once, in the answer to the POST that set it.
+                if let (Some(secret), Value::Object(obj)) = (saved.get("clientSecret"), &mut shown)
+                {
+                    obj.insert("clientSecret".into(), secret.clone());
+                }
+            }
+            out.push(shown);
             events.append(&mut ev);
         }
         Ok((out, events))
@@ -380,12 +393,17 @@ impl State {
     ) -> Result<(Rec, Vec<Event>), ApiError> {
         let path = format!("[{index}]");
         let Value::Object(raw) = item else {
-            return Err(ApiError::model(&path, "Each element must be a JSON object."));
+            return Err(ApiError::model(
+                &path,
+                "Each element must be a JSON object.",
+            ));
         };
         let input = coerce_object(res.schema(), &raw, &path, self.style())
             .map_err(|e| ApiError::ModelState(vec![e]))?;
         let id_text = match res.id_kind() {
-            IdKind::Int => int(&input, "id").filter(|id| *id > 0).map(|i| i.to_string()),
+            IdKind::Int => int(&input, "id")
+                .filter(|id| *id > 0)
+                .map(|i| i.to_string()),
             IdKind::Uuid => string(&input, "id"),
         };
         let ticket_scope = if res == Res::Actions {
@@ -412,7 +430,9 @@ impl State {
         }
         let mut events = Vec::new();
         match res {
-            Res::Tickets => self.rules_ticket(&raw, &input, &mut rec, old.as_ref(), now, &mut events)?,
+            Res::Tickets => {
+                self.rules_ticket(&raw, &input, &mut rec, old.as_ref(), now, &mut events)?
+            }
             Res::Actions => {
                 self.rules_action(&raw, &mut rec, old.as_ref(), caller, now, &mut events)?
             }
@@ -433,7 +453,9 @@ impl State {
                     rec.insert("id".into(), json!(id));
                 }
                 IdKind::Uuid => {
-                    let id = id_text.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    let id = string(&rec, "id")
+                        .or(id_text)
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                     rec.insert("id".into(), json!(id));
                 }
             }
@@ -548,7 +570,8 @@ impl State {
             rec.insert("lastactiondate".into(), self.ts(now));
             rec.entry("tickettype_id")
                 .or_insert(json!(self.default_tickettype_id));
-            rec.entry("status_id").or_insert(json!(self.default_status_id));
+            rec.entry("status_id")
+                .or_insert(json!(self.default_status_id));
             rec.entry("priority_id")
                 .or_insert(json!(self.default_priority_id));
             rec.entry("deleted").or_insert(json!(false));
@@ -572,7 +595,9 @@ impl State {
                 .ok_or_else(|| business(format!("User {uid} does not exist")))?;
             let user_changed = input.contains_key("user_id");
             if user_changed && int(rec, "site_id").filter(|s| *s > 0).is_none() {
-                return Err(business(self.behaviour.ticket_user_without_site_error.clone()));
+                return Err(business(
+                    self.behaviour.ticket_user_without_site_error.clone(),
+                ));
             }
             if user_changed || !rec.contains_key("user_name") {
                 rec.insert("user_name".into(), user["name"].clone());
@@ -649,7 +674,10 @@ impl State {
         }
         let status = int(rec, "status_id");
         let closed = self.is_closed(status);
-        rec.insert("hasbeenclosed".into(), json!(closed || flag(rec, "hasbeenclosed")));
+        rec.insert(
+            "hasbeenclosed".into(),
+            json!(closed || flag(rec, "hasbeenclosed")),
+        );
         if closed && old.is_none_or(|o| !self.is_closed(int(o, "status_id"))) {
             rec.insert("dateclosed".into(), self.ts(now));
         }
@@ -687,8 +715,7 @@ impl State {
                 business("An Outcome must be entered for this Action".to_string())
             })?),
             None => match string(rec, "outcome") {
-                Some(name) => self
-                    .records[&Res::Outcome]
+                Some(name) => self.records[&Res::Outcome]
                     .iter()
                     .find(|o| {
                         ["outcome", "buttonname"].iter().any(|k| {
@@ -704,7 +731,10 @@ impl State {
         };
         if let Some(o) = &outcome_rec {
             rec.insert("outcome_id".into(), o["id"].clone());
-            rec.insert("outcome".into(), o.get("outcome").cloned().unwrap_or(Value::Null));
+            rec.insert(
+                "outcome".into(),
+                o.get("outcome").cloned().unwrap_or(Value::Null),
+            );
             rec.insert(
                 "action_systemid".into(),
                 json!(int(o, "systemid").unwrap_or(0)),
@@ -777,9 +807,9 @@ impl State {
         ticket_update.insert("lastactiondate".into(), self.ts(now));
         let incoming = string(rec, "emailfrom").is_some_and(|from| {
             !self.records[&Res::Agent].iter().any(|a| {
-                a.get("email")
-                    .and_then(Value::as_str)
-                    .is_some_and(|e| !e.is_empty() && from.to_lowercase().contains(&e.to_lowercase()))
+                a.get("email").and_then(Value::as_str).is_some_and(|e| {
+                    !e.is_empty() && from.to_lowercase().contains(&e.to_lowercase())
+                })
             })
         }) || int(rec, "actionby_user_id").is_some();
         if incoming && old.is_none() {
@@ -829,11 +859,15 @@ impl State {
         let filename = string(rec, "filename").unwrap_or_default();
         if old.is_none() {
             let Some(b64) = raw.get("data_base64").and_then(Value::as_str) else {
-                return Err(business("An attachment needs data_base64 (the file content)"));
+                return Err(business(
+                    "An attachment needs data_base64 (the file content)",
+                ));
             };
             let data = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|_| ApiError::model("[0].data_base64", "data_base64 is not valid base64."))?;
+                .map_err(|_| {
+                    ApiError::model("[0].data_base64", "data_base64 is not valid base64.")
+                })?;
             if filename.is_empty() {
                 return Err(business("An attachment needs a filename"));
             }
@@ -888,17 +922,15 @@ impl State {
         rec: &mut Rec,
         old: Option<&Rec>,
     ) -> Result<(), ApiError> {
-        let name = string(rec, "displayName").or_else(|| {
-            raw.get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let name = string(rec, "displayName")
+            .or_else(|| raw.get("name").and_then(Value::as_str).map(str::to_string));
         let Some(name) = name else {
             return Err(business("An application needs a name (displayName)"));
         };
         rec.insert("displayName".into(), json!(name));
         if old.is_none() {
-            let client_id = string(rec, "clientId").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let client_id =
+                string(rec, "clientId").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             if self.creds.iter().any(|c| c.client_id == client_id) {
                 // Seeded credentials re-registering themselves: keep the seed's secret.
                 rec.insert("clientId".into(), json!(client_id));
@@ -910,7 +942,8 @@ impl State {
             });
             rec.insert("clientId".into(), json!(client_id));
             rec.insert("clientSecret".into(), json!(secret));
-            rec.entry("grant_type").or_insert(json!("client_credentials"));
+            rec.entry("grant_type")
+                .or_insert(json!("client_credentials"));
             rec.entry("inactive").or_insert(json!(false));
             let app_id = string(rec, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             rec.insert("id".into(), json!(app_id));
@@ -1054,21 +1087,17 @@ impl State {
         let mut out = rec.clone();
         match res {
             Res::Application => {
-                if !detail {
-                    out.remove("clientSecret");
-                }
+                out.remove("clientSecret");
             }
             Res::Webhook => {
                 out.remove("basic_password");
             }
-            Res::Attachment => {
-                if detail {
-                    if let Some(bytes) = int(rec, "id").and_then(|id| self.attachment_bytes.get(&id)) {
-                        out.insert(
-                            "data_base64".into(),
-                            json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                        );
-                    }
+            Res::Attachment if detail => {
+                if let Some(bytes) = int(rec, "id").and_then(|id| self.attachment_bytes.get(&id)) {
+                    out.insert(
+                        "data_base64".into(),
+                        json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                    );
                 }
             }
             Res::Tickets | Res::Actions if detail => {
@@ -1079,7 +1108,9 @@ impl State {
                 };
                 let atts: Vec<Value> = self.records[&Res::Attachment]
                     .iter()
-                    .filter(|x| int(x, "ticket_id") == t && (a.is_none() || int(x, "action_id") == a))
+                    .filter(|x| {
+                        int(x, "ticket_id") == t && (a.is_none() || int(x, "action_id") == a)
+                    })
                     .map(|x| self.present(Res::Attachment, x, false))
                     .collect();
                 out.insert("attachments".into(), Value::Array(atts));
@@ -1103,7 +1134,10 @@ impl State {
         }
         let total = items.len();
         let page = |items: Vec<&Rec>| -> Vec<Value> {
-            items.into_iter().map(|r| self.present(res, r, false)).collect()
+            items
+                .into_iter()
+                .map(|r| self.present(res, r, false))
+                .collect()
         };
         match res.list_style() {
             ListStyle::Paged(plural) => {
@@ -1152,7 +1186,10 @@ impl State {
             }
             Ok(())
         };
-        let search = q.get("search").map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+        let search = q
+            .get("search")
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
         let search_in = |items: &mut Vec<&Rec>, fields: &[&str]| {
             if let Some(s) = &search {
                 items.retain(|r| fields.iter().any(|f| contains_ci(r.get(*f), s)));
@@ -1172,7 +1209,13 @@ impl State {
         };
         match res {
             Res::Tickets => {
-                let mut fields = vec!["summary", "details", "user_name", "user_email", "client_name"];
+                let mut fields = vec![
+                    "summary",
+                    "details",
+                    "user_name",
+                    "user_email",
+                    "client_name",
+                ];
                 if self.behaviour.ticket_search_matches_message_ids {
                     fields.extend(["email_message_id", "internet_message_id"]);
                 }
@@ -1213,14 +1256,26 @@ impl State {
                     items.retain(|r| !flag(r, "hiddenfromuser"));
                 }
                 if q_bool(q, "conversationonly") == Some(true) {
-                    items.retain(|r| string(r, "emailfrom").is_some() || string(r, "emailto").is_some());
+                    items.retain(|r| {
+                        string(r, "emailfrom").is_some() || string(r, "emailto").is_some()
+                    });
                 }
                 if q_bool(q, "agentonly") == Some(true) {
                     items.retain(|r| int(r, "actionby_agent_id").is_some());
                 }
             }
             Res::Users => {
-                search_in(items, &["name", "emailaddress", "email2", "email3", "login", "phonenumber"]);
+                search_in(
+                    items,
+                    &[
+                        "name",
+                        "emailaddress",
+                        "email2",
+                        "email3",
+                        "login",
+                        "phonenumber",
+                    ],
+                );
                 eq_int(items, "client_id", "client_id")?;
                 eq_int(items, "site_id", "site_id")?;
                 active_filter(items, "inactive");
@@ -1247,10 +1302,8 @@ impl State {
                     items.retain(|r| !flag(r, "isdisabled"));
                 }
             }
-            Res::Status => {
-                if q_bool(q, "excludeclosed") == Some(true) {
-                    items.retain(|r| !self.is_closed(int(r, "id")));
-                }
+            Res::Status if q_bool(q, "excludeclosed") == Some(true) => {
+                items.retain(|r| !self.is_closed(int(r, "id")));
             }
             Res::Outcome => {
                 if q_bool(q, "showhidden") != Some(true) {
@@ -1329,7 +1382,9 @@ impl State {
         id: &str,
         ticket_id: Option<i64>,
     ) -> Result<Vec<Event>, ApiError> {
-        let pos = self.position(res, id, ticket_id).ok_or(ApiError::NotFound)?;
+        let pos = self
+            .position(res, id, ticket_id)
+            .ok_or(ApiError::NotFound)?;
         let rec = self.records.get_mut(&res).expect("table").remove(pos);
         let mut events = Vec::new();
         match res {

@@ -49,7 +49,8 @@ pub struct WebhookDelivery {
 impl WebhookDelivery {
     /// True when the receiver answered 2xx.
     pub fn succeeded(&self) -> bool {
-        self.response_status.is_some_and(|s| (200..300).contains(&s))
+        self.response_status
+            .is_some_and(|s| (200..300).contains(&s))
     }
 }
 
@@ -157,7 +158,9 @@ impl State {
             };
             let ticket = match event {
                 Event::TicketDeleted(rec) => Some(rec.clone()),
-                _ => self.find(Res::Tickets, &ticket_id.to_string(), None).cloned(),
+                _ => self
+                    .find(Res::Tickets, &ticket_id.to_string(), None)
+                    .cloned(),
             };
             let action = match event {
                 Event::ActionAdded {
@@ -226,8 +229,8 @@ impl State {
                     }
                     // [U] 4 = "Sign Request Body with a X.509 Certificate".
                     4 => {
-                        let cert = int(webhook, "certificate_id")
-                            .and_then(|id| self.signers.get(&id));
+                        let cert =
+                            int(webhook, "certificate_id").and_then(|id| self.signers.get(&id));
                         match cert {
                             Some(cert) => {
                                 let sig = &self.behaviour.signature;
@@ -374,16 +377,16 @@ pub(crate) async fn deliver(inner: Arc<Inner>, job: Job) {
         "error": !delivery.succeeded(),
     });
     if let Value::Object(rec) = record {
-        state.records.entry(Res::WebhookEvent).or_default().push(rec);
+        state
+            .records
+            .entry(Res::WebhookEvent)
+            .or_default()
+            .push(rec);
     }
-    if let Some(w) = state
-        .records
-        .get_mut(&Res::Webhook)
-        .and_then(|l| {
-            l.iter_mut()
-                .find(|w| w.get("id").and_then(Value::as_str) == Some(delivery.webhook_id.as_str()))
-        })
-    {
+    if let Some(w) = state.records.get_mut(&Res::Webhook).and_then(|l| {
+        l.iter_mut()
+            .find(|w| w.get("id").and_then(Value::as_str) == Some(delivery.webhook_id.as_str()))
+    }) {
         w.insert(
             "last_status".into(),
             json!(delivery.response_status.map(i64::from).unwrap_or(0)),

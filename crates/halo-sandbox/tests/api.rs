@@ -25,7 +25,10 @@ async fn token_endpoint_issues_bearer_tokens_and_rfc6749_errors() {
     assert_eq!(body["expires_in"], 3600);
     assert_eq!(body["scope"], "read:tickets edit:tickets read:customers");
     for field in ["access_token", "refresh_token", "id_token"] {
-        assert!(body[field].as_str().is_some_and(|s| !s.is_empty()), "{field}");
+        assert!(
+            body[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field}"
+        );
     }
     assert_eq!(body["id_token"].as_str().unwrap().split('.').count(), 3);
 
@@ -168,7 +171,11 @@ async fn permissions_are_enforced_per_resource() {
     let read_only = h.token_with_scope("read:tickets").await;
     assert_eq!(h.get(&read_only, "Tickets").await.0, StatusCode::OK);
     let (status, _) = h
-        .post(&read_only, "Tickets", json!([{"summary": "x", "client_id": 1}]))
+        .post(
+            &read_only,
+            "Tickets",
+            json!([{"summary": "x", "client_id": 1}]),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(h.get(&read_only, "Users").await.0, StatusCode::FORBIDDEN);
@@ -179,7 +186,11 @@ async fn permissions_are_enforced_per_resource() {
     let customers = h.token_with_scope("read:customers edit:customers").await;
     assert_eq!(h.get(&customers, "Users").await.0, StatusCode::OK);
     let (status, _) = h
-        .post(&customers, "Users", json!([{"name": "New Person", "site_id": 10}]))
+        .post(
+            &customers,
+            "Users",
+            json!([{"name": "New Person", "site_id": 10}]),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h.get(&customers, "Tickets").await.0, StatusCode::FORBIDDEN);
@@ -228,7 +239,11 @@ async fn tickets_get_sequential_ids_dates_and_names() {
 
     // A bare object is accepted too and ids keep counting.
     let (_, t2) = h
-        .post(&token, "Tickets", json!({"summary": "Second", "client_id": 2}))
+        .post(
+            &token,
+            "Tickets",
+            json!({"summary": "Second", "client_id": 2}),
+        )
         .await;
     assert_eq!(t2["id"], 1001);
     let (status, got) = h.get(&token, "Tickets/1000").await;
@@ -264,17 +279,31 @@ async fn ticket_validation_matches_halo() {
     let token = h.token().await;
     // A user without a site.
     let (status, body) = h
-        .post(&token, "Tickets", json!([{"summary": "x", "client_id": 1, "user_id": 100}]))
+        .post(
+            &token,
+            "Tickets",
+            json!([{"summary": "x", "client_id": 1, "user_id": 100}]),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["Message"], "Please select a Site when a User is specified");
+    assert_eq!(
+        body["Message"],
+        "Please select a Site when a User is specified"
+    );
     // Float-formatted ids.
     for bad in [json!("10.0"), json!(10.0)] {
         let (status, body) = h
-            .post(&token, "Tickets", json!([{"summary": "x", "client_id": 1, "site_id": bad}]))
+            .post(
+                &token,
+                "Tickets",
+                json!([{"summary": "x", "client_id": 1, "site_id": bad}]),
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["[0].site_id"][0].as_str().unwrap().contains("integer"), "{body}");
+        assert!(
+            body["[0].site_id"][0].as_str().unwrap().contains("integer"),
+            "{body}"
+        );
     }
     assert!(h.sandbox.tickets().is_empty());
 }
@@ -337,21 +366,40 @@ async fn ticket_filters_find_by_client_user_ids_and_message_id() {
             .map(|t| t["id"].as_i64().unwrap())
             .collect()
     };
-    assert_eq!(ids(&h.get(&token, "Tickets?search=vpn").await.1), vec![1000]);
-    assert_eq!(ids(&h.get(&token, "Tickets?client_id=1").await.1), vec![1000, 1002]);
-    assert_eq!(ids(&h.get(&token, "Tickets?user_id=101").await.1), vec![1000]);
-    assert_eq!(ids(&h.get(&token, "Tickets?ticketids=1001,1002").await.1), vec![1001, 1002]);
+    assert_eq!(
+        ids(&h.get(&token, "Tickets?search=vpn").await.1),
+        vec![1000]
+    );
+    assert_eq!(
+        ids(&h.get(&token, "Tickets?client_id=1").await.1),
+        vec![1000, 1002]
+    );
+    assert_eq!(
+        ids(&h.get(&token, "Tickets?user_id=101").await.1),
+        vec![1000]
+    );
+    assert_eq!(
+        ids(&h.get(&token, "Tickets?ticketids=1001,1002").await.1),
+        vec![1001, 1002]
+    );
     assert_eq!(
         ids(&h.get(&token, "Tickets?client_id=1&open_only=true").await.1),
         vec![1000]
     );
-    let adv = urlencode(r#"[{"filter_name":"email_message_id","filter_type":2,"filter_value":"<m1@fabrikam.test>"}]"#);
+    let adv = urlencode(
+        r#"[{"filter_name":"email_message_id","filter_type":2,"filter_value":"<m1@fabrikam.test>"}]"#,
+    );
     assert_eq!(
-        ids(&h.get(&token, &format!("Tickets?advanced_search={adv}")).await.1),
+        ids(&h
+            .get(&token, &format!("Tickets?advanced_search={adv}"))
+            .await
+            .1),
         vec![1000]
     );
     let bad = urlencode(r#"[{"filter_name":"summary","filter_type":2,"filter_value":"x"}]"#);
-    let (status, body) = h.get(&token, &format!("Tickets?advanced_search={bad}")).await;
+    let (status, body) = h
+        .get(&token, &format!("Tickets?advanced_search={bad}"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["Message"], "Invalid advanced search parameter");
 }
@@ -364,14 +412,25 @@ fn urlencode(s: &str) -> String {
 async fn actions_need_an_outcome_and_update_the_ticket() {
     let h = Harness::start().await;
     let token = h.token().await;
-    h.post(&token, "Tickets", json!([{"summary": "Mail", "client_id": 1}]))
-        .await;
+    h.post(
+        &token,
+        "Tickets",
+        json!([{"summary": "Mail", "client_id": 1}]),
+    )
+    .await;
     let (status, body) = h
-        .post(&token, "Actions", json!([{"ticket_id": 1000, "note": "no outcome"}]))
+        .post(
+            &token,
+            "Actions",
+            json!([{"ticket_id": 1000, "note": "no outcome"}]),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["ClassName"], "System.Exception");
-    assert_eq!(body["Message"], "An Outcome must be entered for this Action");
+    assert_eq!(
+        body["Message"],
+        "An Outcome must be entered for this Action"
+    );
 
     h.clock.advance(Duration::minutes(5));
     let (status, a) = h
@@ -405,7 +464,11 @@ async fn actions_need_an_outcome_and_update_the_ticket() {
 
     // Closing outcome moves the ticket to its new status.
     let (_, close) = h
-        .post(&token, "Actions", json!({"ticket_id": 1000, "outcome_id": 8, "note": "done"}))
+        .post(
+            &token,
+            "Actions",
+            json!({"ticket_id": 1000, "outcome_id": 8, "note": "done"}),
+        )
         .await;
     assert_eq!(close["new_status"], 9);
     assert_eq!(close["old_status"], 1);
@@ -419,7 +482,10 @@ async fn actions_need_an_outcome_and_update_the_ticket() {
     let (status, one) = h.get(&token, "Actions/2?ticket_id=1000").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["note"], "reply");
-    assert_eq!(h.get(&token, "Actions/2?ticket_id=999").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get(&token, "Actions/2?ticket_id=999").await.0,
+        StatusCode::NOT_FOUND
+    );
     let (_, private_excluded) = h
         .get(&token, "Actions?ticket_id=1000&excludeprivate=true")
         .await;
@@ -478,7 +544,11 @@ async fn sites_clients_and_agents() {
     assert_eq!(me["name"], "Mailroom API");
     assert_eq!(me["isapiagent"], true);
     let (_, agents) = h.get(&token, "Agent").await;
-    assert!(agents.as_array().unwrap().iter().all(|a| a["isapiagent"] != true));
+    assert!(agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["isapiagent"] != true));
     let (_, all_agents) = h.get(&token, "Agent?includeapiagents=true").await;
     assert_eq!(all_agents.as_array().unwrap().len(), 3);
 }
@@ -487,8 +557,12 @@ async fn sites_clients_and_agents() {
 async fn attachments_store_bytes_and_sizes() {
     let h = Harness::start().await;
     let token = h.token().await;
-    h.post(&token, "Tickets", json!([{"summary": "With file", "client_id": 1}]))
-        .await;
+    h.post(
+        &token,
+        "Tickets",
+        json!([{"summary": "With file", "client_id": 1}]),
+    )
+    .await;
     let (status, att) = h
         .post(
             &token,
@@ -558,7 +632,10 @@ async fn rate_limit_uses_a_rolling_window() {
     for _ in 0..3 {
         assert_eq!(h.get(&token, "Status").await.0, StatusCode::OK);
     }
-    assert_eq!(h.get(&token, "Status").await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        h.get(&token, "Status").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     h.sandbox.update_behaviour(|b| b.retry_after_header = true);
     let resp = h
@@ -603,4 +680,52 @@ async fn json_seed_files_deserialize_over_defaults() {
         .await;
     assert_eq!(t["id"], 5000);
     assert!(format!("{:?}", h.sandbox.credentials()).contains("<redacted>"));
+}
+
+#[tokio::test]
+async fn applications_created_by_api_can_obtain_tokens() {
+    let h = Harness::start().await;
+    let token = h.token().await;
+    let (status, app) = h
+        .post(
+            &token,
+            "Application",
+            json!([{"displayName": "Wizard", "loginas_agent_id": 1,
+                    "scopes": [{"name": "read:tickets"}, {"name": "edit:tickets"}]}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    let client_id = app["clientId"].as_str().unwrap().to_string();
+    let secret = app["clientSecret"].as_str().unwrap().to_string();
+    let (_, listed) = h.get(&token, "Application").await;
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a.get("clientSecret").is_none()));
+    let (status, body) = h
+        .token_raw(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["scope"], "read:tickets edit:tickets");
+    let wizard = body["access_token"].as_str().unwrap();
+    h.post(
+        wizard,
+        "Tickets",
+        json!({"summary": "from wizard", "client_id": 1}),
+    )
+    .await;
+    let (_, a) = h
+        .post(
+            wizard,
+            "Actions",
+            json!({"ticket_id": 1000, "outcome_id": 7, "note": "n"}),
+        )
+        .await;
+    assert_eq!(a["actionby_application_id"], "Wizard");
+    assert_eq!(h.get(wizard, "Users").await.0, StatusCode::FORBIDDEN);
 }

@@ -77,7 +77,10 @@ async fn signed_deliveries_for_ticket_and_action_events_are_recorded() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{cert}");
-    assert!(cert["subject"].as_str().unwrap().contains("Mailroom Sandbox Webhook Signing"));
+    assert!(cert["subject"]
+        .as_str()
+        .unwrap()
+        .contains("Mailroom Sandbox Webhook Signing"));
     assert_eq!(cert["thumbprint"].as_str().unwrap().len(), 40);
     assert!(cert.get("new_password").is_none());
 
@@ -103,8 +106,12 @@ async fn signed_deliveries_for_ticket_and_action_events_are_recorded() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    h.post(&token, "Tickets", json!([{"summary": "Hooked", "client_id": 1}]))
-        .await;
+    h.post(
+        &token,
+        "Tickets",
+        json!([{"summary": "Hooked", "client_id": 1}]),
+    )
+    .await;
     h.post(
         &token,
         "Actions",
@@ -122,7 +129,9 @@ async fn signed_deliveries_for_ticket_and_action_events_are_recorded() {
             .decode(headers["x-halo-signature"].as_bytes())
             .unwrap();
         let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
-        verifier.verify(body, &sig).expect("signature verifies with the certificate");
+        verifier
+            .verify(body, &sig)
+            .expect("signature verifies with the certificate");
         assert_eq!(
             headers["x-halo-certificate-thumbprint"].to_str().unwrap(),
             cert["thumbprint"].as_str().unwrap()
@@ -131,13 +140,24 @@ async fn signed_deliveries_for_ticket_and_action_events_are_recorded() {
         assert_eq!(payload["webhook_id"], webhook_id.as_str());
         assert_eq!(payload["object_id"], 1000);
         assert_eq!(payload["ticket"]["id"], 1000);
-        for key in ["id", "notification_id", "escmsg_id", "event", "message", "agent_id", "timestamp"] {
+        for key in [
+            "id",
+            "notification_id",
+            "escmsg_id",
+            "event",
+            "message",
+            "agent_id",
+            "timestamp",
+        ] {
             assert!(payload.get(key).is_some(), "{key} missing in {payload}");
         }
         events.push(payload["event"].as_str().unwrap().to_string());
     }
     events.sort();
-    assert_eq!(events, ["action added", "new ticket logged", "ticket status changed"]);
+    assert_eq!(
+        events,
+        ["action added", "new ticket logged", "ticket status changed"]
+    );
 
     // A tampered body no longer verifies.
     let (headers, body) = &got[0];
@@ -151,14 +171,19 @@ async fn signed_deliveries_for_ticket_and_action_events_are_recorded() {
 
     let deliveries = h.sandbox.webhook_deliveries();
     assert_eq!(deliveries.len(), 3);
-    assert!(deliveries.iter().all(|d| d.succeeded() && d.response_body == "received"));
+    assert!(deliveries
+        .iter()
+        .all(|d| d.succeeded() && d.response_body == "received"));
     let (_, log) = h
         .get(&token, &format!("WebhookEvent?webhook_id={webhook_id}"))
         .await;
     assert_eq!(log["record_count"], 3);
     let first = &log["webhookevents"][0];
     assert_eq!(first["responsestatus"], 200);
-    assert!(first["requestheaders"].as_str().unwrap().contains("X-Halo-Signature"));
+    assert!(first["requestheaders"]
+        .as_str()
+        .unwrap()
+        .contains("X-Halo-Signature"));
     assert_eq!(first["error"], false);
 }
 
@@ -186,7 +211,11 @@ async fn basic_auth_event_only_and_unreachable_receivers() {
     )
     .await;
     let (_, hooks) = h.get(&token, "Webhook").await;
-    assert!(hooks.as_array().unwrap().iter().all(|w| w.get("basic_password").is_none()));
+    assert!(hooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w.get("basic_password").is_none()));
 
     h.post(&token, "Tickets", json!({"summary": "Hi", "client_id": 2}))
         .await;
@@ -206,7 +235,11 @@ async fn basic_auth_event_only_and_unreachable_receivers() {
     let deliveries = h.sandbox.webhook_deliveries();
     assert_eq!(deliveries.len(), 2);
     let failed = deliveries.iter().find(|d| !d.succeeded()).unwrap();
-    assert!(failed.error.as_deref().unwrap().contains("could not be reached"));
+    assert!(failed
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("could not be reached"));
     let ok = deliveries.iter().find(|d| d.succeeded()).unwrap();
     assert!(ok
         .request_headers

@@ -84,7 +84,10 @@ impl Harness {
     ) -> (StatusCode, Value) {
         let mut req = self
             .http
-            .request(method, format!("{}/api/{}", self.base, path.trim_start_matches('/')))
+            .request(
+                method,
+                format!("{}/api/{}", self.base, path.trim_start_matches('/')),
+            )
             .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
