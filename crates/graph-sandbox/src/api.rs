@@ -761,7 +761,7 @@ fn mailbox_route(
             "Change tracking is not supported against 'microsoft.graph.message'; use /mailFolders/{id}/messages/delta.",
         )),
         ["messages", _, ..] => message_route(sb, req, g, mbid, None, &rest[1], &rest[2..]),
-        ["sendmail"] if m == "POST" => send_mail(sb, req, mbid),
+        ["sendmail"] if m == "POST" => send_mail(sb, req, g, mbid),
         ["contacts"] if m == "GET" => list_contacts(sb, req, mbid),
         ["contacts", _] if m == "GET" => get_contact(sb, req, mbid, &rest[1]),
         [first, ..] if ["mailfolders", "messages", "sendmail", "contacts"].contains(first) => {
@@ -1434,6 +1434,24 @@ fn delta(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder_key: &str) -> A
         )
     };
     let page_size = req.max_page_size().unwrap_or(10).clamp(1, 1000);
+    // Delta supports $filter only as receivedDateTime ge|gt {value}.
+    let filter = match req.q("$filter") {
+        Some(f) => {
+            let clauses = query::parse_filter(&f)
+                .map_err(|e| ApiError::new(400, "ErrorInvalidUrlQueryFilter", &e))?;
+            if clauses.iter().any(|c| {
+                c.property != "receivedDateTime" || !matches!(c.op, query::Op::Ge | query::Op::Gt)
+            }) {
+                return Err(ApiError::new(
+                    400,
+                    "ErrorInvalidUrlQueryFilter",
+                    "Delta query supports $filter only as 'receivedDateTime ge|gt {value}'.",
+                ));
+            }
+            clauses
+        }
+        None => Vec::new(),
+    };
     let now = sb.now();
     let ttl = sb.behaviour().delta_token_ttl;
     let o = RenderOpts::from(req);
@@ -1468,8 +1486,13 @@ fn delta(sb: &GraphSandbox, req: &ApiRequest, mbid: &str, folder_key: &str) -> A
             .messages
             .iter()
             .filter(|m| m.folder_id == folder_id)
+            .filter(|m| query::matches(m, &filter))
             .collect();
         query::sort(&mut msgs, &[]);
+        if !filter.is_empty() {
+            // A filtered delta returns at most 5,000 messages.
+            msgs.truncate(5000);
+        }
         DeltaPage {
             mailbox: mbid.to_owned(),
             folder_id: folder_id.clone(),
@@ -1592,6 +1615,8 @@ fn parse_recipients(v: Option<&Value>) -> Result<Vec<state::Recipient>, ApiError
 }
 
 struct Outgoing {
+    /// `message.from` when it differs from the mailbox (send as / on behalf).
+    from: Option<state::Recipient>,
     subject: String,
     html: bool,
     content: String,
@@ -1664,7 +1689,12 @@ fn parse_outgoing(msg: &Value) -> Result<Outgoing, ApiError> {
             });
         }
     }
+    let from = match msg.get("from") {
+        Some(f) if !f.is_null() => parse_recipients(Some(&json!([f])))?.into_iter().next(),
+        _ => None,
+    };
     Ok(Outgoing {
+        from,
         subject: msg
             .get("subject")
             .and_then(Value::as_str)
@@ -1702,6 +1732,10 @@ fn transmit(
         ));
     }
     let user = st.mailboxes[mb].user.clone();
+    let sender: state::Recipient = out
+        .from
+        .clone()
+        .unwrap_or_else(|| (Some(user.display_name.clone()), user.mail.clone()));
     let n = st.next_counter();
     let mid = format!(
         "{}@{}",
@@ -1714,7 +1748,7 @@ fn transmit(
         (None, Some(out.content.clone()))
     };
     let new = |received: DateTime<Utc>, is_read: bool| NewMessage {
-        from: (Some(user.display_name.clone()), user.mail.clone()),
+        from: sender.clone(),
         to: out.to.clone(),
         cc: out.cc.clone(),
         reply_to: out.reply_to.clone(),
@@ -1731,8 +1765,8 @@ fn transmit(
         is_read,
     };
     let mime = crate::mime::build(&crate::mime::MimeSpec {
-        from: &user.mail,
-        from_name: Some(&user.display_name),
+        from: &sender.1,
+        from_name: sender.0.as_deref(),
         to: &out.to,
         cc: &out.cc,
         subject: &out.subject,
@@ -1782,7 +1816,7 @@ fn transmit(
     st.mailboxes[mb].sent.push(SentMail {
         kind,
         mailbox_id: user.id.clone(),
-        from: user.mail.clone(),
+        from: sender.1.clone(),
         to: addrs(&out.to),
         cc: addrs(&out.cc),
         bcc: addrs(&out.bcc),
@@ -1805,7 +1839,40 @@ fn transmit(
     Ok(jobs)
 }
 
-fn send_mail(sb: &GraphSandbox, req: &ApiRequest, mbid: &str) -> ApiResult {
+/// `message.from` naming another mailbox needs SendAs/SendOnBehalf on it (delegated) or the
+/// application access policy to allow it (app-only).
+fn check_send_as(st: &State, g: &AccessGrant, mb: usize, out: &Outgoing) -> Result<(), ApiError> {
+    let Some((_, addr)) = &out.from else {
+        return Ok(());
+    };
+    let own = &st.mailboxes[mb].user;
+    if own.mail.eq_ignore_ascii_case(addr) || own.user_principal_name.eq_ignore_ascii_case(addr) {
+        return Ok(());
+    }
+    let denied = || {
+        ApiError::new(
+            403,
+            "ErrorSendAsDenied",
+            "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account.",
+        )
+    };
+    let target = st.mailbox_index(addr).ok_or_else(denied)?;
+    let target_user = &st.mailboxes[target].user;
+    let ok = if g.is_app_only() {
+        st.policy_allows(&g.client_id, target_user)
+    } else {
+        let me = g.user_id.clone().unwrap_or_default();
+        st.has_right(target_user, &me, MailboxRight::SendAs)
+            || st.has_right(target_user, &me, MailboxRight::SendOnBehalf)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+fn send_mail(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant, mbid: &str) -> ApiResult {
     let ct = req
         .header("content-type")
         .unwrap_or("")
@@ -1855,6 +1922,7 @@ fn send_mail(sb: &GraphSandbox, req: &ApiRequest, mbid: &str) -> ApiResult {
             .unwrap_or_default();
         (
             Outgoing {
+                from: None,
                 subject: get("Subject").unwrap_or_default(),
                 html: false,
                 content: body,
@@ -1890,6 +1958,7 @@ fn send_mail(sb: &GraphSandbox, req: &ApiRequest, mbid: &str) -> ApiResult {
     let jobs = {
         let mut st = sb.state();
         let mb = mbx_index(&st, mbid);
+        check_send_as(&st, g, mb, &out)?;
         transmit(
             &mut st,
             mb,
@@ -1908,7 +1977,7 @@ fn send_mail(sb: &GraphSandbox, req: &ApiRequest, mbid: &str) -> ApiResult {
 fn reply(
     sb: &GraphSandbox,
     req: &ApiRequest,
-    _g: &AccessGrant,
+    g: &AccessGrant,
     mbid: &str,
     folder: Option<&str>,
     id: &str,
@@ -1982,6 +2051,7 @@ fn reply(
             .map(|(_, v)| v.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
         references.push(orig.internet_message_id.clone());
+        check_send_as(&st, g, mb, &out)?;
         transmit(
             &mut st,
             mb,
@@ -2134,7 +2204,6 @@ pub(crate) fn notifications_for(
     mb: usize,
     idx: usize,
     change: &str,
-    _f: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<Job> {
     let m = &st.mailboxes[mb].messages[idx];

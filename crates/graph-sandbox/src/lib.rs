@@ -377,7 +377,7 @@ impl GraphSandbox {
                 internet_message_id: m.internet_message_id.clone(),
                 conversation_id: m.conversation_id.clone(),
             };
-            let jobs = api::notifications_for(&mut st, mb, idx, "created", None, now);
+            let jobs = api::notifications_for(&mut st, mb, idx, "created", now);
             (delivered, jobs)
         };
         self.publish(jobs);

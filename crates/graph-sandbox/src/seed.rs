@@ -645,3 +645,66 @@ impl Default for GraphSeed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::StaticTokens;
+
+    #[test]
+    fn default_seed_round_trips_through_json() {
+        let json = serde_json::to_string(&GraphSeed::default()).unwrap();
+        assert!(json.contains("content_base64"));
+        let back: GraphSeed = serde_json::from_str(&json).unwrap();
+        let sb = crate::GraphSandbox::try_new(
+            back,
+            std::sync::Arc::new(StaticTokens::new()),
+            mailroom_clock::system(),
+        )
+        .unwrap();
+        let default = crate::GraphSandbox::new(
+            GraphSeed::default(),
+            std::sync::Arc::new(StaticTokens::new()),
+            mailroom_clock::system(),
+        );
+        assert_eq!(sb.users(), default.users());
+        let ids = |s: &crate::GraphSandbox| {
+            s.messages("support@contoso.test")
+                .into_iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&sb), ids(&default), "ids are deterministic");
+        assert_eq!(default.messages(HELPDESK).len(), 6);
+    }
+
+    #[test]
+    fn minimal_json_seed_and_inconsistent_seed() {
+        let seed: GraphSeed = serde_json::from_value(serde_json::json!({
+            "users": [{"id": "u1", "userPrincipalName": "a@x.test", "mail": "a@x.test", "displayName": "A"}],
+            "messages": [{"mailbox": "a@x.test", "minutesAgo": 5, "mail": {
+                "to": "a@x.test", "from": "b@y.test", "subject": "hi",
+                "attachments": [{"name": "f.txt", "content_type": "text/plain", "content_base64": "aGk="}]
+            }}]
+        }))
+        .unwrap();
+        assert_eq!(seed.tenant_id, TENANT_ID);
+        assert_eq!(seed.messages[0].mail.attachments[0].content, b"hi");
+        let sb = crate::GraphSandbox::try_new(
+            seed.clone(),
+            std::sync::Arc::new(StaticTokens::new()),
+            mailroom_clock::system(),
+        )
+        .unwrap();
+        assert_eq!(sb.messages("u1").len(), 1);
+        let mut bad = seed;
+        bad.messages[0].mailbox = "nobody@x.test".into();
+        let err = crate::GraphSandbox::try_new(
+            bad,
+            std::sync::Arc::new(StaticTokens::new()),
+            mailroom_clock::system(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nobody@x.test"));
+    }
+}

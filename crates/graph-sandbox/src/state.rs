@@ -358,7 +358,15 @@ impl State {
     }
 
     /// Creates a message in `folder_id` of mailbox `mb`; returns its index in the mailbox.
-    pub fn insert_message(&mut self, mb: usize, folder_id: &str, new: NewMessage) -> usize {
+    pub fn insert_message(&mut self, mb: usize, folder_id: &str, mut new: NewMessage) -> usize {
+        // Exchange resolves tenant recipients to their display names.
+        for r in new.to.iter_mut().chain(new.cc.iter_mut()) {
+            if r.0.is_none() {
+                if let Some(i) = self.mailbox_index(&r.1) {
+                    r.0 = Some(self.mailboxes[i].user.display_name.clone());
+                }
+            }
+        }
         let key = self.next_key;
         self.next_key += 1;
         let owner = self.mailboxes[mb].user.id.clone();

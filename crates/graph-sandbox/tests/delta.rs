@@ -175,3 +175,31 @@ async fn unknown_invalidated_and_expired_tokens_are_410() {
     let other = link.replace("mailFolders/inbox", "mailFolders/archive");
     assert_eq!(e.get("support", &other).await.status, 410);
 }
+
+#[tokio::test]
+async fn delta_filter_on_received_date_only() {
+    let e = env().await;
+    let since =
+        (start_time() - Duration::hours(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (items, _) = round(
+        &e,
+        "support",
+        &format!("me/mailFolders/inbox/messages/delta?$filter=receivedDateTime ge {since}"),
+        &[("Prefer", "odata.maxpagesize=100")],
+    )
+    .await;
+    let expected =
+        e.sb.messages(SUPPORT)
+            .into_iter()
+            .filter(|m| m.folder == "inbox" && m.received >= start_time() - Duration::hours(30))
+            .count();
+    assert!(expected > 0);
+    assert_eq!(items.len(), expected);
+    let bad = e
+        .get(
+            "support",
+            "me/mailFolders/inbox/messages/delta?$filter=isRead eq false",
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+}

@@ -541,3 +541,42 @@ async fn deliver_builds_a_message_with_mime() {
         d.internet_message_id.as_str()
     );
 }
+
+#[tokio::test]
+async fn delete_moves_to_deleted_items_and_send_as_needs_a_grant() {
+    let e = env().await;
+    let id =
+        e.sb.messages(SUPPORT)
+            .into_iter()
+            .find(|m| m.folder == "inbox")
+            .unwrap()
+            .id;
+    let r = e.delete("support", &format!("me/messages/{id}")).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        e.get("support", &format!("me/messages/{id}")).await.status,
+        404
+    );
+    let deleted = e
+        .get("support", "me/mailFolders/deleteditems/messages")
+        .await;
+    assert_eq!(deleted.body["value"].as_array().unwrap().len(), 1);
+
+    // Megan may send as the shared mailbox from her own mailbox; Alex may not.
+    let body = json!({"message": {
+        "subject": "From the helpdesk",
+        "from": {"emailAddress": {"address": HELPDESK}},
+        "body": {"contentType": "HTML", "content": "<p>Hi</p>"},
+        "toRecipients": [{"emailAddress": {"address": "pat@fabrikam.test", "name": "Pat Smith"}}]
+    }, "saveToSentItems": false});
+    assert_eq!(
+        e.post("megan", "me/sendMail", body.clone()).await.status,
+        202
+    );
+    let sent = e.sb.sent_mail("megan@contoso.test");
+    assert_eq!(sent[0].from, HELPDESK);
+    assert_eq!(sent[0].sent_items_id, None);
+    assert!(sent[0].mime.contains("helpdesk@contoso.test"));
+    let r = e.post("alex", "me/sendMail", body).await;
+    assert_eq!((r.status, r.code()), (403, "ErrorSendAsDenied"));
+}
