@@ -8,6 +8,7 @@
 //!   keyring (crate `mailroom-secrets`), keyed by the ids this store hands out.
 
 mod data_dir;
+pub mod inbound;
 mod mailboxes;
 mod settings;
 

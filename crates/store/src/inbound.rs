@@ -1,0 +1,806 @@
+//! The inbound pipeline's tables: emails and their state machine, attempts with their
+//! requests and log lines, PSA write intents, thread keys and sync cursors.
+//!
+//! State machine of an email (column `state`):
+//! `seen` → `claimed` → `psa_written` → `done`, or `claimed` → `skipped`; a failed attempt
+//! goes to `retrying` (with `next_attempt_at`) and after the last attempt to `failed`.
+//! A claim older than the lease (a crashed or killed process) is claimable again, and the
+//! `psa_writes` intent row tells the next attempt whether the PSA write already happened.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use mailroom_trace::HttpExchange;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError};
+
+/// Timestamps are stored as fixed-width RFC 3339 UTC text, so they sort and compare as text.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
+}
+
+fn parse_ts_opt(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    text.as_deref().map(parse_ts).transpose()
+}
+
+/// Where an email is in its processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailState {
+    Seen,
+    Claimed,
+    PsaWritten,
+    Done,
+    Skipped,
+    Retrying,
+    Failed,
+}
+
+impl EmailState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailState::Seen => "seen",
+            EmailState::Claimed => "claimed",
+            EmailState::PsaWritten => "psa_written",
+            EmailState::Done => "done",
+            EmailState::Skipped => "skipped",
+            EmailState::Retrying => "retrying",
+            EmailState::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "seen" => EmailState::Seen,
+            "claimed" => EmailState::Claimed,
+            "psa_written" => EmailState::PsaWritten,
+            "done" => EmailState::Done,
+            "skipped" => EmailState::Skipped,
+            "retrying" => EmailState::Retrying,
+            "failed" => EmailState::Failed,
+            other => return Err(StoreError::Corrupt(format!("email state '{other}'"))),
+        })
+    }
+
+    /// The status the inbound log shows.
+    pub fn status(self) -> LogStatus {
+        match self {
+            EmailState::Done => LogStatus::Processed,
+            EmailState::Skipped => LogStatus::Skipped,
+            EmailState::Failed => LogStatus::Failed,
+            EmailState::Retrying => LogStatus::Retrying,
+            EmailState::Seen | EmailState::Claimed | EmailState::PsaWritten => LogStatus::Pending,
+        }
+    }
+}
+
+/// The inbound log's status filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStatus {
+    Pending,
+    Processed,
+    Skipped,
+    Failed,
+    Retrying,
+}
+
+impl LogStatus {
+    fn states(self) -> &'static [&'static str] {
+        match self {
+            LogStatus::Pending => &["seen", "claimed", "psa_written"],
+            LogStatus::Processed => &["done"],
+            LogStatus::Skipped => &["skipped"],
+            LogStatus::Failed => &["failed"],
+            LogStatus::Retrying => &["retrying"],
+        }
+    }
+}
+
+/// One email as the log and the engine see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboundEmail {
+    pub id: i64,
+    pub mailbox_id: String,
+    pub graph_message_id: String,
+    pub internet_message_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub from_address: String,
+    pub from_name: String,
+    pub subject: String,
+    pub state: EmailState,
+    pub status: LogStatus,
+    pub outcome: Option<String>,
+    pub skip_reason: Option<String>,
+    pub skip_detail: Option<String>,
+    pub ticket_id: Option<i64>,
+    pub action_id: Option<i64>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InboundEmail {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self> {
+        let state = EmailState::parse(row.try_get("state")?)?;
+        Ok(InboundEmail {
+            id: row.try_get("id")?,
+            mailbox_id: row.try_get("mailbox_id")?,
+            graph_message_id: row.try_get("graph_message_id")?,
+            internet_message_id: row.try_get("internet_message_id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            received_at: parse_ts(row.try_get("received_at")?)?,
+            from_address: row.try_get("from_address")?,
+            from_name: row.try_get("from_name")?,
+            subject: row.try_get("subject")?,
+            state,
+            status: state.status(),
+            outcome: row.try_get("outcome")?,
+            skip_reason: row.try_get("skip_reason")?,
+            skip_detail: row.try_get("skip_detail")?,
+            ticket_id: row.try_get("ticket_id")?,
+            action_id: row.try_get("action_id")?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: parse_ts_opt(row.try_get("next_attempt_at")?)?,
+            error_code: row.try_get("error_code")?,
+            error_message: row.try_get("error_message")?,
+            updated_at: parse_ts(row.try_get("updated_at")?)?,
+        })
+    }
+}
+
+/// An email seen in a mailbox (from a delta page or a notification).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    pub mailbox_id: String,
+    pub graph_message_id: String,
+    pub internet_message_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub from_address: String,
+    pub from_name: String,
+    pub subject: String,
+}
+
+impl Sighting {
+    fn dedupe_key(&self) -> String {
+        match &self.internet_message_id {
+            Some(id) if !id.trim().is_empty() => {
+                format!("mid:{}", id.trim().trim_matches(['<', '>']).to_lowercase())
+            }
+            _ => format!("gid:{}", self.graph_message_id),
+        }
+    }
+}
+
+/// What an attempt was started by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptTrigger {
+    Scan,
+    Webhook,
+    Retry,
+    Reprocess,
+    Recovery,
+}
+
+impl AttemptTrigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptTrigger::Scan => "scan",
+            AttemptTrigger::Webhook => "webhook",
+            AttemptTrigger::Retry => "retry",
+            AttemptTrigger::Reprocess => "reprocess",
+            AttemptTrigger::Recovery => "recovery",
+        }
+    }
+}
+
+/// A line of an attempt's processing log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub level: String,
+    pub message: String,
+}
+
+/// One attempt with everything it did, for the details view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptDetail {
+    pub id: i64,
+    pub number: i64,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub requests: Vec<HttpExchange>,
+    pub log: Vec<LogLine>,
+}
+
+/// A PSA write recorded before it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PsaWrite {
+    pub kind: String,
+    pub message_key: String,
+    pub ticket_id: Option<i64>,
+    pub object_id: Option<i64>,
+    pub confirmed: bool,
+}
+
+/// Filters and keyset paging for the inbound log.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogQuery {
+    pub mailbox_id: Option<String>,
+    pub status: Option<LogStatus>,
+    /// Words matched against sender and subject (full-text, prefix match per word).
+    pub search: Option<String>,
+    /// Return entries older than this one (`received_at`, `id`) — the last row of the page before.
+    pub before: Option<(DateTime<Utc>, i64)>,
+    pub limit: Option<i64>,
+}
+
+fn fts_query(search: &str) -> Option<String> {
+    let words: Vec<String> = search
+        .split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.' && c != '_' && c != '-')
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"*", w.replace('"', "")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+impl Store {
+    /// Records an email as seen, once: a second sighting of the same email (same Message-ID,
+    /// or same Graph id without one) returns the existing row. Returns `(id, newly_seen)`.
+    pub async fn record_sighting(&self, s: &Sighting, now: DateTime<Utc>) -> Result<(i64, bool)> {
+        let now = ts(now);
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO inbound_emails (mailbox_id, dedupe_key, graph_message_id, internet_message_id,
+                 conversation_id, received_at, from_address, from_name, subject, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (mailbox_id, dedupe_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&s.mailbox_id)
+        .bind(s.dedupe_key())
+        .bind(&s.graph_message_id)
+        .bind(&s.internet_message_id)
+        .bind(&s.conversation_id)
+        .bind(ts(s.received_at))
+        .bind(&s.from_address)
+        .bind(&s.from_name)
+        .bind(&s.subject)
+        .bind(&now)
+        .bind(&now)
+        .fetch_optional(self.pool())
+        .await?;
+        if let Some(id) = inserted {
+            return Ok((id, true));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "SELECT id FROM inbound_emails WHERE mailbox_id = ? AND dedupe_key = ?",
+        )
+        .bind(&s.mailbox_id)
+        .bind(s.dedupe_key())
+        .fetch_one(self.pool())
+        .await?;
+        // Unprocessed mail keeps following its current Graph id.
+        sqlx::query(
+            "UPDATE inbound_emails SET graph_message_id = ?, updated_at = ?
+             WHERE id = ? AND state IN ('seen', 'retrying', 'failed') AND graph_message_id <> ?",
+        )
+        .bind(&s.graph_message_id)
+        .bind(&now)
+        .bind(id)
+        .bind(&s.graph_message_id)
+        .execute(self.pool())
+        .await?;
+        Ok((id, false))
+    }
+
+    /// Claims up to `limit` emails of a mailbox that are due: new ones, retries whose time
+    /// has come, and claims older than `lease` (left by a process that died).
+    pub async fn claim_due(
+        &self,
+        mailbox_id: &str,
+        claim_token: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<InboundEmail>> {
+        let stale = ts(now - lease);
+        let now = ts(now);
+        let rows = sqlx::query(
+            "UPDATE inbound_emails SET state = 'claimed', claim_token = ?, claimed_at = ?, updated_at = ?
+             WHERE id IN (
+                 SELECT id FROM inbound_emails
+                 WHERE mailbox_id = ? AND (
+                     state = 'seen'
+                     OR (state = 'retrying' AND next_attempt_at <= ?)
+                     OR (state IN ('claimed', 'psa_written') AND claimed_at < ?))
+                 ORDER BY received_at, id LIMIT ?)
+             RETURNING *",
+        )
+        .bind(claim_token)
+        .bind(&now)
+        .bind(&now)
+        .bind(mailbox_id)
+        .bind(&now)
+        .bind(&stale)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut emails = rows
+            .iter()
+            .map(InboundEmail::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        emails.sort_by_key(|e| (e.received_at, e.id));
+        Ok(emails)
+    }
+
+    /// One email.
+    pub async fn inbound_email(&self, id: i64) -> Result<InboundEmail> {
+        let row = sqlx::query("SELECT * FROM inbound_emails WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "email",
+                id: id.to_string(),
+            })?;
+        InboundEmail::from_row(&row)
+    }
+
+    /// Starts a processing attempt and returns its id.
+    pub async fn start_attempt(
+        &self,
+        email_id: i64,
+        trigger: AttemptTrigger,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let mut tx = self.pool().begin().await?;
+        let number: i64 = sqlx::query_scalar(
+            "UPDATE inbound_emails SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts",
+        )
+        .bind(ts(now))
+        .bind(email_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO processing_attempts (email_id, number, trigger, started_at) VALUES (?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(email_id)
+        .bind(number)
+        .bind(trigger.as_str())
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Appends an attempt's HTTP exchanges and log lines, and closes it with its result.
+    pub async fn finish_attempt(
+        &self,
+        attempt_id: i64,
+        result: &str,
+        error: Option<(&str, &str)>,
+        requests: &[HttpExchange],
+        log: &[LogLine],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for (seq, r) in requests.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO attempt_requests (attempt_id, seq, service, method, url, status, duration_ms,
+                     started_at, request_headers, request_body, response_headers, response_body, error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(attempt_id)
+            .bind(seq as i64)
+            .bind(serde_json::to_value(r.service).unwrap_or_default().as_str().unwrap_or("").to_string())
+            .bind(&r.method)
+            .bind(&r.url)
+            .bind(r.status.map(i64::from))
+            .bind(r.duration_ms as i64)
+            .bind(ts(r.started_at))
+            .bind(serde_json::to_string(&r.request_headers).unwrap_or_default())
+            .bind(&r.request_body)
+            .bind(serde_json::to_string(&r.response_headers).unwrap_or_default())
+            .bind(&r.response_body)
+            .bind(&r.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (seq, line) in log.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO attempt_log (attempt_id, seq, at, level, message) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(attempt_id)
+            .bind(seq as i64)
+            .bind(ts(line.at))
+            .bind(&line.level)
+            .bind(&line.message)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE processing_attempts SET finished_at = ?, result = ?, error_code = ?, error_message = ?
+             WHERE id = ?",
+        )
+        .bind(ts(now))
+        .bind(result)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(attempt_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_state(
+        &self,
+        email_id: i64,
+        sql_set: &str,
+        binds: Vec<Option<String>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = format!("UPDATE inbound_emails SET {sql_set}, updated_at = ? WHERE id = ?");
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        query
+            .bind(ts(now))
+            .bind(email_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The PSA write is done (ticket created or action added); the mailbox is not updated yet.
+    pub async fn mark_psa_written(
+        &self,
+        email_id: i64,
+        outcome: &str,
+        ticket_id: i64,
+        action_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.set_state(
+            email_id,
+            "state = 'psa_written', outcome = ?, ticket_id = ?, action_id = ?, error_code = NULL, error_message = NULL",
+            vec![Some(outcome.into()), Some(ticket_id.to_string()), action_id.map(|a| a.to_string())],
+            now,
+        )
+        .await
+    }
+
+    /// Fully processed.
+    pub async fn mark_done(&self, email_id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.set_state(
+            email_id,
+            "state = 'done', claim_token = NULL, next_attempt_at = NULL, error_code = NULL, error_message = NULL",
+            vec![],
+            now,
+        )
+        .await
+    }
+
+    /// Not turned into a ticket, for a stated reason.
+    pub async fn mark_skipped(
+        &self,
+        email_id: i64,
+        reason: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.set_state(
+            email_id,
+            "state = 'skipped', skip_reason = ?, skip_detail = ?, claim_token = NULL, next_attempt_at = NULL",
+            vec![Some(reason.into()), Some(detail.into())],
+            now,
+        )
+        .await
+    }
+
+    /// Failed this time; tried again at `next_at`.
+    pub async fn mark_retrying(
+        &self,
+        email_id: i64,
+        next_at: DateTime<Utc>,
+        code: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.set_state(
+            email_id,
+            "state = 'retrying', next_attempt_at = ?, error_code = ?, error_message = ?, claim_token = NULL",
+            vec![Some(ts(next_at)), Some(code.into()), Some(message.into())],
+            now,
+        )
+        .await
+    }
+
+    /// Given up (until an admin reprocesses it).
+    pub async fn mark_failed(
+        &self,
+        email_id: i64,
+        code: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.set_state(
+            email_id,
+            "state = 'failed', next_attempt_at = NULL, error_code = ?, error_message = ?, claim_token = NULL",
+            vec![Some(code.into()), Some(message.into())],
+            now,
+        )
+        .await
+    }
+
+    /// Queues an email for processing again now (the *Reprocess* button). A processed email
+    /// keeps its PSA write record, so reprocessing never creates a second ticket.
+    pub async fn requeue(&self, email_id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.set_state(
+            email_id,
+            "state = 'retrying', next_attempt_at = ?, claim_token = NULL",
+            vec![Some(ts(now))],
+            now,
+        )
+        .await
+    }
+
+    /// Records the intent to write to the PSA, before sending it.
+    pub async fn record_psa_intent(
+        &self,
+        email_id: i64,
+        kind: &str,
+        message_key: &str,
+        ticket_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO psa_writes (email_id, kind, message_key, ticket_id, state, created_at)
+             VALUES (?, ?, ?, ?, 'intent', ?)
+             ON CONFLICT (email_id) DO NOTHING",
+        )
+        .bind(email_id)
+        .bind(kind)
+        .bind(message_key)
+        .bind(ticket_id)
+        .bind(ts(now))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Confirms a PSA write with the id of what it created.
+    pub async fn confirm_psa_write(
+        &self,
+        email_id: i64,
+        object_id: i64,
+        ticket_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE psa_writes SET state = 'confirmed', object_id = ?, ticket_id = ?, confirmed_at = ? WHERE email_id = ?",
+        )
+        .bind(object_id)
+        .bind(ticket_id)
+        .bind(ts(now))
+        .bind(email_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The PSA write recorded for an email, if any.
+    pub async fn psa_write(&self, email_id: i64) -> Result<Option<PsaWrite>> {
+        let row = sqlx::query("SELECT * FROM psa_writes WHERE email_id = ?")
+            .bind(email_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| {
+            Ok(PsaWrite {
+                kind: row.try_get("kind")?,
+                message_key: row.try_get("message_key")?,
+                ticket_id: row.try_get("ticket_id")?,
+                object_id: row.try_get("object_id")?,
+                confirmed: row.try_get::<String, _>("state")? == "confirmed",
+            })
+        })
+        .transpose()
+    }
+
+    /// Remembers that mail with these thread keys belongs to `ticket_id`.
+    pub async fn add_thread_keys(
+        &self,
+        mailbox_id: &str,
+        keys: &[String],
+        ticket_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO ticket_threads (mailbox_id, thread_key, ticket_id, created_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (mailbox_id, thread_key) DO NOTHING",
+            )
+            .bind(mailbox_id)
+            .bind(key)
+            .bind(ticket_id)
+            .bind(ts(now))
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The ticket a thread key belongs to, if known.
+    pub async fn ticket_for_thread_key(&self, mailbox_id: &str, key: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT ticket_id FROM ticket_threads WHERE mailbox_id = ? AND thread_key = ?",
+        )
+        .bind(mailbox_id)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The stored delta link of a mailbox's inbox.
+    pub async fn delta_link(&self, mailbox_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT delta_link FROM mailbox_sync WHERE mailbox_id = ?",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(self.pool())
+        .await?
+        .flatten())
+    }
+
+    /// Stores (or clears, on a full resync) the delta link and the sync outcome.
+    pub async fn set_sync_result(
+        &self,
+        mailbox_id: &str,
+        delta_link: Option<&str>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mailbox_sync (mailbox_id, delta_link, last_sync_at, last_error) VALUES (?, ?, ?, ?)
+             ON CONFLICT (mailbox_id) DO UPDATE SET
+                 delta_link = CASE WHEN excluded.last_error IS NULL THEN excluded.delta_link ELSE mailbox_sync.delta_link END,
+                 last_sync_at = excluded.last_sync_at, last_error = excluded.last_error",
+        )
+        .bind(mailbox_id)
+        .bind(delta_link)
+        .bind(ts(now))
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A page of the inbound log, newest first, with optional filters.
+    pub async fn inbound_log(&self, q: &LogQuery) -> Result<Vec<InboundEmail>> {
+        let mut sql = String::from("SELECT e.* FROM inbound_emails e");
+        let mut binds: Vec<String> = Vec::new();
+        let mut clauses: Vec<String> = Vec::new();
+        if let Some(search) = q.search.as_deref().and_then(fts_query) {
+            clauses.push(
+                "e.id IN (SELECT rowid FROM inbound_search WHERE inbound_search MATCH ?)".into(),
+            );
+            binds.push(search);
+        }
+        if let Some(mailbox) = &q.mailbox_id {
+            clauses.push("e.mailbox_id = ?".into());
+            binds.push(mailbox.clone());
+        }
+        if let Some(status) = q.status {
+            let states = status.states();
+            clauses.push(format!(
+                "e.state IN ({})",
+                vec!["?"; states.len()].join(", ")
+            ));
+            binds.extend(states.iter().map(|s| s.to_string()));
+        }
+        if let Some((at, id)) = q.before {
+            clauses.push("(e.received_at < ? OR (e.received_at = ? AND e.id < ?))".into());
+            binds.push(ts(at));
+            binds.push(ts(at));
+            binds.push(id.to_string());
+        }
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY e.received_at DESC, e.id DESC LIMIT ?");
+        let limit = q.limit.unwrap_or(100).clamp(1, 500);
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(limit).fetch_all(self.pool()).await?;
+        rows.iter().map(InboundEmail::from_row).collect()
+    }
+
+    /// Every attempt of an email with its requests and log, oldest first.
+    pub async fn attempts(&self, email_id: i64) -> Result<Vec<AttemptDetail>> {
+        let rows =
+            sqlx::query("SELECT * FROM processing_attempts WHERE email_id = ? ORDER BY number")
+                .bind(email_id)
+                .fetch_all(self.pool())
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let requests =
+                sqlx::query("SELECT * FROM attempt_requests WHERE attempt_id = ? ORDER BY seq")
+                    .bind(id)
+                    .fetch_all(self.pool())
+                    .await?
+                    .iter()
+                    .map(|r| -> Result<HttpExchange> {
+                        let service: String = r.try_get("service")?;
+                        let headers = |col: &str| -> Result<Vec<(String, String)>> {
+                            let raw: String = r.try_get(col)?;
+                            serde_json::from_str(&raw)
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))
+                        };
+                        Ok(HttpExchange {
+                            service: serde_json::from_value(serde_json::Value::String(service))
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            method: r.try_get("method")?,
+                            url: r.try_get("url")?,
+                            request_headers: headers("request_headers")?,
+                            request_body: r.try_get("request_body")?,
+                            status: r.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
+                            response_headers: headers("response_headers")?,
+                            response_body: r.try_get("response_body")?,
+                            started_at: parse_ts(r.try_get("started_at")?)?,
+                            duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                            error: r.try_get("error")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+            let log = sqlx::query("SELECT * FROM attempt_log WHERE attempt_id = ? ORDER BY seq")
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|r| -> Result<LogLine> {
+                    Ok(LogLine {
+                        at: parse_ts(r.try_get("at")?)?,
+                        level: r.try_get("level")?,
+                        message: r.try_get("message")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(AttemptDetail {
+                id,
+                number: row.try_get("number")?,
+                trigger: row.try_get("trigger")?,
+                started_at: parse_ts(row.try_get("started_at")?)?,
+                finished_at: parse_ts_opt(row.try_get("finished_at")?)?,
+                result: row.try_get("result")?,
+                error_code: row.try_get("error_code")?,
+                error_message: row.try_get("error_message")?,
+                requests,
+                log,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,334 @@
+//! The inbound tables at their boundary: de-duplication, claims and leases, retries, PSA write
+//! intents, thread keys, the log's filters/search/paging, and attempt details.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mailroom_store::inbound::{AttemptTrigger, EmailState, LogLine, LogQuery, LogStatus, Sighting};
+use mailroom_store::{Cloud, CredentialKind, MailboxMethod, NewMailbox, Store};
+use mailroom_trace::{HttpExchange, RawExchange, Service};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap()
+}
+
+async fn store_with_mailbox() -> (tempfile::TempDir, Store, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).await.unwrap();
+    let mailbox = store
+        .add_mailbox(&NewMailbox {
+            name: "Support".into(),
+            method: MailboxMethod::Scan,
+            cloud: Cloud::Custom,
+            authority_url: Some("http://127.0.0.1:1".into()),
+            graph_url: Some("http://127.0.0.1:2".into()),
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            credential_kind: CredentialKind::Public,
+            shared_mailbox: None,
+            mailbox_address: None,
+        })
+        .await
+        .unwrap();
+    (dir, store, mailbox.id)
+}
+
+fn sighting(mailbox: &str, n: i64, mid: Option<&str>) -> Sighting {
+    Sighting {
+        mailbox_id: mailbox.into(),
+        graph_message_id: format!("AAMk-{n}"),
+        internet_message_id: mid.map(String::from),
+        conversation_id: Some(format!("conv-{n}")),
+        received_at: t0() + Duration::minutes(n),
+        from_address: format!("sender{n}@fabrikam.test"),
+        from_name: format!("Sender {n}"),
+        subject: format!("Printer {n} is jammed"),
+    }
+}
+
+#[tokio::test]
+async fn the_same_email_seen_twice_is_one_row() {
+    let (_d, store, mbx) = store_with_mailbox().await;
+    let (a, new_a) = store
+        .record_sighting(&sighting(&mbx, 1, Some("<x1@fabrikam.test>")), t0())
+        .await
+        .unwrap();
+    // A notification and a scan, with and without angle brackets, and a new Graph id.
+    let mut again = sighting(&mbx, 1, Some("X1@fabrikam.test"));
+    again.graph_message_id = "AAMk-moved".into();
+    let (b, new_b) = store.record_sighting(&again, t0()).await.unwrap();
+    assert!(new_a && !new_b);
+    assert_eq!(a, b);
+    assert_eq!(
+        store.inbound_email(a).await.unwrap().graph_message_id,
+        "AAMk-moved"
+    );
+    // Without a Message-ID the Graph id is the identity.
+    let (c, _) = store
+        .record_sighting(&sighting(&mbx, 2, None), t0())
+        .await
+        .unwrap();
+    let (d, new_d) = store
+        .record_sighting(&sighting(&mbx, 2, None), t0())
+        .await
+        .unwrap();
+    assert_eq!((c, new_d), (d, false));
+}
+
+#[tokio::test]
+async fn claims_respect_leases_and_retry_times() {
+    let (_d, store, mbx) = store_with_mailbox().await;
+    let (a, _) = store
+        .record_sighting(&sighting(&mbx, 1, Some("<a@x>")), t0())
+        .await
+        .unwrap();
+    let (b, _) = store
+        .record_sighting(&sighting(&mbx, 2, Some("<b@x>")), t0())
+        .await
+        .unwrap();
+    let lease = Duration::minutes(5);
+    let first = store.claim_due(&mbx, "w1", t0(), lease, 10).await.unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![a, b],
+        "oldest first"
+    );
+    assert!(
+        store
+            .claim_due(&mbx, "w2", t0(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed rows are not claimed twice"
+    );
+
+    store
+        .mark_retrying(
+            a,
+            t0() + Duration::minutes(2),
+            "psa_unavailable",
+            "503",
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due(&mbx, "w2", t0() + Duration::minutes(1), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let retry = store
+        .claim_due(&mbx, "w2", t0() + Duration::minutes(2), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(retry.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a]);
+
+    // b's claimer died: after the lease, its claim is taken over.
+    let recovered = store
+        .claim_due(&mbx, "w3", t0() + Duration::minutes(6), lease, 10)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = recovered.iter().map(|e| e.id).collect();
+    assert!(ids.contains(&b), "{ids:?}");
+}
+
+#[tokio::test]
+async fn psa_intents_survive_and_are_confirmed() {
+    let (_d, store, mbx) = store_with_mailbox().await;
+    let (a, _) = store
+        .record_sighting(&sighting(&mbx, 1, Some("<a@x>")), t0())
+        .await
+        .unwrap();
+    assert_eq!(store.psa_write(a).await.unwrap(), None);
+    store
+        .record_psa_intent(a, "ticket", "<a@x>", None, t0())
+        .await
+        .unwrap();
+    store
+        .record_psa_intent(a, "ticket", "<other@x>", None, t0())
+        .await
+        .unwrap();
+    let intent = store.psa_write(a).await.unwrap().unwrap();
+    assert!(!intent.confirmed);
+    assert_eq!(intent.message_key, "<a@x>", "the first intent wins");
+    store.confirm_psa_write(a, 1001, 1001, t0()).await.unwrap();
+    let done = store.psa_write(a).await.unwrap().unwrap();
+    assert!(done.confirmed);
+    assert_eq!(done.object_id, Some(1001));
+}
+
+#[tokio::test]
+async fn thread_keys_map_replies_to_tickets() {
+    let (_d, store, mbx) = store_with_mailbox().await;
+    store
+        .add_thread_keys(&mbx, &["a@x".into(), "conversation:c1".into()], 1001, t0())
+        .await
+        .unwrap();
+    store
+        .add_thread_keys(&mbx, &["a@x".into()], 2002, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ticket_for_thread_key(&mbx, "a@x").await.unwrap(),
+        Some(1001),
+        "first ticket keeps the key"
+    );
+    assert_eq!(
+        store
+            .ticket_for_thread_key(&mbx, "conversation:c1")
+            .await
+            .unwrap(),
+        Some(1001)
+    );
+    assert_eq!(
+        store.ticket_for_thread_key(&mbx, "nope").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_log_filters_searches_and_pages() {
+    let (_d, store, mbx) = store_with_mailbox().await;
+    let mut ids = Vec::new();
+    for n in 1..=7 {
+        let (id, _) = store
+            .record_sighting(&sighting(&mbx, n, Some(&format!("<m{n}@x>"))), t0())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    store.mark_done(ids[0], t0()).await.unwrap();
+    store
+        .mark_skipped(ids[1], "auto_reply", "Automatic reply", t0())
+        .await
+        .unwrap();
+    store
+        .mark_failed(ids[2], "psa_validation", "An Outcome must be entered", t0())
+        .await
+        .unwrap();
+
+    let page1 = store
+        .inbound_log(&LogQuery {
+            limit: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page1.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[6], ids[5], ids[4]],
+        "newest first"
+    );
+    let last = page1.last().unwrap();
+    let page2 = store
+        .inbound_log(&LogQuery {
+            limit: Some(3),
+            before: Some((last.received_at, last.id)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[2], ids[1]]
+    );
+
+    let failed = store
+        .inbound_log(&LogQuery {
+            status: Some(LogStatus::Failed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].state, EmailState::Failed);
+    assert_eq!(failed[0].status, LogStatus::Failed);
+    let pending = store
+        .inbound_log(&LogQuery {
+            status: Some(LogStatus::Pending),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 4);
+
+    let found = store
+        .inbound_log(&LogQuery {
+            search: Some("printer 5".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ids[4]]);
+    let by_sender = store
+        .inbound_log(&LogQuery {
+            search: Some("sender3@fabrikam".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_sender.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    let other = store
+        .inbound_log(&LogQuery {
+            mailbox_id: Some("other".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+}
+
+#[tokio::test]
+async fn attempts_keep_their_requests_and_log() {
+    let (_d, store, mbx) = store_with_mailbox().await;
+    let (a, _) = store
+        .record_sighting(&sighting(&mbx, 1, Some("<a@x>")), t0())
+        .await
+        .unwrap();
+    let attempt = store
+        .start_attempt(a, AttemptTrigger::Scan, t0())
+        .await
+        .unwrap();
+    let exchange = HttpExchange::new(
+        Service::Psa,
+        t0(),
+        RawExchange {
+            method: "POST",
+            url: "http://127.0.0.1:3/api/Tickets",
+            request_headers: vec![("Authorization".into(), "Bearer secret-token".into())],
+            request_body: Some(r#"[{"summary":"Printer"}]"#),
+            status: Some(201),
+            response_body: Some(r#"{"id":1001}"#),
+            duration_ms: 12,
+            ..Default::default()
+        },
+    );
+    let log = vec![LogLine {
+        at: t0(),
+        level: "info".into(),
+        message: "Created ticket 1001".into(),
+    }];
+    store
+        .finish_attempt(attempt, "processed", None, &[exchange.clone()], &log, t0())
+        .await
+        .unwrap();
+    let second = store
+        .start_attempt(a, AttemptTrigger::Reprocess, t0())
+        .await
+        .unwrap();
+    store
+        .finish_attempt(second, "failed", Some(("psa_down", "503")), &[], &[], t0())
+        .await
+        .unwrap();
+
+    let attempts = store.attempts(a).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].number, 1);
+    assert_eq!(attempts[0].requests, vec![exchange]);
+    assert_eq!(attempts[0].requests[0].request_headers[0].1, "[redacted]");
+    assert_eq!(attempts[0].log[0].message, "Created ticket 1001");
+    assert_eq!(attempts[1].trigger, "reprocess");
+    assert_eq!(attempts[1].error_code.as_deref(), Some("psa_down"));
+    assert_eq!(store.inbound_email(a).await.unwrap().attempts, 2);
+}
