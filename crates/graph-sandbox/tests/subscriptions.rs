@@ -33,6 +33,7 @@ enum Mode {
 struct Shared {
     mode: Arc<Mutex<Mode>>,
     fail_next: Arc<Mutex<u32>>,
+    slow_next: Arc<Mutex<u32>>,
     validations: Arc<Mutex<Vec<(String, String)>>>,
     tx: mpsc::UnboundedSender<(String, Value)>,
 }
@@ -67,6 +68,17 @@ async fn hook(
             }
         };
     }
+    let slow = {
+        let mut n = s.slow_next.lock().unwrap();
+        let slow = *n > 0;
+        *n = n.saturating_sub(1);
+        slow
+    };
+    if slow {
+        // Slower than the publisher's timeout: Graph counts this as a failed delivery.
+        tokio::time::sleep(StdDuration::from_secs(3)).await;
+        return StatusCode::ACCEPTED.into_response();
+    }
     {
         let mut f = s.fail_next.lock().unwrap();
         if *f > 0 {
@@ -83,6 +95,7 @@ async fn receiver() -> Receiver {
     let shared = Shared {
         mode: Arc::new(Mutex::new(Mode::Echo)),
         fail_next: Arc::new(Mutex::new(0)),
+        slow_next: Arc::new(Mutex::new(0)),
         validations: Arc::new(Mutex::new(Vec::new())),
         tx,
     };
@@ -107,7 +120,7 @@ impl Receiver {
     }
 }
 
-fn sub_body(r: &Receiver, minutes: i64, _e: &Env) -> Value {
+fn sub_body(r: &Receiver, minutes: i64) -> Value {
     json!({
         "changeType": "created",
         "notificationUrl": r.url("notify?tenant=contoso"),
@@ -146,9 +159,7 @@ async fn wait_settled(e: &Env, n: usize) -> Vec<mailroom_graph_sandbox::Notifica
 async fn handshake_then_crud() {
     let e = env().await;
     let r = receiver().await;
-    let created = e
-        .post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    let created = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let v = r.shared.validations.lock().unwrap().clone();
     assert_eq!(v.len(), 2, "both URLs are validated");
@@ -204,29 +215,23 @@ async fn handshake_failures() {
     let e = env().await;
     let r = receiver().await;
     *r.shared.mode.lock().unwrap() = Mode::WrongEcho;
-    let resp = e
-        .post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    let resp = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     assert_eq!(resp.status, 400);
     assert_eq!(resp.code(), "ValidationError");
     assert!(resp
         .message()
         .contains("Response must exactly match validationToken"));
     *r.shared.mode.lock().unwrap() = Mode::Status500;
-    let resp = e
-        .post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    let resp = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     assert!(resp.message().contains("must respond with 200 OK"));
     *r.shared.mode.lock().unwrap() = Mode::Slow;
     e.sb.set_publisher_options(PublisherOptions {
         validation_timeout: StdDuration::from_millis(100),
         ..Default::default()
     });
-    let resp = e
-        .post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    let resp = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     assert_eq!(resp.message(), "Subscription validation request timed out.");
-    let mut body = sub_body(&r, 60, &e);
+    let mut body = sub_body(&r, 60);
     body["notificationUrl"] = json!("http://hooks.example.test/notify");
     assert_eq!(e.post("daemon", "subscriptions", body).await.status, 400);
     assert!(e.sb.subscriptions().is_empty());
@@ -236,9 +241,7 @@ async fn handshake_failures() {
 async fn expiration_cap_is_an_extension_error() {
     let e = env().await;
     let r = receiver().await;
-    let resp = e
-        .post("daemon", "subscriptions", sub_body(&r, 4231, &e))
-        .await;
+    let resp = e.post("daemon", "subscriptions", sub_body(&r, 4231)).await;
     assert_eq!(resp.status, 400);
     assert_eq!(resp.code(), "ExtensionError");
     assert_eq!(
@@ -249,16 +252,12 @@ async fn expiration_cap_is_an_extension_error() {
         max_expiration_minutes: 10070,
         ..Default::default()
     });
-    let resp = e
-        .post("daemon", "subscriptions", sub_body(&r, 10080, &e))
-        .await;
+    let resp = e.post("daemon", "subscriptions", sub_body(&r, 10080)).await;
     assert_eq!(
         resp.message(),
         "Subscription expiration can only be 10070 minutes in the future."
     );
-    let ok = e
-        .post("daemon", "subscriptions", sub_body(&r, 10070, &e))
-        .await;
+    let ok = e.post("daemon", "subscriptions", sub_body(&r, 10070)).await;
     assert_eq!(ok.status, 201);
     let id = ok.body["id"].as_str().unwrap();
     let far = (common::start_time() + Duration::minutes(20000)).to_rfc3339();
@@ -279,7 +278,7 @@ async fn expiration_cap_is_an_extension_error() {
 async fn subscription_access_rules() {
     let e = env().await;
     let r = receiver().await;
-    let mut b = sub_body(&r, 60, &e);
+    let mut b = sub_body(&r, 60);
     b["resource"] = json!("users/megan@contoso.test/mailFolders('Inbox')/messages");
     let resp = e.post("daemon", "subscriptions", b.clone()).await;
     assert_eq!(
@@ -300,9 +299,7 @@ async fn subscription_access_rules() {
 async fn notifications_are_delivered_with_client_state() {
     let e = env().await;
     let mut r = receiver().await;
-    let created = e
-        .post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    let created = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     let sub_id = created.body["id"].as_str().unwrap().to_owned();
     let d = e.sb.deliver(mail("Hello webhook")).unwrap();
     let (path, body) = r.next().await;
@@ -350,8 +347,7 @@ async fn notifications_are_delivered_with_client_state() {
 async fn failed_notifications_are_retried() {
     let e = env().await;
     let mut r = receiver().await;
-    e.post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     e.sb.set_publisher_options(PublisherOptions {
         initial_backoff: StdDuration::from_millis(20),
         ..Default::default()
@@ -373,8 +369,7 @@ async fn failed_notifications_are_retried() {
 async fn notifications_give_up_after_the_retry_window() {
     let e = env().await;
     let r = receiver().await;
-    e.post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     e.sb.set_publisher_options(PublisherOptions {
         retry_window: Duration::zero(),
         ..Default::default()
@@ -390,8 +385,7 @@ async fn notifications_give_up_after_the_retry_window() {
 async fn dropped_notifications_are_recovered_by_delta() {
     let e = env().await;
     let mut r = receiver().await;
-    e.post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     let base = e
         .collect(
             "daemon",
@@ -456,9 +450,7 @@ async fn dropped_notifications_are_recovered_by_delta() {
 async fn lifecycle_events() {
     let e = env().await;
     let mut r = receiver().await;
-    let created = e
-        .post("daemon", "subscriptions", sub_body(&r, 60, &e))
-        .await;
+    let created = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert!(e
         .sb
@@ -489,4 +481,26 @@ async fn lifecycle_events() {
     );
     assert!(e.sb.subscriptions().is_empty());
     assert!(e.sb.fire_lifecycle(&id, LifecycleEvent::Missed).is_err());
+}
+
+#[tokio::test]
+async fn slow_receivers_time_out_and_are_retried() {
+    let e = env().await;
+    let mut r = receiver().await;
+    e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
+    e.sb.set_publisher_options(PublisherOptions {
+        timeout: StdDuration::from_millis(200),
+        initial_backoff: StdDuration::from_millis(20),
+        ..Default::default()
+    });
+    *r.shared.slow_next.lock().unwrap() = 1;
+    let d = e.sb.deliver(mail("slow")).unwrap();
+    let (_, body) = r.next().await;
+    assert_eq!(body["value"][0]["resourceData"]["id"], d.id.as_str());
+    let log = wait_settled(&e, 1).await;
+    assert_eq!(log[0].attempts, 2);
+    assert_eq!(
+        log[0].failures,
+        vec!["no response within 200 ms".to_owned()]
+    );
 }
