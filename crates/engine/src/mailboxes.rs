@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn each_mistake_gets_its_own_message() {
-        let cases: Vec<(Box<dyn Fn(&mut MailboxSetup)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut MailboxSetup)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|s| s.client_id = "my-app".into()),
                 "Application (client) ID",

@@ -310,7 +310,14 @@ async fn attempts_keep_their_requests_and_log() {
         message: "Created ticket 1001".into(),
     }];
     store
-        .finish_attempt(attempt, "processed", None, &[exchange.clone()], &log, t0())
+        .finish_attempt(
+            attempt,
+            "processed",
+            None,
+            std::slice::from_ref(&exchange),
+            &log,
+            t0(),
+        )
         .await
         .unwrap();
     let second = store
