@@ -15,13 +15,13 @@ async fn first_start_shows_the_add_mailbox_empty_state() {
             assert_eq!(title, "Mailroom");
             let empty = s.text("#empty-mailboxes").await;
             assert!(empty.contains("Connect your first mailbox"), "{empty}");
-            assert!(!s
+            let hidden = s
                 .find("#mailbox-list-empty")
                 .await
                 .attr("hidden")
                 .await
-                .unwrap()
-                .is_some());
+                .unwrap();
+            assert_eq!(hidden, None, "the sidebar says there are no mailboxes");
             s.find("#empty-add-mailbox").await.click().await.unwrap();
             assert!(s.text("#add-mailbox-view").await.contains("Add a mailbox"));
         })
