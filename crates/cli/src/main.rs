@@ -1,4 +1,9 @@
 //! `mailroom`: the headless front end over the same core as the desktop app.
+//!
+//! Each subcommand group lives in its own module; this file only parses and dispatches.
+
+mod mailbox_list;
+mod sandbox;
 
 use clap::{Parser, Subcommand};
 use mailroom_engine::Core;
@@ -22,6 +27,8 @@ enum Command {
     /// Manage mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(Subcommand)]
@@ -34,46 +41,24 @@ enum MailboxCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn open_core(cli: &Cli) -> anyhow::Result<Core> {
     let core = match &cli.data_dir {
         Some(dir) => Core::open(dir).await?,
         None => Core::open_default().await?,
     };
-    let _log = mailroom_engine::logging::init(core.data_dir(), false);
-    match cli.command {
-        Command::Mailbox(MailboxCommand::List { json }) => mailbox_list(&core, json).await,
-    }
+    Ok(core)
 }
 
-async fn mailbox_list(core: &Core, json: bool) -> anyhow::Result<()> {
-    let mailboxes = core.mailboxes().await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&mailboxes)?);
-        return Ok(());
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        // The sandbox has no data directory of its own: it is a separate, stateless tenant.
+        Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Mailbox(MailboxCommand::List { json }) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            mailbox_list::run(&core, *json).await
+        }
     }
-    if mailboxes.is_empty() {
-        println!("No mailboxes yet. Add one in the app, or with `mailroom mailbox add`.");
-        return Ok(());
-    }
-    println!(
-        "{:<24} {:<8} {:<32} CONNECTED AS",
-        "NAME", "METHOD", "MAILBOX"
-    );
-    for m in mailboxes {
-        let method = match m.method {
-            mailroom_engine::store_types::MailboxMethod::Scan => "scan",
-            mailroom_engine::store_types::MailboxMethod::Webhook => "webhook",
-        };
-        let address = m
-            .mailbox_address
-            .or(m.shared_mailbox)
-            .unwrap_or_else(|| "(signed-in user's inbox)".into());
-        let account = m
-            .connected_account
-            .unwrap_or_else(|| "not connected".into());
-        println!("{:<24} {:<8} {:<32} {}", m.name, method, address, account);
-    }
-    Ok(())
 }

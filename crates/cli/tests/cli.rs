@@ -40,3 +40,60 @@ fn mailbox_list_on_a_fresh_data_dir_says_what_to_do() {
     let json = mailroom(dir.path(), &["mailbox", "list", "--json"]);
     assert_eq!(String::from_utf8(json.stdout).unwrap().trim(), "[]");
 }
+
+#[test]
+fn sandbox_prints_where_to_point_the_app_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    // Four consecutive free ports, found by binding them.
+    let start = 40000 + (std::process::id() % 5000) as u16 * 4;
+    let base = (0..200u16)
+        .map(|i| start + i * 4)
+        .find(|&p| (0..4).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()))
+        .expect("four free ports");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["sandbox", "--port", &base.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sandbox");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut summary = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        summary.push_str(&line);
+        summary.push('\n');
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let tenant = "6f1c2d3e-0a4b-4c5d-8e9f-0123456789ab";
+    let openid = format!("http://127.0.0.1:{base}/{tenant}/v2.0/.well-known/openid-configuration");
+    assert!(summary.contains(&openid), "{summary}");
+    assert!(
+        summary.contains(&format!("http://127.0.0.1:{}/v1.0", base + 1)),
+        "{summary}"
+    );
+    assert!(summary.contains("Mailroom Daemon"), "{summary}");
+
+    // The advertised OpenID configuration is really served.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", base)).unwrap();
+    write!(
+        stream,
+        "GET /{tenant}/v2.0/.well-known/openid-configuration HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("token_endpoint"), "{response}");
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "the sandbox stops cleanly on Ctrl-C: {exit:?}"
+    );
+}
