@@ -5,6 +5,7 @@
 //! - Front ends hold a [`Core`] and call its methods; they never open the store or the
 //!   keyring themselves.
 
+pub mod connect;
 pub mod logging;
 pub mod mailboxes;
 
@@ -27,6 +28,9 @@ pub enum CoreError {
     Secrets(#[from] mailroom_secrets::SecretsError),
     #[error("{0}")]
     InvalidInput(String),
+    /// Connecting to Microsoft 365 failed (see [`connect::ConnectError`]).
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
 }
 
 /// The closed set of error codes front ends switch on (never on message text).
@@ -39,6 +43,17 @@ pub enum ErrorCode {
     StorageFailed,
     KeyringUnavailable,
     Internal,
+    /// The mailbox has no usable token/credential: authorize or re-enter the credential.
+    NotConnected,
+    /// The identity platform refused; a diagnosis is attached.
+    AuthFailed,
+    SignInCancelled,
+    SignInTimedOut,
+    SignInNotPending,
+    CertificateInvalid,
+    PfxPasswordWrong,
+    /// A Microsoft Graph call failed; a diagnosis is attached.
+    GraphFailed,
 }
 
 impl CoreError {
@@ -54,6 +69,7 @@ impl CoreError {
             }
             CoreError::Secrets(_) => ErrorCode::Internal,
             CoreError::InvalidInput(_) => ErrorCode::InvalidInput,
+            CoreError::Connect(e) => e.code(),
         }
     }
 }
