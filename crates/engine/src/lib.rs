@@ -6,8 +6,12 @@
 //!   keyring themselves.
 
 pub mod connect;
+pub mod events;
 pub mod logging;
 pub mod mailboxes;
+pub mod pipeline;
+pub mod psa_connection;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +35,12 @@ pub enum CoreError {
     /// Connecting to Microsoft 365 failed (see [`connect::ConnectError`]).
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
+    /// A HaloPSA call failed.
+    #[error(transparent)]
+    Psa(#[from] mailroom_psa::PsaError),
+    /// Something the operation needs is not set up yet (e.g. the PSA connection).
+    #[error("{0}")]
+    NotConfigured(String),
 }
 
 /// The closed set of error codes front ends switch on (never on message text).
@@ -54,6 +64,10 @@ pub enum ErrorCode {
     PfxPasswordWrong,
     /// A Microsoft Graph call failed; a diagnosis is attached.
     GraphFailed,
+    /// A HaloPSA call failed.
+    PsaFailed,
+    /// A required connection or setting is missing.
+    NotConfigured,
 }
 
 impl CoreError {
@@ -70,6 +84,8 @@ impl CoreError {
             CoreError::Secrets(_) => ErrorCode::Internal,
             CoreError::InvalidInput(_) => ErrorCode::InvalidInput,
             CoreError::Connect(e) => e.code(),
+            CoreError::Psa(_) => ErrorCode::PsaFailed,
+            CoreError::NotConfigured(_) => ErrorCode::NotConfigured,
         }
     }
 }

@@ -127,6 +127,9 @@ pub struct InboundEmail {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// The state the email was in when it was last claimed (`seen`, `retrying`, `claimed`,
+    /// `psa_written`): a first try, a retry, or the recovery of a dead process's claim.
+    pub claimed_from: Option<String>,
 }
 
 impl InboundEmail {
@@ -154,6 +157,7 @@ impl InboundEmail {
             error_code: row.try_get("error_code")?,
             error_message: row.try_get("error_message")?,
             updated_at: parse_ts(row.try_get("updated_at")?)?,
+            claimed_from: row.try_get("claimed_from")?,
         })
     }
 }
@@ -321,7 +325,7 @@ impl Store {
         let stale = ts(now - lease);
         let now = ts(now);
         let rows = sqlx::query(
-            "UPDATE inbound_emails SET state = 'claimed', claim_token = ?, claimed_at = ?, updated_at = ?
+            "UPDATE inbound_emails SET claimed_from = state, state = 'claimed', claim_token = ?, claimed_at = ?, updated_at = ?
              WHERE id IN (
                  SELECT id FROM inbound_emails
                  WHERE mailbox_id = ? AND (
@@ -575,7 +579,10 @@ impl Store {
         sqlx::query(
             "INSERT INTO psa_writes (email_id, kind, message_key, ticket_id, state, created_at)
              VALUES (?, ?, ?, ?, 'intent', ?)
-             ON CONFLICT (email_id) DO NOTHING",
+             ON CONFLICT (email_id) DO UPDATE SET kind = excluded.kind,
+                 message_key = excluded.message_key, ticket_id = excluded.ticket_id,
+                 created_at = excluded.created_at
+             WHERE psa_writes.state = 'intent'",
         )
         .bind(email_id)
         .bind(kind)
@@ -802,5 +809,102 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// How many other emails of `from_address` with exactly this subject a mailbox received
+    /// since `since` (the loop guard's input).
+    pub async fn count_recent_same_subject(
+        &self,
+        mailbox_id: &str,
+        from_address: &str,
+        subject: &str,
+        since: DateTime<Utc>,
+        exclude_id: i64,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbound_emails
+             WHERE mailbox_id = ? AND from_address = ? COLLATE NOCASE AND received_at >= ?
+               AND subject = ? AND id <> ?",
+        )
+        .bind(mailbox_id)
+        .bind(from_address)
+        .bind(ts(since))
+        .bind(subject)
+        .bind(exclude_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// The tickets that thread keys belong to (only keys that are known).
+    pub async fn tickets_for_thread_keys(
+        &self,
+        mailbox_id: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let mut out = std::collections::HashMap::new();
+        for key in keys {
+            if let Some(ticket) = self.ticket_for_thread_key(mailbox_id, key).await? {
+                out.insert(key.clone(), ticket);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Emails not finished yet (`seen`, `claimed`, `psa_written`, `retrying`), of one mailbox
+    /// or of all.
+    pub async fn unfinished_count(&self, mailbox_id: Option<&str>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbound_emails
+             WHERE state IN ('seen', 'claimed', 'psa_written', 'retrying')
+               AND (? IS NULL OR mailbox_id = ?)",
+        )
+        .bind(mailbox_id)
+        .bind(mailbox_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Number of emails per log status, of one mailbox or of all (for the Monitoring header).
+    pub async fn status_counts(&self, mailbox_id: Option<&str>) -> Result<Vec<(LogStatus, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM inbound_emails WHERE (? IS NULL OR mailbox_id = ?) GROUP BY state",
+        )
+        .bind(mailbox_id)
+        .bind(mailbox_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<(LogStatus, i64)> = Vec::new();
+        for (state, n) in rows {
+            let status = EmailState::parse(&state)?.status();
+            match out.iter_mut().find(|(s, _)| *s == status) {
+                Some(entry) => entry.1 += n,
+                None => out.push((status, n)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sync cursor row of a mailbox: `(delta_link, last_sync_at, last_error)`.
+    pub async fn sync_state(
+        &self,
+        mailbox_id: &str,
+    ) -> Result<Option<(Option<String>, Option<DateTime<Utc>>, Option<String>)>> {
+        let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT delta_link, last_sync_at, last_error FROM mailbox_sync WHERE mailbox_id = ?",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|(link, at, err)| Ok((link, parse_ts_opt(at)?, err)))
+            .transpose()
+    }
+
+    /// Forgets the stored delta link (the next scan is a full resync; sightings de-duplicate).
+    pub async fn clear_delta_link(&self, mailbox_id: &str) -> Result<()> {
+        sqlx::query("UPDATE mailbox_sync SET delta_link = NULL WHERE mailbox_id = ?")
+            .bind(mailbox_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 }

@@ -1,0 +1,135 @@
+//! Engine events: what the UI shows live (new or changed inbound-log rows, finished attempts,
+//! mailbox sync status). Published on a `tokio::sync::broadcast` channel; a slow receiver
+//! loses the oldest events (it is told how many through `RecvError::Lagged`) and should then
+//! reload the page it shows.
+
+use chrono::{DateTime, Utc};
+use mailroom_store::inbound::InboundEmail;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Capacity of the event channel.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// What a mailbox's sync task is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Reading the inbox or processing mail.
+    Scanning,
+    /// Waiting for the next interval.
+    Idle,
+    /// Paused by the admin.
+    Paused,
+    /// The last scan failed (see `error`); retried at the next interval.
+    Error,
+    /// The task ended.
+    Stopped,
+}
+
+/// A mailbox's sync status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncStatus {
+    pub mailbox_id: String,
+    pub state: SyncState,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub next_scan_at: Option<DateTime<Utc>>,
+    /// Admin-readable error of the last scan.
+    pub error: Option<String>,
+}
+
+/// One engine event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineEvent {
+    /// An inbound-log row was added (`new`) or changed; carries the row as it is now.
+    Email { email: Box<InboundEmail>, new: bool },
+    /// A processing attempt finished.
+    AttemptFinished {
+        email_id: i64,
+        attempt_id: i64,
+        /// `processed`, `skipped` or `failed`.
+        result: String,
+    },
+    /// A mailbox's sync status changed.
+    MailboxSync(SyncStatus),
+}
+
+/// The sending side of the event channel (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<EngineEvent>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    /// A bus with [`EVENT_CAPACITY`].
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(EVENT_CAPACITY);
+        EventBus { tx }
+    }
+
+    /// Publishes an event (dropped when nobody listens).
+    pub fn publish(&self, event: EngineEvent) {
+        let _ = self.tx.send(event);
+    }
+
+    /// A new receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.tx.subscribe()
+    }
+}
+
+/// Collects events into batches: flushes when `max` events are waiting or `every` has passed
+/// since the first waiting event (the shell sends each batch over a Tauri Channel).
+pub async fn batched(
+    mut rx: broadcast::Receiver<EngineEvent>,
+    every: std::time::Duration,
+    max: usize,
+    cancel: tokio_util::sync::CancellationToken,
+    mut send: impl FnMut(Vec<EngineEvent>) -> bool,
+) {
+    let mut batch: Vec<EngineEvent> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = timer => {
+                deadline = None;
+                if !batch.is_empty() && !send(std::mem::take(&mut batch)) {
+                    return;
+                }
+            }
+            received = rx.recv() => match received {
+                Ok(event) => {
+                    batch.push(event);
+                    if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + every);
+                    }
+                    if batch.len() >= max {
+                        deadline = None;
+                        if !send(std::mem::take(&mut batch)) {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+    if !batch.is_empty() {
+        send(batch);
+    }
+}

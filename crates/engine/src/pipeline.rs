@@ -1,0 +1,1389 @@
+//! The mail-to-ticket pipeline: one claimed email → one processing attempt.
+//!
+//! An attempt fetches the message (headers, body, attachments) from Graph, parses it
+//! ([`ParsedEmail::from_graph`]), plans it ([`mailroom_mailproc::plan`]) with the mailbox's
+//! [`ProcessingSettings`], a cached PSA directory and the store's thread index, executes the plan
+//! against the PSA, records thread keys, then updates the mailbox (move / mark read / leave) and
+//! marks the email done. Every HTTP exchange of the attempt is recorded (through
+//! `mailroom_trace::with_sink`) and every step writes a line to the attempt's processing log.
+//!
+//! Exactly once: before a PSA write, a `psa_writes` intent is stored; after it, the write is
+//! confirmed. An attempt that finds an unconfirmed intent (a crash or a timeout between the two)
+//! first looks the object up in the PSA by the email's Message-ID (tickets:
+//! `find_tickets_by_message_id`; actions: the ticket's actions' `email_message_id`) and only
+//! writes when nothing is found. A confirmed write is never repeated (reprocessing only finishes
+//! the mailbox update).
+//!
+//! Failures are classified: throttling, 5xx and transport failures are transient (retried with
+//! exponential back-off plus jitter, at least the server's `Retry-After`, up to
+//! [`PipelineConfig::max_attempts`]); permissions, validation and missing objects are permanent
+//! (failed at once with an actionable message; the admin can *Reprocess*).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use mailroom_clock::SharedClock;
+use mailroom_graph::{GraphClient, GraphError, GraphErrorKind, Message};
+use mailroom_mailproc::{
+    plan, rewrite_cid_references, AttachmentDecision, AttachmentPlan, Context, Directory,
+    DirectorySite, DirectoryUser, GraphAttachment, GraphMessage, MailboxSettings, ParsedEmail,
+    Plan, SenderMatch,
+};
+use mailroom_psa::{
+    canonical_message_id, normalize_message_id, ErrorKind as PsaKind, NewAction, NewAttachment,
+    NewTicket, NewUser, PsaClient, PsaError, Update,
+};
+use mailroom_store::inbound::{AttemptTrigger, InboundEmail, LogLine};
+use mailroom_store::{Mailbox, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::events::{EngineEvent, EventBus};
+
+/// What happens to an email in the mailbox once it is processed (or skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessedMail {
+    /// Move it to [`ProcessingSettings::processed_folder`] (HaloPSA's own default moves
+    /// processed mail out of the inbox, to Deleted Items).
+    #[default]
+    Move,
+    /// Mark it read and leave it in the inbox.
+    MarkRead,
+    /// Leave it untouched.
+    Leave,
+}
+
+/// Per-mailbox processing settings: the planning rules of `mailroom-mailproc` plus what the
+/// engine does around them. Stored as the mailbox's settings JSON; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessingSettings {
+    /// Threading, loop protection, sender matching, attachments, HTML.
+    #[serde(flatten)]
+    pub rules: MailboxSettings,
+    /// What to do with processed mail.
+    pub processed_mail: ProcessedMail,
+    /// Destination of [`ProcessedMail::Move`]: a well-known folder name (`deleteditems`,
+    /// `archive`, …) or the display name of a top-level folder (created when missing).
+    pub processed_folder: String,
+    /// Outcome (by name) of actions added for replies. Default "Email Received".
+    pub action_outcome: String,
+    /// Seconds between scans. Default 60.
+    pub scan_interval_secs: u64,
+}
+
+impl Default for ProcessingSettings {
+    fn default() -> Self {
+        ProcessingSettings {
+            rules: MailboxSettings::default(),
+            processed_mail: ProcessedMail::Move,
+            processed_folder: "deleteditems".into(),
+            action_outcome: "Email Received".into(),
+            scan_interval_secs: 60,
+        }
+    }
+}
+
+const WELL_KNOWN_FOLDERS: &[&str] = &[
+    "inbox",
+    "deleteditems",
+    "archive",
+    "junkemail",
+    "drafts",
+    "sentitems",
+    "outbox",
+];
+
+impl ProcessingSettings {
+    /// Reads the settings of a mailbox (missing fields take their defaults).
+    pub fn of(mailbox: &Mailbox) -> Result<Self, String> {
+        if mailbox.settings.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(mailbox.settings.clone())
+            .map_err(|e| format!("the processing settings of '{}' are invalid: {e}", mailbox.name))
+    }
+}
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Attempts before an email is marked failed.
+    pub max_attempts: u32,
+    /// First retry delay (doubled per attempt).
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_cap: Duration,
+    /// Random extra delay as a fraction of the delay (0.0–1.0).
+    pub retry_jitter: f64,
+    /// How long PSA sites and looked-up users are cached.
+    pub directory_ttl: Duration,
+    /// Window of the loop guard (mails of a sender with the same subject).
+    pub loop_window: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_attempts: 5,
+            retry_base: Duration::from_secs(60),
+            retry_cap: Duration::from_secs(3600),
+            retry_jitter: 0.2,
+            directory_ttl: Duration::from_secs(600),
+            loop_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// A ticket was created or an action added (or found from an earlier attempt).
+    Processed {
+        ticket_id: i64,
+        action_id: Option<i64>,
+    },
+    /// Not turned into a ticket.
+    Skipped { reason: String, detail: String },
+    /// Will be tried again at `next_attempt_at`.
+    Retrying {
+        code: String,
+        message: String,
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Given up (until reprocessed).
+    Failed { code: String, message: String },
+}
+
+/// A failure inside an attempt, classified for retrying.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("{0}")]
+    Psa(#[from] PsaError),
+    #[error("the local database failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("{message}")]
+    Permanent { code: &'static str, message: String },
+}
+
+impl StepError {
+    /// (code, transient, retry-after)
+    fn classify(&self) -> (&'static str, bool, Option<Duration>) {
+        match self {
+            StepError::Graph(e) => {
+                let code = match e.kind {
+                    GraphErrorKind::Unauthorized => "graph_unauthorized",
+                    GraphErrorKind::AccessDenied => "graph_access_denied",
+                    GraphErrorKind::NotFound => "graph_not_found",
+                    GraphErrorKind::Throttled => "graph_throttled",
+                    GraphErrorKind::SyncStateNotFound => "graph_sync_state",
+                    GraphErrorKind::Server => "graph_server",
+                    GraphErrorKind::BadRequest => "graph_bad_request",
+                    GraphErrorKind::Transport => "graph_unreachable",
+                    GraphErrorKind::Identity => "graph_sign_in",
+                    GraphErrorKind::InvalidResponse => "graph_invalid_response",
+                };
+                let transient = matches!(
+                    e.kind,
+                    GraphErrorKind::Throttled
+                        | GraphErrorKind::Server
+                        | GraphErrorKind::Transport
+                        | GraphErrorKind::Identity
+                        | GraphErrorKind::InvalidResponse
+                        | GraphErrorKind::SyncStateNotFound
+                );
+                (code, transient, e.retry_after)
+            }
+            StepError::Psa(e) => {
+                let code = match e.kind {
+                    PsaKind::Unauthorized => "psa_unauthorized",
+                    PsaKind::Forbidden => "psa_forbidden",
+                    PsaKind::NotFound => "psa_not_found",
+                    PsaKind::Validation => "psa_validation",
+                    PsaKind::RateLimited => "psa_rate_limited",
+                    PsaKind::Server => "psa_server",
+                    PsaKind::Transport => "psa_unreachable",
+                    PsaKind::Protocol => "psa_protocol",
+                };
+                let transient = matches!(
+                    e.kind,
+                    PsaKind::RateLimited | PsaKind::Server | PsaKind::Transport
+                );
+                (code, transient, None)
+            }
+            StepError::Store(_) => ("storage", true, None),
+            StepError::Permanent { code, .. } => (code, false, None),
+        }
+    }
+}
+
+/// The processing log of one attempt.
+struct StepLog {
+    clock: SharedClock,
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl StepLog {
+    fn new(clock: SharedClock) -> Self {
+        StepLog {
+            clock,
+            lines: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn push(&self, level: &str, message: impl Into<String>) {
+        let message = message.into();
+        tracing::debug!(level, "{message}");
+        self.lines.lock().expect("log lock").push(LogLine {
+            at: self.clock.now(),
+            level: level.into(),
+            message,
+        });
+    }
+
+    fn info(&self, message: impl Into<String>) {
+        self.push("info", message)
+    }
+
+    fn warn(&self, message: impl Into<String>) {
+        self.push("warn", message)
+    }
+
+    fn take(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines.lock().expect("log lock"))
+    }
+}
+
+#[derive(Default)]
+struct DirectoryCache {
+    sites: Option<(DateTime<Utc>, Vec<DirectorySite>)>,
+    /// Lower-cased address → (when looked up, the user if any).
+    users: HashMap<String, (DateTime<Utc>, Option<DirectoryUser>)>,
+    /// Users fetched by id (the configured default user).
+    by_id: HashMap<i64, (DateTime<Utc>, DirectoryUser)>,
+}
+
+fn directory_user(u: &mailroom_psa::User) -> DirectoryUser {
+    DirectoryUser {
+        id: u.id,
+        name: u.name.clone().unwrap_or_default(),
+        email: u.emailaddress.clone().unwrap_or_default(),
+        other_emails: [&u.email2, &u.email3]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
+        site_id: u.site_id.unwrap_or_default(),
+        client_id: u.client_id.unwrap_or_default(),
+        inactive: u.inactive.unwrap_or(false),
+    }
+}
+
+/// The pipeline shared by all mailbox tasks.
+pub struct Pipeline {
+    store: Store,
+    psa: PsaClient,
+    clock: SharedClock,
+    config: PipelineConfig,
+    events: EventBus,
+    directory: tokio::sync::Mutex<DirectoryCache>,
+    outcomes: tokio::sync::Mutex<HashMap<String, Option<i64>>>,
+    folders: Mutex<HashMap<(String, String), String>>,
+    reprocess: Mutex<HashSet<i64>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_graph_message(msg: &Message, attachments: &[mailroom_graph::Attachment]) -> GraphMessage {
+    let mut gm: GraphMessage = serde_json::to_value(msg)
+        .and_then(serde_json::from_value)
+        .unwrap_or_default();
+    gm.attachments = attachments
+        .iter()
+        .filter(|a| a.odata_type.eq_ignore_ascii_case("#microsoft.graph.fileAttachment"))
+        .map(|a| GraphAttachment {
+            id: Some(a.id.clone()),
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            is_inline: Some(a.is_inline),
+            content_id: a.content_id.clone(),
+            content_bytes: Some(base64::engine::general_purpose::STANDARD.encode(&a.bytes)),
+        })
+        .collect();
+    gm
+}
+
+const MESSAGE_FIELDS: &[&str] = &[
+    "id",
+    "subject",
+    "from",
+    "sender",
+    "toRecipients",
+    "ccRecipients",
+    "replyTo",
+    "receivedDateTime",
+    "sentDateTime",
+    "body",
+    "hasAttachments",
+    "isRead",
+    "internetMessageId",
+    "conversationId",
+    "internetMessageHeaders",
+];
+
+/// Addresses of a mailbox record (what loop protection treats as "our own").
+pub fn mailbox_addresses(mailbox: &Mailbox) -> Vec<String> {
+    [
+        &mailbox.connected_account,
+        &mailbox.mailbox_address,
+        &mailbox.shared_mailbox,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|a| a.trim().to_lowercase())
+    .filter(|a| a.contains('@'))
+    .collect()
+}
+
+enum Executed {
+    Written {
+        ticket_id: i64,
+        action_id: Option<i64>,
+    },
+    Skipped {
+        reason: String,
+        detail: String,
+    },
+}
+
+impl Pipeline {
+    /// A pipeline writing to `psa`, with time from `clock`.
+    pub fn new(
+        store: Store,
+        psa: PsaClient,
+        clock: SharedClock,
+        config: PipelineConfig,
+        events: EventBus,
+    ) -> Self {
+        Pipeline {
+            store,
+            psa,
+            clock,
+            config,
+            events,
+            directory: Default::default(),
+            outcomes: Default::default(),
+            folders: Default::default(),
+            reprocess: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn psa(&self) -> &PsaClient {
+        &self.psa
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Queues an email for processing again (the *Reprocess* button); its next attempt is
+    /// labelled `reprocess`. A confirmed PSA write is never repeated.
+    pub async fn request_reprocess(&self, email_id: i64) -> Result<(), StoreError> {
+        self.store.requeue(email_id, self.clock.now()).await?;
+        self.reprocess.lock().expect("reprocess lock").insert(email_id);
+        self.publish_email(email_id, false).await;
+        Ok(())
+    }
+
+    pub(crate) async fn publish_email(&self, email_id: i64, new: bool) {
+        if let Ok(email) = self.store.inbound_email(email_id).await {
+            self.events.publish(EngineEvent::Email {
+                email: Box::new(email),
+                new,
+            });
+        }
+    }
+
+    fn trigger_for(&self, email: &InboundEmail) -> AttemptTrigger {
+        if self
+            .reprocess
+            .lock()
+            .expect("reprocess lock")
+            .remove(&email.id)
+        {
+            return AttemptTrigger::Reprocess;
+        }
+        match email.claimed_from.as_deref() {
+            Some("retrying") => AttemptTrigger::Retry,
+            Some("claimed") | Some("psa_written") => AttemptTrigger::Recovery,
+            _ => AttemptTrigger::Scan,
+        }
+    }
+
+    fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .config
+            .retry_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let base = exp.min(self.config.retry_cap);
+        let jitter = self.config.retry_jitter.clamp(0.0, 1.0);
+        let extra = if jitter > 0.0 {
+            base.mul_f64(rand::random::<f64>() * jitter)
+        } else {
+            Duration::ZERO
+        };
+        let delay = (base + extra).min(self.config.retry_cap);
+        match retry_after {
+            Some(wait) => delay.max(wait),
+            None => delay,
+        }
+    }
+
+    /// Processes one claimed email: one attempt, recorded with its requests and log.
+    pub async fn process_one(
+        &self,
+        graph: &GraphClient,
+        mailbox: &Mailbox,
+        email: &InboundEmail,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let trigger = self.trigger_for(email);
+        let attempt_id = self
+            .store
+            .start_attempt(email.id, trigger, self.clock.now())
+            .await?;
+        let number = email.attempts + 1;
+        let log = StepLog::new(self.clock.clone());
+        log.info(format!(
+            "Attempt {number} ({}) for \"{}\" from {}",
+            serde_json::to_value(trigger)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            email.subject,
+            email.from_address
+        ));
+        let collector = mailroom_trace::Collector::new();
+        let result =
+            mailroom_trace::with_sink(collector.clone(), self.run(graph, mailbox, email, &log))
+                .await;
+        let now = self.clock.now();
+        let (outcome, result_label, error) = match result {
+            Ok(Executed::Written {
+                ticket_id,
+                action_id,
+            }) => {
+                self.store.mark_done(email.id, now).await?;
+                log.info("Done.");
+                (
+                    AttemptOutcome::Processed {
+                        ticket_id,
+                        action_id,
+                    },
+                    "processed",
+                    None,
+                )
+            }
+            Ok(Executed::Skipped { reason, detail }) => {
+                self.store
+                    .mark_skipped(email.id, &reason, &detail, now)
+                    .await?;
+                (
+                    AttemptOutcome::Skipped { reason, detail },
+                    "skipped",
+                    None,
+                )
+            }
+            Err(e) => {
+                let (code, transient, retry_after) = e.classify();
+                let message = e.to_string();
+                if transient && (number as u32) < self.config.max_attempts {
+                    let delay = self.retry_delay(number as u32, retry_after);
+                    let next = now
+                        + chrono::Duration::from_std(delay)
+                            .unwrap_or_else(|_| chrono::Duration::hours(1));
+                    log.warn(format!(
+                        "Failed ({code}): {message}. Retrying in {}s (attempt {number} of {}).",
+                        delay.as_secs(),
+                        self.config.max_attempts
+                    ));
+                    self.store
+                        .mark_retrying(email.id, next, code, &message, now)
+                        .await?;
+                    (
+                        AttemptOutcome::Retrying {
+                            code: code.into(),
+                            message: message.clone(),
+                            next_attempt_at: next,
+                        },
+                        "failed",
+                        Some((code, message)),
+                    )
+                } else {
+                    let message = if transient {
+                        format!(
+                            "{message} — gave up after {number} attempts; use Reprocess once the cause is fixed"
+                        )
+                    } else {
+                        message
+                    };
+                    log.push("error", format!("Failed ({code}): {message}"));
+                    self.store
+                        .mark_failed(email.id, code, &message, now)
+                        .await?;
+                    (
+                        AttemptOutcome::Failed {
+                            code: code.into(),
+                            message: message.clone(),
+                        },
+                        "failed",
+                        Some((code, message)),
+                    )
+                }
+            }
+        };
+        let requests = collector.drain();
+        let lines = log.take();
+        self.store
+            .finish_attempt(
+                attempt_id,
+                result_label,
+                error.as_ref().map(|(c, m)| (*c, m.as_str())),
+                &requests,
+                &lines,
+                self.clock.now(),
+            )
+            .await?;
+        self.events.publish(EngineEvent::AttemptFinished {
+            email_id: email.id,
+            attempt_id,
+            result: result_label.into(),
+        });
+        self.publish_email(email.id, false).await;
+        Ok(outcome)
+    }
+
+    async fn run(
+        &self,
+        graph: &GraphClient,
+        mailbox: &Mailbox,
+        email: &InboundEmail,
+        log: &StepLog,
+    ) -> Result<Executed, StepError> {
+        let settings = ProcessingSettings::of(mailbox).map_err(|message| StepError::Permanent {
+            code: "settings_invalid",
+            message,
+        })?;
+        let write = self.store.psa_write(email.id).await?;
+        if let Some(w) = write.as_ref().filter(|w| w.confirmed) {
+            let ticket_id = w.ticket_id.unwrap_or_default();
+            let action_id = (w.kind == "action").then_some(w.object_id).flatten();
+            log.info(format!(
+                "The PSA write of this email is already confirmed ({} on ticket {ticket_id}); not writing again.",
+                w.kind
+            ));
+            self.update_mailbox(graph, mailbox, email, &settings, log)
+                .await?;
+            return Ok(Executed::Written {
+                ticket_id,
+                action_id,
+            });
+        }
+
+        // 1. Fetch.
+        log.info(format!("Fetching the message from Graph ({})", email.graph_message_id));
+        let msg = match graph.message(&email.graph_message_id, MESSAGE_FIELDS).await {
+            Ok(m) => m,
+            Err(e) if e.kind == GraphErrorKind::NotFound => {
+                log.warn("The message is no longer in the mailbox (deleted or moved before it was processed).");
+                if write.is_some() {
+                    return Err(StepError::Permanent {
+                        code: "message_gone",
+                        message: "The message disappeared from the mailbox after a PSA write was started; check the PSA for its ticket and reprocess if needed.".into(),
+                    });
+                }
+                return Ok(Executed::Skipped {
+                    reason: "message_gone".into(),
+                    detail: "The message was deleted or moved out of the inbox before Mailroom processed it.".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let html_has_cid = msg
+            .body
+            .as_ref()
+            .is_some_and(|b| b.content.to_ascii_lowercase().contains("cid:"));
+        let attachments = if msg.has_attachments == Some(true) || html_has_cid {
+            let list = graph.attachments(&msg.id).await?;
+            log.info(format!("Fetched {} attachment(s)", list.len()));
+            list
+        } else {
+            Vec::new()
+        };
+        let parsed = ParsedEmail::from_graph(&to_graph_message(&msg, &attachments)).map_err(
+            |e| StepError::Permanent {
+                code: "unreadable",
+                message: format!("The message could not be read: {e}"),
+            },
+        )?;
+
+        // An earlier attempt recorded a PSA write but never confirmed it: look for it first.
+        if let Some(w) = write.as_ref() {
+            if let Some((ticket_id, action_id)) = self.reconcile(email, w, log).await? {
+                let keys = mailroom_mailproc::thread_keys(&parsed);
+                self.store
+                    .add_thread_keys(&mailbox.id, &keys, ticket_id, self.clock.now())
+                    .await?;
+                self.update_mailbox(graph, mailbox, email, &settings, log)
+                    .await?;
+                return Ok(Executed::Written {
+                    ticket_id,
+                    action_id,
+                });
+            }
+        }
+
+        // 2. Plan.
+        let mut rules = settings.rules.clone();
+        for mb in self.store.mailboxes().await? {
+            for address in mailbox_addresses(&mb) {
+                if !rules.loop_policy.own_addresses.contains(&address) {
+                    rules.loop_policy.own_addresses.push(address);
+                }
+            }
+        }
+        let directory = match &parsed.from {
+            Some(from) => {
+                self.directory_for(&from.address, rules.sender_policy.default_user_id, log)
+                    .await?
+            }
+            None => Directory::default(),
+        };
+        let keys = mailroom_mailproc::thread_keys(&parsed);
+        let index = self
+            .store
+            .tickets_for_thread_keys(&mailbox.id, &keys)
+            .await?;
+        let since = self.clock.now()
+            - chrono::Duration::from_std(self.config.loop_window)
+                .unwrap_or_else(|_| chrono::Duration::hours(1));
+        let recent = self
+            .store
+            .count_recent_same_subject(
+                &mailbox.id,
+                &email.from_address,
+                &email.subject,
+                since,
+                email.id,
+            )
+            .await?;
+        let the_plan = {
+            let ctx = Context {
+                settings: &rules,
+                directory: &directory,
+                index: &index,
+                recent_same_subject: recent.clamp(0, u32::MAX as i64) as u32,
+            };
+            plan(&parsed, &ctx)
+        };
+        log.info(format!("Plan: {}", the_plan.label()));
+
+        // 3. Execute.
+        let executed = match the_plan {
+            Plan::Skip { reason } => {
+                log.info(reason.describe());
+                Executed::Skipped {
+                    reason: reason.code().into(),
+                    detail: reason.describe(),
+                }
+            }
+            Plan::NewTicket {
+                summary,
+                details_html,
+                user,
+                tickettype_id,
+                attachments: att_plans,
+                thread_keys,
+            } => {
+                let (ticket_id, _) = self
+                    .new_ticket(
+                        email,
+                        &parsed,
+                        log,
+                        NewTicketParts {
+                            summary,
+                            details_html,
+                            user,
+                            tickettype_id,
+                            attachments: att_plans,
+                        },
+                    )
+                    .await?;
+                self.store
+                    .add_thread_keys(&mailbox.id, &thread_keys, ticket_id, self.clock.now())
+                    .await?;
+                Executed::Written {
+                    ticket_id,
+                    action_id: None,
+                }
+            }
+            Plan::UpdateTicket {
+                ticket_id,
+                how,
+                note_html,
+                sender,
+                attachments: att_plans,
+                thread_keys,
+            } => {
+                log.info(format!("Reply to ticket {ticket_id} (matched by {how:?})"));
+                let action_id = self
+                    .new_action(
+                        email,
+                        &parsed,
+                        &settings,
+                        log,
+                        ticket_id,
+                        note_html,
+                        &sender,
+                        att_plans,
+                    )
+                    .await?;
+                self.store
+                    .add_thread_keys(&mailbox.id, &thread_keys, ticket_id, self.clock.now())
+                    .await?;
+                Executed::Written {
+                    ticket_id,
+                    action_id: Some(action_id),
+                }
+            }
+        };
+
+        // 4. The mailbox.
+        self.update_mailbox(graph, mailbox, email, &settings, log)
+            .await?;
+        Ok(executed)
+    }
+
+    /// The Message-ID written to the PSA (canonical `<local@domain>`), or a stable stand-in
+    /// built from the Graph id for mail without one.
+    fn message_key(email: &InboundEmail, parsed: &ParsedEmail) -> String {
+        match parsed
+            .message_id
+            .as_deref()
+            .or(email.internet_message_id.as_deref())
+        {
+            Some(id) if !normalize_message_id(id).is_empty() => canonical_message_id(id),
+            _ => format!("<{}@graph.mailroom.invalid>", email.graph_message_id),
+        }
+    }
+
+    async fn directory_for(
+        &self,
+        address: &str,
+        default_user_id: Option<i64>,
+        log: &StepLog,
+    ) -> Result<Directory, StepError> {
+        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(self.config.directory_ttl)
+            .unwrap_or_else(|_| chrono::Duration::minutes(10));
+        let key = address.trim().to_lowercase();
+        let mut cache = self.directory.lock().await;
+        let sites_fresh = cache.sites.as_ref().is_some_and(|(at, _)| now - *at < ttl);
+        if !sites_fresh {
+            let sites = self.psa.list_sites(None).await?;
+            log.info(format!("Loaded {} PSA site(s) into the cache", sites.len()));
+            cache.sites = Some((
+                now,
+                sites
+                    .into_iter()
+                    .map(|s| DirectorySite {
+                        id: s.id,
+                        name: s.name.unwrap_or_default(),
+                        client_id: s.client_id.unwrap_or_default(),
+                        emaildomain: s.emaildomain.unwrap_or_default(),
+                        inactive: s.inactive.unwrap_or(false),
+                    })
+                    .collect(),
+            ));
+        }
+        let user_fresh = cache
+            .users
+            .get(&key)
+            .is_some_and(|(at, _)| now - *at < ttl);
+        if !user_fresh {
+            let found = self.psa.find_users_by_email(&key, None).await?;
+            let user = found
+                .iter()
+                .find(|u| !u.inactive.unwrap_or(false))
+                .or(found.first())
+                .map(directory_user);
+            log.info(match &user {
+                Some(u) => format!("Sender {key} is PSA user {} ({})", u.id, u.name),
+                None => format!("Sender {key} is not a PSA user yet"),
+            });
+            cache.users.insert(key.clone(), (now, user));
+        }
+        if let Some(id) = default_user_id {
+            let fresh = cache.by_id.get(&id).is_some_and(|(at, _)| now - *at < ttl);
+            if !fresh {
+                match self.psa.get_user(id).await {
+                    Ok(u) => {
+                        cache.by_id.insert(id, (now, directory_user(&u)));
+                    }
+                    Err(e) if e.kind == PsaKind::NotFound => {
+                        log.warn(format!("The configured default user {id} does not exist in the PSA"));
+                        cache.by_id.remove(&id);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let mut users: Vec<DirectoryUser> = cache
+            .users
+            .get(&key)
+            .and_then(|(_, u)| u.clone())
+            .into_iter()
+            .collect();
+        if let Some((_, u)) = default_user_id.and_then(|id| cache.by_id.get(&id)) {
+            if !users.iter().any(|x| x.id == u.id) {
+                users.push(u.clone());
+            }
+        }
+        Ok(Directory {
+            users,
+            sites: cache
+                .sites
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Resolves the sender to `(user_id, site_id, client_id)`, creating the user when the plan
+    /// says so.
+    async fn resolve_user(
+        &self,
+        sender: &SenderMatch,
+        log: &StepLog,
+    ) -> Result<(Option<i64>, Option<i64>, Option<i64>), StepError> {
+        Ok(match sender {
+            SenderMatch::ExistingUser {
+                user_id,
+                site_id,
+                client_id,
+            }
+            | SenderMatch::DefaultUser {
+                user_id,
+                site_id,
+                client_id,
+            } => (Some(*user_id), Some(*site_id), Some(*client_id)),
+            SenderMatch::NewUserOnSite {
+                site_id,
+                name,
+                email,
+                ..
+            }
+            | SenderMatch::NewUserOnDefaultSite {
+                site_id,
+                name,
+                email,
+                ..
+            } => {
+                // Looked up again right before creating: another mailbox may have created it.
+                let existing = self.psa.find_users_by_email(email, None).await?;
+                let user = match existing.into_iter().next() {
+                    Some(u) => {
+                        log.info(format!("User {email} already exists in the PSA ({})", u.id));
+                        u
+                    }
+                    None => {
+                        let u = self
+                            .psa
+                            .create_user(&NewUser {
+                                name: name.display.clone(),
+                                site_id: *site_id,
+                                emailaddress: email.clone(),
+                                firstname: Some(name.first.clone()).filter(|s| !s.is_empty()),
+                                surname: Some(name.last.clone()).filter(|s| !s.is_empty()),
+                                extra: Default::default(),
+                            })
+                            .await?;
+                        log.info(format!(
+                            "Created PSA user {} \"{}\" <{email}> on site {site_id}",
+                            u.id, name.display
+                        ));
+                        u
+                    }
+                };
+                let dir_user = DirectoryUser {
+                    id: user.id,
+                    name: user.name.clone().unwrap_or_default(),
+                    email: email.clone(),
+                    other_emails: Vec::new(),
+                    site_id: user.site_id.unwrap_or(*site_id),
+                    client_id: user.client_id.unwrap_or_default(),
+                    inactive: false,
+                };
+                self.directory
+                    .lock()
+                    .await
+                    .users
+                    .insert(email.to_lowercase(), (self.clock.now(), Some(dir_user)));
+                (
+                    Some(user.id),
+                    Some(user.site_id.unwrap_or(*site_id)),
+                    user.client_id,
+                )
+            }
+            SenderMatch::Reject { reason } => {
+                log.info(format!("Sender not matched to a user: {reason}"));
+                (None, None, None)
+            }
+        })
+    }
+
+    fn attachments_to_send(
+        parsed: &ParsedEmail,
+        plans: &[AttachmentPlan],
+        log: &StepLog,
+    ) -> (Vec<NewAttachment>, Vec<(String, String)>) {
+        let mut out = Vec::new();
+        let mut inline = Vec::new();
+        for p in plans {
+            let Some(a) = parsed.attachments.get(p.index) else {
+                continue;
+            };
+            match &p.decision {
+                AttachmentDecision::Skip { code, reason } => {
+                    log.info(format!("Attachment {} not uploaded ({code}): {reason}", a.name));
+                }
+                AttachmentDecision::Upload | AttachmentDecision::Inline { .. } => {
+                    let Some(bytes) = a.bytes.as_deref() else {
+                        log.warn(format!("Attachment {} has no content; not uploaded", a.name));
+                        continue;
+                    };
+                    let mut na =
+                        NewAttachment::from_bytes(&a.name, Some(a.content_type.clone()), bytes);
+                    na.isimage = Some(a.is_image());
+                    if let AttachmentDecision::Inline { content_id } = &p.decision {
+                        inline.push((content_id.clone(), a.name.clone()));
+                    }
+                    log.info(format!(
+                        "Attachment {} ({} bytes{}) will be uploaded",
+                        a.name,
+                        bytes.len(),
+                        if matches!(p.decision, AttachmentDecision::Inline { .. }) {
+                            ", inline"
+                        } else {
+                            ""
+                        }
+                    ));
+                    out.push(na);
+                }
+            }
+        }
+        (out, inline)
+    }
+
+    fn attachment_url(&self, a: &mailroom_psa::Attachment) -> String {
+        a.link.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| {
+            format!(
+                "{}/api/Attachment/image?id={}",
+                self.psa.config().base_url.trim_end_matches('/'),
+                a.id
+            )
+        })
+    }
+
+    /// cid → URL of the uploaded attachment with that file name.
+    fn cid_map(
+        &self,
+        inline: &[(String, String)],
+        uploaded: &[mailroom_psa::Attachment],
+    ) -> HashMap<String, String> {
+        inline
+            .iter()
+            .filter_map(|(cid, name)| {
+                uploaded
+                    .iter()
+                    .find(|u| u.filename.as_deref() == Some(name.as_str()))
+                    .map(|u| (cid.clone(), self.attachment_url(u)))
+            })
+            .collect()
+    }
+
+    async fn new_ticket(
+        &self,
+        email: &InboundEmail,
+        parsed: &ParsedEmail,
+        log: &StepLog,
+        parts: NewTicketParts,
+    ) -> Result<(i64, ()), StepError> {
+        let key = Self::message_key(email, parsed);
+        let (user_id, site_id, client_id) = self.resolve_user(&parts.user, log).await?;
+        let (attachments, inline) = Self::attachments_to_send(parsed, &parts.attachments, log);
+        let ticket = NewTicket {
+            summary: parts.summary.clone(),
+            details_html: parts.details_html.clone(),
+            tickettype_id: parts.tickettype_id,
+            client_id,
+            site_id,
+            user_id,
+            email_message_id: Some(key.clone()),
+            internet_message_id: Some(key.clone()),
+            emailtolist: Some(
+                parsed
+                    .to
+                    .iter()
+                    .map(|m| m.address.clone())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            )
+            .filter(|s| !s.is_empty()),
+            emailcclist: Some(
+                parsed
+                    .cc
+                    .iter()
+                    .map(|m| m.address.clone())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            )
+            .filter(|s| !s.is_empty()),
+            attachments,
+            ..Default::default()
+        };
+        self.store
+            .record_psa_intent(email.id, "ticket", &key, None, self.clock.now())
+            .await?;
+        let created = self.psa.create_ticket(&ticket).await?;
+        log.info(format!(
+            "Created ticket {} \"{}\" (Message-ID {key})",
+            created.id, parts.summary
+        ));
+        self.confirm(email, created.id, created.id, "ticket_created", None)
+            .await?;
+        if !inline.is_empty() {
+            let uploaded = created.attachments.clone().unwrap_or_default();
+            let map = self.cid_map(&inline, &uploaded);
+            if !map.is_empty() {
+                let html = rewrite_cid_references(&parts.details_html, &map);
+                let mut fields = serde_json::Map::new();
+                fields.insert("details_html".into(), serde_json::Value::String(html));
+                self.psa
+                    .update_ticket(&Update {
+                        id: created.id,
+                        fields,
+                    })
+                    .await?;
+                log.info(format!(
+                    "Pointed {} inline image(s) in the ticket details at the uploaded attachments",
+                    map.len()
+                ));
+            }
+        }
+        Ok((created.id, ()))
+    }
+
+    async fn confirm(
+        &self,
+        email: &InboundEmail,
+        object_id: i64,
+        ticket_id: i64,
+        outcome: &str,
+        action_id: Option<i64>,
+    ) -> Result<(), StepError> {
+        let now = self.clock.now();
+        self.store
+            .confirm_psa_write(email.id, object_id, ticket_id, now)
+            .await?;
+        self.store
+            .mark_psa_written(email.id, outcome, ticket_id, action_id, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Looks for the object an unconfirmed intent may have created; confirms it when found.
+    async fn reconcile(
+        &self,
+        email: &InboundEmail,
+        w: &mailroom_store::inbound::PsaWrite,
+        log: &StepLog,
+    ) -> Result<Option<(i64, Option<i64>)>, StepError> {
+        let key = &w.message_key;
+        if w.kind == "ticket" {
+            log.info(format!(
+                "An earlier attempt started creating a ticket; looking it up by Message-ID {key}"
+            ));
+            if let Some(t) = self
+                .psa
+                .find_tickets_by_message_id(key)
+                .await?
+                .into_iter()
+                .min_by_key(|t| t.id)
+            {
+                log.info(format!(
+                    "Found ticket {} created by the earlier attempt; not creating another",
+                    t.id
+                ));
+                self.confirm(email, t.id, t.id, "ticket_created", None)
+                    .await?;
+                return Ok(Some((t.id, None)));
+            }
+        } else if let Some(ticket_id) = w.ticket_id {
+            log.info(format!(
+                "An earlier attempt started adding an action; looking for Message-ID {key} on ticket {ticket_id}"
+            ));
+            let wanted = normalize_message_id(key);
+            if let Some(a) = self
+                .psa
+                .list_actions(ticket_id)
+                .await?
+                .into_iter()
+                .find(|a| {
+                    a.email_message_id
+                        .as_deref()
+                        .is_some_and(|m| normalize_message_id(m) == wanted)
+                })
+            {
+                log.info(format!(
+                    "Found action {} added by the earlier attempt; not adding another",
+                    a.id
+                ));
+                self.confirm(email, a.id, ticket_id, "action_added", Some(a.id))
+                    .await?;
+                return Ok(Some((ticket_id, Some(a.id))));
+            }
+        }
+        log.info("Nothing was written by the earlier attempt; writing now");
+        Ok(None)
+    }
+
+    async fn outcome_id(&self, name: &str) -> Result<Option<i64>, StepError> {
+        let mut cache = self.outcomes.lock().await;
+        if let Some(id) = cache.get(name) {
+            return Ok(*id);
+        }
+        let outcomes = self.psa.outcomes().await?;
+        let id = outcomes
+            .iter()
+            .find(|o| {
+                [&o.outcome, &o.buttonname]
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(|o| o.id);
+        cache.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn new_action(
+        &self,
+        email: &InboundEmail,
+        parsed: &ParsedEmail,
+        settings: &ProcessingSettings,
+        log: &StepLog,
+        ticket_id: i64,
+        note_html: String,
+        sender: &SenderMatch,
+        plans: Vec<AttachmentPlan>,
+    ) -> Result<i64, StepError> {
+        let key = Self::message_key(email, parsed);
+        if let SenderMatch::ExistingUser { user_id, .. } = sender {
+            log.info(format!("Sender is PSA user {user_id}"));
+        }
+        let outcome_id = self.outcome_id(&settings.action_outcome).await?;
+        let (attachments, inline) = Self::attachments_to_send(parsed, &plans, log);
+        let action = NewAction {
+            ticket_id,
+            outcome_id,
+            outcome: outcome_id
+                .is_none()
+                .then(|| settings.action_outcome.clone()),
+            note_html: Some(note_html.clone()),
+            emailfrom: parsed.from.as_ref().map(|f| f.address.clone()),
+            emailto: Some(
+                parsed
+                    .to
+                    .iter()
+                    .map(|m| m.address.clone())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            )
+            .filter(|s| !s.is_empty()),
+            emailsubject: Some(parsed.subject.clone()),
+            email_message_id: Some(key.clone()),
+            hiddenfromuser: false,
+            sendemail: Some(false),
+            attachments,
+            ..Default::default()
+        };
+        self.store
+            .record_psa_intent(email.id, "action", &key, Some(ticket_id), self.clock.now())
+            .await?;
+        let created = match self.psa.create_action(&action).await {
+            Ok(a) => a,
+            Err(e) if e.kind == PsaKind::NotFound => {
+                return Err(StepError::Permanent {
+                    code: "ticket_not_found",
+                    message: format!(
+                        "Ticket {ticket_id} (from the subject tag or thread) does not exist in the PSA: {e}"
+                    ),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        log.info(format!(
+            "Added action {} to ticket {ticket_id} (Message-ID {key})",
+            created.id
+        ));
+        self.confirm(
+            email,
+            created.id,
+            ticket_id,
+            "action_added",
+            Some(created.id),
+        )
+        .await?;
+        if !inline.is_empty() {
+            let uploaded = created.attachments.clone().unwrap_or_default();
+            let map = self.cid_map(&inline, &uploaded);
+            if !map.is_empty() {
+                let mut fields = serde_json::Map::new();
+                fields.insert("ticket_id".into(), ticket_id.into());
+                fields.insert(
+                    "note_html".into(),
+                    rewrite_cid_references(&note_html, &map).into(),
+                );
+                let _: serde_json::Value = self
+                    .psa
+                    .post_one(
+                        "Actions",
+                        &Update {
+                            id: created.id,
+                            fields,
+                        },
+                    )
+                    .await?;
+                log.info(format!(
+                    "Pointed {} inline image(s) in the note at the uploaded attachments",
+                    map.len()
+                ));
+            }
+        }
+        Ok(created.id)
+    }
+
+    async fn update_mailbox(
+        &self,
+        graph: &GraphClient,
+        mailbox: &Mailbox,
+        email: &InboundEmail,
+        settings: &ProcessingSettings,
+        log: &StepLog,
+    ) -> Result<(), StepError> {
+        let id = &email.graph_message_id;
+        let result = match settings.processed_mail {
+            ProcessedMail::Leave => {
+                log.info("Left the message in the inbox (setting: leave)");
+                return Ok(());
+            }
+            ProcessedMail::MarkRead => graph.mark_read(id).await.map(|_| {
+                log.info("Marked the message read");
+            }),
+            ProcessedMail::Move => {
+                let folder = self.folder_id(graph, mailbox, settings).await?;
+                graph.move_to(id, &folder).await.map(|_| {
+                    log.info(format!("Moved the message to {}", settings.processed_folder));
+                })
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == GraphErrorKind::NotFound => {
+                log.info("The message is no longer in the inbox (already moved or deleted); nothing to update");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn folder_id(
+        &self,
+        graph: &GraphClient,
+        mailbox: &Mailbox,
+        settings: &ProcessingSettings,
+    ) -> Result<String, StepError> {
+        let name = settings.processed_folder.trim();
+        let name = if name.is_empty() { "deleteditems" } else { name };
+        if WELL_KNOWN_FOLDERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Ok(name.to_ascii_lowercase());
+        }
+        let key = (mailbox.id.clone(), name.to_string());
+        if let Some(id) = self.folders.lock().expect("folders lock").get(&key) {
+            return Ok(id.clone());
+        }
+        let id = graph.ensure_folder(name).await?;
+        self.folders
+            .lock()
+            .expect("folders lock")
+            .insert(key, id.clone());
+        Ok(id)
+    }
+}
+
+struct NewTicketParts {
+    summary: String,
+    details_html: String,
+    user: SenderMatch,
+    tickettype_id: Option<i64>,
+    attachments: Vec<AttachmentPlan>,
+}
+
+/// Builds the sighting of a Graph message (from a delta page) for the store.
+pub fn sighting(mailbox_id: &str, msg: &Message, now: DateTime<Utc>) -> mailroom_store::inbound::Sighting {
+    let from = msg.from.as_ref().or(msg.sender.as_ref());
+    mailroom_store::inbound::Sighting {
+        mailbox_id: mailbox_id.to_string(),
+        graph_message_id: msg.id.clone(),
+        internet_message_id: msg.internet_message_id.clone().filter(|s| !s.is_empty()),
+        conversation_id: msg.conversation_id.clone().filter(|s| !s.is_empty()),
+        received_at: msg.received_date_time.unwrap_or(now),
+        from_address: from
+            .and_then(|f| f.email_address.address.clone())
+            .unwrap_or_default()
+            .to_lowercase(),
+        from_name: from
+            .and_then(|f| f.email_address.name.clone())
+            .unwrap_or_default(),
+        subject: msg.subject.clone().unwrap_or_default(),
+    }
+}
+
+/// Shared handle.
+pub type SharedPipeline = Arc<Pipeline>;

@@ -1,0 +1,164 @@
+//! The HaloPSA connection: one per installation. The record (URL, client id, tenant) lives in
+//! the store's `psa_connections` table, the client secret in the keyring
+//! (`SecretKind::PsaClientSecret`, owner = the connection id).
+
+use mailroom_psa::{PsaClient, PsaConfig, RollingWindow};
+use mailroom_secrets::{SecretKey, SecretKind, SecretValue};
+use serde::{Deserialize, Serialize};
+
+use crate::{Core, CoreError};
+
+type Row = (String, String, String, Option<String>, Option<String>, String, String);
+
+/// Id of the single PSA connection.
+pub const PSA_CONNECTION_ID: &str = "default";
+
+/// Settings key of the PSA rate limit (`{"requests": 300, "window_secs": 300}`).
+pub const PSA_RATE_LIMIT_SETTING: &str = "psa.rate_limit";
+
+/// The stored PSA connection (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsaConnection {
+    pub id: String,
+    pub name: String,
+    pub base_url: String,
+    pub auth_url: Option<String>,
+    pub tenant: Option<String>,
+    pub client_id: String,
+    pub scopes: String,
+}
+
+/// The PSA request limit Mailroom keeps to (HaloPSA's rolling window; default 300 / 5 min).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsaRateLimit {
+    pub requests: u32,
+    pub window_secs: u64,
+}
+
+impl Default for PsaRateLimit {
+    fn default() -> Self {
+        PsaRateLimit {
+            requests: 300,
+            window_secs: 300,
+        }
+    }
+}
+
+fn check_base_url(url: &str) -> Result<String, CoreError> {
+    let url = url.trim().trim_end_matches('/').to_string();
+    let lower = url.to_ascii_lowercase();
+    let loopback = lower.starts_with("http://127.0.0.1") || lower.starts_with("http://localhost");
+    if !(lower.starts_with("https://") || loopback) {
+        return Err(CoreError::InvalidInput(
+            "the HaloPSA URL must start with https:// (e.g. https://yourcompany.halopsa.com)"
+                .into(),
+        ));
+    }
+    Ok(url)
+}
+
+impl Core {
+    /// Saves the PSA connection (replacing any previous one); the secret goes to the keyring.
+    pub async fn set_psa_connection(
+        &self,
+        base_url: &str,
+        client_id: &str,
+        secret: SecretValue,
+        tenant: Option<&str>,
+    ) -> Result<PsaConnection, CoreError> {
+        let base_url = check_base_url(base_url)?;
+        let client_id = client_id.trim();
+        if client_id.is_empty() {
+            return Err(CoreError::InvalidInput(
+                "the HaloPSA Client ID is required (Configuration > Integrations > HaloPSA API > View Applications)".into(),
+            ));
+        }
+        if secret.expose().trim().is_empty() {
+            return Err(CoreError::InvalidInput(
+                "the HaloPSA client secret is required".into(),
+            ));
+        }
+        let tenant = tenant.map(str::trim).filter(|t| !t.is_empty());
+        self.secrets().set(
+            &SecretKey::new(PSA_CONNECTION_ID, SecretKind::PsaClientSecret),
+            &secret,
+        )?;
+        let now = mailroom_store::inbound::ts(chrono::Utc::now());
+        sqlx::query(
+            "INSERT INTO psa_connections (id, name, base_url, auth_url, tenant, client_id, scopes, created_at, updated_at)
+             VALUES (?, 'HaloPSA', ?, NULL, ?, ?, 'all', ?, ?)
+             ON CONFLICT (id) DO UPDATE SET base_url = excluded.base_url, tenant = excluded.tenant,
+                 client_id = excluded.client_id, updated_at = excluded.updated_at",
+        )
+        .bind(PSA_CONNECTION_ID)
+        .bind(&base_url)
+        .bind(tenant)
+        .bind(client_id)
+        .bind(&now)
+        .bind(&now)
+        .execute(self.store().pool())
+        .await
+        .map_err(mailroom_store::StoreError::from)?;
+        self.psa_connection()
+            .await?
+            .ok_or_else(|| CoreError::NotConfigured("the PSA connection was not saved".into()))
+    }
+
+    /// The stored PSA connection, if any.
+    pub async fn psa_connection(&self) -> Result<Option<PsaConnection>, CoreError> {
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, name, base_url, auth_url, tenant, client_id, scopes FROM psa_connections WHERE id = ?",
+        )
+        .bind(PSA_CONNECTION_ID)
+        .fetch_optional(self.store().pool())
+        .await
+        .map_err(mailroom_store::StoreError::from)?;
+        Ok(row.map(
+            |(id, name, base_url, auth_url, tenant, client_id, scopes)| PsaConnection {
+                id,
+                name,
+                base_url,
+                auth_url,
+                tenant,
+                client_id,
+                scopes,
+            },
+        ))
+    }
+
+    /// The configured PSA request limit.
+    pub async fn psa_rate_limit(&self) -> Result<PsaRateLimit, CoreError> {
+        Ok(self
+            .store()
+            .setting::<PsaRateLimit>(PSA_RATE_LIMIT_SETTING)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// A client for the stored PSA connection (secret from the keyring).
+    pub async fn psa_client(&self) -> Result<PsaClient, CoreError> {
+        let conn = self.psa_connection().await?.ok_or_else(|| {
+            CoreError::NotConfigured(
+                "no HaloPSA connection is configured; enter the HaloPSA URL, Client ID and secret first".into(),
+            )
+        })?;
+        let secret = self
+            .secrets()
+            .get(&SecretKey::new(&conn.id, SecretKind::PsaClientSecret))?
+            .ok_or_else(|| {
+                CoreError::NotConfigured(
+                    "the HaloPSA client secret is missing from the keyring; enter it again".into(),
+                )
+            })?;
+        let limit = self.psa_rate_limit().await?;
+        let mut config = PsaConfig::new(conn.base_url, conn.client_id, secret.expose());
+        config.tenant = conn.tenant;
+        config.auth_url = conn.auth_url;
+        config.scopes = conn.scopes;
+        config.rate_limit = RollingWindow {
+            requests: limit.requests.max(1),
+            window: std::time::Duration::from_secs(limit.window_secs.max(1)),
+        };
+        Ok(PsaClient::new(config, mailroom_clock::system())?)
+    }
+}

@@ -1,0 +1,564 @@
+//! The sync loop: one task per mailbox under a [`SyncSupervisor`].
+//!
+//! Each task waits on a ticker (the mailbox's `scan_interval_secs`, default 60 s), a command
+//! channel ([`MailboxCommand`]) and a cancellation token. A scan ([`scan_once`]):
+//! 1. runs a delta round on the inbox from the stored deltaLink (an idle interval costs one
+//!    request; a 410 `SyncStateNotFound` clears the link and resyncs from scratch — sightings
+//!    de-duplicate, so nothing is processed twice);
+//! 2. records every message as a sighting **before** storing the new deltaLink (a crash between
+//!    the two re-reads the page instead of losing mail);
+//! 3. claims due emails (new ones, retries whose time has come, claims older than the lease left
+//!    by a dead process) and processes them, several at a time: emails of one conversation run
+//!    in order, different conversations concurrently; the Graph client's per-mailbox throttle
+//!    keeps at most 4 requests in flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailroom_graph::{DeltaCursor, GraphClient, GraphError, GraphErrorKind};
+use mailroom_store::inbound::InboundEmail;
+use mailroom_store::Mailbox;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{EngineEvent, SyncState, SyncStatus};
+use crate::pipeline::{sighting, AttemptOutcome, Pipeline, ProcessingSettings};
+
+/// Tuning of the sync loop.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Scan interval when the mailbox settings do not say otherwise.
+    pub default_interval: Duration,
+    /// A claim older than this is considered abandoned (its process died).
+    pub lease: Duration,
+    /// Emails claimed per round.
+    pub batch: i64,
+    /// Conversations processed at the same time per mailbox.
+    pub concurrency: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            default_interval: Duration::from_secs(60),
+            lease: Duration::from_secs(300),
+            batch: 50,
+            concurrency: 4,
+        }
+    }
+}
+
+/// What one scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanReport {
+    /// Messages the delta round returned.
+    pub seen: usize,
+    /// Of those, first sightings.
+    pub new: usize,
+    /// Whether the stored delta state had expired (410) and a full resync ran.
+    pub resynced: bool,
+    /// Attempts by result.
+    pub processed: usize,
+    pub skipped: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+/// Why a scan could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Graph refused access to the mailbox.
+    #[error("Mailroom may not read this mailbox: {0}. For a shared mailbox, the signed-in user needs Full Access on it and the app the delegated permissions Mail.ReadWrite.Shared and Mail.Send.Shared; for application access, check Mail.ReadWrite (application) with admin consent and any application access policy.")]
+    Permission(GraphError),
+    /// The mailbox could not be reached or read.
+    #[error("{0}")]
+    Graph(GraphError),
+    /// The local database failed.
+    #[error("the local database failed: {0}")]
+    Store(#[from] mailroom_store::StoreError),
+}
+
+impl From<GraphError> for SyncError {
+    fn from(e: GraphError) -> Self {
+        match e.kind {
+            GraphErrorKind::AccessDenied | GraphErrorKind::Unauthorized => {
+                SyncError::Permission(e)
+            }
+            _ => SyncError::Graph(e),
+        }
+    }
+}
+
+/// Reads the inbox delta into the store (steps 1 and 2 of the module docs).
+pub async fn intake(
+    pipeline: &Pipeline,
+    mailbox: &Mailbox,
+    graph: &GraphClient,
+    report: &mut ScanReport,
+) -> Result<(), SyncError> {
+    let store = pipeline.store();
+    let stored = store.delta_link(&mailbox.id).await?;
+    let cursor = stored
+        .clone()
+        .map(DeltaCursor::Link)
+        .unwrap_or(DeltaCursor::Initial);
+    let round = match graph.delta_round("inbox", &cursor).await {
+        Ok(r) => r,
+        Err(e) if e.kind == GraphErrorKind::SyncStateNotFound => {
+            tracing::info!(mailbox = %mailbox.name, "delta state expired; full resync");
+            store.clear_delta_link(&mailbox.id).await?;
+            report.resynced = true;
+            graph.delta_round("inbox", &DeltaCursor::Initial).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = pipeline.clock().now();
+    for msg in &round.messages {
+        if msg.is_draft == Some(true) {
+            continue;
+        }
+        report.seen += 1;
+        let (id, new) = store.record_sighting(&sighting(&mailbox.id, msg, now), now).await?;
+        if new {
+            report.new += 1;
+            pipeline.publish_email(id, true).await;
+        }
+    }
+    if let DeltaCursor::Link(link) = &round.next {
+        store
+            .set_sync_result(&mailbox.id, Some(link), None, pipeline.clock().now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Claims and processes due emails until none are left (step 3 of the module docs).
+pub async fn process_due(
+    pipeline: &Arc<Pipeline>,
+    mailbox: &Mailbox,
+    graph: &GraphClient,
+    options: &SyncOptions,
+    report: &mut ScanReport,
+) -> Result<(), SyncError> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::minutes(5));
+    loop {
+        let claimed = pipeline
+            .store()
+            .claim_due(
+                &mailbox.id,
+                &token,
+                pipeline.clock().now(),
+                lease,
+                options.batch.max(1),
+            )
+            .await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        // Chains: one per conversation, in received order.
+        let mut chains: Vec<Vec<InboundEmail>> = Vec::new();
+        let mut by_key: HashMap<String, usize> = HashMap::new();
+        for email in claimed {
+            let key = email
+                .conversation_id
+                .clone()
+                .unwrap_or_else(|| format!("email:{}", email.id));
+            match by_key.get(&key) {
+                Some(&i) => chains[i].push(email),
+                None => {
+                    by_key.insert(key, chains.len());
+                    chains.push(vec![email]);
+                }
+            }
+        }
+        use futures_util::StreamExt as _;
+        let mut results = futures_util::stream::iter(chains)
+            .map(|chain| async move {
+                let mut outcomes = Vec::new();
+                for email in chain {
+                    outcomes.push(pipeline.process_one(graph, mailbox, &email).await);
+                }
+                outcomes
+            })
+            .buffer_unordered(options.concurrency.max(1));
+        while let Some(outcomes) = results.next().await {
+            for outcome in outcomes {
+                match outcome? {
+                    AttemptOutcome::Processed { .. } => report.processed += 1,
+                    AttemptOutcome::Skipped { .. } => report.skipped += 1,
+                    AttemptOutcome::Retrying { .. } => report.retrying += 1,
+                    AttemptOutcome::Failed { .. } => report.failed += 1,
+                }
+            }
+        }
+    }
+}
+
+/// One full pass over a mailbox: intake, then processing of everything due.
+pub async fn scan_once(
+    pipeline: &Arc<Pipeline>,
+    mailbox: &Mailbox,
+    graph: &GraphClient,
+    options: &SyncOptions,
+) -> Result<ScanReport, SyncError> {
+    let mut report = ScanReport::default();
+    let intake_result = intake(pipeline, mailbox, graph, &mut report).await;
+    if let Err(e) = &intake_result {
+        let _ = pipeline
+            .store()
+            .set_sync_result(&mailbox.id, None, Some(&e.to_string()), pipeline.clock().now())
+            .await;
+    }
+    // Mail already recorded (retries) is processed even when the intake failed.
+    process_due(pipeline, mailbox, graph, options, &mut report).await?;
+    intake_result?;
+    Ok(report)
+}
+
+/// Commands to a mailbox task.
+#[derive(Debug)]
+pub enum MailboxCommand {
+    /// Scan now; the report (or the error, in plain words) goes to the reply channel.
+    ScanNow(Option<oneshot::Sender<Result<ScanReport, String>>>),
+    /// Stop scanning until resumed.
+    Pause,
+    /// Resume scanning.
+    Resume,
+    /// Queue an email again and scan.
+    Reprocess(i64),
+    /// End the task.
+    Stop,
+}
+
+struct Task {
+    commands: mpsc::Sender<MailboxCommand>,
+    status: Arc<Mutex<SyncStatus>>,
+    cancel: CancellationToken,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+enum Control {
+    Start(Box<MailboxTask>, mpsc::Receiver<MailboxCommand>, oneshot::Sender<()>),
+}
+
+/// Runs one task per mailbox on a dedicated engine thread (a single-threaded Tokio runtime with
+/// a `LocalSet`: the PSA client's futures are not `Send`, so the engine's work stays on one
+/// thread; front ends talk to it through channels from any thread).
+pub struct SyncSupervisor {
+    pipeline: Arc<Pipeline>,
+    options: SyncOptions,
+    cancel: CancellationToken,
+    control: mpsc::UnboundedSender<Control>,
+    tasks: Mutex<HashMap<String, Task>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SyncSupervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncSupervisor")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_thread(mut control: mpsc::UnboundedReceiver<Control>, cancel: CancellationToken) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the engine runtime: {e}");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let mut running = Vec::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                message = control.recv() => match message {
+                    Some(Control::Start(task, commands, done)) => {
+                        running.push(tokio::task::spawn_local(async move {
+                            task.run(commands).await;
+                            let _ = done.send(());
+                        }));
+                    }
+                    None => break,
+                }
+            }
+        }
+        for handle in running {
+            let _ = handle.await;
+        }
+    });
+}
+
+impl SyncSupervisor {
+    /// Starts the engine thread (no mailbox yet).
+    pub fn new(pipeline: Arc<Pipeline>, options: SyncOptions) -> Self {
+        let cancel = CancellationToken::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread_cancel = cancel.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailroom-engine".into())
+            .spawn(move || engine_thread(rx, thread_cancel))
+            .ok();
+        SyncSupervisor {
+            pipeline,
+            options,
+            cancel,
+            control: tx,
+            tasks: Mutex::new(HashMap::new()),
+            thread: Mutex::new(thread),
+        }
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Starts (or restarts) the task of `mailbox`, reading it through `graph`. Message ids are
+    /// requested as ImmutableIds so they survive moves.
+    pub fn start_mailbox(&self, mailbox: Mailbox, graph: GraphClient) {
+        if let Some(old) = self.tasks.lock().expect("tasks lock").remove(&mailbox.id) {
+            old.cancel.cancel();
+        }
+        let graph = graph.with_immutable_ids(true);
+        let (tx, rx) = mpsc::channel(32);
+        let status = Arc::new(Mutex::new(SyncStatus {
+            mailbox_id: mailbox.id.clone(),
+            state: SyncState::Idle,
+            last_sync_at: None,
+            next_scan_at: None,
+            error: None,
+        }));
+        let interval = ProcessingSettings::of(&mailbox)
+            .map(|s| Duration::from_secs(s.scan_interval_secs.max(1)))
+            .unwrap_or(self.options.default_interval);
+        let cancel = self.cancel.child_token();
+        let task = MailboxTask {
+            pipeline: self.pipeline.clone(),
+            options: self.options.clone(),
+            mailbox: mailbox.clone(),
+            graph,
+            interval,
+            status: status.clone(),
+            cancel: cancel.clone(),
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Start(Box::new(task), rx, done_tx))
+            .is_err()
+        {
+            tracing::error!("the engine thread is not running");
+        }
+        self.tasks.lock().expect("tasks lock").insert(
+            mailbox.id,
+            Task {
+                commands: tx,
+                status,
+                cancel,
+                done: Some(done_rx),
+            },
+        );
+    }
+
+    fn sender(&self, mailbox_id: &str) -> Option<mpsc::Sender<MailboxCommand>> {
+        self.tasks
+            .lock()
+            .expect("tasks lock")
+            .get(mailbox_id)
+            .map(|t| t.commands.clone())
+    }
+
+    /// Sends a command; false when the mailbox has no running task.
+    pub async fn send(&self, mailbox_id: &str, command: MailboxCommand) -> bool {
+        match self.sender(mailbox_id) {
+            Some(tx) => tx.send(command).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// *Import emails*: one pass now, with permission problems reported in plain words.
+    pub async fn import_now(&self, mailbox_id: &str) -> Result<ScanReport, String> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(mailbox_id, MailboxCommand::ScanNow(Some(tx))).await {
+            return Err("this mailbox is not being synced; connect it first".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the mailbox task stopped during the import".into()))
+    }
+
+    /// *Reprocess*: queues the email again and scans its mailbox now.
+    pub async fn reprocess(&self, email_id: i64) -> Result<(), String> {
+        let email = self
+            .pipeline
+            .store()
+            .inbound_email(email_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.pipeline
+            .request_reprocess(email_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.send(&email.mailbox_id, MailboxCommand::Reprocess(email_id))
+            .await;
+        Ok(())
+    }
+
+    /// Current status of every task.
+    pub fn statuses(&self) -> Vec<SyncStatus> {
+        self.tasks
+            .lock()
+            .expect("tasks lock")
+            .values()
+            .map(|t| t.status.lock().expect("status lock").clone())
+            .collect()
+    }
+
+    /// Stops one mailbox's task (an attempt in progress finishes first) and waits for it.
+    pub async fn stop_mailbox(&self, mailbox_id: &str) {
+        let task = self.tasks.lock().expect("tasks lock").remove(mailbox_id);
+        if let Some(mut task) = task {
+            let _ = task.commands.send(MailboxCommand::Stop).await;
+            if let Some(done) = task.done.take() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// Stops every task (attempts in progress finish first) and the engine thread.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<Task> = self
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        self.cancel.cancel();
+        for mut t in tasks {
+            if let Some(done) = t.done.take() {
+                let _ = done.await;
+            }
+        }
+        let thread = self.thread.lock().expect("thread lock").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for SyncSupervisor {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+struct MailboxTask {
+    pipeline: Arc<Pipeline>,
+    options: SyncOptions,
+    mailbox: Mailbox,
+    graph: GraphClient,
+    interval: Duration,
+    status: Arc<Mutex<SyncStatus>>,
+    cancel: CancellationToken,
+}
+
+impl MailboxTask {
+    fn set_status(&self, change: impl FnOnce(&mut SyncStatus)) {
+        let snapshot = {
+            let mut status = self.status.lock().expect("status lock");
+            change(&mut status);
+            status.clone()
+        };
+        self.pipeline
+            .events()
+            .publish(EngineEvent::MailboxSync(snapshot));
+    }
+
+    fn next_at(&self) -> DateTime<Utc> {
+        self.pipeline.clock().now()
+            + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::minutes(1))
+    }
+
+    async fn scan(&self) -> Result<ScanReport, SyncError> {
+        self.set_status(|s| s.state = SyncState::Scanning);
+        let result = scan_once(&self.pipeline, &self.mailbox, &self.graph, &self.options).await;
+        let now = self.pipeline.clock().now();
+        let next = self.next_at();
+        match &result {
+            Ok(report) => {
+                if report.new > 0 || report.processed + report.skipped + report.failed > 0 {
+                    tracing::info!(mailbox = %self.mailbox.name, ?report, "scan finished");
+                }
+                self.set_status(|s| {
+                    s.state = SyncState::Idle;
+                    s.last_sync_at = Some(now);
+                    s.next_scan_at = Some(next);
+                    s.error = None;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %self.mailbox.name, "scan failed: {e}");
+                let message = e.to_string();
+                self.set_status(|s| {
+                    s.state = SyncState::Error;
+                    s.last_sync_at = Some(now);
+                    s.next_scan_at = Some(next);
+                    s.error = Some(message);
+                });
+            }
+        }
+        result
+    }
+
+    async fn run(self, mut commands: mpsc::Receiver<MailboxCommand>) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut paused = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                command = commands.recv() => match command {
+                    None | Some(MailboxCommand::Stop) => break,
+                    Some(MailboxCommand::Pause) => {
+                        paused = true;
+                        self.set_status(|s| { s.state = SyncState::Paused; s.next_scan_at = None; });
+                    }
+                    Some(MailboxCommand::Resume) => {
+                        paused = false;
+                        let _ = self.scan().await;
+                        ticker.reset();
+                    }
+                    Some(MailboxCommand::ScanNow(reply)) => {
+                        let result = self.scan().await.map_err(|e| e.to_string());
+                        if let Some(reply) = reply {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Some(MailboxCommand::Reprocess(_)) => {
+                        if !paused {
+                            let _ = self.scan().await;
+                        }
+                    }
+                },
+                _ = ticker.tick(), if !paused => {
+                    let _ = self.scan().await;
+                }
+            }
+        }
+        self.set_status(|s| {
+            s.state = SyncState::Stopped;
+            s.next_scan_at = None;
+        });
+    }
+}

@@ -1,0 +1,237 @@
+//! Shared harness: the in-process sandbox (seeded tenant, empty inboxes), a store in a temp
+//! directory, the support@ mailbox connected app-only, and a pipeline writing to the sandbox PSA.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use mailroom_clock::SharedClock;
+use mailroom_engine::events::EventBus;
+use mailroom_engine::pipeline::{Pipeline, PipelineConfig};
+use mailroom_engine::sync::{scan_once, ScanReport, SyncOptions};
+use mailroom_graph::{
+    AppOnlyTokens, AppRegistration, ClientCredential, Cloud, GraphClient, IdentityClient,
+    MailboxRef, Secret,
+};
+use mailroom_graph_sandbox::{DeliveredMessage, InboundAttachment, InboundMail};
+use mailroom_psa::{PsaClient, PsaConfig};
+use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
+use mailroom_store::{
+    inbound::InboundEmail, inbound::LogQuery, CredentialKind, Mailbox, MailboxMethod,
+    NewMailbox, Store,
+};
+use serde_json::{json, Value};
+use url::Url;
+
+pub const SUPPORT: &str = "support@contoso.test";
+pub const HELPDESK: &str = "helpdesk@contoso.test";
+
+pub struct Harness {
+    pub sb: Sandbox,
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub pipeline: Arc<Pipeline>,
+    pub mailbox: Mailbox,
+    pub graph: GraphClient,
+    pub options: SyncOptions,
+}
+
+pub fn empty_seed() -> SandboxSeed {
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    seed
+}
+
+pub async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxOptions {
+        seed: Some(empty_seed()),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+pub fn daemon_app(sb: &Sandbox) -> AppRegistration {
+    AppRegistration {
+        cloud: Cloud::Custom {
+            authority_url: Url::parse(&sb.authority_url()).unwrap(),
+            graph_url: Url::parse(&sb.graph_url()).unwrap(),
+        },
+        tenant: sb.tenant().tenant_id.clone(),
+        client_id: sb.tenant().daemon_app.client_id.clone(),
+        credential: ClientCredential::Secret(Secret::new(
+            sb.tenant().daemon_app.client_secret.clone().unwrap(),
+        )),
+    }
+}
+
+pub fn graph_for(sb: &Sandbox, upn: &str) -> GraphClient {
+    let tokens = Arc::new(AppOnlyTokens::new(
+        IdentityClient::new(sb.clock()),
+        daemon_app(sb),
+    ));
+    GraphClient::new(
+        Url::parse(&sb.graph_url()).unwrap(),
+        tokens,
+        MailboxRef::User(upn.into()),
+    )
+    .with_clock(sb.clock())
+    .with_immutable_ids(true)
+}
+
+pub fn psa_for(sb: &Sandbox) -> PsaClient {
+    let creds = &sb.tenant().psa;
+    let mut config = PsaConfig::new(
+        sb.psa_url(),
+        creds.client_id.clone(),
+        creds.client_secret.clone(),
+    );
+    config.tenant = Some(creds.tenant.clone());
+    PsaClient::new(config, sb.clock()).expect("psa client")
+}
+
+pub fn new_mailbox(sb: &Sandbox, name: &str, address: &str) -> NewMailbox {
+    NewMailbox {
+        name: name.into(),
+        method: MailboxMethod::Webhook,
+        cloud: mailroom_store::Cloud::Custom,
+        authority_url: Some(sb.authority_url()),
+        graph_url: Some(sb.graph_url()),
+        tenant_id: sb.tenant().tenant_id.clone(),
+        client_id: sb.tenant().daemon_app.client_id.clone(),
+        credential_kind: CredentialKind::Secret,
+        shared_mailbox: None,
+        mailbox_address: Some(address.into()),
+    }
+}
+
+pub async fn add_mailbox(store: &Store, sb: &Sandbox, name: &str, address: &str, settings: Value) -> Mailbox {
+    let mb = store
+        .add_mailbox(&new_mailbox(sb, name, address))
+        .await
+        .expect("mailbox added");
+    store
+        .set_mailbox_settings(&mb.id, &settings)
+        .await
+        .expect("settings saved");
+    store.mailbox(&mb.id).await.unwrap()
+}
+
+/// A fresh sandbox + store + pipeline for support@, with the given mailbox settings.
+pub async fn harness(settings: Value) -> Harness {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("mailroom.db")).await.unwrap();
+    let mailbox = add_mailbox(&store, &sb, "Support", SUPPORT, settings).await;
+    let clock: SharedClock = sb.clock();
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        psa_for(&sb),
+        clock,
+        PipelineConfig::default(),
+        EventBus::new(),
+    ));
+    let graph = graph_for(&sb, SUPPORT);
+    Harness {
+        sb,
+        dir,
+        store,
+        pipeline,
+        mailbox,
+        graph,
+        options: SyncOptions::default(),
+    }
+}
+
+impl Harness {
+    pub fn deliver(&self, mail: InboundMail) -> DeliveredMessage {
+        self.sb.graph().deliver(mail).expect("delivered")
+    }
+
+    pub async fn scan(&self) -> ScanReport {
+        scan_once(&self.pipeline, &self.mailbox, &self.graph, &self.options)
+            .await
+            .expect("scan")
+    }
+
+    pub fn tickets(&self) -> Vec<Value> {
+        self.sb.halo().tickets()
+    }
+
+    pub fn actions_of(&self, ticket_id: i64) -> Vec<Value> {
+        self.sb
+            .halo()
+            .actions()
+            .into_iter()
+            .filter(|a| a["ticket_id"].as_i64() == Some(ticket_id))
+            .collect()
+    }
+
+    pub fn ticket_by_message_id(&self, mid: &str) -> Vec<Value> {
+        let want = mid.trim_matches(['<', '>']).to_lowercase();
+        self.tickets()
+            .into_iter()
+            .filter(|t| {
+                t["email_message_id"]
+                    .as_str()
+                    .is_some_and(|m| m.trim_matches(['<', '>']).to_lowercase() == want)
+            })
+            .collect()
+    }
+
+    pub async fn emails(&self) -> Vec<InboundEmail> {
+        self.store
+            .inbound_log(&LogQuery {
+                mailbox_id: Some(self.mailbox.id.clone()),
+                limit: Some(500),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn email_for(&self, delivered: &DeliveredMessage) -> InboundEmail {
+        self.emails()
+            .await
+            .into_iter()
+            .find(|e| e.internet_message_id.as_deref() == Some(&delivered.internet_message_id))
+            .unwrap_or_else(|| panic!("no log row for {}", delivered.internet_message_id))
+    }
+
+    pub fn message_view(&self, delivered: &DeliveredMessage) -> mailroom_graph_sandbox::MessageView {
+        self.sb
+            .graph()
+            .messages(SUPPORT)
+            .into_iter()
+            .find(|m| m.internet_message_id == delivered.internet_message_id)
+            .expect("message still exists")
+    }
+}
+
+pub fn mail(from: &str, name: &str, subject: &str) -> InboundMail {
+    InboundMail {
+        to: SUPPORT.into(),
+        from: from.into(),
+        from_name: Some(name.into()),
+        subject: subject.into(),
+        body_html: Some(format!("<p>{subject}: details of the problem.</p>")),
+        ..Default::default()
+    }
+}
+
+pub fn attachment(name: &str, content_type: &str, len: usize, inline: Option<&str>) -> InboundAttachment {
+    InboundAttachment {
+        name: name.into(),
+        content_type: content_type.into(),
+        content: (0..len).map(|i| (i % 251) as u8).collect(),
+        inline: inline.is_some(),
+        content_id: inline.map(str::to_string),
+    }
+}
+
+pub fn settings(v: Value) -> Value {
+    v
+}
+
+pub fn default_settings() -> Value {
+    json!({})
+}
