@@ -347,7 +347,7 @@ impl IdentityPlatform {
                 Scope::Oidc(n) => PermissionLine { scope: n.clone(), needs_consent: false },
                 Scope::Graph(n, _) => PermissionLine {
                     scope: n.clone(),
-                    needs_consent: !tenant_has(n),
+                    needs_consent: !tenant_has(n) || req.prompt.as_deref() == Some("consent"),
                 },
                 Scope::GraphDefault(t) => PermissionLine { scope: t.clone(), needs_consent: false },
                 Scope::Other(t) => PermissionLine { scope: t.clone(), needs_consent: true },

@@ -832,7 +832,7 @@ impl IdentityPlatform {
         let now = self.now();
         let mut claims = serde_json::json!({
             "aud": client_id,
-            "iss": self.issuer(),
+            "iss": format!("{}/{}/v2.0", self.base_url(), st.tenant_id),
             "iat": now.timestamp(), "nbf": now.timestamp(),
             "exp": (now + Duration::hours(1)).timestamp(),
             "name": user.display_name,

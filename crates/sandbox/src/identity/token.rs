@@ -320,17 +320,17 @@ impl IdentityPlatform {
         if let Some(f) = rec.fault {
             return Err(AadError::bad("invalid_grant", f.code(), format!(
                 "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for 90.00:00:00.",
-                rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.7fZ"))));
+                rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.6f0Z"))));
         }
         if st.user_revoked_before.get(&rec.user_id).is_some_and(|s| rec.seq <= *s) {
             return Err(AadError::bad("invalid_grant", 50173, format!(
                 "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
-                rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.7fZ"), now.format("%Y-%m-%dT%H:%M:%S%.7fZ"))));
+                rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.6f0Z"), now.format("%Y-%m-%dT%H:%M:%S%.6f0Z"))));
         }
         if now >= rec.expires_at {
             return Err(AadError::bad("invalid_grant", 700082, format!(
                 "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {} days.",
-                rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.7fZ"), st.settings.refresh_token_lifetime_days)));
+                rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.6f0Z"), st.settings.refresh_token_lifetime_days)));
         }
         let user = st
             .user_by_id(&rec.user_id)
