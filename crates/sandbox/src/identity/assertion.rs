@@ -79,7 +79,7 @@ pub(crate) fn validate(
         )));
     }
     let skew = 300;
-    let Some(exp) = c.get("exp").and_then(|v| v.as_i64()) else {
+    let Some(exp) = c.get("exp").and_then(|v| v.as_f64()).map(|f| f as i64) else {
         return Err(fail("The client assertion has no 'exp' claim.".into()));
     };
     if exp + skew <= now {
@@ -88,7 +88,7 @@ pub(crate) fn validate(
             "Client assertion is not within its valid time range. Ensure that the 'exp' claim is in the future.",
         ));
     }
-    if let Some(nbf) = c.get("nbf").and_then(|v| v.as_i64()) {
+    if let Some(nbf) = c.get("nbf").and_then(|v| v.as_f64()).map(|f| f as i64) {
         if nbf - skew > now {
             return Err(AadError::client(
                 700024,
