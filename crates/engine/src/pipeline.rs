@@ -103,8 +103,12 @@ impl ProcessingSettings {
         if mailbox.settings.is_null() {
             return Ok(Self::default());
         }
-        serde_json::from_value(mailbox.settings.clone())
-            .map_err(|e| format!("the processing settings of '{}' are invalid: {e}", mailbox.name))
+        serde_json::from_value(mailbox.settings.clone()).map_err(|e| {
+            format!(
+                "the processing settings of '{}' are invalid: {e}",
+                mailbox.name
+            )
+        })
     }
 }
 
@@ -312,7 +316,10 @@ fn to_graph_message(msg: &Message, attachments: &[mailroom_graph::Attachment]) -
         .unwrap_or_default();
     gm.attachments = attachments
         .iter()
-        .filter(|a| a.odata_type.eq_ignore_ascii_case("#microsoft.graph.fileAttachment"))
+        .filter(|a| {
+            a.odata_type
+                .eq_ignore_ascii_case("#microsoft.graph.fileAttachment")
+        })
         .map(|a| GraphAttachment {
             id: Some(a.id.clone()),
             name: a.name.clone(),
@@ -325,6 +332,9 @@ fn to_graph_message(msg: &Message, attachments: &[mailroom_graph::Attachment]) -
         .collect();
     gm
 }
+
+/// Prefix of thread keys a ticket's mail only refers to (In-Reply-To / References).
+const REF_PREFIX: &str = "ref:";
 
 const MESSAGE_FIELDS: &[&str] = &[
     "id",
@@ -415,7 +425,10 @@ impl Pipeline {
     /// labelled `reprocess`. A confirmed PSA write is never repeated.
     pub async fn request_reprocess(&self, email_id: i64) -> Result<(), StoreError> {
         self.store.requeue(email_id, self.clock.now()).await?;
-        self.reprocess.lock().expect("reprocess lock").insert(email_id);
+        self.reprocess
+            .lock()
+            .expect("reprocess lock")
+            .insert(email_id);
         self.publish_email(email_id, false).await;
         Ok(())
     }
@@ -512,11 +525,7 @@ impl Pipeline {
                 self.store
                     .mark_skipped(email.id, &reason, &detail, now)
                     .await?;
-                (
-                    AttemptOutcome::Skipped { reason, detail },
-                    "skipped",
-                    None,
-                )
+                (AttemptOutcome::Skipped { reason, detail }, "skipped", None)
             }
             Err(e) => {
                 let (code, transient, retry_after) = e.classify();
@@ -615,7 +624,10 @@ impl Pipeline {
         }
 
         // 1. Fetch.
-        log.info(format!("Fetching the message from Graph ({})", email.graph_message_id));
+        log.info(format!(
+            "Fetching the message from Graph ({})",
+            email.graph_message_id
+        ));
         let msg = match graph.message(&email.graph_message_id, MESSAGE_FIELDS).await {
             Ok(m) => m,
             Err(e) if e.kind == GraphErrorKind::NotFound => {
@@ -644,19 +656,18 @@ impl Pipeline {
         } else {
             Vec::new()
         };
-        let parsed = ParsedEmail::from_graph(&to_graph_message(&msg, &attachments)).map_err(
-            |e| StepError::Permanent {
-                code: "unreadable",
-                message: format!("The message could not be read: {e}"),
-            },
-        )?;
+        let parsed =
+            ParsedEmail::from_graph(&to_graph_message(&msg, &attachments)).map_err(|e| {
+                StepError::Permanent {
+                    code: "unreadable",
+                    message: format!("The message could not be read: {e}"),
+                }
+            })?;
 
         // An earlier attempt recorded a PSA write but never confirmed it: look for it first.
         if let Some(w) = write.as_ref() {
             if let Some((ticket_id, action_id)) = self.reconcile(email, w, log).await? {
-                let keys = mailroom_mailproc::thread_keys(&parsed);
-                self.store
-                    .add_thread_keys(&mailbox.id, &keys, ticket_id, self.clock.now())
+                self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
                     .await?;
                 self.update_mailbox(graph, mailbox, email, &settings, log)
                     .await?;
@@ -683,11 +694,7 @@ impl Pipeline {
             }
             None => Directory::default(),
         };
-        let keys = mailroom_mailproc::thread_keys(&parsed);
-        let index = self
-            .store
-            .tickets_for_thread_keys(&mailbox.id, &keys)
-            .await?;
+        let index = self.thread_index(&mailbox.id, &parsed).await?;
         let since = self.clock.now()
             - chrono::Duration::from_std(self.config.loop_window)
                 .unwrap_or_else(|_| chrono::Duration::hours(1));
@@ -743,8 +750,8 @@ impl Pipeline {
                         },
                     )
                     .await?;
-                self.store
-                    .add_thread_keys(&mailbox.id, &thread_keys, ticket_id, self.clock.now())
+                let _ = thread_keys;
+                self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
                     .await?;
                 Executed::Written {
                     ticket_id,
@@ -762,18 +769,11 @@ impl Pipeline {
                 log.info(format!("Reply to ticket {ticket_id} (matched by {how:?})"));
                 let action_id = self
                     .new_action(
-                        email,
-                        &parsed,
-                        &settings,
-                        log,
-                        ticket_id,
-                        note_html,
-                        &sender,
-                        att_plans,
+                        email, &parsed, &settings, log, ticket_id, note_html, &sender, att_plans,
                     )
                     .await?;
-                self.store
-                    .add_thread_keys(&mailbox.id, &thread_keys, ticket_id, self.clock.now())
+                let _ = thread_keys;
+                self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
                     .await?;
                 Executed::Written {
                     ticket_id,
@@ -830,10 +830,7 @@ impl Pipeline {
                     .collect(),
             ));
         }
-        let user_fresh = cache
-            .users
-            .get(&key)
-            .is_some_and(|(at, _)| now - *at < ttl);
+        let user_fresh = cache.users.get(&key).is_some_and(|(at, _)| now - *at < ttl);
         if !user_fresh {
             let found = self.psa.find_users_by_email(&key, None).await?;
             let user = found
@@ -855,7 +852,9 @@ impl Pipeline {
                         cache.by_id.insert(id, (now, directory_user(&u)));
                     }
                     Err(e) if e.kind == PsaKind::NotFound => {
-                        log.warn(format!("The configured default user {id} does not exist in the PSA"));
+                        log.warn(format!(
+                            "The configured default user {id} does not exist in the PSA"
+                        ));
                         cache.by_id.remove(&id);
                     }
                     Err(e) => return Err(e.into()),
@@ -979,11 +978,17 @@ impl Pipeline {
             };
             match &p.decision {
                 AttachmentDecision::Skip { code, reason } => {
-                    log.info(format!("Attachment {} not uploaded ({code}): {reason}", a.name));
+                    log.info(format!(
+                        "Attachment {} not uploaded ({code}): {reason}",
+                        a.name
+                    ));
                 }
                 AttachmentDecision::Upload | AttachmentDecision::Inline { .. } => {
                     let Some(bytes) = a.bytes.as_deref() else {
-                        log.warn(format!("Attachment {} has no content; not uploaded", a.name));
+                        log.warn(format!(
+                            "Attachment {} has no content; not uploaded",
+                            a.name
+                        ));
                         continue;
                     };
                     let mut na =
@@ -1124,6 +1129,55 @@ impl Pipeline {
             .mark_psa_written(email.id, outcome, ticket_id, action_id, now)
             .await?;
         Ok(())
+    }
+
+    /// Records the keys of a mail now on `ticket_id`: its own Message-ID and conversation as
+    /// they are, the ids it replies to / references as `ref:<id>`. Only own keys make a later
+    /// mail with that Message-ID a duplicate; both kinds thread replies.
+    async fn record_thread_keys(
+        &self,
+        mailbox_id: &str,
+        parsed: &ParsedEmail,
+        ticket_id: i64,
+    ) -> Result<(), StoreError> {
+        let own = mailroom_mailproc::own_keys(parsed);
+        let mut keys = own.clone();
+        for k in mailroom_mailproc::thread_keys(parsed) {
+            if !own.contains(&k) {
+                keys.push(format!("{REF_PREFIX}{k}"));
+            }
+        }
+        self.store
+            .add_thread_keys(mailbox_id, &keys, ticket_id, self.clock.now())
+            .await
+    }
+
+    /// The thread index for one mail: its own Message-ID only matches own keys; every other
+    /// key also matches `ref:` keys.
+    async fn thread_index(
+        &self,
+        mailbox_id: &str,
+        parsed: &ParsedEmail,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let own: Vec<String> = parsed
+            .message_id
+            .as_deref()
+            .map(|m| mailroom_mailproc::message_id_keys(m).to_vec())
+            .unwrap_or_default();
+        let mut index = HashMap::new();
+        for key in mailroom_mailproc::thread_keys(parsed) {
+            let mut found = self.store.ticket_for_thread_key(mailbox_id, &key).await?;
+            if found.is_none() && !own.contains(&key) {
+                found = self
+                    .store
+                    .ticket_for_thread_key(mailbox_id, &format!("{REF_PREFIX}{key}"))
+                    .await?;
+            }
+            if let Some(ticket) = found {
+                index.insert(key, ticket);
+            }
+        }
+        Ok(index)
     }
 
     /// Looks for the object an unconfirmed intent may have created; confirms it when found.
@@ -1319,7 +1373,10 @@ impl Pipeline {
             ProcessedMail::Move => {
                 let folder = self.folder_id(graph, mailbox, settings).await?;
                 graph.move_to(id, &folder).await.map(|_| {
-                    log.info(format!("Moved the message to {}", settings.processed_folder));
+                    log.info(format!(
+                        "Moved the message to {}",
+                        settings.processed_folder
+                    ));
                 })
             }
         };
@@ -1340,7 +1397,11 @@ impl Pipeline {
         settings: &ProcessingSettings,
     ) -> Result<String, StepError> {
         let name = settings.processed_folder.trim();
-        let name = if name.is_empty() { "deleteditems" } else { name };
+        let name = if name.is_empty() {
+            "deleteditems"
+        } else {
+            name
+        };
         if WELL_KNOWN_FOLDERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Ok(name.to_ascii_lowercase());
         }
@@ -1366,7 +1427,11 @@ struct NewTicketParts {
 }
 
 /// Builds the sighting of a Graph message (from a delta page) for the store.
-pub fn sighting(mailbox_id: &str, msg: &Message, now: DateTime<Utc>) -> mailroom_store::inbound::Sighting {
+pub fn sighting(
+    mailbox_id: &str,
+    msg: &Message,
+    now: DateTime<Utc>,
+) -> mailroom_store::inbound::Sighting {
     let from = msg.from.as_ref().or(msg.sender.as_ref());
     mailroom_store::inbound::Sighting {
         mailbox_id: mailbox_id.to_string(),

@@ -8,7 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Core, CoreError};
 
-type Row = (String, String, String, Option<String>, Option<String>, String, String);
+type Row = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
 
 /// Id of the single PSA connection.
 pub const PSA_CONNECTION_ID: &str = "default";

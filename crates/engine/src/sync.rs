@@ -84,9 +84,7 @@ pub enum SyncError {
 impl From<GraphError> for SyncError {
     fn from(e: GraphError) -> Self {
         match e.kind {
-            GraphErrorKind::AccessDenied | GraphErrorKind::Unauthorized => {
-                SyncError::Permission(e)
-            }
+            GraphErrorKind::AccessDenied | GraphErrorKind::Unauthorized => SyncError::Permission(e),
             _ => SyncError::Graph(e),
         }
     }
@@ -116,12 +114,17 @@ pub async fn intake(
         Err(e) => return Err(e.into()),
     };
     let now = pipeline.clock().now();
-    for msg in &round.messages {
+    // Oldest first, so that an original is recorded (and processed) before its replies.
+    let mut messages: Vec<&mailroom_graph::Message> = round.messages.iter().collect();
+    messages.sort_by_key(|m| m.received_date_time);
+    for msg in messages {
         if msg.is_draft == Some(true) {
             continue;
         }
         report.seen += 1;
-        let (id, new) = store.record_sighting(&sighting(&mailbox.id, msg, now), now).await?;
+        let (id, new) = store
+            .record_sighting(&sighting(&mailbox.id, msg, now), now)
+            .await?;
         if new {
             report.new += 1;
             pipeline.publish_email(id, true).await;
@@ -210,7 +213,12 @@ pub async fn scan_once(
     if let Err(e) = &intake_result {
         let _ = pipeline
             .store()
-            .set_sync_result(&mailbox.id, None, Some(&e.to_string()), pipeline.clock().now())
+            .set_sync_result(
+                &mailbox.id,
+                None,
+                Some(&e.to_string()),
+                pipeline.clock().now(),
+            )
             .await;
     }
     // Mail already recorded (retries) is processed even when the intake failed.
@@ -242,7 +250,11 @@ struct Task {
 }
 
 enum Control {
-    Start(Box<MailboxTask>, mpsc::Receiver<MailboxCommand>, oneshot::Sender<()>),
+    Start(
+        Box<MailboxTask>,
+        mpsc::Receiver<MailboxCommand>,
+        oneshot::Sender<()>,
+    ),
 }
 
 /// Runs one task per mailbox on a dedicated engine thread (a single-threaded Tokio runtime with
@@ -389,7 +401,10 @@ impl SyncSupervisor {
     /// *Import emails*: one pass now, with permission problems reported in plain words.
     pub async fn import_now(&self, mailbox_id: &str) -> Result<ScanReport, String> {
         let (tx, rx) = oneshot::channel();
-        if !self.send(mailbox_id, MailboxCommand::ScanNow(Some(tx))).await {
+        if !self
+            .send(mailbox_id, MailboxCommand::ScanNow(Some(tx)))
+            .await
+        {
             return Err("this mailbox is not being synced; connect it first".into());
         }
         rx.await
@@ -541,6 +556,7 @@ impl MailboxTask {
                     }
                     Some(MailboxCommand::ScanNow(reply)) => {
                         let result = self.scan().await.map_err(|e| e.to_string());
+                        ticker.reset();
                         if let Some(reply) = reply {
                             let _ = reply.send(result);
                         }
@@ -548,6 +564,7 @@ impl MailboxTask {
                     Some(MailboxCommand::Reprocess(_)) => {
                         if !paused {
                             let _ = self.scan().await;
+                            ticker.reset();
                         }
                     }
                 },

@@ -19,7 +19,10 @@ async fn new_mail_becomes_one_ticket_for_the_known_sender_with_a_full_attempt_re
     assert_eq!(tickets.len(), 1, "{tickets:#?}");
     let t = &tickets[0];
     assert_eq!(t["summary"], "Printer on fire");
-    assert_eq!(t["user_id"], 100, "known sender Pat Smith is user 100: {t:#?}");
+    assert_eq!(
+        t["user_id"], 100,
+        "known sender Pat Smith is user 100: {t:#?}"
+    );
     assert_eq!(t["site_id"], 10);
     assert_eq!(t["internet_message_id"], d.internet_message_id.as_str());
 
@@ -43,15 +46,23 @@ async fn new_mail_becomes_one_ticket_for_the_known_sender_with_a_full_attempt_re
         .map(|r| (r.method.clone(), r.url.clone()))
         .collect();
     assert!(
-        methods.iter().any(|(m, u)| m == "POST" && u.ends_with("/api/Tickets")),
+        methods
+            .iter()
+            .any(|(m, u)| m == "POST" && u.ends_with("/api/Tickets")),
         "{methods:#?}"
     );
-    assert!(methods.iter().any(|(m, u)| m == "GET" && u.contains("/messages/")));
+    assert!(methods
+        .iter()
+        .any(|(m, u)| m == "GET" && u.contains("/messages/")));
     assert!(a.requests.iter().all(|r| r
         .request_headers
         .iter()
         .all(|(n, v)| !n.eq_ignore_ascii_case("authorization") || v == "[redacted]")));
-    assert!(a.log.iter().any(|l| l.message.contains("Created ticket")), "{:#?}", a.log);
+    assert!(
+        a.log.iter().any(|l| l.message.contains("Created ticket")),
+        "{:#?}",
+        a.log
+    );
 
     // A second scan of an idle mailbox processes nothing.
     let again = h.scan().await;
@@ -86,7 +97,10 @@ async fn replies_thread_by_subject_tag_and_by_in_reply_to() {
         .filter_map(|a| a["email_message_id"].as_str().map(str::to_string))
         .collect();
     assert!(mids.contains(&by_tag.internet_message_id), "{actions:#?}");
-    assert!(mids.contains(&by_header.internet_message_id), "{actions:#?}");
+    assert!(
+        mids.contains(&by_header.internet_message_id),
+        "{actions:#?}"
+    );
     for d in [&by_tag, &by_header] {
         let e = h.email_for(d).await;
         assert_eq!(e.outcome.as_deref(), Some("action_added"));
@@ -96,7 +110,10 @@ async fn replies_thread_by_subject_tag_and_by_in_reply_to() {
         .iter()
         .find(|a| a["email_message_id"] == by_tag.internet_message_id.as_str())
         .unwrap();
-    assert_eq!(action["outcome_id"], 2, "the 'Email Received' outcome: {action:#?}");
+    assert_eq!(
+        action["outcome_id"], 2,
+        "the 'Email Received' outcome: {action:#?}"
+    );
 }
 
 #[tokio::test]
@@ -115,9 +132,17 @@ async fn unknown_senders_become_users_on_the_matching_or_default_site() {
             .clone()
     };
     let dana_user = user("dana@northwind.test");
-    assert_eq!(dana_user["site_id"].as_f64(), Some(11.0), "Northwind Main matches the domain");
+    assert_eq!(
+        dana_user["site_id"].as_f64(),
+        Some(11.0),
+        "Northwind Main matches the domain"
+    );
     let sam_user = user("sam@outlook.test");
-    assert_eq!(sam_user["site_id"].as_f64(), Some(12.0), "unknown domain → the default site");
+    assert_eq!(
+        sam_user["site_id"].as_f64(),
+        Some(12.0),
+        "unknown domain → the default site"
+    );
     assert_eq!(
         h.ticket_by_message_id(&dana.internet_message_id)[0]["user_id"].as_f64(),
         dana_user["id"].as_f64()
@@ -155,15 +180,17 @@ async fn attachments_are_uploaded_and_inline_images_stay_inline() {
     assert_eq!(report.processed, 1, "{report:?}");
     let t = &h.ticket_by_message_id(&d.internet_message_id)[0];
     let tid = t["id"].as_i64().unwrap();
-    let atts: Vec<_> = h
-        .sb
-        .halo()
-        .attachments()
-        .into_iter()
-        .filter(|a| a["ticket_id"].as_i64() == Some(tid))
-        .collect();
+    let atts: Vec<_> =
+        h.sb.halo()
+            .attachments()
+            .into_iter()
+            .filter(|a| a["ticket_id"].as_i64() == Some(tid))
+            .collect();
     let names: Vec<&str> = atts.iter().filter_map(|a| a["filename"].as_str()).collect();
-    assert!(names.contains(&"report.pdf") && names.contains(&"shot.png"), "{atts:#?}");
+    assert!(
+        names.contains(&"report.pdf") && names.contains(&"shot.png"),
+        "{atts:#?}"
+    );
     let png = atts.iter().find(|a| a["filename"] == "shot.png").unwrap();
     let png_id = png["id"].as_i64().unwrap();
     assert_eq!(h.sb.halo().attachment_data(png_id).unwrap().len(), 4000);
@@ -172,10 +199,19 @@ async fn attachments_are_uploaded_and_inline_images_stay_inline() {
         .into_iter()
         .find(|x| x["id"].as_i64() == Some(tid))
         .unwrap();
-    let details = ticket["details_html"].as_str().unwrap_or_default().to_string();
+    let details = ticket["details_html"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!details.contains("cid:"), "cid rewritten: {details}");
-    assert!(details.contains("<img"), "the image stays inline: {details}");
-    assert!(details.contains(&png_id.to_string()), "points at the upload: {details}");
+    assert!(
+        details.contains("<img"),
+        "the image stays inline: {details}"
+    );
+    assert!(
+        details.contains(&png_id.to_string()),
+        "points at the upload: {details}"
+    );
 }
 
 #[tokio::test]
@@ -183,7 +219,11 @@ async fn auto_replies_bounces_own_mail_and_excluded_senders_are_skipped_with_rea
     let h = harness(json!({"loop_policy": {"exclusions": ["*@spam.test"]}})).await;
     add_mailbox(&h.store, &h.sb, "Helpdesk", HELPDESK, json!({})).await;
 
-    let mut auto = mail("pat@fabrikam.test", "Pat Smith", "Automatic reply: VPN down");
+    let mut auto = mail(
+        "pat@fabrikam.test",
+        "Pat Smith",
+        "Automatic reply: VPN down",
+    );
     auto.headers = vec![
         ("Auto-Submitted".into(), "auto-replied".into()),
         ("X-Auto-Response-Suppress".into(), "All".into()),
@@ -252,7 +292,11 @@ async fn the_same_mail_seen_twice_makes_one_ticket() {
     let b = h.deliver(m);
     assert_eq!(a.internet_message_id, b.internet_message_id);
     let report = h.scan().await;
-    assert_eq!((report.seen, report.new, report.processed), (2, 1, 1), "{report:?}");
+    assert_eq!(
+        (report.seen, report.new, report.processed),
+        (2, 1, 1),
+        "{report:?}"
+    );
     h.scan().await;
     assert_eq!(h.ticket_by_message_id(&a.internet_message_id).len(), 1);
     assert_eq!(h.tickets().len(), 1);
@@ -262,8 +306,7 @@ async fn the_same_mail_seen_twice_makes_one_ticket() {
 #[tokio::test]
 async fn a_psa_failure_is_retried_and_then_succeeds_with_every_attempt_recorded() {
     let h = harness(default_settings()).await;
-    h.sb
-        .faults()
+    h.sb.faults()
         .add(FaultRule::fail_next(Service::Psa, "/api/Tickets", 1, 500).with_method("POST"))
         .unwrap();
     let d = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Flaky PSA"));
@@ -276,7 +319,11 @@ async fn a_psa_failure_is_retried_and_then_succeeds_with_every_attempt_recorded(
     let next = e.next_attempt_at.expect("retry scheduled");
     assert!(next > h.sb.clock().now());
     assert!(h.tickets().is_empty());
-    assert_eq!(h.message_view(&d).folder, "inbox", "not moved while failing");
+    assert_eq!(
+        h.message_view(&d).folder,
+        "inbox",
+        "not moved while failing"
+    );
 
     // Not due yet: nothing happens.
     let early = h.scan().await;
@@ -299,17 +346,20 @@ async fn a_psa_failure_is_retried_and_then_succeeds_with_every_attempt_recorded(
         .any(|r| r.method == "POST" && r.status == Some(500)));
     assert_eq!(attempts[1].trigger, "retry");
     assert_eq!(attempts[1].result.as_deref(), Some("processed"));
-    assert!(attempts[1]
-        .log
-        .iter()
-        .any(|l| l.message.contains("earlier attempt")), "{:#?}", attempts[1].log);
+    assert!(
+        attempts[1]
+            .log
+            .iter()
+            .any(|l| l.message.contains("earlier attempt")),
+        "{:#?}",
+        attempts[1].log
+    );
 }
 
 #[tokio::test]
 async fn permanent_psa_errors_fail_at_once_and_reprocess_recovers() {
     let h = harness(default_settings()).await;
-    h.sb
-        .faults()
+    h.sb.faults()
         .add(FaultRule::fail_next(Service::Psa, "/api/Tickets", 1, 403).with_method("POST"))
         .unwrap();
     let d = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Forbidden"));
@@ -348,4 +398,91 @@ async fn an_expired_delta_state_resyncs_without_duplicates() {
     assert_eq!((report.new, report.processed), (1, 1), "{report:?}");
     assert_eq!(h.tickets().len(), 3);
     assert_eq!(h.ticket_by_message_id(&three.internet_message_id).len(), 1);
+}
+
+/// A crash between the PSA POST and its confirmation leaves an unconfirmed intent; the next
+/// attempt must find the ticket / action by Message-ID instead of writing it again.
+#[tokio::test]
+async fn an_unconfirmed_write_is_reconciled_by_message_id_not_repeated() {
+    use mailroom_engine::sync::{intake, ScanReport};
+    use mailroom_psa::{canonical_message_id, NewAction, NewTicket};
+    let h = harness(default_settings()).await;
+    let psa = psa_for(&h.sb);
+
+    // Ticket: the earlier process created it, then died.
+    let d = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Half written"));
+    intake(
+        &h.pipeline,
+        &h.mailbox,
+        &h.graph,
+        &mut ScanReport::default(),
+    )
+    .await
+    .unwrap();
+    let e = h.email_for(&d).await;
+    let key = canonical_message_id(&d.internet_message_id);
+    h.store
+        .record_psa_intent(e.id, "ticket", &key, None, h.sb.clock().now())
+        .await
+        .unwrap();
+    let earlier = psa
+        .create_ticket(&NewTicket {
+            summary: "Half written".into(),
+            details_html: "<p>x</p>".into(),
+            email_message_id: Some(key.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let report = h.scan().await;
+    assert_eq!(report.processed, 1, "{report:?}");
+    assert_eq!(h.ticket_by_message_id(&d.internet_message_id).len(), 1);
+    let e = h.email_for(&d).await;
+    assert_eq!(e.ticket_id, Some(earlier.id));
+    let log = &h.store.attempts(e.id).await.unwrap()[0].log;
+    assert!(
+        log.iter().any(|l| l.message.contains("Found ticket")),
+        "{log:#?}"
+    );
+
+    // Action: same, on a reply.
+    let mut reply = mail("pat@fabrikam.test", "Pat Smith", "Re: Half written");
+    reply.in_reply_to = Some(d.internet_message_id.clone());
+    let r = h.deliver(reply);
+    intake(
+        &h.pipeline,
+        &h.mailbox,
+        &h.graph,
+        &mut ScanReport::default(),
+    )
+    .await
+    .unwrap();
+    let re = h.email_for(&r).await;
+    let rkey = canonical_message_id(&r.internet_message_id);
+    h.store
+        .record_psa_intent(re.id, "action", &rkey, Some(earlier.id), h.sb.clock().now())
+        .await
+        .unwrap();
+    psa.create_action(&NewAction {
+        ticket_id: earlier.id,
+        outcome_id: Some(2),
+        note_html: Some("<p>reply</p>".into()),
+        email_message_id: Some(rkey.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let report = h.scan().await;
+    assert_eq!(report.processed, 1, "{report:?}");
+    let matching: Vec<_> = h
+        .actions_of(earlier.id)
+        .into_iter()
+        .filter(|a| a["email_message_id"] == rkey.as_str())
+        .collect();
+    assert_eq!(matching.len(), 1, "{matching:#?}");
+    let log = &h.store.attempts(re.id).await.unwrap()[0].log;
+    assert!(
+        log.iter().any(|l| l.message.contains("Found action")),
+        "{log:#?}"
+    );
 }

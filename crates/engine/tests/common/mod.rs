@@ -16,8 +16,8 @@ use mailroom_graph_sandbox::{DeliveredMessage, InboundAttachment, InboundMail};
 use mailroom_psa::{PsaClient, PsaConfig};
 use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
 use mailroom_store::{
-    inbound::InboundEmail, inbound::LogQuery, CredentialKind, Mailbox, MailboxMethod,
-    NewMailbox, Store,
+    inbound::InboundEmail, inbound::LogQuery, CredentialKind, Mailbox, MailboxMethod, NewMailbox,
+    Store,
 };
 use serde_json::{json, Value};
 use url::Url;
@@ -104,7 +104,13 @@ pub fn new_mailbox(sb: &Sandbox, name: &str, address: &str) -> NewMailbox {
     }
 }
 
-pub async fn add_mailbox(store: &Store, sb: &Sandbox, name: &str, address: &str, settings: Value) -> Mailbox {
+pub async fn add_mailbox(
+    store: &Store,
+    sb: &Sandbox,
+    name: &str,
+    address: &str,
+    settings: Value,
+) -> Mailbox {
     let mb = store
         .add_mailbox(&new_mailbox(sb, name, address))
         .await
@@ -197,7 +203,10 @@ impl Harness {
             .unwrap_or_else(|| panic!("no log row for {}", delivered.internet_message_id))
     }
 
-    pub fn message_view(&self, delivered: &DeliveredMessage) -> mailroom_graph_sandbox::MessageView {
+    pub fn message_view(
+        &self,
+        delivered: &DeliveredMessage,
+    ) -> mailroom_graph_sandbox::MessageView {
         self.sb
             .graph()
             .messages(SUPPORT)
@@ -218,7 +227,12 @@ pub fn mail(from: &str, name: &str, subject: &str) -> InboundMail {
     }
 }
 
-pub fn attachment(name: &str, content_type: &str, len: usize, inline: Option<&str>) -> InboundAttachment {
+pub fn attachment(
+    name: &str,
+    content_type: &str,
+    len: usize,
+    inline: Option<&str>,
+) -> InboundAttachment {
     InboundAttachment {
         name: name.into(),
         content_type: content_type.into(),

@@ -1,0 +1,108 @@
+//! The sync supervisor: per-mailbox tasks, import now, events, pause, permission problems.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mailroom_engine::events::{EngineEvent, SyncState};
+use mailroom_engine::sync::{MailboxCommand, SyncOptions, SyncSupervisor};
+use serde_json::json;
+
+async fn next_matching(
+    rx: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
+    mut want: impl FnMut(&EngineEvent) -> bool,
+) -> EngineEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("an event arrives")
+            .expect("channel open");
+        if want(&event) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn import_now_processes_mail_and_publishes_events() {
+    let h = harness(default_settings()).await;
+    let supervisor = SyncSupervisor::new(
+        h.pipeline.clone(),
+        SyncOptions {
+            default_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let mut rx = h.pipeline.events().subscribe();
+    let d = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Via the supervisor"));
+    supervisor.start_mailbox(h.mailbox.clone(), h.graph.clone());
+    let report = supervisor.import_now(&h.mailbox.id).await.expect("import");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.ticket_by_message_id(&d.internet_message_id).len(), 1);
+
+    let seen = next_matching(&mut rx, |e| {
+        matches!(e, EngineEvent::Email { new: true, .. })
+    })
+    .await;
+    let EngineEvent::Email { email, .. } = seen else {
+        unreachable!()
+    };
+    assert_eq!(
+        email.internet_message_id.as_deref(),
+        Some(d.internet_message_id.as_str())
+    );
+    next_matching(
+        &mut rx,
+        |e| matches!(e, EngineEvent::AttemptFinished { result, .. } if result == "processed"),
+    )
+    .await;
+    next_matching(&mut rx, |e| {
+        matches!(e, EngineEvent::MailboxSync(s) if s.state == SyncState::Idle && s.last_sync_at.is_some())
+    })
+    .await;
+
+    // Pause, then a delivered mail waits until resumed.
+    assert!(supervisor.send(&h.mailbox.id, MailboxCommand::Pause).await);
+    next_matching(
+        &mut rx,
+        |e| matches!(e, EngineEvent::MailboxSync(s) if s.state == SyncState::Paused),
+    )
+    .await;
+    let later = h.deliver(mail("lee@fabrikam.test", "Lee Chen", "After the pause"));
+    assert!(supervisor.send(&h.mailbox.id, MailboxCommand::Resume).await);
+    next_matching(&mut rx, |e| {
+        matches!(e, EngineEvent::Email { email, .. } if email.internet_message_id.as_deref() == Some(later.internet_message_id.as_str()) && email.ticket_id.is_some())
+    })
+    .await;
+    assert_eq!(h.ticket_by_message_id(&later.internet_message_id).len(), 1);
+
+    supervisor.stop_mailbox(&h.mailbox.id).await;
+    assert!(supervisor.import_now(&h.mailbox.id).await.is_err());
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn import_now_reports_permission_problems_plainly() {
+    let h = harness(default_settings()).await;
+    // The daemon app's access policy excludes alex@.
+    let alex = add_mailbox(&h.store, &h.sb, "Alex", "alex@contoso.test", json!({})).await;
+    let supervisor = SyncSupervisor::new(h.pipeline.clone(), SyncOptions::default());
+    supervisor.start_mailbox(alex.clone(), graph_for(&h.sb, "alex@contoso.test"));
+    let err = supervisor
+        .import_now(&alex.id)
+        .await
+        .expect_err("access denied");
+    assert!(err.contains("may not read this mailbox"), "{err}");
+    assert!(
+        err.contains("403") || err.contains("ErrorAccessDenied"),
+        "{err}"
+    );
+    let status = supervisor
+        .statuses()
+        .into_iter()
+        .find(|s| s.mailbox_id == alex.id)
+        .unwrap();
+    assert_eq!(status.state, SyncState::Error);
+    supervisor.shutdown().await;
+}
