@@ -49,7 +49,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/graph/notifications", get(notifications))
         .route("/psa/{what}", get(psa))
         .route("/stats/requests", get(stats).delete(reset_stats))
-        .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/faults/{id}", delete(remove_fault))
         .route("/faults/expire-tokens", post(expire_tokens))
         .route("/clock", get(clock))
@@ -57,11 +60,20 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/identity/apps", get(apps))
         .route("/identity/users/{upn}/revoke", post(revoke_user))
         .route("/identity/refresh-tokens/inactive", post(inactive))
-        .route("/identity/apps/{client_id}/consent/withdraw", post(withdraw))
+        .route(
+            "/identity/apps/{client_id}/consent/withdraw",
+            post(withdraw),
+        )
         .route("/identity/apps/{client_id}/consent/grant", post(grant))
-        .route("/identity/apps/{client_id}/secrets/expire", post(expire_secret))
+        .route(
+            "/identity/apps/{client_id}/secrets/expire",
+            post(expire_secret),
+        )
         .route("/identity/apps/{client_id}/certificates", post(add_cert))
-        .route("/identity/apps/{client_id}/certificates/{thumbprint}", delete(remove_cert))
+        .route(
+            "/identity/apps/{client_id}/certificates/{thumbprint}",
+            delete(remove_cert),
+        )
         .route("/identity/token-lifetime", post(token_lifetime))
         .with_state(shared)
 }
@@ -126,7 +138,12 @@ async fn psa(State(s): State<Shared>, Path(what): Path<String>) -> Response {
         "sites" => json!(s.halo.sites()),
         "attachments" => json!(s.halo.attachments()),
         "webhooks" => json!(s.halo.webhook_deliveries()),
-        other => return bad(StatusCode::NOT_FOUND, format!("unknown PSA collection '{other}'")),
+        other => {
+            return bad(
+                StatusCode::NOT_FOUND,
+                format!("unknown PSA collection '{other}'"),
+            )
+        }
     };
     Json(v).into_response()
 }
@@ -204,10 +221,10 @@ struct InactiveBody {
 
 async fn inactive(State(s): State<Shared>, body: Option<Json<InactiveBody>>) -> Response {
     let b = body.map(|Json(b)| b).unwrap_or_default();
-    match s
-        .identity
-        .set_refresh_tokens_inactive(b.upn.as_deref(), b.kind.unwrap_or(RefreshTokenFault::Inactive))
-    {
+    match s.identity.set_refresh_tokens_inactive(
+        b.upn.as_deref(),
+        b.kind.unwrap_or(RefreshTokenFault::Inactive),
+    ) {
         Ok(n) => Json(json!({"marked": n})).into_response(),
         Err(e) => bad(StatusCode::NOT_FOUND, e),
     }
@@ -267,7 +284,10 @@ async fn remove_cert(
 ) -> Response {
     match s.identity.remove_app_certificate(&cid, &thumb) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => bad(StatusCode::NOT_FOUND, format!("no certificate {thumb} on {cid}")),
+        Ok(false) => bad(
+            StatusCode::NOT_FOUND,
+            format!("no certificate {thumb} on {cid}"),
+        ),
         Err(e) => bad(StatusCode::NOT_FOUND, e),
     }
 }

@@ -226,7 +226,9 @@ pub struct Faults {
 
 impl std::fmt::Debug for Faults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Faults").field("rules", &self.rules().len()).finish()
+        f.debug_struct("Faults")
+            .field("rules", &self.rules().len())
+            .finish()
     }
 }
 
@@ -366,7 +368,10 @@ impl Faults {
         for r in st.rules.iter_mut() {
             let rule = &r.status.rule;
             if rule.service != service
-                || rule.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method))
+                || rule
+                    .method
+                    .as_deref()
+                    .is_some_and(|m| !m.eq_ignore_ascii_case(method))
                 || r.pattern
                     .as_ref()
                     .is_some_and(|p| !p.is_match(path) && !p.is_match(route))
@@ -432,13 +437,31 @@ async fn middleware(
 fn default_graph_code(status: u16) -> (&'static str, &'static str) {
     match status {
         400 => ("BadRequest", "The request is malformed or incorrect."),
-        401 => ("InvalidAuthenticationToken", "Access token has expired or is not yet valid."),
-        403 => ("ErrorAccessDenied", "Access is denied. Check credentials and try again."),
-        404 => ("ErrorItemNotFound", "The specified object was not found in the store."),
-        410 => ("SyncStateNotFound", "The sync state generation is not found."),
+        401 => (
+            "InvalidAuthenticationToken",
+            "Access token has expired or is not yet valid.",
+        ),
+        403 => (
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again.",
+        ),
+        404 => (
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+        ),
+        410 => (
+            "SyncStateNotFound",
+            "The sync state generation is not found.",
+        ),
         429 => ("TooManyRequests", "Please retry again later."),
-        503 => ("ServiceUnavailable", "The service is temporarily unavailable. Please retry later."),
-        504 => ("GatewayTimeout", "The gateway did not receive a timely response."),
+        503 => (
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. Please retry later.",
+        ),
+        504 => (
+            "GatewayTimeout",
+            "The gateway did not receive a timely response.",
+        ),
         _ => ("InternalServerError", "An internal server error occurred."),
     }
 }
@@ -500,7 +523,11 @@ fn fail_response(
                 suberror: None,
             };
             let ids = TraceIds::new(correlation, now);
-            let base = faults.identity.get().map(|i| i.base_url()).unwrap_or_default();
+            let base = faults
+                .identity
+                .get()
+                .map(|i| i.base_url())
+                .unwrap_or_default();
             let mut resp = err.to_json_response(&ids, &base);
             if let Some(code) = code {
                 // Replace the `error` value when the rule names one.

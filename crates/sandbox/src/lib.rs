@@ -148,7 +148,10 @@ impl std::fmt::Debug for AppCredentials {
         f.debug_struct("AppCredentials")
             .field("display_name", &self.display_name)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -258,8 +261,7 @@ pub fn load_seed(path: &Path) -> Result<SandboxSeed, SandboxError> {
         path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text)
-        .map_err(|e| SandboxError::Seed(format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| SandboxError::Seed(format!("{}: {e}", path.display())))
 }
 
 fn app_credentials(idp_seed: &IdentitySeed, client_id: &str) -> AppCredentials {
@@ -276,7 +278,7 @@ fn app_credentials(idp_seed: &IdentitySeed, client_id: &str) -> AppCredentials {
 impl Sandbox {
     /// Starts all services. Listeners are bound before this returns.
     pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
-        let clock = opts.clock.clone().unwrap_or_else(ManualClock::new);
+        let clock = opts.clock.clone().unwrap_or_default();
         let shared_clock: SharedClock = clock.clone();
         let seed = opts.seed.clone().unwrap_or_default();
 
@@ -323,8 +325,12 @@ impl Sandbox {
         };
         identity.set_base_url(&urls.authority);
 
-        let graph = GraphSandbox::try_new(seed.graph.clone(), identity.validator(), shared_clock.clone())
-            .map_err(|e| SandboxError::Seed(e.to_string()))?;
+        let graph = GraphSandbox::try_new(
+            seed.graph.clone(),
+            identity.validator(),
+            shared_clock.clone(),
+        )
+        .map_err(|e| SandboxError::Seed(e.to_string()))?;
         let halo = HaloSandbox::try_new(seed.halo.clone(), shared_clock.clone())
             .map_err(|e| SandboxError::Seed(e.to_string()))?;
         let faults = Faults::new();
@@ -468,14 +474,36 @@ impl Sandbox {
         use std::fmt::Write;
         let t = self.tenant();
         let mut s = String::new();
-        let _ = writeln!(s, "Mailroom sandbox — tenant {} ({}, {})", t.display_name, t.domain, t.tenant_id);
-        let _ = writeln!(s, "  OpenID configuration: {}", self.identity().openid_configuration_url());
-        let _ = writeln!(s, "  Authority:            {}/{}", self.authority_url(), t.tenant_id);
+        let _ = writeln!(
+            s,
+            "Mailroom sandbox — tenant {} ({}, {})",
+            t.display_name, t.domain, t.tenant_id
+        );
+        let _ = writeln!(
+            s,
+            "  OpenID configuration: {}",
+            self.identity().openid_configuration_url()
+        );
+        let _ = writeln!(
+            s,
+            "  Authority:            {}/{}",
+            self.authority_url(),
+            t.tenant_id
+        );
         let _ = writeln!(s, "  Graph root:           {}/v1.0", self.graph_url());
-        let _ = writeln!(s, "  HaloPSA:              {} (token: {}/auth/token)", self.psa_url(), self.psa_url());
+        let _ = writeln!(
+            s,
+            "  HaloPSA:              {} (token: {}/auth/token)",
+            self.psa_url(),
+            self.psa_url()
+        );
         let _ = writeln!(s, "  Control API:          {}", self.control_url());
         if self.ca_pem.is_some() {
-            let _ = writeln!(s, "  TLS: HTTPS with a generated local CA (GET {}/ is HTTPS too)", self.control_url());
+            let _ = writeln!(
+                s,
+                "  TLS: HTTPS with a generated local CA (GET {}/ is HTTPS too)",
+                self.control_url()
+            );
         }
         let _ = writeln!(s, "App registrations:");
         for a in [&t.desktop_app, &t.web_app, &t.daemon_app] {
@@ -487,7 +515,11 @@ impl Sandbox {
                 let _ = writeln!(s, "  {:<17} secret    {sec}", "");
             }
         }
-        let _ = writeln!(s, "HaloPSA API application: client id {}, secret {}, tenant {}", t.psa.client_id, t.psa.client_secret, t.psa.tenant);
+        let _ = writeln!(
+            s,
+            "HaloPSA API application: client id {}, secret {}, tenant {}",
+            t.psa.client_id, t.psa.client_secret, t.psa.tenant
+        );
         let _ = writeln!(s, "Mailboxes:");
         for u in &t.users {
             let _ = writeln!(
@@ -495,7 +527,11 @@ impl Sandbox {
                 "  {:<24} {}{}",
                 u.user_principal_name,
                 u.display_name,
-                if u.shared { " (shared, cannot sign in)" } else { "" }
+                if u.shared {
+                    " (shared, cannot sign in)"
+                } else {
+                    ""
+                }
             );
         }
         s
@@ -524,7 +560,9 @@ pub async fn run_until_ctrl_c(opts: SandboxOptions) -> Result<(), SandboxError> 
         println!("CA certificate to trust:\n{ca}");
     }
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await.map_err(SandboxError::Signal)?;
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(SandboxError::Signal)?;
     sandbox.shutdown().await;
     Ok(())
 }

@@ -4,12 +4,31 @@ use std::process::Command;
 use mailroom_sandbox::{identity::DAEMON_APP_ID, Sandbox, SandboxOptions};
 
 fn python() -> String {
-    let ok = Command::new("python3").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "python3 is required for the MSAL fidelity test; install Python 3 and re-run");
-    let has = |m: &str| Command::new("python3").args(["-c", &format!("import {m}")]).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 is required for the MSAL fidelity test; install Python 3 and re-run"
+    );
+    let has = |m: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {m}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
     if !has("msal") || !has("requests") {
-        let st = Command::new("python3").args(["-m", "pip", "install", "--quiet", "msal", "requests"]).status().expect("run pip");
-        assert!(st.success(), "could not install msal with pip; run `python3 -m pip install msal requests`");
+        let st = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "msal", "requests"])
+            .status()
+            .expect("run pip");
+        assert!(
+            st.success(),
+            "could not install msal with pip; run `python3 -m pip install msal requests`"
+        );
     }
     "python3".into()
 }
@@ -17,13 +36,24 @@ fn python() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msal_python_acquires_tokens() {
     let py = python();
-    let sb = Sandbox::start(SandboxOptions { tls: true, ..Default::default() }).await.unwrap();
+    let sb = Sandbox::start(SandboxOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, sb.ca_certificate_pem().unwrap()).unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["mailroom-daemon".into()]).unwrap().self_signed(&key).unwrap();
-    let thumb = sb.identity().add_app_certificate(DAEMON_APP_ID, &cert.pem()).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mailroom-daemon".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let thumb = sb
+        .identity()
+        .add_app_certificate(DAEMON_APP_ID, &cert.pem())
+        .unwrap();
     let cfg = serde_json::json!({
         "authority": format!("{}/{}", sb.authority_url(), sb.tenant().tenant_id),
         "ca_file": ca, "daemon_id": DAEMON_APP_ID,
@@ -34,12 +64,23 @@ async fn msal_python_acquires_tokens() {
     let cfg_path = dir.path().join("cfg.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/msal/fidelity.py");
-    let out = tokio::task::spawn_blocking(move || Command::new(py)
-        // requests lets these variables override Session.verify; MSAL must use the sandbox CA.
-        .env_remove("REQUESTS_CA_BUNDLE").env_remove("CURL_CA_BUNDLE")
-        .arg(script).arg(cfg_path).output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            // requests lets these variables override Session.verify; MSAL must use the sandbox CA.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .arg(script)
+            .arg(cfg_path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stdout.contains("ALL OK"), "MSAL run failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "MSAL run failed:\n{stdout}\n{stderr}"
+    );
     sb.shutdown().await;
 }

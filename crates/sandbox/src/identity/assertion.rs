@@ -56,7 +56,12 @@ pub(crate) fn validate(
             cert.not_after.format("%m/%d/%Y %H:%M:%S")
         )))?;
     let c = data.claims;
-    let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let s = |k: &str| {
+        c.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let aud_ok = match c.get("aud") {
         Some(serde_json::Value::String(a)) => audiences.iter().any(|x| x == a),
         Some(serde_json::Value::Array(list)) => list
@@ -72,7 +77,9 @@ pub(crate) fn validate(
             c.get("aud").map(|v| v.to_string()).unwrap_or_default()
         )));
     }
-    if !s("iss").eq_ignore_ascii_case(&app.client_id) || !s("sub").eq_ignore_ascii_case(&app.client_id) {
+    if !s("iss").eq_ignore_ascii_case(&app.client_id)
+        || !s("sub").eq_ignore_ascii_case(&app.client_id)
+    {
         return Err(fail(format!(
             "The issuer and subject of the client assertion must both be the client id '{}'.",
             app.client_id

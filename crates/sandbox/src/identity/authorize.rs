@@ -180,14 +180,23 @@ pub(crate) fn redirect_back(
     Redirect::to(url.as_str()).into_response()
 }
 
-fn error_redirect(req_uri: &str, mode: &str, state: Option<&str>, err: &AadError, ids: &TraceIds) -> Response {
+fn error_redirect(
+    req_uri: &str,
+    mode: &str,
+    state: Option<&str>,
+    err: &AadError,
+    ids: &TraceIds,
+) -> Response {
     redirect_back(
         req_uri,
         mode,
         vec![
             ("error".into(), err.error.into()),
             ("error_description".into(), err.description(ids)),
-            ("error_uri".into(), format!("https://login.microsoftonline.com/error?code={}", err.code)),
+            (
+                "error_uri".into(),
+                format!("https://login.microsoftonline.com/error?code={}", err.code),
+            ),
         ],
         state,
     )
@@ -203,6 +212,7 @@ fn get<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 impl IdentityPlatform {
     /// Validates an authorize request; `Err` is the response to send (error page or redirect).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn validate_authorize(
         &self,
         tenant: &str,
@@ -269,7 +279,9 @@ impl IdentityPlatform {
                 st.tenant_display_name))));
         }
         let code_challenge = get(&params, "code_challenge").map(str::to_owned);
-        let method = get(&params, "code_challenge_method").unwrap_or("plain").to_owned();
+        let method = get(&params, "code_challenge_method")
+            .unwrap_or("plain")
+            .to_owned();
         if let Some(ch) = &code_challenge {
             if method != "S256" && method != "plain" {
                 return Err(fail(AadError::bad(
@@ -344,13 +356,22 @@ impl IdentityPlatform {
             .scopes
             .iter()
             .map(|s| match s {
-                Scope::Oidc(n) => PermissionLine { scope: n.clone(), needs_consent: false },
+                Scope::Oidc(n) => PermissionLine {
+                    scope: n.clone(),
+                    needs_consent: false,
+                },
                 Scope::Graph(n, _) => PermissionLine {
                     scope: n.clone(),
                     needs_consent: !tenant_has(n) || req.prompt.as_deref() == Some("consent"),
                 },
-                Scope::GraphDefault(t) => PermissionLine { scope: t.clone(), needs_consent: false },
-                Scope::Other(t) => PermissionLine { scope: t.clone(), needs_consent: true },
+                Scope::GraphDefault(t) => PermissionLine {
+                    scope: t.clone(),
+                    needs_consent: false,
+                },
+                Scope::Other(t) => PermissionLine {
+                    scope: t.clone(),
+                    needs_consent: true,
+                },
             })
             .collect();
         let hidden: Vec<(String, String)> = req
@@ -385,10 +406,21 @@ impl IdentityPlatform {
         ids: &TraceIds,
     ) -> Response {
         let fail = |e: AadError| {
-            error_redirect(&req.redirect_uri, &req.response_mode, req.state.as_deref(), &e, ids)
+            error_redirect(
+                &req.redirect_uri,
+                &req.response_mode,
+                req.state.as_deref(),
+                &e,
+                ids,
+            )
         };
         let Some(upn) = upn else {
-            return self.render_sign_in(req, None, Some("Pick an account to continue.".into()), StatusCode::BAD_REQUEST);
+            return self.render_sign_in(
+                req,
+                None,
+                Some("Pick an account to continue.".into()),
+                StatusCode::BAD_REQUEST,
+            );
         };
         let now = self.now();
         let mut st = self.lock();
@@ -408,7 +440,9 @@ impl IdentityPlatform {
             .scopes
             .iter()
             .filter_map(|s| match s {
-                Scope::Graph(n, _) if !st.is_consented(&req.client_id, &user.id, &n.to_ascii_lowercase()) => {
+                Scope::Graph(n, _)
+                    if !st.is_consented(&req.client_id, &user.id, &n.to_ascii_lowercase()) =>
+                {
                     Some(n.clone())
                 }
                 _ => None,
@@ -517,14 +551,24 @@ pub(crate) async fn authorize_post(
             &req.redirect_uri,
             &req.response_mode,
             req.state.as_deref(),
-            &AadError::bad("access_denied", 65004, "User declined to consent to access the app."),
+            &AadError::bad(
+                "access_denied",
+                65004,
+                "User declined to consent to access the app.",
+            ),
             &ids,
         ),
-        _ => idp.render_sign_in(&req, username.as_deref(), Some("Choose Accept or Cancel.".into()), StatusCode::BAD_REQUEST),
+        _ => idp.render_sign_in(
+            &req,
+            username.as_deref(),
+            Some("Choose Accept or Cancel.".into()),
+            StatusCode::BAD_REQUEST,
+        ),
     }
 }
 
 /// Validates an admin-consent request; returns (client id, app name, redirect uri, state).
+#[allow(clippy::result_large_err)]
 fn validate_admin_consent(
     idp: &IdentityPlatform,
     tenant: &str,
@@ -587,7 +631,10 @@ pub(crate) async fn admin_consent_get(
     let mut permissions: Vec<PermissionLine> = app
         .delegated_permissions
         .iter()
-        .map(|p| PermissionLine { scope: p.clone(), needs_consent: !app.tenant_consent.contains_key(&p.to_ascii_lowercase()) })
+        .map(|p| PermissionLine {
+            scope: p.clone(),
+            needs_consent: !app.tenant_consent.contains_key(&p.to_ascii_lowercase()),
+        })
         .collect();
     permissions.extend(app.application_permissions.iter().map(|p| PermissionLine {
         scope: format!("{p} (application)"),
@@ -597,7 +644,11 @@ pub(crate) async fn admin_consent_get(
         .users
         .iter()
         .filter(|u| u.can_sign_in && st.is_admin(&u.user_principal_name))
-        .map(|u| UserChoice { upn: u.user_principal_name.clone(), display_name: u.display_name.clone(), selected: false })
+        .map(|u| UserChoice {
+            upn: u.user_principal_name.clone(),
+            display_name: u.display_name.clone(),
+            selected: false,
+        })
         .collect();
     let action = format!("/{tenant}/adminconsent");
     pages::sign_in_page(
@@ -624,12 +675,19 @@ pub(crate) async fn admin_consent_post(
 ) -> Response {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
     let ids = TraceIds::new(correlation(&headers).as_deref(), idp.now());
-    let (client_id, _, redirect, state) = match validate_admin_consent(&idp, &tenant, &params, &ids) {
+    let (client_id, _, redirect, state) = match validate_admin_consent(&idp, &tenant, &params, &ids)
+    {
         Ok(v) => v,
         Err(r) => return r,
     };
     let denied = |msg: &str| {
-        error_redirect(&redirect, "query", state.as_deref(), &AadError::bad("permission_denied", 65004, msg.to_owned()), &ids)
+        error_redirect(
+            &redirect,
+            "query",
+            state.as_deref(),
+            &AadError::bad("permission_denied", 65004, msg.to_owned()),
+            &ids,
+        )
     };
     if get(&params, "action") != Some("accept") {
         return denied("The admin declined to consent to access the app.");
@@ -649,7 +707,10 @@ pub(crate) async fn admin_consent_post(
     redirect_back(
         &redirect,
         "query",
-        vec![("tenant".into(), tid), ("admin_consent".into(), "True".into())],
+        vec![
+            ("tenant".into(), tid),
+            ("admin_consent".into(), "True".into()),
+        ],
         state.as_deref(),
     )
 }

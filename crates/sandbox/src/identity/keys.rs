@@ -128,9 +128,8 @@ impl AppCertificate {
             .map_err(|e| IdentityError::InvalidCertificate(e.to_string()))?;
         let sha1 = sha1::Sha1::digest(&pem.contents);
         let sha256 = sha2::Sha256::digest(&pem.contents);
-        let not_after =
-            chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
-                .unwrap_or_default();
+        let not_after = chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+            .unwrap_or_default();
         Ok(Self {
             x5t: URL_SAFE_NO_PAD.encode(sha1),
             x5t_s256: URL_SAFE_NO_PAD.encode(sha256),

@@ -443,10 +443,7 @@ impl IdentityPlatform {
 
     /// The OpenID configuration URL of the tenant.
     pub fn openid_configuration_url(&self) -> String {
-        format!(
-            "{}/v2.0/.well-known/openid-configuration",
-            self.authority()
-        )
+        format!("{}/v2.0/.well-known/openid-configuration", self.authority())
     }
 
     /// The token endpoint for a tenant path segment.
@@ -563,7 +560,8 @@ impl IdentityPlatform {
         app.granted_roles.clear();
         app.revoked_before = seq;
         let cid = app.client_id.clone();
-        st.user_consent.retain(|(c, _), _| !c.eq_ignore_ascii_case(&cid));
+        st.user_consent
+            .retain(|(c, _), _| !c.eq_ignore_ascii_case(&cid));
         Ok(())
     }
 
@@ -784,7 +782,11 @@ impl IdentityPlatform {
                     user_id: user.map(|u| u.id.clone()),
                     user_principal_name: user.map(|u| u.user_principal_name.clone()),
                     scopes: graph_scopes,
-                    roles: if user.is_some() { vec![] } else { roles.to_vec() },
+                    roles: if user.is_some() {
+                        vec![]
+                    } else {
+                        roles.to_vec()
+                    },
                     expires_at: exp,
                 },
                 seq,

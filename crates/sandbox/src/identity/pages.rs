@@ -144,6 +144,8 @@ pub fn form_post(target: &str, params: &[(String, String)]) -> Response {
             esc(v)
         ));
     }
-    html.push_str("<noscript><button type=\"submit\">Continue</button></noscript></form></body></html>");
+    html.push_str(
+        "<noscript><button type=\"submit\">Continue</button></noscript></form></body></html>",
+    );
     Html(html).into_response()
 }

@@ -33,8 +33,10 @@ pub(crate) async fn token(
     match idp.token_request(&tenant, &params, &headers) {
         Ok(body) => {
             let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store, no-cache"),
+            );
             resp.headers_mut()
                 .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             resp
@@ -46,7 +48,9 @@ pub(crate) async fn token(
 /// Client id and secret from `Authorization: Basic` (RFC 6749 §2.3.1: form-encoded, then base64).
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let dec = |s: &str| {
@@ -171,7 +175,10 @@ impl IdentityPlatform {
                 "The provided grant type is not supported for /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
             ));
         }
-        if !matches!(grant, "authorization_code" | "refresh_token" | "client_credentials") {
+        if !matches!(
+            grant,
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
             return Err(AadError::bad(
                 "unsupported_grant_type",
                 70003,
@@ -184,7 +191,9 @@ impl IdentityPlatform {
             "authorization_code" => {
                 self.redeem_code(&mut st, &app, credential, params, want_client_info)
             }
-            "refresh_token" => self.redeem_refresh(&mut st, &app, credential, params, want_client_info),
+            "refresh_token" => {
+                self.redeem_refresh(&mut st, &app, credential, params, want_client_info)
+            }
             _ => self.client_credentials(&mut st, &app, credential, params),
         }
     }
@@ -203,7 +212,11 @@ impl IdentityPlatform {
             return Err(AadError::bad("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid. The provided authorization code is not valid."));
         };
         if !rec.client_id.eq_ignore_ascii_case(&app.client_id) {
-            return Err(AadError::bad("invalid_grant", 70000, "The provided authorization code was issued to a different client."));
+            return Err(AadError::bad(
+                "invalid_grant",
+                70000,
+                "The provided authorization code was issued to a different client.",
+            ));
         }
         if rec.redeemed {
             return Err(AadError::bad("invalid_grant", 54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token."));
@@ -211,7 +224,8 @@ impl IdentityPlatform {
         if now >= rec.expires_at {
             return Err(AadError::bad("invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource."));
         }
-        let redirect = get(params, "redirect_uri").ok_or_else(|| AadError::missing("redirect_uri"))?;
+        let redirect =
+            get(params, "redirect_uri").ok_or_else(|| AadError::missing("redirect_uri"))?;
         let same = redirect == rec.redirect_uri
             || matches!((url::Url::parse(redirect), url::Url::parse(&rec.redirect_uri)), (Ok(a), Ok(b)) if a == b);
         if !same {
@@ -237,7 +251,9 @@ impl IdentityPlatform {
             .user_by_id(&rec.user_id)
             .cloned()
             .filter(|u| u.can_sign_in)
-            .ok_or_else(|| AadError::bad("invalid_grant", 50057, "The user account is disabled."))?;
+            .ok_or_else(|| {
+                AadError::bad("invalid_grant", 50057, "The user account is disabled.")
+            })?;
         for s in parse_scopes(&rec.scopes.join(" ")) {
             if let Scope::Graph(n, _) = s {
                 if !st.is_consented(&app.client_id, &user.id, &n.to_ascii_lowercase()) {
@@ -245,7 +261,16 @@ impl IdentityPlatform {
                 }
             }
         }
-        self.user_token_response(st, app, credential, &user, &rec.scopes, &rec.scopes, rec.nonce.as_deref(), want_client_info)
+        self.user_token_response(
+            st,
+            app,
+            credential,
+            &user,
+            &rec.scopes,
+            &rec.scopes,
+            rec.nonce.as_deref(),
+            want_client_info,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -287,7 +312,9 @@ impl IdentityPlatform {
             body["ext_expires_in"] = json!(lifetime);
         }
         let offline = has("offline_access")
-            || family_scopes.iter().any(|s| s.eq_ignore_ascii_case("offline_access"));
+            || family_scopes
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("offline_access"));
         if offline {
             body["refresh_token"] =
                 json!(self.issue_refresh_token(st, &app.client_id, &user.id, family_scopes));
@@ -315,14 +342,22 @@ impl IdentityPlatform {
             return Err(AadError::bad("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid. The provided refresh token is not valid."));
         };
         if !rec.client_id.eq_ignore_ascii_case(&app.client_id) {
-            return Err(AadError::bad("invalid_grant", 700005, "Provided refresh token was issued to a different client."));
+            return Err(AadError::bad(
+                "invalid_grant",
+                700005,
+                "Provided refresh token was issued to a different client.",
+            ));
         }
         if let Some(f) = rec.fault {
             return Err(AadError::bad("invalid_grant", f.code(), format!(
                 "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for 90.00:00:00.",
                 rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.6f0Z"))));
         }
-        if st.user_revoked_before.get(&rec.user_id).is_some_and(|s| rec.seq <= *s) {
+        if st
+            .user_revoked_before
+            .get(&rec.user_id)
+            .is_some_and(|s| rec.seq <= *s)
+        {
             return Err(AadError::bad("invalid_grant", 50173, format!(
                 "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
                 rec.issued_at.format("%Y-%m-%dT%H:%M:%S%.6f0Z"), now.format("%Y-%m-%dT%H:%M:%S%.6f0Z"))));
@@ -336,7 +371,9 @@ impl IdentityPlatform {
             .user_by_id(&rec.user_id)
             .cloned()
             .filter(|u| u.can_sign_in)
-            .ok_or_else(|| AadError::bad("invalid_grant", 50057, "The user account is disabled."))?;
+            .ok_or_else(|| {
+                AadError::bad("invalid_grant", 50057, "The user account is disabled.")
+            })?;
         let requested: Vec<String> = match get(params, "scope") {
             Some(s) => s.split_whitespace().map(str::to_owned).collect(),
             None => rec.scopes.clone(),
@@ -356,15 +393,33 @@ impl IdentityPlatform {
                     if all.is_empty() {
                         return Err(consent_required(app));
                     }
-                    scopes.extend(all.into_iter().map(|c| format!("https://graph.microsoft.com/{c}")));
+                    scopes.extend(
+                        all.into_iter()
+                            .map(|c| format!("https://graph.microsoft.com/{c}")),
+                    );
                 }
                 Scope::Other(res) => {
-                    return Err(AadError::bad("invalid_resource", 500011, format!(
-                        "The resource principal named {res} was not found in the tenant named {}.", st.tenant_display_name)))
+                    return Err(AadError::bad(
+                        "invalid_resource",
+                        500011,
+                        format!(
+                        "The resource principal named {res} was not found in the tenant named {}.",
+                        st.tenant_display_name
+                    ),
+                    ))
                 }
             }
         }
-        self.user_token_response(st, app, credential, &user, &scopes, &rec.scopes, None, want_client_info)
+        self.user_token_response(
+            st,
+            app,
+            credential,
+            &user,
+            &scopes,
+            &rec.scopes,
+            None,
+            want_client_info,
+        )
     }
 
     fn client_credentials(

@@ -6,11 +6,16 @@ use sha2::Digest;
 
 pub async fn start() -> Sandbox {
     let clock = mailroom_clock::ManualClock::frozen(
-        chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").unwrap().to_utc(),
+        chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .unwrap()
+            .to_utc(),
     );
-    Sandbox::start(SandboxOptions { clock: Some(clock), ..Default::default() })
-        .await
-        .expect("sandbox starts")
+    Sandbox::start(SandboxOptions {
+        clock: Some(clock),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts")
 }
 
 pub fn http() -> reqwest::Client {
@@ -62,7 +67,11 @@ pub async fn sign_in(
 
 pub fn query_of(resp: &reqwest::Response) -> std::collections::HashMap<String, String> {
     let loc = resp.headers()["location"].to_str().unwrap();
-    url::Url::parse(loc).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(loc)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 pub async fn token(sb: &Sandbox, tenant: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
