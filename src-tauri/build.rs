@@ -7,6 +7,8 @@ const COMMANDS: &[&str] = &[
     "list_mailboxes",
     "add_mailbox",
     "remove_mailbox",
+    "sandbox_info",
+    "sandbox_send_test_email",
 ];
 
 fn main() {

@@ -8,6 +8,7 @@
 //! - One instance per user: a second launch focuses the first window.
 
 mod commands;
+mod sandbox_mode;
 mod tray;
 
 use mailroom_engine::Core;
@@ -16,16 +17,48 @@ use tauri::Manager;
 /// State shared by all commands.
 pub struct AppState {
     pub core: Core,
+    /// The in-process sandbox tenant, in sandbox mode (`--sandbox`).
+    pub sandbox: Option<mailroom_sandbox::Sandbox>,
+    /// Sandbox mode: how many test emails were sent (to vary the sender).
+    pub test_emails_sent: std::sync::atomic::AtomicUsize,
+}
+
+/// Opens the core, and in sandbox mode starts the sandbox with a fresh sandbox data directory.
+async fn open(sandbox: bool) -> Result<(Core, Option<mailroom_sandbox::Sandbox>), String> {
+    if !sandbox {
+        return Ok((Core::open_default().await.map_err(|e| e.to_string())?, None));
+    }
+    if std::env::var_os(mailroom_secrets::SERVICE_ENV).is_none() {
+        // Single-threaded start-up: nothing else reads the environment yet.
+        std::env::set_var(mailroom_secrets::SERVICE_ENV, "Mailroom Sandbox");
+    }
+    let base = mailroom_store::data_dir().map_err(|e| e.to_string())?;
+    let dir = sandbox_mode::data_dir(&base);
+    sandbox_mode::reset_data_dir(&dir).await?;
+    let core = Core::open(&dir).await.map_err(|e| e.to_string())?;
+    let sandbox = sandbox_mode::start_sandbox().await?;
+    Ok((core, Some(sandbox)))
 }
 
 /// Starts the desktop app. Blocks until the app exits.
 pub fn run() {
-    let core = tauri::async_runtime::block_on(Core::open_default()).unwrap_or_else(|e| {
+    let sandbox_mode = sandbox_mode::requested();
+    let (core, sandbox) = tauri::async_runtime::block_on(open(sandbox_mode)).unwrap_or_else(|e| {
         eprintln!("Mailroom cannot start: {e}");
         std::process::exit(1);
     });
     let log_guard = mailroom_engine::logging::init(core.data_dir(), true);
-    tracing::info!(data_dir = %core.data_dir().display(), version = env!("CARGO_PKG_VERSION"), "Mailroom starting");
+    tracing::info!(data_dir = %core.data_dir().display(), version = env!("CARGO_PKG_VERSION"), sandbox = sandbox_mode, "Mailroom starting");
+    if let Some(sandbox) = &sandbox {
+        // The summary names the sandbox's credentials: log only where it listens.
+        tracing::info!(
+            authority = %sandbox.authority_url(),
+            graph = %sandbox.graph_url(),
+            psa = %sandbox.psa_url(),
+            control = %sandbox.control_url(),
+            "sandbox tenant running"
+        );
+    }
 
     let mut builder = tauri::Builder::default();
     // One instance per user, registered first so a second launch exits before doing any work.
@@ -38,7 +71,11 @@ pub fn run() {
     let result = builder
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
-        .manage(AppState { core })
+        .manage(AppState {
+            core,
+            sandbox,
+            test_emails_sent: Default::default(),
+        })
         .setup(|app| {
             tray::install(app.handle())?;
             Ok(())
@@ -57,6 +94,8 @@ pub fn run() {
             commands::mailboxes::list_mailboxes,
             commands::mailboxes::add_mailbox,
             commands::mailboxes::remove_mailbox,
+            commands::sandbox::sandbox_info,
+            commands::sandbox::sandbox_send_test_email,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -206,6 +206,35 @@ async function refreshMailboxes() {
   }
 }
 
+async function showSandbox() {
+  let info = null;
+  try {
+    info = await backend.sandboxInfo();
+  } catch (error) {
+    toast(error.message, 'error');
+  }
+  const banner = document.getElementById('sandbox-banner');
+  banner.hidden = !info;
+  if (!info) return;
+  document.body.dataset.sandbox = 'true';
+  const rows = [
+    ['Tenant', `${info.tenant} (${info.domain})`],
+    ['Identity', info.authority_url],
+    ['Graph', info.graph_url],
+    ['HaloPSA', info.psa_url],
+    ['Control API', info.control_url],
+  ];
+  document.getElementById('sandbox-endpoints').replaceChildren(
+    ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  document.getElementById('sandbox-send-test').addEventListener('click', async () => {
+    try {
+      toast(await backend.sandboxSendTestEmail());
+    } catch (error) {
+      toast(error.message, 'error');
+    }
+  });
+}
+
 async function start() {
   document.getElementById('add-mailbox').addEventListener('click', () => { location.hash = '#/add-mailbox'; });
   window.addEventListener('hashchange', render);
@@ -218,6 +247,7 @@ async function start() {
   } catch (error) {
     toast(error.message, 'error');
   }
+  await showSandbox();
   document.body.dataset.ready = 'true';
 }
 

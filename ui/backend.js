@@ -31,3 +31,5 @@ export const appInfo = () => call('app_info');
 export const listMailboxes = () => call('list_mailboxes');
 export const addMailbox = (setup) => call('add_mailbox', { setup });
 export const removeMailbox = (id) => call('remove_mailbox', { id });
+export const sandboxInfo = () => call('sandbox_info');
+export const sandboxSendTestEmail = () => call('sandbox_send_test_email');

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod mailboxes;
+pub mod sandbox;
 
 use mailroom_engine::{CoreError, ErrorCode};
 use serde::Serialize;

@@ -104,6 +104,16 @@ impl Session {
         F: FnOnce(PathBuf) -> Fut,
         Fut: Future<Output = ()>,
     {
+        Self::start_with_args(prepare, &[]).await
+    }
+
+    /// Starts the app with command-line arguments (e.g. `--sandbox`), after `prepare` has
+    /// written into the fresh data directory.
+    pub async fn start_with_args<F, Fut>(prepare: F, args: &[&str]) -> Session
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let serial = ONE_APP_AT_A_TIME.lock().await;
         let data_dir = tempfile::tempdir().expect("temp data dir");
         prepare(data_dir.path().to_path_buf()).await;
@@ -158,7 +168,7 @@ impl Session {
         caps.insert("browserName".into(), "wry".into());
         caps.insert(
             "tauri:options".into(),
-            serde_json::json!({ "application": env!("CARGO_BIN_EXE_mailroom-app") }),
+            serde_json::json!({ "application": env!("CARGO_BIN_EXE_mailroom-app"), "args": args }),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let mut last_error = None;
