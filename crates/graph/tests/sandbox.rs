@@ -1,0 +1,793 @@
+//! End-to-end against the in-process emulator (`mailroom-sandbox`): delegated sign-in through
+//! the sandbox sign-in page and the loopback listener, refresh rotation, client credentials
+//! (secret and certificate), each diagnosed failure, and the Graph mail operations including
+//! delta, move, attachments and throttling.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailroom_graph::*;
+use mailroom_graph_sandbox::InboundMail;
+use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, Service as FaultService};
+use mailroom_trace::{Collector, Service};
+use url::Url;
+
+const SUPPORT: &str = "support@contoso.test";
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxOptions::default())
+        .await
+        .expect("sandbox starts")
+}
+
+fn cloud(sb: &Sandbox) -> Cloud {
+    Cloud::Custom {
+        authority_url: Url::parse(&sb.authority_url()).unwrap(),
+        graph_url: Url::parse(&sb.graph_url()).unwrap(),
+    }
+}
+
+fn app(sb: &Sandbox, client_id: &str, credential: ClientCredential) -> AppRegistration {
+    AppRegistration {
+        cloud: cloud(sb),
+        tenant: sb.tenant().tenant_id.clone(),
+        client_id: client_id.to_string(),
+        credential,
+    }
+}
+
+fn desktop(sb: &Sandbox) -> AppRegistration {
+    app(
+        sb,
+        &sb.tenant().desktop_app.client_id,
+        ClientCredential::Public,
+    )
+}
+
+fn web(sb: &Sandbox) -> AppRegistration {
+    let secret = sb.tenant().web_app.client_secret.clone().unwrap();
+    app(
+        sb,
+        &sb.tenant().web_app.client_id,
+        ClientCredential::Secret(Secret::new(secret)),
+    )
+}
+
+fn daemon(sb: &Sandbox) -> AppRegistration {
+    let secret = sb.tenant().daemon_app.client_secret.clone().unwrap();
+    app(
+        sb,
+        &sb.tenant().daemon_app.client_id,
+        ClientCredential::Secret(Secret::new(secret)),
+    )
+}
+
+fn identity(sb: &Sandbox) -> IdentityClient {
+    IdentityClient::new(sb.clock())
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!("{name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let end = tag[start..].find('"')? + start;
+    Some(html_unescape(&tag[start..end]))
+}
+
+/// Drives the sandbox sign-in page like a browser: GET the authorize URL, POST the form
+/// (hidden inputs + `username` + `action=accept`), follow the 302 to the loopback listener.
+/// Returns the loopback listener's status, or the page text when no form was shown.
+async fn complete_sign_in(authorize: &Url, upn: &str) -> Result<u16, String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(authorize.clone()).send().await.unwrap();
+    let status = page.status().as_u16();
+    let html = page.text().await.unwrap();
+    let Some(form_start) = html.find("<form") else {
+        return Err(format!("HTTP {status}: {html}"));
+    };
+    let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
+    let action = attr(&html[form_start..=form_tag_end], "action").unwrap();
+    let action = authorize.join(&action).unwrap();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut rest = &html[form_start..];
+    while let Some(i) = rest.find("<input") {
+        let end = rest[i..].find('>').unwrap() + i;
+        let tag = &rest[i..=end];
+        if attr(tag, "type").as_deref() == Some("hidden") {
+            fields.push((
+                attr(tag, "name").unwrap(),
+                attr(tag, "value").unwrap_or_default(),
+            ));
+        }
+        rest = &rest[end..];
+    }
+    fields.push(("username".into(), upn.into()));
+    fields.push(("action".into(), "accept".into()));
+    let resp = http.post(action).form(&fields).send().await.unwrap();
+    if resp.status().as_u16() != 302 && resp.status().as_u16() != 303 {
+        let s = resp.status().as_u16();
+        return Err(format!("HTTP {s}: {}", resp.text().await.unwrap()));
+    }
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let mut back = Url::parse(&location).unwrap();
+    assert_eq!(back.host_str(), Some("localhost"));
+    back.set_host(Some("127.0.0.1")).unwrap();
+    let landing = http.get(back).send().await.unwrap();
+    Ok(landing.status().as_u16())
+}
+
+async fn sign_in(
+    app: &AppRegistration,
+    upn: &str,
+    scopes: &[String],
+    clock: mailroom_clock::SharedClock,
+) -> Result<TokenSet, SignInError> {
+    let (url, pending) = LoopbackSignIn::start(
+        app,
+        scopes,
+        SignInOptions {
+            login_hint: Some(upn.into()),
+            clock,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let landing = complete_sign_in(&url, upn).await.expect("sign-in page");
+    assert_eq!(landing, 200);
+    pending
+        .wait(Duration::from_secs(30), CancellationToken::new())
+        .await
+}
+
+fn graph_for(sb: &Sandbox, tokens: Arc<dyn TokenProvider>, mailbox: MailboxRef) -> GraphClient {
+    GraphClient::new(Url::parse(&sb.graph_url()).unwrap(), tokens, mailbox).with_clock(sb.clock())
+}
+
+fn app_only_graph(sb: &Sandbox, mailbox: &str) -> GraphClient {
+    let tokens = Arc::new(AppOnlyTokens::new(identity(sb), daemon(sb)));
+    graph_for(sb, tokens, MailboxRef::User(mailbox.into()))
+}
+
+#[tokio::test]
+async fn public_sign_in_refresh_rotation_and_graph_me() {
+    let sb = sandbox().await;
+    let app = desktop(&sb);
+    let scopes = delegated_scopes(false, true);
+    let collector = Collector::new();
+    let tokens = mailroom_trace::with_sink(
+        collector.clone(),
+        sign_in(&app, SUPPORT, &scopes, sb.clock()),
+    )
+    .await
+    .expect("signed in");
+    // The token request was recorded, without the code or the tokens.
+    let exchanges = collector.drain();
+    let token_call = exchanges
+        .iter()
+        .find(|e| e.service == Service::Identity && e.url.ends_with("/oauth2/v2.0/token"))
+        .expect("token exchange recorded");
+    assert_eq!(token_call.status, Some(200));
+    assert!(!token_call
+        .response_body
+        .as_deref()
+        .unwrap()
+        .contains(tokens.access_token.expose()));
+
+    let account = tokens.account.clone().expect("id_token account");
+    assert_eq!(account.upn.as_deref(), Some(SUPPORT));
+    assert_eq!(
+        account.tenant.as_deref(),
+        Some(sb.tenant().tenant_id.as_str())
+    );
+    assert!(tokens.refresh_token.is_some());
+    let missing = missing_permissions(
+        &granted_permissions(&tokens),
+        &required_permissions(AccessMethod::MailboxScan {
+            shared_mailbox: false,
+            contacts: true,
+        }),
+    );
+    assert!(missing.is_empty(), "missing {missing:?}");
+
+    // Explicit refresh rotates the refresh token.
+    let first_rt = tokens.refresh_token.clone().unwrap();
+    let refreshed = identity(&sb).refresh(&app, &first_rt).await.unwrap();
+    let second_rt = refreshed.refresh_token.clone().unwrap();
+    assert_ne!(second_rt, first_rt);
+
+    // DelegatedTokens: a 401 from Graph (all access tokens expired server-side) triggers one
+    // refresh, the rotation callback, and a successful retry.
+    let rotations: Arc<Mutex<Vec<TokenSet>>> = Arc::default();
+    let seen = rotations.clone();
+    let provider = Arc::new(DelegatedTokens::new(
+        identity(&sb),
+        app.clone(),
+        refreshed,
+        move |t: &TokenSet| seen.lock().unwrap().push(t.clone()),
+    ));
+    let graph = graph_for(&sb, provider.clone(), MailboxRef::Me);
+    let me = graph.me().await.unwrap();
+    assert_eq!(me.user_principal_name.as_deref(), Some(SUPPORT));
+    assert!(rotations.lock().unwrap().is_empty());
+    sb.identity().expire_all_access_tokens();
+    let me = graph.me().await.unwrap();
+    assert_eq!(me.user_principal_name.as_deref(), Some(SUPPORT));
+    let rotated = rotations.lock().unwrap().clone();
+    assert_eq!(rotated.len(), 1);
+    let third_rt = rotated[0].refresh_token.clone().unwrap();
+    assert_ne!(third_rt, second_rt);
+    assert_eq!(provider.current().await.refresh_token, Some(third_rt));
+    assert_eq!(
+        rotated[0].account.as_ref().and_then(|a| a.upn.as_deref()),
+        Some(SUPPORT)
+    );
+
+    // Refreshing 5 minutes before expiry, driven by the clock.
+    sb.clock().advance(chrono::Duration::hours(3));
+    graph.me().await.unwrap();
+    assert_eq!(rotations.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn confidential_sign_in_and_client_type_mistakes() {
+    let sb = sandbox().await;
+    let scopes = delegated_scopes(false, false);
+    let tokens = sign_in(&web(&sb), "megan@contoso.test", &scopes, sb.clock())
+        .await
+        .expect("confidential sign-in");
+    assert_eq!(
+        tokens.account.unwrap().upn.as_deref(),
+        Some("megan@contoso.test")
+    );
+
+    // Public client sending a secret → AADSTS700025.
+    let mut public_with_secret = desktop(&sb);
+    public_with_secret.credential = web(&sb).credential;
+    let err = sign_in(&public_with_secret, SUPPORT, &scopes, sb.clock())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        diagnose_sign_in(&err).kind,
+        DiagnosisKind::PublicClientSentSecret,
+        "{err:?}"
+    );
+
+    // Confidential (Web platform) client sending nothing → AADSTS7000218.
+    let mut web_without_secret = web(&sb);
+    web_without_secret.credential = ClientCredential::Public;
+    let err = sign_in(&web_without_secret, SUPPORT, &scopes, sb.clock())
+        .await
+        .unwrap_err();
+    let diag = diagnose_sign_in(&err);
+    assert_eq!(
+        diag.kind,
+        DiagnosisKind::ConfidentialClientNoSecret,
+        "{err:?}"
+    );
+    assert!(diag.cause.contains("AADSTS7000218"));
+}
+
+#[tokio::test]
+async fn unregistered_redirect_shows_aadsts50011() {
+    let sb = sandbox().await;
+    let (url, pending) = LoopbackSignIn::start(
+        &desktop(&sb),
+        &delegated_scopes(false, false),
+        SignInOptions {
+            redirect_host: RedirectHost::Loopback,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let page = complete_sign_in(&url, SUPPORT).await.unwrap_err();
+    let error = AadError::from_text(&page).expect("AADSTS code on the page");
+    assert_eq!(error.aadsts(), Some(50011));
+    assert_eq!(
+        diagnose_aad(&error, None).kind,
+        DiagnosisKind::RedirectUriNotRegistered
+    );
+    // Nothing reaches the listener; the wait ends by cancellation.
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    assert!(matches!(
+        pending.wait(Duration::from_secs(5), cancel).await,
+        Err(SignInError::Cancelled)
+    ));
+}
+
+#[tokio::test]
+async fn revoked_and_inactive_grants_need_reauthorization() {
+    let sb = sandbox().await;
+    let app = desktop(&sb);
+    let tokens = sign_in(&app, SUPPORT, &delegated_scopes(false, false), sb.clock())
+        .await
+        .unwrap();
+    let rt = tokens.refresh_token.unwrap();
+
+    sb.identity()
+        .set_refresh_tokens_inactive(
+            Some(SUPPORT),
+            mailroom_sandbox::identity::RefreshTokenFault::Inactive,
+        )
+        .unwrap();
+    let err = identity(&sb).refresh(&app, &rt).await.unwrap_err();
+    let diag = diagnose(&err);
+    assert_eq!(diag.kind, DiagnosisKind::GrantRevoked, "{err:?}");
+    assert!(diag.cause.contains("AADSTS70008"));
+
+    let tokens = sign_in(&app, SUPPORT, &delegated_scopes(false, false), sb.clock())
+        .await
+        .unwrap();
+    sb.identity().revoke_user_sessions(SUPPORT).unwrap();
+    let err = identity(&sb)
+        .refresh(&app, tokens.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(diagnose(&err).kind, DiagnosisKind::GrantRevoked, "{err:?}");
+    assert!(
+        matches!(&err, IdentityError::Rejected { status: 400, error } if error.error == "invalid_grant")
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_with_secret_roles_and_access_policy() {
+    let sb = sandbox().await;
+    let tokens = identity(&sb)
+        .client_credentials(&daemon(&sb))
+        .await
+        .unwrap();
+    assert!(tokens.refresh_token.is_none());
+    let granted = granted_permissions(&tokens);
+    assert!(
+        missing_permissions(
+            &granted,
+            &required_permissions(AccessMethod::Webhooks { contacts: true })
+        )
+        .is_empty(),
+        "{granted:?}"
+    );
+
+    let graph = app_only_graph(&sb, SUPPORT);
+    let inbox = graph
+        .list_messages(
+            "inbox",
+            &MessageQuery {
+                top: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(inbox.len() > 5, "paging follows nextLink: {}", inbox.len());
+
+    let denied = app_only_graph(&sb, "megan@contoso.test")
+        .list_messages("inbox", &MessageQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.kind, GraphErrorKind::AccessDenied, "{denied}");
+    assert_eq!(denied.code.as_deref(), Some("ErrorAccessDenied"));
+}
+
+#[tokio::test]
+async fn client_credentials_failures_are_diagnosed() {
+    let sb = sandbox().await;
+    let id = identity(&sb);
+
+    let mut wrong = daemon(&sb);
+    wrong.credential = ClientCredential::Secret(Secret::new("not-the-secret"));
+    let err = id.client_credentials(&wrong).await.unwrap_err();
+    assert!(
+        matches!(&err, IdentityError::Rejected { status: 401, .. }),
+        "{err:?}"
+    );
+    assert_eq!(diagnose(&err).kind, DiagnosisKind::WrongSecret);
+
+    let daemon_id = sb.tenant().daemon_app.client_id.clone();
+    sb.identity().expire_app_secret(&daemon_id, None).unwrap();
+    let err = id.client_credentials(&daemon(&sb)).await.unwrap_err();
+    assert_eq!(diagnose(&err).kind, DiagnosisKind::ExpiredSecret, "{err:?}");
+
+    // A new secret works again; then consent is withdrawn.
+    sb.identity()
+        .add_app_secret(&daemon_id, "fresh-secret-value", 30)
+        .unwrap();
+    let mut fresh = daemon(&sb);
+    fresh.credential = ClientCredential::Secret(Secret::new("fresh-secret-value"));
+    id.client_credentials(&fresh).await.unwrap();
+    sb.identity().withdraw_consent(&daemon_id).unwrap();
+    match id.client_credentials(&fresh).await {
+        Err(err) => assert_eq!(
+            diagnose(&err).kind,
+            DiagnosisKind::ConsentMissing,
+            "{err:?}"
+        ),
+        Ok(tokens) => {
+            // Entra issues a token without roles; the permission check reports what is missing.
+            let missing = missing_permissions(
+                &granted_permissions(&tokens),
+                &required_permissions(AccessMethod::Webhooks { contacts: false }),
+            );
+            assert_eq!(missing, vec!["Mail.ReadWrite", "Mail.Send"]);
+        }
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_with_certificate_ps256_and_rs256() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=Mailroom Daemon",
+            "-days",
+            "30",
+        ],
+    );
+    openssl(
+        dir.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-out",
+            "d.pfx",
+            "-passout",
+            "pass:pfx-pw",
+        ],
+    );
+    let cred = CertificateCredential::from_pfx(
+        &std::fs::read(dir.path().join("d.pfx")).unwrap(),
+        "pfx-pw",
+    )
+    .unwrap();
+    let daemon_id = sb.tenant().daemon_app.client_id.clone();
+    let id = identity(&sb);
+
+    // Not registered yet → the assertion is refused.
+    let unregistered = app(
+        &sb,
+        &daemon_id,
+        ClientCredential::Certificate(Box::new(cred.clone())),
+    );
+    let err = id.client_credentials(&unregistered).await.unwrap_err();
+    assert_eq!(
+        diagnose(&err).kind,
+        DiagnosisKind::InvalidCertificate,
+        "{err:?}"
+    );
+
+    let cert_pem = std::fs::read_to_string(dir.path().join("cert.pem")).unwrap();
+    let thumb = sb
+        .identity()
+        .add_app_certificate(&daemon_id, &cert_pem)
+        .unwrap();
+    assert!(thumb.eq_ignore_ascii_case(&cred.thumbprint_sha1_hex()));
+    for algorithm in [
+        AssertionAlgorithm::Ps256X5tS256,
+        AssertionAlgorithm::Rs256X5t,
+    ] {
+        let app = app(
+            &sb,
+            &daemon_id,
+            ClientCredential::Certificate(Box::new(cred.clone().with_algorithm(algorithm))),
+        );
+        let tokens = id.client_credentials(&app).await.unwrap();
+        assert!(granted_permissions(&tokens)
+            .iter()
+            .any(|r| r == "Mail.ReadWrite"));
+        let graph = graph_for(
+            &sb,
+            Arc::new(AppOnlyTokens::new(id.clone(), app)),
+            MailboxRef::User(SUPPORT.into()),
+        );
+        let page = graph
+            .list_messages(
+                "inbox",
+                &MessageQuery {
+                    top: Some(1),
+                    max_pages: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn delta_initial_idle_delivery_and_expired_state() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT).with_delta_page_size(3);
+    let first = graph
+        .delta_round("inbox", &DeltaCursor::Initial)
+        .await
+        .unwrap();
+    assert!(first.round_complete);
+    let seeded = sb
+        .graph()
+        .messages(SUPPORT)
+        .into_iter()
+        .filter(|m| m.folder == "inbox")
+        .count();
+    assert_eq!(first.messages.len(), seeded);
+    assert!(seeded > 3, "several pages were followed");
+
+    let idle = graph.delta_round("inbox", &first.next).await.unwrap();
+    assert!(idle.messages.is_empty() && idle.removed_ids.is_empty());
+
+    sb.graph()
+        .deliver(InboundMail {
+            to: SUPPORT.into(),
+            from: "pat@fabrikam.test".into(),
+            from_name: Some("Pat Smith".into()),
+            subject: "Printer on fire".into(),
+            body_text: Some("Please help".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let after = graph.delta_round("inbox", &idle.next).await.unwrap();
+    assert_eq!(after.messages.len(), 1);
+    assert_eq!(
+        after.messages[0].subject.as_deref(),
+        Some("Printer on fire")
+    );
+
+    sb.graph().invalidate_delta_tokens();
+    let gone = graph.delta("inbox", &after.next).await.unwrap_err();
+    assert_eq!(gone.kind, GraphErrorKind::SyncStateNotFound, "{gone}");
+    assert_eq!(gone.status, Some(410));
+}
+
+#[tokio::test]
+async fn message_headers_mime_move_mark_read_and_attachments() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    let delivered = sb
+        .graph()
+        .deliver(InboundMail {
+            to: SUPPORT.into(),
+            from: "lee@fabrikam.test".into(),
+            subject: "Invoice".into(),
+            body_html: Some("<p>See <img src=\"cid:logo@x\"></p>".into()),
+            headers: vec![("X-Custom-Test".into(), "42".into())],
+            attachments: vec![
+                mailroom_graph_sandbox::InboundAttachment {
+                    name: "invoice.pdf".into(),
+                    content_type: "application/pdf".into(),
+                    content: b"%PDF-1.4 test".to_vec(),
+                    ..Default::default()
+                },
+                mailroom_graph_sandbox::InboundAttachment {
+                    name: "logo.png".into(),
+                    content_type: "image/png".into(),
+                    content: vec![0x89, b'P', b'N', b'G', 1, 2, 3],
+                    inline: true,
+                    content_id: Some("logo@x".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+    let id = delivered.id.clone();
+
+    let msg = graph
+        .message(&id, &["subject", "isRead", "internetMessageHeaders"])
+        .await
+        .unwrap();
+    assert_eq!(msg.subject.as_deref(), Some("Invoice"));
+    assert_eq!(msg.header("x-custom-test"), Some("42"));
+    let mime = String::from_utf8(graph.mime(&id).await.unwrap()).unwrap();
+    assert!(mime.contains("Subject: Invoice"));
+
+    let atts = graph.attachments(&id).await.unwrap();
+    let pdf = atts
+        .iter()
+        .find(|a| a.name.as_deref() == Some("invoice.pdf"))
+        .unwrap();
+    assert_eq!(pdf.bytes, b"%PDF-1.4 test");
+    assert!(!pdf.is_inline);
+    let png = atts
+        .iter()
+        .find(|a| a.name.as_deref() == Some("logo.png"))
+        .unwrap();
+    assert!(png.is_inline);
+    assert_eq!(
+        png.content_id
+            .as_deref()
+            .map(|c| c.trim_matches(['<', '>'])),
+        Some("logo@x")
+    );
+    assert_eq!(png.bytes, vec![0x89, b'P', b'N', b'G', 1, 2, 3]);
+
+    graph.mark_read(&id).await.unwrap();
+    let processed = graph.ensure_folder("Mailroom Processed").await.unwrap();
+    assert_eq!(
+        graph.ensure_folder("mailroom processed").await.unwrap(),
+        processed
+    );
+    let new_id = graph.move_to(&id, &processed).await.unwrap();
+    assert_ne!(new_id, id);
+    let moved = graph
+        .message(&new_id, &["isRead", "parentFolderId"])
+        .await
+        .unwrap();
+    assert_eq!(moved.is_read, Some(true));
+    assert_eq!(moved.parent_folder_id.as_deref(), Some(processed.as_str()));
+    let old = graph.message(&id, &[]).await.unwrap_err();
+    assert_eq!(old.kind, GraphErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn send_reply_contacts_and_batch() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    graph
+        .send_mail(
+            &OutgoingMessage {
+                subject: "Ticket 1 logged".into(),
+                body: ItemBody {
+                    content_type: "Text".into(),
+                    content: "We got it".into(),
+                },
+                to: vec!["pat@fabrikam.test".into()],
+                headers: vec![("x-mailroom-ticket".into(), "1".into())],
+                attachments: vec![OutgoingAttachment {
+                    name: "a.txt".into(),
+                    content_type: "text/plain".into(),
+                    bytes: b"hello".to_vec(),
+                    content_id: None,
+                }],
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let first = sb.graph().messages(SUPPORT)[0].id.clone();
+    graph.reply(&first, "Thanks, on it").await.unwrap();
+    assert_eq!(sb.graph().sent_mail(SUPPORT).len(), 2);
+
+    let contacts = graph.contacts().await.unwrap();
+    assert!(contacts
+        .iter()
+        .flat_map(|c| c.email_addresses.iter())
+        .any(|e| e
+            .address
+            .as_deref()
+            .is_some_and(|a| a.ends_with("@fabrikam.test"))));
+
+    let responses = graph
+        .batch(&[
+            BatchRequest {
+                id: "1".into(),
+                method: "GET".into(),
+                url: format!(
+                    "/users/{SUPPORT}/mailFolders/inbox/messages?$top=2&$select=id,subject"
+                ),
+                headers: Default::default(),
+                body: None,
+                depends_on: vec![],
+            },
+            BatchRequest {
+                id: "2".into(),
+                method: "PATCH".into(),
+                url: format!("/users/{SUPPORT}/messages/{first}"),
+                headers: serde_json::from_value(
+                    serde_json::json!({"Content-Type": "application/json"}),
+                )
+                .unwrap(),
+                body: Some(serde_json::json!({"isRead": true})),
+                depends_on: vec![],
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        responses.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+    assert!(responses.iter().all(|r| r.status == 200), "{responses:?}");
+}
+
+#[tokio::test]
+async fn throttling_retry_after_is_honoured() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    graph.contacts().await.unwrap(); // token fetched outside the measured exchanges
+    sb.faults()
+        .add(
+            FaultRule::fail_next(
+                FaultService::Graph,
+                "/v1.0/users/*/mailFolders/*/messages",
+                2,
+                429,
+            )
+            .with_retry_after(0.2),
+        )
+        .unwrap();
+    let collector = Collector::new();
+    let messages = mailroom_trace::with_sink(
+        collector.clone(),
+        graph.list_messages(
+            "inbox",
+            &MessageQuery {
+                top: Some(50),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(!messages.is_empty());
+    let statuses: Vec<Option<u16>> = collector
+        .drain()
+        .iter()
+        .filter(|e| e.service == Service::Graph)
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(statuses, [Some(429), Some(429), Some(200)]);
+
+    // 503 without Retry-After: exponential backoff, then success; attempts are bounded.
+    let bounded = graph.clone().with_throttle_config(ThrottleConfig {
+        max_attempts: 2,
+        base_backoff: Duration::from_millis(10),
+        ..Default::default()
+    });
+    sb.faults()
+        .add(FaultRule::fail_next(
+            FaultService::Graph,
+            "/v1.0/users/*/mailFolders/*/messages",
+            5,
+            503,
+        ))
+        .unwrap();
+    let err = bounded
+        .list_messages("inbox", &MessageQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, GraphErrorKind::Server);
+    assert_eq!(err.status, Some(503));
+}
