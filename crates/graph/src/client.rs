@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::http::{build_client, execute, RawResponse};
+use crate::http::{build_client, build_client_with_roots, execute, RawResponse};
 use crate::identity::IdentityError;
 use crate::models::*;
 use crate::secret::Secret;
@@ -267,6 +267,13 @@ impl GraphClient {
         self.throttle = Arc::new(MailboxThrottle::new(config, clock.clone()));
         self.clock = clock;
         self
+    }
+
+    /// Additionally trusts these PEM CA certificates (a private CA, or the sandbox with TLS).
+    pub fn with_root_certificates(mut self, pems: &[String]) -> Result<Self, GraphError> {
+        self.http = build_client_with_roots(pems)
+            .map_err(|e| GraphError::new(GraphErrorKind::Transport, e))?;
+        Ok(self)
     }
 
     /// Uses a fresh throttle with `config`.

@@ -29,12 +29,22 @@ pub(crate) struct RawResponse {
 
 /// Builds the shared reqwest client: no redirects (SSRF guard, reference §1.12).
 pub(crate) fn build_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    build_client_with_roots(&[]).expect("reqwest client")
+}
+
+/// Like [`build_client`], additionally trusting the given PEM CA certificates (e.g. the
+/// sandbox's local CA when it serves HTTPS).
+pub(crate) fn build_client_with_roots(pems: &[String]) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .expect("reqwest client")
+        .timeout(std::time::Duration::from_secs(120));
+    for pem in pems {
+        let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| format!("invalid CA certificate: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cert::CertificateError;
 use crate::cloud::{AppRegistration, ClientCredential};
-use crate::http::{build_client, TracedOAuthHttp};
+use crate::http::{build_client, build_client_with_roots, TracedOAuthHttp};
 use crate::secret::Secret;
 
 /// `client_assertion_type` for certificate credentials.
@@ -281,6 +281,12 @@ impl IdentityClient {
             http: build_client(),
             clock,
         }
+    }
+
+    /// Additionally trusts these PEM CA certificates (a private CA, or the sandbox with TLS).
+    pub fn with_root_certificates(mut self, pems: &[String]) -> Result<Self, IdentityError> {
+        self.http = build_client_with_roots(pems).map_err(IdentityError::Configuration)?;
+        Ok(self)
     }
 
     /// The clock in use.

@@ -42,6 +42,8 @@ pub struct SignInOptions {
     pub redirect_host: RedirectHost,
     /// Clock for token expiry times.
     pub clock: SharedClock,
+    /// Extra PEM CA certificates to trust for the token request (private CA / sandbox TLS).
+    pub root_certificates: Vec<String>,
 }
 
 impl Default for SignInOptions {
@@ -51,6 +53,7 @@ impl Default for SignInOptions {
             login_hint: None,
             redirect_host: RedirectHost::Localhost,
             clock: mailroom_clock::system(),
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -241,7 +244,8 @@ impl LoopbackSignIn {
                 verifier,
                 rx,
                 shutdown,
-                identity: IdentityClient::new(options.clock),
+                identity: IdentityClient::new(options.clock)
+                    .with_root_certificates(&options.root_certificates)?,
             },
         ))
     }

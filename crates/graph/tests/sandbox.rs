@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mailroom_clock::Clock as _;
 use mailroom_graph::*;
 use mailroom_graph_sandbox::InboundMail;
 use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, Service as FaultService};
@@ -605,7 +606,6 @@ async fn message_headers_mime_move_mark_read_and_attachments() {
                     content: vec![0x89, b'P', b'N', b'G', 1, 2, 3],
                     inline: true,
                     content_id: Some("logo@x".into()),
-                    ..Default::default()
                 },
             ],
             ..Default::default()
@@ -790,4 +790,137 @@ async fn throttling_retry_after_is_honoured() {
         .unwrap_err();
     assert_eq!(err.kind, GraphErrorKind::Server);
     assert_eq!(err.status, Some(503));
+}
+
+/// A notification endpoint that answers Graph's validation handshake (echoes the token).
+async fn validation_endpoint() -> String {
+    use axum::extract::Query;
+    async fn echo(
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> (
+        axum::http::StatusCode,
+        [(&'static str, &'static str); 1],
+        String,
+    ) {
+        match q.get("validationToken") {
+            Some(t) => (
+                axum::http::StatusCode::OK,
+                [("content-type", "text/plain")],
+                t.clone(),
+            ),
+            None => (
+                axum::http::StatusCode::ACCEPTED,
+                [("content-type", "text/plain")],
+                String::new(),
+            ),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(echo);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://127.0.0.1:{port}/graph/notify?tenant=contoso")
+}
+
+#[tokio::test]
+async fn subscriptions_are_clamped_renewed_reauthorized_and_deleted() {
+    let sb = sandbox().await;
+    let mut opts = sb.graph().publisher_options();
+    opts.max_expiration_minutes = 100;
+    sb.graph().set_publisher_options(opts);
+    let graph = app_only_graph(&sb, SUPPORT);
+    let notify = validation_endpoint().await;
+    let lifecycle = notify.replace("/notify", "/lifecycle");
+    let client_state = Secret::new("client-state-1234567890");
+    let now = sb.clock().now();
+
+    // Asks for the configured default (4,230 min), gets ExtensionError "… 100 minutes …",
+    // and retries at the cap.
+    let sub = graph
+        .create_subscription(
+            &graph.inbox_resource(),
+            &notify,
+            Some(&lifecycle),
+            &client_state,
+            now + chrono::Duration::days(7),
+        )
+        .await
+        .unwrap();
+    let expires = sub.expiration_date_time.unwrap();
+    assert!(expires <= now + chrono::Duration::minutes(100) + chrono::Duration::seconds(5));
+    assert!(expires >= now + chrono::Duration::minutes(90));
+    assert_eq!(graph.list_subscriptions().await.unwrap().len(), 1);
+
+    let renewed = graph
+        .renew_subscription(&sub.id, sb.clock().now() + chrono::Duration::days(3))
+        .await
+        .unwrap();
+    assert!(renewed.expiration_date_time.unwrap() >= expires);
+    graph.reauthorize_subscription(&sub.id).await.unwrap();
+    graph.delete_subscription(&sub.id).await.unwrap();
+    assert!(graph.list_subscriptions().await.unwrap().is_empty());
+    let gone = graph.delete_subscription(&sub.id).await.unwrap_err();
+    assert_eq!(gone.kind, GraphErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn withdrawn_delegated_consent_is_diagnosed_on_refresh() {
+    let sb = sandbox().await;
+    let app = desktop(&sb);
+    let tokens = sign_in(&app, SUPPORT, &delegated_scopes(false, false), sb.clock())
+        .await
+        .unwrap();
+    sb.identity().withdraw_consent(&app.client_id).unwrap();
+    let err = identity(&sb)
+        .refresh(&app, tokens.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    let diag = diagnose(&err);
+    assert_eq!(diag.kind, DiagnosisKind::ConsentMissing, "{err:?}");
+    assert!(!diag.fix.is_empty());
+}
+
+#[tokio::test]
+async fn works_against_the_sandbox_over_https() {
+    let sb = Sandbox::start(SandboxOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ca = sb.ca_certificate_pem().expect("CA with tls: true");
+    assert!(sb.authority_url().starts_with("https://"));
+    // Without the CA the token endpoint is not trusted.
+    let err = identity(&sb)
+        .client_credentials(&daemon(&sb))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IdentityError::Transport(_)), "{err:?}");
+
+    let id = identity(&sb)
+        .with_root_certificates(std::slice::from_ref(&ca))
+        .unwrap();
+    let graph = graph_for(
+        &sb,
+        Arc::new(AppOnlyTokens::new(id, daemon(&sb))),
+        MailboxRef::User(SUPPORT.into()),
+    )
+    .with_root_certificates(&[ca])
+    .unwrap();
+    let page = graph
+        .list_messages(
+            "inbox",
+            &MessageQuery {
+                top: Some(2),
+                max_pages: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
 }
