@@ -112,7 +112,7 @@ pub struct PendingSignIn {
     app: AppRegistration,
     scopes: Vec<String>,
     redirect_uri: String,
-    verifier: PkceCodeVerifier,
+    verifier: Option<PkceCodeVerifier>,
     rx: mpsc::UnboundedReceiver<Callback>,
     shutdown: CancellationToken,
     identity: IdentityClient,
@@ -241,13 +241,20 @@ impl LoopbackSignIn {
                 app: app.clone(),
                 scopes: scopes.to_vec(),
                 redirect_uri,
-                verifier,
+                verifier: Some(verifier),
                 rx,
                 shutdown,
                 identity: IdentityClient::new(options.clock)
                     .with_root_certificates(&options.root_certificates)?,
             },
         ))
+    }
+}
+
+impl Drop for PendingSignIn {
+    /// Stops the listener when the sign-in is abandoned without [`PendingSignIn::wait`].
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -277,16 +284,16 @@ impl PendingSignIn {
         // Give the browser's page a moment to be flushed before shutting down gracefully.
         self.shutdown.cancel();
         match outcome {
-            Some(Callback::Code(code)) => Ok(self
-                .identity
-                .redeem_code(
-                    &self.app,
-                    &code,
-                    self.verifier,
-                    &self.redirect_uri,
-                    &self.scopes,
-                )
-                .await?),
+            Some(Callback::Code(code)) => {
+                let verifier = self
+                    .verifier
+                    .take()
+                    .ok_or_else(|| SignInError::Listener("the sign-in was already used".into()))?;
+                Ok(self
+                    .identity
+                    .redeem_code(&self.app, &code, verifier, &self.redirect_uri, &self.scopes)
+                    .await?)
+            }
             Some(Callback::Error(e)) => Err(SignInError::Denied(e)),
             None => Err(SignInError::Listener("the listener stopped".into())),
         }

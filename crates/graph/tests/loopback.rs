@@ -143,3 +143,27 @@ async fn timeout_and_cancel_stop_the_listener() {
         other => panic!("expected Cancelled, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn dropping_a_pending_sign_in_closes_the_listener() {
+    let (_, pending) =
+        LoopbackSignIn::start(&app(), &["User.Read".to_string()], SignInOptions::default())
+            .await
+            .unwrap();
+    let target = local(pending.redirect_uri(), "/favicon.ico");
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&target).send().await.unwrap().status(), 404);
+    drop(pending);
+    // Graceful shutdown finishes once the idle keep-alive connection is gone; a fresh client
+    // then finds nothing listening (bounded wait, no timing assertion).
+    let mut refused = false;
+    for _ in 0..200 {
+        let fresh = reqwest::Client::new();
+        if fresh.get(&target).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "listener still answering after drop");
+}

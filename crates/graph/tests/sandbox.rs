@@ -924,3 +924,44 @@ async fn works_against_the_sandbox_over_https() {
         .unwrap();
     assert_eq!(page.len(), 2);
 }
+
+#[tokio::test]
+async fn at_most_four_requests_per_mailbox_are_in_flight() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    graph.contacts().await.unwrap(); // token cached before the burst
+    let daemon_id = sb.tenant().daemon_app.client_id.clone();
+    sb.graph().hold_requests(true);
+    let collector = Collector::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let g = graph.clone();
+        let c = collector.clone();
+        tasks.spawn(mailroom_trace::with_sink(c, async move {
+            g.list_messages(
+                "inbox",
+                &MessageQuery {
+                    top: Some(1),
+                    max_pages: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+        }));
+    }
+    // Wait (bounded) until the client has filled its four slots.
+    for _ in 0..500 {
+        if sb.graph().in_flight(&daemon_id, SUPPORT) >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sb.graph().in_flight(&daemon_id, SUPPORT), 4);
+    sb.graph().hold_requests(false);
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.unwrap().unwrap().len(), 1);
+    }
+    // No request was ever over the MailboxConcurrency limit (it would have been a 429).
+    let statuses: Vec<Option<u16>> = collector.drain().iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![Some(200); 8]);
+}
