@@ -221,6 +221,36 @@ impl ConnectError {
     }
 }
 
+/// Diagnoses an error text an admin saw (the Microsoft sign-in page, a log line, a CLI
+/// message) by the AADSTS code it contains.
+pub fn diagnose_text(text: &str) -> Option<DiagnosisReport> {
+    let error = mailroom_graph::AadError::from_text(text)?;
+    Some(DiagnosisReport::from_diagnosis(
+        &mailroom_graph::diagnose_aad(&error, None),
+    ))
+}
+
+/// Graph refused access and the token lacks needed permissions: consent is missing.
+fn consent_missing(missing: &[String], method: MailboxMethod) -> ConnectError {
+    let kind = match method {
+        MailboxMethod::Scan => "delegated",
+        MailboxMethod::Webhook => "application",
+    };
+    ConnectError::Graph {
+        diagnosis: DiagnosisReport {
+            code: snake(DiagnosisKind::ConsentMissing),
+            cause: format!(
+                "the access token does not grant {} ({kind} permissions): admin consent is missing or was withdrawn",
+                missing.join(", ")
+            ),
+            fix: format!(
+                "In Entra, App registrations > API permissions: add {} as {kind} permissions of Microsoft Graph and click 'Grant admin consent'.",
+                missing.join(", ")
+            ),
+        },
+    }
+}
+
 impl CoreError {
     /// The diagnosis behind a connection failure, if any.
     pub fn diagnosis(&self) -> Option<&DiagnosisReport> {
@@ -782,7 +812,7 @@ impl Core {
         let target = mailbox_ref(&mailbox);
         let graph = GraphClient::new(app.cloud.graph_url(), tokens.provider(), target.clone());
         let address = mailbox.mailbox_address.clone().unwrap_or_default();
-        graph
+        let probe = graph
             .list_messages(
                 "inbox",
                 &MessageQuery {
@@ -792,11 +822,16 @@ impl Core {
                     ..Default::default()
                 },
             )
-            .await
-            .map_err(|e| CoreError::from(ConnectError::graph(&e, &address)))?;
+            .await;
         let set = tokens.current().await;
         let granted = set.as_ref().map(granted_permissions).unwrap_or_default();
         let missing = missing_permissions(&granted, &required_permissions(access_method(&mailbox)));
+        if let Err(e) = probe {
+            if e.kind == GraphErrorKind::AccessDenied && !missing.is_empty() && set.is_some() {
+                return Err(consent_missing(&missing, mailbox.method).into());
+            }
+            return Err(ConnectError::graph(&e, &address).into());
+        }
         self.store()
             .set_mailbox_connection(&mailbox.id, Some(&address))
             .await?;

@@ -1,0 +1,670 @@
+//! Connecting mailboxes through the core against the in-process sandbox, with the real keyring
+//! (run under `dbus-run-session` with an unlocked gnome-keyring, see the README): delegated
+//! sign-in as public and confidential client, app-only with a secret and with certificates
+//! (rcgen + p12-keystore, `openssl pkcs12 -export`), Test connection, Disconnect, and each
+//! diagnosed failure with its specific code and message. The last step of each flow checks that
+//! no token, secret or private key reached the SQLite files or the log files.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mailroom_engine::connect::{credential_warning, PfxImport};
+use mailroom_engine::mailboxes::MailboxSetup;
+use mailroom_engine::{Core, CoreError, ErrorCode};
+use mailroom_sandbox::{Sandbox, SandboxOptions};
+use mailroom_secrets::{SecretKey, SecretKind, SecretValue, Secrets};
+use url::Url;
+
+const SUPPORT: &str = "support@contoso.test";
+
+fn init_keyring() {
+    std::env::set_var(
+        mailroom_secrets::SERVICE_ENV,
+        format!("mailroom-connect-test-{}", std::process::id()),
+    );
+}
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxOptions::default())
+        .await
+        .expect("sandbox starts")
+}
+
+async fn core() -> (tempfile::TempDir, Core) {
+    init_keyring();
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::open(dir.path()).await.unwrap();
+    (dir, core)
+}
+
+fn setup(
+    sb: &Sandbox,
+    name: &str,
+    method: &str,
+    client_id: &str,
+    secret: Option<&str>,
+) -> MailboxSetup {
+    let kind = if secret.is_some() { "secret" } else { "public" };
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "method": method,
+        "cloud": "custom",
+        "authority_url": sb.authority_url(),
+        "graph_url": sb.graph_url(),
+        "tenant_id": sb.tenant().tenant_id,
+        "client_id": client_id,
+        "credential_kind": kind,
+        "client_secret": secret,
+        "mailbox_address": if method == "webhook" { Some(SUPPORT) } else { None },
+    }))
+    .unwrap()
+}
+
+fn cert_setup(sb: &Sandbox, name: &str) -> MailboxSetup {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "method": "webhook",
+        "cloud": "custom",
+        "authority_url": sb.authority_url(),
+        "graph_url": sb.graph_url(),
+        "tenant_id": sb.tenant().tenant_id,
+        "client_id": sb.tenant().daemon_app.client_id,
+        "credential_kind": "certificate",
+        "mailbox_address": SUPPORT,
+    }))
+    .unwrap()
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!("{name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let end = tag[start..].find('"')? + start;
+    Some(html_unescape(&tag[start..end]))
+}
+
+/// The test's browser: GET the authorize URL, POST the sign-in form (hidden inputs +
+/// `username` + `action=accept`), follow the redirect to the loopback listener. Returns the
+/// listener's page, or `Err(page text)` when the sign-in page showed an error instead.
+async fn browser_sign_in(authorize: &Url, upn: &str) -> Result<String, String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(authorize.clone()).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let Some(form_start) = html.find("<form") else {
+        return Err(html);
+    };
+    let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
+    let action = attr(&html[form_start..=form_tag_end], "action").unwrap();
+    let action = authorize.join(&action).unwrap();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut rest = &html[form_start..];
+    while let Some(i) = rest.find("<input") {
+        let end = rest[i..].find('>').unwrap() + i;
+        let tag = &rest[i..=end];
+        if attr(tag, "type").as_deref() == Some("hidden") {
+            fields.push((
+                attr(tag, "name").unwrap(),
+                attr(tag, "value").unwrap_or_default(),
+            ));
+        }
+        rest = &rest[end..];
+    }
+    fields.push(("username".into(), upn.into()));
+    fields.push(("action".into(), "accept".into()));
+    let resp = http.post(action).form(&fields).send().await.unwrap();
+    if !resp.status().is_redirection() {
+        return Err(resp.text().await.unwrap());
+    }
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let mut back = Url::parse(&location).unwrap();
+    assert_eq!(
+        back.host_str(),
+        Some("localhost"),
+        "redirect URI is http://localhost:<port>"
+    );
+    back.set_host(Some("127.0.0.1")).unwrap();
+    Ok(http.get(back).send().await.unwrap().text().await.unwrap())
+}
+
+fn keyring(owner: &str, kind: SecretKind) -> Option<SecretValue> {
+    Secrets::from_env()
+        .get(&SecretKey::new(owner, kind))
+        .unwrap()
+}
+
+fn code_and_diagnosis(err: &CoreError) -> (ErrorCode, String, String) {
+    let d = err
+        .diagnosis()
+        .unwrap_or_else(|| panic!("diagnosis expected: {err:?}"));
+    (err.code(), d.code.clone(), err.to_string())
+}
+
+/// No file of the data dir (SQLite, WAL, logs) contains any of `needles`.
+fn assert_not_on_disk(dir: &Path, needles: &[String]) {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    assert!(!files.is_empty());
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in needles.iter().filter(|n| n.len() >= 8) {
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(!found, "a credential was found in {}", file.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn public_client_authorize_test_rotate_and_disconnect() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let mailbox = core
+        .add_mailbox(setup(
+            &sb,
+            "Support scan",
+            "scan",
+            &sb.tenant().desktop_app.client_id,
+            None,
+        ))
+        .await
+        .unwrap();
+    let not_yet = core.graph_client_for(&mailbox).await.unwrap_err();
+    assert_eq!(not_yet.code(), ErrorCode::NotConnected, "{not_yet}");
+
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    assert!(auth.redirect_uri().starts_with("http://localhost:"));
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(query["scope"].contains("offline_access"));
+    let landing = browser_sign_in(&url, SUPPORT).await.expect("sign-in page");
+    assert!(!landing.is_empty());
+    let connection = core
+        .finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(connection.account, SUPPORT);
+    assert!(connection.missing.is_empty(), "{:?}", connection.missing);
+    let stored = core.store().mailbox(&mailbox.id).await.unwrap();
+    assert_eq!(stored.connected_account.as_deref(), Some(SUPPORT));
+    let first_rt =
+        keyring(&mailbox.id, SecretKind::RefreshToken).expect("refresh token in keyring");
+
+    // Test connection refreshes (rotating the refresh token, persisted) and lists the inbox.
+    let test = core.test_connection(&mailbox.id).await.unwrap();
+    assert!(test.ok, "{test:?}");
+    assert_eq!(test.mailbox, "me");
+    assert!(!test.messages.is_empty());
+    assert!(test.granted.iter().any(|g| g == "Mail.ReadWrite"));
+    assert!(test
+        .probes
+        .iter()
+        .any(|p| p.permission == "User.Read" && p.outcome == "ok"));
+    let second_rt = keyring(&mailbox.id, SecretKind::RefreshToken).unwrap();
+    assert_ne!(
+        first_rt, second_rt,
+        "the rotated refresh token was persisted"
+    );
+
+    // The pipeline's client works from the stored token.
+    let graph = core.graph_client_for(&stored).await.unwrap();
+    assert_eq!(
+        graph.me().await.unwrap().user_principal_name.as_deref(),
+        Some(SUPPORT)
+    );
+    let current_rt = keyring(&mailbox.id, SecretKind::RefreshToken).unwrap();
+
+    let after = core.disconnect_mailbox(&mailbox.id).await.unwrap();
+    assert_eq!(after.connected_account, None);
+    assert_eq!(keyring(&mailbox.id, SecretKind::RefreshToken), None);
+    assert_eq!(
+        core.test_connection(&mailbox.id).await.unwrap_err().code(),
+        ErrorCode::NotConnected
+    );
+
+    core.store().close().await;
+    assert_not_on_disk(
+        dir.path(),
+        &[
+            first_rt.expose().to_string(),
+            second_rt.expose().to_string(),
+            current_rt.expose().to_string(),
+        ],
+    );
+    core.remove_mailbox(&mailbox.id).await.ok();
+}
+
+#[tokio::test]
+async fn confidential_client_with_secret_signs_in_and_mismatches_are_diagnosed() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let web_id = sb.tenant().web_app.client_id.clone();
+    let web_secret = sb.tenant().web_app.client_secret.clone().unwrap();
+    let desktop_id = sb.tenant().desktop_app.client_id.clone();
+
+    let web = core
+        .add_mailbox(setup(&sb, "Web scan", "scan", &web_id, Some(&web_secret)))
+        .await
+        .unwrap();
+    let (url, auth) = core.start_authorization(&web.id).await.unwrap();
+    browser_sign_in(&url, "megan@contoso.test").await.unwrap();
+    let connection = core
+        .finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(connection.account, "megan@contoso.test");
+
+    // Public client (Mobile and desktop) configured with a secret → AADSTS700025.
+    let public_with_secret = core
+        .add_mailbox(setup(
+            &sb,
+            "Public+secret",
+            "scan",
+            &desktop_id,
+            Some("some-secret-value"),
+        ))
+        .await
+        .unwrap();
+    let (url, auth) = core
+        .start_authorization(&public_with_secret.id)
+        .await
+        .unwrap();
+    browser_sign_in(&url, SUPPORT).await.unwrap();
+    let err = core
+        .finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    let (code, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(code, ErrorCode::AuthFailed);
+    assert_eq!(diag, "public_client_sent_secret");
+    assert!(message.contains("AADSTS700025"), "{message}");
+    assert!(message.contains("Remove the client secret"), "{message}");
+
+    // Confidential (Web) client without a secret → AADSTS7000218.
+    let web_without = core
+        .add_mailbox(setup(&sb, "Web no secret", "scan", &web_id, None))
+        .await
+        .unwrap();
+    let (url, auth) = core.start_authorization(&web_without.id).await.unwrap();
+    browser_sign_in(&url, SUPPORT).await.unwrap();
+    let err = core
+        .finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    let (code, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(code, ErrorCode::AuthFailed);
+    assert_eq!(diag, "confidential_client_no_secret");
+    assert!(message.contains("AADSTS7000218"), "{message}");
+
+    let unconnected = core.store().mailbox(&web_without.id).await.unwrap();
+    assert_eq!(unconnected.connected_account, None);
+    assert_eq!(keyring(&web_without.id, SecretKind::RefreshToken), None);
+
+    core.store().close().await;
+    assert_not_on_disk(
+        dir.path(),
+        &[web_secret.clone(), "some-secret-value".into()],
+    );
+    for id in [web.id, public_with_secret.id, web_without.id] {
+        core.remove_mailbox(&id).await.ok();
+    }
+}
+
+#[tokio::test]
+async fn unregistered_redirect_uri_and_cancel() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    // The daemon registration has no redirect URI at all.
+    let daemon_secret = sb.tenant().daemon_app.client_secret.clone().unwrap();
+    let mailbox = core
+        .add_mailbox(setup(
+            &sb,
+            "No redirect",
+            "scan",
+            &sb.tenant().daemon_app.client_id,
+            Some(&daemon_secret),
+        ))
+        .await
+        .unwrap();
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    let page = browser_sign_in(&url, SUPPORT).await.unwrap_err();
+    let diagnosis =
+        mailroom_engine::connect::diagnose_text(&page).expect("AADSTS code on the page");
+    assert_eq!(diagnosis.code, "redirect_uri_not_registered");
+    assert!(diagnosis.fix.contains("http://localhost"));
+    // The browser never comes back; the app's wait ends with a diagnosis naming AADSTS50011.
+    let err = core
+        .finish_authorization(auth, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SignInTimedOut);
+    assert!(err.to_string().contains("AADSTS50011"), "{err}");
+
+    // Cancel ends a pending sign-in.
+    let (_url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    auth.canceller().cancel();
+    let err = core
+        .finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SignInCancelled);
+    core.remove_mailbox(&mailbox.id).await.ok();
+}
+
+#[tokio::test]
+async fn revoked_grant_and_withdrawn_consent_need_reauthorization() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    let desktop_id = sb.tenant().desktop_app.client_id.clone();
+    let mailbox = core
+        .add_mailbox(setup(&sb, "Revoked", "scan", &desktop_id, None))
+        .await
+        .unwrap();
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    browser_sign_in(&url, SUPPORT).await.unwrap();
+    core.finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    sb.identity().revoke_user_sessions(SUPPORT).unwrap();
+    let err = core.test_connection(&mailbox.id).await.unwrap_err();
+    let (code, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(code, ErrorCode::AuthFailed);
+    assert_eq!(diag, "grant_revoked");
+    assert!(message.contains("Authorize"), "{message}");
+
+    // Re-authorize, then an admin withdraws consent.
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    browser_sign_in(&url, SUPPORT).await.unwrap();
+    core.finish_authorization(auth, Duration::from_secs(60))
+        .await
+        .unwrap();
+    sb.identity().withdraw_consent(&desktop_id).unwrap();
+    let err = core.test_connection(&mailbox.id).await.unwrap_err();
+    let (_, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(diag, "consent_missing", "{message}");
+    assert!(message.contains("AADSTS65001"), "{message}");
+    core.remove_mailbox(&mailbox.id).await.ok();
+}
+
+#[tokio::test]
+async fn app_only_secret_connect_and_secret_failures() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let daemon_id = sb.tenant().daemon_app.client_id.clone();
+    let secret = sb.tenant().daemon_app.client_secret.clone().unwrap();
+
+    let mut good_setup = setup(&sb, "Webhooks", "webhook", &daemon_id, Some(&secret));
+    good_setup.client_secret = Some(SecretValue::new(secret.clone()));
+    let soon = chrono::Utc::now() + chrono::Duration::days(10);
+    let mailbox = core
+        .add_mailbox_with_credentials(good_setup, Some(soon), None)
+        .await
+        .unwrap();
+    let warning = credential_warning(&mailbox, chrono::Utc::now()).expect("expiry warning");
+    assert_eq!(warning.code, "secret_expiring");
+    assert!(warning.message.contains("days left"));
+
+    let connection = core.connect_app_only(&mailbox.id).await.unwrap();
+    assert_eq!(connection.account, SUPPORT);
+    assert!(connection.missing.is_empty(), "{:?}", connection.missing);
+    let test = core.test_connection(&mailbox.id).await.unwrap();
+    assert!(test.ok, "{test:?}");
+    assert_eq!(test.mailbox, format!("users/{SUPPORT}"));
+    assert!(!test.messages.is_empty());
+    assert!(test.granted.iter().any(|r| r == "Mail.Send"));
+    assert_eq!(
+        test.warning.as_ref().map(|w| w.code.as_str()),
+        Some("secret_expiring")
+    );
+
+    // Wrong secret → AADSTS7000215.
+    let wrong = core
+        .add_mailbox(setup(
+            &sb,
+            "Wrong secret",
+            "webhook",
+            &daemon_id,
+            Some("not-the-secret-value"),
+        ))
+        .await
+        .unwrap();
+    let err = core.connect_app_only(&wrong.id).await.unwrap_err();
+    let (code, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(code, ErrorCode::AuthFailed);
+    assert_eq!(diag, "wrong_secret");
+    assert!(message.contains("VALUE"), "{message}");
+
+    // Expired secret → AADSTS7000222.
+    sb.identity().expire_app_secret(&daemon_id, None).unwrap();
+    let err = core.connect_app_only(&mailbox.id).await.unwrap_err();
+    let (_, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(diag, "expired_secret", "{message}");
+    assert!(message.contains("AADSTS7000222"), "{message}");
+
+    // A fresh secret works; then consent is withdrawn → the token carries no roles.
+    sb.identity()
+        .add_app_secret(&daemon_id, "fresh-secret-value-123", 30)
+        .unwrap();
+    let fresh = core
+        .add_mailbox(setup(
+            &sb,
+            "Fresh",
+            "webhook",
+            &daemon_id,
+            Some("fresh-secret-value-123"),
+        ))
+        .await
+        .unwrap();
+    core.connect_app_only(&fresh.id).await.unwrap();
+    sb.identity().withdraw_consent(&daemon_id).unwrap();
+    let err = core.connect_app_only(&fresh.id).await.unwrap_err();
+    let (_, diag, message) = code_and_diagnosis(&err);
+    assert_eq!(diag, "consent_missing", "{message}");
+    assert!(message.contains("Mail.ReadWrite"), "{message}");
+
+    core.store().close().await;
+    assert_not_on_disk(
+        dir.path(),
+        &[
+            secret,
+            "not-the-secret-value".into(),
+            "fresh-secret-value-123".into(),
+        ],
+    );
+    for id in [mailbox.id, wrong.id, fresh.id] {
+        core.remove_mailbox(&id).await.ok();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PFX built in-process: rcgen certificate, p12-keystore writer. Returns (pfx, cert PEM, key PEM).
+fn rcgen_pfx(dir: &Path, password: &str) -> (Vec<u8>, String, String) {
+    openssl(dir, &["genrsa", "-out", "rc.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "rc.key", "-out", "rc.p8",
+        ],
+    );
+    let key_pem = std::fs::read_to_string(dir.join("rc.p8")).unwrap();
+    let key_pair =
+        rcgen::KeyPair::from_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["mailroom.test".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Mailroom rcgen daemon");
+    let cert = params.self_signed(&key_pair).unwrap();
+    let chain = p12_keystore::PrivateKeyChain::new(
+        vec![7u8, 7, 7, 7],
+        p12_keystore::PrivateKey::from_der(&key_pair.serialize_der()).unwrap(),
+        [p12_keystore::Certificate::from_der(cert.der()).unwrap()],
+    );
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        "mailroom",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(chain),
+    );
+    (store.writer(password).write().unwrap(), cert.pem(), key_pem)
+}
+
+/// A PFX from `openssl pkcs12 -export` (`legacy` adds `-legacy`: 3DES/RC2). Returns (pfx, cert PEM, key PEM).
+fn openssl_pfx(dir: &Path, password: &str, legacy: bool) -> (Vec<u8>, String, String) {
+    let tag = if legacy { "legacy" } else { "modern" };
+    let key = format!("{tag}.key");
+    let crt = format!("{tag}.crt");
+    let pfx = format!("{tag}.pfx");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-subj",
+            "/CN=Mailroom openssl daemon",
+            "-days",
+            "20",
+        ],
+    );
+    let pass = format!("pass:{password}");
+    let mut args = vec![
+        "pkcs12", "-export", "-in", &crt, "-inkey", &key, "-out", &pfx, "-passout", &pass,
+    ];
+    if legacy {
+        args.push("-legacy");
+    }
+    openssl(dir, &args);
+    (
+        std::fs::read(dir.join(&pfx)).unwrap(),
+        std::fs::read_to_string(dir.join(&crt)).unwrap(),
+        std::fs::read_to_string(dir.join(&key)).unwrap(),
+    )
+}
+
+fn key_body(pem: &str) -> String {
+    // A distinctive line of the base64 body of the private key.
+    pem.lines().nth(3).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn app_only_certificates_from_rcgen_and_openssl() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let work = tempfile::tempdir().unwrap();
+    let daemon_id = sb.tenant().daemon_app.client_id.clone();
+    let mut needles = Vec::new();
+    for (i, (pfx, cert_pem, key_pem)) in [
+        rcgen_pfx(work.path(), "rc-pass"),
+        openssl_pfx(work.path(), "ossl-pass", false),
+        openssl_pfx(work.path(), "ossl-pass", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let password = if i == 0 { "rc-pass" } else { "ossl-pass" };
+        needles.push(key_body(&key_pem));
+        needles.push(password.to_string());
+
+        // Wrong password: a specific message, and nothing is stored.
+        let before = core.mailboxes().await.unwrap().len();
+        let err = core
+            .add_mailbox_with_credentials(
+                cert_setup(&sb, &format!("Cert {i}")),
+                None,
+                Some(PfxImport {
+                    bytes: pfx.clone(),
+                    password: SecretValue::new("wrong password"),
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PfxPasswordWrong, "{err}");
+        assert!(err.to_string().contains("PFX password is wrong"), "{err}");
+        assert_eq!(core.mailboxes().await.unwrap().len(), before);
+
+        let mailbox = core
+            .add_mailbox_with_credentials(
+                cert_setup(&sb, &format!("Cert {i}")),
+                None,
+                Some(PfxImport {
+                    bytes: pfx,
+                    password: SecretValue::new(password),
+                }),
+            )
+            .await
+            .unwrap();
+        let thumbprint = mailbox
+            .certificate_thumbprint
+            .clone()
+            .expect("thumbprint stored");
+        assert!(mailbox.credential_expires_at.is_some());
+        assert!(keyring(&mailbox.id, SecretKind::Certificate)
+            .unwrap()
+            .expose()
+            .contains("PRIVATE KEY"));
+
+        // Not registered in Entra yet → the assertion is refused.
+        let err = core.connect_app_only(&mailbox.id).await.unwrap_err();
+        let (_, diag, _) = code_and_diagnosis(&err);
+        assert_eq!(diag, "invalid_certificate");
+
+        let registered = sb
+            .identity()
+            .add_app_certificate(&daemon_id, &cert_pem)
+            .unwrap();
+        assert!(registered.eq_ignore_ascii_case(&thumbprint));
+        let connection = core.connect_app_only(&mailbox.id).await.unwrap();
+        assert_eq!(connection.account, SUPPORT);
+        let test = core.test_connection(&mailbox.id).await.unwrap();
+        assert!(test.ok, "{test:?}");
+        if i > 0 {
+            // openssl certificates were made for 20 days: the expiry warning shows.
+            assert_eq!(
+                test.warning.as_ref().map(|w| w.code.as_str()),
+                Some("certificate_expiring")
+            );
+        }
+        core.remove_mailbox(&mailbox.id).await.unwrap();
+        assert_eq!(keyring(&mailbox.id, SecretKind::Certificate), None);
+    }
+    core.store().close().await;
+    assert_not_on_disk(dir.path(), &needles);
+}
