@@ -2,7 +2,9 @@
 //!
 //! Each subcommand group lives in its own module; this file only parses and dispatches.
 
+mod bench;
 mod mailbox_list;
+mod run;
 mod sandbox;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,10 @@ enum Command {
     Mailbox(MailboxCommand),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
+    /// Run the sync loop for every connected mailbox until Ctrl-C.
+    Run(run::RunArgs),
+    /// Benchmarks against the in-process sandbox.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -55,6 +61,12 @@ async fn main() -> anyhow::Result<()> {
     match &cli.command {
         // The sandbox has no data directory of its own: it is a separate, stateless tenant.
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Run(args) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            run::run(&core, args).await
+        }
         Command::Mailbox(MailboxCommand::List { json }) => {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);

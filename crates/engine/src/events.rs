@@ -8,6 +8,8 @@ use mailroom_store::inbound::InboundEmail;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub use tokio_util::sync::CancellationToken;
+
 /// Capacity of the event channel.
 pub const EVENT_CAPACITY: usize = 4096;
 

@@ -1452,3 +1452,25 @@ pub fn sighting(
 
 /// Shared handle.
 pub type SharedPipeline = Arc<Pipeline>;
+
+impl Pipeline {
+    /// The production pipeline of a [`crate::Core`]: its store, its PSA connection (secret from
+    /// the keyring), the system clock and default tuning.
+    pub async fn from_core(core: &crate::Core, events: EventBus) -> Result<Self, crate::CoreError> {
+        Ok(Pipeline::new(
+            core.store().clone(),
+            core.psa_client().await?,
+            mailroom_clock::system(),
+            PipelineConfig::default(),
+            events,
+        ))
+    }
+}
+
+impl crate::Core {
+    /// Queues an email for processing again (used when no engine is running; the running
+    /// engine's [`crate::sync::SyncSupervisor::reprocess`] also scans at once).
+    pub async fn requeue_email(&self, email_id: i64) -> Result<(), crate::CoreError> {
+        Ok(self.store().requeue(email_id, Utc::now()).await?)
+    }
+}

@@ -36,7 +36,9 @@ pub struct SyncOptions {
     pub lease: Duration,
     /// Emails claimed per round.
     pub batch: i64,
-    /// Conversations processed at the same time per mailbox.
+    /// Conversations processed at the same time per mailbox (the Graph client still keeps at
+    /// most 4 requests in flight; more conversations keep those slots busy while others wait
+    /// for the PSA).
     pub concurrency: usize,
 }
 
@@ -46,7 +48,7 @@ impl Default for SyncOptions {
             default_interval: Duration::from_secs(60),
             lease: Duration::from_secs(300),
             batch: 50,
-            concurrency: 4,
+            concurrency: 8,
         }
     }
 }
@@ -380,6 +382,14 @@ impl SyncSupervisor {
                 done: Some(done_rx),
             },
         );
+    }
+
+    /// Whether `mailbox_id` has a task.
+    pub fn has_mailbox(&self, mailbox_id: &str) -> bool {
+        self.tasks
+            .lock()
+            .expect("tasks lock")
+            .contains_key(mailbox_id)
     }
 
     fn sender(&self, mailbox_id: &str) -> Option<mpsc::Sender<MailboxCommand>> {

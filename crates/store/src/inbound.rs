@@ -640,6 +640,7 @@ impl Store {
         ticket_id: i64,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
         for key in keys {
             sqlx::query(
                 "INSERT INTO ticket_threads (mailbox_id, thread_key, ticket_id, created_at) VALUES (?, ?, ?, ?)
@@ -649,9 +650,10 @@ impl Store {
             .bind(key)
             .bind(ticket_id)
             .bind(ts(now))
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

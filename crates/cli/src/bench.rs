@@ -1,0 +1,334 @@
+//! `mailroom bench backlog --emails N`: the engine against the in-process sandbox, with the
+//! sandbox's rate limits (Graph: 4 concurrent and 10,000 per 10 minutes per mailbox; HaloPSA:
+//! a rolling window, default 300 per 5 minutes) and a fixed injected latency on every Graph and
+//! PSA request. Prints throughput, the ceiling those limits allow for this run, requests per
+//! email and duplicates/lost (which must be 0).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailroom_engine::events::EventBus;
+use mailroom_engine::pipeline::{Pipeline, PipelineConfig};
+use mailroom_engine::sync::{scan_once, SyncOptions};
+use mailroom_graph::{
+    AppOnlyTokens, AppRegistration, ClientCredential, Cloud, GraphClient, IdentityClient,
+    MailboxRef, Secret,
+};
+use mailroom_graph_sandbox::InboundMail;
+use mailroom_psa::{PsaClient, PsaConfig, RollingWindow};
+use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, SandboxSeed, Service};
+use mailroom_store::{CredentialKind, MailboxMethod, NewMailbox, Store};
+use serde::Serialize;
+use url::Url;
+
+/// Graph's per-app, per-mailbox limits (reference §6).
+const GRAPH_CONCURRENCY: f64 = 4.0;
+const GRAPH_WINDOW_REQUESTS: f64 = 10_000.0;
+const GRAPH_WINDOW_SECS: f64 = 600.0;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    kind: BenchKind,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchKind {
+    /// Process a backlog of N emails delivered to one mailbox.
+    Backlog(BacklogArgs),
+}
+
+#[derive(clap::Args)]
+struct BacklogArgs {
+    /// Emails to deliver (one in five is a reply to an earlier one).
+    #[arg(long, default_value_t = 100)]
+    emails: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Latency injected into every Graph and PSA request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// PSA rolling-window limit: requests per window.
+    #[arg(long, default_value_t = 300)]
+    psa_requests: u32,
+    /// PSA rolling-window length in seconds.
+    #[arg(long, default_value_t = 300)]
+    psa_window_secs: u64,
+    /// Conversations processed at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct BacklogReport {
+    emails: usize,
+    latency_ms: u64,
+    psa_limit: String,
+    seconds: f64,
+    emails_per_second: f64,
+    ceiling_emails_per_second: f64,
+    ratio: f64,
+    steady_state_ceiling_emails_per_second: f64,
+    binding_limit: String,
+    graph_requests_per_email: f64,
+    psa_requests_per_email: f64,
+    tickets: usize,
+    actions: usize,
+    duplicates: usize,
+    lost: usize,
+}
+
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match &args.kind {
+        BenchKind::Backlog(a) => backlog(a).await,
+    }
+}
+
+async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
+    const MAILBOX: &str = "support@contoso.test";
+    let n = args.emails.max(1);
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    seed.halo.behaviour.rate_limit = Some(mailroom_halo_sandbox::RateLimit {
+        requests: args.psa_requests.max(1),
+        window_secs: args.psa_window_secs.max(1) as i64,
+    });
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await?;
+    for service in [Service::Graph, Service::Psa] {
+        sb.faults()
+            .add(FaultRule::latency(service, "*", args.latency_ms))?;
+    }
+
+    // A store with the mailbox; the PSA connection is built directly (no keyring needed).
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path().join("mailroom.db")).await?;
+    let t = sb.tenant();
+    let mailbox = store
+        .add_mailbox(&NewMailbox {
+            name: "Support".into(),
+            method: MailboxMethod::Webhook,
+            cloud: mailroom_store::Cloud::Custom,
+            authority_url: Some(sb.authority_url()),
+            graph_url: Some(sb.graph_url()),
+            tenant_id: t.tenant_id.clone(),
+            client_id: t.daemon_app.client_id.clone(),
+            credential_kind: CredentialKind::Secret,
+            shared_mailbox: None,
+            mailbox_address: Some(MAILBOX.into()),
+        })
+        .await?;
+    let clock: mailroom_clock::SharedClock = sb.clock();
+    let mut config = PsaConfig::new(
+        sb.psa_url(),
+        t.psa.client_id.clone(),
+        t.psa.client_secret.clone(),
+    );
+    config.tenant = Some(t.psa.tenant.clone());
+    config.rate_limit = RollingWindow {
+        requests: args.psa_requests.max(1),
+        window: Duration::from_secs(args.psa_window_secs.max(1)),
+    };
+    let psa = PsaClient::new(config, clock.clone())?;
+    let app = AppRegistration {
+        cloud: Cloud::Custom {
+            authority_url: Url::parse(&sb.authority_url())?,
+            graph_url: Url::parse(&sb.graph_url())?,
+        },
+        tenant: t.tenant_id.clone(),
+        client_id: t.daemon_app.client_id.clone(),
+        credential: ClientCredential::Secret(Secret::new(
+            t.daemon_app.client_secret.clone().unwrap_or_default(),
+        )),
+    };
+    let graph = GraphClient::new(
+        Url::parse(&sb.graph_url())?,
+        Arc::new(AppOnlyTokens::new(IdentityClient::new(clock.clone()), app)),
+        MailboxRef::User(MAILBOX.into()),
+    )
+    .with_clock(clock.clone())
+    .with_immutable_ids(true);
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        psa,
+        clock,
+        PipelineConfig::default(),
+        EventBus::new(),
+    ));
+
+    // The backlog.
+    let senders = [
+        ("pat@fabrikam.test", "Pat Smith"),
+        ("lee@fabrikam.test", "Lee Chen"),
+    ];
+    let mut delivered = Vec::with_capacity(n);
+    for i in 0..n {
+        let (from, name) = senders[i % senders.len()];
+        let mut mail = InboundMail {
+            to: MAILBOX.into(),
+            from: from.into(),
+            from_name: Some(name.into()),
+            subject: format!("Backlog issue {i}"),
+            body_html: Some(format!("<p>Problem number {i}, please help.</p>")),
+            ..Default::default()
+        };
+        if i % 5 == 4 {
+            mail.subject = format!("RE: Backlog issue {}", i - 1);
+            mail.in_reply_to = Some(
+                delivered
+                    .last()
+                    .map(|d: &mailroom_graph_sandbox::DeliveredMessage| {
+                        d.internet_message_id.clone()
+                    })
+                    .unwrap_or_default(),
+            );
+        }
+        delivered.push(sb.graph().deliver(mail)?);
+    }
+
+    sb.faults().reset_counts();
+    let options = SyncOptions {
+        concurrency: args.concurrency.max(1),
+        batch: 200,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    loop {
+        let report = scan_once(&pipeline, &mailbox, &graph, &options).await?;
+        tracing::debug!(?report, "bench scan");
+        if store.unfinished_count(Some(&mailbox.id)).await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let graph_requests = sb.faults().total(Service::Graph) as f64;
+    let psa_requests = sb.faults().total(Service::Psa) as f64;
+
+    // Exactly once: count PSA objects per delivered Message-ID.
+    let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
+    let tickets = sb.halo().tickets();
+    let actions = sb.halo().actions();
+    let mut per_mail = std::collections::HashMap::<String, usize>::new();
+    for v in tickets.iter().chain(actions.iter()) {
+        if let Some(m) = v["email_message_id"].as_str() {
+            *per_mail.entry(norm(m)).or_default() += 1;
+        }
+    }
+    let mut duplicates = 0;
+    let mut lost = 0;
+    for d in &delivered {
+        match per_mail
+            .get(&norm(&d.internet_message_id))
+            .copied()
+            .unwrap_or(0)
+        {
+            0 => lost += 1,
+            c => duplicates += c - 1,
+        }
+    }
+
+    // The ceiling for this run.
+    let nf = n as f64;
+    let g = graph_requests / nf;
+    let p = psa_requests / nf;
+    let latency = args.latency_ms as f64 / 1000.0;
+    let window = args.psa_window_secs.max(1) as f64;
+    let limit = args.psa_requests.max(1) as f64;
+    let t_graph_concurrency = nf * g * latency / GRAPH_CONCURRENCY;
+    // Windows admit their whole budget at once, then one budget per window length.
+    let t_graph_rate =
+        ((graph_requests / GRAPH_WINDOW_REQUESTS).ceil() - 1.0).max(0.0) * GRAPH_WINDOW_SECS;
+    // A rolling window admits `limit` requests at once, then `limit` more per window.
+    let t_psa_window = ((psa_requests / limit).ceil() - 1.0).max(0.0) * window;
+    let bounds = [
+        (
+            "Graph 4 concurrent requests per mailbox",
+            t_graph_concurrency,
+        ),
+        ("Graph 10,000 requests per 10 minutes", t_graph_rate),
+        ("HaloPSA rolling window", t_psa_window),
+    ];
+    let (binding, t_min) =
+        bounds
+            .iter()
+            .cloned()
+            .fold(("", 0.0_f64), |acc, b| if b.1 > acc.1 { b } else { acc });
+    let ceiling = if t_min > 0.0 {
+        nf / t_min
+    } else {
+        f64::INFINITY
+    };
+    let steady = [
+        GRAPH_CONCURRENCY / (g * latency).max(1e-9),
+        (GRAPH_WINDOW_REQUESTS / GRAPH_WINDOW_SECS) / g.max(1e-9),
+        (limit / window) / p.max(1e-9),
+    ]
+    .into_iter()
+    .fold(f64::INFINITY, f64::min);
+    let rate = nf / seconds;
+    let report = BacklogReport {
+        emails: n,
+        latency_ms: args.latency_ms,
+        psa_limit: format!("{} per {} s", args.psa_requests, args.psa_window_secs),
+        seconds,
+        emails_per_second: rate,
+        ceiling_emails_per_second: ceiling,
+        ratio: rate / ceiling,
+        steady_state_ceiling_emails_per_second: steady,
+        binding_limit: binding.to_string(),
+        graph_requests_per_email: g,
+        psa_requests_per_email: p,
+        tickets: tickets.len(),
+        actions: actions.len(),
+        duplicates,
+        lost,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "Backlog benchmark: {n} emails, {} ms injected latency, PSA limit {}",
+            args.latency_ms, report.psa_limit
+        );
+        println!("  elapsed                    {:>10.2} s", report.seconds);
+        println!(
+            "  throughput                 {:>10.2} emails/s",
+            report.emails_per_second
+        );
+        println!(
+            "  ceiling (this run)         {:>10.2} emails/s  (bound: {})",
+            report.ceiling_emails_per_second, report.binding_limit
+        );
+        println!("  ratio                      {:>10.2}", report.ratio);
+        println!(
+            "  steady-state ceiling       {:>10.2} emails/s",
+            report.steady_state_ceiling_emails_per_second
+        );
+        println!(
+            "  Graph requests per email   {:>10.2}",
+            report.graph_requests_per_email
+        );
+        println!(
+            "  PSA requests per email     {:>10.2}",
+            report.psa_requests_per_email
+        );
+        println!(
+            "  tickets / actions          {:>5} / {}",
+            report.tickets, report.actions
+        );
+        println!(
+            "  duplicates / lost          {:>5} / {}",
+            report.duplicates, report.lost
+        );
+    }
+    sb.shutdown().await;
+    if duplicates > 0 || lost > 0 {
+        anyhow::bail!("exactly-once violated: {duplicates} duplicate(s), {lost} lost");
+    }
+    Ok(())
+}

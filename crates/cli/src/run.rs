@@ -1,0 +1,93 @@
+//! `mailroom run`: the sync loop, headless, until Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailroom_engine::events::{EngineEvent, EventBus, SyncState};
+use mailroom_engine::pipeline::Pipeline;
+use mailroom_engine::sync::{SyncOptions, SyncSupervisor};
+use mailroom_engine::Core;
+use mailroom_store::inbound::LogStatus;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Scan interval in seconds for mailboxes whose settings do not set one.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+}
+
+pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
+    let events = EventBus::new();
+    let pipeline = Arc::new(Pipeline::from_core(core, events.clone()).await?);
+    let supervisor = SyncSupervisor::new(
+        pipeline,
+        SyncOptions {
+            default_interval: Duration::from_secs(args.interval.max(1)),
+            ..Default::default()
+        },
+    );
+    let mut started = 0;
+    for mailbox in core.mailboxes().await? {
+        if !mailbox.enabled {
+            println!("{}: disabled, not synced", mailbox.name);
+            continue;
+        }
+        match core.graph_client_for(&mailbox).await {
+            Ok(graph) => {
+                println!("{}: syncing", mailbox.name);
+                supervisor.start_mailbox(mailbox, graph);
+                started += 1;
+            }
+            Err(e) => eprintln!("{}: not synced: {e}", mailbox.name),
+        }
+    }
+    if started == 0 {
+        anyhow::bail!(
+            "no mailbox could be started; connect a mailbox first (mailroom mailbox list)"
+        );
+    }
+    let mut rx = events.subscribe();
+    let printer = tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(EngineEvent::Email { email, .. }) if email.status != LogStatus::Pending => {
+                    let ticket = email
+                        .ticket_id
+                        .map(|t| format!(" ticket {t}"))
+                        .unwrap_or_default();
+                    let why = email
+                        .skip_reason
+                        .clone()
+                        .or(email.error_code.clone())
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default();
+                    println!(
+                        "{} {} \"{}\" → {:?}{ticket}{why}",
+                        email.received_at.format("%Y-%m-%d %H:%M:%S"),
+                        email.from_address,
+                        email.subject,
+                        email.status
+                    );
+                }
+                Ok(EngineEvent::MailboxSync(status)) if status.state == SyncState::Error => {
+                    eprintln!(
+                        "mailbox {}: {}",
+                        status.mailbox_id,
+                        status.error.unwrap_or_default()
+                    );
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("({n} events not shown)")
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    println!("Running; press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    println!("Stopping (finishing attempts in progress)…");
+    supervisor.shutdown().await;
+    printer.abort();
+    Ok(())
+}
