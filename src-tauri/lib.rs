@@ -71,6 +71,7 @@ pub fn run() {
     let result = builder
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
+        .manage(commands::connect::ConnectState::default())
         .manage(AppState {
             core,
             sandbox,
@@ -94,6 +95,15 @@ pub fn run() {
             commands::mailboxes::list_mailboxes,
             commands::mailboxes::add_mailbox,
             commands::mailboxes::remove_mailbox,
+            commands::connect::save_mailbox,
+            commands::connect::mailbox_status,
+            commands::connect::authorize_start,
+            commands::connect::authorize_wait,
+            commands::connect::authorize_cancel,
+            commands::connect::connect_app_only,
+            commands::connect::test_connection,
+            commands::connect::disconnect_mailbox,
+            commands::connect::diagnose_error_text,
             commands::sandbox::sandbox_info,
             commands::sandbox::sandbox_send_test_email,
         ])

@@ -5,6 +5,7 @@
 import * as backend from './backend.js';
 import { h, emptyState, toast } from './dom.js';
 import { mailboxForm } from './mailbox-form.js';
+import { incomingPanel } from './mailbox-incoming.js';
 
 const state = { mailboxes: [] };
 
@@ -137,15 +138,7 @@ function mailboxTab(mailbox, tab) {
         body: 'Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.',
       });
     default:
-      return emptyState({
-        id: 'incoming-panel',
-        title: mailbox.connected_account ? `Connected as ${mailbox.connected_account}` : 'Not connected',
-        body: mailbox.connected_account
-          ? 'Mail in this mailbox is being turned into tickets.'
-          : (mailbox.method === 'scan'
-            ? 'Authorize the app to read this mailbox: sign in with the account whose inbox (or shared mailbox) should be processed.'
-            : 'Create a subscription so Microsoft Graph notifies Mailroom of new mail.'),
-      });
+      return incomingPanel(mailbox, { onChanged: async () => { await refreshMailboxes(); render(); } });
   }
 }
 

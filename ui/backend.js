@@ -33,3 +33,40 @@ export const addMailbox = (setup) => call('add_mailbox', { setup });
 export const removeMailbox = (id) => call('remove_mailbox', { id });
 export const sandboxInfo = () => call('sandbox_info');
 export const sandboxSendTestEmail = () => call('sandbox_send_test_email');
+
+// Connecting a mailbox (ui/mailbox-incoming.js, ui/mailbox-form.js). Errors from these
+// commands also carry `diagnosis` ({code, cause, fix}) for identity and Graph failures.
+async function callConnect(command, args = {}) {
+  if (!tauri) {
+    throw new BackendError('internal', 'Mailroom must run inside its desktop window.');
+  }
+  try {
+    return await tauri.core.invoke(command, args);
+  } catch (error) {
+    if (error && typeof error === 'object' && 'code' in error) {
+      const e = new BackendError(error.code, error.message);
+      e.diagnosis = error.diagnosis ?? null;
+      throw e;
+    }
+    throw new BackendError('internal', String(error));
+  }
+}
+export const saveMailbox = (setup, { secretExpiresOn, pfxPath, pfxPassword } = {}) =>
+  callConnect('save_mailbox', { setup, secretExpiresOn, pfxPath, pfxPassword });
+export const mailboxStatus = (id) => callConnect('mailbox_status', { id });
+export const authorizeStart = (id) => callConnect('authorize_start', { id });
+export const authorizeWait = (id) => callConnect('authorize_wait', { id });
+export const authorizeCancel = (id) => callConnect('authorize_cancel', { id });
+export const connectAppOnly = (id) => callConnect('connect_app_only', { id });
+export const testConnection = (id) => callConnect('test_connection', { id });
+export const disconnectMailbox = (id) => callConnect('disconnect_mailbox', { id });
+export const diagnoseErrorText = (text) => callConnect('diagnose_error_text', { text });
+/** The native file picker (tauri-plugin-dialog) for a PFX; resolves to a path or null. */
+export const pickPfxFile = () => callConnect('plugin:dialog|open', {
+  options: {
+    title: 'Choose the certificate (PFX with private key)',
+    multiple: false,
+    directory: false,
+    filters: [{ name: 'PKCS#12 certificate', extensions: ['pfx', 'p12'] }],
+  },
+});

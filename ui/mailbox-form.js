@@ -1,5 +1,7 @@
 // The mailbox setup form: method, cloud, app registration, credential, mailbox address —
 // with the exact Azure app-registration steps and permissions for the chosen method beside it.
+// The credential is a client secret (with its optional expiry date) or a PFX certificate chosen
+// with the native file picker; both go to the OS keyring through the `save_mailbox` command.
 
 import * as backend from './backend.js';
 import { h } from './dom.js';
@@ -105,7 +107,15 @@ export function mailboxForm({ onSaved }) {
       radio('credential_kind', 'certificate', 'Certificate (PFX)', false, 'App-only: a certificate uploaded to the app registration.')),
     h('div', { class: 'secret-field', hidden: true },
       field('Client secret value', h('input', { name: 'client_secret', id: 'mb-secret', type: 'password', autocomplete: 'off' }),
-        'Stored in the OS keyring, never in Mailroom\'s database.')),
+        'Stored in the OS keyring, never in Mailroom\'s database.'),
+      field('Secret expires on (optional)', h('input', { name: 'secret_expires_on', id: 'mb-secret-expires', type: 'date' }),
+        'The expiry shown under Certificates & secrets; Mailroom warns 30 days before it lapses.')),
+    h('div', { class: 'certificate-field', hidden: true },
+      field('Certificate file (PFX)', h('span', { class: 'file-pick' },
+        h('input', { name: 'pfx_path', id: 'mb-pfx-path', autocomplete: 'off', placeholder: '/path/to/certificate.pfx' }),
+        h('button', { type: 'button', class: 'button', id: 'mb-pfx-choose' }, 'Choose…')),
+        'A .pfx/.p12 with the private key. The key goes to the OS keyring; Mailroom keeps only the thumbprint and expiry.'),
+      field('PFX password', h('input', { name: 'pfx_password', id: 'mb-pfx-password', type: 'password', autocomplete: 'off' }))),
     h('div', { class: 'scan-only' },
       field('Shared mailbox (optional)', h('input', { name: 'shared_mailbox', id: 'mb-shared', type: 'email', placeholder: 'helpdesk@contoso.com' }),
         'Leave empty to process the signed-in user\'s own inbox.')),
@@ -128,17 +138,33 @@ export function mailboxForm({ onSaved }) {
     if (method === 'webhook' && credential === 'public') form.querySelector('#credential_kind-secret').checked = true;
     if (method === 'scan' && credential === 'certificate') form.querySelector('#credential_kind-public').checked = true;
     form.querySelector('.secret-field').hidden = form.credential_kind.value !== 'secret';
+    form.querySelector('.certificate-field').hidden = form.credential_kind.value !== 'certificate';
     side.replaceChildren(...guidance(form));
   };
+  form.querySelector('#mb-pfx-choose').addEventListener('click', async () => {
+    try {
+      const path = await backend.pickPfxFile();
+      if (path) form.querySelector('#mb-pfx-path').value = path;
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+    }
+  });
   form.addEventListener('input', sync);
   form.addEventListener('change', sync);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.hidden = true;
     const data = Object.fromEntries(new FormData(form).entries());
+    const extras = {
+      secretExpiresOn: data.credential_kind === 'secret' ? (data.secret_expires_on || null) : null,
+      pfxPath: data.credential_kind === 'certificate' ? (data.pfx_path || null) : null,
+      pfxPassword: data.credential_kind === 'certificate' ? (data.pfx_password ?? '') : null,
+    };
+    for (const key of ['secret_expires_on', 'pfx_path', 'pfx_password']) delete data[key];
     if (data.credential_kind !== 'secret') delete data.client_secret;
     try {
-      const mailbox = await backend.addMailbox(data);
+      const mailbox = await backend.saveMailbox(data, extras);
       form.reset();
       sync();
       onSaved(mailbox);

@@ -1,6 +1,7 @@
 //! Tauri commands, grouped by feature. Each is a short async adapter over `mailroom-engine`.
 
 pub mod app;
+pub mod connect;
 pub mod mailboxes;
 pub mod sandbox;
 

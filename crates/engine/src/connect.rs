@@ -22,11 +22,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mailroom_graph::{
     delegated_scopes, diagnose, diagnose_sign_in, granted_permissions, missing_permissions,
-    required_permissions, AccessMethod, AppOnlyTokens, AppRegistration, CancellationToken,
-    CertificateCredential, CertificateError, ClientCredential, Cloud, DelegatedTokens, Diagnosis,
-    DiagnosisKind, GraphClient, GraphError, GraphErrorKind, IdentityClient, IdentityError,
-    LoopbackSignIn, MailboxRef, MessageQuery, PendingSignIn, Secret, SignInError, SignInOptions,
-    TokenProvider, TokenSet,
+    required_permissions, AccessMethod, AppOnlyTokens, AppRegistration, CertificateCredential,
+    CertificateError, ClientCredential, Cloud, DelegatedTokens, Diagnosis, DiagnosisKind,
+    GraphClient, GraphError, GraphErrorKind, IdentityClient, IdentityError, LoopbackSignIn,
+    MailboxRef, MessageQuery, PendingSignIn, Secret, SignInError, SignInOptions, TokenProvider,
+    TokenSet,
 };
 use mailroom_secrets::{SecretKey, SecretKind, SecretValue};
 use mailroom_store::{Cloud as StoreCloud, CredentialKind, Mailbox, MailboxMethod};
@@ -34,6 +34,30 @@ use serde::Serialize;
 
 use crate::mailboxes::MailboxSetup;
 use crate::{Core, CoreError, ErrorCode};
+
+pub use mailroom_graph::CancellationToken;
+
+/// Parses an expiry date typed by an admin (`YYYY-MM-DD`, end of that day UTC, or RFC 3339).
+pub fn parse_expiry_date(text: &str) -> Result<DateTime<Utc>, CoreError> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            CoreError::InvalidInput(format!(
+                "'{text}' is not a date: enter the secret's expiry as YYYY-MM-DD (shown under Certificates & secrets)"
+            ))
+        })
+}
+
+/// The Graph permissions the mailbox's method needs.
+pub fn needed_permissions(mailbox: &Mailbox) -> Vec<String> {
+    required_permissions(access_method(mailbox))
+}
 
 /// Secret and certificate expiry warnings start this many days before the credential lapses.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -362,6 +386,11 @@ pub fn credential_warning(mailbox: &Mailbox, now: DateTime<Utc>) -> Option<Crede
         days_left,
         message,
     })
+}
+
+/// [`credential_warning`] at the current time.
+pub fn credential_warning_now(mailbox: &Mailbox) -> Option<CredentialWarning> {
+    credential_warning(mailbox, Utc::now())
 }
 
 /// A certificate imported from a PFX: what the store keeps about it.

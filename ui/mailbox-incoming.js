@@ -1,0 +1,202 @@
+// The Incoming tab of a mailbox: how it is connected to Microsoft 365.
+// Mailbox scan: a warning about whose inbox is processed, then Authorize (system browser, the
+// URL is also shown with a copy button), Cancel, the connected account, Disconnect.
+// Webhooks: Connect (acquire an app-only token and probe the inbox).
+// Both: Test connection (inbox listing, granted vs needed permissions, a probe per permission),
+// credential expiry warnings, and a plain-language diagnosis with a stable code on failure.
+
+import * as backend from './backend.js';
+import { h, toast } from './dom.js';
+
+const CLOUD_LABELS = {
+  global: 'Microsoft Graph global service',
+  usgov_gcc_high: 'US Government L4 (GCC High)',
+  usgov_dod: 'US Government L5 (DoD)',
+  china: 'China (21Vianet)',
+  custom: 'Custom',
+};
+
+const CREDENTIAL_LABELS = { public: 'None (public client)', secret: 'Client secret', certificate: 'Certificate' };
+
+function diagnosisBox(error) {
+  const d = error.diagnosis;
+  return h('div', { class: 'diagnosis callout error', id: 'diagnosis', role: 'alert', 'data-code': d?.code ?? error.code },
+    h('strong', {}, d ? 'What went wrong: ' : 'Error: '),
+    h('span', { id: 'diagnosis-cause' }, d ? d.cause : error.message),
+    d ? h('p', {}, h('strong', {}, 'How to fix it: '), h('span', { id: 'diagnosis-fix' }, d.fix)) : null,
+    h('p', { class: 'subtle' }, `Code: ${d?.code ?? error.code}`));
+}
+
+function details(mailbox) {
+  const rows = [
+    ['Method', mailbox.method === 'scan' ? 'Mailbox scan (delegated)' : 'Webhooks (application)'],
+    ['Authority', CLOUD_LABELS[mailbox.cloud] ?? mailbox.cloud],
+  ];
+  if (mailbox.cloud === 'custom') {
+    rows.push(['Authority URL', mailbox.authority_url], ['Graph URL', mailbox.graph_url]);
+  }
+  rows.push(
+    ['Directory (tenant) ID', mailbox.tenant_id],
+    ['Application (client) ID', mailbox.client_id],
+    ['Credential', CREDENTIAL_LABELS[mailbox.credential_kind] ?? mailbox.credential_kind],
+  );
+  if (mailbox.certificate_thumbprint) rows.push(['Certificate thumbprint', mailbox.certificate_thumbprint]);
+  if (mailbox.credential_expires_at) rows.push(['Credential expires', mailbox.credential_expires_at.slice(0, 10)]);
+  if (mailbox.shared_mailbox) rows.push(['Shared mailbox', mailbox.shared_mailbox]);
+  if (mailbox.mailbox_address) rows.push(['Mailbox address', mailbox.mailbox_address]);
+  const locked = Boolean(mailbox.connected_account);
+  return h('section', { class: 'connection-details', id: 'connection-details', 'data-locked': locked ? 'true' : 'false' },
+    h('dl', { class: 'details' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '')])),
+    locked ? h('p', { class: 'subtle', id: 'locked-note' }, 'These settings are locked while the mailbox is connected. Disconnect first to change them.') : null);
+}
+
+function testResult(result) {
+  const probes = h('table', { class: 'probes', id: 'permission-probes' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Permission'), h('th', {}, 'Granted'), h('th', {}, 'Probe'), h('th', {}, 'Detail'))),
+    h('tbody', {}, result.probes.map((p) => h('tr', { 'data-permission': p.permission, 'data-outcome': p.outcome },
+      h('td', {}, h('code', {}, p.permission)),
+      h('td', {}, p.granted ? 'yes' : 'no'),
+      h('td', {}, p.outcome.replace('_', ' ')),
+      h('td', {}, p.detail)))));
+  return h('section', { class: 'test-result', id: 'test-result', 'data-ok': result.ok ? 'true' : 'false' },
+    h('h3', {}, result.ok ? 'Connection works' : 'Connection has problems'),
+    h('p', {}, `Granted: ${result.granted.join(', ') || 'nothing'}`),
+    result.missing.length
+      ? h('p', { class: 'callout error', id: 'missing-permissions' }, `Missing: ${result.missing.join(', ')}. Add them in Entra (API permissions) and grant admin consent.`)
+      : null,
+    probes,
+    h('h3', {}, `Inbox of ${result.mailbox}`),
+    result.messages.length
+      ? h('ul', { class: 'inbox-list', id: 'inbox-messages' }, result.messages.map((m) =>
+        h('li', {}, h('strong', {}, m.subject || '(no subject)'), ` — ${m.from}`, m.received ? h('span', { class: 'subtle' }, ` ${m.received.slice(0, 16).replace('T', ' ')}`) : null)))
+      : h('p', { class: 'subtle', id: 'inbox-messages' }, 'The inbox is empty.'));
+}
+
+/** Renders the Incoming tab; `onChanged()` reloads the mailbox list after (dis)connecting. */
+export function incomingPanel(mailbox, { onChanged }) {
+  const panel = h('div', { class: 'incoming', id: 'incoming-panel' });
+  const output = h('div', { class: 'incoming-output', id: 'incoming-output' });
+  const showError = (e) => output.replaceChildren(diagnosisBox(e));
+
+  const run = async (button, work) => {
+    button.disabled = true;
+    try {
+      await work();
+    } catch (e) {
+      showError(e);
+    } finally {
+      button.disabled = false;
+    }
+  };
+
+  const testButton = () => {
+    const b = h('button', { class: 'button', id: 'test-connection' }, 'Test connection');
+    b.addEventListener('click', () => run(b, async () => {
+      output.replaceChildren(h('p', { class: 'subtle' }, 'Testing…'));
+      output.replaceChildren(testResult(await backend.testConnection(mailbox.id)));
+    }));
+    return b;
+  };
+
+  const disconnectButton = () => {
+    const b = h('button', { class: 'button', id: 'disconnect' }, 'Disconnect');
+    b.addEventListener('click', () => run(b, async () => {
+      await backend.disconnectMailbox(mailbox.id);
+      toast(`Mailbox "${mailbox.name}" disconnected.`);
+      await onChanged();
+    }));
+    return b;
+  };
+
+  const authorizeFlow = () => {
+    const warning = h('p', { class: 'callout warning', id: 'authorize-warning' },
+      mailbox.shared_mailbox
+        ? `The account that signs in must have Full Access to ${mailbox.shared_mailbox}; that shared mailbox's inbox will be processed and its mail turned into tickets.`
+        : 'The inbox of the account that signs in will be processed: its mail is turned into tickets and moved. Sign in with the support mailbox, not your own account.');
+    const b = h('button', { class: 'button primary', id: 'authorize' }, 'Authorize');
+    const waiting = h('div', { class: 'authorize-waiting', id: 'authorize-waiting', hidden: true });
+    b.addEventListener('click', () => run(b, async () => {
+      output.replaceChildren();
+      const started = await backend.authorizeStart(mailbox.id);
+      const url = h('input', { id: 'authorize-url', readonly: true, value: started.url, class: 'url-box' });
+      const copy = h('button', { class: 'button', id: 'copy-authorize-url', type: 'button' }, 'Copy');
+      copy.addEventListener('click', async () => {
+        url.select();
+        try { await navigator.clipboard.writeText(started.url); toast('Sign-in link copied.'); } catch { document.execCommand('copy'); }
+      });
+      const cancel = h('button', { class: 'button', id: 'authorize-cancel', type: 'button' }, 'Cancel');
+      cancel.addEventListener('click', () => backend.authorizeCancel(mailbox.id).catch(showError));
+      waiting.replaceChildren(
+        h('p', { id: 'authorize-status' }, started.browser_opened
+          ? 'Your browser opened the Microsoft sign-in page. Finish the sign-in there; this page updates by itself.'
+          : 'Open this link in a browser and sign in; this page updates by itself.'),
+        h('div', { class: 'url-row' }, url, copy, cancel),
+        h('p', { class: 'subtle' }, `Mailroom listens on ${started.redirect_uri} (127.0.0.1 only) for the redirect. Register http://localhost as the redirect URI.`));
+      waiting.hidden = false;
+      try {
+        const connection = await backend.authorizeWait(mailbox.id);
+        toast(`Connected as ${connection.account}.`);
+        waiting.hidden = true;
+        await onChanged();
+      } catch (e) {
+        waiting.hidden = true;
+        showError(e);
+      }
+    }));
+    return [warning, h('div', { class: 'actions' }, b), waiting];
+  };
+
+  const connectFlow = () => {
+    const b = h('button', { class: 'button primary', id: 'connect' }, 'Connect');
+    b.addEventListener('click', () => run(b, async () => {
+      output.replaceChildren(h('p', { class: 'subtle' }, 'Requesting an app-only token and checking the inbox…'));
+      const connection = await backend.connectAppOnly(mailbox.id);
+      toast(`Connected to ${connection.account}.`);
+      await onChanged();
+    }));
+    return [h('p', { class: 'subtle' }, `Connect first: Mailroom requests an app-only token and reads the inbox of ${mailbox.mailbox_address}. Create a subscription afterwards so Microsoft Graph notifies Mailroom of new mail.`), h('div', { class: 'actions' }, b)];
+  };
+
+  const pasteDiagnosis = () => {
+    const text = h('textarea', { id: 'diagnose-text', rows: 2, placeholder: 'AADSTS50011: The redirect URI … does not match …' });
+    const b = h('button', { class: 'button', id: 'diagnose', type: 'button' }, 'Explain');
+    b.addEventListener('click', () => run(b, async () => {
+      const d = await backend.diagnoseErrorText(text.value);
+      output.replaceChildren(d
+        ? diagnosisBox({ code: 'diagnosis', diagnosis: d })
+        : h('p', { class: 'subtle', id: 'diagnosis' }, 'No AADSTS code found in that text.'));
+    }));
+    return h('details', { class: 'paste-diagnosis' },
+      h('summary', {}, 'The Microsoft page showed an error?'),
+      h('p', { class: 'subtle' }, 'Paste the message (it starts with AADSTS) to get the cause and the fix.'),
+      text, b);
+  };
+
+  const render = (status) => {
+    const m = status.mailbox;
+    const connected = Boolean(m.connected_account);
+    const head = h('header', { class: 'connection-head' },
+      h('h2', { id: 'connection-status', 'data-connected': connected ? 'true' : 'false' },
+        connected ? `Connected as ${m.connected_account}` : 'Not connected'),
+      connected && m.connected_at ? h('p', { class: 'subtle' }, `Since ${m.connected_at.slice(0, 16).replace('T', ' ')} UTC`) : null);
+    const items = [head];
+    if (status.warning) {
+      items.push(h('p', { class: 'callout warning', id: 'credential-warning', 'data-code': status.warning.code }, status.warning.message));
+    }
+    items.push(details(m));
+    items.push(h('p', { class: 'subtle', id: 'needed-permissions' },
+      `${m.method === 'scan' ? 'Delegated' : 'Application'} permissions needed: ${status.needed_permissions.join(', ')}`));
+    if (connected) {
+      items.push(h('div', { class: 'actions' }, testButton(), disconnectButton()));
+    } else if (m.method === 'scan') {
+      items.push(...authorizeFlow(), pasteDiagnosis());
+    } else {
+      items.push(...connectFlow());
+    }
+    items.push(output);
+    panel.replaceChildren(...items);
+  };
+
+  backend.mailboxStatus(mailbox.id).then(render).catch((e) => panel.replaceChildren(diagnosisBox(e)));
+  return panel;
+}
