@@ -139,20 +139,30 @@ async fn psa_intents_survive_and_are_confirmed() {
         .unwrap();
     assert_eq!(store.psa_write(a).await.unwrap(), None);
     store
-        .record_psa_intent(a, "ticket", "<a@x>", None, t0())
+        .record_psa_intent(a, "ticket", "<first@x>", None, t0())
         .await
         .unwrap();
+    // An unconfirmed intent is replaced when the next attempt plans differently.
     store
-        .record_psa_intent(a, "ticket", "<other@x>", None, t0())
+        .record_psa_intent(a, "action", "<a@x>", Some(1000), t0())
         .await
         .unwrap();
     let intent = store.psa_write(a).await.unwrap().unwrap();
     assert!(!intent.confirmed);
-    assert_eq!(intent.message_key, "<a@x>", "the first intent wins");
-    store.confirm_psa_write(a, 1001, 1001, t0()).await.unwrap();
+    assert_eq!(
+        (intent.kind.as_str(), intent.message_key.as_str()),
+        ("action", "<a@x>")
+    );
+    store.confirm_psa_write(a, 7, 1000, t0()).await.unwrap();
+    // A confirmed write is never replaced: the PSA already holds it.
+    store
+        .record_psa_intent(a, "ticket", "<other@x>", None, t0())
+        .await
+        .unwrap();
     let done = store.psa_write(a).await.unwrap().unwrap();
     assert!(done.confirmed);
-    assert_eq!(done.object_id, Some(1001));
+    assert_eq!(done.object_id, Some(7));
+    assert_eq!(done.message_key, "<a@x>");
 }
 
 #[tokio::test]
