@@ -3,6 +3,7 @@
 //! Each subcommand group lives in its own module; this file only parses and dispatches.
 
 mod bench;
+mod mailbox;
 mod mailbox_list;
 mod run;
 mod sandbox;
@@ -45,6 +46,8 @@ enum MailboxCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Connect(mailbox::ConnectCommand),
 }
 
 async fn open_core(cli: &Cli) -> anyhow::Result<Core> {
@@ -71,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             mailbox_list::run(&core, *json).await
+        }
+        Command::Mailbox(MailboxCommand::Connect(command)) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            mailbox::run(&core, command).await
         }
     }
 }
