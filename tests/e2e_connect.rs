@@ -108,7 +108,7 @@ fn app_keyring_service(data_dir: &Path) -> Option<String> {
             .split(|b| *b == 0)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect();
-        if vars.iter().any(|v| *v == want) {
+        if vars.contains(&want) {
             if let Some(v) = vars
                 .iter()
                 .find_map(|v| v.strip_prefix("MAILROOM_KEYRING_SERVICE="))
