@@ -336,6 +336,51 @@ async fn connect_delegated_and_app_only_through_the_window() {
                 .unwrap()
                 .is_none());
 
+            // ---- Delegated as a confidential client (Web platform, client secret) ----
+            let web_secret = sb.tenant().web_app.client_secret.clone().unwrap();
+            needles_ref.push(web_secret.clone());
+            s.find("#add-mailbox").await.click().await.unwrap();
+            fill(s, "#mb-name", "Web scan").await;
+            choose_custom_cloud(s, sb).await;
+            fill(s, "#mb-client", &sb.tenant().web_app.client_id).await;
+            s.find("#credential_kind-secret")
+                .await
+                .click()
+                .await
+                .unwrap();
+            fill(s, "#mb-secret", &web_secret).await;
+            s.find("#mb-save").await.click().await.unwrap();
+            s.wait_text("#connection-status", "Not connected").await;
+            s.find("#authorize").await.click().await.unwrap();
+            let url = s
+                .find("#authorize-url")
+                .await
+                .prop("value")
+                .await
+                .unwrap()
+                .expect("the authorize URL is shown");
+            browser_sign_in(&Url::parse(&url).unwrap(), "megan@contoso.test").await;
+            s.wait_text("#connection-status", "Connected as megan@contoso.test")
+                .await;
+            s.find("#disconnect").await.click().await.unwrap();
+            s.wait_text("#connection-status", "Not connected").await;
+
+            // ---- A wrong client secret is diagnosed in the window ----
+            s.find("#add-mailbox").await.click().await.unwrap();
+            fill(s, "#mb-name", "Wrong secret").await;
+            s.find("#method-webhook").await.click().await.unwrap();
+            choose_custom_cloud(s, sb).await;
+            fill(s, "#mb-client", &daemon_id).await;
+            fill(s, "#mb-secret", "definitely-not-the-secret").await;
+            fill(s, "#mb-address", SUPPORT).await;
+            s.find("#mb-save").await.click().await.unwrap();
+            s.find("#connect").await.click().await.unwrap();
+            s.wait_text("#diagnosis", "AADSTS7000215").await;
+            let code = s.find("#diagnosis").await.attr("data-code").await.unwrap();
+            assert_eq!(code.as_deref(), Some("wrong_secret"));
+            assert!(s.text("#diagnosis-fix").await.contains("VALUE"));
+            assert!(s.text("#connection-status").await.contains("Not connected"));
+
             // ---- App-only with a client secret ----
             s.find("#add-mailbox").await.click().await.unwrap();
             fill(s, "#mb-name", "Support webhooks").await;
