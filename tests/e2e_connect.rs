@@ -241,7 +241,12 @@ fn assert_not_on_disk(dir: &Path, needles: &[String]) {
         "the log file is checked too: {files:?}"
     );
     for file in files {
-        let bytes = std::fs::read(&file).unwrap();
+        // A file removed since the listing (SQLite's -journal/-shm) holds nothing any more.
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", file.display()),
+        };
         for needle in needles.iter().filter(|n| n.len() >= 8) {
             let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
             assert!(!found, "a credential was found in {}", file.display());
