@@ -993,3 +993,89 @@ impl Core {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox(kind: CredentialKind, expires: Option<DateTime<Utc>>) -> Mailbox {
+        let now = Utc::now();
+        Mailbox {
+            id: "m1".into(),
+            name: "Support".into(),
+            method: MailboxMethod::Webhook,
+            cloud: StoreCloud::Global,
+            authority_url: None,
+            graph_url: None,
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            credential_kind: kind,
+            credential_expires_at: expires,
+            certificate_thumbprint: None,
+            shared_mailbox: None,
+            mailbox_address: Some("support@contoso.test".into()),
+            connected_account: None,
+            connected_at: None,
+            enabled: true,
+            settings: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn expiry_warnings_start_thirty_days_ahead() {
+        let now = Utc::now();
+        let days = |d: i64| Some(now + chrono::Duration::days(d));
+        assert_eq!(
+            credential_warning(&mailbox(CredentialKind::Secret, days(90)), now),
+            None
+        );
+        let soon =
+            credential_warning(&mailbox(CredentialKind::Certificate, days(12)), now).unwrap();
+        assert_eq!(soon.code, "certificate_expiring");
+        assert_eq!(soon.days_left, 12);
+        let gone = credential_warning(&mailbox(CredentialKind::Secret, days(-1)), now).unwrap();
+        assert_eq!(gone.code, "secret_expired");
+        assert!(gone.message.contains("expired on"));
+        assert_eq!(
+            credential_warning(&mailbox(CredentialKind::Public, days(1)), now),
+            None
+        );
+    }
+
+    #[test]
+    fn expiry_dates_and_snake_codes() {
+        let t = parse_expiry_date("2027-03-31").unwrap();
+        assert_eq!(t.to_rfc3339(), "2027-03-31T23:59:59+00:00");
+        assert!(parse_expiry_date("31/03/2027")
+            .unwrap_err()
+            .to_string()
+            .contains("YYYY-MM-DD"));
+        assert_eq!(
+            snake(DiagnosisKind::PublicClientSentSecret),
+            "public_client_sent_secret"
+        );
+        let d = diagnose_text("AADSTS50011: The redirect URI 'http://localhost:1234' specified in the request does not match").unwrap();
+        assert_eq!(d.code, "redirect_uri_not_registered");
+        assert_eq!(diagnose_text("nothing to see"), None);
+    }
+
+    #[test]
+    fn mailbox_refs_follow_the_method() {
+        let mut m = mailbox(CredentialKind::Secret, None);
+        assert_eq!(
+            mailbox_ref(&m),
+            MailboxRef::User("support@contoso.test".into())
+        );
+        m.method = MailboxMethod::Scan;
+        m.mailbox_address = None;
+        assert_eq!(mailbox_ref(&m), MailboxRef::Me);
+        m.shared_mailbox = Some("helpdesk@contoso.test".into());
+        assert_eq!(
+            mailbox_ref(&m),
+            MailboxRef::User("helpdesk@contoso.test".into())
+        );
+        assert!(needed_permissions(&m).contains(&"Mail.Send.Shared".to_string()));
+    }
+}
