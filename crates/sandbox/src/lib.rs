@@ -49,6 +49,7 @@ pub mod control;
 pub mod faults;
 pub mod identity;
 mod server;
+pub mod sign_in;
 mod tls;
 
 use std::path::Path;
