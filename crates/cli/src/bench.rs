@@ -21,10 +21,8 @@ use mailroom_store::{CredentialKind, MailboxMethod, NewMailbox, Store};
 use serde::Serialize;
 use url::Url;
 
-/// Graph's per-app, per-mailbox limits (reference §6).
+/// Graph's per-app, per-mailbox concurrency limit (reference §6).
 const GRAPH_CONCURRENCY: f64 = 4.0;
-const GRAPH_WINDOW_REQUESTS: f64 = 10_000.0;
-const GRAPH_WINDOW_SECS: f64 = 600.0;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -240,9 +238,13 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     let window = args.psa_window_secs.max(1) as f64;
     let limit = args.psa_requests.max(1) as f64;
     let t_graph_concurrency = nf * g * latency / GRAPH_CONCURRENCY;
-    // Windows admit their whole budget at once, then one budget per window length.
-    let t_graph_rate =
-        ((graph_requests / GRAPH_WINDOW_REQUESTS).ceil() - 1.0).max(0.0) * GRAPH_WINDOW_SECS;
+    // Graph's 10,000 per 10 minutes, as the client enforces it per mailbox: a token bucket
+    // whose burst plus refill over one window never exceeds the window's budget.
+    let throttle = mailroom_graph::ThrottleConfig::default();
+    let graph_burst = throttle.burst as f64;
+    let graph_rate =
+        (throttle.requests_per_window as f64 - graph_burst) / throttle.window.as_secs_f64();
+    let t_graph_rate = ((graph_requests - graph_burst) / graph_rate).max(0.0);
     // A rolling window admits `limit` requests at once, then `limit` more per window.
     let t_psa_window = ((psa_requests / limit).ceil() - 1.0).max(0.0) * window;
     let bounds = [
@@ -250,7 +252,10 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
             "Graph 4 concurrent requests per mailbox",
             t_graph_concurrency,
         ),
-        ("Graph 10,000 requests per 10 minutes", t_graph_rate),
+        (
+            "Graph 10,000 requests per 10 minutes (per-mailbox token bucket)",
+            t_graph_rate,
+        ),
         ("HaloPSA rolling window", t_psa_window),
     ];
     let (binding, t_min) =
@@ -265,7 +270,7 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     };
     let steady = [
         GRAPH_CONCURRENCY / (g * latency).max(1e-9),
-        (GRAPH_WINDOW_REQUESTS / GRAPH_WINDOW_SECS) / g.max(1e-9),
+        graph_rate / g.max(1e-9),
         (limit / window) / p.max(1e-9),
     ]
     .into_iter()
