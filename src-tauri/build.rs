@@ -4,6 +4,15 @@
 /// Every `#[tauri::command]` the shell registers (keep in sync with `lib.rs`).
 const COMMANDS: &[&str] = &[
     "app_info",
+    "engine_start",
+    "engine_status",
+    "inbound_log",
+    "inbound_attempts",
+    "inbound_reprocess",
+    "inbound_import_now",
+    "inbound_subscribe",
+    "psa_connection_get",
+    "psa_connection_set",
     "list_mailboxes",
     "add_mailbox",
     "remove_mailbox",

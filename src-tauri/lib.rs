@@ -71,6 +71,7 @@ pub fn run() {
     let result = builder
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
+        .manage(commands::inbound::InboundState::default())
         .manage(commands::connect::ConnectState::default())
         .manage(AppState {
             core,
@@ -92,6 +93,15 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
+            commands::inbound::engine_start,
+            commands::inbound::engine_status,
+            commands::inbound::inbound_log,
+            commands::inbound::inbound_attempts,
+            commands::inbound::inbound_reprocess,
+            commands::inbound::inbound_import_now,
+            commands::inbound::inbound_subscribe,
+            commands::inbound::psa_connection_get,
+            commands::inbound::psa_connection_set,
             commands::mailboxes::list_mailboxes,
             commands::mailboxes::add_mailbox,
             commands::mailboxes::remove_mailbox,

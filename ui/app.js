@@ -6,6 +6,7 @@ import * as backend from './backend.js';
 import { h, emptyState, toast } from './dom.js';
 import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
+import { inboundLogPanel, monitoringPanel, startEngine } from './inbound-log.js';
 
 const state = { mailboxes: [] };
 
@@ -132,28 +133,14 @@ function mailboxTab(mailbox, tab) {
         ],
       });
     case 'log':
-      return emptyState({
-        id: 'empty-inbound-log',
-        title: 'No email processed yet',
-        body: 'Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.',
-      });
+      return inboundLogPanel(mailbox, state.mailboxes);
     default:
       return incomingPanel(mailbox, { onChanged: async () => { await refreshMailboxes(); render(); } });
   }
 }
 
 function monitoringView() {
-  return h('div', {},
-    h('header', { class: 'view-header' }, h('h1', {}, 'Monitoring'),
-      h('p', { class: 'subtle' }, 'Every email across all mailboxes, as it is processed.')),
-    emptyState({
-      id: 'empty-monitoring',
-      title: 'Nothing to monitor yet',
-      body: state.mailboxes.length === 0
-        ? 'Add a mailbox first; its emails will show here as they are processed, with retries and errors.'
-        : 'No email has been processed yet. New mail appears here live.',
-      action: state.mailboxes.length === 0 ? h('a', { class: 'button', href: '#/add-mailbox' }, 'Add a mailbox') : null,
-    }));
+  return monitoringPanel(state.mailboxes);
 }
 
 function integrationView() {
@@ -233,6 +220,7 @@ async function start() {
   window.addEventListener('hashchange', render);
   await refreshMailboxes();
   render();
+  startEngine();
   try {
     const info = await backend.appInfo();
     document.getElementById('app-version').textContent = `v${info.version}`;

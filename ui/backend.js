@@ -34,6 +34,24 @@ export const removeMailbox = (id) => call('remove_mailbox', { id });
 export const sandboxInfo = () => call('sandbox_info');
 export const sandboxSendTestEmail = () => call('sandbox_send_test_email');
 
+// Inbound log, monitoring and the sync engine (ui/inbound-log.js).
+export const engineStart = () => call('engine_start');
+export const engineStatus = () => call('engine_status');
+export const inboundLog = (query) => call('inbound_log', { query });
+export const inboundAttempts = (emailId) => call('inbound_attempts', { emailId });
+export const inboundReprocess = (emailId) => call('inbound_reprocess', { emailId });
+export const inboundImportNow = (mailboxId) => call('inbound_import_now', { mailboxId });
+export const psaConnectionGet = () => call('psa_connection_get');
+export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
+  call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });
+// Live engine events arrive in batches (arrays) over a Channel.
+export function inboundSubscribe(onBatch) {
+  if (!tauri) return Promise.reject(new BackendError('internal', 'Mailroom must run inside its desktop window.'));
+  const channel = new tauri.core.Channel();
+  channel.onmessage = onBatch;
+  return call('inbound_subscribe', { onEvents: channel });
+}
+
 // Connecting a mailbox (ui/mailbox-incoming.js, ui/mailbox-form.js). Errors from these
 // commands also carry `diagnosis` ({code, cause, fix}) for identity and Graph failures.
 async function callConnect(command, args = {}) {

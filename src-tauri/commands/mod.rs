@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod connect;
+pub mod inbound;
 pub mod mailboxes;
 pub mod sandbox;
 

@@ -1,0 +1,233 @@
+//! The sync engine in the window: start it, the inbound log and its details, *Import emails*,
+//! *Reprocess*, the PSA connection, and live events streamed in batches over a Channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailroom_engine::events::{batched, CancellationToken, EngineEvent, EventBus, SyncStatus};
+use mailroom_engine::pipeline::Pipeline;
+use mailroom_engine::psa_connection::PsaConnection;
+use mailroom_engine::sync::{ScanReport, SyncOptions, SyncSupervisor};
+use mailroom_engine::ErrorCode;
+use mailroom_store::inbound::{AttemptDetail, InboundEmail, LogQuery, LogStatus};
+use serde::Serialize;
+use tauri::ipc::Channel;
+use tauri::State;
+
+use super::{UiError, UiResult};
+use crate::AppState;
+
+/// Events are sent to the window at most every this often …
+const BATCH_EVERY: Duration = Duration::from_millis(250);
+/// … or as soon as this many are waiting.
+const BATCH_MAX: usize = 100;
+
+/// The engine of the window (managed state).
+#[derive(Default)]
+pub struct InboundState {
+    events: EventBus,
+    supervisor: tokio::sync::Mutex<Option<Arc<SyncSupervisor>>>,
+}
+
+fn ui(code: ErrorCode, message: impl Into<String>) -> UiError {
+    UiError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Starts syncing every enabled, connected mailbox not synced yet (call it again after a
+/// mailbox is connected); returns the status of every synced mailbox.
+#[tauri::command]
+pub async fn engine_start(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+) -> UiResult<Vec<SyncStatus>> {
+    let mut slot = inbound.supervisor.lock().await;
+    let core = &state.core;
+    if let Some(sandbox) = state.sandbox.as_ref() {
+        // Sandbox mode: the emulated HaloPSA is the PSA connection.
+        if core.psa_connection().await?.is_none() {
+            let psa = &sandbox.tenant().psa;
+            core.set_psa_connection(
+                &sandbox.psa_url(),
+                &psa.client_id,
+                mailroom_secrets::SecretValue::new(psa.client_secret.clone()),
+                Some(&psa.tenant),
+            )
+            .await?;
+        }
+    }
+    if slot.is_none() {
+        let pipeline = Arc::new(Pipeline::from_core(core, inbound.events.clone()).await?);
+        *slot = Some(Arc::new(SyncSupervisor::new(
+            pipeline,
+            SyncOptions::default(),
+        )));
+    }
+    let supervisor = slot.as_ref().expect("just set").clone();
+    for mailbox in core.mailboxes().await? {
+        if !mailbox.enabled || supervisor.has_mailbox(&mailbox.id) {
+            continue;
+        }
+        match core.graph_client_for(&mailbox).await {
+            Ok(graph) => supervisor.start_mailbox(mailbox, graph),
+            Err(e) => tracing::debug!(mailbox = %mailbox.name, "not synced yet: {e}"),
+        }
+    }
+    Ok(supervisor.statuses())
+}
+
+/// The status of every mailbox task (empty while the engine is not started).
+#[tauri::command]
+pub async fn engine_status(inbound: State<'_, InboundState>) -> UiResult<Vec<SyncStatus>> {
+    Ok(inbound
+        .supervisor
+        .lock()
+        .await
+        .as_ref()
+        .map(|s| s.statuses())
+        .unwrap_or_default())
+}
+
+/// A page of the inbound log with the counts per status.
+#[derive(Debug, Serialize)]
+pub struct InboundPage {
+    pub items: Vec<InboundEmail>,
+    pub counts: Vec<(LogStatus, i64)>,
+}
+
+#[tauri::command]
+pub async fn inbound_log(state: State<'_, AppState>, query: LogQuery) -> UiResult<InboundPage> {
+    let store = state.core.store();
+    let items = store
+        .inbound_log(&query)
+        .await
+        .map_err(mailroom_engine::CoreError::from)?;
+    let counts = store
+        .status_counts(query.mailbox_id.as_deref())
+        .await
+        .map_err(mailroom_engine::CoreError::from)?;
+    Ok(InboundPage { items, counts })
+}
+
+/// Every attempt of an email with its requests and processing log.
+#[tauri::command]
+pub async fn inbound_attempts(
+    state: State<'_, AppState>,
+    email_id: i64,
+) -> UiResult<Vec<AttemptDetail>> {
+    Ok(state
+        .core
+        .store()
+        .attempts(email_id)
+        .await
+        .map_err(mailroom_engine::CoreError::from)?)
+}
+
+/// *Reprocess*: queue the email again (a confirmed PSA write is never repeated).
+#[tauri::command]
+pub async fn inbound_reprocess(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+    email_id: i64,
+) -> UiResult<()> {
+    let supervisor = inbound.supervisor.lock().await.clone();
+    match supervisor {
+        Some(s) => s
+            .reprocess(email_id)
+            .await
+            .map_err(|m| ui(ErrorCode::Internal, m)),
+        None => Ok(state.core.requeue_email(email_id).await?),
+    }
+}
+
+/// *Import emails*: one pass over the mailbox now; permission problems come back in words.
+#[tauri::command]
+pub async fn inbound_import_now(
+    inbound: State<'_, InboundState>,
+    mailbox_id: String,
+) -> UiResult<ScanReport> {
+    let supervisor = inbound.supervisor.lock().await.clone().ok_or_else(|| {
+        ui(
+            ErrorCode::NotConfigured,
+            "Mailroom is not processing mail yet: connect HaloPSA and a mailbox first.",
+        )
+    })?;
+    supervisor
+        .import_now(&mailbox_id)
+        .await
+        .map_err(|m| ui(ErrorCode::GraphFailed, m))
+}
+
+/// Streams engine events to the window in batches until the window drops the channel.
+#[tauri::command]
+pub async fn inbound_subscribe(
+    inbound: State<'_, InboundState>,
+    on_events: Channel<Vec<EngineEvent>>,
+) -> UiResult<()> {
+    let rx = inbound.events.subscribe();
+    tauri::async_runtime::spawn(batched(
+        rx,
+        BATCH_EVERY,
+        BATCH_MAX,
+        CancellationToken::new(),
+        move |batch| on_events.send(batch).is_ok(),
+    ));
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn psa_connection_get(state: State<'_, AppState>) -> UiResult<Option<PsaConnection>> {
+    Ok(state.core.psa_connection().await?)
+}
+
+#[tauri::command]
+pub async fn psa_connection_set(
+    state: State<'_, AppState>,
+    base_url: String,
+    client_id: String,
+    client_secret: String,
+    tenant: Option<String>,
+) -> UiResult<PsaConnection> {
+    let conn = state
+        .core
+        .set_psa_connection(
+            &base_url,
+            &client_id,
+            mailroom_secrets::SecretValue::new(client_secret),
+            tenant.as_deref(),
+        )
+        .await?;
+    // Prove it works before the engine relies on it.
+    let client = state.core.psa_client().await?;
+    on_own_thread(move || async move { client.me().await })
+        .await
+        .map_err(|m| ui(ErrorCode::Internal, m))?
+        .map_err(mailroom_engine::CoreError::from)?;
+    Ok(conn)
+}
+
+/// Runs a future built by `make` on a thread of its own (the PSA client's futures are not
+/// `Send`, so they cannot run on Tauri's multi-threaded command runtime directly).
+async fn on_own_thread<F, Fut, T>(make: F) -> Result<T, String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("mailroom-psa-check".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                let _ = tx.send(runtime.block_on(make()));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    rx.await
+        .map_err(|_| "the connection check stopped unexpectedly".to_string())
+}

@@ -1,0 +1,359 @@
+// The inbound log (per mailbox) and Monitoring (all mailboxes): every email with its status
+// and ticket, filters, keyset paging, a details view with each attempt's requests and
+// processing log, Reprocess, retry countdowns and live updates streamed over a Tauri Channel.
+// All text goes through textContent (dom.js `h`).
+
+import * as backend from './backend.js';
+import { h, toast } from './dom.js';
+
+const PAGE = 100;
+const STATUSES = [
+  ['', 'All statuses'],
+  ['processed', 'Processed'],
+  ['skipped', 'Skipped'],
+  ['failed', 'Failed'],
+  ['retrying', 'Retrying'],
+  ['pending', 'Pending'],
+];
+
+// One live subscription for the whole window; views register listeners.
+const listeners = new Set();
+let subscribed = false;
+const engine = { statuses: new Map(), started: false, error: null };
+
+function onBatch(events) {
+  for (const event of events) {
+    if (event.type === 'mailbox_sync') engine.statuses.set(event.mailbox_id, event);
+  }
+  for (const listener of listeners) listener(events);
+}
+
+async function ensureSubscribed() {
+  if (subscribed) return;
+  subscribed = true;
+  try {
+    await backend.inboundSubscribe(onBatch);
+  } catch (error) {
+    subscribed = false;
+    toast(`Live updates are unavailable: ${error.message}`, 'error');
+  }
+}
+
+/** Starts processing (idempotent; also picks up newly added mailboxes). */
+export async function startEngine() {
+  await ensureSubscribed();
+  try {
+    const statuses = await backend.engineStart();
+    engine.started = true;
+    engine.error = null;
+    for (const s of statuses) engine.statuses.set(s.mailbox_id, s);
+  } catch (error) {
+    engine.started = false;
+    engine.error = error;
+  }
+}
+
+function fmtTime(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return d.toLocaleString();
+}
+
+function countdown(iso) {
+  const secs = Math.max(0, Math.round((new Date(iso) - Date.now()) / 1000));
+  if (secs >= 3600) return `${Math.floor(secs / 3600)} h ${Math.floor((secs % 3600) / 60)} min`;
+  if (secs >= 60) return `${Math.floor(secs / 60)} min ${secs % 60} s`;
+  return `${secs} s`;
+}
+
+function statusCell(email) {
+  const el = h('span', { class: `status status-${email.status}`, 'data-status': email.status }, email.status);
+  if (email.status === 'retrying' && email.next_attempt_at) {
+    const t = h('span', { class: 'countdown', 'data-countdown': email.next_attempt_at });
+    t.textContent = ` (next try in ${countdown(email.next_attempt_at)})`;
+    return h('span', {}, el, t);
+  }
+  return el;
+}
+
+function ticketCell(email) {
+  if (!email.ticket_id) return email.skip_reason ? h('span', { class: 'subtle' }, email.skip_reason) : '';
+  const what = email.outcome === 'action_added' ? `Ticket ${email.ticket_id} (update)` : `Ticket ${email.ticket_id}`;
+  return h('span', { 'data-ticket': email.ticket_id }, what);
+}
+
+function row(email, { showMailbox, mailboxes, onOpen }) {
+  const mailbox = showMailbox ? (mailboxes.find((m) => m.id === email.mailbox_id)?.name ?? '') : null;
+  return h('tr', { 'data-email': email.id, class: 'log-row', tabindex: '0', onclick: () => onOpen(email),
+    onkeydown: (e) => { if (e.key === 'Enter') onOpen(email); } },
+  h('td', {}, fmtTime(email.received_at)),
+  showMailbox ? h('td', {}, mailbox) : null,
+  h('td', { title: email.from_address }, email.from_name || email.from_address),
+  h('td', {}, email.subject || '(no subject)'),
+  h('td', {}, statusCell(email)),
+  h('td', {}, ticketCell(email)));
+}
+
+function requestView(r) {
+  const summary = `${r.method} ${r.url} → ${r.status ?? r.error ?? 'no response'} (${r.duration_ms} ms)`;
+  return h('details', { class: 'request' },
+    h('summary', {}, summary),
+    h('div', { class: 'request-body' },
+      h('h4', {}, 'Request headers'),
+      h('pre', {}, (r.request_headers || []).map(([k, v]) => `${k}: ${v}`).join('\n')),
+      r.request_body ? [h('h4', {}, 'Request body'), h('pre', {}, r.request_body)] : null,
+      h('h4', {}, 'Response headers'),
+      h('pre', {}, (r.response_headers || []).map(([k, v]) => `${k}: ${v}`).join('\n')),
+      r.response_body ? [h('h4', {}, 'Response body'), h('pre', {}, r.response_body)] : null));
+}
+
+function attemptView(a) {
+  const result = a.result ?? 'running';
+  return h('section', { class: 'attempt', 'data-attempt': a.number },
+    h('h3', {}, `Attempt ${a.number} — ${a.trigger} — ${result}`),
+    h('p', { class: 'subtle' }, `${fmtTime(a.started_at)}${a.finished_at ? ` → ${fmtTime(a.finished_at)}` : ''}`),
+    a.error_message ? h('p', { class: 'error-text' }, `${a.error_code}: ${a.error_message}`) : null,
+    h('h4', {}, `Requests (${a.requests.length})`),
+    a.requests.length ? a.requests.map(requestView) : h('p', { class: 'subtle' }, 'No requests.'),
+    h('h4', {}, 'Processing log'),
+    h('ol', { class: 'processing-log' }, a.log.map((l) =>
+      h('li', { class: `log-${l.level}` }, `${new Date(l.at).toLocaleTimeString()} ${l.message}`))));
+}
+
+async function detailsView(email, close) {
+  const panel = h('aside', { class: 'log-details', id: 'log-details', 'data-email': email.id });
+  const reprocess = h('button', { class: 'button', id: 'reprocess', onclick: async () => {
+    try {
+      await backend.inboundReprocess(email.id);
+      toast('Queued for processing again.');
+    } catch (error) {
+      toast(error.message, 'error');
+    }
+  } }, 'Reprocess');
+  const header = h('header', { class: 'view-header' },
+    h('div', { class: 'view-title' },
+      h('h2', {}, email.subject || '(no subject)'),
+      reprocess,
+      h('button', { class: 'button subtle-button', onclick: close }, 'Close')),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'From'), h('dd', {}, `${email.from_name} <${email.from_address}>`),
+      h('dt', {}, 'Received'), h('dd', {}, fmtTime(email.received_at)),
+      h('dt', {}, 'Status'), h('dd', {}, statusCell(email)),
+      h('dt', {}, 'Ticket'), h('dd', {}, ticketCell(email)),
+      email.skip_detail ? [h('dt', {}, 'Why skipped'), h('dd', {}, email.skip_detail)] : null,
+      email.error_message ? [h('dt', {}, 'Last error'), h('dd', {}, email.error_message)] : null,
+      h('dt', {}, 'Message-ID'), h('dd', {}, email.internet_message_id ?? '')));
+  panel.append(header);
+  try {
+    const attempts = await backend.inboundAttempts(email.id);
+    panel.append(h('div', { class: 'attempts' },
+      attempts.length ? attempts.slice().reverse().map(attemptView)
+        : h('p', { class: 'subtle' }, 'Not processed yet.')));
+  } catch (error) {
+    panel.append(h('p', { class: 'error-text' }, error.message));
+  }
+  return panel;
+}
+
+/**
+ * The log list. `mailbox` = one mailbox (its Inbound log tab) or null (Monitoring).
+ */
+function logPanel({ mailbox, mailboxes }) {
+  const query = { mailbox_id: mailbox ? mailbox.id : null, status: null, search: null, limit: PAGE };
+  const items = [];
+  const showMailbox = !mailbox;
+  const tbody = h('tbody', { id: 'log-rows' });
+  const counts = h('p', { class: 'subtle', id: 'log-counts' });
+  const more = h('button', { class: 'button', id: 'log-more', hidden: true, onclick: () => load(false) }, 'Load more');
+  const empty = h('p', { class: 'subtle empty-log', id: mailbox ? 'empty-inbound-log' : 'empty-monitoring', hidden: true },
+    mailbox ? 'No email processed yet. Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.'
+      : (mailboxes.length === 0
+        ? 'Add a mailbox first; its emails will show here as they are processed, with retries and errors.'
+        : 'No email processed yet. Emails of every mailbox appear here live as they are processed.'));
+  const detailsSlot = h('div', { id: 'log-details-slot' });
+  let loading = false;
+
+  const open = async (email) => {
+    const close = () => detailsSlot.replaceChildren();
+    detailsSlot.replaceChildren(await detailsView(email, close));
+  };
+
+  function matches(email) {
+    if (query.mailbox_id && email.mailbox_id !== query.mailbox_id) return false;
+    if (query.status && email.status !== query.status) return false;
+    if (query.search) return false; // search results are reloaded, not patched live
+    return true;
+  }
+
+  function renderRows() {
+    tbody.replaceChildren(...items.map((e) => row(e, { showMailbox, mailboxes, onOpen: open })));
+    empty.hidden = items.length > 0;
+  }
+
+  async function load(reset) {
+    if (loading) return;
+    loading = true;
+    try {
+      if (reset) {
+        items.length = 0;
+        delete query.before;
+      } else if (items.length) {
+        const last = items[items.length - 1];
+        query.before = [last.received_at, last.id];
+      }
+      const page = await backend.inboundLog(query);
+      items.push(...page.items);
+      more.hidden = page.items.length < PAGE;
+      counts.textContent = page.counts.map(([s, n]) => `${s}: ${n}`).join(' · ');
+      renderRows();
+    } catch (error) {
+      toast(`Could not load the inbound log: ${error.message}`, 'error');
+    } finally {
+      loading = false;
+    }
+  }
+
+  const listener = (events) => {
+    let changed = false;
+    for (const event of events) {
+      if (event.type !== 'email') continue;
+      const email = event.email;
+      const i = items.findIndex((e) => e.id === email.id);
+      if (i >= 0) {
+        if (matches(email) || !query.status) items[i] = email; else items.splice(i, 1);
+        changed = true;
+      } else if (matches(email)) {
+        items.unshift(email);
+        items.sort((a, b) => (a.received_at < b.received_at ? 1 : a.received_at > b.received_at ? -1 : b.id - a.id));
+        changed = true;
+      }
+      const open = detailsSlot.querySelector(`[data-email="${email.id}"]`);
+      if (open && event.type === 'email') {
+        detailsView(email, () => detailsSlot.replaceChildren()).then((p) => detailsSlot.replaceChildren(p));
+      }
+    }
+    if (changed) renderRows();
+  };
+
+  const statusSelect = h('select', { id: 'log-status', 'aria-label': 'Status',
+    onchange: (e) => { query.status = e.target.value || null; load(true); } },
+  STATUSES.map(([v, label]) => h('option', { value: v }, label)));
+  let searchTimer;
+  const search = h('input', { type: 'search', id: 'log-search', placeholder: 'Search sender or subject', 'aria-label': 'Search',
+    oninput: (e) => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => { query.search = e.target.value.trim() || null; load(true); }, 250);
+    } });
+
+  const toolbar = h('div', { class: 'log-toolbar' }, statusSelect, search,
+    mailbox ? h('button', { class: 'button', id: 'import-now', onclick: async (e) => {
+      e.target.disabled = true;
+      try {
+        await startEngine();
+        const r = await backend.inboundImportNow(mailbox.id);
+        toast(`Import finished: ${r.new} new, ${r.processed} processed, ${r.skipped} skipped, ${r.failed} failed, ${r.retrying} to retry.`);
+        load(true);
+      } catch (error) {
+        toast(error.message, 'error');
+      } finally {
+        e.target.disabled = false;
+      }
+    } }, 'Import emails') : null);
+
+  const table = h('table', { class: 'log-table', id: 'inbound-log' },
+    h('thead', {}, h('tr', {},
+      h('th', {}, 'Received'), showMailbox ? h('th', {}, 'Mailbox') : null,
+      h('th', {}, 'From'), h('th', {}, 'Subject'), h('th', {}, 'Status'), h('th', {}, 'Ticket'))),
+    tbody);
+  const root = h('div', { class: 'inbound-log' }, toolbar, counts, table, empty, more, detailsSlot);
+
+  // Live updates and countdowns while the panel is in the document.
+  listeners.add(listener);
+  const ticker = setInterval(() => {
+    if (!root.isConnected) {
+      listeners.delete(listener);
+      clearInterval(ticker);
+      return;
+    }
+    for (const el of root.querySelectorAll('[data-countdown]')) {
+      el.textContent = ` (next try in ${countdown(el.dataset.countdown)})`;
+    }
+  }, 1000);
+  ensureSubscribed();
+  load(true);
+  return root;
+}
+
+/** The *Inbound log* tab of a mailbox. */
+export function inboundLogPanel(mailbox, mailboxes = []) {
+  return logPanel({ mailbox, mailboxes });
+}
+
+function psaForm(onSaved) {
+  const field = (id, label, attrs = {}) => h('label', { class: 'field' }, h('span', {}, label), h('input', { id, ...attrs }));
+  const form = h('form', { class: 'psa-form', id: 'psa-form', onsubmit: async (e) => {
+    e.preventDefault();
+    const v = (id) => form.querySelector(`#${id}`).value.trim();
+    try {
+      await backend.psaConnectionSet({ baseUrl: v('psa-url'), clientId: v('psa-client-id'),
+        clientSecret: form.querySelector('#psa-secret').value, tenant: v('psa-tenant') || null });
+      toast('HaloPSA connected.');
+      await onSaved();
+    } catch (error) {
+      toast(error.message, 'error');
+    }
+  } },
+  h('h2', {}, 'Connect HaloPSA'),
+  h('p', { class: 'subtle' }, 'An API application of type "Client ID and Secret (Services)" (Configuration > Integrations > HaloPSA API).'),
+  field('psa-url', 'HaloPSA URL', { placeholder: 'https://yourcompany.halopsa.com', required: true }),
+  field('psa-client-id', 'Client ID', { required: true }),
+  field('psa-secret', 'Client secret', { type: 'password', required: true, autocomplete: 'off' }),
+  field('psa-tenant', 'Tenant (hosted instances)'),
+  h('button', { class: 'button primary', type: 'submit' }, 'Connect'));
+  return form;
+}
+
+function engineLine(mailboxes) {
+  const el = h('div', { class: 'engine-status', id: 'engine-status' });
+  const paint = () => {
+    if (!engine.started) {
+      el.replaceChildren(h('p', { class: 'subtle' }, engine.error ? `Not processing: ${engine.error.message}` : 'Not processing yet.'));
+      return;
+    }
+    const rows = mailboxes.map((m) => {
+      const s = engine.statuses.get(m.id);
+      const text = s ? `${s.state}${s.last_sync_at ? `, last scan ${fmtTime(s.last_sync_at)}` : ''}${s.error ? ` — ${s.error}` : ''}` : 'not synced (connect it first)';
+      return h('li', { 'data-mailbox-status': m.id }, `${m.name}: ${text}`);
+    });
+    el.replaceChildren(h('ul', { class: 'plain' }, rows));
+  };
+  paint();
+  const listener = (events) => {
+    if (!el.isConnected) { listeners.delete(listener); return; }
+    if (events.some((e) => e.type === 'mailbox_sync')) paint();
+  };
+  listeners.add(listener);
+  return { el, paint };
+}
+
+/** The global *Monitoring* view. */
+export function monitoringPanel(mailboxes) {
+  const body = h('div', {});
+  const root = h('div', { id: 'monitoring' },
+    h('header', { class: 'view-header' }, h('h1', {}, 'Monitoring'),
+      h('p', { class: 'subtle' }, 'Every email across all mailboxes, as it is processed.')),
+    body);
+  (async () => {
+    await startEngine();
+    const status = engineLine(mailboxes);
+    let conn = null;
+    try { conn = await backend.psaConnectionGet(); } catch { conn = null; }
+    const parts = [status.el];
+    if (!conn) {
+      parts.push(psaForm(async () => { await startEngine(); status.paint(); }));
+    }
+    parts.push(logPanel({ mailbox: null, mailboxes }));
+    body.replaceChildren(...parts);
+  })();
+  return root;
+}
