@@ -1,0 +1,122 @@
+//! `mailroom run` as a user runs it: a configured data directory (mailbox connected app-only,
+//! PSA connection, secrets in the keyring), a real process, mail delivered to the sandbox,
+//! Ctrl-C (SIGINT) to stop. Needs a keyring (run under `./dev test`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use mailroom_engine::mailboxes::MailboxSetup;
+use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+use mailroom_engine::Core;
+use mailroom_graph_sandbox::InboundMail;
+use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
+use mailroom_secrets::SecretValue;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_processes_mail_until_ctrl_c() {
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::open(dir.path()).await.unwrap();
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: "Support".into(),
+                method: MailboxMethod::Webhook,
+                cloud: Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some("support@contoso.test".into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    core.connect_app_only(&mailbox.id).await.unwrap();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+    let delivered = sb
+        .graph()
+        .deliver(InboundMail {
+            to: "support@contoso.test".into(),
+            from: "pat@fabrikam.test".into(),
+            from_name: Some("Pat Smith".into()),
+            subject: "Processed by mailroom run".into(),
+            body_html: Some("<p>Hello</p>".into()),
+            ..Default::default()
+        })
+        .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["run", "--interval", "1"])
+        .env("MAILROOM_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mailroom run starts");
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Processed by mailroom run") && line.contains("Processed");
+            seen.push(line);
+            if done {
+                // Ctrl-C.
+                Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status()
+                    .unwrap();
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let status = child.wait().unwrap();
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("Support: syncing"), "{text}");
+    assert!(text.contains("Stopping"), "{text}");
+    let tickets: Vec<_> = sb
+        .halo()
+        .tickets()
+        .into_iter()
+        .filter(|t| t["email_message_id"] == delivered.internet_message_id.as_str())
+        .collect();
+    assert_eq!(tickets.len(), 1, "{text}");
+    assert!(
+        text.contains(&format!("ticket {}", tickets[0]["id"])),
+        "{text}"
+    );
+    let _ = core.secrets().delete(&mailroom_secrets::SecretKey::new(
+        mailroom_engine::psa_connection::PSA_CONNECTION_ID,
+        mailroom_secrets::SecretKind::PsaClientSecret,
+    ));
+    for kind in mailroom_secrets::SecretKind::ALL {
+        let _ = core
+            .secrets()
+            .delete(&mailroom_secrets::SecretKey::new(&mailbox.id, kind));
+    }
+}
