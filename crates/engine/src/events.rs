@@ -135,3 +135,59 @@ pub async fn batched(
         send(batch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The UI (ui/inbound-log.js) reads these exact shapes.
+    #[test]
+    fn events_serialize_with_a_type_tag() {
+        let sync = serde_json::to_value(EngineEvent::MailboxSync(SyncStatus {
+            mailbox_id: "m1".into(),
+            state: SyncState::Idle,
+            last_sync_at: None,
+            next_scan_at: None,
+            error: None,
+        }))
+        .unwrap();
+        assert_eq!(sync["type"], "mailbox_sync");
+        assert_eq!(sync["mailbox_id"], "m1");
+        assert_eq!(sync["state"], "idle");
+        let done = serde_json::to_value(EngineEvent::AttemptFinished {
+            email_id: 7,
+            attempt_id: 9,
+            result: "processed".into(),
+        })
+        .unwrap();
+        assert_eq!(done["type"], "attempt_finished");
+        assert_eq!(done["email_id"], 7);
+    }
+
+    #[tokio::test]
+    async fn batches_flush_at_the_size_limit_and_when_the_stream_ends() {
+        let bus = EventBus::new();
+        let rx = bus.subscribe();
+        let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(batched(
+            rx,
+            std::time::Duration::from_secs(3600),
+            2,
+            CancellationToken::new(),
+            move |b| tx.send(b.len()).is_ok(),
+        ));
+        for id in 0..3 {
+            bus.publish(EngineEvent::AttemptFinished {
+                email_id: id,
+                attempt_id: id,
+                result: "processed".into(),
+            });
+        }
+        assert_eq!(batches.recv().await, Some(2));
+        // The third would wait for the timer (an hour); closing the bus flushes it.
+        drop(bus);
+        task.await.unwrap();
+        assert_eq!(batches.recv().await, Some(1));
+        assert_eq!(batches.recv().await, None);
+    }
+}
