@@ -37,6 +37,7 @@ async fn open(sandbox: bool) -> Result<(Core, Option<mailroom_sandbox::Sandbox>)
     sandbox_mode::reset_data_dir(&dir).await?;
     let core = Core::open(&dir).await.map_err(|e| e.to_string())?;
     let sandbox = sandbox_mode::start_sandbox().await?;
+    sandbox_mode::connect_demo_tenant(&core, &sandbox).await?;
     Ok((core, Some(sandbox)))
 }
 

@@ -85,3 +85,101 @@ pub fn info(sandbox: &Sandbox) -> SandboxInfo {
             .collect(),
     }
 }
+
+/// Sandbox mode's demo set-up, so that a first run shows mail turning into tickets with no
+/// typing: the sandbox HaloPSA as the PSA connection, `support@` connected by delegated sign-in
+/// (the sandbox's sign-in page completed as a browser would), and the shared `helpdesk@`
+/// connected app-only with the daemon app's secret. Both go through the same code paths as a
+/// real mailbox.
+pub async fn connect_demo_tenant(core: &Core, sandbox: &Sandbox) -> Result<(), String> {
+    use mailroom_engine::mailboxes::MailboxSetup;
+    use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+    use mailroom_secrets::SecretValue;
+
+    let tenant = sandbox.tenant();
+    let psa = &tenant.psa;
+    core.set_psa_connection(
+        &sandbox.psa_url(),
+        &psa.client_id,
+        SecretValue::new(psa.client_secret.clone()),
+        Some(&psa.tenant),
+    )
+    .await
+    .map_err(|e| format!("PSA connection: {e}"))?;
+
+    // Unknown senders from unknown domains go to the PSA's "Default Site".
+    let default_site = sandbox
+        .halo()
+        .sites()
+        .into_iter()
+        .find(|s| s["name"] == "Default Site")
+        .and_then(|s| s["id"].as_f64())
+        .map(|id| id as i64);
+    let settings = serde_json::json!({ "sender_policy": { "default_site_id": default_site } });
+    let setup = |name: &str, method, client_id: &str, credential_kind, secret: Option<String>| {
+        MailboxSetup {
+            name: name.into(),
+            method,
+            cloud: Cloud::Custom,
+            authority_url: Some(sandbox.authority_url()),
+            graph_url: Some(sandbox.graph_url()),
+            tenant_id: tenant.tenant_id.clone(),
+            client_id: client_id.into(),
+            credential_kind,
+            client_secret: secret.map(SecretValue::new),
+            shared_mailbox: None,
+            mailbox_address: None,
+        }
+    };
+
+    let support_upn = format!("support@{}", tenant.domain);
+    let support = core
+        .add_mailbox(setup(
+            "Support",
+            MailboxMethod::Scan,
+            &tenant.desktop_app.client_id,
+            CredentialKind::Public,
+            None,
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    core.store()
+        .set_mailbox_settings(&support.id, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (url, authorization) = core
+        .start_authorization(&support.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let browser = tokio::spawn(async move {
+        mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), &support_upn).await
+    });
+    core.finish_authorization(authorization, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| format!("signing in support@: {e}"))?;
+    browser
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+
+    let mut helpdesk_setup = setup(
+        "Helpdesk (shared)",
+        MailboxMethod::Webhook,
+        &tenant.daemon_app.client_id,
+        CredentialKind::Secret,
+        tenant.daemon_app.client_secret.clone(),
+    );
+    helpdesk_setup.mailbox_address = tenant.shared_mailbox.clone();
+    let helpdesk = core
+        .add_mailbox(helpdesk_setup)
+        .await
+        .map_err(|e| e.to_string())?;
+    core.store()
+        .set_mailbox_settings(&helpdesk.id, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    core.connect_app_only(&helpdesk.id)
+        .await
+        .map_err(|e| format!("connecting helpdesk@: {e}"))?;
+    Ok(())
+}
