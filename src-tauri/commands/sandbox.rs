@@ -19,12 +19,12 @@ const CUSTOMERS: &[(&str, &str, &str)] = &[
     (
         "pat@fabrikam.test",
         "Pat Smith",
-        "Outlook keeps asking for my password",
+        "Shared calendar stopped syncing on my phone",
     ),
     (
         "dana@northwind.test",
         "Dana Ortiz",
-        "New starter needs a laptop on Monday",
+        "New starter on Monday needs an account",
     ),
     (
         "sam@outlook.test",
@@ -34,7 +34,7 @@ const CUSTOMERS: &[(&str, &str, &str)] = &[
     (
         "lee@fabrikam.test",
         "Lee Chen",
-        "Printer on the second floor is offline",
+        "Meeting room screen shows no signal",
     ),
 ];
 
