@@ -314,15 +314,8 @@ impl PsaClient {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let response_headers = header_pairs(response.headers());
-                let get = |name: &str| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let content_type = get("content-type");
-                let retry_after = get("retry-after");
+                let content_type = header_value(response.headers(), "content-type");
+                let retry_after = header_value(response.headers(), "retry-after");
                 match response.text().await {
                     Ok(text) => Ok((
                         RawResponse {
@@ -516,14 +509,19 @@ impl PsaClient {
                 ))
             })?);
         let last: Arc<Mutex<Option<RawResponse>>> = Arc::new(Mutex::new(None));
-        let http = |request: oauth2::HttpRequest| {
-            let last = last.clone();
+        // The closure owns a clone of the client (an `Arc` inside), so the futures it returns
+        // borrow nothing and stay `Send`.
+        let this = self.clone();
+        let reply = last.clone();
+        let http = move |request: oauth2::HttpRequest| {
+            let last = reply.clone();
+            let this = this.clone();
             async move {
                 let method = request.method().clone();
                 let url = request.uri().to_string();
                 let headers: Vec<(String, String)> = header_pairs(request.headers());
                 let body = request.into_body();
-                let raw = self.exchange(&method, &url, headers, Some(body)).await?;
+                let raw = this.exchange(&method, &url, headers, Some(body)).await?;
                 let mut response = http::Response::builder().status(raw.status);
                 if let Some(ct) = &raw.content_type {
                     response = response.header(http::header::CONTENT_TYPE, ct.as_str());
@@ -1361,4 +1359,13 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Protocol);
         assert!(err.message.contains("halopsa.com"));
     }
+}
+
+/// One header's value as text (a plain function, not a closure: a higher-ranked closure kept
+/// across an `.await` would make the request future `!Send`).
+fn header_value(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
