@@ -1267,6 +1267,15 @@ pub fn normalize_message_id(id: &str) -> String {
         .to_lowercase()
 }
 
+/// One header's value as text (a plain function, not a closure: a higher-ranked closure kept
+/// across an `.await` would make the request future `!Send`).
+fn header_value(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1359,13 +1368,4 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Protocol);
         assert!(err.message.contains("halopsa.com"));
     }
-}
-
-/// One header's value as text (a plain function, not a closure: a higher-ranked closure kept
-/// across an `.await` would make the request future `!Send`).
-fn header_value(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
