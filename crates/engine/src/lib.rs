@@ -12,6 +12,7 @@ pub mod mailboxes;
 pub mod pipeline;
 pub mod psa_connection;
 pub mod sync;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 

@@ -340,6 +340,15 @@ impl SyncSupervisor {
     /// Starts (or restarts) the task of `mailbox`, reading it through `graph`. Message ids are
     /// requested as ImmutableIds so they survive moves.
     pub fn start_mailbox(&self, mailbox: Mailbox, graph: GraphClient) {
+        let interval = ProcessingSettings::of(&mailbox)
+            .map(|s| Duration::from_secs(s.scan_interval_secs.max(1)))
+            .unwrap_or(self.options.default_interval);
+        self.start_mailbox_every(mailbox, graph, interval);
+    }
+
+    /// Like [`SyncSupervisor::start_mailbox`] with an explicit scan interval (webhook mailboxes
+    /// use a low-frequency fallback scan; notifications trigger scans in between).
+    pub fn start_mailbox_every(&self, mailbox: Mailbox, graph: GraphClient, interval: Duration) {
         if let Some(old) = self.tasks.lock().expect("tasks lock").remove(&mailbox.id) {
             old.cancel.cancel();
         }
@@ -352,9 +361,6 @@ impl SyncSupervisor {
             next_scan_at: None,
             error: None,
         }));
-        let interval = ProcessingSettings::of(&mailbox)
-            .map(|s| Duration::from_secs(s.scan_interval_secs.max(1)))
-            .unwrap_or(self.options.default_interval);
         let cancel = self.cancel.child_token();
         let task = MailboxTask {
             pipeline: self.pipeline.clone(),

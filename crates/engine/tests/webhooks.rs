@@ -1,0 +1,360 @@
+//! Webhook mode against the sandbox's publisher: subscription + handshake, mail → ticket with no
+//! scheduled scan, forged and malformed notifications, lifecycle events, renewal near expiry
+//! (the sandbox clock is the engine's clock), dropped notifications recovered by the fallback scan.
+//! Needs a Secret Service (the clientState is a keyring secret).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mailroom_engine::sync::{SyncOptions, SyncSupervisor};
+use mailroom_engine::webhooks::{WebhookOptions, Webhooks};
+use mailroom_graph_sandbox::{
+    LifecycleEvent, NotificationKind, NotificationOutcome, PublisherOptions,
+};
+use mailroom_secrets::Secrets;
+use serde_json::json;
+
+struct Hooks {
+    h: Harness,
+    supervisor: Arc<SyncSupervisor>,
+    hooks: Webhooks,
+    http: reqwest::Client,
+}
+
+async fn setup(options: WebhookOptions) -> Hooks {
+    let h = harness(default_settings()).await;
+    let supervisor = Arc::new(SyncSupervisor::new(
+        h.pipeline.clone(),
+        SyncOptions {
+            default_interval: Duration::from_secs(24 * 3600),
+            ..Default::default()
+        },
+    ));
+    let secrets = Secrets::with_service(format!("mailroom-test-{}", uuid::Uuid::new_v4()));
+    let hooks = Webhooks::start(
+        options,
+        h.store.clone(),
+        secrets,
+        h.sb.clock(),
+        supervisor.clone(),
+    )
+    .await
+    .expect("receiver starts");
+    hooks.add_mailbox(h.mailbox.clone(), h.graph.clone()).await;
+    // The task's first scan (empty inbox) is over before the test delivers mail, so a ticket
+    // can only come from a notification (or, where a test wants it, the fallback scan).
+    until("the first scan", || async {
+        supervisor
+            .statuses()
+            .iter()
+            .any(|s| s.last_sync_at.is_some())
+    })
+    .await;
+    Hooks {
+        h,
+        supervisor,
+        hooks,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn quiet() -> WebhookOptions {
+    WebhookOptions {
+        fallback_interval: Duration::from_secs(24 * 3600),
+        renew_check_every: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` until it holds (gives up after a minute: a hang is a failure, not a timing).
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+impl Hooks {
+    async fn event_kinds(&self) -> Vec<String> {
+        self.hooks
+            .events(&self.h.mailbox.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    async fn wait_event(&self, kind: &str) {
+        until(kind, || async {
+            self.event_kinds().await.iter().any(|k| k == kind)
+        })
+        .await;
+    }
+
+    async fn wait_ticket(&self, mid: &str) {
+        until("a ticket", || async {
+            self.h.ticket_by_message_id(mid).len() == 1
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_then_mail_becomes_a_ticket_without_a_scan() {
+    let t = setup(quiet()).await;
+    let id = t.h.mailbox.id.clone();
+    let record = t.hooks.create_subscription(&id).await.expect("created");
+    let subs = t.h.sb.graph().subscriptions();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].id, record.subscription_id);
+    assert_eq!(subs[0].notification_url, t.hooks.notification_url(&id));
+    assert_eq!(
+        subs[0].lifecycle_notification_url.as_deref(),
+        Some(t.hooks.lifecycle_url(&id).as_str())
+    );
+    assert_eq!(subs[0].change_type, "created");
+    assert!(record.resource.ends_with("mailFolders('Inbox')/messages"));
+    // Requested at the maximum: the sandbox allows 4,230 minutes.
+    let now = mailroom_clock::Clock::now(&*t.h.sb.clock());
+    assert!(record.expires_at > now + chrono::Duration::minutes(4200));
+    assert_eq!(
+        t.hooks.subscription(&id).await.unwrap(),
+        Some(record.clone())
+    );
+
+    let d =
+        t.h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Printer on fire"));
+    t.wait_ticket(&d.internet_message_id).await;
+    let log = t.h.sb.graph().notification_log();
+    assert!(log
+        .iter()
+        .any(|r| r.kind == NotificationKind::Change("created".into())
+            && r.outcome == NotificationOutcome::Delivered(202)));
+    let stored = t.hooks.notifications(&id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].subscription_id, record.subscription_id);
+    until("notification processed", || async {
+        t.hooks.notifications(&id).await.unwrap()[0]
+            .processed_at
+            .is_some()
+    })
+    .await;
+    let shown = t.hooks.subscription(&id).await.unwrap().unwrap();
+    assert!(shown.last_notification_at.is_some());
+
+    t.hooks.cancel_subscription(&id).await.expect("cancelled");
+    assert!(t.h.sb.graph().subscriptions().is_empty());
+    assert_eq!(t.hooks.subscription(&id).await.unwrap(), None);
+    assert_eq!(t.event_kinds().await, vec!["created", "cancelled"]);
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_forgeries_and_malformed_payloads() {
+    let t = setup(WebhookOptions {
+        max_body_bytes: 4096,
+        ..quiet()
+    })
+    .await;
+    let id = t.h.mailbox.id.clone();
+    let record = t.hooks.create_subscription(&id).await.expect("created");
+
+    for url in [t.hooks.notification_url(&id), t.hooks.lifecycle_url(&id)] {
+        let r = t
+            .http
+            .post(format!(
+                "{url}?validationToken=Validation%3A%20a%2Bb%3Cscript%3E"
+            ))
+            .header("content-type", "text/plain; charset=utf-8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert_eq!(r.text().await.unwrap(), "Validation: a+b<script>");
+    }
+
+    // A forged clientState is dropped (Graph practice: still 202) and logged.
+    let forged = json!({"value": [{
+        "subscriptionId": record.subscription_id,
+        "clientState": "guessed",
+        "changeType": "created",
+        "resource": "Users/x/Messages/y",
+    }]});
+    let r = t
+        .http
+        .post(t.hooks.notification_url(&id))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let events = t.hooks.events(&id).await.unwrap();
+    let rejected: Vec<_> = events.iter().filter(|e| e.kind == "rejected").collect();
+    assert_eq!(rejected.len(), 1, "{events:?}");
+    assert!(
+        rejected[0].detail.contains("clientState"),
+        "{}",
+        rejected[0].detail
+    );
+    assert!(t.hooks.notifications(&id).await.unwrap().is_empty());
+
+    // An unknown subscription id is dropped too.
+    let r = t
+        .http
+        .post(t.hooks.lifecycle_url(&id))
+        .json(&json!({"value": [{"subscriptionId": "other", "clientState": "x", "lifecycleEvent": "missed"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(t.hooks.notifications(&id).await.unwrap().is_empty());
+
+    // Malformed payloads and oversized bodies: 400.
+    for body in [
+        "not json",
+        "{\"value\": 3}",
+        "{\"value\": [{\"clientState\": \"x\"}]}",
+    ] {
+        let r = t
+            .http
+            .post(t.hooks.notification_url(&id))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
+    let r = t
+        .http
+        .post(t.hooks.notification_url(&id))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 10_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(t.hooks.notifications(&id).await.unwrap().is_empty());
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_events_are_handled() {
+    let t = setup(quiet()).await;
+    let id = t.h.mailbox.id.clone();
+    let first = t.hooks.create_subscription(&id).await.expect("created");
+    let graph = t.h.sb.graph();
+
+    // reauthorizationRequired → reauthorize, then renew.
+    assert!(graph
+        .fire_lifecycle(
+            &first.subscription_id,
+            LifecycleEvent::ReauthorizationRequired
+        )
+        .unwrap());
+    t.wait_event("renewed").await;
+    assert!(t.event_kinds().await.contains(&"reauthorized".to_string()));
+    assert!(!graph.subscriptions()[0].needs_reauthorization);
+    assert_eq!(
+        t.hooks.subscription(&id).await.unwrap().unwrap().renewals,
+        1
+    );
+
+    // missed → delta resync.
+    graph
+        .fire_lifecycle(&first.subscription_id, LifecycleEvent::Missed)
+        .unwrap();
+    t.wait_event("resync").await;
+
+    // subscriptionRemoved → a new subscription, then resync; mail flows through the new one.
+    graph
+        .fire_lifecycle(&first.subscription_id, LifecycleEvent::SubscriptionRemoved)
+        .unwrap();
+    t.wait_event("recreated").await;
+    let second = t.hooks.subscription(&id).await.unwrap().unwrap();
+    assert_ne!(second.subscription_id, first.subscription_id);
+    let subs = graph.subscriptions();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].id, second.subscription_id);
+    let d =
+        t.h.deliver(mail("lee@fabrikam.test", "Lee Chen", "After recreation"));
+    t.wait_ticket(&d.internet_message_id).await;
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_when_the_clock_nears_expiry() {
+    let t = setup(quiet()).await;
+    let id = t.h.mailbox.id.clone();
+    let created = t.hooks.create_subscription(&id).await.expect("created");
+
+    // Not due yet.
+    assert!(!t.hooks.renew_if_due(&id).await.unwrap());
+    // 50 h later the subscription (70.5 h) is within 2 days of expiry: the periodic check renews.
+    t.h.sb.clock().advance(chrono::Duration::hours(50));
+    let results = t.hooks.renew_due().await;
+    assert_eq!(results.len(), 1);
+    assert!(matches!(results[0].1, Ok(true)), "{:?}", results[0].1);
+    let renewed = t.hooks.subscription(&id).await.unwrap().unwrap();
+    assert_eq!(renewed.renewals, 1);
+    assert!(renewed.expires_at > created.expires_at + chrono::Duration::hours(49));
+    assert_eq!(
+        t.h.sb.graph().subscriptions()[0].expiration,
+        renewed.expires_at
+    );
+
+    // Again near expiry: processing a notification renews it too.
+    t.h.sb.clock().advance(chrono::Duration::hours(50));
+    let d =
+        t.h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Renew on the way"));
+    t.wait_ticket(&d.internet_message_id).await;
+    until("renewed by notification processing", || async {
+        t.hooks.subscription(&id).await.unwrap().unwrap().renewals == 2
+    })
+    .await;
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_notifications_are_recovered_by_the_fallback_scan() {
+    let t = setup(WebhookOptions {
+        fallback_interval: Duration::from_secs(1),
+        ..quiet()
+    })
+    .await;
+    let id = t.h.mailbox.id.clone();
+    t.hooks.create_subscription(&id).await.expect("created");
+    t.h.sb.graph().set_publisher_options(PublisherOptions {
+        drop_next: 1,
+        ..Default::default()
+    });
+    let d =
+        t.h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Lost notification"));
+    t.wait_ticket(&d.internet_message_id).await;
+    let log = t.h.sb.graph().notification_log();
+    assert!(log
+        .iter()
+        .any(|r| r.outcome == NotificationOutcome::Dropped));
+    assert!(t.hooks.notifications(&id).await.unwrap().is_empty());
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
