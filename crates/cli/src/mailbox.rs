@@ -129,7 +129,7 @@ fn read_stdin_line(what: &str) -> anyhow::Result<SecretValue> {
 }
 
 /// A core error, with the diagnosis (code, cause, fix) when there is one.
-fn explain(error: CoreError) -> anyhow::Error {
+pub(crate) fn explain(error: CoreError) -> anyhow::Error {
     match error.diagnosis() {
         Some(DiagnosisReport { code, cause, fix }) => {
             anyhow::anyhow!("[{code}] {cause}\n  fix: {fix}")
@@ -144,7 +144,7 @@ fn explain(error: CoreError) -> anyhow::Error {
     }
 }
 
-async fn find(core: &Core, key: &str) -> anyhow::Result<Mailbox> {
+pub(crate) async fn find(core: &Core, key: &str) -> anyhow::Result<Mailbox> {
     let all = core.mailboxes().await.map_err(explain)?;
     all.into_iter()
         .find(|m| m.id == key || m.name.eq_ignore_ascii_case(key))

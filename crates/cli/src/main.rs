@@ -7,6 +7,7 @@ mod mailbox;
 mod mailbox_list;
 mod run;
 mod sandbox;
+mod subscription;
 
 use clap::{Parser, Subcommand};
 use mailroom_engine::Core;
@@ -30,6 +31,9 @@ enum Command {
     /// Manage mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// Graph change-notification subscriptions of Webhooks mailboxes.
+    #[command(subcommand)]
+    Subscription(subscription::SubscriptionCommand),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
@@ -69,6 +73,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             run::run(&core, args).await
+        }
+        Command::Subscription(command) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            subscription::run(&core, command).await
         }
         Command::Mailbox(MailboxCommand::List { json }) => {
             let core = open_core(&cli).await?;

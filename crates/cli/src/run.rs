@@ -19,15 +19,50 @@ pub struct RunArgs {
 pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
     let events = EventBus::new();
     let pipeline = Arc::new(Pipeline::from_core(core, events.clone()).await?);
-    let supervisor = SyncSupervisor::new(
+    let clock = pipeline.clock().clone();
+    let supervisor = Arc::new(SyncSupervisor::new(
         pipeline,
         SyncOptions {
             default_interval: Duration::from_secs(args.interval.max(1)),
             ..Default::default()
         },
-    );
+    ));
     let mut started = 0;
+    // Webhooks mailboxes: the receiver, their fallback scans and subscription upkeep (only
+    // when there is one, so that `run` never needs the receiver's port otherwise).
+    let any_webhook = core
+        .mailboxes()
+        .await?
+        .iter()
+        .any(|m| m.enabled && m.method == mailroom_store::MailboxMethod::Webhook);
+    let mut webhooks = None;
+    if any_webhook {
+        let options = core
+            .webhook_settings()
+            .await?
+            .options()
+            .map_err(anyhow::Error::msg)?;
+        let (service, skipped) = core
+            .start_webhooks(options, clock, Some(supervisor.clone()))
+            .await?;
+        println!(
+            "Webhook receiver on {} (notifications to {})",
+            service.local_addr(),
+            service.base_url()
+        );
+        for (mailbox, why) in &skipped {
+            eprintln!("{}: not synced: {why}", mailbox.name);
+        }
+        webhooks = Some(service);
+    }
     for mailbox in core.mailboxes().await? {
+        if mailbox.method == mailroom_store::MailboxMethod::Webhook
+            && supervisor.has_mailbox(&mailbox.id)
+        {
+            println!("{}: syncing (webhooks, with a fallback scan)", mailbox.name);
+            started += 1;
+            continue;
+        }
         if !mailbox.enabled {
             println!("{}: disabled, not synced", mailbox.name);
             continue;
@@ -87,6 +122,9 @@ pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
     println!("Running; press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     println!("Stopping (finishing attempts in progress)…");
+    if let Some(w) = &webhooks {
+        w.shutdown();
+    }
     supervisor.shutdown().await;
     printer.abort();
     Ok(())

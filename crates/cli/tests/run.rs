@@ -48,6 +48,13 @@ async fn run_processes_mail_until_ctrl_c() {
         .await
         .unwrap();
     core.connect_app_only(&mailbox.id).await.unwrap();
+    // A Webhooks mailbox: `run` starts the receiver; any free port.
+    core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
+        port: Some(0),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     core.set_psa_connection(
         &sb.psa_url(),
         &t.psa.client_id,
@@ -98,6 +105,7 @@ async fn run_processes_mail_until_ctrl_c() {
     let text = lines.join("\n");
     assert!(status.success(), "{text}");
     assert!(text.contains("Support: syncing"), "{text}");
+    assert!(text.contains("Webhook receiver on 127.0.0.1:"), "{text}");
     assert!(text.contains("Stopping"), "{text}");
     let tickets: Vec<_> = sb
         .halo()

@@ -42,6 +42,9 @@ pub enum CoreError {
     /// Something the operation needs is not set up yet (e.g. the PSA connection).
     #[error("{0}")]
     NotConfigured(String),
+    /// The webhook receiver or a subscription call failed.
+    #[error(transparent)]
+    Webhook(#[from] webhooks::WebhookError),
 }
 
 /// The closed set of error codes front ends switch on (never on message text).
@@ -87,6 +90,17 @@ impl CoreError {
             CoreError::Connect(e) => e.code(),
             CoreError::Psa(_) => ErrorCode::PsaFailed,
             CoreError::NotConfigured(_) => ErrorCode::NotConfigured,
+            CoreError::Webhook(e) => {
+                use webhooks::WebhookError as W;
+                match e {
+                    W::Bind { .. } => ErrorCode::InvalidInput,
+                    W::NotRegistered(_) => ErrorCode::NotConnected,
+                    W::NoSubscription(_) => ErrorCode::NotFound,
+                    W::Graph(_) => ErrorCode::GraphFailed,
+                    W::Store(_) => ErrorCode::StorageFailed,
+                    W::Secrets(_) => ErrorCode::KeyringUnavailable,
+                }
+            }
         }
     }
 }

@@ -87,6 +87,120 @@ impl Default for WebhookOptions {
     }
 }
 
+/// Default receiver port of the app and `mailroom run` (a fixed port, so that a subscription
+/// created earlier still reaches the receiver after a restart).
+pub const DEFAULT_PORT: u16 = 47130;
+
+/// The store setting holding [`WebhookSettings`].
+pub const SETTINGS_KEY: &str = "webhooks";
+
+/// Webhook settings as stored (setting `webhooks`) and edited by front ends; unset fields take
+/// the defaults of [`WebhookOptions`] (port [`DEFAULT_PORT`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSettings {
+    /// Address the receiver binds (default `127.0.0.1`).
+    #[serde(default)]
+    pub bind_address: Option<String>,
+    /// Port the receiver binds (default [`DEFAULT_PORT`]; 0 = any free port).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Public HTTPS base URL of a tunnel/reverse proxy forwarding to the receiver.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    /// Requested subscription lifetime in minutes (default 4,230).
+    #[serde(default)]
+    pub max_lifetime_minutes: Option<i64>,
+    /// Fallback delta scan interval in seconds (default 900).
+    #[serde(default)]
+    pub fallback_interval_secs: Option<u64>,
+}
+
+impl WebhookSettings {
+    /// The receiver options these settings describe.
+    pub fn options(&self) -> Result<WebhookOptions, String> {
+        let mut o = WebhookOptions::default();
+        let ip: std::net::IpAddr = match &self.bind_address {
+            Some(a) => a
+                .parse()
+                .map_err(|e| format!("webhook bind address '{a}' is not an IP address: {e}"))?,
+            None => o.bind.ip(),
+        };
+        o.bind = SocketAddr::new(ip, self.port.unwrap_or(DEFAULT_PORT));
+        if let Some(u) = self
+            .public_base_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            let url = Url::parse(u.trim())
+                .map_err(|e| format!("webhook public base URL '{u}' is not a URL: {e}"))?;
+            if url.scheme() != "https" && url.scheme() != "http" {
+                return Err(format!(
+                    "webhook public base URL '{u}' must be an https:// URL"
+                ));
+            }
+            o.public_base_url = Some(url);
+        }
+        if let Some(m) = self.max_lifetime_minutes {
+            o.max_lifetime_minutes = m.max(1);
+        }
+        if let Some(s) = self.fallback_interval_secs {
+            o.fallback_interval = Duration::from_secs(s.max(1));
+        }
+        Ok(o)
+    }
+}
+
+impl crate::Core {
+    /// The stored webhook settings (defaults when never saved).
+    pub async fn webhook_settings(&self) -> Result<WebhookSettings, crate::CoreError> {
+        Ok(self
+            .store()
+            .setting::<WebhookSettings>(SETTINGS_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Saves the webhook settings (validated first).
+    pub async fn set_webhook_settings(
+        &self,
+        settings: &WebhookSettings,
+    ) -> Result<(), crate::CoreError> {
+        settings.options().map_err(crate::CoreError::InvalidInput)?;
+        Ok(self.store().set_setting(SETTINGS_KEY, settings).await?)
+    }
+
+    /// Starts the webhook receiver with `options` (e.g. from [`Core::webhook_settings`]) and
+    /// registers every enabled, connected *Webhooks* mailbox; `supervisor` runs their sync
+    /// tasks (fallback scan) and the scans notifications trigger. Returns the service and the
+    /// mailboxes that could not be registered with the reason.
+    pub async fn start_webhooks(
+        &self,
+        options: WebhookOptions,
+        clock: SharedClock,
+        supervisor: Option<Arc<SyncSupervisor>>,
+    ) -> Result<(Webhooks, Vec<(Mailbox, String)>), crate::CoreError> {
+        let webhooks = Webhooks::start(
+            options,
+            self.store().clone(),
+            self.secrets().clone(),
+            clock,
+            supervisor,
+        )
+        .await?;
+        let mut skipped = Vec::new();
+        for mailbox in self.mailboxes().await? {
+            if !mailbox.enabled || mailbox.method != mailroom_store::MailboxMethod::Webhook {
+                continue;
+            }
+            match self.graph_client_for(&mailbox).await {
+                Ok(graph) => webhooks.add_mailbox(mailbox, graph).await,
+                Err(e) => skipped.push((mailbox, e.to_string())),
+            }
+        }
+        Ok((webhooks, skipped))
+    }
+}
+
 /// Why a webhook operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -184,7 +298,9 @@ struct Inner {
     store: Store,
     secrets: Secrets,
     clock: SharedClock,
-    supervisor: Arc<SyncSupervisor>,
+    /// `None` for a receiver without an engine (e.g. `mailroom subscription create`):
+    /// notifications are persisted and stay pending until an engine runs.
+    supervisor: Option<Arc<SyncSupervisor>>,
     local_addr: SocketAddr,
     base_url: Url,
     /// mailbox id → (subscription id, clientState).
@@ -241,7 +357,7 @@ impl Webhooks {
         store: Store,
         secrets: Secrets,
         clock: SharedClock,
-        supervisor: Arc<SyncSupervisor>,
+        supervisor: Option<Arc<SyncSupervisor>>,
     ) -> Result<Self, WebhookError> {
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
@@ -326,11 +442,13 @@ impl Webhooks {
     /// from a previous run are handled.
     pub async fn add_mailbox(&self, mailbox: Mailbox, graph: GraphClient) {
         let graph = graph.with_subscription_max_minutes(self.inner.options.max_lifetime_minutes);
-        self.inner.supervisor.start_mailbox_every(
-            mailbox.clone(),
-            graph.clone(),
-            self.inner.options.fallback_interval,
-        );
+        if let Some(supervisor) = &self.inner.supervisor {
+            supervisor.start_mailbox_every(
+                mailbox.clone(),
+                graph.clone(),
+                self.inner.options.fallback_interval,
+            );
+        }
         let id = mailbox.id.clone();
         self.inner
             .mailboxes
@@ -834,6 +952,10 @@ impl Webhooks {
     }
 
     async fn handle(&self, batch: Vec<Work>) {
+        let Some(supervisor) = self.inner.supervisor.clone() else {
+            // No engine: the notifications stay pending for the next run.
+            return;
+        };
         let mut scan: Vec<String> = Vec::new();
         let mut rows: Vec<i64> = Vec::new();
         for Work::Notification { mailbox_id, row } in batch {
@@ -864,9 +986,7 @@ impl Webhooks {
             if let Err(e) = self.renew_if_due(&mailbox_id).await {
                 tracing::warn!(mailbox_id, "webhook: renewal failed: {e}");
             }
-            if !self
-                .inner
-                .supervisor
+            if !supervisor
                 .send(&mailbox_id, MailboxCommand::ScanNow(None))
                 .await
             {

@@ -39,7 +39,7 @@ async fn setup(options: WebhookOptions) -> Hooks {
         h.store.clone(),
         secrets,
         h.sb.clock(),
-        supervisor.clone(),
+        Some(supervisor.clone()),
     )
     .await
     .expect("receiver starts");
@@ -63,6 +63,8 @@ async fn setup(options: WebhookOptions) -> Hooks {
 
 fn quiet() -> WebhookOptions {
     WebhookOptions {
+        // Any free port: several tests run at once.
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         fallback_interval: Duration::from_secs(24 * 3600),
         renew_check_every: Duration::from_secs(24 * 3600),
         ..Default::default()

@@ -1,0 +1,122 @@
+//! `mailroom subscription create|show|cancel`: the Graph change-notification subscription of a
+//! *Webhooks* mailbox.
+//!
+//! `create` briefly runs the webhook receiver (configured address and port, public base URL)
+//! to answer Graph's validation handshake; notifications then reach the receiver of
+//! `mailroom run` or the app, which must use the same settings. Stop `mailroom run` first when
+//! both would bind the same port.
+
+use mailroom_engine::webhooks::{SubscriptionRecord, Webhooks};
+use mailroom_engine::{Core, CoreError};
+
+use crate::mailbox::{explain, find};
+
+#[derive(clap::Subcommand)]
+pub enum SubscriptionCommand {
+    /// Create (or replace) the mailbox's subscription.
+    Create {
+        /// Mailbox name or id.
+        mailbox: String,
+    },
+    /// Show the mailbox's subscription and its recent events.
+    Show {
+        /// Mailbox name or id.
+        mailbox: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel (delete) the mailbox's subscription.
+    Cancel {
+        /// Mailbox name or id.
+        mailbox: String,
+    },
+}
+
+fn print_record(record: &SubscriptionRecord) {
+    println!("subscription      {}", record.subscription_id);
+    println!("resource          {}", record.resource);
+    println!("expires           {}", record.expires_at.to_rfc3339());
+    println!("created           {}", record.created_at.to_rfc3339());
+    println!(
+        "last notification {}",
+        record
+            .last_notification_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "never".into())
+    );
+    println!("renewals          {}", record.renewals);
+}
+
+async fn receiver(core: &Core, mailbox_key: &str) -> anyhow::Result<(Webhooks, String)> {
+    let mailbox = find(core, mailbox_key).await?;
+    if mailbox.method != mailroom_store::MailboxMethod::Webhook {
+        anyhow::bail!(
+            "mailbox '{}' uses the scan method; subscriptions are for Webhooks mailboxes",
+            mailbox.name
+        );
+    }
+    let settings = core.webhook_settings().await.map_err(explain)?;
+    let options = settings.options().map_err(anyhow::Error::msg)?;
+    let graph = core.graph_client_for(&mailbox).await.map_err(explain)?;
+    let webhooks = Webhooks::start(
+        options,
+        core.store().clone(),
+        core.secrets().clone(),
+        mailroom_clock::system(),
+        None,
+    )
+    .await
+    .map_err(|e| explain(CoreError::from(e)))?;
+    let id = mailbox.id.clone();
+    webhooks.add_mailbox(mailbox, graph).await;
+    Ok((webhooks, id))
+}
+
+/// Runs one subcommand.
+pub async fn run(core: &Core, command: &SubscriptionCommand) -> anyhow::Result<()> {
+    match command {
+        SubscriptionCommand::Create { mailbox } => {
+            let (webhooks, id) = receiver(core, mailbox).await?;
+            let result = webhooks.create_subscription(&id).await;
+            webhooks.shutdown();
+            let record = result.map_err(|e| explain(CoreError::from(e)))?;
+            println!("notifications go to {}", webhooks.notification_url(&id));
+            print_record(&record);
+        }
+        SubscriptionCommand::Show { mailbox, json } => {
+            let mailbox = find(core, mailbox).await?;
+            let (webhooks, id) = receiver(core, &mailbox.id).await?;
+            let record = webhooks.subscription(&id).await;
+            let events = webhooks.events(&id).await;
+            webhooks.shutdown();
+            let record = record.map_err(|e| explain(CoreError::from(e)))?;
+            let events = events.map_err(|e| explain(CoreError::from(e)))?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "subscription": record,
+                        "events": events,
+                    }))?
+                );
+                return Ok(());
+            }
+            match &record {
+                Some(r) => print_record(r),
+                None => println!("{}: no subscription", mailbox.name),
+            }
+            for e in events.iter().rev().take(10).rev() {
+                println!("{}  {:<12} {}", e.at.to_rfc3339(), e.kind, e.detail);
+            }
+        }
+        SubscriptionCommand::Cancel { mailbox } => {
+            let (webhooks, id) = receiver(core, mailbox).await?;
+            let result = webhooks.cancel_subscription(&id).await;
+            webhooks.shutdown();
+            result.map_err(|e| explain(CoreError::from(e)))?;
+            println!("subscription cancelled");
+        }
+    }
+    Ok(())
+}
