@@ -27,6 +27,9 @@ const COMMANDS: &[&str] = &[
     "diagnose_error_text",
     "sandbox_info",
     "sandbox_send_test_email",
+    "subscription_show",
+    "subscription_create",
+    "subscription_cancel",
 ];
 
 fn main() {

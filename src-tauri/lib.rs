@@ -95,6 +95,9 @@ pub fn run() {
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
             commands::inbound::engine_start,
+            commands::webhooks::subscription_show,
+            commands::webhooks::subscription_create,
+            commands::webhooks::subscription_cancel,
             commands::inbound::engine_status,
             commands::inbound::inbound_log,
             commands::inbound::inbound_attempts,

@@ -152,7 +152,9 @@ pub async fn connect_demo_tenant(core: &Core, sandbox: &Sandbox) -> Result<(), S
         .await
         .map_err(|e| e.to_string())?;
     let browser = tokio::spawn(async move {
-        mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), &support_upn).await
+        mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), &support_upn)
+            .await
+            .map(|_| ())
     });
     core.finish_authorization(authorization, std::time::Duration::from_secs(30))
         .await

@@ -41,6 +41,9 @@ export const inboundLog = (query) => call('inbound_log', { query });
 export const inboundAttempts = (emailId) => call('inbound_attempts', { emailId });
 export const inboundReprocess = (emailId) => call('inbound_reprocess', { emailId });
 export const inboundImportNow = (mailboxId) => call('inbound_import_now', { mailboxId });
+export const subscriptionShow = (mailboxId) => call('subscription_show', { mailboxId });
+export const subscriptionCreate = (mailboxId) => call('subscription_create', { mailboxId });
+export const subscriptionCancel = (mailboxId) => call('subscription_cancel', { mailboxId });
 export const psaConnectionGet = () => call('psa_connection_get');
 export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
   call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });

@@ -157,6 +157,45 @@ export function incomingPanel(mailbox, { onChanged }) {
     return [h('p', { class: 'subtle' }, `Connect first: Mailroom requests an app-only token and reads the inbox of ${mailbox.mailbox_address}. Create a subscription afterwards so Microsoft Graph notifies Mailroom of new mail.`), h('div', { class: 'actions' }, b)];
   };
 
+  // Webhooks: the Graph subscription (details, Create / Cancel, recent events).
+  const subscriptionSection = () => {
+    const section = h('section', { class: 'subscription', id: 'subscription' });
+    const show = (info) => {
+      const sub = info.subscription;
+      const rows = sub
+        ? [
+          ['Subscription', sub.subscription_id, 'subscription-id'],
+          ['Resource', sub.resource, 'subscription-resource'],
+          ['Expires', sub.expires_at.slice(0, 16).replace('T', ' ') + ' UTC', 'subscription-expiry'],
+          ['Last notification', sub.last_notification_at ? sub.last_notification_at.slice(0, 19).replace('T', ' ') + ' UTC' : 'none yet', 'subscription-last'],
+          ['Renewals', String(sub.renewals), 'subscription-renewals'],
+        ]
+        : [];
+      const create = h('button', { class: 'button primary', id: 'subscription-create' }, sub ? 'Recreate subscription' : 'Create subscription');
+      create.addEventListener('click', () => run(create, async () => {
+        show(await backend.subscriptionCreate(mailbox.id));
+        toast('Subscription created: new mail is processed as soon as Graph notifies Mailroom.');
+      }));
+      const cancel = h('button', { class: 'button', id: 'subscription-cancel', disabled: !sub }, 'Cancel subscription');
+      cancel.addEventListener('click', () => run(cancel, async () => {
+        show(await backend.subscriptionCancel(mailbox.id));
+        toast('Subscription cancelled; the fallback scan keeps running.');
+      }));
+      section.replaceChildren(
+        h('h3', { id: 'subscription-status', 'data-active': sub ? 'true' : 'false' }, sub ? 'Subscription active' : 'No subscription'),
+        h('p', { class: 'subtle' }, `Notifications go to ${info.notification_url}`),
+        sub ? h('dl', { class: 'subscription-details' }, ...rows.flatMap(([k, v, id]) => [h('dt', {}, k), h('dd', { id }, v)])) : null,
+        h('div', { class: 'actions' }, create, cancel),
+        info.events.length
+          ? h('details', { class: 'subscription-events' }, h('summary', {}, 'Subscription events'),
+            h('ul', { id: 'subscription-events' }, ...info.events.map((e) =>
+              h('li', { 'data-kind': e.kind }, `${e.at.slice(0, 19).replace('T', ' ')} ${e.kind}: ${e.detail}`))))
+          : null);
+    };
+    backend.subscriptionShow(mailbox.id).then(show).catch((e) => section.replaceChildren(diagnosisBox(e)));
+    return section;
+  };
+
   const pasteDiagnosis = () => {
     const text = h('textarea', { id: 'diagnose-text', rows: 2, placeholder: 'AADSTS50011: The redirect URI … does not match …' });
     const b = h('button', { class: 'button', id: 'diagnose', type: 'button' }, 'Explain');
@@ -188,6 +227,7 @@ export function incomingPanel(mailbox, { onChanged }) {
       `${m.method === 'scan' ? 'Delegated' : 'Application'} permissions needed: ${status.needed_permissions.join(', ')}`));
     if (connected) {
       items.push(h('div', { class: 'actions' }, testButton(), disconnectButton()));
+      if (m.method !== 'scan') items.push(subscriptionSection());
     } else if (m.method === 'scan') {
       items.push(...authorizeFlow(), pasteDiagnosis());
     } else {

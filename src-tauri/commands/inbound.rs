@@ -8,8 +8,10 @@ use mailroom_engine::events::{batched, CancellationToken, EngineEvent, EventBus,
 use mailroom_engine::pipeline::Pipeline;
 use mailroom_engine::psa_connection::PsaConnection;
 use mailroom_engine::sync::{ScanReport, SyncOptions, SyncSupervisor};
+use mailroom_engine::webhooks::Webhooks;
 use mailroom_engine::ErrorCode;
 use mailroom_store::inbound::{AttemptDetail, InboundEmail, LogQuery, LogStatus};
+use mailroom_store::MailboxMethod;
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -27,6 +29,15 @@ const BATCH_MAX: usize = 100;
 pub struct InboundState {
     events: EventBus,
     supervisor: tokio::sync::Mutex<Option<Arc<SyncSupervisor>>>,
+    /// The webhook receiver (started with the engine).
+    webhooks: tokio::sync::Mutex<Option<Webhooks>>,
+}
+
+impl InboundState {
+    /// The webhook service, once the engine runs.
+    pub async fn webhooks(&self) -> Option<Webhooks> {
+        self.webhooks.lock().await.clone()
+    }
 }
 
 fn ui(code: ErrorCode, message: impl Into<String>) -> UiError {
@@ -66,13 +77,52 @@ pub async fn engine_start(
         )));
     }
     let supervisor = slot.as_ref().expect("just set").clone();
+    let mut hooks_slot = inbound.webhooks.lock().await;
+    if hooks_slot.is_none() {
+        let mut options = core
+            .webhook_settings()
+            .await?
+            .options()
+            .map_err(|e| ui(ErrorCode::InvalidInput, e))?;
+        if state.sandbox.is_some() {
+            // Sandbox mode: subscriptions are created at each launch; any free port.
+            options.bind.set_port(0);
+        }
+        let (service, _) = core
+            .start_webhooks(
+                options,
+                supervisor.pipeline().clock().clone(),
+                Some(supervisor.clone()),
+            )
+            .await?;
+        *hooks_slot = Some(service);
+    }
+    let webhooks = hooks_slot.as_ref().expect("just set").clone();
+    drop(hooks_slot);
     for mailbox in core.mailboxes().await? {
         if !mailbox.enabled || supervisor.has_mailbox(&mailbox.id) {
             continue;
         }
         match core.graph_client_for(&mailbox).await {
+            Ok(graph) if mailbox.method == MailboxMethod::Webhook => {
+                webhooks.add_mailbox(mailbox, graph).await
+            }
             Ok(graph) => supervisor.start_mailbox(mailbox, graph),
             Err(e) => tracing::debug!(mailbox = %mailbox.name, "not synced yet: {e}"),
+        }
+    }
+    if state.sandbox.is_some() {
+        // Sandbox mode: every connected Webhooks mailbox (helpdesk@) gets its subscription, so
+        // that its mail becomes a ticket at once.
+        for mailbox in core.mailboxes().await? {
+            if mailbox.method == MailboxMethod::Webhook
+                && supervisor.has_mailbox(&mailbox.id)
+                && matches!(webhooks.subscription(&mailbox.id).await, Ok(None))
+            {
+                if let Err(e) = webhooks.create_subscription(&mailbox.id).await {
+                    tracing::warn!(mailbox = %mailbox.name, "sandbox subscription not created: {e}");
+                }
+            }
         }
     }
     Ok(supervisor.statuses())

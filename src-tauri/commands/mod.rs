@@ -5,6 +5,7 @@ pub mod connect;
 pub mod inbound;
 pub mod mailboxes;
 pub mod sandbox;
+pub mod webhooks;
 
 use mailroom_engine::{CoreError, ErrorCode};
 use serde::Serialize;

@@ -1,0 +1,82 @@
+//! Webhooks mailboxes: the Graph subscription of a mailbox (*Create subscription*, *Cancel
+//! subscription*, its details and events). The receiver runs with the engine
+//! (`engine_start`), which registers every Webhooks mailbox with it.
+
+use mailroom_engine::webhooks::{SubscriptionEvent, SubscriptionRecord, Webhooks};
+use mailroom_engine::{CoreError, ErrorCode};
+use serde::Serialize;
+use tauri::State;
+
+use super::inbound::InboundState;
+use super::{UiError, UiResult};
+
+/// What the Incoming tab shows for a Webhooks mailbox.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionInfo {
+    /// The subscription, when there is one.
+    pub subscription: Option<SubscriptionRecord>,
+    /// The URL Graph posts notifications to (the public base URL or the loopback receiver).
+    pub notification_url: String,
+    /// Recent subscription events, newest first.
+    pub events: Vec<SubscriptionEvent>,
+}
+
+async fn service(inbound: &InboundState) -> UiResult<Webhooks> {
+    inbound.webhooks().await.ok_or_else(|| UiError {
+        code: ErrorCode::NotConfigured,
+        message: "The webhook receiver is not running: connect the mailbox and set up the PSA connection first.".into(),
+    })
+}
+
+async fn info(webhooks: &Webhooks, mailbox_id: &str) -> UiResult<SubscriptionInfo> {
+    let subscription = webhooks
+        .subscription(mailbox_id)
+        .await
+        .map_err(CoreError::from)?;
+    let mut events = webhooks.events(mailbox_id).await.map_err(CoreError::from)?;
+    events.reverse();
+    events.truncate(20);
+    Ok(SubscriptionInfo {
+        subscription,
+        notification_url: webhooks.notification_url(mailbox_id),
+        events,
+    })
+}
+
+/// The mailbox's subscription details.
+#[tauri::command]
+pub async fn subscription_show(
+    inbound: State<'_, InboundState>,
+    mailbox_id: String,
+) -> UiResult<SubscriptionInfo> {
+    let webhooks = service(&inbound).await?;
+    info(&webhooks, &mailbox_id).await
+}
+
+/// *Create subscription* (replaces an existing one).
+#[tauri::command]
+pub async fn subscription_create(
+    inbound: State<'_, InboundState>,
+    mailbox_id: String,
+) -> UiResult<SubscriptionInfo> {
+    let webhooks = service(&inbound).await?;
+    webhooks
+        .create_subscription(&mailbox_id)
+        .await
+        .map_err(CoreError::from)?;
+    info(&webhooks, &mailbox_id).await
+}
+
+/// *Cancel subscription*.
+#[tauri::command]
+pub async fn subscription_cancel(
+    inbound: State<'_, InboundState>,
+    mailbox_id: String,
+) -> UiResult<SubscriptionInfo> {
+    let webhooks = service(&inbound).await?;
+    webhooks
+        .cancel_subscription(&mailbox_id)
+        .await
+        .map_err(CoreError::from)?;
+    info(&webhooks, &mailbox_id).await
+}
