@@ -1,0 +1,101 @@
+//! Webhook mode through the real window, on the sandbox tenant: sandbox mode subscribes the
+//! Webhooks mailbox helpdesk@ when the engine starts, the Incoming tab shows the subscription,
+//! and mail delivered to helpdesk@ becomes a ticket through Graph's change notification with no
+//! scan asked for (helpdesk@'s fallback scan runs every 15 minutes).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Session;
+
+const SUBJECT: &str = "Webhook: the VPN drops every ten minutes";
+
+async fn control_url(s: &Session) -> String {
+    let urls = s
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    urls.as_array()
+        .and_then(|a| a.get(4))
+        .and_then(|v| v.as_str())
+        .expect("the control API URL is listed")
+        .to_string()
+}
+
+async fn get_json(http: &reqwest::Client, url: String) -> Vec<serde_json::Value> {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn helpdesk_mail_becomes_a_ticket_through_a_notification() {
+    Session::start_with_args(|_| async {}, &["--sandbox"])
+        .await
+        .run("webhooks_sandbox", async |s| {
+            let control = control_url(s).await;
+            let http = reqwest::Client::new();
+
+            // The subscription is created when the engine starts.
+            let start = Instant::now();
+            let subscription = loop {
+                let subs = get_json(&http, format!("{control}/graph/subscriptions")).await;
+                if let Some(sub) = subs.iter().find(|s| {
+                    s["resource"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("helpdesk@contoso.test"))
+                }) {
+                    break sub.clone();
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "helpdesk@ was never subscribed: {subs:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            let id = subscription["id"].as_str().unwrap().to_string();
+
+            s.find("[data-mailbox='Helpdesk (shared)']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            s.wait_text("#subscription-status", "Subscription active")
+                .await;
+            s.wait_text("#subscription-id", &id).await;
+
+            let mail = serde_json::json!({
+                "to": "helpdesk@contoso.test",
+                "from": "pat@fabrikam.test",
+                "from_name": "Pat Smith",
+                "subject": SUBJECT,
+                "body_text": "It started this morning.",
+            });
+            let delivered = http
+                .post(format!("{control}/mail/deliver"))
+                .json(&mail)
+                .send()
+                .await
+                .unwrap();
+            assert!(delivered.status().is_success(), "{:?}", delivered.text().await);
+
+            let start = Instant::now();
+            loop {
+                let tickets = get_json(&http, format!("{control}/psa/tickets")).await;
+                let matching = tickets.iter().filter(|t| t["summary"] == SUBJECT).count();
+                if matching == 1 {
+                    break;
+                }
+                assert!(matching <= 1, "one ticket per email");
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "no ticket from the notification"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+}
