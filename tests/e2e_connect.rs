@@ -25,65 +25,13 @@ async fn fill(s: &Session, css: &str, value: &str) {
     el.send_keys(value).await.unwrap();
 }
 
-fn html_unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let needle = format!("{name}=\"");
-    let start = tag.find(&needle)? + needle.len();
-    let end = tag[start..].find('"')? + start;
-    Some(html_unescape(&tag[start..end]))
-}
-
-/// The test-driven browser: GET the sandbox sign-in page, POST its form with `username` and
-/// `action=accept`, follow the redirect to the app's loopback listener; returns its page.
+/// The test-driven browser (the sandbox's own stand-in): completes the sign-in page and
+/// follows the redirect to the app's loopback listener; returns its page.
 async fn browser_sign_in(authorize: &Url, upn: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let html = http
-        .get(authorize.clone())
-        .send()
+    mailroom_sandbox::sign_in::complete_sign_in(authorize.as_str(), upn)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form_start = html
-        .find("<form")
-        .unwrap_or_else(|| panic!("no sign-in form: {html}"));
-    let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
-    let action = attr(&html[form_start..=form_tag_end], "action").unwrap();
-    let action = authorize.join(&action).unwrap();
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut rest = &html[form_start..];
-    while let Some(i) = rest.find("<input") {
-        let end = rest[i..].find('>').unwrap() + i;
-        let tag = &rest[i..=end];
-        if attr(tag, "type").as_deref() == Some("hidden") {
-            fields.push((
-                attr(tag, "name").unwrap(),
-                attr(tag, "value").unwrap_or_default(),
-            ));
-        }
-        rest = &rest[end..];
-    }
-    fields.push(("username".into(), upn.into()));
-    fields.push(("action".into(), "accept".into()));
-    let resp = http.post(action).form(&fields).send().await.unwrap();
-    assert!(resp.status().is_redirection(), "{}", resp.status());
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let mut back = Url::parse(&location).unwrap();
-    assert_eq!(back.host_str(), Some("localhost"));
-    back.set_host(Some("127.0.0.1")).unwrap();
-    http.get(back).send().await.unwrap().text().await.unwrap()
+        .unwrap_or_else(|e| panic!("sign-in page: {e}"))
+        .body
 }
 
 async fn choose_custom_cloud(s: &Session, sb: &Sandbox) {

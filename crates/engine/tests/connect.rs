@@ -76,66 +76,19 @@ fn cert_setup(sb: &Sandbox, name: &str) -> MailboxSetup {
     .unwrap()
 }
 
-fn html_unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let needle = format!("{name}=\"");
-    let start = tag.find(&needle)? + needle.len();
-    let end = tag[start..].find('"')? + start;
-    Some(html_unescape(&tag[start..end]))
-}
-
-/// The test's browser: GET the authorize URL, POST the sign-in form (hidden inputs +
-/// `username` + `action=accept`), follow the redirect to the loopback listener. Returns the
-/// listener's page, or `Err(page text)` when the sign-in page showed an error instead.
+/// The test's browser (the sandbox's own stand-in): returns the loopback listener's page, or
+/// `Err(page text)` when the sign-in page showed an error instead of a form.
 async fn browser_sign_in(authorize: &Url, upn: &str) -> Result<String, String> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = http.get(authorize.clone()).send().await.unwrap();
-    let html = page.text().await.unwrap();
-    let Some(form_start) = html.find("<form") else {
-        return Err(html);
-    };
-    let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
-    let action = attr(&html[form_start..=form_tag_end], "action").unwrap();
-    let action = authorize.join(&action).unwrap();
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut rest = &html[form_start..];
-    while let Some(i) = rest.find("<input") {
-        let end = rest[i..].find('>').unwrap() + i;
-        let tag = &rest[i..=end];
-        if attr(tag, "type").as_deref() == Some("hidden") {
-            fields.push((
-                attr(tag, "name").unwrap(),
-                attr(tag, "value").unwrap_or_default(),
-            ));
-        }
-        rest = &rest[end..];
-    }
-    fields.push(("username".into(), upn.into()));
-    fields.push(("action".into(), "accept".into()));
-    let resp = http.post(action).form(&fields).send().await.unwrap();
-    if !resp.status().is_redirection() {
-        return Err(resp.text().await.unwrap());
-    }
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let mut back = Url::parse(&location).unwrap();
+    let landing = mailroom_sandbox::sign_in::complete_sign_in(authorize.as_str(), upn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let back = Url::parse(&landing.redirect).unwrap();
     assert_eq!(
         back.host_str(),
         Some("localhost"),
         "redirect URI is http://localhost:<port>"
     );
-    back.set_host(Some("127.0.0.1")).unwrap();
-    Ok(http.get(back).send().await.unwrap().text().await.unwrap())
+    Ok(landing.body)
 }
 
 fn keyring(owner: &str, kind: SecretKind) -> Option<SecretValue> {

@@ -68,65 +68,13 @@ fn identity(sb: &Sandbox) -> IdentityClient {
     IdentityClient::new(sb.clock())
 }
 
-fn html_unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let needle = format!("{name}=\"");
-    let start = tag.find(&needle)? + needle.len();
-    let end = tag[start..].find('"')? + start;
-    Some(html_unescape(&tag[start..end]))
-}
-
-/// Drives the sandbox sign-in page like a browser: GET the authorize URL, POST the form
-/// (hidden inputs + `username` + `action=accept`), follow the 302 to the loopback listener.
-/// Returns the loopback listener's status, or the page text when no form was shown.
+/// The sandbox's own browser stand-in; returns the loopback listener's status, or the page
+/// text when no sign-in form was shown.
 async fn complete_sign_in(authorize: &Url, upn: &str) -> Result<u16, String> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = http.get(authorize.clone()).send().await.unwrap();
-    let status = page.status().as_u16();
-    let html = page.text().await.unwrap();
-    let Some(form_start) = html.find("<form") else {
-        return Err(format!("HTTP {status}: {html}"));
-    };
-    let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
-    let action = attr(&html[form_start..=form_tag_end], "action").unwrap();
-    let action = authorize.join(&action).unwrap();
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut rest = &html[form_start..];
-    while let Some(i) = rest.find("<input") {
-        let end = rest[i..].find('>').unwrap() + i;
-        let tag = &rest[i..=end];
-        if attr(tag, "type").as_deref() == Some("hidden") {
-            fields.push((
-                attr(tag, "name").unwrap(),
-                attr(tag, "value").unwrap_or_default(),
-            ));
-        }
-        rest = &rest[end..];
-    }
-    fields.push(("username".into(), upn.into()));
-    fields.push(("action".into(), "accept".into()));
-    let resp = http.post(action).form(&fields).send().await.unwrap();
-    if resp.status().as_u16() != 302 && resp.status().as_u16() != 303 {
-        let s = resp.status().as_u16();
-        return Err(format!("HTTP {s}: {}", resp.text().await.unwrap()));
-    }
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let mut back = Url::parse(&location).unwrap();
-    assert_eq!(back.host_str(), Some("localhost"));
-    back.set_host(Some("127.0.0.1")).unwrap();
-    let landing = http.get(back).send().await.unwrap();
-    Ok(landing.status().as_u16())
+    mailroom_sandbox::sign_in::complete_sign_in(authorize.as_str(), upn)
+        .await
+        .map(|landing| landing.status)
+        .map_err(|e| e.to_string())
 }
 
 async fn sign_in(

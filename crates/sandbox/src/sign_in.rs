@@ -26,9 +26,21 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// Where the browser ended up: the redirect URI it was sent to (carrying the code) and the page
+/// the client's listener answered with.
+#[derive(Debug, Clone)]
+pub struct SignInLanding {
+    pub redirect: String,
+    pub status: u16,
+    pub body: String,
+}
+
 /// Signs in as `upn` on the sandbox page behind `authorize_url` and delivers the redirect to
-/// the client's redirect URI. Returns the redirect URL (its `code` is already delivered).
-pub async fn complete_sign_in(authorize_url: &str, upn: &str) -> Result<String, SignInDriveError> {
+/// the client's redirect URI, as a browser would.
+pub async fn complete_sign_in(
+    authorize_url: &str,
+    upn: &str,
+) -> Result<SignInLanding, SignInDriveError> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -65,8 +77,14 @@ pub async fn complete_sign_in(authorize_url: &str, upn: &str) -> Result<String, 
         });
     };
     // The browser's last step: load the redirect URI, where the client's listener waits.
-    http.get(&location).send().await?;
-    Ok(location)
+    let landing = http.get(&location).send().await?;
+    let status = landing.status().as_u16();
+    let body = landing.text().await.unwrap_or_default();
+    Ok(SignInLanding {
+        redirect: location,
+        status,
+        body,
+    })
 }
 
 /// A short description of a page that had no sign-in form (usually an AADSTS error page).

@@ -44,13 +44,14 @@ async fn the_code_reaches_the_redirect_uri() {
         String::from_utf8_lossy(&buf[..n]).to_string()
     });
     let url = authorize_url(&sandbox, port, &sandbox.tenant().desktop_app.client_id);
-    let redirect = complete_sign_in(&url, "support@contoso.test")
+    let landing = complete_sign_in(&url, "support@contoso.test")
         .await
         .unwrap();
+    assert_eq!((landing.status, landing.body.as_str()), (200, "ok"));
     let request = received.await.unwrap();
     let request_line = request.lines().next().unwrap();
     assert!(request_line.starts_with("GET /?code="), "{request_line}");
-    let redirect = url::Url::parse(&redirect).unwrap();
+    let redirect = url::Url::parse(&landing.redirect).unwrap();
     let state = redirect
         .query_pairs()
         .find(|(k, _)| k == "state")
