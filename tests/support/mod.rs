@@ -64,7 +64,16 @@ fn start_xvfb() -> (Child, String) {
         "Xvfb is not installed: run the README's test command (./dev test), which installs it",
     );
     for display in 90..140 {
-        if Path::new(&format!("/tmp/.X{display}-lock")).exists() {
+        let lock = format!("/tmp/.X{display}-lock");
+        if let Ok(pid) = std::fs::read_to_string(&lock) {
+            let alive = Path::new(&format!("/proc/{}", pid.trim())).exists();
+            if alive || !cfg!(target_os = "linux") {
+                continue;
+            }
+            // A stale lock of a killed Xvfb: reclaim the display.
+            let _ = std::fs::remove_file(&lock);
+            let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{display}"));
+        } else if Path::new(&lock).exists() {
             continue;
         }
         let mut child = Command::new(&xvfb)
@@ -307,7 +316,11 @@ impl Session {
             .status();
         let _ = self.driver.wait();
         if let Some(mut xvfb) = self.xvfb.take() {
-            let _ = xvfb.kill();
+            // SIGTERM lets Xvfb remove its /tmp/.X<n>-lock and socket (SIGKILL leaves them, and
+            // after 50 runs every display from :90 looks taken).
+            let _ = Command::new("kill")
+                .args(["-TERM", &xvfb.id().to_string()])
+                .status();
             let _ = xvfb.wait();
         }
     }
