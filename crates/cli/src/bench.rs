@@ -34,6 +34,34 @@ pub struct BenchArgs {
 enum BenchKind {
     /// Process a backlog of N emails delivered to one mailbox.
     Backlog(BacklogArgs),
+    /// Webhook mode: N emails delivered one at a time; notification → ticket latency.
+    Webhook(WebhookArgs),
+}
+
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Emails to deliver, one after the other.
+    #[arg(long, default_value_t = 50)]
+    emails: usize,
+    /// Latency injected into every Graph and PSA request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct WebhookReport {
+    emails: usize,
+    latency_ms: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Median of (Graph + PSA requests of one email) × injected latency.
+    injected_round_trips_p50_ms: f64,
+    graph_requests_per_email: f64,
+    psa_requests_per_email: f64,
+    lost: usize,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +108,7 @@ struct BacklogReport {
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.kind {
         BenchKind::Backlog(a) => backlog(a).await,
+        BenchKind::Webhook(a) => webhook(a).await,
     }
 }
 
@@ -334,6 +363,195 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     sb.shutdown().await;
     if duplicates > 0 || lost > 0 {
         anyhow::bail!("exactly-once violated: {duplicates} duplicate(s), {lost} lost");
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Webhook mode: the receiver, a subscription, and the sync task with a fallback scan that
+/// never comes; each email is delivered and timed until its ticket exists. Needs a Secret
+/// Service (the clientState is a keyring secret; a throwaway service name is used).
+async fn webhook(args: &WebhookArgs) -> anyhow::Result<()> {
+    use mailroom_engine::sync::SyncSupervisor;
+    use mailroom_engine::webhooks::{WebhookOptions, Webhooks};
+    const MAILBOX: &str = "support@contoso.test";
+    let n = args.emails.max(1);
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await?;
+    for service in [Service::Graph, Service::Psa] {
+        sb.faults()
+            .add(FaultRule::latency(service, "*", args.latency_ms))?;
+    }
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path().join("mailroom.db")).await?;
+    let t = sb.tenant();
+    let mailbox = store
+        .add_mailbox(&NewMailbox {
+            name: "Support".into(),
+            method: MailboxMethod::Webhook,
+            cloud: mailroom_store::Cloud::Custom,
+            authority_url: Some(sb.authority_url()),
+            graph_url: Some(sb.graph_url()),
+            tenant_id: t.tenant_id.clone(),
+            client_id: t.daemon_app.client_id.clone(),
+            credential_kind: CredentialKind::Secret,
+            shared_mailbox: None,
+            mailbox_address: Some(MAILBOX.into()),
+        })
+        .await?;
+    let clock: mailroom_clock::SharedClock = sb.clock();
+    let mut config = PsaConfig::new(
+        sb.psa_url(),
+        t.psa.client_id.clone(),
+        t.psa.client_secret.clone(),
+    );
+    config.tenant = Some(t.psa.tenant.clone());
+    let psa = PsaClient::new(config, clock.clone())?;
+    let app = AppRegistration {
+        cloud: Cloud::Custom {
+            authority_url: Url::parse(&sb.authority_url())?,
+            graph_url: Url::parse(&sb.graph_url())?,
+        },
+        tenant: t.tenant_id.clone(),
+        client_id: t.daemon_app.client_id.clone(),
+        credential: ClientCredential::Secret(Secret::new(
+            t.daemon_app.client_secret.clone().unwrap_or_default(),
+        )),
+    };
+    let graph = GraphClient::new(
+        Url::parse(&sb.graph_url())?,
+        Arc::new(AppOnlyTokens::new(IdentityClient::new(clock.clone()), app)),
+        MailboxRef::User(MAILBOX.into()),
+    )
+    .with_clock(clock.clone());
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        psa,
+        clock.clone(),
+        PipelineConfig::default(),
+        EventBus::new(),
+    ));
+    let supervisor = Arc::new(SyncSupervisor::new(pipeline, SyncOptions::default()));
+    let secrets =
+        mailroom_secrets::Secrets::with_service(format!("mailroom-bench-{}", std::process::id()));
+    let hooks = Webhooks::start(
+        WebhookOptions {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            fallback_interval: Duration::from_secs(24 * 3600),
+            ..Default::default()
+        },
+        store.clone(),
+        secrets.clone(),
+        clock,
+        Some(supervisor.clone()),
+    )
+    .await?;
+    hooks.add_mailbox(mailbox.clone(), graph).await;
+    hooks.create_subscription(&mailbox.id).await?;
+    // Let the task's first (empty) scan finish.
+    while !supervisor
+        .statuses()
+        .iter()
+        .any(|s| s.last_sync_at.is_some())
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
+    let mut latencies = Vec::with_capacity(n);
+    let mut injected = Vec::with_capacity(n);
+    let (mut graph_total, mut psa_total) = (0u64, 0u64);
+    let mut lost = 0;
+    for i in 0..n {
+        sb.faults().reset_counts();
+        let mail = InboundMail {
+            to: MAILBOX.into(),
+            from: "pat@fabrikam.test".into(),
+            from_name: Some("Pat Smith".into()),
+            subject: format!("Webhook issue {i}"),
+            body_html: Some(format!("<p>Problem number {i}, please help.</p>")),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let d = sb.graph().deliver(mail)?;
+        let want = norm(&d.internet_message_id);
+        let found = loop {
+            if sb.halo().tickets().iter().any(|t| {
+                t["email_message_id"]
+                    .as_str()
+                    .is_some_and(|m| norm(m) == want)
+            }) {
+                break true;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        if !found {
+            lost += 1;
+            continue;
+        }
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let (g, p) = (
+            sb.faults().total(Service::Graph),
+            sb.faults().total(Service::Psa),
+        );
+        graph_total += g;
+        psa_total += p;
+        injected.push((g + p) as f64 * args.latency_ms as f64);
+    }
+    hooks.cancel_subscription(&mailbox.id).await.ok();
+    hooks.shutdown();
+    supervisor.shutdown().await;
+    let _ = secrets.delete_owner(&mailbox.id);
+
+    latencies.sort_by(f64::total_cmp);
+    injected.sort_by(f64::total_cmp);
+    let done = latencies.len().max(1) as f64;
+    let report = WebhookReport {
+        emails: n,
+        latency_ms: args.latency_ms,
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        injected_round_trips_p50_ms: percentile(&injected, 50.0),
+        graph_requests_per_email: graph_total as f64 / done,
+        psa_requests_per_email: psa_total as f64 / done,
+        lost,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "Webhook benchmark: {n} emails one at a time, {} ms injected latency",
+            args.latency_ms
+        );
+        println!(
+            "  notification → ticket  p50 {:.1} ms   p99 {:.1} ms",
+            report.p50_ms, report.p99_ms
+        );
+        println!(
+            "  injected round trips   p50 {:.1} ms ({:.1} Graph + {:.1} PSA requests per email)",
+            report.injected_round_trips_p50_ms,
+            report.graph_requests_per_email,
+            report.psa_requests_per_email
+        );
+        println!("  lost                   {lost}");
+    }
+    if lost > 0 {
+        anyhow::bail!("{lost} emails never became tickets");
     }
     Ok(())
 }
