@@ -1,0 +1,105 @@
+//! `mailroom subscription create|show|cancel` against the sandbox: the command runs the
+//! receiver long enough for Graph's validation handshake, stores the subscription, shows it
+//! and cancels it at Graph. Needs a keyring (run under `./dev test`).
+
+use std::process::Command;
+
+use mailroom_engine::mailboxes::MailboxSetup;
+use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+use mailroom_engine::webhooks::WebhookSettings;
+use mailroom_engine::Core;
+use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
+use mailroom_secrets::SecretValue;
+
+fn mailroom(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(args)
+        .env("MAILROOM_DATA_DIR", dir)
+        .output()
+        .expect("mailroom runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_show_cancel() {
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::open(dir.path()).await.unwrap();
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: "Helpdesk".into(),
+                method: MailboxMethod::Webhook,
+                cloud: Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some("helpdesk@contoso.test".into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    core.connect_app_only(&mailbox.id).await.unwrap();
+    core.set_webhook_settings(&WebhookSettings {
+        port: Some(0),
+        max_lifetime_minutes: Some(10_080),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let (ok, text) = mailroom(dir.path(), &["subscription", "create", "Helpdesk"]);
+    assert!(ok, "{text}");
+    let subs = sb.graph().subscriptions();
+    assert_eq!(subs.len(), 1, "{text}");
+    assert!(text.contains(&subs[0].id), "{text}");
+    assert!(
+        subs[0].resource.contains("helpdesk@contoso.test"),
+        "{:?}",
+        subs[0]
+    );
+
+    let (ok, text) = mailroom(dir.path(), &["subscription", "show", "Helpdesk", "--json"]);
+    assert!(ok, "{text}");
+    let shown: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        shown["subscription"]["subscription_id"],
+        subs[0].id.as_str()
+    );
+    assert_eq!(shown["subscription"]["renewals"], 0);
+    assert_eq!(shown["events"][0]["kind"], "created");
+    // 10,080 minutes asked; the sandbox allows 4,230 (ExtensionError), so the expiry is clamped.
+    let minutes = (subs[0].expiration - mailroom_clock::Clock::now(&*sb.clock())).num_minutes();
+    assert!((4200..=4230).contains(&minutes), "{minutes}");
+
+    let (ok, text) = mailroom(dir.path(), &["subscription", "cancel", "Helpdesk"]);
+    assert!(ok, "{text}");
+    assert!(sb.graph().subscriptions().is_empty());
+    let (ok, text) = mailroom(dir.path(), &["subscription", "show", "Helpdesk"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("no subscription"), "{text}");
+    let (ok, text) = mailroom(dir.path(), &["subscription", "cancel", "Helpdesk"]);
+    assert!(!ok);
+    assert!(text.contains("no subscription"), "{text}");
+}
