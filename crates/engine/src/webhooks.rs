@@ -864,8 +864,14 @@ impl Webhooks {
                 Some(_) => None,
             };
             if let Some(reason) = reason {
-                self.record_event(mailbox_id, "rejected", &format!("{route}: {reason}"))
-                    .await;
+                if expected.is_some() {
+                    self.record_event(mailbox_id, "rejected", &format!("{route}: {reason}"))
+                        .await;
+                } else {
+                    // Not a subscribed mailbox (or a made-up id): log only, so that posts to
+                    // arbitrary URLs cannot fill the event table.
+                    tracing::warn!(mailbox_id, route, "webhook: notification dropped: {reason}");
+                }
                 continue;
             }
             let kind = if lifecycle {
