@@ -80,7 +80,11 @@ async fn helpdesk_mail_becomes_a_ticket_through_a_notification() {
                 .send()
                 .await
                 .unwrap();
-            assert!(delivered.status().is_success(), "{:?}", delivered.text().await);
+            assert!(
+                delivered.status().is_success(),
+                "{:?}",
+                delivered.text().await
+            );
 
             let start = Instant::now();
             loop {
