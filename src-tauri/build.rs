@@ -30,6 +30,7 @@ const COMMANDS: &[&str] = &[
     "subscription_show",
     "subscription_create",
     "subscription_cancel",
+    "subscription_events_all",
 ];
 
 fn main() {

@@ -98,6 +98,7 @@ pub fn run() {
             commands::webhooks::subscription_show,
             commands::webhooks::subscription_create,
             commands::webhooks::subscription_cancel,
+            commands::webhooks::subscription_events_all,
             commands::inbound::engine_status,
             commands::inbound::inbound_log,
             commands::inbound::inbound_attempts,

@@ -1,7 +1,8 @@
 //! Webhook mode through the real window, on the sandbox tenant: sandbox mode subscribes the
 //! Webhooks mailbox helpdesk@ when the engine starts, the Incoming tab shows the subscription,
 //! and mail delivered to helpdesk@ becomes a ticket through Graph's change notification with no
-//! scan asked for (helpdesk@'s fallback scan runs every 15 minutes).
+//! scan asked for (helpdesk@'s fallback scan runs every 15 minutes). The subscription is then
+//! cancelled and created again from the Incoming tab, and the Monitoring view lists those events.
 
 mod support;
 
@@ -67,6 +68,27 @@ async fn helpdesk_mail_becomes_a_ticket_through_a_notification() {
                 .await;
             s.wait_text("#subscription-id", &id).await;
 
+            // Cancel it and create a new one from the Incoming tab.
+            s.find("#subscription-cancel").await.click().await.unwrap();
+            s.wait_text("#subscription-status", "No subscription").await;
+            assert!(
+                get_json(&http, format!("{control}/graph/subscriptions"))
+                    .await
+                    .iter()
+                    .all(|sub| sub["id"] != id.as_str()),
+                "Cancel subscription deletes it at Graph"
+            );
+            s.find("#subscription-create").await.click().await.unwrap();
+            s.wait_text("#subscription-status", "Subscription active")
+                .await;
+            let new_id = s.text("#subscription-id").await;
+            assert_ne!(new_id, id, "a new subscription was created");
+            let subs = get_json(&http, format!("{control}/graph/subscriptions")).await;
+            assert!(
+                subs.iter().any(|sub| sub["id"] == new_id.as_str()),
+                "the id shown is Graph's: {new_id} not in {subs:?}"
+            );
+
             let mail = serde_json::json!({
                 "to": "helpdesk@contoso.test",
                 "from": "pat@fabrikam.test",
@@ -100,6 +122,27 @@ async fn helpdesk_mail_becomes_a_ticket_through_a_notification() {
                 );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+
+            // It came through a change notification to the subscription created from the UI.
+            let notifications = get_json(&http, format!("{control}/graph/notifications")).await;
+            assert!(
+                notifications
+                    .iter()
+                    .any(|n| n["subscription_id"] == new_id.as_str()
+                        && n["kind"]["Change"] == "created"
+                        && n["outcome"]["Delivered"] == 202),
+                "{notifications:?}"
+            );
+
+            // The Monitoring view lists the subscription events of every mailbox.
+            s.find("#nav-monitoring").await.click().await.unwrap();
+            s.wait_text("#monitoring-subscription-events", "cancelled")
+                .await;
+            let events = s
+                .wait_text("#monitoring-subscription-events", "created")
+                .await;
+            assert!(events.contains(&new_id), "{events}");
+            assert!(events.contains("Helpdesk (shared)"), "{events}");
         })
         .await;
 }

@@ -44,6 +44,7 @@ export const inboundImportNow = (mailboxId) => call('inbound_import_now', { mail
 export const subscriptionShow = (mailboxId) => call('subscription_show', { mailboxId });
 export const subscriptionCreate = (mailboxId) => call('subscription_create', { mailboxId });
 export const subscriptionCancel = (mailboxId) => call('subscription_cancel', { mailboxId });
+export const subscriptionEventsAll = () => call('subscription_events_all');
 export const psaConnectionGet = () => call('psa_connection_get');
 export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
   call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });

@@ -336,6 +336,44 @@ function engineLine(mailboxes) {
   return { el, paint };
 }
 
+/** *Subscription events* of every Webhooks mailbox (Monitoring), polled while shown. */
+function subscriptionEventsPanel(mailboxes) {
+  const tbody = h('tbody', { id: 'subscription-events-rows' });
+  const empty = h('p', { class: 'subtle', id: 'empty-subscription-events', hidden: true },
+    'No subscription events yet. Creating, renewing or cancelling a Webhooks mailbox\'s subscription, and lifecycle notifications, appear here.');
+  const root = h('section', { class: 'subscription-events', id: 'monitoring-subscription-events' },
+    h('h2', {}, 'Subscription events'),
+    h('table', { class: 'log-table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, 'Time'), h('th', {}, 'Mailbox'), h('th', {}, 'Event'), h('th', {}, 'Detail'))),
+      tbody),
+    empty);
+  let last = null;
+  const refresh = async () => {
+    try {
+      const events = await backend.subscriptionEventsAll();
+      const key = events.length ? `${events[0].id}:${events.length}` : '';
+      if (key === last) return;
+      last = key;
+      tbody.replaceChildren(...events.map((e) => h('tr', { 'data-subscription-event': e.id, 'data-kind': e.kind },
+        h('td', {}, fmtTime(e.at)),
+        h('td', {}, mailboxes.find((m) => m.id === e.mailbox_id)?.name ?? e.mailbox_id),
+        h('td', {}, e.kind),
+        h('td', {}, e.detail))));
+      empty.hidden = events.length > 0;
+    } catch (error) {
+      empty.hidden = false;
+      empty.textContent = `Could not load subscription events: ${error.message}`;
+    }
+  };
+  refresh();
+  const timer = setInterval(() => {
+    if (!root.isConnected) { clearInterval(timer); return; }
+    refresh();
+  }, 3000);
+  return root;
+}
+
 /** The global *Monitoring* view. */
 export function monitoringPanel(mailboxes) {
   const body = h('div', {});
@@ -352,6 +390,7 @@ export function monitoringPanel(mailboxes) {
     if (!conn) {
       parts.push(psaForm(async () => { await startEngine(); status.paint(); }));
     }
+    parts.push(subscriptionEventsPanel(mailboxes));
     parts.push(logPanel({ mailbox: null, mailboxes }));
     body.replaceChildren(...parts);
   })();

@@ -196,9 +196,19 @@ pub async fn test_connection(
     Ok(state.core.test_connection(&id).await?)
 }
 
+/// *Disconnect*; a Webhooks mailbox's subscription is cancelled and the mailbox is
+/// unregistered from the running receiver.
 #[tauri::command]
-pub async fn disconnect_mailbox(state: State<'_, AppState>, id: String) -> ConnectResult<Mailbox> {
-    Ok(state.core.disconnect_mailbox(&id).await?)
+pub async fn disconnect_mailbox(
+    state: State<'_, AppState>,
+    inbound: State<'_, super::inbound::InboundState>,
+    id: String,
+) -> ConnectResult<Mailbox> {
+    let mailbox = state.core.disconnect_mailbox(&id).await?;
+    if let Some(webhooks) = inbound.webhooks().await {
+        webhooks.remove_mailbox(&id);
+    }
+    Ok(mailbox)
 }
 
 #[tauri::command]

@@ -80,3 +80,12 @@ pub async fn subscription_cancel(
         .map_err(CoreError::from)?;
     info(&webhooks, &mailbox_id).await
 }
+
+/// Recent subscription events of every mailbox, newest first (the Monitoring view's
+/// *Subscription events*); read from the store, so it works before the receiver runs.
+#[tauri::command]
+pub async fn subscription_events_all(
+    state: State<'_, crate::AppState>,
+) -> UiResult<Vec<SubscriptionEvent>> {
+    Ok(state.core.subscription_events_all(50).await?)
+}

@@ -875,10 +875,15 @@ impl Core {
     }
 
     /// Disconnects: deletes the refresh token from the keyring and clears the connected account.
+    /// A Webhooks mailbox's Graph subscription is cancelled first (best effort, logged).
     /// The app registration's own credential (secret/certificate) stays until the mailbox is
     /// removed.
     pub async fn disconnect_mailbox(&self, mailbox_id: &str) -> Result<Mailbox, CoreError> {
         let mailbox = self.store().mailbox(mailbox_id).await?;
+        if mailbox.method == mailroom_store::MailboxMethod::Webhook {
+            // While the credentials still work: no orphan subscription keeps posting.
+            self.cancel_subscription_on_disconnect(&mailbox).await;
+        }
         self.delete_secret(&mailbox.id, SecretKind::RefreshToken)
             .await?;
         self.store()

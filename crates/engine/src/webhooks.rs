@@ -199,6 +199,102 @@ impl crate::Core {
         }
         Ok((webhooks, skipped))
     }
+
+    /// Part of *Disconnect* for a Webhooks mailbox: deletes its Graph subscription (best
+    /// effort: a failure is logged and recorded as a `failed` event, the disconnect goes on),
+    /// then the stored subscription and its clientState secret, and records `cancelled`.
+    /// Must run while the mailbox's credentials still work. A front end running the receiver
+    /// also calls [`Webhooks::remove_mailbox`].
+    pub(crate) async fn cancel_subscription_on_disconnect(&self, mailbox: &Mailbox) {
+        let pool = self.store().pool();
+        let row =
+            sqlx::query("SELECT subscription_id FROM webhook_subscriptions WHERE mailbox_id = ?")
+                .bind(&mailbox.id)
+                .fetch_optional(pool)
+                .await;
+        let subscription_id: String = match row {
+            Ok(Some(row)) => row.get("subscription_id"),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(mailbox = %mailbox.name, "disconnect: cannot read the webhook subscription: {e}");
+                return;
+            }
+        };
+        let deleted = match self.graph_client_for(mailbox).await {
+            Ok(graph) => match graph.delete_subscription(&subscription_id).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind == mailroom_graph::GraphErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let (kind, detail) = match deleted {
+            Ok(()) => (
+                "cancelled",
+                format!("subscription {subscription_id} (mailbox disconnected)"),
+            ),
+            Err(e) => {
+                tracing::warn!(mailbox = %mailbox.name, "disconnect: cannot delete subscription {subscription_id} at Graph: {e}");
+                (
+                    "failed",
+                    format!("disconnect: subscription {subscription_id} could not be deleted at Graph ({e}); it expires on its own"),
+                )
+            }
+        };
+        if let Err(e) = sqlx::query("DELETE FROM webhook_subscriptions WHERE mailbox_id = ?")
+            .bind(&mailbox.id)
+            .execute(pool)
+            .await
+        {
+            tracing::warn!(mailbox = %mailbox.name, "disconnect: cannot forget the webhook subscription: {e}");
+        }
+        let secrets = self.secrets().clone();
+        let key = SecretKey::new(&mailbox.id, SecretKind::ClientState);
+        let _ = tokio::task::spawn_blocking(move || secrets.delete(&key)).await;
+        tracing::info!(mailbox = %mailbox.name, kind, "webhook: {detail}");
+        if let Err(e) = sqlx::query(
+            "INSERT INTO webhook_events (mailbox_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&mailbox.id)
+        .bind(ts(Utc::now()))
+        .bind(kind)
+        .bind(&detail)
+        .execute(pool)
+        .await
+        {
+            tracing::warn!("cannot record a webhook event: {e}");
+        }
+    }
+
+    /// The most recent subscription events of every mailbox (newest first, at most `limit`),
+    /// for the Monitoring view. Works whether or not the receiver runs.
+    pub async fn subscription_events_all(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<SubscriptionEvent>, crate::CoreError> {
+        let rows = sqlx::query(
+            "SELECT id, mailbox_id, at, kind, detail FROM webhook_events ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.store().pool())
+        .await
+        .map_err(WebhookError::from)?;
+        Ok(event_rows(rows)?)
+    }
+}
+
+fn event_rows(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<SubscriptionEvent>, WebhookError> {
+    rows.into_iter()
+        .map(|r| {
+            Ok(SubscriptionEvent {
+                id: r.get("id"),
+                mailbox_id: r.get("mailbox_id"),
+                at: parse_time(&r.get::<String, _>("at"))?,
+                kind: r.get("kind"),
+                detail: r.get("detail"),
+            })
+        })
+        .collect()
 }
 
 /// Why a webhook operation failed.
@@ -723,17 +819,7 @@ impl Webhooks {
         .bind(mailbox_id)
         .fetch_all(self.inner.store.pool())
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(SubscriptionEvent {
-                    id: r.get("id"),
-                    mailbox_id: r.get("mailbox_id"),
-                    at: parse_time(&r.get::<String, _>("at"))?,
-                    kind: r.get("kind"),
-                    detail: r.get("detail"),
-                })
-            })
-            .collect()
+        event_rows(rows)
     }
 
     /// Notifications persisted for a mailbox, oldest first.

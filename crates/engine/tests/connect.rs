@@ -674,3 +674,54 @@ async fn shared_mailbox_through_a_delegate_and_without_access() {
     assert!(probe.detail.contains("Full Access"), "{}", probe.detail);
     core.remove_mailbox(&mailbox.id).await.ok();
 }
+
+#[tokio::test]
+async fn disconnecting_a_webhooks_mailbox_cancels_its_subscription() {
+    use mailroom_engine::webhooks::WebhookOptions;
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    let daemon_id = sb.tenant().daemon_app.client_id.clone();
+    let secret = sb.tenant().daemon_app.client_secret.clone().unwrap();
+    let mailbox = core
+        .add_mailbox(setup(&sb, "Webhooks", "webhook", &daemon_id, Some(&secret)))
+        .await
+        .unwrap();
+    core.connect_app_only(&mailbox.id).await.unwrap();
+    let options = WebhookOptions {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        fallback_interval: Duration::from_secs(24 * 3600),
+        renew_check_every: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    let (hooks, skipped) = core
+        .start_webhooks(options, sb.clock(), None)
+        .await
+        .unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let record = hooks.create_subscription(&mailbox.id).await.unwrap();
+    assert_eq!(sb.graph().subscriptions().len(), 1);
+
+    let after = core.disconnect_mailbox(&mailbox.id).await.unwrap();
+    assert!(after.connected_account.is_none());
+    assert!(
+        sb.graph().subscriptions().is_empty(),
+        "the subscription is deleted at Graph"
+    );
+    assert_eq!(hooks.subscription(&mailbox.id).await.unwrap(), None);
+    let events = hooks.events(&mailbox.id).await.unwrap();
+    let last = events.last().expect("an event");
+    assert_eq!(last.kind, "cancelled");
+    assert!(last.detail.contains(&record.subscription_id), "{last:?}");
+    assert!(last.detail.contains("disconnected"), "{last:?}");
+    // The Monitoring view's list (every mailbox, newest first) shows it too.
+    let all = core.subscription_events_all(10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        vec!["cancelled", "created"]
+    );
+    // Disconnecting again (no subscription left) is fine.
+    core.disconnect_mailbox(&mailbox.id).await.unwrap();
+    hooks.remove_mailbox(&mailbox.id);
+    assert!(hooks.create_subscription(&mailbox.id).await.is_err());
+    hooks.shutdown();
+}
