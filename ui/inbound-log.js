@@ -39,17 +39,24 @@ async function ensureSubscribed() {
   }
 }
 
-/** Starts processing (idempotent; also picks up newly added mailboxes). */
+let engineRetry = null;
+
+/** Starts processing (idempotent; also picks up newly added mailboxes). On failure (say, the
+ *  PSA unreachable at launch) it tries again in 15 s; once running it re-checks every minute,
+ *  so a mailbox whose credentials could not be read at start is picked up later. */
 export async function startEngine() {
   await ensureSubscribed();
+  clearTimeout(engineRetry);
   try {
     const statuses = await backend.engineStart();
     engine.started = true;
     engine.error = null;
     for (const s of statuses) engine.statuses.set(s.mailbox_id, s);
+    engineRetry = setTimeout(startEngine, 60000);
   } catch (error) {
     engine.started = false;
     engine.error = error;
+    engineRetry = setTimeout(startEngine, 15000);
   }
 }
 

@@ -108,7 +108,7 @@ pub async fn engine_start(
                 webhooks.add_mailbox(mailbox, graph).await
             }
             Ok(graph) => supervisor.start_mailbox(mailbox, graph),
-            Err(e) => tracing::debug!(mailbox = %mailbox.name, "not synced yet: {e}"),
+            Err(e) => tracing::warn!(mailbox = %mailbox.name, "not synced yet: {e}"),
         }
     }
     if state.sandbox.is_some() {

@@ -162,7 +162,7 @@ impl Session {
             .env("DISPLAY", &display)
             .env("MAILROOM_DATA_DIR", data_dir.path())
             .env("MAILROOM_KEYRING_SERVICE", format!("mailroom-e2e-{port}"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,mailroom_engine=debug,mailroom_app=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
