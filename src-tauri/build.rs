@@ -31,6 +31,8 @@ const COMMANDS: &[&str] = &[
     "subscription_create",
     "subscription_cancel",
     "subscription_events_all",
+    "webhook_settings_get",
+    "webhook_settings_set",
 ];
 
 fn main() {

@@ -99,6 +99,8 @@ pub fn run() {
             commands::webhooks::subscription_create,
             commands::webhooks::subscription_cancel,
             commands::webhooks::subscription_events_all,
+            commands::webhooks::webhook_settings_get,
+            commands::webhooks::webhook_settings_set,
             commands::inbound::engine_status,
             commands::inbound::inbound_log,
             commands::inbound::inbound_attempts,

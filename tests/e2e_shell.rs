@@ -89,3 +89,48 @@ async fn a_mailbox_has_incoming_contact_imports_and_inbound_log_tabs() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn the_webhook_receiver_settings_are_validated_and_kept() {
+    Session::start()
+        .await
+        .run("receiver_settings", async |s| {
+            s.find("#nav-monitoring").await.click().await.unwrap();
+            let url = s.find("#receiver-url").await;
+            url.send_keys("http://hooks.example.com").await.unwrap();
+            s.find("#receiver-save").await.click().await.unwrap();
+            s.wait_text("#receiver-error", "must be an https:// URL")
+                .await;
+
+            url.clear().await.unwrap();
+            url.send_keys("https://hooks.example.com/mailroom")
+                .await
+                .unwrap();
+            s.find("#receiver-port")
+                .await
+                .send_keys("48000")
+                .await
+                .unwrap();
+            s.find("#receiver-save").await.click().await.unwrap();
+            s.wait_text("#toast", "Receiver settings saved").await;
+
+            // Leave and come back: the values come from the store.
+            s.find("#nav-integration").await.click().await.unwrap();
+            s.find("#nav-monitoring").await.click().await.unwrap();
+            let start = std::time::Instant::now();
+            loop {
+                let value = s.find("#receiver-url").await.prop("value").await.unwrap();
+                if value.as_deref() == Some("https://hooks.example.com/mailroom") {
+                    break;
+                }
+                assert!(
+                    start.elapsed().as_secs() < 10,
+                    "saved URL not shown: {value:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let port = s.find("#receiver-port").await.prop("value").await.unwrap();
+            assert_eq!(port.as_deref(), Some("48000"));
+        })
+        .await;
+}

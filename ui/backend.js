@@ -92,3 +92,5 @@ export const pickPfxFile = () => callConnect('plugin:dialog|open', {
     filters: [{ name: 'PKCS#12 certificate', extensions: ['pfx', 'p12'] }],
   },
 });
+export const webhookSettingsGet = () => call('webhook_settings_get');
+export const webhookSettingsSet = (settings) => call('webhook_settings_set', { settings });

@@ -381,6 +381,46 @@ function subscriptionEventsPanel(mailboxes) {
   return root;
 }
 
+/** The webhook receiver's settings: where Graph's notifications are received. */
+function receiverSettings() {
+  const error = h('p', { class: 'form-error', id: 'receiver-error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'form receiver-form', id: 'receiver-form' },
+    h('h2', {}, 'Webhook receiver'),
+    h('p', { class: 'subtle' }, 'Graph posts change notifications for Webhooks mailboxes here. Behind a tunnel or reverse proxy, enter its public HTTPS URL. Changes apply at the next start; recreate subscriptions after changing the URL or port.'),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Bind address'),
+      h('input', { id: 'receiver-bind', placeholder: '127.0.0.1' })),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Port'),
+      h('input', { id: 'receiver-port', type: 'number', min: '0', max: '65535', placeholder: '47130' })),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Public base URL'),
+      h('input', { id: 'receiver-url', placeholder: 'https://hooks.example.com/mailroom' })),
+    error,
+    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'button', id: 'receiver-save' }, 'Save receiver settings')));
+  let current = {};
+  backend.webhookSettingsGet().then((s) => {
+    current = s;
+    form.querySelector('#receiver-bind').value = s.bind_address ?? '';
+    form.querySelector('#receiver-port').value = s.port ?? '';
+    form.querySelector('#receiver-url').value = s.public_base_url ?? '';
+  }).catch((e) => toast(e.message, 'error'));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const text = (id) => form.querySelector(id).value.trim() || null;
+    const port = text('#receiver-port');
+    const settings = { ...current, bind_address: text('#receiver-bind'), port: port === null ? null : Number(port), public_base_url: text('#receiver-url') };
+    try {
+      await backend.webhookSettingsSet(settings);
+      current = settings;
+      toast('Receiver settings saved; they apply at the next start.');
+    } catch (e) {
+      error.textContent = e.message;
+      error.dataset.code = e.code;
+      error.hidden = false;
+    }
+  });
+  return form;
+}
+
 /** The global *Monitoring* view. */
 export function monitoringPanel(mailboxes) {
   const body = h('div', {});
@@ -399,6 +439,7 @@ export function monitoringPanel(mailboxes) {
     }
     parts.push(subscriptionEventsPanel(mailboxes));
     parts.push(logPanel({ mailbox: null, mailboxes }));
+    parts.push(receiverSettings());
     body.replaceChildren(...parts);
   })();
   return root;

@@ -89,3 +89,20 @@ pub async fn subscription_events_all(
 ) -> UiResult<Vec<SubscriptionEvent>> {
     Ok(state.core.subscription_events_all(50).await?)
 }
+
+/// The webhook receiver's settings (bind address, port, public base URL, lifetime, fallback).
+#[tauri::command]
+pub async fn webhook_settings_get(
+    state: State<'_, crate::AppState>,
+) -> UiResult<mailroom_engine::webhooks::WebhookSettings> {
+    Ok(state.core.webhook_settings().await?)
+}
+
+/// Saves the receiver's settings (validated); they apply at the next start of the app.
+#[tauri::command]
+pub async fn webhook_settings_set(
+    state: State<'_, crate::AppState>,
+    settings: mailroom_engine::webhooks::WebhookSettings,
+) -> UiResult<()> {
+    Ok(state.core.set_webhook_settings(&settings).await?)
+}

@@ -31,6 +31,23 @@ pub enum SubscriptionCommand {
         /// Mailbox name or id.
         mailbox: String,
     },
+    /// Show the webhook receiver's settings, or change them with the flags given (the app and
+    /// `mailroom run` use them at their next start; recreate subscriptions after changing the
+    /// public URL or port).
+    Receiver {
+        /// Address the receiver binds (e.g. 127.0.0.1, or 0.0.0.0 behind a firewall).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Port the receiver binds (0 = any free port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Public HTTPS base URL of the tunnel or reverse proxy forwarding to the receiver.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Forget the public URL (notifications go to the bound address).
+        #[arg(long, conflicts_with = "public_url")]
+        no_public_url: bool,
+    },
 }
 
 fn print_record(record: &SubscriptionRecord) {
@@ -76,6 +93,42 @@ async fn receiver(core: &Core, mailbox_key: &str) -> anyhow::Result<(Webhooks, S
 /// Runs one subcommand.
 pub async fn run(core: &Core, command: &SubscriptionCommand) -> anyhow::Result<()> {
     match command {
+        SubscriptionCommand::Receiver {
+            bind,
+            port,
+            public_url,
+            no_public_url,
+        } => {
+            let mut settings = core.webhook_settings().await.map_err(explain)?;
+            let changed =
+                bind.is_some() || port.is_some() || public_url.is_some() || *no_public_url;
+            if let Some(bind) = bind {
+                settings.bind_address = Some(bind.clone());
+            }
+            if let Some(port) = port {
+                settings.port = Some(*port);
+            }
+            if let Some(url) = public_url {
+                settings.public_base_url = Some(url.clone());
+            }
+            if *no_public_url {
+                settings.public_base_url = None;
+            }
+            if changed {
+                core.set_webhook_settings(&settings)
+                    .await
+                    .map_err(explain)?;
+            }
+            let options = settings.options().map_err(anyhow::Error::msg)?;
+            println!("bind              {}", options.bind);
+            println!(
+                "public base URL   {}",
+                settings
+                    .public_base_url
+                    .as_deref()
+                    .unwrap_or("(none: notifications go to the bound address)")
+            );
+        }
         SubscriptionCommand::Create { mailbox } => {
             let (webhooks, id) = receiver(core, mailbox).await?;
             let result = webhooks.create_subscription(&id).await;

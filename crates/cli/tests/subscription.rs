@@ -103,3 +103,45 @@ async fn create_show_cancel() {
     assert!(!ok);
     assert!(text.contains("no subscription"), "{text}");
 }
+
+#[test]
+fn receiver_settings_are_shown_changed_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .args(args)
+            .env("MAILROOM_DATA_DIR", dir.path())
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    };
+    let shown = run(&["subscription", "receiver"]);
+    assert!(shown.status.success());
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("127.0.0.1:47130"));
+    let set = run(&[
+        "subscription",
+        "receiver",
+        "--port",
+        "48000",
+        "--public-url",
+        "https://hooks.example.com/mailroom",
+    ]);
+    assert!(set.status.success());
+    let again = String::from_utf8_lossy(&run(&["subscription", "receiver"]).stdout).to_string();
+    assert!(again.contains("127.0.0.1:48000"), "{again}");
+    assert!(
+        again.contains("https://hooks.example.com/mailroom"),
+        "{again}"
+    );
+    let insecure = run(&[
+        "subscription",
+        "receiver",
+        "--public-url",
+        "http://hooks.example.com",
+    ]);
+    assert!(!insecure.status.success());
+    assert!(String::from_utf8_lossy(&insecure.stderr).contains("must be an https:// URL"));
+    let bad_bind = run(&["subscription", "receiver", "--bind", "not-an-ip"]);
+    assert!(!bad_bind.status.success());
+    assert!(String::from_utf8_lossy(&bad_bind.stderr).contains("is not an IP address"));
+}

@@ -133,9 +133,11 @@ impl WebhookSettings {
         {
             let url = Url::parse(u.trim())
                 .map_err(|e| format!("webhook public base URL '{u}' is not a URL: {e}"))?;
-            if url.scheme() != "https" && url.scheme() != "http" {
+            // Graph only delivers to HTTPS; plain http is accepted for loopback (the sandbox).
+            let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
                 return Err(format!(
-                    "webhook public base URL '{u}' must be an https:// URL"
+                    "webhook public base URL '{u}' must be an https:// URL: Microsoft Graph only delivers notifications over HTTPS"
                 ));
             }
             o.public_base_url = Some(url);
