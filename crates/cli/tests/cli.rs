@@ -97,3 +97,35 @@ fn sandbox_prints_where_to_point_the_app_and_stops_on_ctrl_c() {
         "the sandbox stops cleanly on Ctrl-C: {exit:?}"
     );
 }
+
+#[test]
+fn the_backlog_benchmark_reports_no_duplicates_and_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailroom(
+        dir.path(),
+        &[
+            "bench",
+            "backlog",
+            "--emails",
+            "6",
+            "--latency-ms",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["emails"], 6);
+    assert_eq!(report["duplicates"], 0);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(
+        report["tickets"].as_u64().unwrap() + report["actions"].as_u64().unwrap(),
+        6,
+        "every email became exactly one ticket or action"
+    );
+    assert!(report["ceiling_emails_per_second"].as_f64().unwrap() > 0.0);
+}
