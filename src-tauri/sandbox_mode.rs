@@ -66,7 +66,6 @@ pub struct SandboxInfo {
     pub graph_url: String,
     pub psa_url: String,
     pub control_url: String,
-    pub mailboxes: Vec<String>,
 }
 
 pub fn info(sandbox: &Sandbox) -> SandboxInfo {
@@ -78,11 +77,6 @@ pub fn info(sandbox: &Sandbox) -> SandboxInfo {
         graph_url: sandbox.graph_url(),
         psa_url: sandbox.psa_url(),
         control_url: sandbox.control_url(),
-        mailboxes: tenant
-            .users
-            .iter()
-            .map(|u| u.user_principal_name.clone())
-            .collect(),
     }
 }
 

@@ -5,49 +5,20 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use mailroom_engine::mailboxes::MailboxSetup;
-use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+mod common;
+
 use mailroom_engine::Core;
 use mailroom_graph_sandbox::InboundMail;
-use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
 use mailroom_secrets::SecretValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_processes_mail_until_ctrl_c() {
-    let mut seed = SandboxSeed::default();
-    seed.graph.messages.clear();
-    let sb = Sandbox::start(SandboxOptions {
-        seed: Some(seed),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sb = common::sandbox_without_mail().await;
     let dir = tempfile::tempdir().unwrap();
     let core = Core::open(dir.path()).await.unwrap();
     let t = sb.tenant();
-    let mailbox = core
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some("support@contoso.test".into()),
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    core.connect_app_only(&mailbox.id).await.unwrap();
+    let mailbox =
+        common::connected_app_only_mailbox(&core, &sb, "Support", "support@contoso.test").await;
     // A Webhooks mailbox: `run` starts the receiver; any free port.
     core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
         port: Some(0),

@@ -4,12 +4,10 @@
 
 use std::process::Command;
 
-use mailroom_engine::mailboxes::MailboxSetup;
-use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+mod common;
+
 use mailroom_engine::webhooks::WebhookSettings;
 use mailroom_engine::Core;
-use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
-use mailroom_secrets::SecretValue;
 
 fn mailroom(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mailroom"))
@@ -27,40 +25,10 @@ fn mailroom(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_show_cancel() {
-    let mut seed = SandboxSeed::default();
-    seed.graph.messages.clear();
-    let sb = Sandbox::start(SandboxOptions {
-        seed: Some(seed),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sb = common::sandbox_without_mail().await;
     let dir = tempfile::tempdir().unwrap();
     let core = Core::open(dir.path()).await.unwrap();
-    let t = sb.tenant();
-    let mailbox = core
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Helpdesk".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some("helpdesk@contoso.test".into()),
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    core.connect_app_only(&mailbox.id).await.unwrap();
+    common::connected_app_only_mailbox(&core, &sb, "Helpdesk", "helpdesk@contoso.test").await;
     core.set_webhook_settings(&WebhookSettings {
         port: Some(0),
         max_lifetime_minutes: Some(10_080),

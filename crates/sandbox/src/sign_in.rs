@@ -49,7 +49,7 @@ pub async fn complete_sign_in(
         .expect("static regex")
         .captures(&page)
         .map(|c| unescape(&c[1]))
-        .ok_or_else(|| NoFormText::from(&page).0)
+        .ok_or_else(|| page_text(&page))
         .map_err(SignInDriveError::NoForm)?;
     let hidden = Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#)
         .expect("static regex");
@@ -87,18 +87,15 @@ pub async fn complete_sign_in(
     })
 }
 
-/// A short description of a page that had no sign-in form (usually an AADSTS error page).
-struct NoFormText(String);
-
-impl From<&String> for NoFormText {
-    fn from(page: &String) -> Self {
-        let without_styles = Regex::new(r"(?s)<(style|script)[^>]*>.*?</(style|script)>")
-            .expect("static regex")
-            .replace_all(page, " ");
-        let text = Regex::new(r"<[^>]+>")
-            .expect("static regex")
-            .replace_all(&without_styles, " ");
-        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        NoFormText(text.chars().take(300).collect())
-    }
+/// A short description of a page that had no sign-in form (usually an AADSTS error page):
+/// its visible text, without styles and scripts, first 300 characters.
+fn page_text(page: &str) -> String {
+    let without_styles = Regex::new(r"(?s)<(style|script)[^>]*>.*?</(style|script)>")
+        .expect("static regex")
+        .replace_all(page, " ");
+    let text = Regex::new(r"<[^>]+>")
+        .expect("static regex")
+        .replace_all(&without_styles, " ");
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    text.chars().take(300).collect()
 }

@@ -1,0 +1,57 @@
+//! Set-up shared by the CLI's process tests: a sandbox with an empty inbox, and a data
+//! directory holding one connected app-only (*Webhooks*) mailbox of it.
+
+use mailroom_engine::mailboxes::MailboxSetup;
+use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+use mailroom_engine::{Core, Mailbox};
+use mailroom_sandbox::{Sandbox, SandboxOptions, SandboxSeed};
+use mailroom_secrets::SecretValue;
+
+/// The default sandbox tenant without its seeded mail.
+pub async fn sandbox_without_mail() -> Sandbox {
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox")
+}
+
+/// Adds `address` as a Webhooks mailbox named `name`, with the daemon app's secret, and
+/// connects it (the secret goes to the keyring).
+pub async fn connected_app_only_mailbox(
+    core: &Core,
+    sb: &Sandbox,
+    name: &str,
+    address: &str,
+) -> Mailbox {
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: name.into(),
+                method: MailboxMethod::Webhook,
+                cloud: Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().expect("daemon secret"),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some(address.into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .expect("mailbox added");
+    core.connect_app_only(&mailbox.id)
+        .await
+        .expect("mailbox connected");
+    mailbox
+}
