@@ -695,7 +695,9 @@ impl Pipeline {
             None => Directory::default(),
         };
         let index = self.thread_index(&mailbox.id, &parsed).await?;
-        let since = self.clock.now()
+        // The loop guard only looks back from this mail's own arrival: mail that arrived
+        // later (a burst delivered together) never counts against the first ones.
+        let since = email.received_at
             - chrono::Duration::from_std(self.config.loop_window)
                 .unwrap_or_else(|_| chrono::Duration::hours(1));
         let recent = self
@@ -705,6 +707,7 @@ impl Pipeline {
                 &email.from_address,
                 &email.subject,
                 since,
+                email.received_at,
                 email.id,
             )
             .await?;

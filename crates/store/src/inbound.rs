@@ -814,25 +814,32 @@ impl Store {
     }
 
     /// How many other emails of `from_address` with exactly this subject a mailbox received
-    /// since `since` (the loop guard's input).
+    /// before the email `email_id` (received at `until`) and not before `since` — the loop
+    /// guard's input. Only looks back: mail received later is never counted, and among mails
+    /// received at the same instant only those stored first (lower id) count.
     pub async fn count_recent_same_subject(
         &self,
         mailbox_id: &str,
         from_address: &str,
         subject: &str,
         since: DateTime<Utc>,
-        exclude_id: i64,
+        until: DateTime<Utc>,
+        email_id: i64,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM inbound_emails
              WHERE mailbox_id = ? AND from_address = ? COLLATE NOCASE AND received_at >= ?
-               AND subject = ? AND id <> ?",
+               AND subject = ? AND id <> ?
+               AND (received_at < ? OR (received_at = ? AND id < ?))",
         )
         .bind(mailbox_id)
         .bind(from_address)
         .bind(ts(since))
         .bind(subject)
-        .bind(exclude_id)
+        .bind(email_id)
+        .bind(ts(until))
+        .bind(ts(until))
+        .bind(email_id)
         .fetch_one(self.pool())
         .await?)
     }
