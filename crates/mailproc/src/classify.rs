@@ -144,6 +144,12 @@ pub enum SkipReason {
     },
     /// The mail has no usable From address.
     NoSender,
+    /// The From address (after decoding) is not a valid `addr-spec` (e.g. it carries CR/LF
+    /// and further header text, whitespace or control characters).
+    InvalidSender {
+        /// The address as received (shown escaped).
+        address: String,
+    },
     /// The sender is unknown and the mailbox rejects unknown senders (or the
     /// unknown-sender settings are incomplete).
     SenderRejected {
@@ -164,7 +170,7 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Stable machine code (`auto_reply`, `bounce`, `own_mailbox`,
-    /// `excluded_sender`, `loop_header`, `loop_suspected`, `no_sender`,
+    /// `excluded_sender`, `loop_header`, `loop_suspected`, `no_sender`, `invalid_sender`,
     /// `sender_rejected`, `new_tickets_disabled`, `duplicate`).
     pub fn code(&self) -> &'static str {
         match self {
@@ -175,6 +181,7 @@ impl SkipReason {
             SkipReason::LoopHeader { .. } => "loop_header",
             SkipReason::LoopSuspected { .. } => "loop_suspected",
             SkipReason::NoSender => "no_sender",
+            SkipReason::InvalidSender { .. } => "invalid_sender",
             SkipReason::SenderRejected { .. } => "sender_rejected",
             SkipReason::NewTicketsDisabled => "new_tickets_disabled",
             SkipReason::Duplicate { .. } => "duplicate",
@@ -204,6 +211,10 @@ impl SkipReason {
                 "Skipped mail from {address}: {count} recent mails with the same subject exceed the limit of {threshold}; this looks like a mail loop. Check the sender's auto-responder or forwarding rules, or raise the limit."
             ),
             SkipReason::NoSender => "Skipped a mail without a usable From address.".to_string(),
+            SkipReason::InvalidSender { address } => format!(
+                "Skipped mail whose From address \"{}\" is not a valid email address (it contains characters an address cannot have, e.g. a line break with more header text); no PSA user or ticket was created for it.",
+                address.escape_debug()
+            ),
             SkipReason::SenderRejected { address, detail } => format!(
                 "Skipped mail from {address}: {detail}"
             ),
@@ -231,7 +242,7 @@ pub fn classify(email: &ParsedEmail, policy: &LoopPolicy) -> Classification {
 /// mails (excluding this one) from the same sender with the same cleaned
 /// subject; it feeds [`LoopPolicy::max_recent_same_subject`].
 ///
-/// Checks run in this order, first match wins: no sender, own mailbox,
+/// Checks run in this order, first match wins: no sender, invalid sender, own mailbox,
 /// exclusion list, loop header, bounce, auto-reply, rate guard.
 pub fn classify_with_history(
     email: &ParsedEmail,
@@ -249,6 +260,9 @@ fn check(email: &ParsedEmail, policy: &LoopPolicy, recent: u32) -> Option<SkipRe
         return Some(SkipReason::NoSender);
     };
     let address = from.address.clone();
+    if !from.is_valid_addr_spec() {
+        return Some(SkipReason::InvalidSender { address });
+    }
 
     if policy
         .own_addresses

@@ -234,6 +234,18 @@ fn decode_min_entities(s: &str) -> String {
     s.replace("&amp;", "&")
 }
 
+/// Whether `c` is a bidirectional-text control character (U+200E/U+200F marks,
+/// U+202A–U+202E embeddings/overrides, U+2066–U+2069 isolates), which can make text display
+/// differently from what it is (e.g. a reversed file extension).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` without bidirectional-text controls ([`is_bidi_control`]).
+pub fn strip_bidi_controls(text: &str) -> String {
+    text.chars().filter(|c| !is_bidi_control(*c)).collect()
+}
+
 /// Escapes `& < > " '` for HTML text and attribute values.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);

@@ -43,7 +43,7 @@ pub use classify::{
     Classification, LoopPolicy, SkipReason,
 };
 pub use content::{
-    escape_html, rewrite_cid_references, sanitize_html, sanitize_html_default, text_to_html,
+    escape_html, is_bidi_control, rewrite_cid_references, strip_bidi_controls, sanitize_html, sanitize_html_default, text_to_html,
     trim_quoted_html, trim_quoted_text, HtmlOptions, QuoteTrimming,
 };
 pub use error::MailError;

@@ -37,6 +37,22 @@ impl Mailbox {
         Some(Self { address, name })
     }
 
+    /// Whether the address is a valid RFC 5322 `addr-spec` (`local@domain`, no display name,
+    /// no whitespace, CR/LF or other control characters, no bidirectional-text controls),
+    /// as checked by the `email_address` crate. A `From` that is not is never used as a PSA
+    /// user's address.
+    pub fn is_valid_addr_spec(&self) -> bool {
+        !self
+            .address
+            .chars()
+            .any(|c| c.is_control() || crate::content::is_bidi_control(c))
+            && email_address::EmailAddress::parse_with_options(
+                &self.address,
+                email_address::Options::default().without_display_text(),
+            )
+            .is_ok()
+    }
+
     /// The part after the last `@` (already lower-case).
     pub fn domain(&self) -> &str {
         self.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::attach::{plan_attachments, AttachmentDecision, AttachmentPlan, AttachmentPolicy};
 use crate::classify::{classify_with_history, Classification, LoopPolicy, SkipReason};
 use crate::content::{
-    sanitize_html, text_to_html, trim_quoted_html, trim_quoted_text, HtmlOptions, QuoteTrimming,
+    is_bidi_control,    sanitize_html, text_to_html, trim_quoted_html, trim_quoted_text, HtmlOptions, QuoteTrimming,
 };
 use crate::parsed::ParsedEmail;
 use crate::sender::{match_sender, Directory, SenderMatch, SenderPolicy};
@@ -281,11 +281,16 @@ pub fn plan(email: &ParsedEmail, ctx: &Context<'_>) -> Plan {
     }
 }
 
-/// Ticket summary from a subject: reply/forward prefixes removed,
-/// whitespace collapsed, `(no subject)` when empty, truncated to `max` chars
-/// (with `…`).
+/// Ticket summary from a subject: bidirectional-text controls and other control
+/// characters removed, reply/forward prefixes removed, whitespace collapsed, `(no subject)`
+/// when empty, truncated to `max` chars (with `…`).
 pub fn summary(subject: &str, max: usize) -> String {
-    let s = clean_subject(subject)
+    let subject: String = subject
+        .chars()
+        .filter(|c| !is_bidi_control(*c))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let s = clean_subject(&subject)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");

@@ -321,6 +321,9 @@ fn skip_reason_codes_are_stable_and_unique() {
             threshold: 1,
         },
         SkipReason::NoSender,
+        SkipReason::InvalidSender {
+            address: "a".into(),
+        },
         SkipReason::SenderRejected {
             address: "a".into(),
             detail: "d".into(),
