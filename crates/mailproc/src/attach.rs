@@ -120,8 +120,10 @@ pub fn plan_attachments(
                 skip(
                     "too_large",
                     format!(
-                        "{}: {} bytes exceeds the per-file limit of {} bytes",
-                        a.name, a.size, policy.max_bytes
+                        "{}: {} exceeds the per-file limit of {}",
+                        a.name,
+                        human_size(a.size),
+                        human_size(policy.max_bytes)
                     ),
                 )
             } else if referenced_cid.is_some()
@@ -141,8 +143,10 @@ pub fn plan_attachments(
                 skip(
                     "total_exceeded",
                     format!(
-                        "{}: adding {} bytes would exceed the per-mail limit of {} bytes",
-                        a.name, a.size, policy.max_total
+                        "{}: adding {} would exceed the per-mail limit of {}",
+                        a.name,
+                        human_size(a.size),
+                        human_size(policy.max_total)
                     ),
                 )
             } else {
@@ -164,4 +168,23 @@ pub fn plan_attachments(
             }
         })
         .collect()
+}
+
+/// `1234567` → `"1,234,567 bytes (1.2 MiB)"`: exact, and readable.
+pub(crate) fn human_size(bytes: u64) -> String {
+    let digits = bytes.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let unit = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+        .into_iter()
+        .find(|(u, _)| bytes >= *u);
+    match unit {
+        Some((u, name)) => format!("{grouped} bytes ({:.1} {name})", bytes as f64 / u as f64),
+        None => format!("{grouped} bytes"),
+    }
 }

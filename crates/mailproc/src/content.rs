@@ -178,7 +178,50 @@ pub fn sanitize_html(html: &str, opts: &HtmlOptions) -> String {
                 _ => Some(value.into()),
             }
         });
-    b.clean(&pre).to_string()
+    drop_images_without_source(&b.clean(&pre).to_string())
+}
+
+/// Removes `<img>` elements that lost their `src` while sanitising (an unmapped or skipped
+/// `cid:` image, a blocked remote or data image): an image without a source shows as a
+/// broken frame in the PSA. One with alternative text leaves that text, in brackets.
+/// Works on ammonia's serialisation, where every attribute value is double-quoted and `"`
+/// inside values is escaped, so the attribute pattern below is exact.
+fn drop_images_without_source(html: &str) -> String {
+    static IMG: OnceLock<Regex> = OnceLock::new();
+    static ATTR: OnceLock<Regex> = OnceLock::new();
+    let img = IMG.get_or_init(|| ci(r#"<img((?:\s+[^\s=/>"]+(?:="[^"]*")?)*)\s*/?>"#));
+    let attr = ATTR.get_or_init(|| ci(r#"([^\s=/>"]+)(?:="([^"]*)")?"#));
+    img.replace_all(html, |c: &regex::Captures| {
+        let mut alt = None;
+        let mut has_src = false;
+        for a in attr.captures_iter(&c[1]) {
+            let name = a[1].to_ascii_lowercase();
+            let value = a.get(2).map(|v| v.as_str()).unwrap_or("");
+            match name.as_str() {
+                "src" if !value.trim().is_empty() => has_src = true,
+                "alt" => alt = Some(decode_attr_entities(value)),
+                _ => {}
+            }
+        }
+        if has_src {
+            return c[0].to_string();
+        }
+        match alt.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()) {
+            Some(a) => format!("[{}]", escape_html(&a)),
+            None => String::new(),
+        }
+    })
+    .into_owned()
+}
+
+/// Undoes the escaping of an attribute value in serialised HTML (`&amp;`, `&quot;`,
+/// `&nbsp;`, `&lt;`, `&gt;`).
+fn decode_attr_entities(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Sanitises with [`HtmlOptions::default`].

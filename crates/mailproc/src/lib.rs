@@ -43,8 +43,9 @@ pub use classify::{
     Classification, LoopPolicy, SkipReason,
 };
 pub use content::{
-    escape_html, is_bidi_control, rewrite_cid_references, strip_bidi_controls, sanitize_html, sanitize_html_default, text_to_html,
-    trim_quoted_html, trim_quoted_text, HtmlOptions, QuoteTrimming,
+    escape_html, is_bidi_control, rewrite_cid_references, sanitize_html, sanitize_html_default,
+    strip_bidi_controls, text_to_html, trim_quoted_html, trim_quoted_text, HtmlOptions,
+    QuoteTrimming,
 };
 pub use error::MailError;
 pub use parsed::{
@@ -52,7 +53,8 @@ pub use parsed::{
     GraphMessage, GraphRecipient, Headers, Mailbox, ParsedEmail,
 };
 pub use plan::{
-    plan, summary, Context, EmptyIndex, FnIndex, MailboxSettings, Plan, ThreadIndex, ThreadedBy,
+    not_attached_note, plan, summary, Context, EmptyIndex, FnIndex, MailboxSettings, Plan,
+    ThreadIndex, ThreadedBy,
 };
 pub use sender::{
     find_site, match_sender, split_name, Directory, DirectorySite, DirectoryUser, PersonName,

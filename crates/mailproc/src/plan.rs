@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::attach::{plan_attachments, AttachmentDecision, AttachmentPlan, AttachmentPolicy};
 use crate::classify::{classify_with_history, Classification, LoopPolicy, SkipReason};
 use crate::content::{
-    is_bidi_control,    sanitize_html, text_to_html, trim_quoted_html, trim_quoted_text, HtmlOptions, QuoteTrimming,
+    escape_html, is_bidi_control, sanitize_html, text_to_html, trim_quoted_html, trim_quoted_text,
+    HtmlOptions, QuoteTrimming,
 };
 use crate::parsed::ParsedEmail;
 use crate::sender::{match_sender, Directory, SenderMatch, SenderPolicy};
@@ -364,5 +365,33 @@ fn body_and_attachments(
             text_to_html(&text)
         }
     };
+    let body = body + &not_attached_note(&plans);
     (body, plans)
+}
+
+/// Skip codes the reader of the ticket must learn about: files the sender attached that are
+/// not on the ticket. (Signature images, history-only images and empty parts are not news.)
+const REPORTED_SKIPS: &[&str] = &["too_large", "total_exceeded", "blocked_extension"];
+
+/// A short note listing the files that were not attached and why (name, size, limit), to
+/// end the ticket details / action note with; empty when every file was attached.
+pub fn not_attached_note(plans: &[AttachmentPlan]) -> String {
+    let items: Vec<String> = plans
+        .iter()
+        .filter_map(|p| match &p.decision {
+            AttachmentDecision::Skip { code, reason }
+                if REPORTED_SKIPS.contains(&code.as_str()) =>
+            {
+                Some(format!("<li>{}</li>", escape_html(reason)))
+            }
+            _ => None,
+        })
+        .collect();
+    if items.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<hr><p><em>Not attached to this ticket by Mailroom (the original email still has them):</em></p><ul>{}</ul>",
+        items.concat()
+    )
 }

@@ -126,3 +126,131 @@ fn bidi_controls_are_stripped_from_ticket_summaries() {
         "abcd"
     );
 }
+
+// ---------- item 13: what the ticket body says about images and files left out ----------
+
+fn with_body(html: &str, attachments: Vec<Attachment>) -> ParsedEmail {
+    let mut e = graph_from("pat@fabrikam.test");
+    e.html_body = Some(html.into());
+    e.text_body = None;
+    e.attachments = attachments;
+    e
+}
+
+fn att(name: &str, ct: &str, size: u64, cid: Option<&str>) -> Attachment {
+    Attachment {
+        name: name.into(),
+        content_type: ct.into(),
+        size,
+        content_id: cid.map(String::from),
+        inline: cid.is_some(),
+        bytes: Some(vec![1; size as usize]),
+        graph_id: None,
+    }
+}
+
+fn details(p: Plan) -> String {
+    match p {
+        Plan::NewTicket { details_html, .. } => details_html,
+        other => panic!("a new ticket: {other:#?}"),
+    }
+}
+
+#[test]
+fn a_skipped_inline_image_leaves_no_img_without_src() {
+    // A 100-byte signature logo is skipped (small_inline_image); a cid with no part at all
+    // has nothing to point at; a second skipped image carries alternative text.
+    let e = with_body(
+        r#"<p>Hello</p><img src="cid:logo" width="20"><img alt="Chart &amp; &quot;Q3&quot; <b>" src="cid:sig"><img src="cid:missing" /><p>Bye</p>"#,
+        vec![
+            att("logo.png", "image/png", 100, Some("logo")),
+            att("sig.png", "image/png", 100, Some("sig")),
+        ],
+    );
+    let html = details(ctx_plan(&e));
+    assert!(!html.contains("<img"), "{html}");
+    assert!(
+        html.contains("<p>Hello</p>") && html.contains("<p>Bye</p>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("[Chart &amp; &quot;Q3&quot; &lt;b&gt;]"),
+        "alt text kept, escaped: {html}"
+    );
+}
+
+#[test]
+fn images_keep_their_element_only_with_a_source() {
+    let mut s = MailboxSettings::default();
+    s.html.block_remote_images = true;
+    let html = sanitize_html(
+        r#"<img src="https://t.example/x.png" alt=""><img src="data:text/html;base64,AAAA"><img src="data:image/png;base64,AAAA" alt="ok">"#,
+        &s.html,
+    );
+    assert_eq!(html.matches("<img").count(), 1, "{html}");
+    assert!(
+        html.contains(r#"src="data:image/png;base64,AAAA""#),
+        "{html}"
+    );
+    // Kept inline images are untouched.
+    let e = with_body(
+        r#"<p>Shot:</p><img src="cid:shot" alt="screen">"#,
+        vec![att("shot.png", "image/png", 5000, Some("shot"))],
+    );
+    let html = details(ctx_plan(&e));
+    assert!(
+        html.contains(r#"<img src="cid:shot" alt="screen">"#),
+        "{html}"
+    );
+}
+
+#[test]
+fn files_over_the_limits_are_named_in_the_ticket_with_size_and_limit() {
+    let mut s = MailboxSettings::default();
+    s.attachments.max_bytes = 2000;
+    s.attachments.max_total = 3000;
+    let e = with_body(
+        "<p>See attached</p>",
+        vec![
+            att("big.zip", "application/zip", 5000, None),
+            att("a.pdf", "application/pdf", 1800, None),
+            att("b.pdf", "application/pdf", 1800, None),
+            att("run.exe", "application/octet-stream", 10, None),
+        ],
+    );
+    let p = plan(
+        &e,
+        &Context {
+            settings: &s,
+            directory: &Directory {
+                users: Vec::new(),
+                sites: vec![DirectorySite {
+                    id: 10,
+                    name: "Fabrikam".into(),
+                    client_id: 1,
+                    emaildomain: "fabrikam.test".into(),
+                    inactive: false,
+                }],
+            },
+            index: &EmptyIndex,
+            recent_same_subject: 0,
+        },
+    );
+    let html = details(p);
+    assert!(html.starts_with("<p>See attached</p>"), "{html}");
+    assert!(
+        html.contains(
+            "big.zip: 5,000 bytes (4.9 KiB) exceeds the per-file limit of 2,000 bytes (2.0 KiB)"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("b.pdf: adding 1,800 bytes (1.8 KiB) would exceed the per-mail limit of 3,000 bytes (2.9 KiB)"),
+        "{html}"
+    );
+    assert!(html.contains("run.exe"), "{html}");
+    assert!(!html.contains("a.pdf:"), "a.pdf was attached: {html}");
+    // Nothing to report: no note.
+    let e = with_body("<p>x</p>", vec![att("a.pdf", "application/pdf", 10, None)]);
+    assert_eq!(details(ctx_plan(&e)), "<p>x</p>");
+}
