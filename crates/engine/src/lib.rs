@@ -9,6 +9,7 @@ pub mod connect;
 pub mod events;
 pub mod logging;
 pub mod mailboxes;
+pub mod outcomes;
 pub mod pipeline;
 pub mod psa_connection;
 pub mod sync;

@@ -69,7 +69,11 @@ pub struct ProcessingSettings {
     /// Destination of [`ProcessedMail::Move`]: a well-known folder name (`deleteditems`,
     /// `archive`, …) or the display name of a top-level folder (created when missing).
     pub processed_folder: String,
-    /// Outcome (by name) of actions added for replies. Default "Email Received".
+    /// Outcome (HaloPSA `Outcome` id) of actions added for replies, picked from the PSA's
+    /// list. `None`: the default found by name ([`crate::outcomes::DEFAULT_OUTCOME_NAMES`]);
+    /// if the PSA has none of those, replies fail with `outcome_not_configured`.
+    pub action_outcome_id: Option<i64>,
+    /// Its name, for display (and, without an id, matched against the PSA's outcomes).
     pub action_outcome: String,
     /// Seconds between scans. Default 60.
     pub scan_interval_secs: u64,
@@ -81,7 +85,8 @@ impl Default for ProcessingSettings {
             rules: MailboxSettings::default(),
             processed_mail: ProcessedMail::Move,
             processed_folder: "deleteditems".into(),
-            action_outcome: "Email Received".into(),
+            action_outcome_id: None,
+            action_outcome: String::new(),
             scan_interval_secs: 60,
         }
     }
@@ -297,7 +302,7 @@ pub struct Pipeline {
     config: PipelineConfig,
     events: EventBus,
     directory: tokio::sync::Mutex<DirectoryCache>,
-    outcomes: tokio::sync::Mutex<HashMap<String, Option<i64>>>,
+    outcomes: tokio::sync::Mutex<Option<(DateTime<Utc>, Vec<mailroom_psa::Outcome>)>>,
     folders: Mutex<HashMap<(String, String), String>>,
     reprocess: Mutex<HashSet<i64>>,
 }
@@ -1239,23 +1244,48 @@ impl Pipeline {
         Ok(None)
     }
 
-    async fn outcome_id(&self, name: &str) -> Result<Option<i64>, StepError> {
+    /// The outcome for a reply's action, chosen from the PSA's outcome list (cached like the
+    /// directory) by the mailbox's setting or the default — never a guessed name.
+    async fn reply_outcome(
+        &self,
+        settings: &ProcessingSettings,
+        log: &StepLog,
+    ) -> Result<crate::outcomes::OutcomeChoice, StepError> {
+        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(self.config.directory_ttl)
+            .unwrap_or_else(|_| chrono::Duration::minutes(10));
         let mut cache = self.outcomes.lock().await;
-        if let Some(id) = cache.get(name) {
-            return Ok(*id);
+        let fresh = cache.as_ref().is_some_and(|(at, _)| now - *at < ttl);
+        if !fresh {
+            let list = self.psa.outcomes().await?;
+            log.info(format!("Loaded {} PSA outcome(s)", list.len()));
+            *cache = Some((now, list));
         }
-        let outcomes = self.psa.outcomes().await?;
-        let id = outcomes
-            .iter()
-            .find(|o| {
-                [&o.outcome, &o.buttonname]
-                    .into_iter()
-                    .flatten()
-                    .any(|n| n.eq_ignore_ascii_case(name))
-            })
-            .map(|o| o.id);
-        cache.insert(name.to_string(), id);
-        Ok(id)
+        let list = cache.as_ref().map(|(_, l)| l.as_slice()).unwrap_or_default();
+        let chosen = crate::outcomes::resolve_outcome(
+            list,
+            settings.action_outcome_id,
+            &settings.action_outcome,
+        );
+        if chosen.is_err() {
+            // Let the next attempt see a changed PSA at once.
+            *cache = None;
+        }
+        let chosen = chosen.map_err(|e| StepError::Permanent {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        log.info(format!(
+            "Outcome for the reply: {} (id {}){}",
+            chosen.name,
+            chosen.id,
+            if settings.action_outcome_id.is_none() {
+                " — the default; choose one in the mailbox's processing settings to change it"
+            } else {
+                ""
+            }
+        ));
+        Ok(chosen)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1274,14 +1304,12 @@ impl Pipeline {
         if let SenderMatch::ExistingUser { user_id, .. } = sender {
             log.info(format!("Sender is PSA user {user_id}"));
         }
-        let outcome_id = self.outcome_id(&settings.action_outcome).await?;
+        let outcome = self.reply_outcome(settings, log).await?;
         let (attachments, inline) = Self::attachments_to_send(parsed, &plans, log);
         let action = NewAction {
             ticket_id,
-            outcome_id,
-            outcome: outcome_id
-                .is_none()
-                .then(|| settings.action_outcome.clone()),
+            outcome_id: Some(outcome.id),
+            outcome: None,
             note_html: Some(note_html.clone()),
             emailfrom: parsed.from.as_ref().map(|f| f.address.clone()),
             emailto: Some(

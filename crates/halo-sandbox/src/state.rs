@@ -715,7 +715,9 @@ impl State {
                 business("An Outcome must be entered for this Action".to_string())
             })?),
             None => match string(rec, "outcome") {
-                Some(name) => self.records[&Res::Outcome]
+                // A name that is no outcome of this instance is no outcome at all: HaloPSA
+                // answers a new action with it like one without any.
+                Some(name) => match self.records[&Res::Outcome]
                     .iter()
                     .find(|o| {
                         ["outcome", "buttonname"].iter().any(|k| {
@@ -724,7 +726,12 @@ impl State {
                                 .is_some_and(|s| s.eq_ignore_ascii_case(name.trim()))
                         })
                     })
-                    .cloned(),
+                    .cloned()
+                {
+                    Some(o) => Some(o),
+                    None if old.is_some() => None,
+                    None => return Err(business("An Outcome must be entered for this Action")),
+                },
                 None if old.is_some() => None,
                 None => return Err(business("An Outcome must be entered for this Action")),
             },

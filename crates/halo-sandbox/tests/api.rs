@@ -431,6 +431,20 @@ async fn actions_need_an_outcome_and_update_the_ticket() {
         body["Message"],
         "An Outcome must be entered for this Action"
     );
+    // A name or an id that is no outcome of this instance counts as no outcome (the seeded
+    // instance, like a real one, has no "Email Received").
+    for bad in [
+        json!([{"ticket_id": 1000, "outcome": "Email Received", "note": "x"}]),
+        json!([{"ticket_id": 1000, "outcome_id": 2, "note": "x"}]),
+        json!([{"ticket_id": 1000, "outcome": "", "note": "x"}]),
+    ] {
+        let (status, body) = h.post(&token, "Actions", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
+        assert_eq!(
+            body["Message"], "An Outcome must be entered for this Action",
+            "{bad}"
+        );
+    }
 
     h.clock.advance(Duration::minutes(5));
     let (status, a) = h
@@ -453,8 +467,8 @@ async fn actions_need_an_outcome_and_update_the_ticket() {
         .post(
             &token,
             "Actions",
-            json!([{"ticket_id": 1000, "outcome_id": 2, "note": "reply",
-                    "emailfrom": "pat@fabrikam.test"}]),
+            json!([{"ticket_id": 1000, "outcome_id": 7, "note": "reply",
+                    "hiddenfromuser": false, "emailfrom": "pat@fabrikam.test"}]),
         )
         .await;
     assert_eq!(a2["id"], 2);

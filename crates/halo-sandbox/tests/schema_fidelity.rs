@@ -148,7 +148,7 @@ async fn every_resource_response_matches_the_openapi_schemas() {
         .post(
             &token,
             "Actions",
-            json!([{"ticket_id": 1000, "outcome_id": 2, "note_html": "<p>hi</p>",
+            json!([{"ticket_id": 1000, "outcome_id": 7, "note_html": "<p>hi</p>",
                     "emailfrom": "pat@fabrikam.test", "new_status": 4,
                     "attachments": [{"filename": "b.txt", "data_base64": "aGk="}]}]),
         )

@@ -330,7 +330,7 @@ async fn ticket_action_and_attachments_round_trip() {
     let action = client
         .create_action(&NewAction {
             ticket_id: ticket.id,
-            outcome_id: Some(2),
+            outcome_id: Some(7),
             note_html: Some("<p>Any update?</p>".into()),
             emailfrom: Some("pat@fabrikam.test".into()),
             emailsubject: Some("RE: Printer on fire".into()),
@@ -535,7 +535,7 @@ async fn paged_lists_walk_every_page() {
         .await
         .unwrap()
         .iter()
-        .any(|o| o.outcome.as_deref() == Some("Email Received")));
+        .any(|o| o.outcome.as_deref() == Some("Private Note")));
 }
 
 #[tokio::test]

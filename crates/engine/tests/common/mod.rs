@@ -124,7 +124,17 @@ pub async fn add_mailbox(
 
 /// A fresh sandbox + store + pipeline for support@, with the given mailbox settings.
 pub async fn harness(settings: Value) -> Harness {
-    let sb = sandbox().await;
+    harness_with_seed(settings, empty_seed()).await
+}
+
+/// [`harness`] over a sandbox started from `seed`.
+pub async fn harness_with_seed(settings: Value, seed: SandboxSeed) -> Harness {
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("mailroom.db")).await.unwrap();
     let mailbox = add_mailbox(&store, &sb, "Support", SUPPORT, settings).await;
