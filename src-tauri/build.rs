@@ -13,6 +13,8 @@ const COMMANDS: &[&str] = &[
     "inbound_subscribe",
     "psa_connection_get",
     "psa_connection_set",
+    "psa_reply_outcome_get",
+    "psa_reply_outcome_set",
     "list_mailboxes",
     "add_mailbox",
     "remove_mailbox",

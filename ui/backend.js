@@ -48,6 +48,11 @@ export const subscriptionEventsAll = () => call('subscription_events_all');
 export const psaConnectionGet = () => call('psa_connection_get');
 export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
   call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });
+// The outcome of actions added for replies, chosen from the PSA's Outcome list
+// ({outcome_id, outcome_name, psa: {outcomes: [{id, name, button, private}], default}}).
+export const psaReplyOutcomeGet = (mailboxId) => call('psa_reply_outcome_get', { mailboxId });
+export const psaReplyOutcomeSet = (mailboxId, outcomeId) =>
+  call('psa_reply_outcome_set', { mailboxId, outcomeId });
 // Live engine events arrive in batches (arrays) over a Channel.
 export function inboundSubscribe(onBatch) {
   if (!tauri) return Promise.reject(new BackendError('internal', 'Mailroom must run inside its desktop window.'));

@@ -211,6 +211,46 @@ export function incomingPanel(mailbox, { onChanged }) {
       text, b);
   };
 
+  // Replies: the outcome (HaloPSA action type) of the actions added for inbound replies,
+  // picked from the PSA's own Outcome list and stored by id. Without a choice the default
+  // matched by name is used; if the PSA has none of the usual names, replies fail with
+  // outcome_not_configured until one is picked here.
+  const replyOutcomeSection = () => {
+    const section = h('section', { class: 'reply-outcome', id: 'reply-outcome' },
+      h('h3', {}, 'Replies'), h('p', { class: 'subtle' }, 'Loading the PSA’s outcomes…'));
+    const show = (setting) => {
+      const def = setting.psa.default;
+      const select = h('select', { id: 'reply-outcome-select' },
+        h('option', { value: '' }, def ? `Default: ${def.name}` : 'Choose an outcome…'),
+        ...setting.psa.outcomes.map((o) => h('option', { value: String(o.id) },
+          `${o.name}${o.private ? ' (private)' : ''}`)));
+      select.value = setting.outcome_id == null ? '' : String(setting.outcome_id);
+      const save = h('button', { class: 'button', id: 'reply-outcome-save', type: 'button' }, 'Save');
+      save.addEventListener('click', () => run(save, async () => {
+        const id = select.value === '' ? null : Number(select.value);
+        show(await backend.psaReplyOutcomeSet(mailbox.id, id));
+        toast('Outcome for replies saved.');
+      }));
+      const missing = setting.outcome_id == null && !def;
+      const gone = setting.outcome_id != null && !setting.psa.outcomes.some((o) => o.id === setting.outcome_id);
+      section.replaceChildren(
+        h('h3', {}, 'Replies'),
+        h('label', { for: 'reply-outcome-select' }, 'Outcome of the action added to a ticket for each reply'),
+        h('div', { class: 'actions' }, select, save),
+        missing || gone
+          ? h('p', { class: 'callout warning', id: 'reply-outcome-warning', 'data-code': missing ? 'outcome_not_configured' : 'outcome_not_found' },
+            missing
+              ? 'HaloPSA has none of the usual outcomes for inbound email (Email Received, Private Note, …): choose one, or replies to tickets fail.'
+              : `The chosen outcome (${setting.outcome_name || setting.outcome_id}) no longer exists in HaloPSA: choose another, or replies to tickets fail.`)
+          : null);
+    };
+    backend.psaReplyOutcomeGet(mailbox.id).then(show).catch((e) => section.replaceChildren(
+      h('h3', {}, 'Replies'),
+      h('p', { class: 'callout warning', id: 'reply-outcome-warning', 'data-code': e.code },
+        `The PSA’s outcomes could not be loaded: ${e.message}`)));
+    return section;
+  };
+
   const render = (status) => {
     const m = status.mailbox;
     const connected = Boolean(m.connected_account);
@@ -233,6 +273,7 @@ export function incomingPanel(mailbox, { onChanged }) {
     } else {
       items.push(...connectFlow());
     }
+    items.push(replyOutcomeSection());
     items.push(output);
     panel.replaceChildren(...items);
   };

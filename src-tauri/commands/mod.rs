@@ -4,6 +4,7 @@ pub mod app;
 pub mod connect;
 pub mod inbound;
 pub mod mailboxes;
+pub mod psa;
 pub mod sandbox;
 pub mod webhooks;
 

@@ -168,6 +168,73 @@ impl crate::Core {
     }
 }
 
+/// A mailbox's reply outcome as its settings say, with the PSA's choices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyOutcomeSetting {
+    /// The configured outcome id (`None`: the default is used).
+    pub outcome_id: Option<i64>,
+    /// Its name as stored.
+    pub outcome_name: String,
+    /// The PSA's outcomes and the default.
+    pub psa: OutcomeList,
+}
+
+impl crate::Core {
+    /// The reply outcome of a mailbox and the PSA's choices (the settings picker).
+    pub async fn mailbox_reply_outcome(
+        &self,
+        mailbox_id: &str,
+    ) -> Result<ReplyOutcomeSetting, crate::CoreError> {
+        let mailbox = self.store().mailbox(mailbox_id).await?;
+        let settings = crate::pipeline::ProcessingSettings::of(&mailbox)
+            .map_err(crate::CoreError::InvalidInput)?;
+        Ok(ReplyOutcomeSetting {
+            outcome_id: settings.action_outcome_id,
+            outcome_name: settings.action_outcome,
+            psa: self.psa_outcomes().await?,
+        })
+    }
+
+    /// Sets (or with `None` clears, back to the default) the outcome of the actions a
+    /// mailbox adds for replies. The id must be one of the PSA's outcomes; its name is stored
+    /// with it for display. Other settings are kept as they are.
+    pub async fn set_mailbox_reply_outcome(
+        &self,
+        mailbox_id: &str,
+        outcome_id: Option<i64>,
+    ) -> Result<ReplyOutcomeSetting, crate::CoreError> {
+        let mailbox = self.store().mailbox(mailbox_id).await?;
+        let psa = self.psa_outcomes().await?;
+        let name = match outcome_id {
+            Some(id) => psa
+                .outcomes
+                .iter()
+                .find(|o| o.id == id)
+                .map(|o| o.name.clone())
+                .ok_or_else(|| {
+                    crate::CoreError::InvalidInput(format!(
+                        "HaloPSA has no selectable outcome with id {id}; choose one from the list"
+                    ))
+                })?,
+            None => String::new(),
+        };
+        let mut settings = match mailbox.settings {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        settings.insert("action_outcome_id".into(), serde_json::json!(outcome_id));
+        settings.insert("action_outcome".into(), serde_json::json!(name));
+        self.store()
+            .set_mailbox_settings(mailbox_id, &serde_json::Value::Object(settings))
+            .await?;
+        Ok(ReplyOutcomeSetting {
+            outcome_id,
+            outcome_name: name,
+            psa,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

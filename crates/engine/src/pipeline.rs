@@ -77,6 +77,11 @@ pub struct ProcessingSettings {
     pub action_outcome: String,
     /// Seconds between scans. Default 60.
     pub scan_interval_secs: u64,
+    /// How a reply whose In-Reply-To / References the local thread index does not know is
+    /// looked up in the PSA (mail the PSA itself sent: its actions' `email_message_id`).
+    /// HaloPSA documents no `email_message_id` filter, hence a strategy; default: ticket
+    /// search over actions, verified on the candidates' actions.
+    pub psa_thread_lookup: mailroom_psa::ActionLookup,
 }
 
 impl Default for ProcessingSettings {
@@ -88,6 +93,7 @@ impl Default for ProcessingSettings {
             action_outcome_id: None,
             action_outcome: String::new(),
             scan_interval_secs: 60,
+            psa_thread_lookup: mailroom_psa::ActionLookup::default(),
         }
     }
 }
@@ -699,7 +705,9 @@ impl Pipeline {
             }
             None => Directory::default(),
         };
-        let index = self.thread_index(&mailbox.id, &parsed).await?;
+        let mut index = self.thread_index(&mailbox.id, &parsed).await?;
+        self.psa_thread_lookup(&parsed, &rules, &settings, &mut index, log)
+            .await?;
         // The loop guard only looks back from this mail's own arrival: mail that arrived
         // later (a burst delivered together) never counts against the first ones.
         let since = email.received_at
@@ -1186,6 +1194,55 @@ impl Pipeline {
             }
         }
         Ok(index)
+    }
+
+    /// When a reply names messages (In-Reply-To / References) the local index does not know
+    /// and nothing else threads it (no subject tag, no known conversation), asks the PSA
+    /// whether one of them is mail it sent from a ticket (an action's `email_message_id`).
+    /// A hit goes into `index` under that key, so the plan threads the reply to the ticket.
+    async fn psa_thread_lookup(
+        &self,
+        parsed: &ParsedEmail,
+        rules: &MailboxSettings,
+        settings: &ProcessingSettings,
+        index: &mut HashMap<String, i64>,
+        log: &StepLog,
+    ) -> Result<(), StepError> {
+        if !rules.thread_by_headers
+            || settings.psa_thread_lookup == mailroom_psa::ActionLookup::Disabled
+            || mailroom_mailproc::find_ticket_id(&parsed.subject, &rules.tag).is_some()
+        {
+            return Ok(());
+        }
+        let keys = mailroom_mailproc::reply_keys(parsed);
+        let conversation = parsed
+            .conversation_id
+            .as_deref()
+            .filter(|_| rules.thread_by_conversation)
+            .map(mailroom_mailproc::conversation_key);
+        if keys.is_empty()
+            || keys.iter().any(|k| index.contains_key(k))
+            || conversation.is_some_and(|c| index.contains_key(&c))
+        {
+            return Ok(());
+        }
+        // In-Reply-To first, then the most recent References; a few at most.
+        for key in keys.iter().filter(|k| !k.starts_with('<')).take(3) {
+            if let Some(action) = self
+                .psa
+                .find_action_by_email_message_id(key, &settings.psa_thread_lookup)
+                .await?
+            {
+                log.info(format!(
+                    "{key} is mail the PSA sent from ticket {} (action {}); threading the reply to that ticket",
+                    action.ticket_id, action.id
+                ));
+                index.insert(key.clone(), action.ticket_id);
+                return Ok(());
+            }
+        }
+        log.info("None of the messages this mail replies to is known here or in the PSA");
+        Ok(())
     }
 
     /// Looks for the object an unconfirmed intent may have created; confirms it when found.

@@ -782,6 +782,31 @@ impl State {
                     rec.entry("who_initials").or_insert(initials.clone());
                 }
             }
+            // An action that emails the end user ("sendemail": true, or an outcome that
+            // sends, like "Email User", unless the request says false) is mail the PSA sent:
+            // HaloPSA records that mail's Message-ID on the action (`email_message_id`), which
+            // the customer's reply then names in In-Reply-To / References.
+            let sends = match raw.get("sendemail").and_then(Value::as_bool) {
+                Some(b) => b,
+                None => outcome_rec
+                    .as_ref()
+                    .and_then(|o| o.get("sendemail"))
+                    .is_some_and(|v| v.as_i64() == Some(1) || v.as_bool() == Some(true)),
+            };
+            if sends && string(rec, "email_message_id").is_none() {
+                let id = int(rec, "id").unwrap_or_default();
+                rec.insert(
+                    "email_message_id".into(),
+                    json!(format!(
+                        "<halo.{ticket_id}.{id}.{}@halo-sandbox.mailroom.test>",
+                        now.timestamp_millis()
+                    )),
+                );
+                rec.insert("dateemailed".into(), self.ts(now));
+                if let Some(user_email) = string(&ticket, "user_email") {
+                    rec.entry("emailto").or_insert(json!(user_email));
+                }
+            }
         }
         if string(rec, "note").is_none() {
             if let Some(html) = string(rec, "note_html") {
@@ -1227,8 +1252,25 @@ impl State {
                     fields.extend(["email_message_id", "internet_message_id"]);
                 }
                 if let Some(s) = &search {
+                    // `searchactions=true` ("Whether to search actions when using search")
+                    // also matches the tickets' actions: their notes and subjects, and their
+                    // Message-IDs where the search covers those.
+                    let mut action_fields = vec!["note", "emailsubject"];
+                    if self.behaviour.ticket_search_matches_message_ids {
+                        action_fields.push("email_message_id");
+                    }
+                    let action_hit: std::collections::HashSet<i64> =
+                        if q_bool(q, "searchactions") == Some(true) {
+                            self.records[&Res::Actions]
+                                .iter()
+                                .filter(|a| action_fields.iter().any(|f| contains_ci(a.get(*f), s)))
+                                .filter_map(|a| int(a, "ticket_id"))
+                                .collect()
+                        } else {
+                            Default::default()
+                        };
                     items.retain(|r| {
-                        int(r, "id").is_some_and(|id| id.to_string() == *s)
+                        int(r, "id").is_some_and(|id| id.to_string() == *s || action_hit.contains(&id))
                             || fields.iter().any(|f| contains_ci(r.get(*f), s))
                     });
                 }

@@ -365,7 +365,7 @@ async fn ticket_action_and_attachments_round_trip() {
         .iter()
         .find(|a| a.id == action.id)
         .expect("action listed");
-    assert_eq!(ours.outcome_id, Some(2));
+    assert_eq!(ours.outcome_id, Some(7));
     assert_eq!(ours.emailfrom.as_deref(), Some("pat@fabrikam.test"));
     let attachments = client.list_attachments(ticket.id, None).await.unwrap();
     let mut names: Vec<_> = attachments

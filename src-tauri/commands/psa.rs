@@ -1,0 +1,31 @@
+//! HaloPSA lookups for the mailbox settings: the outcome (action type) of the actions added
+//! for inbound replies, picked from the PSA's own `Outcome` list.
+
+use mailroom_engine::outcomes::ReplyOutcomeSetting;
+use tauri::State;
+
+use super::UiResult;
+use crate::AppState;
+
+/// The mailbox's reply outcome with the PSA's outcomes and the default Mailroom would use
+/// (`psa.default == null`: none of the usual names exists, the admin must pick one).
+#[tauri::command]
+pub async fn psa_reply_outcome_get(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+) -> UiResult<ReplyOutcomeSetting> {
+    Ok(state.core.mailbox_reply_outcome(&mailbox_id).await?)
+}
+
+/// Sets the mailbox's reply outcome by id (`null`: use the default).
+#[tauri::command]
+pub async fn psa_reply_outcome_set(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+    outcome_id: Option<i64>,
+) -> UiResult<ReplyOutcomeSetting> {
+    Ok(state
+        .core
+        .set_mailbox_reply_outcome(&mailbox_id, outcome_id)
+        .await?)
+}
