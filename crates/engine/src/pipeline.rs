@@ -1318,7 +1318,10 @@ impl Pipeline {
             log.info(format!("Loaded {} PSA outcome(s)", list.len()));
             *cache = Some((now, list));
         }
-        let list = cache.as_ref().map(|(_, l)| l.as_slice()).unwrap_or_default();
+        let list = cache
+            .as_ref()
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or_default();
         let chosen = crate::outcomes::resolve_outcome(
             list,
             settings.action_outcome_id,

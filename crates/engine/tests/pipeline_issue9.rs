@@ -92,10 +92,11 @@ async fn a_reply_uses_the_default_outcome_matched_from_the_psa_list_by_id() {
 /// the reply fails at once with `outcome_not_configured` (no guess posted, no 400 from the
 /// PSA); once the admin picks one (by id), reprocessing succeeds.
 #[tokio::test]
-async fn without_a_configured_or_matching_outcome_a_reply_fails_at_once_with_an_actionable_code()
-{
+async fn without_a_configured_or_matching_outcome_a_reply_fails_at_once_with_an_actionable_code() {
     let mut seed = empty_seed();
-    seed.halo.outcomes.retain(|o| o["outcome"] != "Private Note");
+    seed.halo
+        .outcomes
+        .retain(|o| o["outcome"] != "Private Note");
     seed.halo.outcomes.push(json!({
         "id": 21, "outcome": "Customer Responded", "buttonname": "Customer Responded",
         "sequence": 21, "hidden": false, "systemid": 0, "hidefromuser": false}));

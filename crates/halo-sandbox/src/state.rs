@@ -1270,7 +1270,8 @@ impl State {
                             Default::default()
                         };
                     items.retain(|r| {
-                        int(r, "id").is_some_and(|id| id.to_string() == *s || action_hit.contains(&id))
+                        int(r, "id")
+                            .is_some_and(|id| id.to_string() == *s || action_hit.contains(&id))
                             || fields.iter().any(|f| contains_ci(r.get(*f), s))
                     });
                 }

@@ -37,7 +37,7 @@ pub mod paging;
 pub use client::{canonical_message_id, normalize_message_id, ProbeReport, PsaClient, TicketQuery};
 pub use config::{MessageIdLookup, PsaConfig, RetryPolicy, RollingWindow, Secret};
 pub use error::{kind_for_status, parse_error_body, ErrorKind, PsaError};
-pub use lookup::ActionLookup;
 pub use limiter::{Permit, RollingLimiter, Sleeper, TokioSleeper};
+pub use lookup::ActionLookup;
 pub use model::*;
 pub use reqwest::Method;
