@@ -13,6 +13,7 @@ const COMMANDS: &[&str] = &[
     "inbound_subscribe",
     "psa_connection_get",
     "psa_connection_set",
+    "psa_outcomes",
     "psa_reply_outcome_get",
     "psa_reply_outcome_set",
     "list_mailboxes",

@@ -109,6 +109,7 @@ pub fn run() {
             commands::inbound::inbound_subscribe,
             commands::inbound::psa_connection_get,
             commands::inbound::psa_connection_set,
+            commands::psa::psa_outcomes,
             commands::psa::psa_reply_outcome_get,
             commands::psa::psa_reply_outcome_set,
             commands::mailboxes::list_mailboxes,

@@ -50,6 +50,7 @@ export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
   call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });
 // The outcome of actions added for replies, chosen from the PSA's Outcome list
 // ({outcome_id, outcome_name, psa: {outcomes: [{id, name, button, private}], default}}).
+export const psaOutcomes = () => call('psa_outcomes');
 export const psaReplyOutcomeGet = (mailboxId) => call('psa_reply_outcome_get', { mailboxId });
 export const psaReplyOutcomeSet = (mailboxId, outcomeId) =>
   call('psa_reply_outcome_set', { mailboxId, outcomeId });

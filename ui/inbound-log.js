@@ -304,7 +304,14 @@ function psaForm(onSaved) {
     try {
       await backend.psaConnectionSet({ baseUrl: v('psa-url'), clientId: v('psa-client-id'),
         clientSecret: form.querySelector('#psa-secret').value, tenant: v('psa-tenant') || null });
-      toast('HaloPSA connected.');
+      // Check the connection and the outcome replies will use (HaloPSA refuses an action
+      // without a valid outcome).
+      const outcomes = await backend.psaOutcomes();
+      if (outcomes.default) {
+        toast(`HaloPSA connected. Replies are added with the outcome "${outcomes.default.name}" unless a mailbox chooses another.`);
+      } else {
+        toast('HaloPSA connected, but it has none of the usual outcomes for inbound email (Email Received, Private Note, …): choose the outcome for replies in each mailbox\'s Incoming tab, or replies fail.', 'error');
+      }
       await onSaved();
     } catch (error) {
       toast(error.message, 'error');

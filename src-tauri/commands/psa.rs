@@ -1,7 +1,7 @@
 //! HaloPSA lookups for the mailbox settings: the outcome (action type) of the actions added
 //! for inbound replies, picked from the PSA's own `Outcome` list.
 
-use mailroom_engine::outcomes::ReplyOutcomeSetting;
+use mailroom_engine::outcomes::{OutcomeList, ReplyOutcomeSetting};
 use tauri::State;
 
 use super::UiResult;
@@ -28,4 +28,12 @@ pub async fn psa_reply_outcome_set(
         .core
         .set_mailbox_reply_outcome(&mailbox_id, outcome_id)
         .await?)
+}
+
+/// The PSA's outcomes and the default for replies (checked right after the PSA connection is
+/// saved: it proves the credentials work, and `default == null` means every mailbox must pick
+/// an outcome before replies can be added).
+#[tauri::command]
+pub async fn psa_outcomes(state: State<'_, AppState>) -> UiResult<OutcomeList> {
+    Ok(state.core.psa_outcomes().await?)
 }
