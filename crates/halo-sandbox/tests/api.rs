@@ -743,3 +743,60 @@ async fn applications_created_by_api_can_obtain_tokens() {
     assert_eq!(a["actionby_application_id"], "Wizard");
     assert_eq!(h.get(wizard, "Users").await.0, StatusCode::FORBIDDEN);
 }
+
+/// Mail the PSA sends from a ticket ("Email User" sends; "sendemail": false does not) is
+/// recorded with its Message-ID on the action; `searchactions=true` makes the ticket search
+/// cover actions (their Message-IDs only where the search covers those, an [U] switch).
+#[tokio::test]
+async fn actions_that_send_mail_record_its_message_id_and_search_can_cover_actions() {
+    let h = Harness::start().await;
+    let token = h.token().await;
+    h.post(
+        &token,
+        "Tickets",
+        json!([{"summary": "Mail", "client_id": 1}]),
+    )
+    .await;
+    let (_, sent) = h
+        .post(
+            &token,
+            "Actions",
+            json!([{"ticket_id": 1000, "outcome_id": 1, "note": "Please restart it"}]),
+        )
+        .await;
+    let mid = sent["email_message_id"]
+        .as_str()
+        .expect("Message-ID recorded")
+        .to_string();
+    assert!(
+        mid.starts_with('<') && mid.ends_with('>') && mid.contains('@'),
+        "{mid}"
+    );
+    assert!(sent["dateemailed"].is_string(), "{sent}");
+    let (_, quiet) = h
+        .post(
+            &token,
+            "Actions",
+            json!([{"ticket_id": 1000, "outcome_id": 1, "sendemail": false, "note": "x"}]),
+        )
+        .await;
+    assert!(
+        quiet.get("email_message_id").is_none_or(|v| v.is_null()),
+        "{quiet}"
+    );
+
+    let q = |extra: &str| format!("Tickets?search={}{extra}", urlencoding(&mid));
+    let (_, plain) = h.get(&token, &q("")).await;
+    assert_eq!(plain["record_count"], 0, "{plain}");
+    let (_, by_note) = h
+        .get(&token, "Tickets?search=restart&searchactions=true")
+        .await;
+    assert_eq!(by_note["record_count"], 1, "{by_note}");
+    // The default: the search does not cover Message-IDs.
+    let (_, by_mid) = h.get(&token, &q("&searchactions=true")).await;
+    assert_eq!(by_mid["record_count"], 0, "{by_mid}");
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
