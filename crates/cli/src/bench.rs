@@ -34,6 +34,10 @@ pub struct BenchArgs {
 enum BenchKind {
     /// Process a backlog of N emails delivered to one mailbox.
     Backlog(BacklogArgs),
+    /// Exactly once under PSA/Graph fault bursts, SIGKILLs and Ctrl-C (`mailroom run` as a
+    /// child process; needs a keyring).
+    #[cfg(unix)]
+    Chaos(crate::chaos::ChaosArgs),
     /// Webhook mode: N emails delivered one at a time; notification → ticket latency.
     Webhook(WebhookArgs),
 }
@@ -109,6 +113,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.kind {
         BenchKind::Backlog(a) => backlog(a).await,
         BenchKind::Webhook(a) => webhook(a).await,
+        #[cfg(unix)]
+        BenchKind::Chaos(a) => crate::chaos::chaos(a).await,
     }
 }
 

@@ -3,6 +3,8 @@
 //! Each subcommand group lives in its own module; this file only parses and dispatches.
 
 mod bench;
+#[cfg(unix)]
+mod chaos;
 mod mailbox;
 mod mailbox_list;
 mod run;

@@ -126,6 +126,17 @@ impl Core {
         })
     }
 
+    /// Like [`Core::open`] with an explicit keyring service (benchmarks and tests that must not
+    /// touch the user's own entries).
+    pub async fn open_with_secrets(
+        data_dir: impl AsRef<Path>,
+        secrets: Secrets,
+    ) -> Result<Self, CoreError> {
+        let mut core = Self::open(data_dir).await?;
+        core.secrets = secrets;
+        Ok(core)
+    }
+
     /// Opens the per-user data directory (`$MAILROOM_DATA_DIR` or the platform default).
     pub async fn open_default() -> Result<Self, CoreError> {
         Self::open(mailroom_store::data_dir()?).await
