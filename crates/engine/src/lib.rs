@@ -159,3 +159,61 @@ impl Core {
         Ok(self.store.mailboxes().await?)
     }
 }
+
+#[cfg(test)]
+mod error_code_tests {
+    use super::ErrorCode;
+
+    /// The wire string of every code, pinned: front ends switch on these, so renaming one is a
+    /// breaking change that must show up here. The `match` makes a new variant fail to compile
+    /// until it is pinned too.
+    fn pinned(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::KeyringUnavailable => "keyring_unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::NotConnected => "not_connected",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::SignInCancelled => "sign_in_cancelled",
+            ErrorCode::SignInTimedOut => "sign_in_timed_out",
+            ErrorCode::SignInNotPending => "sign_in_not_pending",
+            ErrorCode::CertificateInvalid => "certificate_invalid",
+            ErrorCode::PfxPasswordWrong => "pfx_password_wrong",
+            ErrorCode::GraphFailed => "graph_failed",
+            ErrorCode::PsaFailed => "psa_failed",
+            ErrorCode::NotConfigured => "not_configured",
+        }
+    }
+
+    #[test]
+    fn error_codes_serialize_to_their_pinned_strings() {
+        let all = [
+            ErrorCode::NotFound,
+            ErrorCode::InvalidInput,
+            ErrorCode::Conflict,
+            ErrorCode::StorageFailed,
+            ErrorCode::KeyringUnavailable,
+            ErrorCode::Internal,
+            ErrorCode::NotConnected,
+            ErrorCode::AuthFailed,
+            ErrorCode::SignInCancelled,
+            ErrorCode::SignInTimedOut,
+            ErrorCode::SignInNotPending,
+            ErrorCode::CertificateInvalid,
+            ErrorCode::PfxPasswordWrong,
+            ErrorCode::GraphFailed,
+            ErrorCode::PsaFailed,
+            ErrorCode::NotConfigured,
+        ];
+        for code in all {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(pinned(code).into()),
+                "{code:?}"
+            );
+        }
+    }
+}

@@ -5,8 +5,10 @@
 //! 1. runs a delta round on the inbox from the stored deltaLink (an idle interval costs one
 //!    request; a 410 `SyncStateNotFound` clears the link and resyncs from scratch — sightings
 //!    de-duplicate, so nothing is processed twice);
-//! 2. records every message as a sighting **before** storing the new deltaLink (a crash between
-//!    the two re-reads the page instead of losing mail);
+//! 2. records every message of a page as a sighting **before** storing the page's nextLink as
+//!    the round's cursor (a crash between the two re-reads the page instead of losing mail; a
+//!    throttled page k costs page k only, the next round resumes there), and stores the final
+//!    deltaLink when the round completes;
 //! 3. claims due emails (new ones, retries whose time has come, claims older than the lease left
 //!    by a dead process) and processes them, several at a time: emails of one conversation run
 //!    in order, different conversations concurrently; the Graph client's per-mailbox throttle
@@ -92,7 +94,13 @@ impl From<GraphError> for SyncError {
     }
 }
 
-/// Reads the inbox delta into the store (steps 1 and 2 of the module docs).
+/// The folder the sync loop reads.
+const INTAKE_FOLDER: &str = "inbox";
+
+/// Reads the inbox delta into the store (steps 1 and 2 of the module docs), page by page: each
+/// page's sightings are stored, then its `@odata.nextLink` as the round's cursor, so a page that
+/// fails (throttled, 503, a crash) costs only that page — the next round resumes there. Only the
+/// round's final deltaLink replaces the mailbox's stored cursor.
 pub async fn intake(
     pipeline: &Pipeline,
     mailbox: &Mailbox,
@@ -100,44 +108,66 @@ pub async fn intake(
     report: &mut ScanReport,
 ) -> Result<(), SyncError> {
     let store = pipeline.store();
-    let stored = store.delta_link(&mailbox.id).await?;
-    let cursor = stored
-        .clone()
-        .map(DeltaCursor::Link)
-        .unwrap_or(DeltaCursor::Initial);
-    let round = match graph.delta_round("inbox", &cursor).await {
-        Ok(r) => r,
-        Err(e) if e.kind == GraphErrorKind::SyncStateNotFound => {
-            tracing::info!(mailbox = %mailbox.name, "delta state expired; full resync");
-            store.clear_delta_link(&mailbox.id).await?;
-            report.resynced = true;
-            graph.delta_round("inbox", &DeltaCursor::Initial).await?
+    let resume = store.delta_round_cursor(&mailbox.id, INTAKE_FOLDER).await?;
+    let mut cursor = match resume {
+        Some(round) => {
+            tracing::debug!(mailbox = %mailbox.name, pages = round.pages, "resuming an unfinished delta round");
+            DeltaCursor::Link(round.next_link)
         }
-        Err(e) => return Err(e.into()),
+        None => store
+            .delta_link(&mailbox.id)
+            .await?
+            .map(DeltaCursor::Link)
+            .unwrap_or(DeltaCursor::Initial),
     };
-    let now = pipeline.clock().now();
-    // Oldest first, so that an original is recorded (and processed) before its replies.
-    let mut messages: Vec<&mailroom_graph::Message> = round.messages.iter().collect();
-    messages.sort_by_key(|m| m.received_date_time);
-    for msg in messages {
-        if msg.is_draft == Some(true) {
-            continue;
+    loop {
+        let page = match graph.delta(INTAKE_FOLDER, &cursor).await {
+            Ok(page) => page,
+            Err(e) if e.kind == GraphErrorKind::SyncStateNotFound && !report.resynced => {
+                tracing::info!(mailbox = %mailbox.name, "delta state expired; full resync");
+                store.clear_delta_round(&mailbox.id, INTAKE_FOLDER).await?;
+                store.clear_delta_link(&mailbox.id).await?;
+                report.resynced = true;
+                cursor = DeltaCursor::Initial;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = pipeline.clock().now();
+        // Oldest first within the page, so that an original is recorded (and processed) before
+        // its replies.
+        let mut messages: Vec<&mailroom_graph::Message> = page.messages.iter().collect();
+        messages.sort_by_key(|m| m.received_date_time);
+        for msg in messages {
+            if msg.is_draft == Some(true) {
+                continue;
+            }
+            report.seen += 1;
+            let (id, new) = store
+                .record_sighting(&sighting(&mailbox.id, msg, now), now)
+                .await?;
+            if new {
+                report.new += 1;
+                pipeline.publish_email(id, true).await;
+            }
         }
-        report.seen += 1;
-        let (id, new) = store
-            .record_sighting(&sighting(&mailbox.id, msg, now), now)
-            .await?;
-        if new {
-            report.new += 1;
-            pipeline.publish_email(id, true).await;
+        let DeltaCursor::Link(link) = &page.next else {
+            return Ok(());
+        };
+        if page.round_complete {
+            // The deltaLink first: a crash before the round's cursor is cleared re-reads the
+            // rest of the old round (sightings de-duplicate) rather than losing it.
+            store
+                .set_sync_result(&mailbox.id, Some(link), None, pipeline.clock().now())
+                .await?;
+            store.clear_delta_round(&mailbox.id, INTAKE_FOLDER).await?;
+            return Ok(());
         }
-    }
-    if let DeltaCursor::Link(link) = &round.next {
         store
-            .set_sync_result(&mailbox.id, Some(link), None, pipeline.clock().now())
+            .advance_delta_round(&mailbox.id, INTAKE_FOLDER, link, pipeline.clock().now())
             .await?;
+        cursor = page.next;
     }
-    Ok(())
 }
 
 /// Claims and processes due emails until none are left (step 3 of the module docs).

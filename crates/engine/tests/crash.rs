@@ -167,22 +167,34 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
     };
 
     let mut child = spawn_child(&spec);
-    // Wait until the child has written some (but, with the latency, not all) PSA objects.
+    // Wait until the child has written some (but, with the latency, not all) PSA objects. The
+    // child is another process, so this polls; the assertions below make sure the kill really
+    // landed mid-batch.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let written = sb.halo().tickets().len() + sb.halo().actions().len();
-        if written >= 4 || Instant::now() > deadline {
+        if written >= 4 {
             break;
         }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+        assert!(
+            Instant::now() < deadline,
+            "the child wrote nothing within 120 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited before it was killed: the kill must land mid-batch"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    let at_kill = sb.halo().tickets().len();
-    eprintln!("killed with {at_kill} ticket(s) written");
+    let at_kill = sb.halo().tickets().len() + sb.halo().actions().len();
+    eprintln!("killed with {at_kill} PSA object(s) written");
+    assert!(
+        0 < at_kill && at_kill < delivered.len(),
+        "the kill must land mid-batch: {at_kill} of {} written",
+        delivered.len()
+    );
 
     // Restart; the dead process's claims are taken over at once (lease 0).
     spec.lease_secs = 0;

@@ -70,6 +70,32 @@ async fn import_now_processes_mail_and_publishes_events() {
     )
     .await;
     let later = h.deliver(mail("lee@fabrikam.test", "Lee Chen", "After the pause"));
+    // A command that scans an unpaused mailbox, then a second Pause as a barrier: commands are
+    // handled in order, so once its Paused event arrives the Reprocess has been handled.
+    let first_id = h.email_for(&d).await.id;
+    assert!(
+        supervisor
+            .send(&h.mailbox.id, MailboxCommand::Reprocess(first_id))
+            .await
+    );
+    assert!(supervisor.send(&h.mailbox.id, MailboxCommand::Pause).await);
+    next_matching(
+        &mut rx,
+        |e| matches!(e, EngineEvent::MailboxSync(s) if s.state == SyncState::Paused),
+    )
+    .await;
+    assert!(
+        h.ticket_by_message_id(&later.internet_message_id)
+            .is_empty(),
+        "nothing is processed while paused"
+    );
+    assert!(
+        h.emails()
+            .await
+            .iter()
+            .all(|e| e.internet_message_id.as_deref() != Some(later.internet_message_id.as_str())),
+        "nothing is even read while paused"
+    );
     assert!(supervisor.send(&h.mailbox.id, MailboxCommand::Resume).await);
     next_matching(&mut rx, |e| {
         matches!(e, EngineEvent::Email { email, .. } if email.internet_message_id.as_deref() == Some(later.internet_message_id.as_str()) && email.ticket_id.is_some())

@@ -237,13 +237,37 @@ impl std::fmt::Debug for GraphClient {
     }
 }
 
+/// The Graph root of a configured URL: `https://graph.microsoft.com`,
+/// `https://graph.microsoft.com/`, `https://graph.microsoft.com/v1.0` and
+/// `https://graph.microsoft.com/v1.0/` all give `https://graph.microsoft.com/` (the client adds
+/// `v1.0` itself). A path prefix (a proxy) is kept.
+pub fn graph_root(mut url: Url) -> Url {
+    let mut segments: Vec<String> = url
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    if segments
+        .last()
+        .is_some_and(|s| s.eq_ignore_ascii_case("v1.0"))
+    {
+        segments.pop();
+    }
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear();
+        path.extend(&segments);
+    }
+    url
+}
+
 fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
 impl GraphClient {
-    /// A client for `mailbox` at `graph_url` (the Graph root, e.g. `https://graph.microsoft.com`).
+    /// A client for `mailbox` at `graph_url`: the Graph root, e.g. `https://graph.microsoft.com`,
+    /// with or without the `/v1.0` version segment and a trailing slash (see [`graph_root`]).
     pub fn new(graph_url: Url, tokens: Arc<dyn TokenProvider>, mailbox: MailboxRef) -> Self {
+        let graph_url = graph_root(graph_url);
         let clock = mailroom_clock::system();
         GraphClient {
             http: build_client(),
@@ -1056,6 +1080,33 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(parse_expiration_cap(&other), None);
+    }
+
+    #[test]
+    fn the_graph_root_is_accepted_with_or_without_the_version() {
+        for given in [
+            "https://graph.microsoft.com",
+            "https://graph.microsoft.com/",
+            "https://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com/v1.0/",
+            "https://graph.microsoft.com/V1.0",
+        ] {
+            let root = graph_root(Url::parse(given).unwrap());
+            assert_eq!(root.as_str(), "https://graph.microsoft.com/", "{given}");
+            let client = GraphClient::new(
+                Url::parse(given).unwrap(),
+                Arc::new(crate::tokens::StaticToken(Secret::new("t"))),
+                MailboxRef::User("a@b.test".into()),
+            );
+            assert_eq!(
+                client.mailbox_url(&["messages"]).as_str(),
+                "https://graph.microsoft.com/v1.0/users/a@b.test/messages",
+                "{given}"
+            );
+        }
+        // A proxy prefix is kept.
+        let proxied = graph_root(Url::parse("https://proxy.test/graph/v1.0/").unwrap());
+        assert_eq!(proxied.as_str(), "https://proxy.test/graph");
     }
 
     #[test]

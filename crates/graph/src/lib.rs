@@ -37,7 +37,7 @@ pub mod throttle;
 pub mod tokens;
 
 pub use cert::{AssertionAlgorithm, AssertionClaims, CertificateCredential, CertificateError};
-pub use client::{GraphClient, GraphError, GraphErrorKind, MailboxRef};
+pub use client::{graph_root, GraphClient, GraphError, GraphErrorKind, MailboxRef};
 pub use cloud::{AppRegistration, ClientCredential, Cloud};
 pub use diagnose::{
     delegated_scopes, diagnose, diagnose_aad, diagnose_sign_in, granted_permissions,

@@ -96,6 +96,10 @@ pub struct FaultRule {
     /// Apply to the next N matching requests only; every matching request when absent.
     #[serde(default)]
     pub count: Option<u32>,
+    /// Let the first M matching requests through before the rule applies (e.g. fail page k of
+    /// a paged read: `after = k - 1`).
+    #[serde(default)]
+    pub after: Option<u32>,
     /// Apply with this probability (0..=1) using an RNG seeded with `seed` (default 0).
     #[serde(default)]
     pub rate: Option<f64>,
@@ -119,6 +123,7 @@ impl FaultRule {
                 body: None,
             },
             count: Some(n),
+            after: None,
             rate: None,
             seed: None,
         }
@@ -132,6 +137,7 @@ impl FaultRule {
             path: Some(path.into()),
             action: FaultAction::Latency { ms },
             count: None,
+            after: None,
             rate: None,
             seed: None,
         }
@@ -145,6 +151,7 @@ impl FaultRule {
             path: Some(path.into()),
             action: FaultAction::Drop,
             count: Some(n),
+            after: None,
             rate: None,
             seed: None,
         }
@@ -153,6 +160,12 @@ impl FaultRule {
     /// Restricts the rule to one method.
     pub fn with_method(mut self, method: &str) -> Self {
         self.method = Some(method.into());
+        self
+    }
+
+    /// Lets the first `m` matching requests through before the rule applies.
+    pub fn after(mut self, m: u32) -> Self {
+        self.after = Some(m);
         self
     }
 
@@ -206,6 +219,8 @@ pub enum FaultError {
 
 struct ActiveRule {
     status: FaultStatus,
+    /// Matching requests let through so far because of `after`.
+    passed: u32,
     pattern: Option<regex::Regex>,
     rng: Option<rand::rngs::StdRng>,
 }
@@ -275,6 +290,7 @@ impl Faults {
                 rule,
                 applied: 0,
             },
+            passed: 0,
             pattern,
             rng,
         });
@@ -377,6 +393,10 @@ impl Faults {
                     .is_some_and(|p| !p.is_match(path) && !p.is_match(route))
                 || r.status.remaining == Some(0)
             {
+                continue;
+            }
+            if rule.after.is_some_and(|after| r.passed < after) {
+                r.passed += 1;
                 continue;
             }
             if let (Some(rate), Some(rng)) = (rule.rate, r.rng.as_mut()) {

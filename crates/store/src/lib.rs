@@ -8,9 +8,11 @@
 //!   keyring (crate `mailroom-secrets`), keyed by the ids this store hands out.
 
 mod data_dir;
+mod delta_cursor;
 pub mod inbound;
 mod mailboxes;
 mod settings;
+mod store_id;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,7 +20,9 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use data_dir::{data_dir, DATA_DIR_ENV};
+pub use delta_cursor::DeltaRoundCursor;
 pub use mailboxes::{Cloud, CredentialKind, Mailbox, MailboxMethod, NewMailbox};
+pub use store_id::{StoreId, STORE_ID_SETTING};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "mailroom.db";
