@@ -10,9 +10,8 @@ use chrono::Utc;
 use mailroom_graph::{
     AssertionAlgorithm, AssertionClaims, CertificateCredential, CertificateError,
 };
-use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs8::DecodePrivateKey;
 use sha2::Digest;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -203,13 +202,14 @@ fn rcgen_certificate_through_p12_keystore_writer() {
 
     // A key from another certificate is refused.
     let (other_dir, other_der) = key_and_cert();
+    // `openssl req -newkey` writes PKCS#8 ("BEGIN PRIVATE KEY").
     let other_key = std::fs::read_to_string(other_dir.path().join("key.pem")).unwrap();
-    let other_key = rsa::RsaPrivateKey::from_pkcs8_pem(&other_key).unwrap();
-    let other_pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&other_key).unwrap();
+    let other_key = pem::parse(other_key).unwrap();
+    assert_eq!(other_key.tag(), "PRIVATE KEY");
     assert!(matches!(
         CertificateCredential::from_der(
             cert.der().to_vec(),
-            mailroom_graph::SecretBytes::new(other_pkcs8.as_bytes().to_vec())
+            mailroom_graph::SecretBytes::new(other_key.contents().to_vec())
         ),
         Err(CertificateError::KeyMismatch)
     ));
@@ -248,9 +248,9 @@ fn verify_assertion(cred: &CertificateCredential, alg: jsonwebtoken::Algorithm) 
             );
         }
     }
-    let key = rsa::RsaPrivateKey::from_pkcs8_der(cred.private_key_pkcs8().expose()).unwrap();
-    let public = key.to_public_key().to_pkcs1_der().unwrap();
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_der(public.as_bytes());
+    // The public key from the certificate (PKCS#1 `RSAPublicKey` inside the SPKI bit string).
+    let (_, cert) = X509Certificate::from_der(cred.cert_der()).unwrap();
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_der(&cert.public_key().subject_public_key.data);
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.set_audience(&[endpoint]);
     validation.set_issuer(&["c0ffee00-0000-4000-8000-000000000003"]);
