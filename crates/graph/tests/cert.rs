@@ -250,7 +250,8 @@ fn verify_assertion(cred: &CertificateCredential, alg: jsonwebtoken::Algorithm) 
     }
     // The public key from the certificate (PKCS#1 `RSAPublicKey` inside the SPKI bit string).
     let (_, cert) = X509Certificate::from_der(cred.cert_der()).unwrap();
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_der(&cert.public_key().subject_public_key.data);
+    let decoding =
+        jsonwebtoken::DecodingKey::from_rsa_der(&cert.public_key().subject_public_key.data);
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.set_audience(&[endpoint]);
     validation.set_issuer(&["c0ffee00-0000-4000-8000-000000000003"]);
