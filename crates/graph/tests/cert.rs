@@ -289,3 +289,48 @@ fn client_assertions_verify_with_the_public_key() {
     let rs = cred.with_algorithm(AssertionAlgorithm::Rs256X5t);
     verify_assertion(&rs, jsonwebtoken::Algorithm::RS256);
 }
+
+/// Entra needs RSA keys of at least 2048 bits; ring (the signer) refuses smaller ones, and the
+/// import says so instead of failing later at sign-in.
+#[test]
+fn a_1024_bit_key_is_refused_at_import() {
+    let dir = tempfile::tempdir().unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=Too Small",
+            "-days",
+            "30",
+        ],
+    );
+    openssl(
+        dir.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-out",
+            "small.pfx",
+            "-passout",
+            "pass:pw",
+        ],
+    );
+    let pfx = std::fs::read(dir.path().join("small.pfx")).unwrap();
+    assert!(matches!(
+        CertificateCredential::from_pfx(&pfx, "pw"),
+        Err(CertificateError::UnsupportedKey(_))
+    ));
+}
