@@ -120,6 +120,14 @@ impl CertificateCredential {
     pub fn from_der(cert_der: Vec<u8>, pkcs8_key: SecretBytes) -> Result<Self, CertificateError> {
         let (_, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| CertificateError::InvalidCertificate(e.to_string()))?;
+        if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed() {
+            let bits = rsa.key_size();
+            if bits < 2048 {
+                return Err(CertificateError::UnsupportedKey(format!(
+                    "a {bits}-bit key; Entra and the signer need at least 2048 bits"
+                )));
+            }
+        }
         let key = rsa_key_pair(&pkcs8_key)?;
         // ring gives the public key as a PKCS#1 `RSAPublicKey`, which is what the certificate's
         // SubjectPublicKeyInfo carries in its bit string (for an rsaEncryption key).
