@@ -4,14 +4,18 @@
 //! PFX files are parsed with `p12-keystore`, which reads both modern files (PBES2: PBKDF2 +
 //! AES-256-CBC, the OpenSSL 3 default) and legacy ones (`openssl pkcs12 -legacy`: 3DES / RC2-40
 //! with SHA-1 MAC). Only RSA keys are accepted, because Entra client assertions are RS256/PS256.
+//!
+//! Assertions are signed with `ring` (already in the tree through rustls), whose RSA signing is
+//! constant-time and blinded. The `rsa` crate is not used here: its private-key operations are
+//! subject to the Marvin timing attack (RUSTSEC-2023-0071), and signing happens with the
+//! tenant's long-lived secret key.
 
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+use ring::signature::{KeyPair as _, RsaKeyPair};
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -116,13 +120,21 @@ impl CertificateCredential {
     pub fn from_der(cert_der: Vec<u8>, pkcs8_key: SecretBytes) -> Result<Self, CertificateError> {
         let (_, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| CertificateError::InvalidCertificate(e.to_string()))?;
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_key.expose())
-            .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))?;
-        let public = key
-            .to_public_key()
-            .to_public_key_der()
-            .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))?;
-        if public.as_bytes() != cert.public_key().raw {
+        if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed() {
+            let bits = rsa.key_size();
+            if bits < 2048 {
+                return Err(CertificateError::UnsupportedKey(format!(
+                    "a {bits}-bit key; Entra and the signer need at least 2048 bits"
+                )));
+            }
+        }
+        let key = rsa_key_pair(&pkcs8_key)?;
+        // ring gives the public key as a PKCS#1 `RSAPublicKey`, which is what the certificate's
+        // SubjectPublicKeyInfo carries in its bit string (for an rsaEncryption key).
+        let spki = cert.public_key();
+        if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+            || key.public_key().as_ref() != spki.subject_public_key.data.as_ref()
+        {
             return Err(CertificateError::KeyMismatch);
         }
         let thumbprint_sha1: [u8; 20] = sha1::Sha1::digest(&cert_der).into();
@@ -282,14 +294,38 @@ impl CertificateCredential {
             iat: now.timestamp(),
             exp: (now + Duration::minutes(ASSERTION_LIFETIME_MINUTES)).timestamp(),
         };
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(self.private_key.expose())
-            .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))?;
-        let pkcs1 = key
-            .to_pkcs1_der()
-            .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))?;
-        let encoding = jsonwebtoken::EncodingKey::from_rsa_der(pkcs1.as_bytes());
-        jsonwebtoken::encode(&header, &claims, &encoding)
-            .map(Secret::new)
-            .map_err(|e| CertificateError::Signing(e.to_string()))
+        let padding: &'static dyn ring::signature::RsaEncoding = match self.algorithm {
+            AssertionAlgorithm::Ps256X5tS256 => &ring::signature::RSA_PSS_SHA256,
+            AssertionAlgorithm::Rs256X5t => &ring::signature::RSA_PKCS1_SHA256,
+        };
+        // JWS compact serialization (RFC 7515 §7.1): BASE64URL(header).BASE64URL(claims), signed.
+        let signing_input = format!("{}.{}", jws_part(&header)?, jws_part(&claims)?);
+        let key = rsa_key_pair(&self.private_key)?;
+        let mut signature = vec![0u8; key.public().modulus_len()];
+        key.sign(
+            padding,
+            &ring::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| CertificateError::Signing("the RSA signature could not be computed".into()))?;
+        Ok(Secret::new(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        )))
     }
+}
+
+/// Parses a PKCS#8 RSA private key with ring (which also checks the key's consistency and
+/// accepts 2048–8192-bit moduli, what Entra requires anyway).
+fn rsa_key_pair(pkcs8: &SecretBytes) -> Result<RsaKeyPair, CertificateError> {
+    RsaKeyPair::from_pkcs8(pkcs8.expose())
+        .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))
+}
+
+/// One JSON part of a compact JWS, base64url-encoded without padding.
+fn jws_part(value: &impl Serialize) -> Result<String, CertificateError> {
+    serde_json::to_vec(value)
+        .map(|json| URL_SAFE_NO_PAD.encode(json))
+        .map_err(|e| CertificateError::Signing(e.to_string()))
 }

@@ -10,9 +10,8 @@ use chrono::Utc;
 use mailroom_graph::{
     AssertionAlgorithm, AssertionClaims, CertificateCredential, CertificateError,
 };
-use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs8::DecodePrivateKey;
 use sha2::Digest;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -203,13 +202,14 @@ fn rcgen_certificate_through_p12_keystore_writer() {
 
     // A key from another certificate is refused.
     let (other_dir, other_der) = key_and_cert();
+    // `openssl req -newkey` writes PKCS#8 ("BEGIN PRIVATE KEY").
     let other_key = std::fs::read_to_string(other_dir.path().join("key.pem")).unwrap();
-    let other_key = rsa::RsaPrivateKey::from_pkcs8_pem(&other_key).unwrap();
-    let other_pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&other_key).unwrap();
+    let other_key = pem::parse(other_key).unwrap();
+    assert_eq!(other_key.tag(), "PRIVATE KEY");
     assert!(matches!(
         CertificateCredential::from_der(
             cert.der().to_vec(),
-            mailroom_graph::SecretBytes::new(other_pkcs8.as_bytes().to_vec())
+            mailroom_graph::SecretBytes::new(other_key.contents().to_vec())
         ),
         Err(CertificateError::KeyMismatch)
     ));
@@ -248,9 +248,10 @@ fn verify_assertion(cred: &CertificateCredential, alg: jsonwebtoken::Algorithm) 
             );
         }
     }
-    let key = rsa::RsaPrivateKey::from_pkcs8_der(cred.private_key_pkcs8().expose()).unwrap();
-    let public = key.to_public_key().to_pkcs1_der().unwrap();
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_der(public.as_bytes());
+    // The public key from the certificate (PKCS#1 `RSAPublicKey` inside the SPKI bit string).
+    let (_, cert) = X509Certificate::from_der(cred.cert_der()).unwrap();
+    let decoding =
+        jsonwebtoken::DecodingKey::from_rsa_der(&cert.public_key().subject_public_key.data);
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.set_audience(&[endpoint]);
     validation.set_issuer(&["c0ffee00-0000-4000-8000-000000000003"]);
@@ -287,4 +288,49 @@ fn client_assertions_verify_with_the_public_key() {
     verify_assertion(&cred, jsonwebtoken::Algorithm::PS256);
     let rs = cred.with_algorithm(AssertionAlgorithm::Rs256X5t);
     verify_assertion(&rs, jsonwebtoken::Algorithm::RS256);
+}
+
+/// Entra needs RSA keys of at least 2048 bits; ring (the signer) refuses smaller ones, and the
+/// import says so instead of failing later at sign-in.
+#[test]
+fn a_1024_bit_key_is_refused_at_import() {
+    let dir = tempfile::tempdir().unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=Too Small",
+            "-days",
+            "30",
+        ],
+    );
+    openssl(
+        dir.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-out",
+            "small.pfx",
+            "-passout",
+            "pass:pw",
+        ],
+    );
+    let pfx = std::fs::read(dir.path().join("small.pfx")).unwrap();
+    match CertificateCredential::from_pfx(&pfx, "pw") {
+        Err(CertificateError::UnsupportedKey(why)) => assert!(why.contains("1024-bit"), "{why}"),
+        other => panic!("expected UnsupportedKey, got {other:?}"),
+    }
 }

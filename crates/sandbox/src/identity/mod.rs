@@ -358,7 +358,7 @@ impl IdentityPlatform {
     pub fn new(seed: IdentitySeed, clock: SharedClock) -> Result<Self, IdentityError> {
         // jsonwebtoken needs exactly one crypto provider; when several crates enable different
         // backends in one build, select ours explicitly (a no-op if one is already installed).
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let now = clock.now();
         let mut apps = Vec::new();
         for a in &seed.apps {
