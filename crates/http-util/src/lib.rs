@@ -176,7 +176,10 @@ mod tests {
     fn retry_after_seconds_fractions_and_dates() {
         let now = now();
         assert_eq!(parse_retry_after("17", now), Some(Duration::from_secs(17)));
-        assert_eq!(parse_retry_after(" 10 ", now), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_retry_after(" 10 ", now),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(
             parse_retry_after("2.128", now),
             Some(Duration::from_millis(2128))
@@ -219,9 +222,29 @@ mod tests {
             Some(MAX_RETRY_AFTER)
         );
         for garbage in [
-            "inf", "+inf", "-inf", "infinity", "NaN", "nan", "-1", "-0.5", "1e400", "", "   ",
-            "soon", "0x10", "1,5", "1.2.3", "e", "+", "..", "5 s", "\u{0}", "١٢",
-            "Wed, 15 Jan 2025 25:61:00 GMT", "Mon, 32 Foo 2025 00:00:00 GMT",
+            "inf",
+            "+inf",
+            "-inf",
+            "infinity",
+            "NaN",
+            "nan",
+            "-1",
+            "-0.5",
+            "1e400",
+            "",
+            "   ",
+            "soon",
+            "0x10",
+            "1,5",
+            "1.2.3",
+            "e",
+            "+",
+            "..",
+            "5 s",
+            "\u{0}",
+            "١٢",
+            "Wed, 15 Jan 2025 25:61:00 GMT",
+            "Mon, 32 Foo 2025 00:00:00 GMT",
         ] {
             let parsed = parse_retry_after(garbage, now);
             assert!(
@@ -262,7 +285,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_ceiling() {
-        let policy = Backoff::new(Duration::from_secs(1), Duration::from_secs(300)).without_jitter();
+        let policy =
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(300)).without_jitter();
         let waits: Vec<u64> = policy.delays().take(11).map(|d| d.as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(policy.delay(1, None), Duration::from_secs(1));
@@ -273,7 +297,8 @@ mod tests {
 
     #[test]
     fn retry_after_is_the_floor() {
-        let policy = Backoff::new(Duration::from_secs(1), Duration::from_secs(300)).without_jitter();
+        let policy =
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(300)).without_jitter();
         assert_eq!(
             policy.delay(1, Some(Duration::from_secs(30))),
             Duration::from_secs(30)

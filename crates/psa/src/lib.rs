@@ -32,6 +32,7 @@ pub mod ids;
 mod limiter;
 pub mod model;
 pub mod paging;
+mod throttle;
 
 pub use client::{canonical_message_id, normalize_message_id, ProbeReport, PsaClient, TicketQuery};
 pub use config::{MessageIdLookup, PsaConfig, RetryPolicy, RollingWindow, Secret};
@@ -39,3 +40,4 @@ pub use error::{kind_for_status, parse_error_body, ErrorKind, PsaError};
 pub use limiter::{Permit, RollingLimiter, Sleeper, TokioSleeper};
 pub use model::*;
 pub use reqwest::Method;
+pub use throttle::ThrottleState;
