@@ -435,7 +435,7 @@ impl GraphClient {
                 Ok(resp) => resp,
                 Err(e) => {
                     if call.idempotent() && attempt < max_attempts {
-                        tokio::time::sleep(self.throttle.backoff(attempt)).await;
+                        tokio::time::sleep(self.throttle.backoff(attempt, None)).await;
                         continue;
                     }
                     let mut err = GraphError::new(GraphErrorKind::Transport, e.to_string());
@@ -460,9 +460,12 @@ impl GraphClient {
                         }
                         return Err(err);
                     }
+                    // Back-off with Retry-After as its floor; a Retry-After closes the
+                    // mailbox's shared gate, so every request of the mailbox waits it out.
+                    let wait = self.throttle.backoff(attempt, err.retry_after);
                     match err.retry_after {
-                        Some(wait) => self.throttle.hold_off(wait),
-                        None => tokio::time::sleep(self.throttle.backoff(attempt)).await,
+                        Some(_) => self.throttle.hold_off(wait),
+                        None => tokio::time::sleep(wait).await,
                     }
                     continue;
                 }
@@ -1021,6 +1024,27 @@ mod tests {
             status,
             headers: map,
             body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn hostile_retry_after_headers_do_not_panic() {
+        // `Retry-After: 1e20` used to panic in Duration::from_secs_f64.
+        let now = Utc::now();
+        for (value, expected) in [
+            ("1e20", Some(mailroom_http::MAX_RETRY_AFTER)),
+            ("inf", None),
+            ("NaN", None),
+            ("-5", None),
+            ("garbage", None),
+            (
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+                Some(mailroom_http::MAX_RETRY_AFTER),
+            ),
+        ] {
+            let e = GraphError::from_response(&resp(429, &[("Retry-After", value)], "{}"), now);
+            assert_eq!(e.kind, GraphErrorKind::Throttled);
+            assert_eq!(e.retry_after, expected, "{value}");
         }
     }
 

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mailroom_clock::SharedClock;
-use rand::Rng;
+use mailroom_http::Backoff;
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// The one `Retry-After` parser of the workspace (seconds, fractional seconds, HTTP-date;
+/// clamped to an hour; hostile values never panic).
+pub use mailroom_http::parse_retry_after;
 
 /// Throttling knobs (defaults follow the documented Outlook limits).
 #[derive(Debug, Clone)]
@@ -22,7 +26,7 @@ pub struct ThrottleConfig {
     pub burst: u32,
     /// Attempts per request for retryable failures (429/503/504/transport), including the first.
     pub max_attempts: u32,
-    /// First backoff when no Retry-After is given; doubles each attempt, with jitter.
+    /// First backoff; doubles each attempt, with jitter (a `Retry-After` is its floor).
     pub base_backoff: Duration,
     /// Backoff ceiling.
     pub max_backoff: Duration,
@@ -121,7 +125,11 @@ impl MailboxThrottle {
             b.tokens -= 1.0;
             None
         } else {
-            Some(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+            // `rate` is at least 1 per window, so this is finite; saturate all the same.
+            Some(mailroom_http::saturating_secs_f64(
+                (1.0 - b.tokens) / rate,
+                self.config.window,
+            ))
         }
     }
 
@@ -145,31 +153,19 @@ impl MailboxThrottle {
         permit
     }
 
-    /// Exponential backoff with full jitter for `attempt` (1-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let cap = exp.min(self.config.max_backoff);
-        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-        cap.mul_f64(jitter)
+    /// The back-off policy: `base_backoff` doubling up to `max_backoff`, jittered (backon).
+    pub fn backoff_policy(&self) -> Backoff {
+        Backoff::new(self.config.base_backoff, self.config.max_backoff)
     }
-}
 
-/// Parses a `Retry-After` value: delta-seconds (fractional accepted, e.g. `2.128`) or an
-/// HTTP-date. Dates in the past give zero.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
-        }
-        return None;
+    /// The wait before retry `attempt` (1-based): exponential back-off with jitter, at least
+    /// `retry_after` (itself capped at `max_retry_after`).
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        self.backoff_policy().delay(
+            attempt,
+            retry_after.map(|r| r.min(self.config.max_retry_after)),
+        )
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    let at: DateTime<Utc> = at.into();
-    Some(to_std(at - now))
 }
 
 #[cfg(test)]
@@ -185,19 +181,15 @@ mod tests {
             Some(Duration::from_millis(2128))
         );
         assert_eq!(
-            parse_retry_after(" 10 ", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
             parse_retry_after("Wed, 15 Jan 2025 09:30:42 GMT", now),
             Some(Duration::from_secs(42))
         );
-        assert_eq!(
-            parse_retry_after("Wed, 15 Jan 2025 09:29:00 GMT", now),
-            Some(Duration::ZERO)
-        );
         assert_eq!(parse_retry_after("-1", now), None);
-        assert_eq!(parse_retry_after("soon", now), None);
+        // Used to panic in Duration::from_secs_f64.
+        assert_eq!(
+            parse_retry_after("1e20", now),
+            Some(mailroom_http::MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
@@ -235,10 +227,16 @@ mod tests {
         assert_eq!(t.gate_remaining(), Some(Duration::from_secs(10)));
         clock.advance(chrono::Duration::seconds(11));
         assert_eq!(t.gate_remaining(), None);
-        let b1 = t.backoff(1);
-        let b4 = t.backoff(4);
-        assert!(b1 <= Duration::from_millis(500) && b1 >= Duration::from_millis(250));
-        assert!(b4 >= Duration::from_secs(2) && b4 <= Duration::from_secs(4));
-        assert!(t.backoff(30) <= Duration::from_secs(60));
+        let b1 = t.backoff(1, None);
+        let b4 = t.backoff(4, None);
+        assert!(b1 >= Duration::from_millis(500) && b1 <= Duration::from_secs(1));
+        assert!(b4 >= Duration::from_secs(4) && b4 <= Duration::from_secs(8));
+        assert!(t.backoff(30, None) <= Duration::from_secs(60));
+        // Retry-After is the floor, capped at max_retry_after.
+        assert!(t.backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert_eq!(
+            t.backoff(1, Some(Duration::from_secs(7200))),
+            Duration::from_secs(600)
+        );
     }
 }

@@ -177,6 +177,10 @@ fn issue_token(
             "The API application is inactive.",
         ));
     }
+    if state.behaviour.rate_limit_token_endpoint {
+        let now = inner.clock.now();
+        rate_limit(&mut state, &cred.client_id, now)?;
+    }
     let requested: Vec<String> = form
         .get("scope")
         .map(|s| s.split_whitespace().map(str::to_string).collect())
@@ -290,39 +294,51 @@ fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Caller, ApiError> 
             "The access token has expired.".into(),
         ));
     }
-    // Rolling-window rate limit per client id.
-    if let Some(limit) = state.behaviour.rate_limit {
-        let retry_after_header = state.behaviour.retry_after_header;
-        let window = Duration::seconds(limit.window_secs);
-        let log = state.windows.entry(t.client_id.clone()).or_default();
-        while log.front().is_some_and(|at| *at <= now - window) {
-            log.pop_front();
-        }
-        if log.len() >= limit.requests as usize {
-            let retry = log
-                .front()
-                .map(|oldest| (*oldest + window - now).num_seconds() + 1);
-            let minutes = limit.window_secs / 60;
-            let span = if limit.window_secs % 60 == 0 {
-                format!("{minutes} minute")
-            } else {
-                format!("{} second", limit.window_secs)
-            };
-            return Err(ApiError::RateLimited {
-                message: format!(
-                    "Rate Limit Reached - {} Requests per rolling {span} window",
-                    limit.requests
-                ),
-                retry_after: if retry_after_header { retry } else { None },
-            });
-        }
-        log.push_back(now);
-    }
+    rate_limit(&mut state, &t.client_id, now)?;
     Ok(Caller {
         client_id: t.client_id,
         agent_id: t.agent_id,
         scopes: t.scopes,
     })
+}
+
+/// The rolling-window rate limit per client id (API calls and, with
+/// `rate_limit_token_endpoint`, token requests): 429 with Halo's plain-text message, and
+/// `Retry-After` only with `retry_after_header`.
+fn rate_limit(
+    state: &mut crate::state::State,
+    client_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let Some(limit) = state.behaviour.rate_limit else {
+        return Ok(());
+    };
+    let retry_after_header = state.behaviour.retry_after_header;
+    let window = Duration::seconds(limit.window_secs);
+    let log = state.windows.entry(client_id.to_string()).or_default();
+    while log.front().is_some_and(|at| *at <= now - window) {
+        log.pop_front();
+    }
+    if log.len() >= limit.requests as usize {
+        let retry = log
+            .front()
+            .map(|oldest| (*oldest + window - now).num_seconds() + 1);
+        let minutes = limit.window_secs / 60;
+        let span = if limit.window_secs % 60 == 0 {
+            format!("{minutes} minute")
+        } else {
+            format!("{} second", limit.window_secs)
+        };
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "Rate Limit Reached - {} Requests per rolling {span} window",
+                limit.requests
+            ),
+            retry_after: if retry_after_header { retry } else { None },
+        });
+    }
+    log.push_back(now);
+    Ok(())
 }
 
 fn require(caller: &Caller, need: Need, res: Res) -> Result<(), ApiError> {

@@ -170,6 +170,9 @@ pub struct HaloBehaviour {
     pub rate_limit: Option<RateLimit>,
     /// Whether a 429 carries `Retry-After` ([U]; default absent).
     pub retry_after_header: bool,
+    /// Whether token requests count in the same rolling window and get the same 429 ([U];
+    /// default yes, the less convenient variant).
+    pub rate_limit_token_endpoint: bool,
     /// Access-token lifetime in seconds (3600).
     pub token_lifetime_secs: i64,
     /// Page size when `pageinate=true` comes without `page_size` (50).
@@ -205,6 +208,7 @@ impl Default for HaloBehaviour {
         Self {
             rate_limit: Some(RateLimit::default()),
             retry_after_header: false,
+            rate_limit_token_endpoint: true,
             token_lifetime_secs: 3600,
             default_page_size: 50,
             max_ticket_page_size: 100,

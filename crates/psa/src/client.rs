@@ -17,6 +17,7 @@ use crate::error::{looks_like_html, parse_error_body, ErrorKind, PsaError};
 use crate::limiter::{RollingLimiter, Sleeper, TokioSleeper};
 use crate::model::*;
 use crate::paging::{split_list, Pager};
+use crate::throttle::{Outcome as Reply, Throttle, ThrottleState};
 
 /// Refresh a cached token this long before it expires.
 const REFRESH_MARGIN_SECS: i64 = 60;
@@ -35,6 +36,7 @@ struct Inner {
     http: reqwest::Client,
     clock: SharedClock,
     limiter: RollingLimiter,
+    throttle: Throttle,
     token: tokio::sync::Mutex<Option<CachedToken>>,
     token_url: tokio::sync::Mutex<Option<String>>,
     generation: Mutex<u64>,
@@ -116,6 +118,8 @@ struct TransportFailure {
     message: String,
     connect: bool,
     timeout: bool,
+    /// Not sent: the 429 back-off would outlast the caller's budget.
+    throttled: bool,
 }
 
 impl TransportFailure {
@@ -131,6 +135,7 @@ impl TransportFailure {
             message,
             connect: err.is_connect(),
             timeout: err.is_timeout(),
+            throttled: false,
         }
     }
 }
@@ -161,51 +166,12 @@ fn header_pairs(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
-/// `base × 2^(attempt-1)`, capped.
-pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-    base.saturating_mul(factor).min(cap)
-}
-
-fn with_jitter(wait: Duration, jitter: f64) -> Duration {
-    use rand::Rng as _;
-    let jitter = jitter.clamp(0.0, 1.0);
-    if jitter == 0.0 || wait.is_zero() {
-        return wait;
-    }
-    let extra = rand::thread_rng().gen_range(0.0..=jitter);
-    wait + wait.mul_f64(extra)
-}
-
-/// The wait after a 429: `Retry-After` when HaloPSA sends it; otherwise until the oldest of our
-/// requests leaves the rolling window (no capacity is certain to free up earlier); with no
-/// request of ours in the window, exponential back-off. Jittered, capped.
-pub(crate) fn rate_limit_wait(
-    policy: &RetryPolicy,
-    retry_after: Option<Duration>,
-    until_oldest_expires: Option<Duration>,
-    attempt: u32,
-) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.min(policy.rate_limit_cap);
-    }
-    let wait = match until_oldest_expires {
-        Some(wait) if !wait.is_zero() => wait,
-        _ => backoff(policy.rate_limit_base, policy.rate_limit_cap, attempt),
-    };
-    with_jitter(wait, policy.jitter).min(policy.rate_limit_cap)
+/// The 5xx/transport back-off wait before retry `attempt`.
+fn server_backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let mut backoff =
+        mailroom_http::Backoff::new(policy.server_error_base, policy.server_error_cap);
+    backoff.jitter = policy.jitter;
+    backoff.delay(attempt, None)
 }
 
 impl PsaClient {
@@ -249,6 +215,10 @@ impl PsaClient {
                     format!("Could not set up HTTP: {e}"),
                 )
             })?;
+        let mut backoff =
+            mailroom_http::Backoff::new(config.retry.rate_limit_base, config.retry.rate_limit_cap);
+        backoff.jitter = config.retry.jitter;
+        let throttle = Throttle::new(backoff, clock.clone(), sleeper.clone());
         let limiter = RollingLimiter::new(config.rate_limit, clock.clone(), sleeper);
         Ok(PsaClient {
             inner: Arc::new(Inner {
@@ -256,6 +226,7 @@ impl PsaClient {
                 http,
                 clock,
                 limiter,
+                throttle,
                 token: tokio::sync::Mutex::new(None),
                 token_url: tokio::sync::Mutex::new(None),
                 generation: Mutex::new(0),
@@ -266,6 +237,11 @@ impl PsaClient {
     /// The configuration in use.
     pub fn config(&self) -> &PsaConfig {
         &self.inner.config
+    }
+
+    /// The 429 back-off state (shared by all clones), for monitoring.
+    pub fn throttle_state(&self) -> ThrottleState {
+        self.inner.throttle.snapshot()
     }
 
     /// The client-side rate limiter (shared by all clones).
@@ -297,6 +273,23 @@ impl PsaClient {
         headers: Vec<(String, String)>,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, TransportFailure> {
+        let deadline = self.inner.clock.now()
+            + chrono::Duration::from_std(self.inner.config.retry.rate_limit_max_wait)
+                .unwrap_or(chrono::Duration::MAX);
+        let admission = match self.inner.throttle.admit(deadline).await {
+            Ok(admission) => admission,
+            Err(over) => {
+                return Err(TransportFailure {
+                    message: format!(
+                        "HaloPSA is rate-limiting this client; the next attempt may start at {}",
+                        over.resume_at.to_rfc3339()
+                    ),
+                    connect: false,
+                    timeout: false,
+                    throttled: true,
+                })
+            }
+        };
         let (permit, _) = self.inner.limiter.acquire().await;
         let started = self.inner.clock.now();
         let timer = Instant::now();
@@ -332,6 +325,17 @@ impl PsaClient {
             Err(e) => Err(TransportFailure::from_reqwest(&e)),
         };
         self.inner.limiter.complete(permit);
+        admission.finish(match &result {
+            Ok((raw, _)) if raw.status == 429 => Reply::RateLimited {
+                retry_after: raw
+                    .retry_after
+                    .as_deref()
+                    .and_then(|v| mailroom_http::parse_retry_after(v, self.inner.clock.now())),
+                message: parse_error_body(raw.content_type.as_deref(), &raw.body),
+            },
+            Ok(_) => Reply::Answered,
+            Err(_) => Reply::NoAnswer,
+        });
         let duration_ms = timer.elapsed().as_millis() as u64;
         let exchange = match &result {
             Ok((raw, response_headers)) => RawExchange {
@@ -357,6 +361,20 @@ impl PsaClient {
         };
         mailroom_trace::record(HttpExchange::new(Service::Psa, started, exchange));
         result.map(|(raw, _)| raw)
+    }
+
+    fn throttled_message(&self, what: &str) -> String {
+        let said = self
+            .inner
+            .throttle
+            .snapshot()
+            .last_message
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        format!(
+            "HaloPSA kept rate-limiting {what} (HTTP 429){said}. Mailroom backs off and retries; \
+             other integrations may share the instance's limit."
+        )
     }
 
     fn unreachable(&self, what: &str, failure: &TransportFailure) -> PsaError {
@@ -533,6 +551,7 @@ impl PsaClient {
                             message: e.to_string(),
                             connect: false,
                             timeout: false,
+                            throttled: false,
                         })?;
                 *last.lock().expect("token reply lock") = Some(raw);
                 Ok::<_, TransportFailure>(response)
@@ -575,6 +594,13 @@ impl PsaClient {
                     scopes: granted,
                     generation,
                 })
+            }
+            Err(oauth2::RequestTokenError::Request(failure)) if failure.throttled => {
+                Err(PsaError::new(
+                    ErrorKind::RateLimited,
+                    None,
+                    self.throttled_message("the token request"),
+                ))
             }
             Err(oauth2::RequestTokenError::Request(failure)) => {
                 Err(self.unreachable(&token_url, &failure))
@@ -715,34 +741,38 @@ impl PsaClient {
         let body_bytes = body.map(|b| serde_json::to_vec(b).expect("JSON values serialize"));
         let mut attempt = 0u32;
         let mut reauthenticated = false;
+        let deadline = self.inner.clock.now()
+            + chrono::Duration::from_std(policy.rate_limit_max_wait)
+                .unwrap_or(chrono::Duration::MAX);
         loop {
             attempt += 1;
             let last_attempt = attempt >= max_attempts;
             let (token, generation) = match self.token().await {
                 Ok(token) => token,
+                Err(e) if e.kind == ErrorKind::RateLimited => {
+                    // The token endpoint answered 429: the throttle holds the next request
+                    // (Retry-After included); 429s are bounded by time, not attempts.
+                    attempt -= 1;
+                    if e.status.is_none() || self.inner.clock.now() >= deadline {
+                        return Err(e);
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    let retry = matches!(e.kind, ErrorKind::RateLimited | ErrorKind::Server)
-                        || (e.kind == ErrorKind::Transport && !last_attempt);
-                    if retry && !last_attempt {
-                        let wait = match e.kind {
-                            ErrorKind::RateLimited => {
-                                let wait = rate_limit_wait(
-                                    &policy,
-                                    None,
-                                    self.inner.limiter.until_oldest_expires(),
-                                    attempt,
-                                );
-                                self.inner.limiter.block_for(wait);
-                                Duration::ZERO
-                            }
-                            _ => with_jitter(
-                                backoff(policy.server_error_base, policy.server_error_cap, attempt),
-                                policy.jitter,
-                            ),
-                        };
-                        if !wait.is_zero() {
-                            self.inner.limiter.sleeper().sleep(wait).await;
-                        }
+                    if e.kind == ErrorKind::Server && !last_attempt {
+                        self.inner
+                            .limiter
+                            .sleeper()
+                            .sleep(server_backoff(&policy, attempt))
+                            .await;
+                        continue;
+                    }
+                    if e.kind == ErrorKind::Transport && !last_attempt {
+                        self.inner
+                            .limiter
+                            .sleeper()
+                            .sleep(server_backoff(&policy, attempt))
+                            .await;
                         continue;
                     }
                     return Err(e);
@@ -763,12 +793,16 @@ impl PsaClient {
                 .await
             {
                 Ok(raw) => raw,
+                Err(failure) if failure.throttled => {
+                    return Err(PsaError::new(
+                        ErrorKind::RateLimited,
+                        None,
+                        self.throttled_message(&format!("{method} {display_path}")),
+                    ));
+                }
                 Err(failure) => {
                     if !last_attempt && self.may_retry(&method, None, Some(&failure)) {
-                        let wait = with_jitter(
-                            backoff(policy.server_error_base, policy.server_error_cap, attempt),
-                            policy.jitter,
-                        );
+                        let wait = server_backoff(&policy, attempt);
                         self.inner.limiter.sleeper().sleep(wait).await;
                         continue;
                     }
@@ -804,26 +838,16 @@ impl PsaClient {
                     attempt -= 1; // re-authentication does not consume an attempt
                     continue;
                 }
-                429 if !last_attempt => {
-                    let retry_after = raw
-                        .retry_after
-                        .as_deref()
-                        .and_then(|v| parse_retry_after(v, self.inner.clock.now()));
-                    let wait = rate_limit_wait(
-                        &policy,
-                        retry_after,
-                        self.inner.limiter.until_oldest_expires(),
-                        attempt,
-                    );
-                    tracing::debug!(?wait, "HaloPSA returned 429; waiting before retrying");
-                    self.inner.limiter.block_for(wait);
+                429 if self.inner.clock.now() < deadline => {
+                    // The throttle (shared by every caller) now backs off; the next exchange
+                    // waits for the probe. A 429 is never a sign the request was processed,
+                    // so a POST may be repeated. Bounded by time, not attempts.
+                    tracing::debug!("HaloPSA returned 429; retrying after the back-off");
+                    attempt -= 1;
                     continue;
                 }
                 status if !last_attempt && self.may_retry(&method, Some(status), None) => {
-                    let wait = with_jitter(
-                        backoff(policy.server_error_base, policy.server_error_cap, attempt),
-                        policy.jitter,
-                    );
+                    let wait = server_backoff(&policy, attempt);
                     self.inner.limiter.sleeper().sleep(wait).await;
                     continue;
                 }
@@ -1279,58 +1303,6 @@ fn header_value(headers: &reqwest::header::HeaderMap, name: &str) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_in_both_forms() {
-        let now = DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("17", now), Some(Duration::from_secs(17)));
-        assert_eq!(
-            parse_retry_after("Sun, 01 Mar 2026 09:01:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let base = Duration::from_secs(5);
-        let cap = Duration::from_secs(60);
-        let waits: Vec<u64> = (1..=6).map(|n| backoff(base, cap, n).as_secs()).collect();
-        assert_eq!(waits, vec![5, 10, 20, 40, 60, 60]);
-    }
-
-    #[test]
-    fn rate_limit_wait_prefers_retry_after_then_the_window() {
-        let policy = RetryPolicy {
-            jitter: 0.0,
-            ..Default::default()
-        };
-        assert_eq!(
-            rate_limit_wait(
-                &policy,
-                Some(Duration::from_secs(3)),
-                Some(Duration::from_secs(200)),
-                1
-            ),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            rate_limit_wait(&policy, None, Some(Duration::from_secs(200)), 1),
-            Duration::from_secs(200)
-        );
-        assert_eq!(
-            rate_limit_wait(&policy, None, None, 3),
-            Duration::from_secs(20)
-        );
-        assert_eq!(
-            rate_limit_wait(&policy, Some(Duration::from_secs(9999)), None, 1),
-            policy.rate_limit_cap
-        );
-        let jittered = rate_limit_wait(&RetryPolicy::default(), None, None, 1);
-        assert!(jittered >= Duration::from_secs(5) && jittered <= Duration::from_secs(6));
-    }
 
     #[test]
     fn message_ids_normalize() {

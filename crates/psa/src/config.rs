@@ -64,19 +64,22 @@ impl Default for RollingWindow {
 /// Retry behaviour for rate limiting (429), server errors (5xx) and transport failures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Total attempts per call, including the first one (at least 1). A re-authentication after
-    /// a 401 does not consume an attempt.
+    /// Total attempts per call for 5xx and transport failures, including the first one (at
+    /// least 1). Neither a re-authentication after a 401 nor a 429 consumes an attempt.
     pub max_attempts: u32,
-    /// First back-off after a 429 without `Retry-After` (doubled per attempt).
+    /// First back-off step after a 429 (doubled per refused probe; `Retry-After` is a floor).
     pub rate_limit_base: Duration,
-    /// Upper bound of any rate-limit wait.
+    /// Longest back-off step (default: the 5-minute window).
     pub rate_limit_cap: Duration,
+    /// Longest a call keeps waiting through 429 back-off before it fails with
+    /// `ErrorKind::RateLimited` (kept under the engine's claim lease).
+    pub rate_limit_max_wait: Duration,
     /// First back-off after a 5xx or a transport failure (doubled per attempt).
     pub server_error_base: Duration,
     /// Upper bound of the 5xx/transport back-off.
     pub server_error_cap: Duration,
-    /// Random extra wait, as a fraction of the computed wait (0.0 – 1.0).
-    pub jitter: f64,
+    /// Random extra wait of up to one delay (backon's jitter), capped at the step's ceiling.
+    pub jitter: bool,
     /// Whether a `POST` (create/update, not idempotent) is retried after a 500 or a timeout. A
     /// POST is always retried after 502/503 and connection failures, where the request most
     /// likely never reached HaloPSA. Default false: a duplicated ticket is worse than a retry
@@ -88,11 +91,12 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 5,
-            rate_limit_base: Duration::from_secs(5),
+            rate_limit_base: Duration::from_secs(1),
             rate_limit_cap: Duration::from_secs(300),
+            rate_limit_max_wait: Duration::from_secs(120),
             server_error_base: Duration::from_secs(1),
             server_error_cap: Duration::from_secs(30),
-            jitter: 0.2,
+            jitter: true,
             retry_post_on_any_server_error: false,
         }
     }

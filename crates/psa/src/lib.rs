@@ -33,6 +33,7 @@ mod limiter;
 mod lookup;
 pub mod model;
 pub mod paging;
+mod throttle;
 
 pub use client::{canonical_message_id, normalize_message_id, ProbeReport, PsaClient, TicketQuery};
 pub use config::{MessageIdLookup, PsaConfig, RetryPolicy, RollingWindow, Secret};
@@ -41,3 +42,4 @@ pub use limiter::{Permit, RollingLimiter, Sleeper, TokioSleeper};
 pub use lookup::ActionLookup;
 pub use model::*;
 pub use reqwest::Method;
+pub use throttle::ThrottleState;

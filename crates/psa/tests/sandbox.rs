@@ -661,12 +661,17 @@ async fn a_429_from_halo_is_retried_after_the_window() {
         .iter()
         .position(|s| *s == Some(429))
         .expect("the server rate-limited");
-    assert_eq!(first_429, 3);
-    assert_eq!(
-        statuses[first_429 + 1],
-        Some(200),
+    // The token request counts in the same window (3 per minute): two API calls, then 429.
+    assert_eq!(first_429, 2);
+    // Probes back off 1, 2, 4, … s until the server's window frees; no request in between.
+    assert!(
+        statuses[first_429..]
+            .iter()
+            .skip_while(|s| **s == Some(429))
+            .all(|s| *s == Some(200)),
         "retried after waiting: {statuses:?}"
     );
+    assert_eq!(client.throttle_state().episodes_total, 1);
     assert!(!h.waits().is_empty());
 
     // With Retry-After, the client waits what HaloPSA says.
@@ -687,6 +692,34 @@ async fn a_429_from_halo_is_retried_after_the_window() {
         "{}",
         err.message
     );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_counts_in_the_rate_limit_window() {
+    let h = Harness::new().await;
+    assert!(h.sandbox.behaviour().rate_limit_token_endpoint);
+    assert!(!h.sandbox.behaviour().retry_after_header);
+    // One request per minute: the token request takes the slot, the API call is refused.
+    h.sandbox.set_rate_limit(Some(RateLimit {
+        requests: 1,
+        window_secs: 60,
+    }));
+    let mut config = h.config();
+    config.auth_url = Some(format!("{}/auth", h.base_url));
+    let client = h.client_with(config);
+    let (result, exchanges) = traced(client.statuses()).await;
+    result.unwrap();
+    let api = api_calls(&exchanges);
+    assert_eq!(api.first().and_then(|x| x.status), Some(429));
+    assert_eq!(api.last().and_then(|x| x.status), Some(200));
+    // The token endpoint itself is refused once the window is full.
+    h.sandbox.set_rate_limit(Some(RateLimit {
+        requests: 0,
+        window_secs: 60,
+    }));
+    let fresh = h.client();
+    let err = fresh.probe().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimited, "{err:?}");
 }
 
 #[tokio::test]

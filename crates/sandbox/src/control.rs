@@ -13,6 +13,7 @@
 //! | `GET /stats/requests` · `DELETE /stats/requests` | | request counters per service, method, route · reset |
 //! | `GET /faults` · `POST /faults` · `DELETE /faults` · `DELETE /faults/{id}` | `POST`: a [`FaultRule`] | list · add (returns `{id}`) · clear all · remove one |
 //! | `POST /faults/expire-tokens` | | expires every issued access token |
+//! | `POST /faults` with `{"service":"psa","path":"/auth/token","count":N,"action":{"kind":"fail","status":429,"retryAfter":S?}}` | | N × HaloPSA's plain-text 429 ("Rate Limit Reached - …"), with `Retry-After: S` only when given; any PSA path (`/api/*`, `/token`) works the same ([`FaultRule::psa_rate_limited`]) |
 //! | `GET /clock` · `POST /clock/advance` | `{seconds}` | current sandbox time · move it forward |
 //! | `GET /identity/apps` | | app registrations (no secret values) |
 //! | `POST /identity/users/{upn}/revoke` | | revoke sessions (AADSTS50173) |

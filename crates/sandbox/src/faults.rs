@@ -169,6 +169,14 @@ impl FaultRule {
         self
     }
 
+    /// "Answer the next `n` matching PSA requests with HaloPSA's documented 429": plain text
+    /// "Rate Limit Reached - 300 Requests per rolling 5 minute window", no `Retry-After` unless
+    /// [`FaultRule::with_retry_after`] adds one. Any route, the token endpoints (`/auth/token`,
+    /// `/token`) included.
+    pub fn psa_rate_limited(path: &str, n: u32) -> Self {
+        Self::fail_next(Service::Psa, path, n, 429)
+    }
+
     /// Sets `Retry-After` on a fail rule.
     pub fn with_retry_after(mut self, seconds: f64) -> Self {
         if let FaultAction::Fail { retry_after, .. } = &mut self.action {
@@ -570,6 +578,23 @@ fn fail_response(
             return resp;
         }
     };
+    if service == Service::Psa && *status == 429 && body.is_none() && code.is_none() {
+        // HaloPSA's documented 429 is plain text (reference §2.2).
+        let text = message.clone().unwrap_or_else(|| {
+            "Rate Limit Reached - 300 Requests per rolling 5 minute window".into()
+        });
+        let mut resp = (
+            status_code,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response();
+        add_retry_after(&mut resp, service, *retry_after);
+        return resp;
+    }
     let mut resp = (status_code, axum::Json(json_body)).into_response();
     if service == Service::Graph {
         if let Ok(v) = HeaderValue::from_str(&request_id) {

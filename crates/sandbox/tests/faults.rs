@@ -141,3 +141,50 @@ async fn expire_tokens_knob_and_control_api() {
         .iter()
         .any(|c| c["service"] == "psa"));
 }
+
+#[tokio::test]
+async fn psa_429_knob_answers_the_documented_plain_text_on_the_token_endpoint_too() {
+    let sb = start().await;
+    sb.faults()
+        .add(FaultRule::psa_rate_limited("/auth/token", 2))
+        .unwrap();
+    sb.faults()
+        .add(FaultRule::psa_rate_limited("/api/*", 1).with_retry_after(7.0))
+        .unwrap();
+    for _ in 0..2 {
+        let r = http()
+            .post(format!("{}/auth/token", sb.psa_url()))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert!(
+            r.headers().get("retry-after").is_none(),
+            "not sent by default"
+        );
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert_eq!(
+            r.text().await.unwrap(),
+            "Rate Limit Reached - 300 Requests per rolling 5 minute window"
+        );
+    }
+    let r = http()
+        .post(format!("{}/auth/token", sb.psa_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 429, "the knob applied twice only");
+    let r = http()
+        .get(format!("{}/api/Tickets", sb.psa_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    assert!(r.text().await.unwrap().starts_with("Rate Limit Reached"));
+}
