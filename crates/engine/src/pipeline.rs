@@ -36,7 +36,7 @@ use mailroom_psa::{
     canonical_message_id, normalize_message_id, ErrorKind as PsaKind, NewAction, NewAttachment,
     NewTicket, NewUser, PsaClient, PsaError, Update,
 };
-use mailroom_store::inbound::{AttemptTrigger, InboundEmail, LogLine};
+use mailroom_store::inbound::{AttemptTrigger, EmailState, InboundEmail, LogLine, PsaWriteKind};
 use mailroom_store::{Mailbox, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -462,9 +462,9 @@ impl Pipeline {
         {
             return AttemptTrigger::Reprocess;
         }
-        match email.claimed_from.as_deref() {
-            Some("retrying") => AttemptTrigger::Retry,
-            Some("claimed") | Some("psa_written") => AttemptTrigger::Recovery,
+        match email.claimed_from {
+            Some(EmailState::Retrying) => AttemptTrigger::Retry,
+            Some(EmailState::Claimed | EmailState::PsaWritten) => AttemptTrigger::Recovery,
             _ => AttemptTrigger::Scan,
         }
     }
@@ -621,7 +621,7 @@ impl Pipeline {
         let write = self.store.psa_write(email.id).await?;
         if let Some(w) = write.as_ref().filter(|w| w.confirmed) {
             let ticket_id = w.ticket_id.unwrap_or_default();
-            let action_id = (w.kind == "action").then_some(w.object_id).flatten();
+            let action_id = (w.kind == PsaWriteKind::Action).then_some(w.object_id).flatten();
             log.info(format!(
                 "The PSA write of this email is already confirmed ({} on ticket {ticket_id}); not writing again.",
                 w.kind
@@ -1098,7 +1098,7 @@ impl Pipeline {
             ..Default::default()
         };
         self.store
-            .record_psa_intent(email.id, "ticket", &key, None, self.clock.now())
+            .record_psa_intent(email.id, PsaWriteKind::Ticket, &key, None, self.clock.now())
             .await?;
         let created = self.psa.create_ticket(&ticket).await?;
         log.info(format!(
@@ -1253,7 +1253,7 @@ impl Pipeline {
         log: &StepLog,
     ) -> Result<Option<(i64, Option<i64>)>, StepError> {
         let key = &w.message_key;
-        if w.kind == "ticket" {
+        if w.kind == PsaWriteKind::Ticket {
             log.info(format!(
                 "An earlier attempt started creating a ticket; looking it up by Message-ID {key}"
             ));
@@ -1389,7 +1389,7 @@ impl Pipeline {
             ..Default::default()
         };
         self.store
-            .record_psa_intent(email.id, "action", &key, Some(ticket_id), self.clock.now())
+            .record_psa_intent(email.id, PsaWriteKind::Action, &key, Some(ticket_id), self.clock.now())
             .await?;
         let created = match self.psa.create_action(&action).await {
             Ok(a) => a,

@@ -8,16 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Core, CoreError};
 
-type Row = (
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-);
-
 /// Id of the single PSA connection.
 pub const PSA_CONNECTION_ID: &str = "default";
 
@@ -34,6 +24,20 @@ pub struct PsaConnection {
     pub tenant: Option<String>,
     pub client_id: String,
     pub scopes: String,
+}
+
+impl From<mailroom_store::PsaConnection> for PsaConnection {
+    fn from(c: mailroom_store::PsaConnection) -> Self {
+        PsaConnection {
+            id: c.id,
+            name: c.name,
+            base_url: c.base_url,
+            auth_url: c.auth_url,
+            tenant: c.tenant,
+            client_id: c.client_id,
+            scopes: c.scopes,
+        }
+    }
 }
 
 /// The PSA request limit Mailroom keeps to (HaloPSA's rolling window; default 300 / 5 min).
@@ -91,22 +95,17 @@ impl Core {
             &SecretKey::new(PSA_CONNECTION_ID, SecretKind::PsaClientSecret),
             &secret,
         )?;
-        let now = mailroom_store::inbound::ts(chrono::Utc::now());
-        sqlx::query(
-            "INSERT INTO psa_connections (id, name, base_url, auth_url, tenant, client_id, scopes, created_at, updated_at)
-             VALUES (?, 'HaloPSA', ?, NULL, ?, ?, 'all', ?, ?)
-             ON CONFLICT (id) DO UPDATE SET base_url = excluded.base_url, tenant = excluded.tenant,
-                 client_id = excluded.client_id, updated_at = excluded.updated_at",
-        )
-        .bind(PSA_CONNECTION_ID)
-        .bind(&base_url)
-        .bind(tenant)
-        .bind(client_id)
-        .bind(&now)
-        .bind(&now)
-        .execute(self.store().pool())
-        .await
-        .map_err(mailroom_store::StoreError::from)?;
+        self.store()
+            .upsert_psa_connection(
+                &mailroom_store::NewPsaConnection {
+                    id: PSA_CONNECTION_ID,
+                    base_url: &base_url,
+                    tenant,
+                    client_id,
+                },
+                chrono::Utc::now(),
+            )
+            .await?;
         self.psa_connection()
             .await?
             .ok_or_else(|| CoreError::NotConfigured("the PSA connection was not saved".into()))
@@ -114,24 +113,11 @@ impl Core {
 
     /// The stored PSA connection, if any.
     pub async fn psa_connection(&self) -> Result<Option<PsaConnection>, CoreError> {
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT id, name, base_url, auth_url, tenant, client_id, scopes FROM psa_connections WHERE id = ?",
-        )
-        .bind(PSA_CONNECTION_ID)
-        .fetch_optional(self.store().pool())
-        .await
-        .map_err(mailroom_store::StoreError::from)?;
-        Ok(row.map(
-            |(id, name, base_url, auth_url, tenant, client_id, scopes)| PsaConnection {
-                id,
-                name,
-                base_url,
-                auth_url,
-                tenant,
-                client_id,
-                scopes,
-            },
-        ))
+        Ok(self
+            .store()
+            .psa_connection(PSA_CONNECTION_ID)
+            .await?
+            .map(PsaConnection::from))
     }
 
     /// The configured PSA request limit.

@@ -710,7 +710,7 @@ async fn disconnecting_a_webhooks_mailbox_cancels_its_subscription() {
     assert_eq!(hooks.subscription(&mailbox.id).await.unwrap(), None);
     let events = hooks.events(&mailbox.id).await.unwrap();
     let last = events.last().expect("an event");
-    assert_eq!(last.kind, "cancelled");
+    assert_eq!(last.kind.as_str(), "cancelled");
     assert!(last.detail.contains(&record.subscription_id), "{last:?}");
     assert!(last.detail.contains("disconnected"), "{last:?}");
     // The Monitoring view's list (every mailbox, newest first) shows it too.

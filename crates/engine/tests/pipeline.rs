@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use mailroom_clock::Clock as _;
 use mailroom_sandbox::{FaultRule, Service};
-use mailroom_store::inbound::{EmailState, LogStatus};
+use mailroom_store::inbound::{EmailState, LogStatus, PsaWriteKind};
 use serde_json::json;
 
 #[tokio::test]
@@ -422,7 +422,7 @@ async fn an_unconfirmed_write_is_reconciled_by_message_id_not_repeated() {
     let e = h.email_for(&d).await;
     let key = canonical_message_id(&d.internet_message_id);
     h.store
-        .record_psa_intent(e.id, "ticket", &key, None, h.sb.clock().now())
+        .record_psa_intent(e.id, PsaWriteKind::Ticket, &key, None, h.sb.clock().now())
         .await
         .unwrap();
     let earlier = psa
@@ -460,7 +460,7 @@ async fn an_unconfirmed_write_is_reconciled_by_message_id_not_repeated() {
     let re = h.email_for(&r).await;
     let rkey = canonical_message_id(&r.internet_message_id);
     h.store
-        .record_psa_intent(re.id, "action", &rkey, Some(earlier.id), h.sb.clock().now())
+        .record_psa_intent(re.id, PsaWriteKind::Action, &rkey, Some(earlier.id), h.sb.clock().now())
         .await
         .unwrap();
     psa.create_action(&NewAction {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use mailroom_engine::sync::{SyncOptions, SyncSupervisor};
-use mailroom_engine::webhooks::{WebhookOptions, Webhooks};
+use mailroom_engine::webhooks::{SubscriptionEventKind, WebhookOptions, Webhooks};
 use mailroom_graph_sandbox::{
     LifecycleEvent, NotificationKind, NotificationOutcome, PublisherOptions,
 };
@@ -93,7 +93,7 @@ impl Hooks {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.as_str().to_string())
             .collect()
     }
 
@@ -207,7 +207,7 @@ async fn handshake_forgeries_and_malformed_payloads() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let events = t.hooks.events(&id).await.unwrap();
-    let rejected: Vec<_> = events.iter().filter(|e| e.kind == "rejected").collect();
+    let rejected: Vec<_> = events.iter().filter(|e| e.kind == SubscriptionEventKind::Rejected).collect();
     assert_eq!(rejected.len(), 1, "{events:?}");
     assert!(
         rejected[0].detail.contains("clientState"),

@@ -42,32 +42,17 @@ pub enum EmailState {
     Failed,
 }
 
+text_enum!(EmailState {
+    Seen => "seen",
+    Claimed => "claimed",
+    PsaWritten => "psa_written",
+    Done => "done",
+    Skipped => "skipped",
+    Retrying => "retrying",
+    Failed => "failed",
+});
+
 impl EmailState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EmailState::Seen => "seen",
-            EmailState::Claimed => "claimed",
-            EmailState::PsaWritten => "psa_written",
-            EmailState::Done => "done",
-            EmailState::Skipped => "skipped",
-            EmailState::Retrying => "retrying",
-            EmailState::Failed => "failed",
-        }
-    }
-
-    fn parse(text: &str) -> Result<Self> {
-        Ok(match text {
-            "seen" => EmailState::Seen,
-            "claimed" => EmailState::Claimed,
-            "psa_written" => EmailState::PsaWritten,
-            "done" => EmailState::Done,
-            "skipped" => EmailState::Skipped,
-            "retrying" => EmailState::Retrying,
-            "failed" => EmailState::Failed,
-            other => return Err(StoreError::Corrupt(format!("email state '{other}'"))),
-        })
-    }
-
     /// The status the inbound log shows.
     pub fn status(self) -> LogStatus {
         match self {
@@ -129,7 +114,7 @@ pub struct InboundEmail {
     pub updated_at: DateTime<Utc>,
     /// The state the email was in when it was last claimed (`seen`, `retrying`, `claimed`,
     /// `psa_written`): a first try, a retry, or the recovery of a dead process's claim.
-    pub claimed_from: Option<String>,
+    pub claimed_from: Option<EmailState>,
 }
 
 impl InboundEmail {
@@ -157,7 +142,10 @@ impl InboundEmail {
             error_code: row.try_get("error_code")?,
             error_message: row.try_get("error_message")?,
             updated_at: parse_ts(row.try_get("updated_at")?)?,
-            claimed_from: row.try_get("claimed_from")?,
+            claimed_from: row
+                .try_get::<Option<&str>, _>("claimed_from")?
+                .map(EmailState::parse)
+                .transpose()?,
         })
     }
 }
@@ -232,10 +220,22 @@ pub struct AttemptDetail {
     pub log: Vec<LogLine>,
 }
 
+/// What a PSA write creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PsaWriteKind {
+    /// A new ticket.
+    Ticket,
+    /// An action on an existing ticket.
+    Action,
+}
+
+text_enum!(PsaWriteKind { Ticket => "ticket", Action => "action" });
+
 /// A PSA write recorded before it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PsaWrite {
-    pub kind: String,
+    pub kind: PsaWriteKind,
     pub message_key: String,
     pub ticket_id: Option<i64>,
     pub object_id: Option<i64>,
@@ -571,7 +571,7 @@ impl Store {
     pub async fn record_psa_intent(
         &self,
         email_id: i64,
-        kind: &str,
+        kind: PsaWriteKind,
         message_key: &str,
         ticket_id: Option<i64>,
         now: DateTime<Utc>,
@@ -585,7 +585,7 @@ impl Store {
              WHERE psa_writes.state = 'intent'",
         )
         .bind(email_id)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(message_key)
         .bind(ticket_id)
         .bind(ts(now))
@@ -622,7 +622,7 @@ impl Store {
             .await?;
         row.map(|row| {
             Ok(PsaWrite {
-                kind: row.try_get("kind")?,
+                kind: row.try_get::<&str, _>("kind")?.parse()?,
                 message_key: row.try_get("message_key")?,
                 ticket_id: row.try_get("ticket_id")?,
                 object_id: row.try_get("object_id")?,

@@ -7,12 +7,47 @@
 //! - No secret is ever written here: client secrets, tokens and private keys live in the OS
 //!   keyring (crate `mailroom-secrets`), keyed by the ids this store hands out.
 
+/// Implements `as_str` (the stored text), `FromStr` and `Display` for a fieldless enum whose
+/// values are stored as text; the texts are the schema's, so existing databases keep working.
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The value stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            #[allow(dead_code)]
+            pub(crate) fn parse(text: &str) -> $crate::Result<Self> {
+                text.parse()
+            }
+        }
+        impl std::str::FromStr for $ty {
+            type Err = $crate::StoreError;
+            fn from_str(text: &str) -> $crate::Result<Self> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err($crate::StoreError::Corrupt(format!(
+                        "unknown {} '{other}'", stringify!($ty)
+                    ))),
+                }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
 mod data_dir;
 mod delta_cursor;
 pub mod inbound;
 mod mailboxes;
+mod psa_connections;
 mod settings;
 mod store_id;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -23,6 +58,7 @@ pub use data_dir::{data_dir, DATA_DIR_ENV};
 pub use delta_cursor::DeltaRoundCursor;
 pub use mailboxes::{Cloud, CredentialKind, Mailbox, MailboxMethod, NewMailbox};
 pub use store_id::{StoreId, STORE_ID_SETTING};
+pub use psa_connections::{NewPsaConnection, PsaConnection};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "mailroom.db";
@@ -34,12 +70,12 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: sqlx::Error,
+        source: BackendError,
     },
     #[error("could not update the database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] BackendError),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] BackendError),
     #[error("{what} '{id}' does not exist")]
     NotFound { what: &'static str, id: String },
     #[error("a mailbox named '{0}' already exists; choose another name")]
@@ -48,6 +84,24 @@ pub enum StoreError {
     Corrupt(String),
     #[error("could not determine the data directory: {0}")]
     DataDir(String),
+}
+
+/// An error of the database backend, opaque so that the store's API names no backend type
+/// (a second backend, e.g. PostgreSQL, returns its own errors through the same type).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BackendError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(BackendError(Box::new(e)))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(BackendError(Box::new(e)))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -69,7 +123,7 @@ impl Store {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
-                source,
+                source: BackendError(Box::new(source)),
             })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -81,7 +135,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
-                source,
+                source: BackendError(Box::new(source)),
             })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         tracing::debug!(path = %path.display(), "store opened");
@@ -93,8 +147,8 @@ impl Store {
         Self::open(data_dir()?.join(DATABASE_FILE)).await
     }
 
-    /// The underlying pool, for crates that own tables of their own (the engine).
-    pub fn pool(&self) -> &SqlitePool {
+    /// The underlying pool; private to the store, which owns every query.
+    pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 

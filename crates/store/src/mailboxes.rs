@@ -38,25 +38,6 @@ pub enum CredentialKind {
     Certificate,
 }
 
-macro_rules! text_enum {
-    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $ty {
-            /// The value stored in SQLite.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-            fn parse(text: &str) -> Result<Self> {
-                match text {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(StoreError::Corrupt(format!(
-                        "unknown {} '{other}'", stringify!($ty)
-                    ))),
-                }
-            }
-        }
-    };
-}
-
 text_enum!(MailboxMethod { Scan => "scan", Webhook => "webhook" });
 text_enum!(Cloud {
     Global => "global",

@@ -2,7 +2,9 @@
 //! intents, thread keys, the log's filters/search/paging, and attempt details.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use mailroom_store::inbound::{AttemptTrigger, EmailState, LogLine, LogQuery, LogStatus, Sighting};
+use mailroom_store::inbound::{
+    AttemptTrigger, EmailState, LogLine, LogQuery, LogStatus, PsaWriteKind, Sighting,
+};
 use mailroom_store::{Cloud, CredentialKind, MailboxMethod, NewMailbox, Store};
 use mailroom_trace::{HttpExchange, RawExchange, Service};
 
@@ -139,12 +141,12 @@ async fn psa_intents_survive_and_are_confirmed() {
         .unwrap();
     assert_eq!(store.psa_write(a).await.unwrap(), None);
     store
-        .record_psa_intent(a, "ticket", "<first@x>", None, t0())
+        .record_psa_intent(a, PsaWriteKind::Ticket, "<first@x>", None, t0())
         .await
         .unwrap();
     // An unconfirmed intent is replaced when the next attempt plans differently.
     store
-        .record_psa_intent(a, "action", "<a@x>", Some(1000), t0())
+        .record_psa_intent(a, PsaWriteKind::Action, "<a@x>", Some(1000), t0())
         .await
         .unwrap();
     let intent = store.psa_write(a).await.unwrap().unwrap();
@@ -156,7 +158,7 @@ async fn psa_intents_survive_and_are_confirmed() {
     store.confirm_psa_write(a, 7, 1000, t0()).await.unwrap();
     // A confirmed write is never replaced: the PSA already holds it.
     store
-        .record_psa_intent(a, "ticket", "<other@x>", None, t0())
+        .record_psa_intent(a, PsaWriteKind::Ticket, "<other@x>", None, t0())
         .await
         .unwrap();
     let done = store.psa_write(a).await.unwrap().unwrap();
