@@ -57,8 +57,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use data_dir::{data_dir, DATA_DIR_ENV};
 pub use delta_cursor::DeltaRoundCursor;
 pub use mailboxes::{Cloud, CredentialKind, Mailbox, MailboxMethod, NewMailbox};
-pub use store_id::{StoreId, STORE_ID_SETTING};
 pub use psa_connections::{NewPsaConnection, PsaConnection};
+pub use store_id::{StoreId, STORE_ID_SETTING};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "mailroom.db";
