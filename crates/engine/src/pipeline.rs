@@ -610,7 +610,9 @@ impl Pipeline {
         let write = self.store.psa_write(email.id).await?;
         if let Some(w) = write.as_ref().filter(|w| w.confirmed) {
             let ticket_id = w.ticket_id.unwrap_or_default();
-            let action_id = (w.kind == PsaWriteKind::Action).then_some(w.object_id).flatten();
+            let action_id = (w.kind == PsaWriteKind::Action)
+                .then_some(w.object_id)
+                .flatten();
             log.info(format!(
                 "The PSA write of this email is already confirmed ({} on ticket {ticket_id}); not writing again.",
                 w.kind
@@ -1298,7 +1300,13 @@ impl Pipeline {
             ..Default::default()
         };
         self.store
-            .record_psa_intent(email.id, PsaWriteKind::Action, &key, Some(ticket_id), self.clock.now())
+            .record_psa_intent(
+                email.id,
+                PsaWriteKind::Action,
+                &key,
+                Some(ticket_id),
+                self.clock.now(),
+            )
             .await?;
         let created = match self.psa.create_action(&action).await {
             Ok(a) => a,

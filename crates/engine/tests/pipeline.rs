@@ -460,7 +460,13 @@ async fn an_unconfirmed_write_is_reconciled_by_message_id_not_repeated() {
     let re = h.email_for(&r).await;
     let rkey = canonical_message_id(&r.internet_message_id);
     h.store
-        .record_psa_intent(re.id, PsaWriteKind::Action, &rkey, Some(earlier.id), h.sb.clock().now())
+        .record_psa_intent(
+            re.id,
+            PsaWriteKind::Action,
+            &rkey,
+            Some(earlier.id),
+            h.sb.clock().now(),
+        )
         .await
         .unwrap();
     psa.create_action(&NewAction {

@@ -207,7 +207,10 @@ async fn handshake_forgeries_and_malformed_payloads() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let events = t.hooks.events(&id).await.unwrap();
-    let rejected: Vec<_> = events.iter().filter(|e| e.kind == SubscriptionEventKind::Rejected).collect();
+    let rejected: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == SubscriptionEventKind::Rejected)
+        .collect();
     assert_eq!(rejected.len(), 1, "{events:?}");
     assert!(
         rejected[0].detail.contains("clientState"),

@@ -188,7 +188,10 @@ impl Store {
     }
 
     /// The mailbox's stored subscription, if any.
-    pub async fn webhook_subscription(&self, mailbox_id: &str) -> Result<Option<SubscriptionRecord>> {
+    pub async fn webhook_subscription(
+        &self,
+        mailbox_id: &str,
+    ) -> Result<Option<SubscriptionRecord>> {
         let row = sqlx::query(
             "SELECT mailbox_id, subscription_id, resource, expires_at, created_at, last_notification_at, renewals
              FROM webhook_subscriptions WHERE mailbox_id = ?",

@@ -283,8 +283,14 @@ async fn delete_client_state(secrets: &Secrets, mailbox_id: &str) {
     let key = SecretKey::new(mailbox_id, SecretKind::ClientState);
     match tokio::task::spawn_blocking(move || secrets.delete(&key)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(mailbox_id, "webhook: cannot delete the clientState secret: {e}"),
-        Err(e) => tracing::warn!(mailbox_id, "webhook: cannot delete the clientState secret: {e}"),
+        Ok(Err(e)) => tracing::warn!(
+            mailbox_id,
+            "webhook: cannot delete the clientState secret: {e}"
+        ),
+        Err(e) => tracing::warn!(
+            mailbox_id,
+            "webhook: cannot delete the clientState secret: {e}"
+        ),
     }
 }
 
@@ -442,7 +448,9 @@ impl Webhooks {
 
     /// Notifications refused with `503` because the queue was full, since the start.
     pub fn dropped_notifications(&self) -> u64 {
-        self.inner.dropped.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Connections being served now (at most `max_connections`).
@@ -590,7 +598,10 @@ impl Webhooks {
                 Ok(Some(n)) => n.kind,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(mailbox_id, "webhook: cannot read notification {row}: {e}; scanning anyway");
+                    tracing::warn!(
+                        mailbox_id,
+                        "webhook: cannot read notification {row}: {e}; scanning anyway"
+                    );
                     NotificationKind::Created
                 }
             };
@@ -611,9 +622,9 @@ impl Webhooks {
                     .await;
                     push_unique(&mut scan, &mailbox_id);
                 }
-                NotificationKind::Created | NotificationKind::Updated | NotificationKind::Deleted => {
-                    push_unique(&mut scan, &mailbox_id)
-                }
+                NotificationKind::Created
+                | NotificationKind::Updated
+                | NotificationKind::Deleted => push_unique(&mut scan, &mailbox_id),
             }
         }
         for mailbox_id in scan {
@@ -634,7 +645,10 @@ impl Webhooks {
             .await
         {
             // They stay pending and are handled again at the next start (harmless: a scan).
-            tracing::warn!("webhook: cannot mark {} notifications processed: {e}", rows.len());
+            tracing::warn!(
+                "webhook: cannot mark {} notifications processed: {e}",
+                rows.len()
+            );
         }
     }
 
@@ -669,7 +683,7 @@ impl Webhooks {
                     SubscriptionEventKind::Failed,
                     &format!("reauthorize: {e}"),
                 )
-                    .await;
+                .await;
             }
         }
     }

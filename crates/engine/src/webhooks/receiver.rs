@@ -20,9 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    NotificationBody, NotificationKind, WebhookError, WebhookOptions, Webhooks, Work,
-};
+use super::{NotificationBody, NotificationKind, WebhookError, WebhookOptions, Webhooks, Work};
 
 /// `Retry-After` (seconds) of the `503` answered when the notification queue is full.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
@@ -271,9 +269,7 @@ impl Webhooks {
                     "unknown subscription {} (expected {sub})",
                     item.subscription_id
                 )),
-                Some((_, state))
-                    if !client_state_matches(item.client_state.as_deref(), state) =>
-                {
+                Some((_, state)) if !client_state_matches(item.client_state.as_deref(), state) => {
                     Some(format!(
                         "clientState does not match subscription {}",
                         item.subscription_id
@@ -325,7 +321,10 @@ impl Webhooks {
                     .count_webhook_rejections(mailbox_id, rejected, &last_reason, now)
                     .await
                 {
-                    tracing::warn!(mailbox_id, "webhook: cannot count {rejected} rejected notifications: {e}");
+                    tracing::warn!(
+                        mailbox_id,
+                        "webhook: cannot count {rejected} rejected notifications: {e}"
+                    );
                 }
             }
         }

@@ -244,7 +244,10 @@ impl Webhooks {
             .record_webhook_event(mailbox_id, kind, detail, self.now())
             .await
         {
-            tracing::warn!(mailbox_id, "cannot record a webhook event ({kind}: {detail}): {e}");
+            tracing::warn!(
+                mailbox_id,
+                "cannot record a webhook event ({kind}: {detail}): {e}"
+            );
         }
     }
 }
