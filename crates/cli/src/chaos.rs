@@ -296,7 +296,7 @@ async fn run_chaos(
             tick += 1;
             let _ = faults.add(FaultRule::fail_next(Service::Psa, "*", 12, 429));
             let _ = faults.add(FaultRule::fail_next(Service::Psa, "*token*", 2, 429));
-            if tick % 2 == 0 {
+            if tick.is_multiple_of(2) {
                 let _ = faults.add(
                     FaultRule::fail_next(Service::Graph, "*delta*", 2, 429).with_retry_after(1.0),
                 );
