@@ -98,9 +98,9 @@ pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let keyring_service = format!("mailroom-chaos-{}", std::process::id());
     let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&keyring_service)).await?;
-    let outcome = configure(&core, &sb, args).await;
+    let outcome = configure(&core, &sb).await;
     let result = match outcome {
-        Ok(()) => run_chaos(args, n, &sb, &core, dir.path(), &keyring_service).await,
+        Ok(()) => run_chaos(args, n, &sb, dir.path(), &keyring_service).await,
         Err(e) => Err(e),
     };
     // Leave no keyring entries behind, whatever happened.
@@ -124,7 +124,7 @@ pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn configure(core: &Core, sb: &Sandbox, args: &ChaosArgs) -> anyhow::Result<()> {
+async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
     let t = sb.tenant();
     let mailbox = core
         .add_mailbox_with_credentials(
@@ -163,7 +163,6 @@ async fn configure(core: &Core, sb: &Sandbox, args: &ChaosArgs) -> anyhow::Resul
         Some(&t.psa.tenant),
     )
     .await?;
-    let _ = args;
     Ok(())
 }
 
@@ -278,7 +277,6 @@ async fn run_chaos(
     args: &ChaosArgs,
     n: usize,
     sb: &Sandbox,
-    core: &Core,
     data_dir: &Path,
     keyring_service: &str,
 ) -> anyhow::Result<ChaosReport> {
@@ -377,7 +375,6 @@ async fn run_chaos(
         .map(|(_, c)| c as usize)
         .sum();
     store.close().await;
-    let _ = core;
     let (mut psa_429, mut token_429, mut graph_faults) = (0, 0, 0);
     for rule in sb.faults().rules() {
         let path = rule.rule.path.as_deref().unwrap_or("*");

@@ -14,31 +14,8 @@ pub const PSA_CONNECTION_ID: &str = "default";
 /// Settings key of the PSA rate limit (`{"requests": 300, "window_secs": 300}`).
 pub const PSA_RATE_LIMIT_SETTING: &str = "psa.rate_limit";
 
-/// The stored PSA connection (no secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PsaConnection {
-    pub id: String,
-    pub name: String,
-    pub base_url: String,
-    pub auth_url: Option<String>,
-    pub tenant: Option<String>,
-    pub client_id: String,
-    pub scopes: String,
-}
-
-impl From<mailroom_store::PsaConnection> for PsaConnection {
-    fn from(c: mailroom_store::PsaConnection) -> Self {
-        PsaConnection {
-            id: c.id,
-            name: c.name,
-            base_url: c.base_url,
-            auth_url: c.auth_url,
-            tenant: c.tenant,
-            client_id: c.client_id,
-            scopes: c.scopes,
-        }
-    }
-}
+/// The stored PSA connection (no secret): the store's record.
+pub use mailroom_store::PsaConnection;
 
 /// The PSA request limit Mailroom keeps to (HaloPSA's rolling window; default 300 / 5 min).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,11 +90,7 @@ impl Core {
 
     /// The stored PSA connection, if any.
     pub async fn psa_connection(&self) -> Result<Option<PsaConnection>, CoreError> {
-        Ok(self
-            .store()
-            .psa_connection(PSA_CONNECTION_ID)
-            .await?
-            .map(PsaConnection::from))
+        Ok(self.store().psa_connection(PSA_CONNECTION_ID).await?)
     }
 
     /// The configured PSA request limit.
