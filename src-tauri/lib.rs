@@ -21,33 +21,55 @@ pub struct AppState {
     pub sandbox: Option<mailroom_sandbox::Sandbox>,
     /// Sandbox mode: how many test emails were sent (to vary the sender).
     pub test_emails_sent: std::sync::atomic::AtomicUsize,
+    /// This process's hold on its data directory, until it exits.
+    _lock: mailroom_store::DataDirLock,
+    /// Flushes the log file when the app state is dropped.
+    _log_guard: Option<mailroom_engine::logging::WorkerGuard>,
 }
 
 /// Opens the core, and in sandbox mode starts the sandbox with a fresh sandbox data directory.
-async fn open(sandbox: bool) -> Result<(Core, Option<mailroom_sandbox::Sandbox>), String> {
+/// The data directory's lock is taken first: a second process on the same directory stops here,
+/// before it has read, reset or written anything of the first one's.
+async fn open(
+    sandbox: bool,
+) -> Result<
+    (
+        mailroom_store::DataDirLock,
+        Core,
+        Option<mailroom_sandbox::Sandbox>,
+    ),
+    String,
+> {
+    let base = mailroom_store::data_dir().map_err(|e| e.to_string())?;
     if !sandbox {
-        return Ok((Core::open_default().await.map_err(|e| e.to_string())?, None));
+        let lock =
+            mailroom_store::DataDirLock::acquire(&base, "Mailroom").map_err(|e| e.to_string())?;
+        let core = Core::open(&base).await.map_err(|e| e.to_string())?;
+        return Ok((lock, core, None));
     }
     if std::env::var_os(mailroom_secrets::SERVICE_ENV).is_none() {
         // Single-threaded start-up: nothing else reads the environment yet.
         std::env::set_var(mailroom_secrets::SERVICE_ENV, "Mailroom Sandbox");
     }
-    let base = mailroom_store::data_dir().map_err(|e| e.to_string())?;
     let dir = sandbox_mode::data_dir(&base);
+    let lock = mailroom_store::DataDirLock::acquire(&dir, "Mailroom (sandbox)")
+        .map_err(|e| e.to_string())?;
     sandbox_mode::reset_data_dir(&dir).await?;
     let core = Core::open(&dir).await.map_err(|e| e.to_string())?;
     let sandbox = sandbox_mode::start_sandbox().await?;
     sandbox_mode::connect_demo_tenant(&core, &sandbox).await?;
-    Ok((core, Some(sandbox)))
+    Ok((lock, core, Some(sandbox)))
 }
 
-/// Starts the desktop app. Blocks until the app exits.
-pub fn run() {
+/// Opens the data directory and puts the app state in place. Runs in `setup`, after the
+/// single-instance plugin had its chance to hand a second launch over to the first one.
+fn start(app: &mut tauri::App) {
     let sandbox_mode = sandbox_mode::requested();
-    let (core, sandbox) = tauri::async_runtime::block_on(open(sandbox_mode)).unwrap_or_else(|e| {
-        eprintln!("Mailroom cannot start: {e}");
-        std::process::exit(1);
-    });
+    let (lock, core, sandbox) =
+        tauri::async_runtime::block_on(open(sandbox_mode)).unwrap_or_else(|e| {
+            eprintln!("Mailroom cannot start: {e}");
+            std::process::exit(1);
+        });
     let log_guard = mailroom_engine::logging::init(core.data_dir(), true);
     tracing::info!(data_dir = %core.data_dir().display(), version = env!("CARGO_PKG_VERSION"), sandbox = sandbox_mode, "Mailroom starting");
     if let Some(sandbox) = &sandbox {
@@ -60,10 +82,21 @@ pub fn run() {
             "sandbox tenant running"
         );
     }
+    app.manage(AppState {
+        core,
+        sandbox,
+        test_emails_sent: Default::default(),
+        _lock: lock,
+        _log_guard: log_guard,
+    });
+}
 
+/// Starts the desktop app. Blocks until the app exits.
+pub fn run() {
     let mut builder = tauri::Builder::default();
     // One instance per user, registered first so a second launch exits before doing any work.
-    // An explicit data directory (tests, portable installs) is its own instance.
+    // An explicit data directory (tests, portable installs) is its own instance; the data
+    // directory's lock keeps any two processes on one directory apart.
     if std::env::var_os(mailroom_store::DATA_DIR_ENV).is_none() {
         builder = builder.plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             tray::show_main_window(app);
@@ -74,12 +107,8 @@ pub fn run() {
         .plugin(tauri_plugin_dialog::init())
         .manage(commands::inbound::InboundState::default())
         .manage(commands::connect::ConnectState::default())
-        .manage(AppState {
-            core,
-            sandbox,
-            test_emails_sent: Default::default(),
-        })
         .setup(|app| {
+            start(app);
             tray::install(app.handle())?;
             Ok(())
         })
@@ -130,6 +159,6 @@ pub fn run() {
         .run(tauri::generate_context!());
     if let Err(e) = result {
         tracing::error!("Mailroom stopped with an error: {e}");
+        eprintln!("Mailroom stopped with an error: {e}");
     }
-    drop(log_guard);
 }

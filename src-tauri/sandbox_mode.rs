@@ -24,17 +24,46 @@ pub fn data_dir(base: &Path) -> PathBuf {
     base.join("sandbox")
 }
 
-/// Clears what a previous sandbox run left: its mailboxes' keyring entries, then its files.
+/// Clears what a previous sandbox run left: its keyring entries, then its files. The caller
+/// holds the directory's lock.
 pub async fn reset_data_dir(dir: &Path) -> Result<(), String> {
     if dir.join(mailroom_store::DATABASE_FILE).exists() {
         let core = Core::open(dir).await.map_err(|e| e.to_string())?;
-        for mailbox in core.mailboxes().await.map_err(|e| e.to_string())? {
-            let _ = core.secrets().delete_owner_async(mailbox.id).await;
+        // The keyring is scoped to this directory's store id: only its own entries go.
+        let mut owners: Vec<String> = core
+            .mailboxes()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        owners.push(mailroom_engine::psa_connection::PSA_CONNECTION_ID.to_string());
+        for owner in owners {
+            if let Err(e) = core.secrets().delete_owner_async(owner.clone()).await {
+                tracing::warn!(owner = %owner, "sandbox reset: a keyring entry stays: {e}");
+            }
         }
         core.store().close().await;
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Everything but the lock this process holds (removing it would let a second process lock
+    // a new file of the same name).
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if entry.file_name() == mailroom_store::LOCK_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -68,6 +68,18 @@ fn app_keyring_service(data_dir: &Path) -> Option<String> {
     None
 }
 
+/// The app's keyring, scoped as the app scopes it: by the store id in its database.
+async fn app_secrets(data_dir: &Path) -> mailroom_secrets::Secrets {
+    let service = app_keyring_service(data_dir).expect("app keyring service");
+    let store = mailroom_store::Store::open(data_dir.join(mailroom_store::DATABASE_FILE))
+        .await
+        .expect("the app's database opens");
+    let id = store.store_id().await.expect("store id");
+    store.close().await;
+    assert!(!id.created, "the app created its store id");
+    mailroom_secrets::Secrets::with_service(service).scoped(id.id)
+}
+
 async fn mailbox_id(s: &Session, name: &str) -> String {
     let href = s
         .find(&format!("[data-mailbox='{name}']"))
@@ -207,7 +219,6 @@ fn assert_not_on_disk(dir: &Path, needles: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_delegated_and_app_only_through_the_window() {
-    std::env::set_var("MAILROOM_NO_BROWSER", "1");
     let sb = Sandbox::start(SandboxOptions::default())
         .await
         .expect("sandbox starts");
@@ -252,8 +263,8 @@ async fn connect_delegated_and_app_only_through_the_window() {
             assert!(s.text("#locked-note").await.contains("Disconnect first"));
             let id = mailbox_id(s, "Support scan").await;
             // The refresh token is in the app's keyring: remember it to look for it on disk.
-            let service = app_keyring_service(&data_dir).expect("app keyring service");
-            let rt = mailroom_secrets::Secrets::with_service(&service)
+            let secrets = app_secrets(&data_dir).await;
+            let rt = secrets
                 .get(&mailroom_secrets::SecretKey::new(
                     &id,
                     mailroom_secrets::SecretKind::RefreshToken,
@@ -270,7 +281,7 @@ async fn connect_delegated_and_app_only_through_the_window() {
                 .contains("Mail.ReadWrite"));
             assert!(!s.text("#inbox-messages").await.is_empty());
             // Test connection refreshed, so the rotated token is in the keyring now.
-            let rotated = mailroom_secrets::Secrets::with_service(&service)
+            let rotated = secrets
                 .get(&mailroom_secrets::SecretKey::new(
                     &id,
                     mailroom_secrets::SecretKind::RefreshToken,
@@ -281,7 +292,7 @@ async fn connect_delegated_and_app_only_through_the_window() {
 
             s.find("#disconnect").await.click().await.unwrap();
             s.wait_text("#connection-status", "Not connected").await;
-            assert!(mailroom_secrets::Secrets::with_service(&service)
+            assert!(secrets
                 .get(&mailroom_secrets::SecretKey::new(
                     &id,
                     mailroom_secrets::SecretKind::RefreshToken,

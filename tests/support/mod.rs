@@ -22,6 +22,8 @@ static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 pub struct Session {
     pub client: Client,
     pub data_dir: tempfile::TempDir,
+    /// The X display the app runs on (a second process can be started beside it).
+    pub display: String,
     driver: Child,
     xvfb: Option<Child>,
     _serial: tokio::sync::MutexGuard<'static, ()>,
@@ -162,6 +164,8 @@ impl Session {
             .env("DISPLAY", &display)
             .env("MAILROOM_DATA_DIR", data_dir.path())
             .env("MAILROOM_KEYRING_SERVICE", format!("mailroom-e2e-{port}"))
+            // Sign-in URLs are shown, never opened in a browser.
+            .env("MAILROOM_NO_BROWSER", "1")
             .env("RUST_LOG", "info,mailroom_engine=debug,mailroom_app=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -205,6 +209,7 @@ impl Session {
         let session = Session {
             client,
             data_dir,
+            display,
             driver: session_parts.0,
             xvfb: session_parts.1.take(),
             _serial: serial,

@@ -57,11 +57,14 @@ enum MailboxCommand {
 }
 
 async fn open_core(cli: &Cli) -> anyhow::Result<Core> {
-    let core = match &cli.data_dir {
-        Some(dir) => Core::open(dir).await?,
-        None => Core::open_default().await?,
-    };
-    Ok(core)
+    Ok(Core::open(data_dir(cli)?).await?)
+}
+
+fn data_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    Ok(match &cli.data_dir {
+        Some(dir) => dir.clone(),
+        None => mailroom_store::data_dir()?,
+    })
 }
 
 #[tokio::main]
@@ -72,6 +75,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Run(args) => {
+            // One engine per data directory (the app takes the same lock); held until exit.
+            let _lock = mailroom_store::DataDirLock::acquire(&data_dir(&cli)?, "mailroom run")?;
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             run::run(&core, args).await

@@ -11,9 +11,11 @@ use mailroom_store::inbound::LogStatus;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Scan interval in seconds for mailboxes whose settings do not set one.
-    #[arg(long, default_value_t = 60)]
-    interval: u64,
+    /// Scan interval in seconds for every polling mailbox; overrides the interval stored in
+    /// each mailbox's processing settings (60 s unless changed). Without it, each mailbox
+    /// uses its own.
+    #[arg(long)]
+    interval: Option<u64>,
 }
 
 pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
@@ -23,7 +25,7 @@ pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
     let supervisor = Arc::new(SyncSupervisor::new(
         pipeline,
         SyncOptions {
-            default_interval: Duration::from_secs(args.interval.max(1)),
+            interval_override: args.interval.map(|s| Duration::from_secs(s.max(1))),
             ..Default::default()
         },
     ));

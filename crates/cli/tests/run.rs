@@ -54,10 +54,23 @@ async fn run_processes_mail_until_ctrl_c() {
         .expect("mailroom run starts");
     let stdout = child.stdout.take().unwrap();
     let pid = child.id();
-    let lines = tokio::task::spawn_blocking(move || {
+    let data_dir = dir.path().to_path_buf();
+    let (lines, second) = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
+        let mut second = None;
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
+            if second.is_none() && line.contains("Support: syncing") {
+                // Issue 9 #15: a second engine on the same data directory is refused, naming
+                // the first; it must not start a second sync loop beside it.
+                second = Some(
+                    Command::new(env!("CARGO_BIN_EXE_mailroom"))
+                        .args(["run", "--interval", "1"])
+                        .env("MAILROOM_DATA_DIR", &data_dir)
+                        .output()
+                        .expect("the second mailroom run starts"),
+                );
+            }
             let done = line.contains("Processed by mailroom run") && line.contains("Processed");
             seen.push(line);
             if done {
@@ -68,12 +81,19 @@ async fn run_processes_mail_until_ctrl_c() {
                     .unwrap();
             }
         }
-        seen
+        (seen, second)
     })
     .await
     .unwrap();
     let status = child.wait().unwrap();
     let text = lines.join("\n");
+    let second = second.expect("the first run reported syncing");
+    let second_err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{second_err}");
+    assert!(
+        second_err.contains("already running") && second_err.contains(&format!("process {pid}")),
+        "the refusal names the running process: {second_err}"
+    );
     assert!(status.success(), "{text}");
     assert!(text.contains("Support: syncing"), "{text}");
     assert!(text.contains("Webhook receiver on 127.0.0.1:"), "{text}");

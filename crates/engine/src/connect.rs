@@ -130,6 +130,19 @@ pub enum ConnectError {
         wrong_password: bool,
         message: String,
     },
+    /// The certificate's validity has ended: Entra refuses assertions signed with it
+    /// (AADSTS700027, "The key used is expired").
+    #[error(
+        "the certificate {thumbprint} of mailbox '{mailbox}' expired on {}. Create a new \
+         certificate, upload its public part (.cer) to the app registration in Entra \
+         (Certificates & secrets), and import the new PFX",
+        not_after.format("%Y-%m-%d %H:%M UTC")
+    )]
+    CertificateExpired {
+        mailbox: String,
+        thumbprint: String,
+        not_after: DateTime<Utc>,
+    },
     /// A Graph call failed.
     #[error("{}. {}", diagnosis.cause, diagnosis.fix)]
     Graph { diagnosis: DiagnosisReport },
@@ -149,6 +162,7 @@ impl ConnectError {
                 ..
             } => ErrorCode::PfxPasswordWrong,
             ConnectError::Certificate { .. } => ErrorCode::CertificateInvalid,
+            ConnectError::CertificateExpired { .. } => ErrorCode::CertificateExpired,
             ConnectError::Graph { .. } => ErrorCode::GraphFailed,
             ConnectError::NoSignInPending => ErrorCode::SignInNotPending,
         }
@@ -283,6 +297,23 @@ impl CoreError {
             _ => None,
         }
     }
+}
+
+/// Refuses a certificate whose validity has ended: Entra would refuse every assertion signed
+/// with it, so importing (or using) it could only fail later with a vaguer error.
+fn refuse_expired(
+    mailbox: &str,
+    cert: &CertificateCredential,
+    now: DateTime<Utc>,
+) -> Result<(), ConnectError> {
+    if cert.not_after() <= now {
+        return Err(ConnectError::CertificateExpired {
+            mailbox: mailbox.to_string(),
+            thumbprint: cert.thumbprint_sha1_hex().to_ascii_uppercase(),
+            not_after: cert.not_after(),
+        });
+    }
+    Ok(())
 }
 
 /// The Microsoft cloud of a mailbox record.
@@ -595,6 +626,7 @@ impl Core {
                     })?;
                 let cert = CertificateCredential::from_pem_bundle(bundle.expose())
                     .map_err(ConnectError::certificate)?;
+                refuse_expired(&mailbox.name, &cert, Utc::now())?;
                 ClientCredential::Certificate(Box::new(cert))
             }
         };
@@ -669,6 +701,7 @@ impl Core {
         mailbox: &Mailbox,
         cert: &CertificateCredential,
     ) -> Result<CertificateInfo, CoreError> {
+        refuse_expired(&mailbox.name, cert, Utc::now())?;
         let bundle = cert.to_pem_bundle();
         self.secrets()
             .set_async(
@@ -705,6 +738,10 @@ impl Core {
             )),
             _ => None,
         };
+        if let Some(cert) = &cert {
+            // Before the mailbox exists: an expired certificate leaves nothing behind.
+            refuse_expired(&setup.name, cert, Utc::now())?;
+        }
         setup.validate()?;
         let mailbox = self.add_mailbox(setup).await?;
         let result = async {

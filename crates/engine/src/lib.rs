@@ -66,6 +66,8 @@ pub enum ErrorCode {
     SignInTimedOut,
     SignInNotPending,
     CertificateInvalid,
+    /// The certificate's validity has ended; a new one must be created and imported.
+    CertificateExpired,
     PfxPasswordWrong,
     /// A Microsoft Graph call failed; a diagnosis is attached.
     GraphFailed,
@@ -115,26 +117,29 @@ pub struct Core {
 }
 
 impl Core {
-    /// Opens the store in `data_dir` (created if missing).
+    /// Opens the store in `data_dir` (created if missing), with the keyring scoped to it.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, CoreError> {
-        let data_dir = data_dir.as_ref().to_path_buf();
-        let store = Store::open(data_dir.join(mailroom_store::DATABASE_FILE)).await?;
-        Ok(Core {
-            data_dir,
-            store,
-            secrets: Secrets::from_env(),
-        })
+        Self::open_with_secrets(data_dir, Secrets::from_env()).await
     }
 
     /// Like [`Core::open`] with an explicit keyring service (benchmarks and tests that must not
-    /// touch the user's own entries).
+    /// touch the user's own entries). Entries are scoped to the store's id either way.
     pub async fn open_with_secrets(
         data_dir: impl AsRef<Path>,
         secrets: Secrets,
     ) -> Result<Self, CoreError> {
-        let mut core = Self::open(data_dir).await?;
-        core.secrets = secrets;
-        Ok(core)
+        let data_dir = data_dir.as_ref().to_path_buf();
+        let store = Store::open(data_dir.join(mailroom_store::DATABASE_FILE)).await?;
+        let store_id = store.store_id().await?;
+        let secrets = secrets.scoped(&store_id.id);
+        if store_id.created {
+            adopt_unscoped_entries(&store, &secrets).await?;
+        }
+        Ok(Core {
+            data_dir,
+            store,
+            secrets,
+        })
     }
 
     /// Opens the per-user data directory (`$MAILROOM_DATA_DIR` or the platform default).
@@ -160,6 +165,27 @@ impl Core {
     }
 }
 
+/// A store opened for the first time by a Mailroom that scopes keyring entries may hold records
+/// whose entries have unscoped names (`<owner>/<kind>`): this store is their owner, so it moves
+/// them to its own scope. A new, empty store (a fresh sandbox directory) adopts nothing — so it
+/// can never take over, or later delete, another data directory's credentials.
+async fn adopt_unscoped_entries(store: &Store, secrets: &Secrets) -> Result<(), CoreError> {
+    let mut owners: Vec<String> = store.mailboxes().await?.into_iter().map(|m| m.id).collect();
+    if let Some(conn) = store
+        .psa_connection(psa_connection::PSA_CONNECTION_ID)
+        .await?
+    {
+        owners.push(conn.id);
+    }
+    for owner in owners {
+        let moved = secrets.adopt_unscoped_async(owner.clone()).await?;
+        if moved > 0 {
+            tracing::info!(owner = %owner, moved, "keyring entries scoped to this data directory");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod error_code_tests {
     use super::ErrorCode;
@@ -181,6 +207,7 @@ mod error_code_tests {
             ErrorCode::SignInTimedOut => "sign_in_timed_out",
             ErrorCode::SignInNotPending => "sign_in_not_pending",
             ErrorCode::CertificateInvalid => "certificate_invalid",
+            ErrorCode::CertificateExpired => "certificate_expired",
             ErrorCode::PfxPasswordWrong => "pfx_password_wrong",
             ErrorCode::GraphFailed => "graph_failed",
             ErrorCode::PsaFailed => "psa_failed",
@@ -203,6 +230,7 @@ mod error_code_tests {
             ErrorCode::SignInTimedOut,
             ErrorCode::SignInNotPending,
             ErrorCode::CertificateInvalid,
+            ErrorCode::CertificateExpired,
             ErrorCode::PfxPasswordWrong,
             ErrorCode::GraphFailed,
             ErrorCode::PsaFailed,

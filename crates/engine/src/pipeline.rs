@@ -27,6 +27,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use mailroom_clock::SharedClock;
 use mailroom_graph::{GraphClient, GraphError, GraphErrorKind, Message};
+use mailroom_http::Backoff;
 use mailroom_mailproc::{
     plan, rewrite_cid_references, AttachmentDecision, AttachmentPlan, Context, Directory,
     DirectorySite, DirectoryUser, GraphAttachment, GraphMessage, MailboxSettings, ParsedEmail,
@@ -128,12 +129,10 @@ impl ProcessingSettings {
 pub struct PipelineConfig {
     /// Attempts before an email is marked failed.
     pub max_attempts: u32,
-    /// First retry delay (doubled per attempt).
-    pub retry_base: Duration,
-    /// Longest retry delay.
-    pub retry_cap: Duration,
-    /// Random extra delay as a fraction of the delay (0.0–1.0).
-    pub retry_jitter: f64,
+    /// Delays between attempts: the first (`first`) doubled per attempt up to `max`, with
+    /// jitter (up to one delay extra, still capped). A `Retry-After` from the PSA or Graph is
+    /// the floor and may exceed `max`.
+    pub retry: Backoff,
     /// How long PSA sites and looked-up users are cached.
     pub directory_ttl: Duration,
     /// Window of the loop guard (mails of a sender with the same subject).
@@ -144,9 +143,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             max_attempts: 5,
-            retry_base: Duration::from_secs(60),
-            retry_cap: Duration::from_secs(3600),
-            retry_jitter: 0.2,
+            retry: Backoff::new(Duration::from_secs(60), Duration::from_secs(3600)),
             directory_ttl: Duration::from_secs(600),
             loop_window: Duration::from_secs(3600),
         }
@@ -470,22 +467,7 @@ impl Pipeline {
     }
 
     fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .config
-            .retry_base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let base = exp.min(self.config.retry_cap);
-        let jitter = self.config.retry_jitter.clamp(0.0, 1.0);
-        let extra = if jitter > 0.0 {
-            base.mul_f64(rand::random::<f64>() * jitter)
-        } else {
-            Duration::ZERO
-        };
-        let delay = (base + extra).min(self.config.retry_cap);
-        match retry_after {
-            Some(wait) => delay.max(wait),
-            None => delay,
-        }
+        self.config.retry.delay(attempt, retry_after)
     }
 
     /// Processes one claimed email: one attempt, recorded with its requests and log.
@@ -1571,5 +1553,36 @@ impl crate::Core {
     /// engine's [`crate::sync::SyncSupervisor::reprocess`] also scans at once).
     pub async fn requeue_email(&self, email_id: i64) -> Result<(), crate::CoreError> {
         Ok(self.store().requeue(email_id, Utc::now()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_with_jitter_up_to_the_cap() {
+        let policy = PipelineConfig::default().retry.with_seed(7);
+        for _ in 0..50 {
+            let first = policy.delay(1, None);
+            assert!(
+                (Duration::from_secs(60)..=Duration::from_secs(120)).contains(&first),
+                "{first:?}"
+            );
+            assert!(policy.delay(30, None) <= Duration::from_secs(3600));
+        }
+        let exact = PipelineConfig::default().retry.without_jitter();
+        assert_eq!(exact.delay(2, None), Duration::from_secs(120));
+        assert_eq!(exact.delay(30, None), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn retry_after_is_the_floor_of_a_retry_delay_even_above_the_cap() {
+        let policy = PipelineConfig::default().retry;
+        // A server asking for longer than the back-off (and its cap) wins.
+        let asked = Duration::from_secs(2 * 3600);
+        assert_eq!(policy.delay(1, Some(asked)), asked);
+        // A shorter Retry-After does not shorten the back-off.
+        assert!(policy.delay(3, Some(Duration::from_secs(1))) >= Duration::from_secs(240));
     }
 }

@@ -32,8 +32,12 @@ use crate::pipeline::{sighting, AttemptOutcome, Pipeline, ProcessingSettings};
 /// Tuning of the sync loop.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// Scan interval when the mailbox settings do not say otherwise.
+    /// Scan interval when the mailbox settings cannot be read (stored settings always carry
+    /// one, 60 s by default).
     pub default_interval: Duration,
+    /// Scan interval that wins over every polling mailbox's stored setting (`mailroom run
+    /// --interval N`). `None`: each mailbox uses its own setting.
+    pub interval_override: Option<Duration>,
     /// A claim older than this is considered abandoned (its process died).
     pub lease: Duration,
     /// Emails claimed per round.
@@ -48,11 +52,23 @@ impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             default_interval: Duration::from_secs(60),
+            interval_override: None,
             lease: Duration::from_secs(300),
             batch: 50,
             concurrency: 8,
         }
     }
+}
+
+/// The scan interval of a polling mailbox: the override of `options` when set (it wins over
+/// the stored setting), else the mailbox's `scan_interval_secs`, else `default_interval`.
+pub fn scan_interval(options: &SyncOptions, mailbox: &Mailbox) -> Duration {
+    if let Some(every) = options.interval_override {
+        return every.max(Duration::from_secs(1));
+    }
+    ProcessingSettings::of(mailbox)
+        .map(|s| Duration::from_secs(s.scan_interval_secs.max(1)))
+        .unwrap_or(options.default_interval)
 }
 
 /// What one scan did.
@@ -370,9 +386,7 @@ impl SyncSupervisor {
     /// Starts (or restarts) the task of `mailbox`, reading it through `graph`. Message ids are
     /// requested as ImmutableIds so they survive moves.
     pub fn start_mailbox(&self, mailbox: Mailbox, graph: GraphClient) {
-        let interval = ProcessingSettings::of(&mailbox)
-            .map(|s| Duration::from_secs(s.scan_interval_secs.max(1)))
-            .unwrap_or(self.options.default_interval);
+        let interval = scan_interval(&self.options, &mailbox);
         self.start_mailbox_every(mailbox, graph, interval);
     }
 

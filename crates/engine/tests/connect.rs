@@ -18,11 +18,9 @@ use url::Url;
 
 const SUPPORT: &str = "support@contoso.test";
 
-fn init_keyring() {
-    std::env::set_var(
-        mailroom_secrets::SERVICE_ENV,
-        format!("mailroom-connect-test-{}", std::process::id()),
-    );
+/// This test binary's keyring service, passed explicitly (no process-wide environment variable).
+fn secrets() -> Secrets {
+    Secrets::with_service(format!("mailroom-connect-test-{}", std::process::id()))
 }
 
 async fn sandbox() -> Sandbox {
@@ -32,9 +30,10 @@ async fn sandbox() -> Sandbox {
 }
 
 async fn core() -> (tempfile::TempDir, Core) {
-    init_keyring();
     let dir = tempfile::tempdir().unwrap();
-    let core = Core::open(dir.path()).await.unwrap();
+    let core = Core::open_with_secrets(dir.path(), secrets())
+        .await
+        .unwrap();
     (dir, core)
 }
 
@@ -91,10 +90,8 @@ async fn browser_sign_in(authorize: &Url, upn: &str) -> Result<String, String> {
     Ok(landing.body)
 }
 
-fn keyring(owner: &str, kind: SecretKind) -> Option<SecretValue> {
-    Secrets::from_env()
-        .get(&SecretKey::new(owner, kind))
-        .unwrap()
+fn keyring(core: &Core, owner: &str, kind: SecretKind) -> Option<SecretValue> {
+    core.secrets().get(&SecretKey::new(owner, kind)).unwrap()
 }
 
 fn code_and_diagnosis(err: &CoreError) -> (ErrorCode, String, String) {
@@ -166,7 +163,7 @@ async fn public_client_authorize_test_rotate_and_disconnect() {
     let stored = core.store().mailbox(&mailbox.id).await.unwrap();
     assert_eq!(stored.connected_account.as_deref(), Some(SUPPORT));
     let first_rt =
-        keyring(&mailbox.id, SecretKind::RefreshToken).expect("refresh token in keyring");
+        keyring(&core, &mailbox.id, SecretKind::RefreshToken).expect("refresh token in keyring");
 
     // Test connection refreshes (rotating the refresh token, persisted) and lists the inbox.
     let test = core.test_connection(&mailbox.id).await.unwrap();
@@ -178,7 +175,7 @@ async fn public_client_authorize_test_rotate_and_disconnect() {
         .probes
         .iter()
         .any(|p| p.permission == "User.Read" && p.outcome == "ok"));
-    let second_rt = keyring(&mailbox.id, SecretKind::RefreshToken).unwrap();
+    let second_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken).unwrap();
     assert_ne!(
         first_rt, second_rt,
         "the rotated refresh token was persisted"
@@ -190,11 +187,11 @@ async fn public_client_authorize_test_rotate_and_disconnect() {
         graph.me().await.unwrap().user_principal_name.as_deref(),
         Some(SUPPORT)
     );
-    let current_rt = keyring(&mailbox.id, SecretKind::RefreshToken).unwrap();
+    let current_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken).unwrap();
 
     let after = core.disconnect_mailbox(&mailbox.id).await.unwrap();
     assert_eq!(after.connected_account, None);
-    assert_eq!(keyring(&mailbox.id, SecretKind::RefreshToken), None);
+    assert_eq!(keyring(&core, &mailbox.id, SecretKind::RefreshToken), None);
     assert_eq!(
         core.test_connection(&mailbox.id).await.unwrap_err().code(),
         ErrorCode::NotConnected
@@ -276,7 +273,10 @@ async fn confidential_client_with_secret_signs_in_and_mismatches_are_diagnosed()
 
     let unconnected = core.store().mailbox(&web_without.id).await.unwrap();
     assert_eq!(unconnected.connected_account, None);
-    assert_eq!(keyring(&web_without.id, SecretKind::RefreshToken), None);
+    assert_eq!(
+        keyring(&core, &web_without.id, SecretKind::RefreshToken),
+        None
+    );
 
     core.store().close().await;
     assert_not_on_disk(
@@ -470,6 +470,15 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A PFX built in-process: rcgen certificate, p12-keystore writer. Returns (pfx, cert PEM, key PEM).
 fn rcgen_pfx(dir: &Path, password: &str) -> (Vec<u8>, String, String) {
+    rcgen_pfx_valid_until(dir, password, None)
+}
+
+/// Like [`rcgen_pfx`], with the certificate's validity ending at `not_after` (y, m, d).
+fn rcgen_pfx_valid_until(
+    dir: &Path,
+    password: &str,
+    not_after: Option<(i32, u8, u8)>,
+) -> (Vec<u8>, String, String) {
     openssl(dir, &["genrsa", "-out", "rc.key", "2048"]);
     openssl(
         dir,
@@ -484,6 +493,10 @@ fn rcgen_pfx(dir: &Path, password: &str) -> (Vec<u8>, String, String) {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Mailroom rcgen daemon");
+    if let Some((y, m, d)) = not_after {
+        params.not_before = rcgen::date_time_ymd(y - 1, m, d);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+    }
     let cert = params.self_signed(&key_pair).unwrap();
     let chain = p12_keystore::PrivateKeyChain::new(
         vec![7u8, 7, 7, 7],
@@ -594,7 +607,7 @@ async fn app_only_certificates_from_rcgen_and_openssl() {
             .clone()
             .expect("thumbprint stored");
         assert!(mailbox.credential_expires_at.is_some());
-        assert!(keyring(&mailbox.id, SecretKind::Certificate)
+        assert!(keyring(&core, &mailbox.id, SecretKind::Certificate)
             .unwrap()
             .expose()
             .contains("PRIVATE KEY"));
@@ -621,10 +634,39 @@ async fn app_only_certificates_from_rcgen_and_openssl() {
             );
         }
         core.remove_mailbox(&mailbox.id).await.unwrap();
-        assert_eq!(keyring(&mailbox.id, SecretKind::Certificate), None);
+        assert_eq!(keyring(&core, &mailbox.id, SecretKind::Certificate), None);
     }
     core.store().close().await;
     assert_not_on_disk(dir.path(), &needles);
+}
+
+/// Issue 9 #12: an already expired certificate is refused at import, with its expiry date, and
+/// nothing is stored.
+#[tokio::test]
+async fn an_expired_certificate_is_refused_with_its_expiry_date() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    let work = tempfile::tempdir().unwrap();
+    let (pfx, _, _) = rcgen_pfx_valid_until(work.path(), "pass", Some((2024, 3, 1)));
+    let err = core
+        .add_mailbox_with_credentials(
+            cert_setup(&sb, "Expired cert"),
+            None,
+            Some(PfxImport {
+                bytes: pfx,
+                password: SecretValue::new("pass"),
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CertificateExpired, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("expired on 2024-03-01"), "{text}");
+    assert!(
+        text.contains("Expired cert"),
+        "the mailbox is named: {text}"
+    );
+    assert!(core.mailboxes().await.unwrap().is_empty(), "nothing stored");
 }
 
 #[tokio::test]

@@ -132,3 +132,23 @@ async fn import_now_reports_permission_problems_plainly() {
     assert_eq!(status.state, SyncState::Error);
     supervisor.shutdown().await;
 }
+
+/// `mailroom run --interval N`: the override wins over the interval stored in the mailbox's
+/// processing settings (which is always present, 60 s by default); without it the stored one
+/// applies.
+#[tokio::test]
+async fn interval_override_wins_over_the_stored_scan_interval() {
+    let mut settings = default_settings();
+    settings["scan_interval_secs"] = json!(60);
+    let h = harness(settings).await;
+    let stored = mailroom_engine::sync::scan_interval(&SyncOptions::default(), &h.mailbox);
+    assert_eq!(stored, Duration::from_secs(60));
+    let overridden = mailroom_engine::sync::scan_interval(
+        &SyncOptions {
+            interval_override: Some(Duration::from_secs(5)),
+            ..Default::default()
+        },
+        &h.mailbox,
+    );
+    assert_eq!(overridden, Duration::from_secs(5));
+}

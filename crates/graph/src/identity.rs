@@ -204,8 +204,9 @@ pub fn access_token_permissions(access_token: &str) -> Option<Vec<String>> {
 /// Tokens from one token response.
 ///
 /// Invariant: after a refresh the *returned* set carries the rotated refresh token; the caller
-/// must persist it (the old one keeps working for a while, but not forever).
-#[derive(Clone)]
+/// must persist it (the old one keeps working for a while, but not forever). `Debug` is derived:
+/// the tokens are [`Secret`]s and print redacted.
+#[derive(Clone, Debug)]
 pub struct TokenSet {
     /// Bearer token for Graph.
     pub access_token: Secret,
@@ -217,21 +218,6 @@ pub struct TokenSet {
     pub scopes: Vec<String>,
     /// Signed-in account (delegated only).
     pub account: Option<Account>,
-}
-
-impl fmt::Debug for TokenSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSet")
-            .field("access_token", &"[redacted]")
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
-            .field("expires_at", &self.expires_at)
-            .field("scopes", &self.scopes)
-            .field("account", &self.account)
-            .finish()
-    }
 }
 
 /// Non-standard fields of Entra token responses.

@@ -128,24 +128,11 @@ impl std::fmt::Debug for PendingSignIn {
 
 const SUCCESS_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Mailroom</title></head><body style=\"font-family:sans-serif\"><h1>Signed in</h1><p>Mailroom is connected. You can close this window now.</p></body></html>";
 
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '&' => "&amp;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&#39;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 fn failure_page(error: &AadError) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Mailroom</title></head><body style=\"font-family:sans-serif\"><h1>Sign-in failed</h1><p><b>{}</b></p><p>{}</p><p>Return to Mailroom for details.</p></body></html>",
-        escape(&error.error),
-        escape(error.error_description.as_deref().unwrap_or(""))
+        html_escape::encode_quoted_attribute(&error.error),
+        html_escape::encode_quoted_attribute(error.error_description.as_deref().unwrap_or(""))
     )
 }
 

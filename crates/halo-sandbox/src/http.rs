@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::Duration;
 use serde_json::{json, Value};
+use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
 use crate::res::{Need, Res};
@@ -158,7 +159,7 @@ fn issue_token(
             "The specified client_id is not registered as an API application.",
         ));
     };
-    if cred.secret != secret {
+    if !bool::from(cred.secret.as_bytes().ct_eq(secret.as_bytes())) {
         return Err(oauth(
             StatusCode::UNAUTHORIZED,
             "invalid_client",

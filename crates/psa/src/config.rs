@@ -1,42 +1,45 @@
 //! Connection settings for one HaloPSA instance.
 
-use std::fmt;
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
-/// A credential value that never appears in `Debug` output or serialized data.
+/// A credential value that never appears in `Debug` output or serialized data, zeroed on drop
+/// (a thin newtype over `secrecy::SecretString`; `Debug` prints `[REDACTED]`).
 ///
 /// It deliberately implements neither `Display`, `Serialize` nor `Deserialize`; the only way to
 /// read it is [`Secret::expose`], which the client calls at the moment it builds a request.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+#[derive(Clone, Debug)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(SecretString::from(value.into()))
     }
 
     /// The secret value itself. Call only where the value must go on the wire.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
     }
 }
+
+impl Eq for Secret {}
 
 impl From<String> for Secret {
     fn from(value: String) -> Self {
-        Secret(value)
+        Secret::new(value)
     }
 }
 
 impl From<&str> for Secret {
     fn from(value: &str) -> Self {
-        Secret(value.to_string())
+        Secret::new(value)
     }
 }
 
@@ -203,7 +206,7 @@ mod tests {
         let config = PsaConfig::new("https://x.halopsa.com/", "id", "hunter2-secret");
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2-secret"), "{debug}");
-        assert!(debug.contains("[redacted]"));
+        assert!(debug.contains("REDACTED"), "{debug}");
         assert_eq!(config.instance(), "https://x.halopsa.com");
         assert_eq!(config.client_secret.expose(), "hunter2-secret");
     }

@@ -703,3 +703,45 @@ async fn admin_consent_redirects_with_tenant() {
         .consented_delegated
         .is_empty());
 }
+
+/// Entra refuses assertions signed with a registered certificate whose validity has ended
+/// (AADSTS700027, "The key used is expired"), even when the signature and the assertion's own
+/// times are fine; the sandbox used to accept them.
+#[tokio::test]
+async fn assertions_signed_with_an_expired_certificate_are_700027() {
+    let sb = start().await;
+    let tid = sb.tenant().tenant_id.clone();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["mailroom-daemon".into()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2023, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2024, 1, 1);
+    let cert = params.self_signed(&key).unwrap().pem();
+    let key = key.serialize_pem();
+    sb.identity()
+        .add_app_certificate(DAEMON_APP_ID, &cert)
+        .unwrap();
+    let a = assertion(&sb, &cert, &key, jsonwebtoken::Algorithm::RS256, false, 600);
+    let (status, body) = token(
+        &sb,
+        &tid,
+        &[
+            ("client_id", DAEMON_APP_ID),
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &a),
+        ],
+    )
+    .await;
+    assert_eq!((status, code_of(&body)), (401, 700027), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("The key used is expired"),
+        "{body}"
+    );
+}

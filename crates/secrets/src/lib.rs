@@ -11,14 +11,17 @@
 //!
 //! Invariants:
 //! - [`SecretValue`] never prints, logs or serializes its contents (`Debug` shows
-//!   `SecretValue([redacted])`, there is no `Display`/`Serialize`), and it zeroizes on drop.
+//!   `[REDACTED]`, there is no `Display`/`Serialize`), and it zeroizes on drop.
 //! - Entries are namespaced `service = "Mailroom"` (overridable for tests with
-//!   [`SERVICE_ENV`]), `user = "<owner id>/<kind>"`, so that removing a mailbox can remove every
-//!   entry it owns.
+//!   [`SERVICE_ENV`]), `user = "<store id>/<owner id>/<kind>"`: the store id scopes every entry
+//!   to one data directory (the real one, the sandbox's, a second profile), so no data
+//!   directory reads, overwrites or deletes another's credentials; the owner id lets removing a
+//!   mailbox remove every entry it owns. Entries written before scoping (`<owner>/<kind>`) are
+//!   adopted once by the store that owns their records ([`Secrets::adopt_unscoped`]).
 //! - A keyring that silently drops writes (keyring's mock backend) is detected by
 //!   [`Secrets::self_check`] and reported as [`SecretsError::Unavailable`].
 
-use zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Keyring service name used for every entry.
 pub const DEFAULT_SERVICE: &str = "Mailroom";
@@ -77,31 +80,35 @@ impl SecretKey {
         }
     }
 
-    fn user(&self) -> String {
+    /// The entry name before entries were scoped to a store (`<owner>/<kind>`).
+    fn unscoped_user(&self) -> String {
         format!("{}/{}", self.owner, self.kind.as_str())
     }
 }
 
-/// A secret in memory: never printed, never serialized, zeroized on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(Zeroizing<String>);
+/// A secret in memory: never printed, never serialized, zeroized on drop (a thin newtype over
+/// `secrecy::SecretString`, whose `Debug` prints `[REDACTED]`).
+#[derive(Clone, Debug)]
+pub struct SecretValue(SecretString);
 
 impl SecretValue {
     pub fn new(value: impl Into<String>) -> Self {
-        SecretValue(Zeroizing::new(value.into()))
+        SecretValue(SecretString::from(value.into()))
     }
 
     /// The plain value, for the one place that must send it (a token request, a signature).
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
-impl std::fmt::Debug for SecretValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretValue([redacted])")
+impl PartialEq for SecretValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
     }
 }
+
+impl Eq for SecretValue {}
 
 impl From<String> for SecretValue {
     fn from(value: String) -> Self {
@@ -123,10 +130,13 @@ pub enum SecretsError {
     Backend { entry: String, detail: String },
 }
 
-/// The keyring, under one service name.
+/// The keyring, under one service name, scoped to one store (data directory).
 #[derive(Debug, Clone)]
 pub struct Secrets {
     service: String,
+    /// The store id every entry name starts with; `None` only for the unscoped names of
+    /// entries written before scoping (read by [`Secrets::adopt_unscoped`]).
+    scope: Option<String>,
 }
 
 impl Default for Secrets {
@@ -142,13 +152,26 @@ impl Secrets {
             .ok()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_SERVICE.to_string());
-        Secrets { service }
+        Secrets {
+            service,
+            scope: None,
+        }
     }
 
     /// Uses an explicit service name.
     pub fn with_service(service: impl Into<String>) -> Self {
         Secrets {
             service: service.into(),
+            scope: None,
+        }
+    }
+
+    /// The same keyring, with every entry scoped to `store_id` (a store's
+    /// `mailroom_store::StoreId`). `Core::open` scopes its keyring this way.
+    pub fn scoped(&self, store_id: impl Into<String>) -> Self {
+        Secrets {
+            service: self.service.clone(),
+            scope: Some(store_id.into()),
         }
     }
 
@@ -156,16 +179,62 @@ impl Secrets {
         &self.service
     }
 
+    /// The store id entries are scoped to, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The entry name (`user`) of a key in this keyring.
+    pub fn entry_name(&self, key: &SecretKey) -> String {
+        match &self.scope {
+            Some(scope) => format!("{scope}/{}", key.unscoped_user()),
+            None => key.unscoped_user(),
+        }
+    }
+
     fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, SecretsError> {
-        keyring::Entry::new(&self.service, &key.user()).map_err(|e| map_err(key, e))
+        keyring::Entry::new(&self.service, &self.entry_name(key))
+            .map_err(|e| map_err(&self.entry_name(key), e))
+    }
+
+    fn unscoped(&self) -> Self {
+        Secrets {
+            service: self.service.clone(),
+            scope: None,
+        }
+    }
+
+    /// Moves the entries an owner had before entries were scoped (`<owner>/<kind>`) to this
+    /// keyring's scoped names, unless a scoped entry already exists. Returns how many moved.
+    ///
+    /// Only the store whose records name `owner` may call this, once (when its store id is
+    /// created): an unscoped entry is otherwise indistinguishable between data directories.
+    pub fn adopt_unscoped(&self, owner: &str) -> Result<usize, SecretsError> {
+        if self.scope.is_none() {
+            return Ok(0);
+        }
+        let legacy = self.unscoped();
+        let mut moved = 0;
+        for kind in SecretKind::ALL {
+            let key = SecretKey::new(owner, kind);
+            let Some(value) = legacy.get(&key)? else {
+                continue;
+            };
+            if self.get(&key)?.is_none() {
+                self.set(&key, &value)?;
+                moved += 1;
+            }
+            legacy.delete(&key)?;
+        }
+        Ok(moved)
     }
 
     /// Stores (or replaces) a secret.
     pub fn set(&self, key: &SecretKey, value: &SecretValue) -> Result<(), SecretsError> {
         self.entry(key)?
             .set_password(value.expose())
-            .map_err(|e| map_err(key, e))?;
-        tracing::debug!(entry = %key.user(), "secret stored");
+            .map_err(|e| map_err(&self.entry_name(key), e))?;
+        tracing::debug!(entry = %self.entry_name(key), "secret stored");
         Ok(())
     }
 
@@ -174,7 +243,7 @@ impl Secrets {
         match self.entry(key)?.get_password() {
             Ok(value) => Ok(Some(SecretValue::new(value))),
             Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(map_err(key, e)),
+            Err(e) => Err(map_err(&self.entry_name(key), e)),
         }
     }
 
@@ -182,7 +251,7 @@ impl Secrets {
     pub fn delete(&self, key: &SecretKey) -> Result<(), SecretsError> {
         match self.entry(key)?.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(map_err(key, e)),
+            Err(e) => Err(map_err(&self.entry_name(key), e)),
         }
     }
 
@@ -223,6 +292,12 @@ impl Secrets {
         blocking(move || this.get(&key)).await
     }
 
+    /// [`Secrets::adopt_unscoped`] off the async runtime's worker threads.
+    pub async fn adopt_unscoped_async(&self, owner: String) -> Result<usize, SecretsError> {
+        let this = self.clone();
+        blocking(move || this.adopt_unscoped(&owner)).await
+    }
+
     /// [`Secrets::delete_owner`] off the async runtime's worker threads.
     pub async fn delete_owner_async(&self, owner: String) -> Result<(), SecretsError> {
         let this = self.clone();
@@ -241,8 +316,8 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn map_err(key: &SecretKey, error: keyring::Error) -> SecretsError {
-    let entry = key.user();
+fn map_err(entry: &str, error: keyring::Error) -> SecretsError {
+    let entry = entry.to_string();
     match error {
         keyring::Error::PlatformFailure(e) | keyring::Error::NoStorageAccess(e) => {
             let detail = e.to_string();
@@ -266,13 +341,22 @@ mod tests {
     #[test]
     fn secret_values_never_print() {
         let value = SecretValue::new("hunter2");
-        assert_eq!(format!("{value:?}"), "SecretValue([redacted])");
+        let debug = format!("{value:?}");
+        assert!(
+            !debug.contains("hunter2") && debug.contains("REDACTED"),
+            "{debug}"
+        );
         assert_eq!(value.expose(), "hunter2");
     }
 
     #[test]
-    fn entries_are_namespaced_by_owner_and_kind() {
+    fn entries_are_namespaced_by_store_owner_and_kind() {
         let key = SecretKey::new("mbx-1", SecretKind::RefreshToken);
-        assert_eq!(key.user(), "mbx-1/refresh-token");
+        let secrets = Secrets::with_service("t");
+        assert_eq!(secrets.entry_name(&key), "mbx-1/refresh-token");
+        assert_eq!(
+            secrets.scoped("store-a").entry_name(&key),
+            "store-a/mbx-1/refresh-token"
+        );
     }
 }

@@ -56,3 +56,56 @@ fn large_values_fit() {
     assert_eq!(secrets.get(&key).unwrap().unwrap().expose(), pem);
     secrets.delete(&key).unwrap();
 }
+
+#[test]
+fn two_stores_keep_apart_the_same_owner_and_kind() {
+    // The PSA connection's owner id is the same constant in every data directory: scoping by
+    // store id is what keeps the sandbox's secret from replacing (or deleting) the real one.
+    let base = secrets();
+    let real = base.scoped("store-real");
+    let sandbox = base.scoped("store-sandbox");
+    let key = SecretKey::new("default", SecretKind::PsaClientSecret);
+    real.set(&key, &SecretValue::new("production-secret"))
+        .unwrap();
+    sandbox
+        .set(&key, &SecretValue::new("sandbox-secret"))
+        .unwrap();
+    assert_eq!(
+        real.get(&key).unwrap().unwrap().expose(),
+        "production-secret"
+    );
+    sandbox.delete_owner("default").unwrap();
+    assert_eq!(sandbox.get(&key).unwrap(), None);
+    assert_eq!(
+        real.get(&key).unwrap().unwrap().expose(),
+        "production-secret",
+        "deleting the sandbox's entries must leave the real store's"
+    );
+    real.delete_owner("default").unwrap();
+}
+
+#[test]
+fn an_unscoped_entry_is_adopted_once_and_never_overwrites() {
+    let base = secrets();
+    let store = base.scoped("store-a");
+    let secret = SecretKey::new("mbx-1", SecretKind::ClientSecret);
+    let token = SecretKey::new("mbx-1", SecretKind::RefreshToken);
+    base.set(&secret, &SecretValue::new("legacy-secret"))
+        .unwrap();
+    base.set(&token, &SecretValue::new("legacy-token")).unwrap();
+    // A scoped value written since wins over the legacy one.
+    store
+        .set(&token, &SecretValue::new("scoped-token"))
+        .unwrap();
+
+    assert_eq!(store.adopt_unscoped("mbx-1").unwrap(), 1);
+    assert_eq!(
+        store.get(&secret).unwrap().unwrap().expose(),
+        "legacy-secret"
+    );
+    assert_eq!(store.get(&token).unwrap().unwrap().expose(), "scoped-token");
+    assert_eq!(base.get(&secret).unwrap(), None, "the legacy entry is gone");
+    assert_eq!(base.get(&token).unwrap(), None);
+    assert_eq!(store.adopt_unscoped("mbx-1").unwrap(), 0);
+    store.delete_owner("mbx-1").unwrap();
+}

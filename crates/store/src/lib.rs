@@ -43,6 +43,7 @@ macro_rules! text_enum {
 mod data_dir;
 mod delta_cursor;
 pub mod inbound;
+mod lock;
 mod mailboxes;
 mod psa_connections;
 mod settings;
@@ -56,6 +57,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use data_dir::{data_dir, DATA_DIR_ENV};
 pub use delta_cursor::DeltaRoundCursor;
+pub use lock::{DataDirLock, LockError, LOCK_FILE};
 pub use mailboxes::{Cloud, CredentialKind, Mailbox, MailboxMethod, NewMailbox};
 pub use psa_connections::{NewPsaConnection, PsaConnection};
 pub use store_id::{StoreId, STORE_ID_SETTING};

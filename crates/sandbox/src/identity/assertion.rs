@@ -45,6 +45,14 @@ pub(crate) fn validate(
             app.client_id
         )));
     };
+    // Entra checks the registered key's validity first: an expired key fails every assertion.
+    if cert.not_after.timestamp() <= now {
+        return Err(fail(format!(
+            "Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{thumb}', Found key 'Start=..., End={}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]",
+            cert.not_after.format("%m/%d/%Y %H:%M:%S"),
+            app.client_id
+        )));
+    }
     let mut validation = Validation::new(header.alg);
     validation.validate_exp = false;
     validation.validate_nbf = false;

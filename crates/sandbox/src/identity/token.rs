@@ -7,6 +7,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::Digest;
+use subtle::ConstantTimeEq as _;
 
 use super::authorize::{check_tenant, correlation, TenantKind};
 use super::errors::{AadError, TraceIds};
@@ -142,7 +143,9 @@ impl IdentityPlatform {
             ));
         };
         let now = self.now();
-        match app.secrets.iter().find(|s| s.value == secret) {
+        match app.secrets
+            .iter()
+            .find(|s| bool::from(s.value.as_bytes().ct_eq(secret.as_bytes()))) {
             None => Err(AadError::client(
                 7000215,
                 format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id),
