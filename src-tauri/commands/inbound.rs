@@ -251,33 +251,9 @@ pub async fn psa_connection_set(
         .await?;
     // Prove it works before the engine relies on it.
     let client = state.core.psa_client().await?;
-    on_own_thread(move || async move { client.me().await })
+    client
+        .me()
         .await
-        .map_err(|m| ui(ErrorCode::Internal, m))?
         .map_err(mailroom_engine::CoreError::from)?;
     Ok(conn)
-}
-
-/// Runs a future built by `make` on a thread of its own (the PSA client's futures are not
-/// `Send`, so they cannot run on Tauri's multi-threaded command runtime directly).
-async fn on_own_thread<F, Fut, T>(make: F) -> Result<T, String>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("mailroom-psa-check".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                let _ = tx.send(runtime.block_on(make()));
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    rx.await
-        .map_err(|_| "the connection check stopped unexpectedly".to_string())
 }

@@ -270,7 +270,7 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     loop {
-        let report = scan_once(&pipeline, &mailbox, &graph, &options).await?;
+        let report = scan_once(&pipeline, &mailbox, &graph, &options, &Default::default()).await?;
         tracing::debug!(?report, "bench scan");
         if store.unfinished_count(Some(&mailbox.id)).await? == 0 {
             break;

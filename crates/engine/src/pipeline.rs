@@ -42,6 +42,7 @@ use mailroom_store::{Mailbox, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{EngineEvent, EventBus};
+use tokio_util::sync::CancellationToken;
 
 /// What happens to an email in the mailbox once it is processed (or skipped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -169,7 +170,14 @@ pub enum AttemptOutcome {
     },
     /// Given up (until reprocessed).
     Failed { code: String, message: String },
+    /// Mailroom stopped during the attempt; the email is processed again after the claim is
+    /// released (by the stopping worker, or at the next start).
+    Interrupted,
 }
+
+/// How long a stopping worker still waits for an attempt whose PSA write is already on its way,
+/// so that its outcome is recorded rather than looked up by the next attempt.
+pub const WRITE_GRACE: Duration = Duration::from_millis(1000);
 
 /// A failure inside an attempt, classified for retrying.
 #[derive(Debug, thiserror::Error)]
@@ -471,11 +479,17 @@ impl Pipeline {
     }
 
     /// Processes one claimed email: one attempt, recorded with its requests and log.
+    ///
+    /// When `cancel` fires the attempt stops at its next await point — unless its PSA write is
+    /// already on its way, which gets [`WRITE_GRACE`] to finish — and is recorded as
+    /// interrupted; the caller releases the claim. Stopping anywhere is safe: the PSA write
+    /// intent stored before the POST makes the next attempt look the object up first.
     pub async fn process_one(
         &self,
         graph: &GraphClient,
         mailbox: &Mailbox,
         email: &InboundEmail,
+        cancel: &CancellationToken,
     ) -> Result<AttemptOutcome, StoreError> {
         let trigger = self.trigger_for(email);
         let attempt_id = self
@@ -494,10 +508,35 @@ impl Pipeline {
             email.from_address
         ));
         let collector = mailroom_trace::Collector::new();
-        let result =
-            mailroom_trace::with_sink(collector.clone(), self.run(graph, mailbox, email, &log))
-                .await;
+        let mut work = Box::pin(mailroom_trace::with_sink(
+            collector.clone(),
+            self.run(graph, mailbox, email, &log),
+        ));
+        let result = tokio::select! {
+            biased;
+            result = &mut work => Some(result),
+            _ = cancel.cancelled() => {
+                let write_in_flight = matches!(
+                    self.store.psa_write(email.id).await,
+                    Ok(Some(w)) if !w.confirmed
+                );
+                if write_in_flight {
+                    tokio::time::timeout(WRITE_GRACE, &mut work).await.ok()
+                } else {
+                    None
+                }
+            }
+        };
+        drop(work);
         let now = self.clock.now();
+        let Some(result) = result else {
+            log.warn(
+                "Stopped: Mailroom is shutting down. The email is released and processed again at the next start.",
+            );
+            return self
+                .finish_interrupted(email.id, attempt_id, collector, &log)
+                .await;
+        };
         let (outcome, result_label, error) = match result {
             Ok(Executed::Written {
                 ticket_id,
@@ -587,6 +626,36 @@ impl Pipeline {
         });
         self.publish_email(email.id, false).await;
         Ok(outcome)
+    }
+
+    async fn finish_interrupted(
+        &self,
+        email_id: i64,
+        attempt_id: i64,
+        collector: Arc<mailroom_trace::Collector>,
+        log: &StepLog,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let requests = collector.drain();
+        let lines = log.take();
+        self.store
+            .finish_attempt(
+                attempt_id,
+                "interrupted",
+                Some((
+                    "interrupted",
+                    "Mailroom stopped during this attempt; the email is processed again.",
+                )),
+                &requests,
+                &lines,
+                self.clock.now(),
+            )
+            .await?;
+        self.events.publish(EngineEvent::AttemptFinished {
+            email_id,
+            attempt_id,
+            result: "interrupted".into(),
+        });
+        Ok(AttemptOutcome::Interrupted)
     }
 
     async fn run(

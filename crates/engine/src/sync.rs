@@ -15,6 +15,7 @@
 //!    keeps at most 4 requests in flight.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use mailroom_graph::{DeltaCursor, GraphClient, GraphError, GraphErrorKind};
 use mailroom_store::inbound::InboundEmail;
 use mailroom_store::Mailbox;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{EngineEvent, SyncState, SyncStatus};
@@ -85,6 +86,8 @@ pub struct ScanReport {
     pub skipped: usize,
     pub retrying: usize,
     pub failed: usize,
+    /// Attempts stopped by a shutdown (their emails were released).
+    pub interrupted: usize,
 }
 
 /// Why a scan could not run.
@@ -186,22 +189,49 @@ pub async fn intake(
     }
 }
 
-/// Claims and processes due emails until none are left (step 3 of the module docs).
+/// Claims and processes due emails until none are left (step 3 of the module docs), or until
+/// `cancel` fires: then attempts in flight stop (see [`Pipeline::process_one`]) and every claim
+/// this call made is released before it returns, so nothing waits for a lease.
 pub async fn process_due(
     pipeline: &Arc<Pipeline>,
     mailbox: &Mailbox,
     graph: &GraphClient,
     options: &SyncOptions,
     report: &mut ScanReport,
+    cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
     let token = uuid::Uuid::new_v4().to_string();
+    let result = process_claimed(pipeline, mailbox, graph, options, report, cancel, &token).await;
+    if cancel.is_cancelled() || result.is_err() {
+        let released = pipeline
+            .store()
+            .release_claims(&token, pipeline.clock().now())
+            .await;
+        match released {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(mailbox = %mailbox.name, released = n, "claims released"),
+            Err(e) => tracing::warn!(mailbox = %mailbox.name, "claims not released: {e}"),
+        }
+    }
+    result
+}
+
+async fn process_claimed(
+    pipeline: &Arc<Pipeline>,
+    mailbox: &Mailbox,
+    graph: &GraphClient,
+    options: &SyncOptions,
+    report: &mut ScanReport,
+    cancel: &CancellationToken,
+    token: &str,
+) -> Result<(), SyncError> {
     let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::minutes(5));
-    loop {
+    while !cancel.is_cancelled() {
         let claimed = pipeline
             .store()
             .claim_due(
                 &mailbox.id,
-                &token,
+                token,
                 pipeline.clock().now(),
                 lease,
                 options.batch.max(1),
@@ -231,7 +261,10 @@ pub async fn process_due(
             .map(|chain| async move {
                 let mut outcomes = Vec::new();
                 for email in chain {
-                    outcomes.push(pipeline.process_one(graph, mailbox, &email).await);
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    outcomes.push(pipeline.process_one(graph, mailbox, &email, cancel).await);
                 }
                 outcomes
             })
@@ -243,23 +276,29 @@ pub async fn process_due(
                     AttemptOutcome::Skipped { .. } => report.skipped += 1,
                     AttemptOutcome::Retrying { .. } => report.retrying += 1,
                     AttemptOutcome::Failed { .. } => report.failed += 1,
+                    AttemptOutcome::Interrupted => report.interrupted += 1,
                 }
             }
         }
     }
+    Ok(())
 }
 
-/// One full pass over a mailbox: intake, then processing of everything due.
-pub async fn scan_once(
-    pipeline: &Arc<Pipeline>,
+/// [`intake`] that stops at `cancel` (a round resumes from its stored cursor next time).
+pub async fn intake_until_cancelled(
+    pipeline: &Pipeline,
     mailbox: &Mailbox,
     graph: &GraphClient,
-    options: &SyncOptions,
-) -> Result<ScanReport, SyncError> {
-    let mut report = ScanReport::default();
-    let intake_result = intake(pipeline, mailbox, graph, &mut report).await;
-    if let Err(e) = &intake_result {
-        let _ = pipeline
+    report: &mut ScanReport,
+    cancel: &CancellationToken,
+) -> Result<(), SyncError> {
+    let result = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Ok(()),
+        result = intake(pipeline, mailbox, graph, report) => result,
+    };
+    if let Err(e) = &result {
+        if let Err(store_error) = pipeline
             .store()
             .set_sync_result(
                 &mailbox.id,
@@ -267,10 +306,26 @@ pub async fn scan_once(
                 Some(&e.to_string()),
                 pipeline.clock().now(),
             )
-            .await;
+            .await
+        {
+            tracing::warn!(mailbox = %mailbox.name, "the scan error was not stored: {store_error}");
+        }
     }
-    // Mail already recorded (retries) is processed even when the intake failed.
-    process_due(pipeline, mailbox, graph, options, &mut report).await?;
+    result
+}
+
+/// One full pass over a mailbox: intake, then processing of everything due (mail already
+/// recorded — retries — is processed even when the intake failed). Stops at `cancel`.
+pub async fn scan_once(
+    pipeline: &Arc<Pipeline>,
+    mailbox: &Mailbox,
+    graph: &GraphClient,
+    options: &SyncOptions,
+    cancel: &CancellationToken,
+) -> Result<ScanReport, SyncError> {
+    let mut report = ScanReport::default();
+    let intake_result = intake_until_cancelled(pipeline, mailbox, graph, &mut report, cancel).await;
+    process_due(pipeline, mailbox, graph, options, &mut report, cancel).await?;
     intake_result?;
     Ok(report)
 }
@@ -297,24 +352,13 @@ struct Task {
     done: Option<oneshot::Receiver<()>>,
 }
 
-enum Control {
-    Start(
-        Box<MailboxTask>,
-        mpsc::Receiver<MailboxCommand>,
-        oneshot::Sender<()>,
-    ),
-}
-
-/// Runs one task per mailbox on a dedicated engine thread (a single-threaded Tokio runtime with
-/// a `LocalSet`: the PSA client's futures are not `Send`, so the engine's work stays on one
-/// thread; front ends talk to it through channels from any thread).
+/// Runs one task per mailbox on the caller's tokio runtime (the app's and `mailroom run`'s
+/// shared multi-threaded runtime); front ends talk to the tasks through channels.
 pub struct SyncSupervisor {
     pipeline: Arc<Pipeline>,
     options: SyncOptions,
     cancel: CancellationToken,
-    control: mpsc::UnboundedSender<Control>,
     tasks: Mutex<HashMap<String, Task>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SyncSupervisor {
@@ -325,57 +369,15 @@ impl std::fmt::Debug for SyncSupervisor {
     }
 }
 
-fn engine_thread(mut control: mpsc::UnboundedReceiver<Control>, cancel: CancellationToken) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the engine runtime: {e}");
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let mut running = Vec::new();
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                message = control.recv() => match message {
-                    Some(Control::Start(task, commands, done)) => {
-                        running.push(tokio::task::spawn_local(async move {
-                            task.run(commands).await;
-                            let _ = done.send(());
-                        }));
-                    }
-                    None => break,
-                }
-            }
-        }
-        for handle in running {
-            let _ = handle.await;
-        }
-    });
-}
-
 impl SyncSupervisor {
-    /// Starts the engine thread (no mailbox yet).
+    /// A supervisor with no mailbox yet. Mailbox tasks are spawned on the runtime of the
+    /// caller of [`SyncSupervisor::start_mailbox`].
     pub fn new(pipeline: Arc<Pipeline>, options: SyncOptions) -> Self {
-        let cancel = CancellationToken::new();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let thread_cancel = cancel.clone();
-        let thread = std::thread::Builder::new()
-            .name("mailroom-engine".into())
-            .spawn(move || engine_thread(rx, thread_cancel))
-            .ok();
         SyncSupervisor {
             pipeline,
             options,
-            cancel,
-            control: tx,
+            cancel: CancellationToken::new(),
             tasks: Mutex::new(HashMap::new()),
-            thread: Mutex::new(thread),
         }
     }
 
@@ -414,15 +416,14 @@ impl SyncSupervisor {
             interval,
             status: status.clone(),
             cancel: cancel.clone(),
+            reading: AtomicBool::new(false),
+            processing: AtomicBool::new(false),
         };
         let (done_tx, done_rx) = oneshot::channel();
-        if self
-            .control
-            .send(Control::Start(Box::new(task), rx, done_tx))
-            .is_err()
-        {
-            tracing::error!("the engine thread is not running");
-        }
+        tokio::spawn(async move {
+            task.run(rx).await;
+            let _ = done_tx.send(());
+        });
         self.tasks.lock().expect("tasks lock").insert(
             mailbox.id,
             Task {
@@ -509,7 +510,7 @@ impl SyncSupervisor {
         }
     }
 
-    /// Stops every task (attempts in progress finish first) and the engine thread.
+    /// Stops every task (attempts in progress finish first).
     pub async fn shutdown(&self) {
         let tasks: Vec<Task> = self
             .tasks
@@ -523,10 +524,6 @@ impl SyncSupervisor {
             if let Some(done) = t.done.take() {
                 let _ = done.await;
             }
-        }
-        let thread = self.thread.lock().expect("thread lock").take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }
@@ -545,6 +542,26 @@ struct MailboxTask {
     interval: Duration,
     status: Arc<Mutex<SyncStatus>>,
     cancel: CancellationToken,
+    /// Whether a delta round runs now.
+    reading: AtomicBool,
+    /// Whether a processing pass runs now.
+    processing: AtomicBool,
+}
+
+/// A request for a processing pass. `reply` is set by *Import emails*, which waits for the pass
+/// and gets the intake's figures (or its error) with the pass's.
+struct PassRequest {
+    intake: Result<ScanReport, String>,
+    reply: Option<oneshot::Sender<Result<ScanReport, String>>>,
+}
+
+impl PassRequest {
+    fn wake() -> Self {
+        PassRequest {
+            intake: Ok(ScanReport::default()),
+            reply: None,
+        }
+    }
 }
 
 impl MailboxTask {
@@ -552,6 +569,15 @@ impl MailboxTask {
         let snapshot = {
             let mut status = self.status.lock().expect("status lock");
             change(&mut status);
+            if status.state != SyncState::Paused && status.state != SyncState::Stopped {
+                let busy =
+                    self.reading.load(Ordering::SeqCst) || self.processing.load(Ordering::SeqCst);
+                status.state = match (busy, status.error.is_some()) {
+                    (true, _) => SyncState::Scanning,
+                    (false, true) => SyncState::Error,
+                    (false, false) => SyncState::Idle,
+                };
+            }
             status.clone()
         };
         self.pipeline
@@ -564,78 +590,228 @@ impl MailboxTask {
             + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::minutes(1))
     }
 
-    async fn scan(&self) -> Result<ScanReport, SyncError> {
-        self.set_status(|s| s.state = SyncState::Scanning);
-        let result = scan_once(&self.pipeline, &self.mailbox, &self.graph, &self.options).await;
+    /// One delta round (intake only; processing is the other loop's).
+    async fn read(&self) -> Result<ScanReport, SyncError> {
+        self.reading.store(true, Ordering::SeqCst);
+        self.set_status(|_| {});
+        let mut report = ScanReport::default();
+        let result = intake_until_cancelled(
+            &self.pipeline,
+            &self.mailbox,
+            &self.graph,
+            &mut report,
+            &self.cancel,
+        )
+        .await;
+        self.reading.store(false, Ordering::SeqCst);
         let now = self.pipeline.clock().now();
         let next = self.next_at();
         match &result {
-            Ok(report) => {
-                if report.new > 0 || report.processed + report.skipped + report.failed > 0 {
-                    tracing::info!(mailbox = %self.mailbox.name, ?report, "scan finished");
+            Ok(()) => {
+                if report.new > 0 {
+                    tracing::info!(mailbox = %self.mailbox.name, seen = report.seen, new = report.new, "new mail");
                 }
                 self.set_status(|s| {
-                    s.state = SyncState::Idle;
                     s.last_sync_at = Some(now);
                     s.next_scan_at = Some(next);
                     s.error = None;
                 });
             }
             Err(e) => {
-                tracing::warn!(mailbox = %self.mailbox.name, "scan failed: {e}");
+                tracing::warn!(mailbox = %self.mailbox.name, "reading the mailbox failed: {e}");
                 let message = e.to_string();
                 self.set_status(|s| {
-                    s.state = SyncState::Error;
                     s.last_sync_at = Some(now);
                     s.next_scan_at = Some(next);
                     s.error = Some(message);
                 });
             }
         }
-        result
+        result.map(|()| report)
     }
 
-    async fn run(self, mut commands: mpsc::Receiver<MailboxCommand>) {
+    /// One processing pass: everything due, until none is left or the task stops.
+    async fn process(&self) -> Result<ScanReport, SyncError> {
+        self.processing.store(true, Ordering::SeqCst);
+        self.set_status(|_| {});
+        let mut report = ScanReport::default();
+        let result = process_due(
+            &self.pipeline,
+            &self.mailbox,
+            &self.graph,
+            &self.options,
+            &mut report,
+            &self.cancel,
+        )
+        .await;
+        self.processing.store(false, Ordering::SeqCst);
+        match &result {
+            Ok(()) => {
+                if report.processed + report.skipped + report.failed + report.retrying > 0 {
+                    tracing::info!(mailbox = %self.mailbox.name, ?report, "processing pass finished");
+                }
+                self.set_status(|_| {});
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %self.mailbox.name, "processing failed: {e}");
+                let message = e.to_string();
+                self.set_status(|s| s.error = Some(message));
+            }
+        }
+        result.map(|()| report)
+    }
+
+    /// Runs the two loops of the mailbox — intake (delta rounds on the ticker, commands) and
+    /// processing (claims and attempts) — until the task is stopped. They are separate so that
+    /// a PSA back-off episode, which holds the processing loop, never stops new mail from being
+    /// sighted and logged as pending.
+    async fn run(self, commands: mpsc::Receiver<MailboxCommand>) {
+        let (passes_tx, passes_rx) = mpsc::channel(8);
+        let (paused_tx, paused_rx) = watch::channel(false);
+        tokio::join!(
+            self.intake_loop(commands, passes_tx, paused_tx),
+            self.processing_loop(passes_rx, paused_rx)
+        );
+        self.set_status(|s| {
+            s.state = SyncState::Stopped;
+            s.next_scan_at = None;
+        });
+    }
+
+    async fn intake_loop(
+        &self,
+        mut commands: mpsc::Receiver<MailboxCommand>,
+        passes: mpsc::Sender<PassRequest>,
+        paused: watch::Sender<bool>,
+    ) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut paused = false;
+        // A pass request that finds the queue full is dropped: a pass is pending anyway.
+        let wake = |passes: &mpsc::Sender<PassRequest>| {
+            let _ = passes.try_send(PassRequest::wake());
+        };
         loop {
+            let is_paused = *paused.borrow();
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 command = commands.recv() => match command {
                     None | Some(MailboxCommand::Stop) => break,
                     Some(MailboxCommand::Pause) => {
-                        paused = true;
+                        paused.send_replace(true);
                         self.set_status(|s| { s.state = SyncState::Paused; s.next_scan_at = None; });
                     }
                     Some(MailboxCommand::Resume) => {
-                        paused = false;
-                        let _ = self.scan().await;
+                        paused.send_replace(false);
+                        self.set_status(|s| s.state = SyncState::Idle);
+                        let _ = self.read().await;
+                        wake(&passes);
                         ticker.reset();
                     }
                     Some(MailboxCommand::ScanNow(reply)) => {
-                        let result = self.scan().await.map_err(|e| e.to_string());
+                        let intake = self.read().await.map_err(|e| e.to_string());
                         ticker.reset();
-                        if let Some(reply) = reply {
-                            let _ = reply.send(result);
+                        let request = PassRequest { intake, reply };
+                        if let Err(mpsc::error::SendError(request)) = passes.send(request).await {
+                            if let Some(reply) = request.reply {
+                                let _ = reply.send(Err("the mailbox task is stopping".into()));
+                            }
                         }
                     }
                     Some(MailboxCommand::Reprocess(_)) => {
-                        if !paused {
-                            let _ = self.scan().await;
-                            ticker.reset();
+                        // The email is queued again already: a processing pass takes it.
+                        if !is_paused {
+                            wake(&passes);
                         }
                     }
                 },
-                _ = ticker.tick(), if !paused => {
-                    let _ = self.scan().await;
+                _ = ticker.tick(), if !is_paused => {
+                    if let Ok(report) = self.read().await {
+                        if report.new > 0 {
+                            wake(&passes);
+                        }
+                    }
                 }
             }
         }
-        self.set_status(|s| {
-            s.state = SyncState::Stopped;
-            s.next_scan_at = None;
-        });
+        // The processing loop stops with the task.
+        self.cancel.cancel();
+    }
+
+    async fn processing_loop(
+        &self,
+        mut passes: mpsc::Receiver<PassRequest>,
+        mut paused: watch::Receiver<bool>,
+    ) {
+        // The first pass runs at once: mail left from an earlier run (released claims, retries
+        // that came due while stopped) does not wait for new mail.
+        let mut due_now = true;
+        loop {
+            let mut requests = Vec::new();
+            if !due_now {
+                let wait = self.until_next_pass().await;
+                let is_paused = *paused.borrow();
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => break,
+                    request = passes.recv() => match request {
+                        Some(request) => requests.push(request),
+                        None => break,
+                    },
+                    changed = paused.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep(wait), if !is_paused => {}
+                }
+                while let Ok(request) = passes.try_recv() {
+                    requests.push(request);
+                }
+            }
+            due_now = false;
+            // While paused only *Import emails* (a request with a reply) processes.
+            if *paused.borrow() && requests.iter().all(|r| r.reply.is_none()) {
+                continue;
+            }
+            let result = self.process().await.map_err(|e| e.to_string());
+            for request in requests {
+                if let Some(reply) = request.reply {
+                    let combined = match (request.intake, &result) {
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(e.clone()),
+                        (Ok(intake), Ok(pass)) => Ok(ScanReport {
+                            processed: pass.processed,
+                            skipped: pass.skipped,
+                            retrying: pass.retrying,
+                            failed: pass.failed,
+                            interrupted: pass.interrupted,
+                            ..intake
+                        }),
+                    };
+                    let _ = reply.send(combined);
+                }
+            }
+            if self.cancel.is_cancelled() {
+                break;
+            }
+        }
+    }
+
+    /// How long the processing loop sleeps: until the mailbox's earliest retry is due (so a
+    /// retry runs when the log says it will), at most one scan interval.
+    async fn until_next_pass(&self) -> Duration {
+        match self.pipeline.store().next_retry_at(&self.mailbox.id).await {
+            Ok(Some(at)) => (at - self.pipeline.clock().now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(self.interval),
+            Ok(None) => self.interval,
+            Err(e) => {
+                tracing::warn!(mailbox = %self.mailbox.name, "next retry unknown: {e}");
+                self.interval
+            }
+        }
     }
 }

@@ -57,7 +57,13 @@ fn crash_child() {
         .unwrap();
     rt.block_on(async move {
         let clock = mailroom_clock::system();
+        // As `mailroom run` and the app do: the data directory's lock first; holding it proves
+        // no other process works on the store, so claims left by a killed one are released now.
+        let dir = std::path::Path::new(&spec.db).parent().unwrap();
+        let lock = mailroom_store::DataDirLock::acquire(dir, "crash child").unwrap();
         let store = Store::open(&spec.db).await.unwrap();
+        let released = store.release_all_claims(&lock, clock.now()).await.unwrap();
+        eprintln!("child start: {released} claim(s) released");
         let mailbox = store.mailbox(&spec.mailbox_id).await.unwrap();
         let mut config =
             PsaConfig::new(&spec.psa_url, &spec.psa_client_id, spec.psa_secret.as_str());
@@ -92,7 +98,7 @@ fn crash_child() {
             ..Default::default()
         };
         loop {
-            let report = scan_once(&pipeline, &mailbox, &graph, &options)
+            let report = scan_once(&pipeline, &mailbox, &graph, &options, &Default::default())
                 .await
                 .unwrap();
             eprintln!("child scan: {report:?}");
@@ -151,7 +157,7 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
     }
 
     let t = sb.tenant();
-    let mut spec = ChildSpec {
+    let spec = ChildSpec {
         db: db.display().to_string(),
         mailbox_id: mailbox.id.clone(),
         authority_url: sb.authority_url(),
@@ -196,13 +202,19 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
         delivered.len()
     );
 
-    // Restart; the dead process's claims are taken over at once (lease 0).
-    spec.lease_secs = 0;
+    // Restart with the usual 5-minute lease: the new process holds the data directory's lock,
+    // so it releases the dead one's claims at start and processes that mail at once.
+    assert_eq!(spec.lease_secs, 300);
+    let restarted = Instant::now();
     let status = tokio::task::spawn_blocking(move || spawn_child(&spec).wait())
         .await
         .unwrap()
         .unwrap();
     assert!(status.success(), "restarted engine finished cleanly");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(120),
+        "the restart did not wait for the lease"
+    );
 
     let tickets = sb.halo().tickets();
     let actions = sb.halo().actions();

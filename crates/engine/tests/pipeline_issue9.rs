@@ -144,9 +144,15 @@ async fn without_a_configured_or_matching_outcome_a_reply_fails_at_once_with_an_
         .unwrap();
     let mailbox = h.store.mailbox(&h.mailbox.id).await.unwrap();
     h.pipeline.request_reprocess(e.id).await.unwrap();
-    let report = mailroom_engine::sync::scan_once(&h.pipeline, &mailbox, &h.graph, &h.options)
-        .await
-        .unwrap();
+    let report = mailroom_engine::sync::scan_once(
+        &h.pipeline,
+        &mailbox,
+        &h.graph,
+        &h.options,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.processed, 1, "{report:?}");
     let ticket_id = h.email_for(&r).await.ticket_id.unwrap();
     assert!(h

@@ -4,8 +4,11 @@
 //! State machine of an email (column `state`):
 //! `seen` → `claimed` → `psa_written` → `done`, or `claimed` → `skipped`; a failed attempt
 //! goes to `retrying` (with `next_attempt_at`) and after the last attempt to `failed`.
-//! A claim older than the lease (a crashed or killed process) is claimable again, and the
-//! `psa_writes` intent row tells the next attempt whether the PSA write already happened.
+//! A claim is released (`claim_token` NULL, a `claimed` email back to the state it was claimed
+//! from) when its process stops, and every claim is released when a process starts holding the
+//! data directory's lock (no other process can own one then); a released or a lease-expired
+//! claim is claimable again, and the `psa_writes` intent row tells the next attempt whether the
+//! PSA write already happened.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use mailroom_trace::HttpExchange;
@@ -331,7 +334,8 @@ impl Store {
                  WHERE mailbox_id = ? AND (
                      state = 'seen'
                      OR (state = 'retrying' AND next_attempt_at <= ?)
-                     OR (state IN ('claimed', 'psa_written') AND claimed_at < ?))
+                     OR (state IN ('claimed', 'psa_written')
+                         AND (claim_token IS NULL OR claimed_at < ?)))
                  ORDER BY received_at, id LIMIT ?)
              RETURNING *",
         )
@@ -350,6 +354,71 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         emails.sort_by_key(|e| (e.received_at, e.id));
         Ok(emails)
+    }
+
+    /// Releases the claims made with `claim_token` (a stopping worker's): a `claimed` email
+    /// goes back to the state it was claimed from, a `psa_written` one keeps its state; neither
+    /// keeps a token, so the next claim takes them at once. Attempts of those emails left open
+    /// are closed as `interrupted`. Returns how many claims were released.
+    pub async fn release_claims(&self, claim_token: &str, now: DateTime<Utc>) -> Result<u64> {
+        self.release_claims_where(Some(claim_token), now).await
+    }
+
+    /// Releases every claim in the store, whoever made it (see [`Store::release_claims`]).
+    /// Taking the data directory's lock proves that no other process works on this store, so
+    /// whatever is still claimed was left by a process that died (a SIGKILL, a power cut) and
+    /// is processed at once instead of after its lease.
+    pub async fn release_all_claims(
+        &self,
+        _held: &crate::DataDirLock,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.release_claims_where(None, now).await
+    }
+
+    async fn release_claims_where(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<u64> {
+        let now = ts(now);
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE processing_attempts SET finished_at = ?, result = 'interrupted',
+                 error_code = 'interrupted',
+                 error_message = 'Mailroom stopped during this attempt; the email was released and is processed again.'
+             WHERE finished_at IS NULL AND email_id IN (
+                 SELECT id FROM inbound_emails
+                 WHERE state IN ('claimed', 'psa_written') AND claim_token IS NOT NULL
+                   AND (? IS NULL OR claim_token = ?))",
+        )
+        .bind(&now)
+        .bind(token)
+        .bind(token)
+        .execute(&mut *tx)
+        .await?;
+        let released = sqlx::query(
+            "UPDATE inbound_emails
+             SET state = CASE WHEN state = 'claimed' THEN COALESCE(claimed_from, 'seen') ELSE state END,
+                 claim_token = NULL, updated_at = ?
+             WHERE state IN ('claimed', 'psa_written') AND claim_token IS NOT NULL
+               AND (? IS NULL OR claim_token = ?)",
+        )
+        .bind(&now)
+        .bind(token)
+        .bind(token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// When the earliest retry of a mailbox is due (`None`: no email waits for a retry).
+    pub async fn next_retry_at(&self, mailbox_id: &str) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM inbound_emails WHERE mailbox_id = ? AND state = 'retrying'",
+        )
+        .bind(mailbox_id)
+        .fetch_one(self.pool())
+        .await?;
+        parse_ts_opt(at)
     }
 
     /// One email.

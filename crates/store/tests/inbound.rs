@@ -351,3 +351,68 @@ async fn attempts_keep_their_requests_and_log() {
     assert_eq!(attempts[1].error_code.as_deref(), Some("psa_down"));
     assert_eq!(store.inbound_email(a).await.unwrap().attempts, 2);
 }
+
+/// Issue 22: a stopping worker releases its claims (the next claim takes them at once, a
+/// `claimed` email goes back to where it was claimed from, open attempts close as
+/// `interrupted`); a process holding the data directory's lock releases everyone's.
+#[tokio::test]
+async fn released_claims_are_claimable_at_once_and_open_attempts_close() {
+    let (dir, store, mbx) = store_with_mailbox().await;
+    let lease = Duration::minutes(5);
+    for n in 1..=3 {
+        store
+            .record_sighting(&sighting(&mbx, n, None), t0())
+            .await
+            .unwrap();
+    }
+    let claimed = store
+        .claim_due(&mbx, "stopping", t0(), lease, 2)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let attempt = store
+        .start_attempt(claimed[0].id, AttemptTrigger::Scan, t0())
+        .await
+        .unwrap();
+    let dead = store
+        .claim_due(&mbx, "killed", t0(), lease, 5)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "the third email, claimed by another worker");
+
+    // Within the lease nothing is claimable; the stopping worker releases its two.
+    let t1 = t0() + Duration::seconds(1);
+    assert!(store
+        .claim_due(&mbx, "next", t1, lease, 5)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.release_claims("stopping", t1).await.unwrap(), 2);
+    assert_eq!(store.release_claims("stopping", t1).await.unwrap(), 0);
+    let first = store.inbound_email(claimed[0].id).await.unwrap();
+    assert_eq!(
+        first.state,
+        EmailState::Seen,
+        "back to the state it was claimed from"
+    );
+    let attempts = store.attempts(claimed[0].id).await.unwrap();
+    assert_eq!(attempts[0].id, attempt);
+    assert_eq!(attempts[0].result.as_deref(), Some("interrupted"));
+    assert!(attempts[0].finished_at.is_some());
+
+    let again = store.claim_due(&mbx, "next", t1, lease, 5).await.unwrap();
+    assert_eq!(
+        again.iter().map(|e| e.id).collect::<Vec<_>>(),
+        claimed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        "released claims are taken at once; the killed worker's still waits for its lease"
+    );
+
+    // A start that holds the lock releases every claim, the killed worker's included.
+    let lock = mailroom_store::DataDirLock::acquire(dir.path(), "test").unwrap();
+    assert_eq!(store.release_all_claims(&lock, t1).await.unwrap(), 3);
+    let all = store
+        .claim_due(&mbx, "after-start", t1, lease, 5)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+}

@@ -164,9 +164,15 @@ impl Harness {
     }
 
     pub async fn scan(&self) -> ScanReport {
-        scan_once(&self.pipeline, &self.mailbox, &self.graph, &self.options)
-            .await
-            .expect("scan")
+        scan_once(
+            &self.pipeline,
+            &self.mailbox,
+            &self.graph,
+            &self.options,
+            &Default::default(),
+        )
+        .await
+        .expect("scan")
     }
 
     pub fn tickets(&self) -> Vec<Value> {
