@@ -4,7 +4,7 @@
 /// Every `#[tauri::command]` the shell registers (keep in sync with `lib.rs`).
 const COMMANDS: &[&str] = &[
     "app_info",
-    "engine_start",
+    "engine_refresh",
     "engine_status",
     "inbound_log",
     "inbound_attempts",

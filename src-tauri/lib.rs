@@ -11,6 +11,8 @@ mod commands;
 mod sandbox_mode;
 mod tray;
 
+use mailroom_engine::engine::{Engine, EngineOptions};
+use mailroom_engine::events::EventBus;
 use mailroom_engine::Core;
 use tauri::Manager;
 
@@ -82,6 +84,24 @@ fn start(app: &mut tauri::App) {
             "sandbox tenant running"
         );
     }
+    // The one engine of the process, on Tauri's (shared) runtime; it keeps itself up and the
+    // window only shows its state.
+    let options = EngineOptions {
+        webhook_any_port: sandbox.is_some(),
+        create_missing_subscriptions: sandbox.is_some(),
+        ..Default::default()
+    };
+    let engine = tauri::async_runtime::block_on(Engine::start(
+        core.clone(),
+        EventBus::new(),
+        &lock,
+        options,
+    ))
+    .unwrap_or_else(|e| {
+        eprintln!("Mailroom cannot start its engine: {e}");
+        std::process::exit(1);
+    });
+    app.manage(commands::inbound::InboundState::new(engine));
     app.manage(AppState {
         core,
         sandbox,
@@ -89,6 +109,28 @@ fn start(app: &mut tauri::App) {
         _lock: lock,
         _log_guard: log_guard,
     });
+}
+
+/// The app is exiting (tray *Quit*, or the last window closed without a tray): the engine
+/// stops (attempts in flight interrupted, their claims released, the webhook receiver shut),
+/// bounded by the engine's stop timeout, then the store is closed. The data directory's lock
+/// goes with the process.
+fn shut_down(app: &tauri::AppHandle) {
+    let (Some(inbound), Some(state)) = (
+        app.try_state::<commands::inbound::InboundState>(),
+        app.try_state::<AppState>(),
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    tauri::async_runtime::block_on(async {
+        inbound.engine().stop().await;
+        state.core.store().close().await;
+    });
+    tracing::info!(
+        took_ms = started.elapsed().as_millis() as u64,
+        "Mailroom stopped"
+    );
 }
 
 /// Starts the desktop app. Blocks until the app exits.
@@ -105,7 +147,6 @@ pub fn run() {
     let result = builder
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
-        .manage(commands::inbound::InboundState::default())
         .manage(commands::connect::ConnectState::default())
         .setup(|app| {
             start(app);
@@ -123,7 +164,7 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
-            commands::inbound::engine_start,
+            commands::inbound::engine_refresh,
             commands::webhooks::subscription_show,
             commands::webhooks::subscription_create,
             commands::webhooks::subscription_cancel,
@@ -156,7 +197,14 @@ pub fn run() {
             commands::sandbox::sandbox_info,
             commands::sandbox::sandbox_send_test_email,
         ])
-        .run(tauri::generate_context!());
+        .build(tauri::generate_context!());
+    let result = result.map(|app| {
+        app.run(|app, event| {
+            if let tauri::RunEvent::Exit = event {
+                shut_down(app);
+            }
+        })
+    });
     if let Err(e) = result {
         tracing::error!("Mailroom stopped with an error: {e}");
         eprintln!("Mailroom stopped with an error: {e}");

@@ -35,7 +35,7 @@ export const sandboxInfo = () => call('sandbox_info');
 export const sandboxSendTestEmail = () => call('sandbox_send_test_email');
 
 // Inbound log, monitoring and the sync engine (ui/inbound-log.js).
-export const engineStart = () => call('engine_start');
+export const engineRefresh = () => call('engine_refresh');
 export const engineStatus = () => call('engine_status');
 export const inboundLog = (query) => call('inbound_log', { query });
 export const inboundAttempts = (emailId) => call('inbound_attempts', { emailId });

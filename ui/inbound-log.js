@@ -16,14 +16,17 @@ const STATUSES = [
   ['pending', 'Pending'],
 ];
 
-// One live subscription for the whole window; views register listeners.
+// One live subscription for the whole window; views register listeners. The engine starts
+// with the app and keeps itself up: the window only shows its state (`engine` below), from
+// `engine_status` once and then from the `engine` and `mailbox_sync` events.
 const listeners = new Set();
 let subscribed = false;
-const engine = { statuses: new Map(), started: false, error: null };
+const engine = { state: { state: 'starting' }, statuses: new Map() };
 
 function onBatch(events) {
   for (const event of events) {
     if (event.type === 'mailbox_sync') engine.statuses.set(event.mailbox_id, event);
+    if (event.type === 'engine') engine.state = event;
   }
   for (const listener of listeners) listener(events);
 }
@@ -39,24 +42,28 @@ async function ensureSubscribed() {
   }
 }
 
-let engineRetry = null;
+function applyStatus(status) {
+  engine.state = status.state;
+  for (const s of status.mailboxes) engine.statuses.set(s.mailbox_id, s);
+  for (const listener of listeners) listener([{ type: 'engine', ...status.state }]);
+}
 
-/** Starts processing (idempotent; also picks up newly added mailboxes). On failure (say, the
- *  PSA unreachable at launch) it tries again in 15 s; once running it re-checks every minute,
- *  so a mailbox whose credentials could not be read at start is picked up later. */
-export async function startEngine() {
+/** Subscribes to live events and reads the engine's state once (at start-up). */
+export async function watchEngine() {
   await ensureSubscribed();
-  clearTimeout(engineRetry);
   try {
-    const statuses = await backend.engineStart();
-    engine.started = true;
-    engine.error = null;
-    for (const s of statuses) engine.statuses.set(s.mailbox_id, s);
-    engineRetry = setTimeout(startEngine, 60000);
+    applyStatus(await backend.engineStatus());
   } catch (error) {
-    engine.started = false;
-    engine.error = error;
-    engineRetry = setTimeout(startEngine, 15000);
+    toast(error.message, 'error');
+  }
+}
+
+/** Asks the engine to pick up a change now (a mailbox connected, the PSA connection saved). */
+export async function refreshEngine() {
+  try {
+    applyStatus(await backend.engineRefresh());
+  } catch (error) {
+    toast(error.message, 'error');
   }
 }
 
@@ -221,6 +228,8 @@ function logPanel({ mailbox, mailboxes }) {
   }
 
   const listener = (events) => {
+    // The stream fell behind and dropped events: the rows cannot be patched, reload them.
+    if (events.some((e) => e.type === 'resync')) { load(true); return; }
     let changed = false;
     for (const event of events) {
       if (event.type !== 'email') continue;
@@ -256,7 +265,6 @@ function logPanel({ mailbox, mailboxes }) {
     mailbox ? h('button', { class: 'button', id: 'import-now', onclick: async (e) => {
       e.target.disabled = true;
       try {
-        await startEngine();
         const r = await backend.inboundImportNow(mailbox.id);
         toast(`Import finished: ${r.new} new, ${r.processed} processed, ${r.skipped} skipped, ${r.failed} failed, ${r.retrying} to retry.`);
         load(true);
@@ -330,8 +338,15 @@ function psaForm(onSaved) {
 function engineLine(mailboxes) {
   const el = h('div', { class: 'engine-status', id: 'engine-status' });
   const paint = () => {
-    if (!engine.started) {
-      el.replaceChildren(h('p', { class: 'subtle' }, engine.error ? `Not processing: ${engine.error.message}` : 'Not processing yet.'));
+    const st = engine.state;
+    if (st.state !== 'running' && !(st.state === 'degraded' && st.mailboxes > 0)) {
+      const text = {
+        starting: 'Starting…',
+        degraded: `Not processing: ${st.reason}${st.retry_at ? ` (trying again at ${fmtTime(st.retry_at)})` : ''}`,
+        stopping: 'Stopping…',
+        stopped: 'Stopped.',
+      }[st.state] ?? 'Not processing yet.';
+      el.replaceChildren(h('p', { class: st.state === 'degraded' ? 'error-text' : 'subtle', 'data-engine-state': st.state }, text));
       return;
     }
     const rows = mailboxes.map((m) => {
@@ -339,12 +354,15 @@ function engineLine(mailboxes) {
       const text = s ? `${s.state}${s.last_sync_at ? `, last scan ${fmtTime(s.last_sync_at)}` : ''}${s.error ? ` — ${s.error}` : ''}` : 'not synced (connect it first)';
       return h('li', { 'data-mailbox-status': m.id }, `${m.name}: ${text}`);
     });
-    el.replaceChildren(h('ul', { class: 'plain' }, rows));
+    const degraded = st.state === 'degraded'
+      ? h('p', { class: 'error-text', 'data-engine-state': st.state }, `Degraded: ${st.reason}`)
+      : null;
+    el.replaceChildren(...[degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows)].filter(Boolean));
   };
   paint();
   const listener = (events) => {
     if (!el.isConnected) { listeners.delete(listener); return; }
-    if (events.some((e) => e.type === 'mailbox_sync')) paint();
+    if (events.some((e) => e.type === 'mailbox_sync' || e.type === 'engine')) paint();
   };
   listeners.add(listener);
   return { el, paint };
@@ -436,13 +454,12 @@ export function monitoringPanel(mailboxes) {
       h('p', { class: 'subtle' }, 'Every email across all mailboxes, as it is processed.')),
     body);
   (async () => {
-    await startEngine();
     const status = engineLine(mailboxes);
     let conn = null;
     try { conn = await backend.psaConnectionGet(); } catch { conn = null; }
     const parts = [status.el];
     if (!conn) {
-      parts.push(psaForm(async () => { await startEngine(); status.paint(); }));
+      parts.push(psaForm(async () => { await refreshEngine(); status.paint(); }));
     }
     parts.push(subscriptionEventsPanel(mailboxes));
     parts.push(logPanel({ mailbox: null, mailboxes }));

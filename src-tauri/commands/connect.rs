@@ -156,6 +156,7 @@ pub async fn authorize_start(
 pub async fn authorize_wait(
     state: State<'_, AppState>,
     connect: State<'_, ConnectState>,
+    inbound: State<'_, super::inbound::InboundState>,
     id: String,
 ) -> ConnectResult<Connection> {
     let authorization = connect
@@ -169,7 +170,10 @@ pub async fn authorize_wait(
         .finish_authorization(authorization, connect::DEFAULT_SIGN_IN_TIMEOUT)
         .await;
     connect.cancels.lock().expect("lock").remove(&id);
-    Ok(result?)
+    let connection = result?;
+    // The engine starts syncing the mailbox now rather than at its next round.
+    inbound.engine().refresh();
+    Ok(connection)
 }
 
 #[tauri::command]
@@ -184,8 +188,14 @@ pub async fn authorize_cancel(connect: State<'_, ConnectState>, id: String) -> C
 }
 
 #[tauri::command]
-pub async fn connect_app_only(state: State<'_, AppState>, id: String) -> ConnectResult<Connection> {
-    Ok(state.core.connect_app_only(&id).await?)
+pub async fn connect_app_only(
+    state: State<'_, AppState>,
+    inbound: State<'_, super::inbound::InboundState>,
+    id: String,
+) -> ConnectResult<Connection> {
+    let connection = state.core.connect_app_only(&id).await?;
+    inbound.engine().refresh();
+    Ok(connection)
 }
 
 #[tauri::command]
@@ -208,6 +218,7 @@ pub async fn disconnect_mailbox(
     if let Some(webhooks) = inbound.webhooks().await {
         webhooks.remove_mailbox(&id);
     }
+    inbound.engine().stop_mailbox(&id).await;
     Ok(mailbox)
 }
 

@@ -1,17 +1,14 @@
-//! The sync engine in the window: start it, the inbound log and its details, *Import emails*,
+//! The sync engine in the window: its state, the inbound log and its details, *Import emails*,
 //! *Reprocess*, the PSA connection, and live events streamed in batches over a Channel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use mailroom_engine::events::{batched, CancellationToken, EngineEvent, EventBus, SyncStatus};
-use mailroom_engine::pipeline::Pipeline;
+use mailroom_engine::engine::{EngineError, EngineHandle, EngineState, StartReport};
+use mailroom_engine::events::{batched, CancellationToken, EngineEvent, SyncStatus};
 use mailroom_engine::psa_connection::PsaConnection;
-use mailroom_engine::sync::{ScanReport, SyncOptions, SyncSupervisor};
+use mailroom_engine::sync::ScanReport;
 use mailroom_engine::webhooks::Webhooks;
-use mailroom_engine::ErrorCode;
 use mailroom_store::inbound::{AttemptDetail, InboundEmail, LogQuery, LogStatus};
-use mailroom_store::MailboxMethod;
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -24,120 +21,71 @@ const BATCH_EVERY: Duration = Duration::from_millis(250);
 /// … or as soon as this many are waiting.
 const BATCH_MAX: usize = 100;
 
-/// The engine of the window (managed state).
-#[derive(Default)]
+/// The engine of the window (managed state): the one [`EngineHandle`] of the process, and the
+/// window's live-event subscription.
 pub struct InboundState {
-    events: EventBus,
-    supervisor: tokio::sync::Mutex<Option<Arc<SyncSupervisor>>>,
-    /// The webhook receiver (started with the engine).
-    webhooks: tokio::sync::Mutex<Option<Webhooks>>,
+    engine: EngineHandle,
+    /// Cancels the forwarder of the current subscription; a reload of the window subscribes
+    /// again and so cancels the old one (no forwarder is left per reload).
+    subscription: std::sync::Mutex<Option<CancellationToken>>,
 }
 
 impl InboundState {
-    /// The webhook service, once the engine runs.
+    pub fn new(engine: EngineHandle) -> Self {
+        InboundState {
+            engine,
+            subscription: Default::default(),
+        }
+    }
+
+    /// The engine handle.
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    /// The webhook service, once the engine runs it.
     pub async fn webhooks(&self) -> Option<Webhooks> {
-        self.webhooks.lock().await.clone()
+        self.engine.webhooks()
     }
 }
 
-fn ui(code: ErrorCode, message: impl Into<String>) -> UiError {
-    UiError {
-        code,
-        message: message.into(),
+impl From<EngineError> for UiError {
+    fn from(error: EngineError) -> Self {
+        UiError {
+            code: error.code(),
+            message: error.to_string(),
+        }
     }
 }
 
-/// Starts syncing every enabled, connected mailbox not synced yet (call it again after a
-/// mailbox is connected); returns the status of every synced mailbox.
+/// The engine's state, its last start-up round and every mailbox task's status.
+#[derive(Debug, Serialize)]
+pub struct EngineStatus {
+    pub state: EngineState,
+    pub report: StartReport,
+    pub mailboxes: Vec<SyncStatus>,
+}
+
+fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
+    EngineStatus {
+        state: engine.state(),
+        report: engine.report(),
+        mailboxes: engine.statuses(),
+    }
+}
+
+/// What the engine is doing (it starts with the app and keeps itself up; the window only
+/// shows this).
 #[tauri::command]
-pub async fn engine_start(
-    state: State<'_, AppState>,
-    inbound: State<'_, InboundState>,
-) -> UiResult<Vec<SyncStatus>> {
-    let mut slot = inbound.supervisor.lock().await;
-    let core = &state.core;
-    if let Some(sandbox) = state.sandbox.as_ref() {
-        // Sandbox mode: the emulated HaloPSA is the PSA connection.
-        if core.psa_connection().await?.is_none() {
-            let psa = &sandbox.tenant().psa;
-            core.set_psa_connection(
-                &sandbox.psa_url(),
-                &psa.client_id,
-                mailroom_secrets::SecretValue::new(psa.client_secret.clone()),
-                Some(&psa.tenant),
-            )
-            .await?;
-        }
-    }
-    if slot.is_none() {
-        let pipeline = Arc::new(Pipeline::from_core(core, inbound.events.clone()).await?);
-        *slot = Some(Arc::new(SyncSupervisor::new(
-            pipeline,
-            SyncOptions::default(),
-        )));
-    }
-    let supervisor = slot.as_ref().expect("just set").clone();
-    let mut hooks_slot = inbound.webhooks.lock().await;
-    if hooks_slot.is_none() {
-        let mut options = core
-            .webhook_settings()
-            .await?
-            .options()
-            .map_err(|e| ui(ErrorCode::InvalidInput, e))?;
-        if state.sandbox.is_some() {
-            // Sandbox mode: subscriptions are created at each launch; any free port.
-            options.bind.set_port(0);
-        }
-        let (service, _) = core
-            .start_webhooks(
-                options,
-                supervisor.pipeline().clock().clone(),
-                Some(supervisor.clone()),
-            )
-            .await?;
-        *hooks_slot = Some(service);
-    }
-    let webhooks = hooks_slot.as_ref().expect("just set").clone();
-    drop(hooks_slot);
-    for mailbox in core.mailboxes().await? {
-        if !mailbox.enabled || supervisor.has_mailbox(&mailbox.id) {
-            continue;
-        }
-        match core.graph_client_for(&mailbox).await {
-            Ok(graph) if mailbox.method == MailboxMethod::Webhook => {
-                webhooks.add_mailbox(mailbox, graph).await
-            }
-            Ok(graph) => supervisor.start_mailbox(mailbox, graph),
-            Err(e) => tracing::warn!(mailbox = %mailbox.name, "not synced yet: {e}"),
-        }
-    }
-    if state.sandbox.is_some() {
-        // Sandbox mode: every connected Webhooks mailbox (helpdesk@) gets its subscription, so
-        // that its mail becomes a ticket at once.
-        for mailbox in core.mailboxes().await? {
-            if mailbox.method == MailboxMethod::Webhook
-                && supervisor.has_mailbox(&mailbox.id)
-                && matches!(webhooks.subscription(&mailbox.id).await, Ok(None))
-            {
-                if let Err(e) = webhooks.create_subscription(&mailbox.id).await {
-                    tracing::warn!(mailbox = %mailbox.name, "sandbox subscription not created: {e}");
-                }
-            }
-        }
-    }
-    Ok(supervisor.statuses())
+pub async fn engine_status(inbound: State<'_, InboundState>) -> UiResult<EngineStatus> {
+    Ok(engine_status_of(inbound.engine()))
 }
 
-/// The status of every mailbox task (empty while the engine is not started).
+/// Asks the engine to pick up a change now (a mailbox connected, the PSA connection saved).
 #[tauri::command]
-pub async fn engine_status(inbound: State<'_, InboundState>) -> UiResult<Vec<SyncStatus>> {
-    Ok(inbound
-        .supervisor
-        .lock()
-        .await
-        .as_ref()
-        .map(|s| s.statuses())
-        .unwrap_or_default())
+pub async fn engine_refresh(inbound: State<'_, InboundState>) -> UiResult<EngineStatus> {
+    inbound.engine().refresh();
+    Ok(engine_status_of(inbound.engine()))
 }
 
 /// A page of the inbound log with the counts per status.
@@ -177,19 +125,8 @@ pub async fn inbound_attempts(
 
 /// *Reprocess*: queue the email again (a confirmed PSA write is never repeated).
 #[tauri::command]
-pub async fn inbound_reprocess(
-    state: State<'_, AppState>,
-    inbound: State<'_, InboundState>,
-    email_id: i64,
-) -> UiResult<()> {
-    let supervisor = inbound.supervisor.lock().await.clone();
-    match supervisor {
-        Some(s) => s
-            .reprocess(email_id)
-            .await
-            .map_err(|m| ui(ErrorCode::Internal, m)),
-        None => Ok(state.core.requeue_email(email_id).await?),
-    }
+pub async fn inbound_reprocess(inbound: State<'_, InboundState>, email_id: i64) -> UiResult<()> {
+    Ok(inbound.engine().reprocess(email_id).await?)
 }
 
 /// *Import emails*: one pass over the mailbox now; permission problems come back in words.
@@ -198,32 +135,29 @@ pub async fn inbound_import_now(
     inbound: State<'_, InboundState>,
     mailbox_id: String,
 ) -> UiResult<ScanReport> {
-    let supervisor = inbound.supervisor.lock().await.clone().ok_or_else(|| {
-        ui(
-            ErrorCode::NotConfigured,
-            "Mailroom is not processing mail yet: connect HaloPSA and a mailbox first.",
-        )
-    })?;
-    supervisor
-        .import_now(&mailbox_id)
-        .await
-        .map_err(|m| ui(ErrorCode::GraphFailed, m))
+    Ok(inbound.engine().import_now(&mailbox_id).await?)
 }
 
-/// Streams engine events to the window in batches until the window drops the channel.
+/// Streams engine events to the window in batches until the window subscribes again (a
+/// reload) or drops the channel. A lagging stream gets a `resync` event: reload the view.
 #[tauri::command]
 pub async fn inbound_subscribe(
     inbound: State<'_, InboundState>,
     on_events: Channel<Vec<EngineEvent>>,
 ) -> UiResult<()> {
-    let rx = inbound.events.subscribe();
-    tauri::async_runtime::spawn(batched(
-        rx,
-        BATCH_EVERY,
-        BATCH_MAX,
-        CancellationToken::new(),
-        move |batch| on_events.send(batch).is_ok(),
-    ));
+    let rx = inbound.engine().events().subscribe();
+    let cancel = CancellationToken::new();
+    let previous = inbound
+        .subscription
+        .lock()
+        .expect("subscription lock")
+        .replace(cancel.clone());
+    if let Some(previous) = previous {
+        previous.cancel();
+    }
+    tauri::async_runtime::spawn(batched(rx, BATCH_EVERY, BATCH_MAX, cancel, move |batch| {
+        on_events.send(batch).is_ok()
+    }));
     Ok(())
 }
 
@@ -235,6 +169,7 @@ pub async fn psa_connection_get(state: State<'_, AppState>) -> UiResult<Option<P
 #[tauri::command]
 pub async fn psa_connection_set(
     state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
     base_url: String,
     client_id: String,
     client_secret: String,
@@ -255,5 +190,7 @@ pub async fn psa_connection_set(
         .me()
         .await
         .map_err(mailroom_engine::CoreError::from)?;
+    // The engine builds its PSA client from the connection: pick the new one up now.
+    inbound.engine().refresh();
     Ok(conn)
 }

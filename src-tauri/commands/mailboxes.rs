@@ -18,6 +18,15 @@ pub async fn add_mailbox(state: State<'_, AppState>, setup: MailboxSetup) -> UiR
 }
 
 #[tauri::command]
-pub async fn remove_mailbox(state: State<'_, AppState>, id: String) -> UiResult<()> {
+pub async fn remove_mailbox(
+    state: State<'_, AppState>,
+    inbound: State<'_, super::inbound::InboundState>,
+    id: String,
+) -> UiResult<()> {
+    // Its sync task first, so that nothing reads the mailbox while its credentials go.
+    if let Some(webhooks) = inbound.webhooks().await {
+        webhooks.remove_mailbox(&id);
+    }
+    inbound.engine().stop_mailbox(&id).await;
     Ok(state.core.remove_mailbox(&id).await?)
 }

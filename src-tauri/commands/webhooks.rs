@@ -1,6 +1,6 @@
 //! Webhooks mailboxes: the Graph subscription of a mailbox (*Create subscription*, *Cancel
-//! subscription*, its details and events). The receiver runs with the engine
-//! (`engine_start`), which registers every Webhooks mailbox with it.
+//! subscription*, its details and events). The receiver runs with the engine, which
+//! registers every Webhooks mailbox with it.
 
 use mailroom_engine::webhooks::{SubscriptionEvent, SubscriptionRecord, Webhooks};
 use mailroom_engine::{CoreError, ErrorCode};

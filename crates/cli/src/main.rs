@@ -76,10 +76,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Run(args) => {
             // One engine per data directory (the app takes the same lock); held until exit.
-            let _lock = mailroom_store::DataDirLock::acquire(&data_dir(&cli)?, "mailroom run")?;
+            let lock = mailroom_store::DataDirLock::acquire(&data_dir(&cli)?, "mailroom run")?;
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
-            run::run(&core, args).await
+            run::run(&core, &lock, args).await
         }
         Command::Subscription(command) => {
             let core = open_core(&cli).await?;

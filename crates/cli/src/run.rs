@@ -1,13 +1,14 @@
 //! `mailroom run`: the sync loop, headless, until Ctrl-C.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
+use mailroom_engine::engine::{Engine, EngineOptions, EngineState};
 use mailroom_engine::events::{EngineEvent, EventBus, SyncState};
-use mailroom_engine::pipeline::Pipeline;
-use mailroom_engine::sync::{SyncOptions, SyncSupervisor};
+use mailroom_engine::sync::SyncOptions;
 use mailroom_engine::Core;
 use mailroom_store::inbound::LogStatus;
+use mailroom_store::MailboxMethod;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -18,72 +19,69 @@ pub struct RunArgs {
     interval: Option<u64>,
 }
 
-pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
+pub async fn run(
+    core: &Core,
+    lock: &mailroom_store::DataDirLock,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
     let events = EventBus::new();
-    let pipeline = Arc::new(Pipeline::from_core(core, events.clone()).await?);
-    let clock = pipeline.clock().clone();
-    let supervisor = Arc::new(SyncSupervisor::new(
-        pipeline,
-        SyncOptions {
+    // Subscribed before the start, so that no event of the first round is missed.
+    let mut rx = events.subscribe();
+    let options = EngineOptions {
+        sync: SyncOptions {
             interval_override: args.interval.map(|s| Duration::from_secs(s.max(1))),
             ..Default::default()
         },
-    ));
-    let mut started = 0;
-    // Webhooks mailboxes: the receiver, their fallback scans and subscription upkeep (only
-    // when there is one, so that `run` never needs the receiver's port otherwise).
-    let any_webhook = core
+        ..Default::default()
+    };
+    let engine = Engine::start(core.clone(), events, lock, options).await?;
+    let state = engine.started().await;
+    let report = engine.report();
+    if let Some((addr, base_url)) = &report.receiver {
+        println!("Webhook receiver on {addr} (notifications to {base_url})");
+    }
+    for mailbox in &report.mailboxes {
+        match (&mailbox.not_synced, mailbox.method) {
+            (None, MailboxMethod::Webhook) => {
+                println!("{}: syncing (webhooks, with a fallback scan)", mailbox.name)
+            }
+            (None, _) => println!("{}: syncing", mailbox.name),
+            (Some(why), _) if why == "disabled" => {
+                println!("{}: disabled, not synced", mailbox.name)
+            }
+            (Some(why), _) => eprintln!("{}: not synced: {why}", mailbox.name),
+        }
+    }
+    let synced = report
+        .mailboxes
+        .iter()
+        .filter(|m| m.not_synced.is_none())
+        .count();
+    if synced == 0 {
+        engine.stop().await;
+        match state {
+            EngineState::Degraded { reason, .. } => anyhow::bail!("{reason}"),
+            _ => anyhow::bail!(
+                "no mailbox could be started; connect a mailbox first (mailroom mailbox list)"
+            ),
+        }
+    }
+    if let EngineState::Degraded { reason, .. } = &state {
+        eprintln!("Degraded: {reason} (trying again in the background)");
+    }
+    // Errors name mailboxes by their name and address, not by id.
+    let names: HashMap<String, String> = core
         .mailboxes()
         .await?
-        .iter()
-        .any(|m| m.enabled && m.method == mailroom_store::MailboxMethod::Webhook);
-    let mut webhooks = None;
-    if any_webhook {
-        let options = core
-            .webhook_settings()
-            .await?
-            .options()
-            .map_err(anyhow::Error::msg)?;
-        let (service, skipped) = core
-            .start_webhooks(options, clock, Some(supervisor.clone()))
-            .await?;
-        println!(
-            "Webhook receiver on {} (notifications to {})",
-            service.local_addr(),
-            service.base_url()
-        );
-        for (mailbox, why) in &skipped {
-            eprintln!("{}: not synced: {why}", mailbox.name);
-        }
-        webhooks = Some(service);
-    }
-    for mailbox in core.mailboxes().await? {
-        if mailbox.method == mailroom_store::MailboxMethod::Webhook
-            && supervisor.has_mailbox(&mailbox.id)
-        {
-            println!("{}: syncing (webhooks, with a fallback scan)", mailbox.name);
-            started += 1;
-            continue;
-        }
-        if !mailbox.enabled {
-            println!("{}: disabled, not synced", mailbox.name);
-            continue;
-        }
-        match core.graph_client_for(&mailbox).await {
-            Ok(graph) => {
-                println!("{}: syncing", mailbox.name);
-                supervisor.start_mailbox(mailbox, graph);
-                started += 1;
-            }
-            Err(e) => eprintln!("{}: not synced: {e}", mailbox.name),
-        }
-    }
-    if started == 0 {
-        anyhow::bail!(
-            "no mailbox could be started; connect a mailbox first (mailroom mailbox list)"
-        );
-    }
-    let mut rx = events.subscribe();
+        .into_iter()
+        .map(|m| {
+            let label = match &m.mailbox_address {
+                Some(address) => format!("{} <{address}>", m.name),
+                None => m.name.clone(),
+            };
+            (m.id, label)
+        })
+        .collect();
     let printer = tokio::spawn(async move {
         loop {
             match rx.recv().await {
@@ -107,11 +105,14 @@ pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
                     );
                 }
                 Ok(EngineEvent::MailboxSync(status)) if status.state == SyncState::Error => {
-                    eprintln!(
-                        "mailbox {}: {}",
-                        status.mailbox_id,
-                        status.error.unwrap_or_default()
-                    );
+                    let name = names
+                        .get(&status.mailbox_id)
+                        .cloned()
+                        .unwrap_or_else(|| format!("mailbox {}", status.mailbox_id));
+                    eprintln!("{name}: {}", status.error.unwrap_or_default());
+                }
+                Ok(EngineEvent::Engine(EngineState::Degraded { reason, .. })) => {
+                    eprintln!("Degraded: {reason}")
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -123,11 +124,10 @@ pub async fn run(core: &Core, args: &RunArgs) -> anyhow::Result<()> {
     });
     println!("Running; press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
-    println!("Stopping (finishing attempts in progress)…");
-    if let Some(w) = &webhooks {
-        w.shutdown();
-    }
-    supervisor.shutdown().await;
+    let stopping = std::time::Instant::now();
+    println!("Stopping (attempts in flight are interrupted and their emails released)…");
+    engine.stop().await;
     printer.abort();
+    println!("Stopped in {} ms.", stopping.elapsed().as_millis());
     Ok(())
 }

@@ -119,3 +119,102 @@ async fn run_processes_mail_until_ctrl_c() {
             .delete(&mailroom_secrets::SecretKey::new(&mailbox.id, kind));
     }
 }
+
+/// Issue 22: Ctrl-C while the PSA refuses every request (the client is in its 429 back-off,
+/// which may last two minutes per call) ends `mailroom run` within 2 s, and the email it was
+/// working on is not left claimed: the next start processes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_psa_back_off_exits_within_2s_and_leaves_no_claim() {
+    use mailroom_sandbox::{FaultRule, Service};
+    use std::time::{Duration, Instant};
+
+    let sb = common::sandbox_without_mail().await;
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::open(dir.path()).await.unwrap();
+    let t = sb.tenant();
+    let mailbox =
+        common::connected_app_only_mailbox(&core, &sb, "Support", "support@contoso.test").await;
+    core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
+        port: Some(0),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+    sb.faults()
+        .add(FaultRule::psa_rate_limited("*", 100_000))
+        .unwrap();
+    sb.graph()
+        .deliver(InboundMail {
+            to: "support@contoso.test".into(),
+            from: "pat@fabrikam.test".into(),
+            from_name: Some("Pat Smith".into()),
+            subject: "Stuck behind a 429".into(),
+            body_html: Some("<p>Hello</p>".into()),
+            ..Default::default()
+        })
+        .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["run", "--interval", "1"])
+        .env("MAILROOM_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mailroom run starts");
+    let stdout = child.stdout.take().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sb.faults().total(Service::Psa) < 2 {
+        assert!(Instant::now() < deadline, "the PSA was never called");
+        assert!(child.try_wait().unwrap().is_none(), "mailroom run exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let interrupted_at = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = interrupted_at.elapsed();
+    let text = output.await.unwrap().join("\n");
+    eprintln!("{text}\nexited {} ms after Ctrl-C", took.as_millis());
+    assert!(status.success(), "{text}");
+    assert!(took < Duration::from_secs(2), "exited after {took:?}");
+    assert!(text.contains("Stopped in"), "{text}");
+
+    let emails = core
+        .store()
+        .inbound_log(&mailroom_store::inbound::LogQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(emails.len(), 1);
+    assert_ne!(
+        emails[0].state,
+        mailroom_store::inbound::EmailState::Claimed,
+        "the email was released"
+    );
+    let _ = core.secrets().delete(&mailroom_secrets::SecretKey::new(
+        mailroom_engine::psa_connection::PSA_CONNECTION_ID,
+        mailroom_secrets::SecretKind::PsaClientSecret,
+    ));
+    for kind in mailroom_secrets::SecretKind::ALL {
+        let _ = core
+            .secrets()
+            .delete(&mailroom_secrets::SecretKey::new(&mailbox.id, kind));
+    }
+}

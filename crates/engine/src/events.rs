@@ -55,6 +55,10 @@ pub enum EngineEvent {
     },
     /// A mailbox's sync status changed.
     MailboxSync(SyncStatus),
+    /// The engine's own state changed (starting, running, degraded, stopping, stopped).
+    Engine(crate::engine::EngineState),
+    /// This receiver fell behind and `missed` events were dropped: reload what is shown.
+    Resync { missed: u64 },
 }
 
 /// The sending side of the event channel (cheap to clone).
@@ -126,7 +130,14 @@ pub async fn batched(
                         }
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // The view cannot be patched from the events it still gets: tell it to
+                    // reload, in order with the rest of the batch.
+                    batch.push(EngineEvent::Resync { missed });
+                    if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + every);
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }

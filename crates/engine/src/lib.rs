@@ -6,6 +6,7 @@
 //!   keyring themselves.
 
 pub mod connect;
+pub mod engine;
 pub mod events;
 pub mod logging;
 pub mod mailboxes;

@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::EngineError;
 use crate::events::{EngineEvent, SyncState, SyncStatus};
 use crate::pipeline::{sighting, AttemptOutcome, Pipeline, ProcessingSettings};
 
@@ -460,30 +461,24 @@ impl SyncSupervisor {
     }
 
     /// *Import emails*: one pass now, with permission problems reported in plain words.
-    pub async fn import_now(&self, mailbox_id: &str) -> Result<ScanReport, String> {
+    pub async fn import_now(&self, mailbox_id: &str) -> Result<ScanReport, EngineError> {
         let (tx, rx) = oneshot::channel();
         if !self
             .send(mailbox_id, MailboxCommand::ScanNow(Some(tx)))
             .await
         {
-            return Err("this mailbox is not being synced; connect it first".into());
+            return Err(EngineError::MailboxNotSynced(mailbox_id.to_string()));
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the mailbox task stopped during the import".into()))
+        match rx.await {
+            Ok(result) => result.map_err(EngineError::Scan),
+            Err(_) => Err(EngineError::Stopping),
+        }
     }
 
-    /// *Reprocess*: queues the email again and scans its mailbox now.
-    pub async fn reprocess(&self, email_id: i64) -> Result<(), String> {
-        let email = self
-            .pipeline
-            .store()
-            .inbound_email(email_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.pipeline
-            .request_reprocess(email_id)
-            .await
-            .map_err(|e| e.to_string())?;
+    /// *Reprocess*: queues the email again and processes its mailbox's due mail now.
+    pub async fn reprocess(&self, email_id: i64) -> Result<(), EngineError> {
+        let email = self.pipeline.store().inbound_email(email_id).await?;
+        self.pipeline.request_reprocess(email_id).await?;
         self.send(&email.mailbox_id, MailboxCommand::Reprocess(email_id))
             .await;
         Ok(())

@@ -119,6 +119,12 @@ async fn import_now_reports_permission_problems_plainly() {
         .import_now(&alex.id)
         .await
         .expect_err("access denied");
+    assert!(
+        matches!(err, mailroom_engine::engine::EngineError::Scan(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), mailroom_engine::ErrorCode::GraphFailed);
+    let err = err.to_string();
     assert!(err.contains("may not read this mailbox"), "{err}");
     assert!(
         err.contains("403") || err.contains("ErrorAccessDenied"),

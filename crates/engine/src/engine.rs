@@ -1,0 +1,540 @@
+//! The engine handle: one running engine per process, the same for `mailroom run` and the app.
+//!
+//! [`Engine::start`] releases the claims a killed process left (it takes the data directory's
+//! lock as proof that no other process works on the store), then spawns one supervising task
+//! on the caller's tokio runtime. That task brings the engine up — the PSA client and the
+//! pipeline, the webhook receiver when a Webhooks mailbox exists, one sync task per enabled,
+//! connected mailbox — and keeps it up: a failed step is retried with back-off, mailboxes that
+//! could not start (credentials unreadable, not signed in yet) are tried again every
+//! `refresh_every` or at once on [`EngineHandle::refresh`]. Its state (starting, running,
+//! degraded with a reason, stopping, stopped) is published on the event bus as
+//! [`EngineEvent::Engine`], so front ends only show it.
+//!
+//! [`EngineHandle::stop`] cancels everything and returns once the mailbox tasks have released
+//! their claims (see the stop guarantee in `sync`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailroom_http::Backoff;
+use mailroom_store::{DataDirLock, MailboxMethod};
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{EngineEvent, EventBus, SyncStatus};
+use crate::pipeline::Pipeline;
+use crate::sync::{ScanReport, SyncOptions, SyncSupervisor};
+use crate::webhooks::Webhooks;
+use crate::{Core, CoreError, ErrorCode};
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Tuning of the mailbox tasks.
+    pub sync: SyncOptions,
+    /// Serve the webhook receiver on any free port instead of the configured one (sandbox
+    /// mode, tests).
+    pub webhook_any_port: bool,
+    /// Create a Graph subscription for every Webhooks mailbox that has none (sandbox mode:
+    /// the emulated Graph reaches the local receiver directly; a real tenant needs the public
+    /// URL set up first, so production leaves this to the admin).
+    pub create_missing_subscriptions: bool,
+    /// Back-off between attempts of a start-up that failed (no PSA connection, the receiver's
+    /// port taken, …).
+    pub start_retry: Backoff,
+    /// How often mailboxes that could not start are tried again.
+    pub refresh_every: Duration,
+    /// How long [`EngineHandle::stop`] waits for the tasks (they stop within about a second;
+    /// this bounds a stuck store).
+    pub stop_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            sync: SyncOptions::default(),
+            webhook_any_port: false,
+            create_missing_subscriptions: false,
+            start_retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+            refresh_every: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the engine is doing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EngineState {
+    /// Bringing itself up.
+    Starting,
+    /// Up; `mailboxes` are being synced.
+    Running { mailboxes: usize },
+    /// Partly or not at all up; tried again at `retry_at`.
+    Degraded {
+        code: ErrorCode,
+        reason: String,
+        retry_at: Option<DateTime<Utc>>,
+        mailboxes: usize,
+    },
+    /// Stopping its tasks.
+    Stopping,
+    /// Stopped.
+    Stopped,
+}
+
+/// A mailbox as the last start-up round left it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MailboxStart {
+    pub id: String,
+    pub name: String,
+    pub method: MailboxMethod,
+    /// `None`: syncing; otherwise why not (disabled, not signed in, …).
+    pub not_synced: Option<String>,
+}
+
+/// The last start-up round: every mailbox and the webhook receiver.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StartReport {
+    pub mailboxes: Vec<MailboxStart>,
+    /// The receiver's local address and the base URL Graph posts to, when it runs.
+    pub receiver: Option<(String, String)>,
+}
+
+/// Why an engine call failed. Each maps to a stable [`ErrorCode`].
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine is not up (yet); the reason is the degraded state's.
+    #[error("Mailroom is not processing mail yet: {0}")]
+    NotRunning(String),
+    /// The mailbox has no sync task (disabled, or not connected).
+    #[error("this mailbox is not being synced; connect it first")]
+    MailboxNotSynced(String),
+    /// The mailbox's task or the engine stopped during the call.
+    #[error("Mailroom is stopping")]
+    Stopping,
+    /// Reading the mailbox failed (in plain words).
+    #[error("{0}")]
+    Scan(String),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl EngineError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::NotRunning(_) => ErrorCode::NotConfigured,
+            EngineError::MailboxNotSynced(_) => ErrorCode::NotConnected,
+            EngineError::Stopping => ErrorCode::Internal,
+            EngineError::Scan(_) => ErrorCode::GraphFailed,
+            EngineError::Core(e) => e.code(),
+        }
+    }
+}
+
+impl From<mailroom_store::StoreError> for EngineError {
+    fn from(e: mailroom_store::StoreError) -> Self {
+        EngineError::Core(e.into())
+    }
+}
+
+/// The engine's entry point.
+pub struct Engine;
+
+impl Engine {
+    /// Releases every claim left in the store (the caller holds the data directory's `lock`,
+    /// so no other process can own one) and starts the engine on the current tokio runtime.
+    pub async fn start(
+        core: Core,
+        events: EventBus,
+        lock: &DataDirLock,
+        options: EngineOptions,
+    ) -> Result<EngineHandle, EngineError> {
+        let released = core.store().release_all_claims(lock, Utc::now()).await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "claims left by a stopped or killed process released; their mail is processed now"
+            );
+        }
+        let (state, _) = watch::channel(EngineState::Starting);
+        let inner = Arc::new(Inner {
+            core,
+            events,
+            options,
+            cancel: CancellationToken::new(),
+            state,
+            refresh: Notify::new(),
+            up: tokio::sync::Mutex::new(Up::default()),
+            shared: Mutex::new(Up::default()),
+            report: Mutex::new(StartReport::default()),
+        });
+        inner.publish(EngineState::Starting);
+        let task = tokio::spawn(inner.clone().supervise());
+        Ok(EngineHandle {
+            inner,
+            task: tokio::sync::Mutex::new(Some(task)),
+        })
+    }
+}
+
+/// The running engine. Dropping it stops nothing: call [`EngineHandle::stop`].
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    core: Core,
+    events: EventBus,
+    options: EngineOptions,
+    cancel: CancellationToken,
+    state: watch::Sender<EngineState>,
+    refresh: Notify,
+    /// Held through a start-up round (rounds never overlap).
+    up: tokio::sync::Mutex<Up>,
+    /// A copy of `up` for readers, never held across an await.
+    shared: Mutex<Up>,
+    report: Mutex<StartReport>,
+}
+
+/// What is up so far.
+#[derive(Default, Clone)]
+struct Up {
+    supervisor: Option<Arc<SyncSupervisor>>,
+    webhooks: Option<Webhooks>,
+}
+
+/// A start-up step that failed, for the degraded state.
+struct StepFailure {
+    code: ErrorCode,
+    reason: String,
+}
+
+impl From<CoreError> for StepFailure {
+    fn from(e: CoreError) -> Self {
+        StepFailure {
+            code: e.code(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl Inner {
+    fn publish(&self, state: EngineState) {
+        self.state.send_replace(state.clone());
+        self.events.publish(EngineEvent::Engine(state));
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let wait = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                result = self.bring_up() => match result {
+                    Ok(mailboxes) => {
+                        failures = 0;
+                        self.publish(EngineState::Running { mailboxes });
+                        self.options.refresh_every
+                    }
+                    Err((failure, mailboxes)) => {
+                        failures += 1;
+                        let wait = self.options.start_retry.delay(failures, None);
+                        tracing::warn!(
+                            "the engine is degraded: {}; trying again in {} s",
+                            failure.reason,
+                            wait.as_secs()
+                        );
+                        self.publish(EngineState::Degraded {
+                            code: failure.code,
+                            reason: failure.reason,
+                            retry_at: chrono::Duration::from_std(wait).ok().map(|d| Utc::now() + d),
+                            mailboxes,
+                        });
+                        wait
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                _ = self.refresh.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One start-up round; idempotent. Returns how many mailboxes are synced, or the step that
+    /// failed (with how many are synced anyway).
+    async fn bring_up(&self) -> Result<usize, (StepFailure, usize)> {
+        let mut up = self.up.lock().await;
+        if up.supervisor.is_none() {
+            let pipeline = Pipeline::from_core(&self.core, self.events.clone())
+                .await
+                .map_err(|e| (e.into(), 0))?;
+            up.supervisor = Some(Arc::new(SyncSupervisor::new(
+                Arc::new(pipeline),
+                self.options.sync.clone(),
+            )));
+        }
+        let supervisor = up.supervisor.clone().expect("set above");
+        *self.shared.lock().expect("engine lock") = up.clone();
+        let mailboxes = self
+            .core
+            .mailboxes()
+            .await
+            .map_err(|e| (e.into(), supervisor.statuses().len()))?;
+
+        let wants_receiver = mailboxes
+            .iter()
+            .any(|m| m.enabled && m.method == MailboxMethod::Webhook);
+        let mut receiver_failure = None;
+        if wants_receiver && up.webhooks.is_none() {
+            match self.start_receiver(&supervisor).await {
+                Ok(service) => {
+                    up.webhooks = Some(service);
+                    *self.shared.lock().expect("engine lock") = up.clone();
+                }
+                Err(e) => receiver_failure = Some(StepFailure::from(e)),
+            }
+        }
+
+        let mut report = StartReport {
+            mailboxes: Vec::new(),
+            receiver: up
+                .webhooks
+                .as_ref()
+                .map(|w| (w.local_addr().to_string(), w.base_url().to_string())),
+        };
+        for mailbox in mailboxes {
+            let mut entry = MailboxStart {
+                id: mailbox.id.clone(),
+                name: mailbox.name.clone(),
+                method: mailbox.method,
+                not_synced: None,
+            };
+            if !mailbox.enabled {
+                if supervisor.has_mailbox(&mailbox.id) {
+                    supervisor.stop_mailbox(&mailbox.id).await;
+                }
+                entry.not_synced = Some("disabled".into());
+            } else if !supervisor.has_mailbox(&mailbox.id) {
+                let webhooks = up.webhooks.as_ref();
+                match self.core.graph_client_for(&mailbox).await {
+                    Ok(graph) => match (mailbox.method, webhooks) {
+                        (MailboxMethod::Webhook, Some(webhooks)) => {
+                            webhooks.add_mailbox(mailbox.clone(), graph).await
+                        }
+                        (MailboxMethod::Webhook, None) => {
+                            entry.not_synced = Some("the webhook receiver is not running".into())
+                        }
+                        _ => supervisor.start_mailbox(mailbox.clone(), graph),
+                    },
+                    Err(e) => entry.not_synced = Some(e.to_string()),
+                }
+            }
+            report.mailboxes.push(entry);
+        }
+        if self.options.create_missing_subscriptions {
+            if let Some(webhooks) = &up.webhooks {
+                create_missing_subscriptions(webhooks, &supervisor, &report).await;
+            }
+        }
+        let synced = report
+            .mailboxes
+            .iter()
+            .filter(|m| m.not_synced.is_none())
+            .count();
+        *self.report.lock().expect("report lock") = report;
+        match receiver_failure {
+            Some(failure) => Err((failure, synced)),
+            None => Ok(synced),
+        }
+    }
+
+    async fn start_receiver(
+        &self,
+        supervisor: &Arc<SyncSupervisor>,
+    ) -> Result<Webhooks, CoreError> {
+        let mut options = self
+            .core
+            .webhook_settings()
+            .await?
+            .options()
+            .map_err(CoreError::InvalidInput)?;
+        if self.options.webhook_any_port {
+            options.bind.set_port(0);
+        }
+        Ok(Webhooks::start(
+            options,
+            self.core.store().clone(),
+            self.core.secrets().clone(),
+            supervisor.pipeline().clock().clone(),
+            Some(supervisor.clone()),
+        )
+        .await?)
+    }
+}
+
+async fn create_missing_subscriptions(
+    webhooks: &Webhooks,
+    supervisor: &SyncSupervisor,
+    report: &StartReport,
+) {
+    for mailbox in &report.mailboxes {
+        if mailbox.method == MailboxMethod::Webhook
+            && mailbox.not_synced.is_none()
+            && supervisor.has_mailbox(&mailbox.id)
+            && matches!(webhooks.subscription(&mailbox.id).await, Ok(None))
+        {
+            if let Err(e) = webhooks.create_subscription(&mailbox.id).await {
+                tracing::warn!(mailbox = %mailbox.name, "subscription not created: {e}");
+            }
+        }
+    }
+}
+
+impl EngineHandle {
+    /// The engine's state now.
+    pub fn state(&self) -> EngineState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Waits until the first start-up round is over (running or degraded) and returns the
+    /// state then.
+    pub async fn started(&self) -> EngineState {
+        let mut rx = self.inner.state.subscribe();
+        let state = rx
+            .wait_for(|s| !matches!(s, EngineState::Starting))
+            .await
+            .map(|s| s.clone());
+        state.unwrap_or(EngineState::Stopped)
+    }
+
+    /// The last start-up round's mailboxes and receiver.
+    pub fn report(&self) -> StartReport {
+        self.inner.report.lock().expect("report lock").clone()
+    }
+
+    /// Asks for a start-up round now (a mailbox was added or connected, the PSA connection or
+    /// the webhook settings changed).
+    pub fn refresh(&self) {
+        self.inner.refresh.notify_one();
+    }
+
+    /// The event bus the engine publishes on.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// The status of every mailbox task.
+    pub fn statuses(&self) -> Vec<SyncStatus> {
+        match &self.inner.shared.lock().expect("engine lock").supervisor {
+            Some(s) => s.statuses(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The webhook receiver, when it runs.
+    pub fn webhooks(&self) -> Option<Webhooks> {
+        self.inner
+            .shared
+            .lock()
+            .expect("engine lock")
+            .webhooks
+            .clone()
+    }
+
+    fn supervisor(&self) -> Result<Arc<SyncSupervisor>, EngineError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(EngineError::Stopping);
+        }
+        let supervisor = self
+            .inner
+            .shared
+            .lock()
+            .expect("engine lock")
+            .supervisor
+            .clone();
+        supervisor.clone().ok_or_else(|| {
+            let reason = match self.state() {
+                EngineState::Degraded { reason, .. } => reason,
+                _ => "it is starting".into(),
+            };
+            EngineError::NotRunning(reason)
+        })
+    }
+
+    /// Stops one mailbox's task (disconnected or removed); its claims are released. A later
+    /// start-up round starts it again if it is still enabled and connected.
+    pub async fn stop_mailbox(&self, mailbox_id: &str) {
+        let supervisor = self
+            .inner
+            .shared
+            .lock()
+            .expect("engine lock")
+            .supervisor
+            .clone();
+        if let Some(supervisor) = supervisor {
+            supervisor.stop_mailbox(mailbox_id).await;
+        }
+    }
+
+    /// *Import emails*: one pass over the mailbox now.
+    pub async fn import_now(&self, mailbox_id: &str) -> Result<ScanReport, EngineError> {
+        self.supervisor()?.import_now(mailbox_id).await
+    }
+
+    /// *Reprocess*: queues the email again and processes it now (a confirmed PSA write is
+    /// never repeated). Works while the engine is not up too: the email waits for it.
+    pub async fn reprocess(&self, email_id: i64) -> Result<(), EngineError> {
+        match self.supervisor() {
+            Ok(supervisor) => supervisor.reprocess(email_id).await,
+            Err(_) => Ok(self.inner.core.requeue_email(email_id).await?),
+        }
+    }
+
+    /// Stops the engine: every mailbox task (attempts in flight are interrupted and their
+    /// claims released), the webhook receiver and the supervising task. Waits at most
+    /// `stop_timeout`; a second call returns at once.
+    pub async fn stop(&self) {
+        let Some(task) = self.task.lock().await.take() else {
+            return;
+        };
+        self.inner.publish(EngineState::Stopping);
+        self.inner.cancel.cancel();
+        let inner = self.inner.clone();
+        let stopping = async move {
+            let _ = task.await;
+            *inner.shared.lock().expect("engine lock") = Up::default();
+            let up = std::mem::take(&mut *inner.up.lock().await);
+            if let Some(webhooks) = &up.webhooks {
+                webhooks.shutdown();
+            }
+            if let Some(supervisor) = &up.supervisor {
+                supervisor.shutdown().await;
+            }
+        };
+        if tokio::time::timeout(self.inner.options.stop_timeout, stopping)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the engine did not stop within {} s; its claims are released at the next start",
+                self.inner.options.stop_timeout.as_secs()
+            );
+        }
+        self.inner.publish(EngineState::Stopped);
+    }
+}

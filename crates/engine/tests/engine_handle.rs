@@ -1,0 +1,144 @@
+//! Issue 22: the one engine handle. It starts degraded (with a typed reason) when the PSA is not
+//! connected, comes up by itself once it is, answers calls with typed errors meanwhile, and
+//! stops with every claim released.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mailroom_engine::engine::{Engine, EngineError, EngineOptions, EngineState};
+use mailroom_engine::events::{EngineEvent, EventBus};
+use mailroom_engine::mailboxes::MailboxSetup;
+use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
+use mailroom_engine::{Core, ErrorCode};
+use mailroom_secrets::{SecretValue, Secrets};
+use mailroom_store::inbound::EmailState;
+use mailroom_store::DataDirLock;
+
+async fn next_engine_state(
+    rx: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
+    want: impl Fn(&EngineState) -> bool,
+) -> EngineState {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("an engine event arrives")
+            .expect("channel open");
+        if let EngineEvent::Engine(state) = event {
+            if want(&state) {
+                return state;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!("mailroom-engine-test-{}", uuid::Uuid::new_v4());
+    let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&service))
+        .await
+        .unwrap();
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: "Support".into(),
+                method: MailboxMethod::Webhook,
+                cloud: Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some(SUPPORT.into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    core.connect_app_only(&mailbox.id).await.unwrap();
+    let delivered = sb
+        .graph()
+        .deliver(mail(
+            "pat@fabrikam.test",
+            "Pat Smith",
+            "Waiting for the PSA",
+        ))
+        .unwrap();
+
+    let lock = DataDirLock::acquire(dir.path(), "engine test").unwrap();
+    let events = EventBus::new();
+    let mut rx = events.subscribe();
+    let options = EngineOptions {
+        webhook_any_port: true,
+        ..Default::default()
+    };
+    let engine = Engine::start(core.clone(), events, &lock, options)
+        .await
+        .expect("a start without a PSA connection is not an error: the engine degrades");
+    let EngineState::Degraded { code, reason, .. } = engine.started().await else {
+        panic!("expected degraded, got {:?}", engine.state());
+    };
+    assert_eq!(code, ErrorCode::NotConfigured, "{reason}");
+    assert!(
+        reason.contains("PSA") || reason.contains("HaloPSA"),
+        "{reason}"
+    );
+    let err = engine.import_now(&mailbox.id).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotRunning(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::NotConfigured);
+
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+    engine.refresh();
+    let running = next_engine_state(&mut rx, |s| matches!(s, EngineState::Running { .. })).await;
+    assert_eq!(running, EngineState::Running { mailboxes: 1 });
+    let report = engine.import_now(&mailbox.id).await.expect("import");
+    eprintln!("{report:?}");
+    assert_eq!(
+        engine
+            .import_now("no-such-mailbox")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotConnected
+    );
+    let tickets = sb.halo().tickets();
+    assert!(
+        tickets
+            .iter()
+            .any(|t| t["email_message_id"] == delivered.internet_message_id.as_str()),
+        "the waiting email became a ticket"
+    );
+
+    engine.stop().await;
+    assert_eq!(engine.state(), EngineState::Stopped);
+    assert!(matches!(
+        engine.import_now(&mailbox.id).await.unwrap_err(),
+        EngineError::Stopping
+    ));
+    let emails = core
+        .store()
+        .inbound_log(&mailroom_store::inbound::LogQuery::default())
+        .await
+        .unwrap();
+    assert!(emails.iter().all(|e| e.state != EmailState::Claimed));
+    core.secrets().delete_owner(&mailbox.id).unwrap();
+    core.secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .unwrap();
+}
