@@ -201,4 +201,40 @@ mod tests {
         assert_eq!(batches.recv().await, Some(1));
         assert_eq!(batches.recv().await, None);
     }
+
+    /// Issue 22: a receiver that fell behind (the window busy, a burst of thousands of events)
+    /// is told so in its stream, in order, and can reload instead of silently missing rows.
+    #[tokio::test]
+    async fn a_lagging_receiver_gets_a_resync_marker() {
+        let bus = EventBus::new();
+        let rx = bus.subscribe();
+        // More than the channel holds, before the forwarder reads anything.
+        let overflow = EVENT_CAPACITY as i64 + 10;
+        for id in 0..overflow {
+            bus.publish(EngineEvent::AttemptFinished {
+                email_id: id,
+                attempt_id: id,
+                result: "processed".into(),
+            });
+        }
+        drop(bus);
+        let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
+        batched(
+            rx,
+            std::time::Duration::from_millis(10),
+            100_000,
+            CancellationToken::new(),
+            move |b| tx.send(b).is_ok(),
+        )
+        .await;
+        let mut events = Vec::new();
+        while let Ok(batch) = batches.try_recv() {
+            events.extend(batch);
+        }
+        assert_eq!(events[0], EngineEvent::Resync { missed: 10 });
+        assert_eq!(events.len(), 1 + EVENT_CAPACITY);
+        let json = serde_json::to_value(&events[0]).unwrap();
+        assert_eq!(json["type"], "resync");
+        assert_eq!(json["missed"], 10);
+    }
 }
