@@ -142,3 +142,120 @@ async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
         .unwrap();
 }
+
+/// Issue 22 #6: what the app does on exit — `EngineHandle::stop` in the middle of a batch —
+/// returns within 2 s and leaves no claim; the next start finishes the backlog exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_engine_mid_batch_leaves_no_claim() {
+    use mailroom_sandbox::{FaultRule, Service};
+
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!("mailroom-engine-test-{}", uuid::Uuid::new_v4());
+    let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&service))
+        .await
+        .unwrap();
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: "Support".into(),
+                method: MailboxMethod::Webhook,
+                cloud: Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some(SUPPORT.into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    core.connect_app_only(&mailbox.id).await.unwrap();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+    let slow = sb
+        .faults()
+        .add(FaultRule::latency(Service::Psa, "/api/*", 300))
+        .unwrap();
+    let delivered: Vec<_> = (0..20)
+        .map(|i| {
+            sb.graph()
+                .deliver(mail("pat@fabrikam.test", "Pat Smith", &format!("Exit {i}")))
+                .unwrap()
+        })
+        .collect();
+    let options = || EngineOptions {
+        webhook_any_port: true,
+        ..Default::default()
+    };
+
+    let lock = DataDirLock::acquire(dir.path(), "engine test").unwrap();
+    let engine = Engine::start(core.clone(), EventBus::new(), &lock, options())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sb.halo().tickets().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no ticket written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopping = std::time::Instant::now();
+    engine.stop().await;
+    let took = stopping.elapsed();
+    eprintln!("stopped in {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        sb.halo().tickets().len() < delivered.len(),
+        "stopped mid-batch"
+    );
+    let emails = core
+        .store()
+        .inbound_log(&mailroom_store::inbound::LogQuery::default())
+        .await
+        .unwrap();
+    assert!(
+        emails.iter().all(|e| e.state != EmailState::Claimed),
+        "no claim is left"
+    );
+
+    sb.faults().remove(slow);
+    let engine = Engine::start(core.clone(), EventBus::new(), &lock, options())
+        .await
+        .unwrap();
+    while core.store().unfinished_count(None).await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog is finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.stop().await;
+    let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
+    let tickets = sb.halo().tickets();
+    for d in &delivered {
+        let n = tickets
+            .iter()
+            .filter(|t| {
+                t["email_message_id"].as_str().map(norm) == Some(norm(&d.internet_message_id))
+            })
+            .count();
+        assert_eq!(n, 1, "{}", d.internet_message_id);
+    }
+    core.secrets().delete_owner(&mailbox.id).unwrap();
+    core.secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .unwrap();
+}
