@@ -758,7 +758,12 @@ impl Core {
         }
         .await;
         if let Err(e) = result {
-            let _ = self.remove_mailbox(&mailbox.id).await;
+            if let Err(rollback) = self.remove_mailbox(&mailbox.id).await {
+                tracing::error!(
+                    mailbox = %mailbox.name,
+                    "setting up the mailbox failed ({e}) and it could not be removed again: {rollback}"
+                );
+            }
             return Err(e);
         }
         Ok(self.store().mailbox(&mailbox.id).await?)

@@ -157,8 +157,14 @@ impl Core {
         if let Some(secret) = setup.client_secret {
             let key = SecretKey::new(&mailbox.id, SecretKind::ClientSecret);
             if let Err(e) = self.secrets().set_async(key, secret).await {
-                // Leave nothing half-configured behind.
-                let _ = self.store().delete_mailbox(&mailbox.id).await;
+                // Leave nothing half-configured behind; a rollback that fails is reported
+                // with its cause, the original error is returned.
+                if let Err(rollback) = self.store().delete_mailbox(&mailbox.id).await {
+                    tracing::error!(
+                        mailbox = %mailbox.name,
+                        "the keyring refused the client secret and the mailbox record could not be removed again: {rollback}"
+                    );
+                }
                 return Err(e.into());
             }
         }

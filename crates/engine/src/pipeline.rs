@@ -143,8 +143,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            max_attempts: 5,
-            retry: Backoff::new(Duration::from_secs(60), Duration::from_secs(3600)),
+            max_attempts: 8,
+            retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(3600)),
             directory_ttl: Duration::from_secs(600),
             loop_window: Duration::from_secs(3600),
         }
@@ -1630,18 +1630,20 @@ mod tests {
     use super::*;
 
     #[test]
+    /// Issue 23 #8: a PSA 500 used to wait over a minute for its first retry; a transient
+    /// failure is now tried again after 5–10 s, doubling from there.
     fn retry_delays_double_with_jitter_up_to_the_cap() {
         let policy = PipelineConfig::default().retry.with_seed(7);
         for _ in 0..50 {
             let first = policy.delay(1, None);
             assert!(
-                (Duration::from_secs(60)..=Duration::from_secs(120)).contains(&first),
+                (Duration::from_secs(5)..=Duration::from_secs(10)).contains(&first),
                 "{first:?}"
             );
             assert!(policy.delay(30, None) <= Duration::from_secs(3600));
         }
         let exact = PipelineConfig::default().retry.without_jitter();
-        assert_eq!(exact.delay(2, None), Duration::from_secs(120));
+        assert_eq!(exact.delay(2, None), Duration::from_secs(10));
         assert_eq!(exact.delay(30, None), Duration::from_secs(3600));
     }
 
@@ -1652,6 +1654,6 @@ mod tests {
         let asked = Duration::from_secs(2 * 3600);
         assert_eq!(policy.delay(1, Some(asked)), asked);
         // A shorter Retry-After does not shorten the back-off.
-        assert!(policy.delay(3, Some(Duration::from_secs(1))) >= Duration::from_secs(240));
+        assert!(policy.delay(3, Some(Duration::from_secs(1))) >= Duration::from_secs(20));
     }
 }

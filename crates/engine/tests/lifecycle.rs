@@ -230,3 +230,42 @@ async fn intake_sights_new_mail_while_the_psa_backs_off() {
     assert!(took < STOP_BUDGET, "stopped in {took:?}");
     assert_no_claims(&h).await;
 }
+
+/// Issue 23 #12: a retry runs when it is due (the log's countdown says so), not at the next
+/// scan: with an hour between scans, a PSA 500 is retried after its 5–10 s back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_runs_at_its_due_time_not_at_the_next_scan() {
+    let h = harness(default_settings()).await;
+    h.sb.faults()
+        .add(FaultRule::fail_next(Service::Psa, "/api/Tickets", 1, 500).with_method("POST"))
+        .unwrap();
+    let d = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Retried on time"));
+    let engine = SyncSupervisor::new(
+        h.pipeline.clone(),
+        SyncOptions {
+            interval_override: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        },
+    );
+    engine.start_mailbox(h.mailbox.clone(), h.graph.clone());
+    wait_until("the first attempt fails and schedules a retry", || async {
+        h.emails()
+            .await
+            .iter()
+            .any(|e| e.state == EmailState::Retrying)
+    })
+    .await;
+    let due = h.email_for(&d).await.next_attempt_at.expect("a retry time");
+    let wait = (due - mailroom_clock::Clock::now(h.sb.clock().as_ref()))
+        .to_std()
+        .unwrap_or_default();
+    assert!(wait <= Duration::from_secs(10), "first retry in {wait:?}");
+    wait_until("the retry runs and writes the ticket", || async {
+        h.email_for(&d).await.state == EmailState::Done
+    })
+    .await;
+    let done = h.email_for(&d).await;
+    assert_eq!(done.attempts, 2);
+    assert_eq!(h.ticket_by_message_id(&d.internet_message_id).len(), 1);
+    engine.shutdown().await;
+}
