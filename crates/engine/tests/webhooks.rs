@@ -363,3 +363,39 @@ async fn dropped_notifications_are_recovered_by_the_fallback_scan() {
     t.hooks.shutdown();
     t.supervisor.shutdown().await;
 }
+
+/// Issue 23 #3: errors name mailboxes by name and address, never by their internal id.
+#[tokio::test]
+async fn webhook_errors_name_the_mailbox() {
+    let t = setup(quiet()).await;
+    let other = add_mailbox(
+        &t.h.store,
+        &t.h.sb,
+        "Helpdesk",
+        HELPDESK,
+        default_settings(),
+    )
+    .await;
+    let err = t
+        .hooks
+        .create_subscription(&other.id)
+        .await
+        .expect_err("not registered");
+    let text = err.to_string();
+    assert!(
+        text.contains("Helpdesk <helpdesk@contoso.test>") && !text.contains(&other.id),
+        "{text}"
+    );
+    let err = t
+        .hooks
+        .cancel_subscription(&t.h.mailbox.id)
+        .await
+        .expect_err("no subscription yet");
+    let text = err.to_string();
+    assert!(
+        text.contains("Support <support@contoso.test>") && !text.contains(&t.h.mailbox.id),
+        "{text}"
+    );
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}

@@ -303,11 +303,12 @@ pub enum WebhookError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// The mailbox is not registered with the webhook service (not connected).
-    #[error("mailbox {0} is not connected for webhooks; connect it first")]
+    /// The mailbox (named by its name and address) is not registered with the webhook service
+    /// (not connected).
+    #[error("{0} is not connected for webhooks; connect it first")]
     NotRegistered(String),
-    /// The mailbox has no subscription.
-    #[error("mailbox {0} has no subscription; create one first")]
+    /// The mailbox (named by its name and address) has no subscription.
+    #[error("{0} has no subscription; create one first")]
     NoSubscription(String),
     /// Graph refused a subscription call.
     #[error("Microsoft Graph refused the subscription request: {0}. Check that the notification URL is reachable from the internet over HTTPS and that the app has Mail.Read (application) consented.")]
@@ -522,7 +523,7 @@ impl Webhooks {
                 }
             }
             Err(e) => tracing::warn!(
-                mailbox_id = %id,
+                mailbox = %self.label(&id),
                 "webhook: cannot read the notifications left pending: {e}; they are handled at the next start"
             ),
         }
@@ -542,14 +543,41 @@ impl Webhooks {
             .remove(mailbox_id);
     }
 
-    fn graph_of(&self, mailbox_id: &str) -> Result<(Mailbox, GraphClient), WebhookError> {
+    async fn graph_of(&self, mailbox_id: &str) -> Result<(Mailbox, GraphClient), WebhookError> {
+        let registered = self
+            .inner
+            .mailboxes
+            .lock()
+            .expect("mailboxes lock")
+            .get(mailbox_id)
+            .cloned();
+        match registered {
+            Some(entry) => Ok(entry),
+            None => Err(WebhookError::NotRegistered(
+                self.stored_label(mailbox_id).await,
+            )),
+        }
+    }
+
+    /// How logs and errors name a registered mailbox: its name and address (its id only when
+    /// it is not registered).
+    pub(crate) fn label(&self, mailbox_id: impl AsRef<str>) -> String {
+        let mailbox_id = mailbox_id.as_ref();
         self.inner
             .mailboxes
             .lock()
             .expect("mailboxes lock")
             .get(mailbox_id)
-            .cloned()
-            .ok_or_else(|| WebhookError::NotRegistered(mailbox_id.into()))
+            .map(|(mailbox, _)| mailbox_label(mailbox))
+            .unwrap_or_else(|| format!("mailbox {mailbox_id}"))
+    }
+
+    /// [`Webhooks::label`] of any mailbox in the store.
+    async fn stored_label(&self, mailbox_id: &str) -> String {
+        match self.inner.store.mailbox(mailbox_id).await {
+            Ok(mailbox) => mailbox_label(&mailbox),
+            Err(_) => self.label(mailbox_id),
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -577,7 +605,7 @@ impl Webhooks {
                 _ = check.tick() => {
                     for (id, result) in self.renew_due().await {
                         if let Err(e) = result {
-                            tracing::warn!(mailbox_id = %id, "webhook: renewal failed: {e}");
+                            tracing::warn!(mailbox = %self.label(&id), "webhook: renewal failed: {e}");
                         }
                     }
                 }
@@ -599,7 +627,7 @@ impl Webhooks {
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(
-                        mailbox_id,
+                        mailbox = %self.label(&mailbox_id),
                         "webhook: cannot read notification {row}: {e}; scanning anyway"
                     );
                     NotificationKind::Created
@@ -629,13 +657,13 @@ impl Webhooks {
         }
         for mailbox_id in scan {
             if let Err(e) = self.renew_if_due(&mailbox_id).await {
-                tracing::warn!(mailbox_id, "webhook: renewal failed: {e}");
+                tracing::warn!(mailbox = %self.label(&mailbox_id), "webhook: renewal failed: {e}");
             }
             if !supervisor
                 .send(&mailbox_id, MailboxCommand::ScanNow(None))
                 .await
             {
-                tracing::warn!(mailbox_id, "webhook: the mailbox has no sync task");
+                tracing::warn!(mailbox = %self.label(&mailbox_id), "webhook: the mailbox has no sync task");
             }
         }
         if let Err(e) = self
@@ -656,7 +684,7 @@ impl Webhooks {
         let Ok(Some(record)) = self.subscription(mailbox_id).await else {
             return;
         };
-        let Ok((_, graph)) = self.graph_of(mailbox_id) else {
+        let Ok((_, graph)) = self.graph_of(mailbox_id).await else {
             return;
         };
         match graph
@@ -672,7 +700,7 @@ impl Webhooks {
                 .await;
                 if let Err(e) = self.renew(mailbox_id, &record).await {
                     tracing::warn!(
-                        mailbox_id,
+                        mailbox = %self.label(mailbox_id),
                         "webhook: renewal after reauthorization failed: {e}"
                     );
                 }
@@ -689,7 +717,7 @@ impl Webhooks {
     }
 
     async fn on_removed(&self, mailbox_id: &str) {
-        let Ok((_, graph)) = self.graph_of(mailbox_id) else {
+        let Ok((_, graph)) = self.graph_of(mailbox_id).await else {
             return;
         };
         match self.create_inner(mailbox_id, &graph).await {
@@ -706,7 +734,7 @@ impl Webhooks {
                 .await
             }
             Err(e) => tracing::warn!(
-                mailbox_id,
+                mailbox = %self.label(mailbox_id),
                 "webhook: recreating the subscription failed: {e}"
             ),
         }
@@ -715,6 +743,14 @@ impl Webhooks {
     /// Stops the receiver and the upkeep task.
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
+    }
+}
+
+/// "Support <support@contoso.test>", or the name alone when the address is not known.
+pub(crate) fn mailbox_label(mailbox: &Mailbox) -> String {
+    match &mailbox.mailbox_address {
+        Some(address) => format!("{} <{address}>", mailbox.name),
+        None => format!("'{}'", mailbox.name),
     }
 }
 

@@ -141,7 +141,7 @@ async fn route(
     match read {
         Ok(Ok(bytes)) => webhooks.receive(&mailbox_id, lifecycle, &bytes).await,
         Ok(Err(e)) => {
-            tracing::warn!(mailbox_id, "webhook: request body rejected: {e}");
+            tracing::warn!(mailbox = %webhooks.label(mailbox_id), "webhook: request body rejected: {e}");
             closing(
                 StatusCode::BAD_REQUEST,
                 format!("request body rejected: {e}"),
@@ -149,7 +149,7 @@ async fn route(
         }
         Err(_) => {
             tracing::warn!(
-                mailbox_id,
+                mailbox = %webhooks.label(mailbox_id),
                 "webhook: request body not received within {:?}; connection closed",
                 options.body_read_timeout
             );
@@ -211,7 +211,7 @@ impl Webhooks {
             .await?
         else {
             tracing::warn!(
-                mailbox_id,
+                mailbox = %self.label(mailbox_id),
                 "webhook: the subscription's clientState secret is missing from the keyring; recreate the subscription"
             );
             return Ok(None);
@@ -237,7 +237,7 @@ impl Webhooks {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(
-                    mailbox_id,
+                    mailbox = %self.label(mailbox_id),
                     route,
                     "webhook: malformed payload rejected: {e}"
                 );
@@ -252,7 +252,7 @@ impl Webhooks {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(
-                    mailbox_id,
+                    mailbox = %self.label(mailbox_id),
                     "webhook: cannot read the subscription to validate a notification: {e}"
                 );
                 return busy();
@@ -288,7 +288,7 @@ impl Webhooks {
                     Some("subscriptionRemoved") => NotificationKind::SubscriptionRemoved,
                     Some("missed") => NotificationKind::Missed,
                     other => {
-                        tracing::warn!(mailbox_id, "webhook: unknown lifecycle event {other:?}");
+                        tracing::warn!(mailbox = %self.label(mailbox_id), "webhook: unknown lifecycle event {other:?}");
                         continue;
                     }
                 }
@@ -298,7 +298,7 @@ impl Webhooks {
                     Some("updated") => NotificationKind::Updated,
                     Some("deleted") => NotificationKind::Deleted,
                     Some(other) => {
-                        tracing::warn!(mailbox_id, "webhook: unknown changeType {other:?}");
+                        tracing::warn!(mailbox = %self.label(mailbox_id), "webhook: unknown changeType {other:?}");
                         continue;
                     }
                 }
@@ -307,7 +307,7 @@ impl Webhooks {
         }
         if rejected > 0 {
             tracing::warn!(
-                mailbox_id,
+                mailbox = %self.label(mailbox_id),
                 route,
                 rejected,
                 "webhook: notifications dropped: {last_reason}"
@@ -322,7 +322,7 @@ impl Webhooks {
                     .await
                 {
                     tracing::warn!(
-                        mailbox_id,
+                        mailbox = %self.label(mailbox_id),
                         "webhook: cannot count {rejected} rejected notifications: {e}"
                     );
                 }
@@ -340,7 +340,7 @@ impl Webhooks {
                     .fetch_add(valid.len() as u64, Ordering::Relaxed)
                     + valid.len() as u64;
                 tracing::warn!(
-                    mailbox_id,
+                    mailbox = %self.label(mailbox_id),
                     route,
                     batch = valid.len(),
                     dropped_total = total,
@@ -366,7 +366,7 @@ impl Webhooks {
                 Ok(id) => id,
                 Err(e) => {
                     // Ask Graph to retry: this one (and the rest) were not persisted.
-                    tracing::error!(mailbox_id, "webhook: cannot persist a notification: {e}");
+                    tracing::error!(mailbox = %self.label(mailbox_id), "webhook: cannot persist a notification: {e}");
                     return busy();
                 }
             };
@@ -377,7 +377,7 @@ impl Webhooks {
             });
         }
         tracing::debug!(
-            mailbox_id,
+            mailbox = %self.label(mailbox_id),
             route,
             accepted,
             "webhook: notifications received"

@@ -17,10 +17,10 @@ impl Webhooks {
         &self,
         mailbox_id: &str,
     ) -> Result<SubscriptionRecord, WebhookError> {
-        let (_, graph) = self.graph_of(mailbox_id)?;
+        let (_, graph) = self.graph_of(mailbox_id).await?;
         if let Some(old) = self.subscription(mailbox_id).await? {
             if let Err(e) = graph.delete_subscription(&old.subscription_id).await {
-                tracing::info!(mailbox_id, "previous subscription not deleted: {e}");
+                tracing::info!(mailbox = %self.label(mailbox_id), "previous subscription not deleted: {e}");
             }
         }
         let record = self.create_inner(mailbox_id, &graph).await?;
@@ -88,7 +88,7 @@ impl Webhooks {
             );
         self.subscription(mailbox_id)
             .await?
-            .ok_or_else(|| WebhookError::NoSubscription(mailbox_id.into()))
+            .ok_or_else(|| WebhookError::NoSubscription(self.label(mailbox_id)))
     }
 
     /// The mailbox's stored subscription, if any.
@@ -105,8 +105,8 @@ impl Webhooks {
         let record = self
             .subscription(mailbox_id)
             .await?
-            .ok_or_else(|| WebhookError::NoSubscription(mailbox_id.into()))?;
-        if let Ok((_, graph)) = self.graph_of(mailbox_id) {
+            .ok_or_else(|| WebhookError::NoSubscription(self.label(mailbox_id)))?;
+        if let Ok((_, graph)) = self.graph_of(mailbox_id).await {
             match graph.delete_subscription(&record.subscription_id).await {
                 Ok(()) => {}
                 Err(e) if e.kind == mailroom_graph::GraphErrorKind::NotFound => {}
@@ -168,7 +168,7 @@ impl Webhooks {
         mailbox_id: &str,
         record: &SubscriptionRecord,
     ) -> Result<SubscriptionRecord, WebhookError> {
-        let (_, graph) = self.graph_of(mailbox_id)?;
+        let (_, graph) = self.graph_of(mailbox_id).await?;
         let wanted =
             self.now() + chrono::Duration::minutes(self.inner.options.max_lifetime_minutes);
         let renewed = match graph
@@ -203,7 +203,7 @@ impl Webhooks {
         .await;
         self.subscription(mailbox_id)
             .await?
-            .ok_or_else(|| WebhookError::NoSubscription(mailbox_id.into()))
+            .ok_or_else(|| WebhookError::NoSubscription(self.label(mailbox_id)))
     }
 
     /// The mailbox's subscription log, oldest first (rejected notifications are counted per
@@ -234,9 +234,9 @@ impl Webhooks {
     ) {
         match kind {
             SubscriptionEventKind::Rejected | SubscriptionEventKind::Failed => {
-                tracing::warn!(mailbox_id, %kind, "webhook: {detail}")
+                tracing::warn!(mailbox = %self.label(mailbox_id), %kind, "webhook: {detail}")
             }
-            _ => tracing::info!(mailbox_id, %kind, "webhook: {detail}"),
+            _ => tracing::info!(mailbox = %self.label(mailbox_id), %kind, "webhook: {detail}"),
         }
         if let Err(e) = self
             .inner
@@ -245,7 +245,7 @@ impl Webhooks {
             .await
         {
             tracing::warn!(
-                mailbox_id,
+                mailbox = %self.label(mailbox_id),
                 "cannot record a webhook event ({kind}: {detail}): {e}"
             );
         }
