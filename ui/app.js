@@ -6,7 +6,7 @@ import * as backend from './backend.js';
 import { h, emptyState, toast } from './dom.js';
 import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
-import { inboundLogPanel, monitoringPanel, refreshEngine, watchEngine } from './inbound-log.js';
+import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
 
 const state = { mailboxes: [] };
 

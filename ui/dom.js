@@ -22,6 +22,13 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Replaces the children of `el`, skipping null/false/undefined as `h` does (the DOM's own
+ *  replaceChildren would print them as the text "null"). */
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== undefined && c !== null && c !== false));
+  return el;
+}
+
 export function emptyState({ id, title, body, action }) {
   return h('section', { class: 'empty-state', id },
     h('h2', {}, title),

@@ -6,7 +6,7 @@
 // credential expiry warnings, and a plain-language diagnosis with a stable code on failure.
 
 import * as backend from './backend.js';
-import { h, toast } from './dom.js';
+import { fill, h, toast } from './dom.js';
 
 const CLOUD_LABELS = {
   global: 'Microsoft Graph global service',
@@ -181,7 +181,7 @@ export function incomingPanel(mailbox, { onChanged }) {
         show(await backend.subscriptionCancel(mailbox.id));
         toast('Subscription cancelled; the fallback scan keeps running.');
       }));
-      section.replaceChildren(
+      fill(section,
         h('h3', { id: 'subscription-status', 'data-active': sub ? 'true' : 'false' }, sub ? 'Subscription active' : 'No subscription'),
         h('p', { class: 'subtle' }, `Notifications go to ${info.notification_url}`),
         sub ? h('dl', { class: 'subscription-details' }, ...rows.flatMap(([k, v, id]) => [h('dt', {}, k), h('dd', { id }, v)])) : null,
@@ -233,7 +233,7 @@ export function incomingPanel(mailbox, { onChanged }) {
       }));
       const missing = setting.outcome_id == null && !def;
       const gone = setting.outcome_id != null && !setting.psa.outcomes.some((o) => o.id === setting.outcome_id);
-      section.replaceChildren(
+      fill(section,
         h('h3', {}, 'Replies'),
         h('label', { for: 'reply-outcome-select' }, 'Outcome of the action added to a ticket for each reply'),
         h('div', { class: 'actions' }, select, save),
