@@ -75,6 +75,31 @@ async fn wait_until_settled(s: &Session) {
     }
 }
 
+/// The number the counts line shows for `status` (0 when it shows none).
+async fn count(s: &Session, status: &str) -> u64 {
+    let script =
+        "const el = document.querySelector(`#log-counts [data-count=\"${arguments[0]}\"]`); \
+                  return el ? el.textContent : '';";
+    let text = s.client.execute(script, vec![status.into()]).await.unwrap();
+    text.as_str()
+        .and_then(|t| t.rsplit(": ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_count(s: &Session, status: &str, wanted: u64) {
+    for _ in 0..300 {
+        if count(s, status).await == wanted {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the counts line never showed {status}: {wanted} (shows {})",
+        count(s, status).await
+    );
+}
+
 #[tokio::test]
 async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
     Session::start_with_args(|_| async {}, &["--sandbox"])
@@ -98,9 +123,12 @@ async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
             let added = http.post(format!("{control}/faults")).json(&fault).send().await.unwrap();
             assert!(added.status().is_success(), "{:?}", added.text().await);
 
+            let processed_before = count(s, "processed").await;
             s.find("#sandbox-send-test").await.click().await.unwrap();
             s.find("#import-now").await.click().await.unwrap();
             wait_status(s, SUBJECT, "retrying").await;
+            // Issue 23 #13: the counts line follows the rows live (no filter change needed).
+            wait_count(s, "retrying", 1).await;
 
             // The details show the failed attempt with its requests; Reprocess succeeds.
             let script = "const row = [...document.querySelectorAll('#log-rows tr')].find(r => r.textContent.includes(arguments[0])); row.click();";
@@ -113,6 +141,8 @@ async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
                 .unwrap();
             s.find("#reprocess").await.click().await.unwrap();
             wait_status(s, SUBJECT, "processed").await;
+            wait_count(s, "processed", processed_before + 1).await;
+            wait_count(s, "retrying", 0).await;
 
             let tickets: Vec<serde_json::Value> = http
                 .get(format!("{control}/psa/tickets"))

@@ -39,7 +39,7 @@ async fn tour_of_the_sandbox_window() {
                 )
                 .await
                 .unwrap();
-            s.wait_text("#inbound-log", "Received").await;
+            s.wait_text("#log-rows", "processed").await;
             s.screenshot("tour-3-inbound-log").await;
 
             s.client

@@ -177,7 +177,39 @@ function logPanel({ mailbox, mailboxes }) {
   const items = [];
   const showMailbox = !mailbox;
   const tbody = h('tbody', { id: 'log-rows' });
-  const counts = h('p', { class: 'subtle', id: 'log-counts' });
+  const counts = h('div', { class: 'log-counts', id: 'log-counts' });
+  // The counts line follows the same events as the rows: `known` is the last status seen of
+  // every email shown or streamed, so a change moves one count to another. An email never seen
+  // (an old one retried) makes the counts reload once.
+  const tally = new Map();
+  const known = new Map();
+  const paintCounts = () => {
+    const order = ['processed', 'skipped', 'retrying', 'failed', 'pending'];
+    counts.replaceChildren(...order.filter((s) => tally.get(s)).map((s) =>
+      h('span', { class: `count-chip status-${s}`, 'data-count': s }, `${s}: ${tally.get(s)}`)));
+  };
+  const setCounts = (pairs) => {
+    tally.clear();
+    for (const [status, n] of pairs) tally.set(status, n);
+    paintCounts();
+  };
+  let countsReload = null;
+  const reloadCounts = () => {
+    clearTimeout(countsReload);
+    countsReload = setTimeout(async () => {
+      try { setCounts((await backend.inboundLog({ ...query, status: null, search: null, before: undefined, limit: 1 })).counts); } catch { /* the next load shows them */ }
+    }, 300);
+  };
+  const countEvent = (email, isNew) => {
+    if (query.mailbox_id && email.mailbox_id !== query.mailbox_id) return;
+    const previous = known.has(email.id) ? known.get(email.id) : (isNew ? null : undefined);
+    known.set(email.id, email.status);
+    if (previous === undefined) { reloadCounts(); return; }
+    if (previous === email.status) return;
+    if (previous) tally.set(previous, Math.max(0, (tally.get(previous) ?? 0) - 1));
+    tally.set(email.status, (tally.get(email.status) ?? 0) + 1);
+    paintCounts();
+  };
   const more = h('button', { class: 'button', id: 'log-more', hidden: true, onclick: () => load(false) }, 'Load more');
   const empty = h('p', { class: 'subtle empty-log', id: mailbox ? 'empty-inbound-log' : 'empty-monitoring', hidden: true },
     mailbox ? 'No email processed yet. Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.'
@@ -217,8 +249,9 @@ function logPanel({ mailbox, mailboxes }) {
       }
       const page = await backend.inboundLog(query);
       items.push(...page.items);
+      for (const e of page.items) known.set(e.id, e.status);
       more.hidden = page.items.length < PAGE;
-      counts.textContent = page.counts.map(([s, n]) => `${s}: ${n}`).join(' · ');
+      setCounts(page.counts);
       renderRows();
     } catch (error) {
       toast(`Could not load the inbound log: ${error.message}`, 'error');
@@ -234,6 +267,7 @@ function logPanel({ mailbox, mailboxes }) {
     for (const event of events) {
       if (event.type !== 'email') continue;
       const email = event.email;
+      countEvent(email, event.new);
       const i = items.findIndex((e) => e.id === email.id);
       if (i >= 0) {
         if (matches(email) || !query.status) items[i] = email; else items.splice(i, 1);
