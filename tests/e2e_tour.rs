@@ -50,6 +50,42 @@ async fn tour_of_the_sandbox_window() {
             let status = s.text("#engine-status").await;
             assert!(!status.contains("Not processing"), "{status}");
             s.screenshot("tour-4-monitoring").await;
+
+            // Issue 23 #15: the sign-in is revoked (a password reset); Test connection must
+            // turn the page to its sign-in state, not leave "Connected as …" beside the error.
+            let urls = s
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let control = urls
+                .as_array()
+                .and_then(|a| a.get(4))
+                .and_then(|v| v.as_str())
+                .expect("the control API URL is listed")
+                .to_string();
+            let revoked = reqwest::Client::new()
+                .post(format!(
+                    "{control}/identity/users/support@contoso.test/revoke"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert!(revoked.status().is_success());
+            s.find("[data-mailbox='Support']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            s.wait_text("#connection-status", "Connected as").await;
+            s.find("#test-connection").await.click().await.unwrap();
+            s.wait_text("#sign-in-again", "Sign in again").await;
+            s.wait_text("#connection-status", "Not connected").await;
+            s.find("#authorize").await;
+            s.screenshot("tour-5-sign-in-again").await;
         })
         .await;
 }

@@ -126,7 +126,7 @@ function attemptView(a) {
   return h('section', { class: 'attempt', 'data-attempt': a.number },
     h('h3', {}, `Attempt ${a.number} — ${a.trigger} — ${result}`),
     h('p', { class: 'subtle' }, `${fmtTime(a.started_at)}${a.finished_at ? ` → ${fmtTime(a.finished_at)}` : ''}`),
-    a.error_message ? h('p', { class: 'error-text' }, `${a.error_code}: ${a.error_message}`) : null,
+    a.error_message ? h('p', { class: 'error-text' }, a.error_message, h('span', { class: 'error-code' }, a.error_code)) : null,
     h('h4', {}, `Requests (${a.requests.length})`),
     a.requests.length ? a.requests.map(requestView) : h('p', { class: 'subtle' }, 'No requests.'),
     h('h4', {}, 'Processing log'),
@@ -155,7 +155,7 @@ async function detailsView(email, close) {
       h('dt', {}, 'Status'), h('dd', {}, statusCell(email)),
       h('dt', {}, 'Ticket'), h('dd', {}, ticketCell(email)),
       email.skip_detail ? [h('dt', {}, 'Why skipped'), h('dd', {}, email.skip_detail)] : null,
-      email.error_message ? [h('dt', {}, 'Last error'), h('dd', {}, email.error_message)] : null,
+      email.error_message ? [h('dt', {}, 'Last error'), h('dd', {}, email.error_message, h('span', { class: 'error-code' }, email.error_code))] : null,
       h('dt', {}, 'Message-ID'), h('dd', {}, email.internet_message_id ?? '')));
   panel.append(header);
   try {

@@ -27,7 +27,7 @@ function diagnosisBox(error) {
     h('p', { class: 'subtle' }, `Code: ${d?.code ?? error.code}`));
 }
 
-function details(mailbox) {
+function details(mailbox, connected = Boolean(mailbox.connected_account)) {
   const rows = [
     ['Method', mailbox.method === 'scan' ? 'Mailbox scan (delegated)' : 'Webhooks (application)'],
     ['Authority', CLOUD_LABELS[mailbox.cloud] ?? mailbox.cloud],
@@ -44,7 +44,7 @@ function details(mailbox) {
   if (mailbox.credential_expires_at) rows.push(['Credential expires', mailbox.credential_expires_at.slice(0, 10)]);
   if (mailbox.shared_mailbox) rows.push(['Shared mailbox', mailbox.shared_mailbox]);
   if (mailbox.mailbox_address) rows.push(['Mailbox address', mailbox.mailbox_address]);
-  const locked = Boolean(mailbox.connected_account);
+  const locked = connected;
   return h('section', { class: 'connection-details', id: 'connection-details', 'data-locked': locked ? 'true' : 'false' },
     h('dl', { class: 'details' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '')])),
     locked ? h('p', { class: 'subtle', id: 'locked-note' }, 'These settings are locked while the mailbox is connected. Disconnect first to change them.') : null);
@@ -78,12 +78,20 @@ export function incomingPanel(mailbox, { onChanged }) {
   const output = h('div', { class: 'incoming-output', id: 'incoming-output' });
   const showError = (e) => output.replaceChildren(diagnosisBox(e));
 
+  // The last status shown; a call that answers `not_connected` (the refresh token revoked or
+  // expired, the credential gone) switches the page to its sign-in state at once.
+  let lastStatus = null;
   const run = async (button, work) => {
     button.disabled = true;
     try {
       await work();
     } catch (e) {
-      showError(e);
+      const signInAgain = e.code === 'not_connected' || e.diagnosis?.code === 'grant_revoked';
+      if (signInAgain && lastStatus) {
+        render(lastStatus, { signInAgain: e });
+      } else {
+        showError(e);
+      }
     } finally {
       button.disabled = false;
     }
@@ -251,18 +259,24 @@ export function incomingPanel(mailbox, { onChanged }) {
     return section;
   };
 
-  const render = (status) => {
+  const render = (status, { signInAgain = null } = {}) => {
+    lastStatus = status;
     const m = status.mailbox;
-    const connected = Boolean(m.connected_account);
+    const connected = Boolean(m.connected_account) && !signInAgain;
     const head = h('header', { class: 'connection-head' },
       h('h2', { id: 'connection-status', 'data-connected': connected ? 'true' : 'false' },
         connected ? `Connected as ${m.connected_account}` : 'Not connected'),
       connected && m.connected_at ? h('p', { class: 'subtle' }, `Since ${m.connected_at.slice(0, 16).replace('T', ' ')} UTC`) : null);
     const items = [head];
+    if (signInAgain) {
+      const d = signInAgain.diagnosis;
+      items.push(h('p', { class: 'callout error', id: 'sign-in-again', 'data-code': d?.code ?? signInAgain.code },
+        `${d ? `${d.cause[0].toUpperCase()}${d.cause.slice(1)}.` : signInAgain.message} ${m.method === 'scan' ? 'Sign in again with Authorize below.' : 'Connect again below.'}`));
+    }
     if (status.warning) {
       items.push(h('p', { class: 'callout warning', id: 'credential-warning', 'data-code': status.warning.code }, status.warning.message));
     }
-    items.push(details(m));
+    items.push(details(m, connected));
     items.push(h('p', { class: 'subtle', id: 'needed-permissions' },
       `${m.method === 'scan' ? 'Delegated' : 'Application'} permissions needed: ${status.needed_permissions.join(', ')}`));
     if (connected) {

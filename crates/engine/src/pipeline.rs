@@ -175,6 +175,18 @@ pub enum AttemptOutcome {
     Interrupted,
 }
 
+/// `text` as a sentence that ends with exactly one full stop (or its own ! or ?), so that
+/// messages can be chained without "status 500.. Retrying".
+pub(crate) fn full_stop(text: &str) -> String {
+    let text = text.trim_end();
+    let bare = text.trim_end_matches('.');
+    if bare.ends_with(['!', '?']) {
+        bare.to_string()
+    } else {
+        format!("{bare}.")
+    }
+}
+
 /// How long a stopping worker still waits for an attempt whose PSA write is already on its way,
 /// so that its outcome is recorded rather than looked up by the next attempt.
 pub const WRITE_GRACE: Duration = Duration::from_millis(1000);
@@ -568,7 +580,8 @@ impl Pipeline {
                         + chrono::Duration::from_std(delay)
                             .unwrap_or_else(|_| chrono::Duration::hours(1));
                     log.warn(format!(
-                        "Failed ({code}): {message}. Retrying in {}s (attempt {number} of {}).",
+                        "{} Retrying in {} s (attempt {number} of {}).",
+                        full_stop(&message),
                         delay.as_secs(),
                         self.config.max_attempts
                     ));
@@ -587,12 +600,13 @@ impl Pipeline {
                 } else {
                     let message = if transient {
                         format!(
-                            "{message} — gave up after {number} attempts; use Reprocess once the cause is fixed"
+                            "{} Gave up after {number} attempts; use Reprocess once the cause is fixed.",
+                            full_stop(&message)
                         )
                     } else {
                         message
                     };
-                    log.push("error", format!("Failed ({code}): {message}"));
+                    log.push("error", full_stop(&message));
                     self.store
                         .mark_failed(email.id, code, &message, now)
                         .await?;
@@ -1628,6 +1642,25 @@ impl crate::Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 23 #14: one failure reads as plain sentences, never "500.. Try".
+    #[test]
+    fn messages_chain_with_one_full_stop() {
+        assert_eq!(full_stop("status 500."), "status 500.");
+        assert_eq!(full_stop("status 500.."), "status 500.");
+        assert_eq!(full_stop("no stop"), "no stop.");
+        assert_eq!(full_stop("really?"), "really?");
+        let e = mailroom_psa::PsaError::from_response(
+            "POST",
+            "/api/Tickets",
+            500,
+            Some("application/json"),
+            r#"{"message":"The request failed with status 500."}"#,
+        );
+        let text = format!("{} Retrying in 5 s.", full_stop(&e.to_string()));
+        assert!(!text.contains(".."), "{text}");
+        assert!(text.contains("status 500. Try again later"), "{text}");
+    }
 
     #[test]
     /// Issue 23 #8: a PSA 500 used to wait over a minute for its first retry; a transient

@@ -102,9 +102,11 @@ impl PsaError {
     }
 }
 
+/// HaloPSA's own words after a colon, without their final full stop: every message goes on
+/// with a sentence of its own, and "status 500.. Try again" reads as a defect.
 fn suffix(halo: &Option<String>) -> String {
     match halo {
-        Some(text) => format!(": {text}"),
+        Some(text) => format!(": {}", text.trim().trim_end_matches('.')),
         None => String::new(),
     }
 }
