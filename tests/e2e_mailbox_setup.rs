@@ -54,11 +54,31 @@ async fn add_a_webhook_mailbox_then_remove_it() {
             s.wait_text("#incoming-panel", "Create a subscription")
                 .await;
 
-            s.client
-                .execute("window.confirm = () => true;", vec![])
+            // Issue 23 #11: Remove is in the "More" menu and asks in the app itself, naming what
+            // is lost; Cancel keeps everything.
+            s.find("#mailbox-menu-button").await.click().await.unwrap();
+            s.find("#remove-mailbox").await.click().await.unwrap();
+            let asked = s.wait_text("#confirm-dialog", "Remove Support?").await;
+            assert!(asked.contains("keyring"), "{asked}");
+            assert!(asked.contains("subscription is cancelled"), "{asked}");
+            assert!(asked.contains("inbound log is kept"), "{asked}");
+            s.screenshot("remove-mailbox-dialog").await;
+            s.find("#confirm-cancel").await.click().await.unwrap();
+            assert!(s.text("#mailbox-list").await.contains("Support"));
+            let gone = s
+                .client
+                .execute(
+                    "return document.getElementById('confirm-dialog') === null;",
+                    vec![],
+                )
                 .await
                 .unwrap();
+            assert_eq!(gone, serde_json::json!(true), "the dialog closed");
+
+            s.find("#mailbox-menu-button").await.click().await.unwrap();
             s.find("#remove-mailbox").await.click().await.unwrap();
+            s.wait_text("#confirm-dialog", "Remove Support?").await;
+            s.find("#confirm-ok").await.click().await.unwrap();
             s.wait_text("#empty-mailboxes", "Connect your first mailbox")
                 .await;
         })

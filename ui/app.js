@@ -3,7 +3,7 @@
 // Monitoring view; and the Integration wizard.
 
 import * as backend from './backend.js';
-import { h, emptyState, toast } from './dom.js';
+import { confirmDialog, emptyState, h, toast } from './dom.js';
 import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
 import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
@@ -82,8 +82,26 @@ function addMailboxView() {
     }));
 }
 
+const CREDENTIAL_WORDS = {
+  public: 'its sign-in (refresh token)',
+  secret: 'its client secret and tokens',
+  certificate: 'its certificate with the private key and its tokens',
+};
+
 async function removeMailbox(mailbox) {
-  if (!confirm(`Remove the mailbox "${mailbox.name}"? Its credentials are deleted from the keyring.`)) return;
+  const lost = [
+    `The mailbox "${mailbox.name}"${mailbox.mailbox_address ? ` (${mailbox.mailbox_address})` : ''} stops being processed and is removed from Mailroom.`,
+    `Its credentials are deleted from this computer's keyring: ${CREDENTIAL_WORDS[mailbox.credential_kind] ?? 'its credentials'}.`,
+  ];
+  if (mailbox.method !== 'scan') lost.push('Its Microsoft Graph subscription is cancelled.');
+  lost.push('Its inbound log is kept. The app registration in Entra and the tickets in the PSA are not touched.');
+  const sure = await confirmDialog({
+    title: `Remove ${mailbox.name}?`,
+    body: lost,
+    confirmLabel: 'Remove mailbox',
+    danger: true,
+  });
+  if (!sure) return;
   try {
     await backend.removeMailbox(mailbox.id);
     await refreshMailboxes();
@@ -92,6 +110,19 @@ async function removeMailbox(mailbox) {
   } catch (e) {
     toast(e.message, 'error');
   }
+}
+
+/** The header's "More" menu: actions that are rare or destructive, out of the way. */
+function mailboxMenu(mailbox) {
+  const menu = h('details', { class: 'menu', id: 'mailbox-menu' },
+    h('summary', { class: 'button subtle-button', id: 'mailbox-menu-button', 'aria-label': 'More actions' }, 'More ▾'));
+  const remove = h('button', { class: 'menu-item danger-text', id: 'remove-mailbox', type: 'button' }, 'Remove mailbox…');
+  remove.addEventListener('click', () => {
+    menu.open = false;
+    removeMailbox(mailbox);
+  });
+  menu.append(h('div', { class: 'menu-list', role: 'menu' }, remove));
+  return menu;
 }
 
 function mailboxView(route) {
@@ -115,7 +146,7 @@ function mailboxView(route) {
     h('header', { class: 'view-header' },
       h('div', { class: 'view-title' },
         h('h1', {}, mailbox.name),
-        h('button', { class: 'button subtle-button', id: 'remove-mailbox', onclick: () => removeMailbox(mailbox) }, 'Remove')),
+        mailboxMenu(mailbox)),
       h('p', { class: 'subtle' }, mailbox.method === 'scan' ? 'Mailbox scan (delegated sign-in)' : 'Webhooks (application permissions)')),
     tabs,
     h('div', { class: 'tab-panel', role: 'tabpanel' }, mailboxTab(mailbox, route.tab)));

@@ -44,3 +44,41 @@ export function toast(message, kind = 'info') {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { el.hidden = true; }, 6000);
 }
+
+/**
+ * An in-app confirmation (the webview's own confirm() shows nothing on some platforms): a
+ * modal overlay in the page itself. `body` is a list of lines naming what the action does.
+ * Resolves to true only when the admin presses the confirm button; Escape, Cancel and a click
+ * beside the dialog resolve to false.
+ */
+export function confirmDialog({ title, body, confirmLabel, danger = false }) {
+  return new Promise((resolve) => {
+    const cancel = h('button', { class: 'button', id: 'confirm-cancel', type: 'button' }, 'Cancel');
+    const ok = h('button', { class: `button ${danger ? 'danger' : 'primary'}`, id: 'confirm-ok', type: 'button' }, confirmLabel);
+    const dialog = h('div', { class: 'confirm-dialog', id: 'confirm-dialog', role: 'alertdialog', 'aria-modal': 'true', 'aria-labelledby': 'confirm-title' },
+      h('h2', { id: 'confirm-title' }, title),
+      h('ul', { class: 'confirm-body' }, [].concat(body).map((line) => h('li', {}, line))),
+      h('div', { class: 'form-actions confirm-actions' }, cancel, ok));
+    const overlay = h('div', { class: 'modal-backdrop', id: 'confirm-backdrop' }, dialog);
+    const previous = document.activeElement;
+    const onKey = (e) => {
+      if (e.key === 'Escape') close(false);
+      if (e.key === 'Tab') { // keep the focus inside the dialog
+        e.preventDefault();
+        (document.activeElement === ok ? cancel : ok).focus();
+      }
+    };
+    function close(answer) {
+      document.removeEventListener('keydown', onKey, true);
+      overlay.remove();
+      if (previous instanceof HTMLElement) previous.focus();
+      resolve(answer);
+    }
+    cancel.addEventListener('click', () => close(false));
+    ok.addEventListener('click', () => close(true));
+    overlay.addEventListener('click', (e) => { if (e.target === overlay) close(false); });
+    document.addEventListener('keydown', onKey, true);
+    document.body.append(overlay);
+    cancel.focus();
+  });
+}
