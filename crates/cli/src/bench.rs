@@ -103,6 +103,8 @@ struct BacklogReport {
     binding_limit: String,
     graph_requests_per_email: f64,
     psa_requests_per_email: f64,
+    /// PSA requests by method and route, per email (so that a regression names its call).
+    psa_routes_per_email: Vec<(String, f64)>,
     tickets: usize,
     actions: usize,
     duplicates: usize,
@@ -280,6 +282,14 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let graph_requests = sb.faults().total(Service::Graph) as f64;
     let psa_requests = sb.faults().total(Service::Psa) as f64;
+    let mut psa_routes: Vec<(String, u64)> = sb
+        .faults()
+        .request_counts()
+        .into_iter()
+        .filter(|c| c.service == Service::Psa)
+        .map(|c| (format!("{} {}", c.method, c.route), c.count))
+        .collect();
+    psa_routes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 
     // Exactly once: count PSA objects per delivered Message-ID.
     let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
@@ -362,6 +372,10 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         binding_limit: binding.to_string(),
         graph_requests_per_email: g,
         psa_requests_per_email: p,
+        psa_routes_per_email: psa_routes
+            .iter()
+            .map(|(route, count)| (route.clone(), *count as f64 / nf))
+            .collect(),
         tickets: tickets.len(),
         actions: actions.len(),
         duplicates,
@@ -396,6 +410,9 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
             "  PSA requests per email     {:>10.2}",
             report.psa_requests_per_email
         );
+        for (route, per_email) in &report.psa_routes_per_email {
+            println!("    {route:<34} {per_email:>6.3}");
+        }
         println!(
             "  tickets / actions          {:>5} / {}",
             report.tickets, report.actions

@@ -773,7 +773,7 @@ impl Pipeline {
             None => Directory::default(),
         };
         let mut index = self.thread_index(&mailbox.id, &parsed).await?;
-        self.psa_thread_lookup(&parsed, &rules, &settings, &mut index, log)
+        self.psa_thread_lookup(&mailbox.id, &parsed, &rules, &settings, &mut index, log)
             .await?;
         // The loop guard only looks back from this mail's own arrival: mail that arrived
         // later (a burst delivered together) never counts against the first ones.
@@ -1269,6 +1269,7 @@ impl Pipeline {
     /// A hit goes into `index` under that key, so the plan threads the reply to the ticket.
     async fn psa_thread_lookup(
         &self,
+        mailbox_id: &str,
         parsed: &ParsedEmail,
         rules: &MailboxSettings,
         settings: &ProcessingSettings,
@@ -1293,8 +1294,20 @@ impl Pipeline {
         {
             return Ok(());
         }
-        // In-Reply-To first, then the most recent References; a few at most.
-        for key in keys.iter().filter(|k| !k.starts_with('<')).take(3) {
+        // In-Reply-To first, then the most recent References; a few at most. Mail this mailbox
+        // received itself is not mail the PSA sent: asking would cost a PSA request per reply
+        // whose original is still waiting its turn (issue 23 #9).
+        let mut candidates = Vec::new();
+        for key in keys.iter().filter(|k| !k.starts_with('<')) {
+            if candidates.len() == 3 {
+                break;
+            }
+            if self.store.received_message_id(mailbox_id, key).await? {
+                continue;
+            }
+            candidates.push(key);
+        }
+        for key in candidates {
             if let Some(action) = self
                 .psa
                 .find_action_by_email_message_id(key, &settings.psa_thread_lookup)

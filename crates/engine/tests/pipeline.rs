@@ -492,3 +492,25 @@ async fn an_unconfirmed_write_is_reconciled_by_message_id_not_repeated() {
         "{log:#?}"
     );
 }
+
+/// Issue 23 #9: a reply to mail this mailbox received itself is threaded locally; the PSA is
+/// not asked whether it sent that mail (one GET per reply cost 20 % of the PSA budget when a
+/// reply was processed in the same pass as its original).
+#[tokio::test]
+async fn a_reply_to_received_mail_never_asks_the_psa_who_sent_it() {
+    let h = harness(default_settings()).await;
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Original"));
+    // Same receivedDateTime (Graph has second precision): either may be processed first.
+    let mut reply = mail("pat@fabrikam.test", "Pat Smith", "RE: Original");
+    reply.in_reply_to = Some(original.internet_message_id.clone());
+    h.deliver(reply);
+    h.sb.faults().reset_counts();
+    let report = h.scan().await;
+    assert_eq!(report.processed, 2, "{report:?}");
+    assert_eq!(
+        h.sb.faults().count(Service::Psa, "GET", "/api/Tickets"),
+        0,
+        "no PSA thread lookup for a reply to received mail"
+    );
+    assert_eq!(h.tickets().len(), 1, "one conversation, one ticket");
+}

@@ -426,6 +426,22 @@ impl Faults {
     }
 }
 
+/// The route of a path no specific template matched (a catch-all such as HaloPSA's
+/// `/api/{*rest}`): the path with its numeric segments as `{id}`, so that counts per route
+/// name the call (`GET /api/Tickets/{id}`) without one key per object.
+fn route_of(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 async fn middleware(
     State((faults, service)): State<(Faults, Service)>,
     req: Request,
@@ -437,7 +453,8 @@ async fn middleware(
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| path.clone());
+        .filter(|template| !template.contains("{*"))
+        .unwrap_or_else(|| route_of(&path));
     let (latency, decision) = faults.decide(service, &method, &path, &route);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -615,5 +632,17 @@ fn add_retry_after(resp: &mut Response, service: Service, retry_after: Option<f6
     };
     if let Ok(v) = HeaderValue::from_str(&text) {
         resp.headers_mut().insert("retry-after", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_all_paths_count_per_resource() {
+        assert_eq!(route_of("/api/Tickets/1000"), "/api/Tickets/{id}");
+        assert_eq!(route_of("/api/Actions"), "/api/Actions");
+        assert_eq!(route_of("/api/Users/100/x1"), "/api/Users/{id}/x1");
     }
 }

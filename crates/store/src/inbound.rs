@@ -410,6 +410,25 @@ impl Store {
         Ok(released)
     }
 
+    /// Whether `message_id` (with or without angle brackets, any case) is mail this mailbox
+    /// received itself — seen, pending or processed. A reply to such mail is threaded locally
+    /// (by its thread keys once the original is processed, or by its conversation), never by
+    /// asking the PSA whether it sent it.
+    pub async fn received_message_id(&self, mailbox_id: &str, message_id: &str) -> Result<bool> {
+        let key = format!(
+            "mid:{}",
+            message_id.trim().trim_matches(['<', '>']).to_lowercase()
+        );
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM inbound_emails WHERE mailbox_id = ? AND dedupe_key = ?",
+        )
+        .bind(mailbox_id)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// When the earliest retry of a mailbox is due (`None`: no email waits for a retry).
     pub async fn next_retry_at(&self, mailbox_id: &str) -> Result<Option<DateTime<Utc>>> {
         let at: Option<String> = sqlx::query_scalar(
