@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "psa_outcomes",
     "psa_reply_outcome_get",
     "psa_reply_outcome_set",
+    "psa_reply_visibility_set",
     "list_mailboxes",
     "add_mailbox",
     "remove_mailbox",

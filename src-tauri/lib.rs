@@ -182,6 +182,7 @@ pub fn run() {
             commands::psa::psa_outcomes,
             commands::psa::psa_reply_outcome_get,
             commands::psa::psa_reply_outcome_set,
+            commands::psa::psa_reply_visibility_set,
             commands::mailboxes::list_mailboxes,
             commands::mailboxes::add_mailbox,
             commands::mailboxes::remove_mailbox,

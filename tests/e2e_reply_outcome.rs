@@ -44,6 +44,28 @@ async fn the_incoming_tab_offers_the_psa_outcomes_and_saves_the_choice() {
                 .await
                 .unwrap();
             assert_eq!(value.as_str(), Some("8"));
+
+            // Issue 23 #6: who sees the reply's action is shown beside the picker and can be
+            // set; by default it follows the outcome.
+            let follow = s.text("#reply-visibility-select").await;
+            assert!(follow.contains("As the outcome says"), "{follow}");
+            s.client
+                .execute(
+                    "const sel = document.getElementById('reply-visibility-select'); sel.value = 'hidden'; sel.dispatchEvent(new Event('change'));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            s.wait_text("#toast", "Visibility of replies saved").await;
+            let value = s
+                .client
+                .execute(
+                    "return document.getElementById('reply-visibility-select').value;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(value.as_str(), Some("hidden"));
         })
         .await;
 }

@@ -54,6 +54,8 @@ export const psaOutcomes = () => call('psa_outcomes');
 export const psaReplyOutcomeGet = (mailboxId) => call('psa_reply_outcome_get', { mailboxId });
 export const psaReplyOutcomeSet = (mailboxId, outcomeId) =>
   call('psa_reply_outcome_set', { mailboxId, outcomeId });
+export const psaReplyVisibilitySet = (mailboxId, visibility) =>
+  call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.
 export function inboundSubscribe(onBatch) {
   if (!tauri) return Promise.reject(new BackendError('internal', 'Mailroom must run inside its desktop window.'));

@@ -239,12 +239,29 @@ export function incomingPanel(mailbox, { onChanged }) {
         show(await backend.psaReplyOutcomeSet(mailbox.id, id));
         toast('Outcome for replies saved.');
       }));
+      // Who sees the reply's action: by default what the outcome says (a private note stays
+      // private), or always visible / always hidden.
+      const chosen = setting.psa.outcomes.find((o) => o.id === setting.outcome_id) ?? def;
+      const follow = chosen
+        ? `As the outcome says (${chosen.private ? 'hidden: ' : 'visible: '}${chosen.name} is ${chosen.private ? '' : 'not '}private)`
+        : 'As the outcome says';
+      const visibility = h('select', { id: 'reply-visibility-select', 'aria-label': 'Visible to the end user' },
+        h('option', { value: 'follow_outcome' }, follow),
+        h('option', { value: 'visible' }, 'Always visible to the end user'),
+        h('option', { value: 'hidden' }, 'Always hidden from the end user'));
+      visibility.value = setting.visibility ?? 'follow_outcome';
+      visibility.addEventListener('change', () => run(visibility, async () => {
+        show(await backend.psaReplyVisibilitySet(mailbox.id, visibility.value));
+        toast('Visibility of replies saved.');
+      }));
       const missing = setting.outcome_id == null && !def;
       const gone = setting.outcome_id != null && !setting.psa.outcomes.some((o) => o.id === setting.outcome_id);
       fill(section,
         h('h3', {}, 'Replies'),
         h('label', { for: 'reply-outcome-select' }, 'Outcome of the action added to a ticket for each reply'),
         h('div', { class: 'actions' }, select, save),
+        h('label', { for: 'reply-visibility-select' }, 'Visible to the end user'),
+        h('div', { class: 'actions' }, visibility),
         missing || gone
           ? h('p', { class: 'callout warning', id: 'reply-outcome-warning', 'data-code': missing ? 'outcome_not_configured' : 'outcome_not_found' },
             missing

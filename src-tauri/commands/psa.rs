@@ -2,6 +2,7 @@
 //! for inbound replies, picked from the PSA's own `Outcome` list.
 
 use mailroom_engine::outcomes::{OutcomeList, ReplyOutcomeSetting};
+use mailroom_engine::pipeline::ReplyVisibility;
 use tauri::State;
 
 use super::UiResult;
@@ -27,6 +28,20 @@ pub async fn psa_reply_outcome_set(
     Ok(state
         .core
         .set_mailbox_reply_outcome(&mailbox_id, outcome_id)
+        .await?)
+}
+
+/// Sets who sees the actions added for the mailbox's replies (`follow_outcome`, `visible`,
+/// `hidden`).
+#[tauri::command]
+pub async fn psa_reply_visibility_set(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+    visibility: ReplyVisibility,
+) -> UiResult<ReplyOutcomeSetting> {
+    Ok(state
+        .core
+        .set_mailbox_reply_visibility(&mailbox_id, visibility)
         .await?)
 }
 

@@ -177,6 +177,8 @@ pub struct ReplyOutcomeSetting {
     pub outcome_name: String,
     /// The PSA's outcomes and the default.
     pub psa: OutcomeList,
+    /// Who sees the actions added for replies.
+    pub visibility: crate::pipeline::ReplyVisibility,
 }
 
 impl crate::Core {
@@ -192,7 +194,26 @@ impl crate::Core {
             outcome_id: settings.action_outcome_id,
             outcome_name: settings.action_outcome,
             psa: self.psa_outcomes().await?,
+            visibility: settings.reply_visibility,
         })
+    }
+
+    /// Sets who sees the actions a mailbox adds for replies; other settings are kept.
+    pub async fn set_mailbox_reply_visibility(
+        &self,
+        mailbox_id: &str,
+        visibility: crate::pipeline::ReplyVisibility,
+    ) -> Result<ReplyOutcomeSetting, crate::CoreError> {
+        let mailbox = self.store().mailbox(mailbox_id).await?;
+        let mut settings = match mailbox.settings {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        settings.insert("reply_visibility".into(), serde_json::json!(visibility));
+        self.store()
+            .set_mailbox_settings(mailbox_id, &serde_json::Value::Object(settings))
+            .await?;
+        self.mailbox_reply_outcome(mailbox_id).await
     }
 
     /// Sets (or with `None` clears, back to the default) the outcome of the actions a
@@ -218,6 +239,9 @@ impl crate::Core {
                 })?,
             None => String::new(),
         };
+        let visibility = crate::pipeline::ProcessingSettings::of(&mailbox)
+            .map(|s| s.reply_visibility)
+            .unwrap_or_default();
         let mut settings = match mailbox.settings {
             serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
@@ -231,6 +255,7 @@ impl crate::Core {
             outcome_id,
             outcome_name: name,
             psa,
+            visibility,
         })
     }
 }

@@ -84,6 +84,33 @@ pub struct ProcessingSettings {
     /// HaloPSA documents no `email_message_id` filter, hence a strategy; default: ticket
     /// search over actions, verified on the candidates' actions.
     pub psa_thread_lookup: mailroom_psa::ActionLookup,
+    /// Whether the end user sees the action added for a reply. Default: what the chosen
+    /// outcome says (HaloPSA's `hidefromuser`), so a private-note outcome stays private.
+    pub reply_visibility: ReplyVisibility,
+}
+
+/// Who sees the action added for an inbound reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyVisibility {
+    /// As the outcome's `hidefromuser` says.
+    #[default]
+    FollowOutcome,
+    /// Always visible to the end user (in the portal and ticket emails).
+    Visible,
+    /// Always hidden from the end user (agents only).
+    Hidden,
+}
+
+impl ReplyVisibility {
+    /// `hiddenfromuser` of the action, for an outcome that is `private` or not.
+    pub fn hidden(self, outcome_private: bool) -> bool {
+        match self {
+            ReplyVisibility::FollowOutcome => outcome_private,
+            ReplyVisibility::Visible => false,
+            ReplyVisibility::Hidden => true,
+        }
+    }
 }
 
 impl Default for ProcessingSettings {
@@ -96,6 +123,7 @@ impl Default for ProcessingSettings {
             action_outcome: String::new(),
             scan_interval_secs: 60,
             psa_thread_lookup: mailroom_psa::ActionLookup::default(),
+            reply_visibility: ReplyVisibility::default(),
         }
     }
 }
@@ -1445,6 +1473,19 @@ impl Pipeline {
             log.info(format!("Sender is PSA user {user_id}"));
         }
         let outcome = self.reply_outcome(settings, log).await?;
+        let hidden = settings.reply_visibility.hidden(outcome.private);
+        log.info(match (hidden, settings.reply_visibility) {
+            (true, ReplyVisibility::FollowOutcome) => format!(
+                "The action is hidden from the end user (the outcome {} is private)",
+                outcome.name
+            ),
+            (false, ReplyVisibility::FollowOutcome) => format!(
+                "The action is visible to the end user (the outcome {} is not private)",
+                outcome.name
+            ),
+            (true, _) => "The action is hidden from the end user (mailbox setting)".into(),
+            (false, _) => "The action is visible to the end user (mailbox setting)".into(),
+        });
         let (attachments, inline) = Self::attachments_to_send(parsed, &plans, log);
         let action = NewAction {
             ticket_id,
@@ -1463,7 +1504,7 @@ impl Pipeline {
             .filter(|s| !s.is_empty()),
             emailsubject: Some(parsed.subject.clone()),
             email_message_id: Some(key.clone()),
-            hiddenfromuser: false,
+            hiddenfromuser: hidden,
             sendemail: Some(false),
             attachments,
             ..Default::default()

@@ -514,3 +514,30 @@ async fn a_reply_to_received_mail_never_asks_the_psa_who_sent_it() {
     );
     assert_eq!(h.tickets().len(), 1, "one conversation, one ticket");
 }
+
+/// Issue 23 #6: the reply's action is as visible as its outcome says — hidden under a private
+/// note outcome — unless the mailbox says otherwise.
+#[tokio::test]
+async fn a_reply_is_as_visible_as_its_outcome_unless_the_mailbox_says_otherwise() {
+    for (settings, expect_hidden) in [
+        (default_settings(), true),
+        (json!({ "reply_visibility": "visible" }), false),
+    ] {
+        let h = harness(settings.clone()).await;
+        let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Visibility"));
+        h.scan().await;
+        let mut reply = mail("pat@fabrikam.test", "Pat Smith", "RE: Visibility");
+        reply.in_reply_to = Some(original.internet_message_id.clone());
+        h.deliver(reply);
+        h.scan().await;
+        let actions = h.sb.halo().actions();
+        assert_eq!(actions.len(), 1, "{settings}");
+        // The sandbox seeds no inbound-email outcome: the default is "Private Note", private.
+        assert_eq!(
+            actions[0]["hiddenfromuser"],
+            json!(expect_hidden),
+            "{settings}: {}",
+            actions[0]
+        );
+    }
+}
