@@ -31,7 +31,9 @@ function renderMailboxList(route) {
   const list = document.getElementById('mailbox-list');
   list.replaceChildren(...state.mailboxes.map((m) => {
     const active = route.view === 'mailbox' && route.id === m.id;
-    const status = m.connected_account ? 'connected' : 'not-connected';
+    const status = m.sign_in_required ? 'needs-sign-in' : (m.connected_account ? 'connected' : 'not-connected');
+    const title = m.sign_in_required ? `Sign in again: ${m.sign_in_required}`
+      : (m.connected_account ? `Connected as ${m.connected_account}` : 'Not connected');
     return h('li', {},
       h('a', {
         href: `#/mailboxes/${encodeURIComponent(m.id)}/incoming`,
@@ -39,7 +41,7 @@ function renderMailboxList(route) {
         'data-mailbox': m.name,
         'aria-current': active ? 'page' : false,
       },
-      h('span', { class: `dot ${status}`, title: m.connected_account ? `Connected as ${m.connected_account}` : 'Not connected' }),
+      h('span', { class: `dot ${status}`, title, 'data-state': status }),
       m.name));
   }));
   document.getElementById('mailbox-list-empty').hidden = state.mailboxes.length > 0;

@@ -279,6 +279,10 @@ export function incomingPanel(mailbox, { onChanged }) {
   const render = (status, { signInAgain = null } = {}) => {
     lastStatus = status;
     const m = status.mailbox;
+    // The engine found the sign-in revoked: the page is in its sign-in state from the start.
+    if (!signInAgain && m.sign_in_required) {
+      signInAgain = { code: 'sign_in_required', message: m.sign_in_required, complete: true };
+    }
     const connected = Boolean(m.connected_account) && !signInAgain;
     const head = h('header', { class: 'connection-head' },
       h('h2', { id: 'connection-status', 'data-connected': connected ? 'true' : 'false' },
@@ -288,7 +292,8 @@ export function incomingPanel(mailbox, { onChanged }) {
     if (signInAgain) {
       const d = signInAgain.diagnosis;
       items.push(h('p', { class: 'callout error', id: 'sign-in-again', 'data-code': d?.code ?? signInAgain.code },
-        `${d ? `${d.cause[0].toUpperCase()}${d.cause.slice(1)}.` : signInAgain.message} ${m.method === 'scan' ? 'Sign in again with Authorize below.' : 'Connect again below.'}`));
+        signInAgain.complete ? `Mailroom stopped reading this mailbox: ${signInAgain.message}`
+          : `${d ? `${d.cause[0].toUpperCase()}${d.cause.slice(1)}.` : signInAgain.message} ${m.method === 'scan' ? 'Sign in again with Authorize below.' : 'Connect again below.'}`));
     }
     if (status.warning) {
       items.push(h('p', { class: 'callout warning', id: 'credential-warning', 'data-code': status.warning.code }, status.warning.message));

@@ -70,6 +70,12 @@ pub async fn run(
         eprintln!("Degraded: {reason} (trying again in the background)");
     }
     // Errors name mailboxes by their name and address, not by id.
+    let plain: HashMap<String, String> = core
+        .mailboxes()
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect();
     let names: HashMap<String, String> = core
         .mailboxes()
         .await?
@@ -102,6 +108,17 @@ pub async fn run(
                         email.from_address,
                         email.subject,
                         email.status
+                    );
+                }
+                Ok(EngineEvent::MailboxSync(status)) if status.state == SyncState::NeedsSignIn => {
+                    let name = names
+                        .get(&status.mailbox_id)
+                        .cloned()
+                        .unwrap_or_else(|| format!("mailbox {}", status.mailbox_id));
+                    eprintln!(
+                        "{name}: needs a new sign-in; it is not read until then. {} Run `mailroom mailbox authorize '{}'`.",
+                        status.error.unwrap_or_default(),
+                        plain.get(&status.mailbox_id).map_or("…", String::as_str)
                     );
                 }
                 Ok(EngineEvent::MailboxSync(status)) if status.state == SyncState::Error => {

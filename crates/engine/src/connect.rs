@@ -1063,6 +1063,7 @@ mod tests {
             mailbox_address: Some("support@contoso.test".into()),
             connected_account: None,
             connected_at: None,
+            sign_in_required: None,
             enabled: true,
             settings: serde_json::json!({}),
             created_at: now,

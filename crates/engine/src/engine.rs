@@ -329,6 +329,10 @@ impl Inner {
                     supervisor.stop_mailbox(&mailbox.id).await;
                 }
                 entry.not_synced = Some("disabled".into());
+            } else if let Some(reason) = &mailbox.sign_in_required {
+                // Not started again until the admin signs in (which clears the mark): a
+                // revoked grant must not be tried at every round.
+                entry.not_synced = Some(format!("sign in again: {reason}"));
             } else if !supervisor.has_mailbox(&mailbox.id) {
                 let webhooks = up.webhooks.as_ref();
                 match self.core.graph_client_for(&mailbox).await {

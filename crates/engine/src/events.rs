@@ -27,6 +27,9 @@ pub enum SyncState {
     Error,
     /// The task ended.
     Stopped,
+    /// The delegated sign-in was revoked or expired (`invalid_grant`): the task stopped asking
+    /// the token endpoint and waits for the admin to sign in again (`error` says why).
+    NeedsSignIn,
 }
 
 /// A mailbox's sync status.

@@ -331,6 +331,21 @@ pub async fn scan_once(
     Ok(report)
 }
 
+/// The reason to sign in again, when `error` is a refused refresh grant (`invalid_grant`:
+/// revoked by a password reset or an admin, expired after inactivity, consent withdrawn).
+pub fn sign_in_revoked(error: &SyncError) -> Option<String> {
+    let (SyncError::Graph(e) | SyncError::Permission(e)) = error else {
+        return None;
+    };
+    let identity = e.identity.as_ref()?;
+    let aad = identity.aad()?;
+    if aad.error != "invalid_grant" {
+        return None;
+    }
+    let diagnosis = mailroom_graph::diagnose::diagnose(identity);
+    Some(format!("{}. {}", diagnosis.cause, diagnosis.fix))
+}
+
 /// Commands to a mailbox task.
 #[derive(Debug)]
 pub enum MailboxCommand {
@@ -419,6 +434,7 @@ impl SyncSupervisor {
             cancel: cancel.clone(),
             reading: AtomicBool::new(false),
             processing: AtomicBool::new(false),
+            sign_in_needed: AtomicBool::new(false),
         };
         let (done_tx, done_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -436,12 +452,19 @@ impl SyncSupervisor {
         );
     }
 
-    /// Whether `mailbox_id` has a task.
+    /// Whether `mailbox_id` has a running task (one that ended — stopped, or waiting for a new
+    /// sign-in — does not count: starting the mailbox again replaces it).
     pub fn has_mailbox(&self, mailbox_id: &str) -> bool {
         self.tasks
             .lock()
             .expect("tasks lock")
-            .contains_key(mailbox_id)
+            .get(mailbox_id)
+            .is_some_and(|t| {
+                !matches!(
+                    t.status.lock().expect("status lock").state,
+                    SyncState::Stopped | SyncState::NeedsSignIn
+                )
+            })
     }
 
     fn sender(&self, mailbox_id: &str) -> Option<mpsc::Sender<MailboxCommand>> {
@@ -541,6 +564,8 @@ struct MailboxTask {
     reading: AtomicBool,
     /// Whether a processing pass runs now.
     processing: AtomicBool,
+    /// Set when the sign-in was found revoked: the task ends in [`SyncState::NeedsSignIn`].
+    sign_in_needed: AtomicBool,
 }
 
 /// A request for a processing pass. `reply` is set by *Import emails*, which waits for the pass
@@ -564,7 +589,10 @@ impl MailboxTask {
         let snapshot = {
             let mut status = self.status.lock().expect("status lock");
             change(&mut status);
-            if status.state != SyncState::Paused && status.state != SyncState::Stopped {
+            if !matches!(
+                status.state,
+                SyncState::Paused | SyncState::Stopped | SyncState::NeedsSignIn
+            ) {
                 let busy =
                     self.reading.load(Ordering::SeqCst) || self.processing.load(Ordering::SeqCst);
                 status.state = match (busy, status.error.is_some()) {
@@ -612,17 +640,45 @@ impl MailboxTask {
                     s.error = None;
                 });
             }
-            Err(e) => {
-                tracing::warn!(mailbox = %self.mailbox.name, "reading the mailbox failed: {e}");
-                let message = e.to_string();
-                self.set_status(|s| {
-                    s.last_sync_at = Some(now);
-                    s.next_scan_at = Some(next);
-                    s.error = Some(message);
-                });
-            }
+            Err(e) => match sign_in_revoked(e) {
+                Some(reason) => self.needs_sign_in(reason).await,
+                None => {
+                    tracing::warn!(mailbox = %self.mailbox.name, "reading the mailbox failed: {e}");
+                    let message = e.to_string();
+                    self.set_status(|s| {
+                        s.last_sync_at = Some(now);
+                        s.next_scan_at = Some(next);
+                        s.error = Some(message);
+                    });
+                }
+            },
         }
         result.map(|()| report)
+    }
+
+    /// The sign-in was revoked: record it (the mailbox shows red, `mailroom run` says it once),
+    /// and end the task, so that the token endpoint is not asked again until the admin signs
+    /// in; the engine starts the task again after that.
+    async fn needs_sign_in(&self, reason: String) {
+        tracing::warn!(
+            mailbox = %self.mailbox.name,
+            "the sign-in of this mailbox was revoked or has expired; sign in again: {reason}"
+        );
+        if let Err(e) = self
+            .pipeline
+            .store()
+            .set_mailbox_sign_in_required(&self.mailbox.id, Some(&reason))
+            .await
+        {
+            tracing::warn!(mailbox = %self.mailbox.name, "the sign-in state was not stored: {e}");
+        }
+        self.sign_in_needed.store(true, Ordering::SeqCst);
+        self.set_status(|s| {
+            s.state = SyncState::NeedsSignIn;
+            s.next_scan_at = None;
+            s.error = Some(reason);
+        });
+        self.cancel.cancel();
     }
 
     /// One processing pass: everything due, until none is left or the task stops.
@@ -667,10 +723,12 @@ impl MailboxTask {
             self.intake_loop(commands, passes_tx, paused_tx),
             self.processing_loop(passes_rx, paused_rx)
         );
-        self.set_status(|s| {
-            s.state = SyncState::Stopped;
-            s.next_scan_at = None;
-        });
+        if !self.sign_in_needed.load(Ordering::SeqCst) {
+            self.set_status(|s| {
+                s.state = SyncState::Stopped;
+                s.next_scan_at = None;
+            });
+        }
     }
 
     async fn intake_loop(

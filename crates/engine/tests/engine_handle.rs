@@ -259,3 +259,138 @@ async fn stopping_the_engine_mid_batch_leaves_no_claim() {
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
         .unwrap();
 }
+
+/// Issue 23 #7: a revoked sign-in is reported once — the mailbox is marked *needs sign-in*,
+/// its task stops, and the token endpoint is not asked again — and the mailbox resumes by
+/// itself once the admin signs in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_sign_in_is_reported_once_and_resumes_after_a_new_sign_in() {
+    use mailroom_engine::events::SyncState;
+    use mailroom_engine::sync::SyncOptions;
+    use mailroom_sandbox::Service;
+
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!("mailroom-engine-test-{}", uuid::Uuid::new_v4());
+    let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&service))
+        .await
+        .unwrap();
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox(MailboxSetup {
+            name: "Support".into(),
+            method: MailboxMethod::Scan,
+            cloud: Cloud::Custom,
+            authority_url: Some(sb.authority_url()),
+            graph_url: Some(sb.graph_url()),
+            tenant_id: t.tenant_id.clone(),
+            client_id: t.desktop_app.client_id.clone(),
+            credential_kind: CredentialKind::Public,
+            client_secret: None,
+            shared_mailbox: None,
+            mailbox_address: None,
+        })
+        .await
+        .unwrap();
+    let sign_in = |core: Core, id: String| async move {
+        let (url, authorization) = core.start_authorization(&id).await.unwrap();
+        let browser = tokio::spawn(async move {
+            mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), SUPPORT)
+                .await
+                .map(|_| ())
+        });
+        core.finish_authorization(authorization, Duration::from_secs(30))
+            .await
+            .unwrap();
+        browser.await.unwrap().unwrap();
+    };
+    sign_in(core.clone(), mailbox.id.clone()).await;
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+
+    let lock = DataDirLock::acquire(dir.path(), "engine test").unwrap();
+    let events = EventBus::new();
+    let mut rx = events.subscribe();
+    let options = EngineOptions {
+        sync: SyncOptions {
+            interval_override: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let engine = Engine::start(core.clone(), events, &lock, options)
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.started().await,
+        EngineState::Running { mailboxes: 1 }
+    );
+
+    // A password reset: the refresh grant is revoked and the access token expires.
+    sb.identity().revoke_user_sessions(SUPPORT).unwrap();
+    sb.faults().expire_tokens();
+    let needs = loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("the mailbox reports the revoked sign-in")
+            .unwrap();
+        if let EngineEvent::MailboxSync(s) = event {
+            if s.state == SyncState::NeedsSignIn {
+                break s;
+            }
+        }
+    };
+    let reason = needs.error.unwrap_or_default();
+    assert!(reason.contains("Sign in again"), "{reason}");
+    let stored = core.store().mailbox(&mailbox.id).await.unwrap();
+    assert!(stored.sign_in_required.is_some());
+
+    // No more token requests while it waits (the scan interval is 1 s).
+    let asked = sb.faults().total(Service::Identity);
+    engine.refresh();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sb.faults().total(Service::Identity),
+        asked,
+        "the token endpoint is left alone until the admin signs in"
+    );
+    let report = engine.report();
+    assert!(report.mailboxes[0]
+        .not_synced
+        .as_deref()
+        .is_some_and(|why| why.starts_with("sign in again")));
+
+    // The admin signs in again: the mark goes, the mailbox is read again by itself.
+    sign_in(core.clone(), mailbox.id.clone()).await;
+    assert_eq!(
+        core.store()
+            .mailbox(&mailbox.id)
+            .await
+            .unwrap()
+            .sign_in_required,
+        None
+    );
+    engine.refresh();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("the mailbox is read again")
+            .unwrap();
+        if let EngineEvent::MailboxSync(s) = event {
+            if s.state == SyncState::Idle && s.last_sync_at.is_some() {
+                break;
+            }
+        }
+    }
+    engine.stop().await;
+    core.secrets().delete_owner(&mailbox.id).unwrap();
+    core.secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .unwrap();
+}

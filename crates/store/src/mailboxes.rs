@@ -66,6 +66,9 @@ pub struct Mailbox {
     pub mailbox_address: Option<String>,
     pub connected_account: Option<String>,
     pub connected_at: Option<DateTime<Utc>>,
+    /// Why the mailbox must be signed in again (its refresh grant was revoked or expired);
+    /// `None` while its sign-in works.
+    pub sign_in_required: Option<String>,
     pub enabled: bool,
     pub settings: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -119,6 +122,7 @@ impl Mailbox {
             mailbox_address: row.try_get("mailbox_address")?,
             connected_account: row.try_get("connected_account")?,
             connected_at: parse_time(row.try_get("connected_at")?)?,
+            sign_in_required: row.try_get("sign_in_required")?,
             enabled: row.try_get("enabled")?,
             settings: serde_json::from_str(&settings)
                 .map_err(|e| StoreError::Corrupt(format!("mailbox settings: {e}")))?,
@@ -185,11 +189,13 @@ impl Store {
         self.mailbox(&id).await
     }
 
-    /// Records the signed-in account (or clears it with `None` on disconnect).
+    /// Records the signed-in account (or clears it with `None` on disconnect); either way the
+    /// mailbox no longer waits for a new sign-in.
     pub async fn set_mailbox_connection(&self, id: &str, account: Option<&str>) -> Result<()> {
         let connected_at = account.map(|_| now_text());
         let done = sqlx::query(
-            "UPDATE mailboxes SET connected_account = ?, connected_at = ?, updated_at = ? WHERE id = ?",
+            "UPDATE mailboxes SET connected_account = ?, connected_at = ?, sign_in_required = NULL, updated_at = ?
+             WHERE id = ?",
         )
         .bind(account)
         .bind(connected_at)
@@ -203,6 +209,17 @@ impl Store {
                 id: id.to_string(),
             });
         }
+        Ok(())
+    }
+
+    /// Marks the mailbox as needing a new sign-in, with the reason (or clears the mark).
+    pub async fn set_mailbox_sign_in_required(&self, id: &str, reason: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE mailboxes SET sign_in_required = ?, updated_at = ? WHERE id = ?")
+            .bind(reason)
+            .bind(now_text())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
