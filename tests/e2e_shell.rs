@@ -111,6 +111,12 @@ async fn the_webhook_receiver_settings_are_validated_and_kept() {
                 .send_keys("48000")
                 .await
                 .unwrap();
+            // Issue 23 #1: the fallback scan interval, in minutes.
+            s.find("#receiver-fallback")
+                .await
+                .send_keys("5")
+                .await
+                .unwrap();
             s.find("#receiver-save").await.click().await.unwrap();
             s.wait_text("#toast", "Receiver settings saved").await;
 
@@ -131,6 +137,13 @@ async fn the_webhook_receiver_settings_are_validated_and_kept() {
             }
             let port = s.find("#receiver-port").await.prop("value").await.unwrap();
             assert_eq!(port.as_deref(), Some("48000"));
+            let fallback = s
+                .find("#receiver-fallback")
+                .await
+                .prop("value")
+                .await
+                .unwrap();
+            assert_eq!(fallback.as_deref(), Some("5"));
         })
         .await;
 }

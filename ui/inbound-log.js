@@ -452,6 +452,9 @@ function receiverSettings() {
       h('input', { id: 'receiver-port', type: 'number', min: '0', max: '65535', placeholder: '47130' })),
     h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Public base URL'),
       h('input', { id: 'receiver-url', placeholder: 'https://hooks.example.com/mailroom' })),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Fallback scan every (minutes)'),
+      h('span', { class: 'field-hint' }, 'Webhooks mailboxes are also read on this schedule, to catch notifications Microsoft Graph lost.'),
+      h('input', { id: 'receiver-fallback', type: 'number', min: '1', max: '1440', placeholder: '15' })),
     error,
     h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'button', id: 'receiver-save' }, 'Save receiver settings')));
   let current = {};
@@ -460,13 +463,22 @@ function receiverSettings() {
     form.querySelector('#receiver-bind').value = s.bind_address ?? '';
     form.querySelector('#receiver-port').value = s.port ?? '';
     form.querySelector('#receiver-url').value = s.public_base_url ?? '';
+    form.querySelector('#receiver-fallback').value = s.fallback_interval_secs ? String(Math.round(s.fallback_interval_secs / 60)) : '';
   }).catch((e) => toast(e.message, 'error'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.hidden = true;
     const text = (id) => form.querySelector(id).value.trim() || null;
     const port = text('#receiver-port');
-    const settings = { ...current, bind_address: text('#receiver-bind'), port: port === null ? null : Number(port), public_base_url: text('#receiver-url') };
+    const fallback = text('#receiver-fallback');
+    if (fallback !== null && !(Number(fallback) >= 1 && Number(fallback) <= 1440)) {
+      error.textContent = 'The fallback scan interval must be between 1 and 1440 minutes.';
+      error.dataset.code = 'invalid_input';
+      error.hidden = false;
+      return;
+    }
+    const settings = { ...current, bind_address: text('#receiver-bind'), port: port === null ? null : Number(port), public_base_url: text('#receiver-url'),
+      fallback_interval_secs: fallback === null ? null : Math.round(Number(fallback) * 60) };
     try {
       await backend.webhookSettingsSet(settings);
       current = settings;

@@ -47,6 +47,10 @@ pub enum SubscriptionCommand {
         /// Forget the public URL (notifications go to the bound address).
         #[arg(long, conflicts_with = "public_url")]
         no_public_url: bool,
+        /// Seconds between the fallback scans of Webhooks mailboxes, which catch notifications
+        /// Graph lost (default 900).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+        fallback_interval: Option<u64>,
     },
 }
 
@@ -98,10 +102,17 @@ pub async fn run(core: &Core, command: &SubscriptionCommand) -> anyhow::Result<(
             port,
             public_url,
             no_public_url,
+            fallback_interval,
         } => {
             let mut settings = core.webhook_settings().await.map_err(explain)?;
-            let changed =
-                bind.is_some() || port.is_some() || public_url.is_some() || *no_public_url;
+            let changed = bind.is_some()
+                || port.is_some()
+                || public_url.is_some()
+                || *no_public_url
+                || fallback_interval.is_some();
+            if let Some(secs) = fallback_interval {
+                settings.fallback_interval_secs = Some(*secs);
+            }
             if let Some(bind) = bind {
                 settings.bind_address = Some(bind.clone());
             }
@@ -121,6 +132,10 @@ pub async fn run(core: &Core, command: &SubscriptionCommand) -> anyhow::Result<(
             }
             let options = settings.options().map_err(anyhow::Error::msg)?;
             println!("bind              {}", options.bind);
+            println!(
+                "fallback scan     every {} s",
+                options.fallback_interval.as_secs()
+            );
             println!(
                 "public base URL   {}",
                 settings

@@ -112,4 +112,21 @@ fn receiver_settings_are_shown_changed_and_validated() {
     let bad_bind = run(&["subscription", "receiver", "--bind", "not-an-ip"]);
     assert!(!bad_bind.status.success());
     assert!(String::from_utf8_lossy(&bad_bind.stderr).contains("is not an IP address"));
+
+    // Issue 23 #1: the Webhooks fallback scan interval is settable from the CLI.
+    let before = String::from_utf8_lossy(&run(&["subscription", "receiver"]).stdout).to_string();
+    assert!(before.contains("fallback scan     every 900 s"), "{before}");
+    assert!(
+        run(&["subscription", "receiver", "--fallback-interval", "120"])
+            .status
+            .success()
+    );
+    let after = String::from_utf8_lossy(&run(&["subscription", "receiver"]).stdout).to_string();
+    assert!(after.contains("fallback scan     every 120 s"), "{after}");
+    assert!(
+        after.contains("127.0.0.1:48000"),
+        "other settings kept: {after}"
+    );
+    let zero = run(&["subscription", "receiver", "--fallback-interval", "0"]);
+    assert!(!zero.status.success());
 }
