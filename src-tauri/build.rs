@@ -17,6 +17,7 @@ const COMMANDS: &[&str] = &[
     "psa_reply_outcome_get",
     "psa_reply_outcome_set",
     "psa_reply_visibility_set",
+    "psa_test",
     "list_mailboxes",
     "add_mailbox",
     "remove_mailbox",

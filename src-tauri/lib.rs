@@ -183,6 +183,7 @@ pub fn run() {
             commands::psa::psa_reply_outcome_get,
             commands::psa::psa_reply_outcome_set,
             commands::psa::psa_reply_visibility_set,
+            commands::psa::psa_test,
             commands::mailboxes::list_mailboxes,
             commands::mailboxes::add_mailbox,
             commands::mailboxes::remove_mailbox,

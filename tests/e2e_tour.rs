@@ -49,6 +49,18 @@ async fn tour_of_the_sandbox_window() {
             s.wait_text("#engine-status", "Support").await;
             let status = s.text("#engine-status").await;
             assert!(!status.contains("Not processing"), "{status}");
+            // Issue 23 #4: the PSA connection's Test connection, each check green.
+            s.find("#psa-test").await.click().await.unwrap();
+            s.wait_text("#psa-checks", "Reply outcome of Support").await;
+            let failed = s
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('#psa-checks [data-ok=\"false\"]')].map(e => e.textContent);",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(failed, serde_json::json!([]), "every PSA check passes in the sandbox");
             s.screenshot("tour-4-monitoring").await;
 
             // Issue 23 #15: the sign-in is revoked (a password reset); Test connection must

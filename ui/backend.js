@@ -54,6 +54,7 @@ export const psaOutcomes = () => call('psa_outcomes');
 export const psaReplyOutcomeGet = (mailboxId) => call('psa_reply_outcome_get', { mailboxId });
 export const psaReplyOutcomeSet = (mailboxId, outcomeId) =>
   call('psa_reply_outcome_set', { mailboxId, outcomeId });
+export const psaTest = () => call('psa_test');
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

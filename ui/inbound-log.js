@@ -402,6 +402,35 @@ function engineLine(mailboxes) {
   return { el, paint };
 }
 
+/** The PSA connection with *Test connection*: each check green or red, with its fix. */
+function psaCard(conn) {
+  const results = h('ul', { class: 'checks', id: 'psa-checks' });
+  const button = h('button', { class: 'button', id: 'psa-test', type: 'button' }, 'Test connection');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    results.replaceChildren(h('li', { class: 'subtle' }, 'Checking…'));
+    try {
+      const report = await backend.psaTest();
+      results.replaceChildren(...report.checks.map((c) =>
+        h('li', { class: `check ${c.ok ? 'check-ok' : 'check-failed'}`, 'data-check': c.id, 'data-ok': String(c.ok) },
+          h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : '✕'),
+          h('div', {},
+            h('strong', {}, c.label), ' — ', c.detail,
+            c.fix ? h('div', { class: 'check-fix' }, `Fix: ${c.fix}`) : null))));
+    } catch (error) {
+      results.replaceChildren(h('li', { class: 'check check-failed', 'data-code': error.code }, error.message));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h('section', { class: 'psa-card', id: 'psa-card' },
+    h('div', { class: 'psa-card-head' },
+      h('div', {}, h('h2', {}, 'HaloPSA'),
+        h('p', { class: 'subtle' }, `${conn.base_url} · client ${conn.client_id}${conn.tenant ? ` · tenant ${conn.tenant}` : ''}`)),
+      button),
+    results);
+}
+
 /** *Subscription events* of every Webhooks mailbox (Monitoring), polled while shown. */
 function subscriptionEventsPanel(mailboxes) {
   const tbody = h('tbody', { id: 'subscription-events-rows' });
@@ -506,6 +535,8 @@ export function monitoringPanel(mailboxes) {
     const parts = [status.el];
     if (!conn) {
       parts.push(psaForm(async () => { await refreshEngine(); status.paint(); }));
+    } else {
+      parts.push(psaCard(conn));
     }
     parts.push(subscriptionEventsPanel(mailboxes));
     parts.push(logPanel({ mailbox: null, mailboxes }));

@@ -3,6 +3,7 @@
 
 use mailroom_engine::outcomes::{OutcomeList, ReplyOutcomeSetting};
 use mailroom_engine::pipeline::ReplyVisibility;
+use mailroom_engine::psa_check::PsaTestReport;
 use tauri::State;
 
 use super::UiResult;
@@ -43,6 +44,13 @@ pub async fn psa_reply_visibility_set(
         .core
         .set_mailbox_reply_visibility(&mailbox_id, visibility)
         .await?)
+}
+
+/// *Test connection* for HaloPSA: sign-in, scopes, ticket types, every mailbox's reply
+/// outcome — each check with its fix.
+#[tauri::command]
+pub async fn psa_test(state: State<'_, AppState>) -> UiResult<PsaTestReport> {
+    Ok(state.core.test_psa_connection().await?)
 }
 
 /// The PSA's outcomes and the default for replies (checked right after the PSA connection is

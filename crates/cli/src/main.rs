@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod mailbox;
 mod mailbox_list;
+mod psa;
 mod run;
 mod sandbox;
 mod subscription;
@@ -36,6 +37,9 @@ enum Command {
     /// Graph change-notification subscriptions of Webhooks mailboxes.
     #[command(subcommand)]
     Subscription(subscription::SubscriptionCommand),
+    /// The HaloPSA connection.
+    #[command(subcommand)]
+    Psa(psa::PsaCommand),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
@@ -85,6 +89,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             subscription::run(&core, command).await
+        }
+        Command::Psa(command) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            psa::run(&core, command).await
         }
         Command::Mailbox(MailboxCommand::List { json }) => {
             let core = open_core(&cli).await?;

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod mailboxes;
 pub mod outcomes;
 pub mod pipeline;
+pub mod psa_check;
 pub mod psa_connection;
 pub mod sync;
 pub mod webhooks;
