@@ -44,6 +44,7 @@ async function ensureSubscribed() {
 
 function applyStatus(status) {
   engine.state = status.state;
+  engine.dropped = status.dropped_notifications ?? 0;
   for (const s of status.mailboxes) engine.statuses.set(s.mailbox_id, s);
   for (const listener of listeners) listener([{ type: 'engine', ...status.state }]);
 }
@@ -391,7 +392,11 @@ function engineLine(mailboxes) {
     const degraded = st.state === 'degraded'
       ? h('p', { class: 'error-text', 'data-engine-state': st.state }, `Degraded: ${st.reason}`)
       : null;
-    el.replaceChildren(...[degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows)].filter(Boolean));
+    const dropped = engine.dropped
+      ? h('p', { class: 'callout warning', id: 'dropped-notifications' },
+        `The webhook receiver turned away ${engine.dropped} notification(s) because its queue was full; Microsoft Graph sends them again, and the fallback scan catches any it gives up on.`)
+      : null;
+    el.replaceChildren(...[degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows), dropped].filter(Boolean));
   };
   paint();
   const listener = (events) => {
@@ -529,6 +534,8 @@ export function monitoringPanel(mailboxes) {
       h('p', { class: 'subtle' }, 'Every email across all mailboxes, as it is processed.')),
     body);
   (async () => {
+    // Fresh figures each time Monitoring opens (the dropped-notification count is not streamed).
+    try { applyStatus(await backend.engineStatus()); } catch { /* the stream keeps the state */ }
     const status = engineLine(mailboxes);
     let conn = null;
     try { conn = await backend.psaConnectionGet(); } catch { conn = null; }

@@ -64,6 +64,9 @@ pub struct EngineStatus {
     pub state: EngineState,
     pub report: StartReport,
     pub mailboxes: Vec<SyncStatus>,
+    /// Notifications the webhook receiver answered 503 because its queue was full (Graph
+    /// retries them; a growing number means the engine cannot keep up).
+    pub dropped_notifications: u64,
 }
 
 fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
@@ -71,6 +74,9 @@ fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
         state: engine.state(),
         report: engine.report(),
         mailboxes: engine.statuses(),
+        dropped_notifications: engine
+            .webhooks()
+            .map_or(0, |w| w.dropped_notifications()),
     }
 }
 

@@ -399,3 +399,133 @@ async fn webhook_errors_name_the_mailbox() {
     t.hooks.shutdown();
     t.supervisor.shutdown().await;
 }
+
+/// Issue 23 #5: the receiver's hardening, each behaviour tested — 1,000 forged items in one
+/// POST make one counted rejection row, the validation echo is `nosniff`, a client that sends
+/// its head or body too slowly is cut off, and connections past the cap wait for a slot.
+#[tokio::test]
+async fn the_receiver_counts_forgeries_and_cuts_off_slow_or_excess_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let t = setup(WebhookOptions {
+        max_body_bytes: 1024 * 1024,
+        // Long enough that the idle clients of the cap check below still hold their slots.
+        header_read_timeout: Duration::from_millis(1500),
+        body_read_timeout: Duration::from_millis(500),
+        max_connections: 2,
+        ..quiet()
+    })
+    .await;
+    let id = t.h.mailbox.id.clone();
+    let record = t.hooks.create_subscription(&id).await.expect("created");
+
+    // 1,000 forged items, one POST: one `rejected` row counting 1,000.
+    let items: Vec<_> = (0..1000)
+        .map(|i| {
+            json!({
+                "subscriptionId": record.subscription_id,
+                "clientState": format!("guess-{i}"),
+                "changeType": "created",
+                "resource": format!("Users/x/Messages/{i}"),
+            })
+        })
+        .collect();
+    let r = t
+        .http
+        .post(t.hooks.notification_url(&id))
+        .json(&json!({ "value": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let rejected: Vec<_> = t
+        .hooks
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == SubscriptionEventKind::Rejected)
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].count, 1000);
+
+    // The validation echo is plain text that browsers must not sniff.
+    let echo = t
+        .http
+        .post(format!(
+            "{}?validationToken=abc",
+            t.hooks.notification_url(&id)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echo.status(), 200);
+    assert_eq!(echo.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(echo.text().await.unwrap(), "abc");
+
+    let addr = t.hooks.local_addr();
+    let path = format!("/graph/notify/{id}");
+    // A head that never ends is cut off after the header timeout.
+    let mut slow_head = TcpStream::connect(addr).await.unwrap();
+    slow_head
+        .write_all(format!("POST {path} HTTP/1.1\r\nHost: a\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    // Closed (EOF) or reset: either way the read ends before the 5 s limit.
+    let _ = tokio::time::timeout(Duration::from_secs(5), slow_head.read_to_end(&mut buf))
+        .await
+        .expect("the server closes a connection whose head never ends");
+
+    // One byte of a declared 100: 408 after the body timeout, and the connection closes.
+    let mut slow_body = TcpStream::connect(addr).await.unwrap();
+    slow_body
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow_body.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes a body that never arrives")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Past the cap (2 here; 64 by default) a connection waits for a slot: two idle clients
+    // hold both, a third request is answered only once one of them goes.
+    let hold = |addr| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        s
+    };
+    let first = hold(addr).await;
+    let _second = hold(addr).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = tokio::spawn({
+        let http = t.http.clone();
+        let url = format!("{}?validationToken=third", t.hooks.notification_url(&id));
+        async move { http.post(url).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !third.is_finished(),
+        "the third connection waits for a slot"
+    );
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("a slot frees up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
