@@ -74,9 +74,7 @@ fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
         state: engine.state(),
         report: engine.report(),
         mailboxes: engine.statuses(),
-        dropped_notifications: engine
-            .webhooks()
-            .map_or(0, |w| w.dropped_notifications()),
+        dropped_notifications: engine.webhooks().map_or(0, |w| w.dropped_notifications()),
     }
 }
 

@@ -77,8 +77,10 @@ pub struct ProcessingSettings {
     pub action_outcome_id: Option<i64>,
     /// Its name, for display (and, without an id, matched against the PSA's outcomes).
     pub action_outcome: String,
-    /// Seconds between scans. Default 60.
-    pub scan_interval_secs: u64,
+    /// Seconds between scans of this mailbox. `None` (the default): the engine's interval
+    /// (`mailroom run --interval`, else 60 s). A value set here wins over the engine's default
+    /// but not over an explicit `--interval`.
+    pub scan_interval_secs: Option<u64>,
     /// How a reply whose In-Reply-To / References the local thread index does not know is
     /// looked up in the PSA (mail the PSA itself sent: its actions' `email_message_id`).
     /// HaloPSA documents no `email_message_id` filter, hence a strategy; default: ticket
@@ -121,7 +123,7 @@ impl Default for ProcessingSettings {
             processed_folder: "deleteditems".into(),
             action_outcome_id: None,
             action_outcome: String::new(),
-            scan_interval_secs: 60,
+            scan_interval_secs: None,
             psa_thread_lookup: mailroom_psa::ActionLookup::default(),
             reply_visibility: ReplyVisibility::default(),
         }

@@ -1,6 +1,7 @@
 //! The sync loop: one task per mailbox under a [`SyncSupervisor`].
 //!
-//! Each task waits on a ticker (the mailbox's `scan_interval_secs`, default 60 s), a command
+//! Each task waits on a ticker (`--interval`, else the mailbox's `scan_interval_secs`, else
+//! 60 s), a command
 //! channel ([`MailboxCommand`]) and a cancellation token. A scan ([`scan_once`]):
 //! 1. runs a delta round on the inbox from the stored deltaLink (an idle interval costs one
 //!    request; a 410 `SyncStateNotFound` clears the link and resyncs from scratch — sightings
@@ -34,8 +35,7 @@ use crate::pipeline::{sighting, AttemptOutcome, Pipeline, ProcessingSettings};
 /// Tuning of the sync loop.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// Scan interval when the mailbox settings cannot be read (stored settings always carry
-    /// one, 60 s by default).
+    /// Scan interval of a mailbox whose settings set none (60 s by default).
     pub default_interval: Duration,
     /// Scan interval that wins over every polling mailbox's stored setting (`mailroom run
     /// --interval N`). `None`: each mailbox uses its own setting.
@@ -69,7 +69,9 @@ pub fn scan_interval(options: &SyncOptions, mailbox: &Mailbox) -> Duration {
         return every.max(Duration::from_secs(1));
     }
     ProcessingSettings::of(mailbox)
-        .map(|s| Duration::from_secs(s.scan_interval_secs.max(1)))
+        .ok()
+        .and_then(|s| s.scan_interval_secs)
+        .map(|secs| Duration::from_secs(secs.max(1)))
         .unwrap_or(options.default_interval)
 }
 

@@ -139,16 +139,28 @@ async fn import_now_reports_permission_problems_plainly() {
     supervisor.shutdown().await;
 }
 
-/// `mailroom run --interval N`: the override wins over the interval stored in the mailbox's
-/// processing settings (which is always present, 60 s by default); without it the stored one
-/// applies.
+/// Issue 23 #1: `mailroom run --interval N` wins over a mailbox's stored interval; a mailbox
+/// that stores none uses the engine's default (the stored value no longer defaults to 60 s and
+/// so never hides the engine's setting).
 #[tokio::test]
 async fn interval_override_wins_over_the_stored_scan_interval() {
+    let engine_default = SyncOptions {
+        default_interval: Duration::from_secs(42),
+        ..Default::default()
+    };
+    let unset = harness(default_settings()).await;
+    assert_eq!(
+        mailroom_engine::sync::scan_interval(&engine_default, &unset.mailbox),
+        Duration::from_secs(42),
+        "no stored interval: the engine's"
+    );
     let mut settings = default_settings();
-    settings["scan_interval_secs"] = json!(60);
+    settings["scan_interval_secs"] = json!(120);
     let h = harness(settings).await;
-    let stored = mailroom_engine::sync::scan_interval(&SyncOptions::default(), &h.mailbox);
-    assert_eq!(stored, Duration::from_secs(60));
+    assert_eq!(
+        mailroom_engine::sync::scan_interval(&engine_default, &h.mailbox),
+        Duration::from_secs(120)
+    );
     let overridden = mailroom_engine::sync::scan_interval(
         &SyncOptions {
             interval_override: Some(Duration::from_secs(5)),
