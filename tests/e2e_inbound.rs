@@ -10,22 +10,6 @@ use support::Session;
 
 const SUBJECT: &str = "Shared calendar stopped syncing on my phone";
 
-async fn control_url(s: &Session) -> String {
-    let urls = s
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    urls.as_array()
-        .and_then(|a| a.get(4))
-        .and_then(|v| v.as_str())
-        .expect("the control API URL is listed")
-        .to_string()
-}
-
 /// The status the log shows for the row with `subject`, if the row is there.
 async fn row_status(s: &Session, subject: &str) -> Option<String> {
     let script = "const rows = [...document.querySelectorAll('#log-rows tr')]; \
@@ -105,7 +89,7 @@ async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
     Session::start_with_args(|_| async {}, &["--sandbox"])
         .await
         .run("inbound_sandbox", async |s| {
-            let control = control_url(s).await;
+            let control = s.control_url().await;
             let http = reqwest::Client::new();
 
             s.find("[data-mailbox='Support']").await.click().await.unwrap();

@@ -65,20 +65,7 @@ async fn tour_of_the_sandbox_window() {
 
             // Issue 23 #15: the sign-in is revoked (a password reset); Test connection must
             // turn the page to its sign-in state, not leave "Connected as …" beside the error.
-            let urls = s
-                .client
-                .execute(
-                    "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            let control = urls
-                .as_array()
-                .and_then(|a| a.get(4))
-                .and_then(|v| v.as_str())
-                .expect("the control API URL is listed")
-                .to_string();
+            let control = s.control_url().await;
             let revoked = reqwest::Client::new()
                 .post(format!(
                     "{control}/identity/users/support@contoso.test/revoke"

@@ -12,22 +12,6 @@ use support::Session;
 
 const SUBJECT: &str = "Webhook: the VPN drops every ten minutes";
 
-async fn control_url(s: &Session) -> String {
-    let urls = s
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    urls.as_array()
-        .and_then(|a| a.get(4))
-        .and_then(|v| v.as_str())
-        .expect("the control API URL is listed")
-        .to_string()
-}
-
 async fn get_json(http: &reqwest::Client, url: String) -> Vec<serde_json::Value> {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
@@ -37,7 +21,7 @@ async fn helpdesk_mail_becomes_a_ticket_through_a_notification() {
     Session::start_with_args(|_| async {}, &["--sandbox"])
         .await
         .run("webhooks_sandbox", async |s| {
-            let control = control_url(s).await;
+            let control = s.control_url().await;
             let http = reqwest::Client::new();
 
             // The subscription is created when the engine starts.

@@ -298,6 +298,23 @@ impl Session {
         }
     }
 
+    /// Sandbox mode: the URL of the sandbox's control API, as the sidebar lists it.
+    pub async fn control_url(&self) -> String {
+        let urls = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        urls.as_array()
+            .and_then(|a| a.get(4))
+            .and_then(|v| v.as_str())
+            .expect("the control API URL is listed")
+            .to_string()
+    }
+
     /// Saves a screenshot of the window under `tests/artifacts/`.
     pub async fn screenshot(&self, name: &str) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");

@@ -59,7 +59,7 @@ impl Default for EngineOptions {
             create_missing_subscriptions: false,
             start_retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
             refresh_every: Duration::from_secs(60),
-            stop_timeout: Duration::from_secs(2),
+            stop_timeout: Duration::from_millis(1500),
         }
     }
 }
@@ -519,6 +519,14 @@ impl EngineHandle {
         self.inner.publish(EngineState::Stopping);
         self.inner.cancel.cancel();
         let inner = self.inner.clone();
+        let pipeline = self
+            .inner
+            .shared
+            .lock()
+            .expect("engine lock")
+            .supervisor
+            .as_ref()
+            .map(|s| s.pipeline().clone());
         let stopping = async move {
             let _ = task.await;
             *inner.shared.lock().expect("engine lock") = Up::default();
@@ -534,9 +542,18 @@ impl EngineHandle {
             .await
             .is_err()
         {
+            // A task is stuck (a store call that does not return): release what it claimed
+            // directly, bounded too, so that the next start finds no claim of this process.
+            let released = match &pipeline {
+                Some(p) => tokio::time::timeout(Duration::from_millis(400), p.release_all_claims())
+                    .await
+                    .ok(),
+                None => Some(Ok(0)),
+            };
             tracing::warn!(
-                "the engine did not stop within {} s; its claims are released at the next start",
-                self.inner.options.stop_timeout.as_secs()
+                ?released,
+                "the engine did not stop within {} ms; the claims of its passes were released",
+                self.inner.options.stop_timeout.as_millis()
             );
         }
         self.inner.publish(EngineState::Stopped);

@@ -219,7 +219,7 @@ pub(crate) fn full_stop(text: &str) -> String {
 
 /// How long a stopping worker still waits for an attempt whose PSA write is already on its way,
 /// so that its outcome is recorded rather than looked up by the next attempt.
-pub const WRITE_GRACE: Duration = Duration::from_millis(1000);
+pub const WRITE_GRACE: Duration = Duration::from_millis(500);
 
 /// A failure inside an attempt, classified for retrying.
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +356,8 @@ pub struct Pipeline {
     events: EventBus,
     directory: tokio::sync::Mutex<DirectoryCache>,
     outcomes: tokio::sync::Mutex<Option<(DateTime<Utc>, Vec<mailroom_psa::Outcome>)>>,
+    /// Claim tokens of the processing passes running now (see [`Pipeline::release_all_claims`]).
+    active_claims: Mutex<HashSet<String>>,
     folders: Mutex<HashMap<(String, String), String>>,
     reprocess: Mutex<HashSet<i64>>,
 }
@@ -456,7 +458,40 @@ impl Pipeline {
             outcomes: Default::default(),
             folders: Default::default(),
             reprocess: Default::default(),
+            active_claims: Default::default(),
         }
+    }
+
+    /// Registers a processing pass's claim token (until [`Pipeline::claims_done`]).
+    pub(crate) fn claims_taken(&self, token: &str) {
+        self.active_claims
+            .lock()
+            .expect("claims lock")
+            .insert(token.to_string());
+    }
+
+    /// The pass with `token` has released or finished its claims.
+    pub(crate) fn claims_done(&self, token: &str) {
+        self.active_claims
+            .lock()
+            .expect("claims lock")
+            .remove(token);
+    }
+
+    /// Releases the claims of every pass still running: the last resort of a stop whose tasks
+    /// did not end in time, so that even then the next start finds no claim of this process.
+    pub async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let tokens: Vec<String> = self
+            .active_claims
+            .lock()
+            .expect("claims lock")
+            .drain()
+            .collect();
+        let mut released = 0;
+        for token in tokens {
+            released += self.store.release_claims(&token, self.clock.now()).await?;
+        }
+        Ok(released)
     }
 
     pub fn store(&self) -> &Store {

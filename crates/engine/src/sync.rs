@@ -204,6 +204,7 @@ pub async fn process_due(
     cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
     let token = uuid::Uuid::new_v4().to_string();
+    pipeline.claims_taken(&token);
     let result = process_claimed(pipeline, mailbox, graph, options, report, cancel, &token).await;
     if cancel.is_cancelled() || result.is_err() {
         let released = pipeline
@@ -216,6 +217,7 @@ pub async fn process_due(
             Err(e) => tracing::warn!(mailbox = %mailbox.name, "claims not released: {e}"),
         }
     }
+    pipeline.claims_done(&token);
     result
 }
 

@@ -33,14 +33,18 @@ async fn next_engine_state(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
-    let sb = sandbox().await;
+/// A data directory of its own, its keyring entries under a throwaway service.
+async fn core() -> (tempfile::TempDir, Core) {
     let dir = tempfile::tempdir().unwrap();
     let service = format!("mailroom-engine-test-{}", uuid::Uuid::new_v4());
     let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&service))
         .await
         .unwrap();
+    (dir, core)
+}
+
+/// support@ as a Webhooks mailbox with the daemon app's secret, connected.
+async fn app_only_support(core: &Core, sb: &mailroom_sandbox::Sandbox) -> mailroom_engine::Mailbox {
     let t = sb.tenant();
     let mailbox = core
         .add_mailbox_with_credentials(
@@ -65,6 +69,27 @@ async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
         .await
         .unwrap();
     core.connect_app_only(&mailbox.id).await.unwrap();
+    mailbox
+}
+
+/// The sandbox's HaloPSA as the PSA connection.
+async fn connect_psa(core: &Core, sb: &mailroom_sandbox::Sandbox) {
+    let t = sb.tenant();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let mailbox = app_only_support(&core, &sb).await;
     let delivered = sb
         .graph()
         .deliver(mail(
@@ -96,14 +121,7 @@ async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
     assert!(matches!(err, EngineError::NotRunning(_)), "{err:?}");
     assert_eq!(err.code(), ErrorCode::NotConfigured);
 
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await
-    .unwrap();
+    connect_psa(&core, &sb).await;
     engine.refresh();
     let running = next_engine_state(&mut rx, |s| matches!(s, EngineState::Running { .. })).await;
     assert_eq!(running, EngineState::Running { mailboxes: 1 });
@@ -150,43 +168,9 @@ async fn stopping_the_engine_mid_batch_leaves_no_claim() {
     use mailroom_sandbox::{FaultRule, Service};
 
     let sb = sandbox().await;
-    let dir = tempfile::tempdir().unwrap();
-    let service = format!("mailroom-engine-test-{}", uuid::Uuid::new_v4());
-    let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&service))
-        .await
-        .unwrap();
-    let t = sb.tenant();
-    let mailbox = core
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some(SUPPORT.into()),
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    core.connect_app_only(&mailbox.id).await.unwrap();
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await
-    .unwrap();
+    let (dir, core) = core().await;
+    let mailbox = app_only_support(&core, &sb).await;
+    connect_psa(&core, &sb).await;
     let slow = sb
         .faults()
         .add(FaultRule::latency(Service::Psa, "/api/*", 300))
@@ -270,11 +254,7 @@ async fn a_revoked_sign_in_is_reported_once_and_resumes_after_a_new_sign_in() {
     use mailroom_sandbox::Service;
 
     let sb = sandbox().await;
-    let dir = tempfile::tempdir().unwrap();
-    let service = format!("mailroom-engine-test-{}", uuid::Uuid::new_v4());
-    let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&service))
-        .await
-        .unwrap();
+    let (dir, core) = core().await;
     let t = sb.tenant();
     let mailbox = core
         .add_mailbox(MailboxSetup {
@@ -305,14 +285,7 @@ async fn a_revoked_sign_in_is_reported_once_and_resumes_after_a_new_sign_in() {
         browser.await.unwrap().unwrap();
     };
     sign_in(core.clone(), mailbox.id.clone()).await;
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await
-    .unwrap();
+    connect_psa(&core, &sb).await;
 
     let lock = DataDirLock::acquire(dir.path(), "engine test").unwrap();
     let events = EventBus::new();
