@@ -7,33 +7,12 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use mailroom_engine::Core;
 use mailroom_graph_sandbox::InboundMail;
-use mailroom_secrets::SecretValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_processes_mail_until_ctrl_c() {
     let sb = common::sandbox_without_mail().await;
-    let dir = tempfile::tempdir().unwrap();
-    let core = Core::open(dir.path()).await.unwrap();
-    let t = sb.tenant();
-    let mailbox =
-        common::connected_app_only_mailbox(&core, &sb, "Support", "support@contoso.test").await;
-    // A Webhooks mailbox: `run` starts the receiver; any free port.
-    core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
-        port: Some(0),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await
-    .unwrap();
+    let (dir, core, mailbox) = common::configured_data_dir(&sb).await;
     let delivered = sb
         .graph()
         .deliver(InboundMail {
@@ -109,15 +88,7 @@ async fn run_processes_mail_until_ctrl_c() {
         text.contains(&format!("ticket {}", tickets[0]["id"])),
         "{text}"
     );
-    let _ = core.secrets().delete(&mailroom_secrets::SecretKey::new(
-        mailroom_engine::psa_connection::PSA_CONNECTION_ID,
-        mailroom_secrets::SecretKind::PsaClientSecret,
-    ));
-    for kind in mailroom_secrets::SecretKind::ALL {
-        let _ = core
-            .secrets()
-            .delete(&mailroom_secrets::SecretKey::new(&mailbox.id, kind));
-    }
+    common::forget_secrets(&core, &mailbox);
 }
 
 /// Issue 22: Ctrl-C while the PSA refuses every request (the client is in its 429 back-off,
@@ -129,25 +100,7 @@ async fn ctrl_c_during_a_psa_back_off_exits_within_2s_and_leaves_no_claim() {
     use std::time::{Duration, Instant};
 
     let sb = common::sandbox_without_mail().await;
-    let dir = tempfile::tempdir().unwrap();
-    let core = Core::open(dir.path()).await.unwrap();
-    let t = sb.tenant();
-    let mailbox =
-        common::connected_app_only_mailbox(&core, &sb, "Support", "support@contoso.test").await;
-    core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
-        port: Some(0),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await
-    .unwrap();
+    let (dir, core, mailbox) = common::configured_data_dir(&sb).await;
     sb.faults()
         .add(FaultRule::psa_rate_limited("*", 100_000))
         .unwrap();
@@ -208,13 +161,5 @@ async fn ctrl_c_during_a_psa_back_off_exits_within_2s_and_leaves_no_claim() {
         mailroom_store::inbound::EmailState::Claimed,
         "the email was released"
     );
-    let _ = core.secrets().delete(&mailroom_secrets::SecretKey::new(
-        mailroom_engine::psa_connection::PSA_CONNECTION_ID,
-        mailroom_secrets::SecretKind::PsaClientSecret,
-    ));
-    for kind in mailroom_secrets::SecretKind::ALL {
-        let _ = core
-            .secrets()
-            .delete(&mailroom_secrets::SecretKey::new(&mailbox.id, kind));
-    }
+    common::forget_secrets(&core, &mailbox);
 }

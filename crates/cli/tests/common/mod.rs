@@ -55,3 +55,38 @@ pub async fn connected_app_only_mailbox(
         .expect("mailbox connected");
     mailbox
 }
+
+/// A data directory as an admin leaves it before `mailroom run`: support@ connected app-only
+/// (a Webhooks mailbox, so `run` starts the receiver, on any free port), the sandbox's HaloPSA
+/// as the PSA connection. Secrets in the keyring: call [`forget_secrets`] at the end.
+#[allow(dead_code)]
+pub async fn configured_data_dir(sb: &Sandbox) -> (tempfile::TempDir, Core, Mailbox) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let core = Core::open(dir.path()).await.expect("core");
+    let mailbox = connected_app_only_mailbox(&core, sb, "Support", "support@contoso.test").await;
+    core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
+        port: Some(0),
+        ..Default::default()
+    })
+    .await
+    .expect("webhook settings");
+    let t = sb.tenant();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .expect("PSA connection");
+    (dir, core, mailbox)
+}
+
+/// Deletes the keyring entries [`configured_data_dir`] made.
+#[allow(dead_code)]
+pub fn forget_secrets(core: &Core, mailbox: &Mailbox) {
+    let _ = core
+        .secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+    let _ = core.secrets().delete_owner(&mailbox.id);
+}
