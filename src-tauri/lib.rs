@@ -49,15 +49,14 @@ async fn open(
         let core = Core::open(&base).await.map_err(|e| e.to_string())?;
         return Ok((lock, core, None));
     }
-    if std::env::var_os(mailroom_secrets::SERVICE_ENV).is_none() {
-        // Single-threaded start-up: nothing else reads the environment yet.
-        std::env::set_var(mailroom_secrets::SERVICE_ENV, "Mailroom Sandbox");
-    }
+    let secrets = sandbox_mode::secrets();
     let dir = sandbox_mode::data_dir(&base);
     let lock = mailroom_store::DataDirLock::acquire(&dir, "Mailroom (sandbox)")
         .map_err(|e| e.to_string())?;
-    sandbox_mode::reset_data_dir(&dir).await?;
-    let core = Core::open(&dir).await.map_err(|e| e.to_string())?;
+    sandbox_mode::reset_data_dir(&dir, &secrets).await?;
+    let core = Core::open_with_secrets(&dir, secrets)
+        .await
+        .map_err(|e| e.to_string())?;
     let sandbox = sandbox_mode::start_sandbox().await?;
     sandbox_mode::connect_demo_tenant(&core, &sandbox).await?;
     Ok((lock, core, Some(sandbox)))
@@ -177,8 +176,8 @@ pub fn run() {
             commands::inbound::inbound_reprocess,
             commands::inbound::inbound_import_now,
             commands::inbound::inbound_subscribe,
-            commands::inbound::psa_connection_get,
-            commands::inbound::psa_connection_set,
+            commands::psa::psa_connection_get,
+            commands::psa::psa_connection_set,
             commands::psa::psa_outcomes,
             commands::psa::psa_reply_outcome_get,
             commands::psa::psa_reply_outcome_set,

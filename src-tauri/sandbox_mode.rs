@@ -24,11 +24,24 @@ pub fn data_dir(base: &Path) -> PathBuf {
     base.join("sandbox")
 }
 
+/// The keyring service of sandbox mode: `MAILROOM_KEYRING_SERVICE` when set (tests), else
+/// "Mailroom Sandbox", apart from the real data's "Mailroom". Passed explicitly: the process
+/// environment is never changed at run time.
+pub fn secrets() -> mailroom_secrets::Secrets {
+    if std::env::var_os(mailroom_secrets::SERVICE_ENV).is_some() {
+        mailroom_secrets::Secrets::from_env()
+    } else {
+        mailroom_secrets::Secrets::with_service("Mailroom Sandbox")
+    }
+}
+
 /// Clears what a previous sandbox run left: its keyring entries, then its files. The caller
 /// holds the directory's lock.
-pub async fn reset_data_dir(dir: &Path) -> Result<(), String> {
+pub async fn reset_data_dir(dir: &Path, secrets: &mailroom_secrets::Secrets) -> Result<(), String> {
     if dir.join(mailroom_store::DATABASE_FILE).exists() {
-        let core = Core::open(dir).await.map_err(|e| e.to_string())?;
+        let core = Core::open_with_secrets(dir, secrets.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         // The keyring is scoped to this directory's store id: only its own entries go.
         let mut owners: Vec<String> = core
             .mailboxes()

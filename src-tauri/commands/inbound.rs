@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use mailroom_engine::engine::{EngineError, EngineHandle, EngineState, StartReport};
 use mailroom_engine::events::{batched, CancellationToken, EngineEvent, SyncStatus};
-use mailroom_engine::psa_connection::PsaConnection;
 use mailroom_engine::sync::ScanReport;
 use mailroom_engine::webhooks::Webhooks;
 use mailroom_store::inbound::{AttemptDetail, InboundEmail, LogQuery, LogStatus};
@@ -163,38 +162,4 @@ pub async fn inbound_subscribe(
         on_events.send(batch).is_ok()
     }));
     Ok(())
-}
-
-#[tauri::command]
-pub async fn psa_connection_get(state: State<'_, AppState>) -> UiResult<Option<PsaConnection>> {
-    Ok(state.core.psa_connection().await?)
-}
-
-#[tauri::command]
-pub async fn psa_connection_set(
-    state: State<'_, AppState>,
-    inbound: State<'_, InboundState>,
-    base_url: String,
-    client_id: String,
-    client_secret: String,
-    tenant: Option<String>,
-) -> UiResult<PsaConnection> {
-    let conn = state
-        .core
-        .set_psa_connection(
-            &base_url,
-            &client_id,
-            mailroom_secrets::SecretValue::new(client_secret),
-            tenant.as_deref(),
-        )
-        .await?;
-    // Prove it works before the engine relies on it.
-    let client = state.core.psa_client().await?;
-    client
-        .me()
-        .await
-        .map_err(mailroom_engine::CoreError::from)?;
-    // The engine builds its PSA client from the connection: pick the new one up now.
-    inbound.engine().refresh();
-    Ok(conn)
 }

@@ -1,11 +1,14 @@
-//! HaloPSA lookups for the mailbox settings: the outcome (action type) of the actions added
-//! for inbound replies, picked from the PSA's own `Outcome` list.
+//! HaloPSA: the connection (read, save with a proof that it works, *Test connection*) and the
+//! lookups of the mailbox settings — the outcome (action type) of the actions added for
+//! inbound replies, picked from the PSA's own `Outcome` list, and their visibility.
 
 use mailroom_engine::outcomes::{OutcomeList, ReplyOutcomeSetting};
 use mailroom_engine::pipeline::ReplyVisibility;
 use mailroom_engine::psa_check::PsaTestReport;
+use mailroom_engine::psa_connection::PsaConnection;
 use tauri::State;
 
+use super::inbound::InboundState;
 use super::UiResult;
 use crate::AppState;
 
@@ -59,4 +62,38 @@ pub async fn psa_test(state: State<'_, AppState>) -> UiResult<PsaTestReport> {
 #[tauri::command]
 pub async fn psa_outcomes(state: State<'_, AppState>) -> UiResult<OutcomeList> {
     Ok(state.core.psa_outcomes().await?)
+}
+
+#[tauri::command]
+pub async fn psa_connection_get(state: State<'_, AppState>) -> UiResult<Option<PsaConnection>> {
+    Ok(state.core.psa_connection().await?)
+}
+
+#[tauri::command]
+pub async fn psa_connection_set(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+    base_url: String,
+    client_id: String,
+    client_secret: String,
+    tenant: Option<String>,
+) -> UiResult<PsaConnection> {
+    let conn = state
+        .core
+        .set_psa_connection(
+            &base_url,
+            &client_id,
+            mailroom_secrets::SecretValue::new(client_secret),
+            tenant.as_deref(),
+        )
+        .await?;
+    // Prove it works before the engine relies on it.
+    let client = state.core.psa_client().await?;
+    client
+        .me()
+        .await
+        .map_err(mailroom_engine::CoreError::from)?;
+    // The engine builds its PSA client from the connection: pick the new one up now.
+    inbound.engine().refresh();
+    Ok(conn)
 }

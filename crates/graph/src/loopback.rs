@@ -143,7 +143,11 @@ async fn callback(
     let Some(got_state) = params.get("state") else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    if got_state != &state.expected_state {
+    // Constant time, as for every secret comparison (the state is the sign-in's CSRF token).
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        got_state.as_bytes(),
+        state.expected_state.as_bytes(),
+    )) {
         return (
             StatusCode::BAD_REQUEST,
             Html("<!doctype html><p>This response does not belong to the pending Mailroom sign-in and was ignored.</p>".to_string()),
