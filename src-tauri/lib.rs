@@ -8,6 +8,7 @@
 //! - One instance per user: a second launch focuses the first window.
 
 mod commands;
+mod notify;
 mod sandbox_mode;
 mod tray;
 
@@ -90,16 +91,14 @@ fn start(app: &mut tauri::App) {
         create_missing_subscriptions: sandbox.is_some(),
         ..Default::default()
     };
-    let engine = tauri::async_runtime::block_on(Engine::start(
-        core.clone(),
-        EventBus::new(),
-        &lock,
-        options,
-    ))
-    .unwrap_or_else(|e| {
-        eprintln!("Mailroom cannot start its engine: {e}");
-        std::process::exit(1);
-    });
+    let events = EventBus::new();
+    notify::start(app.handle().clone(), core.clone(), events.clone());
+    let engine =
+        tauri::async_runtime::block_on(Engine::start(core.clone(), events, &lock, options))
+            .unwrap_or_else(|e| {
+                eprintln!("Mailroom cannot start its engine: {e}");
+                std::process::exit(1);
+            });
     app.manage(commands::inbound::InboundState::new(engine));
     app.manage(AppState {
         core,
@@ -146,6 +145,7 @@ pub fn run() {
     let result = builder
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
         .manage(commands::connect::ConnectState::default())
         .setup(|app| {
             start(app);
