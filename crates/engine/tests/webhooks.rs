@@ -529,3 +529,57 @@ async fn the_receiver_counts_forgeries_and_cuts_off_slow_or_excess_clients() {
     t.hooks.shutdown();
     t.supervisor.shutdown().await;
 }
+
+/// Issue 23 #5: a batch the notification queue has no room for is refused with `503` and
+/// `Retry-After` (Graph redelivers it), nothing of it is stored, and the drop is counted.
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_counts_the_drop() {
+    let t = setup(WebhookOptions {
+        queue_capacity: 2,
+        ..quiet()
+    })
+    .await;
+    let id = t.h.mailbox.id.clone();
+    let record = t.hooks.create_subscription(&id).await.expect("created");
+    let client_state =
+        t.h.sb
+            .graph()
+            .subscriptions()
+            .into_iter()
+            .find(|s| s.id == record.subscription_id)
+            .and_then(|s| s.client_state)
+            .expect("the subscription's clientState");
+    // Three genuine items: more than the queue can ever hold at once.
+    let items: Vec<_> = (0..3)
+        .map(|i| {
+            json!({
+                "subscriptionId": record.subscription_id,
+                "clientState": client_state,
+                "changeType": "created",
+                "resource": format!("Users/x/Messages/{i}"),
+            })
+        })
+        .collect();
+    let before = t.hooks.dropped_notifications();
+    let r = t
+        .http
+        .post(t.hooks.notification_url(&id))
+        .json(&json!({ "value": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(t.hooks.dropped_notifications(), before + 3);
+    assert!(
+        t.hooks.notifications(&id).await.unwrap().is_empty(),
+        "nothing of a refused batch is stored"
+    );
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}
