@@ -272,6 +272,9 @@ pub(crate) struct Inner {
     pub faults: Mutex<VecDeque<Fault>>,
     pub hold: tokio::sync::watch::Sender<bool>,
     pub http: reqwest::Client,
+    /// The root absolute links are built on (`https://127.0.0.1:47111`), set by whoever serves
+    /// the emulator; without it the request's own authority over plain HTTP.
+    pub base_url: Mutex<Option<String>>,
 }
 
 /// The emulated Graph service. Cheap to clone (shared state).
@@ -320,8 +323,18 @@ impl GraphSandbox {
                 faults: Mutex::new(VecDeque::new()),
                 hold,
                 http,
+                base_url: Mutex::new(None),
             }),
         })
+    }
+
+    /// Sets the root the emulator is served at (scheme, host and port, no `/v1.0`): every
+    /// absolute link it answers with (`@odata.nextLink`, `@odata.deltaLink`, `@odata.context`)
+    /// starts with it, as real Graph's start with `https://graph.microsoft.com`. Without it the
+    /// request's authority is used over `http`, which is wrong under TLS.
+    pub fn set_base_url(&self, root: &str) {
+        *self.inner.base_url.lock().expect("base url lock") =
+            Some(root.trim_end_matches('/').to_string());
     }
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, state::State> {

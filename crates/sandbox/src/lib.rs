@@ -332,6 +332,7 @@ impl Sandbox {
             shared_clock.clone(),
         )
         .map_err(|e| SandboxError::Seed(e.to_string()))?;
+        graph.set_base_url(&urls.graph);
         let halo = HaloSandbox::try_new(seed.halo.clone(), shared_clock.clone())
             .map_err(|e| SandboxError::Seed(e.to_string()))?;
         let faults = Faults::new();

@@ -62,7 +62,7 @@ pub(crate) struct ApiRequest {
     /// Lower-cased header names.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// `http://host/v1.0`, for building links.
+    /// `{scheme}://{host}:{port}/v1.0`, for building links.
     pub base: String,
 }
 
@@ -279,12 +279,24 @@ async fn entry(AxState(sb): AxState<GraphSandbox>, req: Request) -> Response {
     let bytes = axum::body::to_bytes(body, 200 * 1024 * 1024)
         .await
         .unwrap_or_default();
-    let host = parts
-        .headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
+    // The configured root; else the request's authority (HTTP/2 carries it in the URI, not in
+    // a Host header), over http.
+    let configured = sb.inner.base_url.lock().expect("base url lock").clone();
+    let root = configured.unwrap_or_else(|| {
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        format!("http://{host}")
+    });
     let req = ApiRequest {
         method: parts.method.as_str().to_ascii_uppercase(),
         path: parts
@@ -305,7 +317,7 @@ async fn entry(AxState(sb): AxState<GraphSandbox>, req: Request) -> Response {
             })
             .collect(),
         body: bytes.to_vec(),
-        base: format!("http://{host}/v1.0"),
+        base: format!("{root}/v1.0"),
     };
     handle(&sb, req).await.into_axum()
 }
