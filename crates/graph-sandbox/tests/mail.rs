@@ -580,3 +580,45 @@ async fn delete_moves_to_deleted_items_and_send_as_needs_a_grant() {
     let r = e.post("alex", "me/sendMail", body).await;
     assert_eq!((r.status, r.code()), (403, "ErrorSendAsDenied"));
 }
+
+/// Issue 24 #5: what Microsoft's own Graph SDK sends — the OData function-call form of delta
+/// and action parameters in another case — works as on real Graph.
+#[tokio::test]
+async fn sdk_spellings_of_delta_and_action_parameters_are_accepted() {
+    let e = env().await;
+    for form in ["delta()", "microsoft.graph.delta()", "delta"] {
+        let r = e
+            .get("support", &format!("me/mailFolders/inbox/messages/{form}"))
+            .await;
+        assert_eq!(r.status, 200, "{form}: {}", r.text);
+        assert!(r.body["value"].is_array(), "{form}");
+    }
+
+    let inbox = e.collect("support", "me/mailFolders/inbox/messages").await;
+    let id = inbox[0]["id"].as_str().unwrap().to_owned();
+    let moved = e
+        .post(
+            "support",
+            &format!("me/messages/{id}/move"),
+            json!({"DestinationId": "archive"}),
+        )
+        .await;
+    assert_eq!(moved.status, 201, "{}", moved.text);
+
+    let sent = e
+        .post(
+            "support",
+            "me/sendMail",
+            json!({
+                "Message": {
+                    "subject": "Case-insensitive parameters",
+                    "body": {"contentType": "Text", "content": "Sent as the SDK spells it."},
+                    "toRecipients": [{"emailAddress": {"address": "helpdesk@contoso.test"}}]
+                },
+                "SaveToSentItems": true
+            }),
+        )
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    assert_eq!(e.sb.sent_mail(SUPPORT).len(), 1);
+}

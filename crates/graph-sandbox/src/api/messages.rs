@@ -355,7 +355,7 @@ pub(super) fn move_message(
     folder: Option<&str>,
     id: &str,
 ) -> ApiResult {
-    let body = req.json_body()?;
+    let body = req.action_body(&["destinationId"])?;
     let dest_key = body
         .get("destinationId")
         .and_then(Value::as_str)

@@ -122,6 +122,29 @@ impl ApiRequest {
         })
     }
 
+    /// The JSON body of an OData action (`move`, `sendMail`, `reply`, …) with its parameter
+    /// names spelled as `params` spell them: Graph matches action parameters without regard
+    /// to case (`{"DestinationId": …}` moves as `{"destinationId": …}` does), as Microsoft's
+    /// SDKs rely on.
+    fn action_body(&self, params: &[&str]) -> Result<Value, ApiError> {
+        let mut body = self.json_body()?;
+        if let Value::Object(map) = &mut body {
+            for canonical in params {
+                let other = map
+                    .keys()
+                    .find(|k| k.as_str() != *canonical && k.eq_ignore_ascii_case(canonical))
+                    .cloned();
+                if let Some(key) = other {
+                    if !map.contains_key(*canonical) {
+                        let value = map.remove(&key).expect("key just found");
+                        map.insert((*canonical).to_string(), value);
+                    }
+                }
+            }
+        }
+        Ok(body)
+    }
+
     fn json_body(&self) -> Result<Value, ApiError> {
         if self.body.is_empty() {
             return Err(ApiError::new(
@@ -362,14 +385,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Splits a path into segments, turning `name('key')` into `name`, `key`.
+/// Splits a path into segments, turning `name('key')` into `name`, `key`, and an OData
+/// function call without parameters (`delta()`, `microsoft.graph.delta()`) into its bare name.
 fn segments(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
         let seg = percent_decode(raw);
         if let (Some(open), true) = (seg.find('('), seg.ends_with(')')) {
-            out.push(seg[..open].to_owned());
+            let name = &seg[..open];
             let key = seg[open + 1..seg.len() - 1].trim_matches('\'').to_owned();
+            if key.is_empty() {
+                out.push(
+                    name.strip_prefix("microsoft.graph.")
+                        .unwrap_or(name)
+                        .to_owned(),
+                );
+                continue;
+            }
+            out.push(name.to_owned());
             out.push(key);
         } else {
             out.push(seg);

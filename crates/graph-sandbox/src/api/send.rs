@@ -367,7 +367,7 @@ pub(super) fn send_mail(
             true,
         )
     } else {
-        let body = req.json_body()?;
+        let body = req.action_body(&["message", "saveToSentItems"])?;
         let msg = body.get("message").ok_or_else(|| {
             ApiError::new(
                 400,
@@ -412,7 +412,7 @@ pub(super) fn reply(
     let body = if req.body.is_empty() {
         json!({})
     } else {
-        req.json_body()?
+        req.action_body(&["comment", "message", "toRecipients"])?
     };
     let comment = body
         .get("comment")

@@ -112,10 +112,12 @@ pub(super) fn mailbox_route(
             _ => Err(method_not_allowed(req)),
         },
         ["mailfolders", _, "messages"] if m == "GET" => list_messages(sb, req, mbid, Some(&rest[1])),
-        ["mailfolders", _, "messages", "delta"] if m == "GET" => delta(sb, req, mbid, &rest[1]),
+        ["mailfolders", _, "messages", d] if m == "GET" && is_delta(d) => {
+            delta(sb, req, mbid, &rest[1])
+        }
         ["mailfolders", _, "messages", _, ..] => message_route(sb, req, g, mbid, Some(&rest[1]), &rest[3], &rest[4..]),
         ["messages"] if m == "GET" => list_messages(sb, req, mbid, None),
-        ["messages", "delta"] => Err(ApiError::bad(
+        ["messages", d] if is_delta(d) => Err(ApiError::bad(
             "Change tracking is not supported against 'microsoft.graph.message'; use /mailFolders/{id}/messages/delta.",
         )),
         ["messages", _, ..] => message_route(sb, req, g, mbid, None, &rest[1], &rest[2..]),
@@ -276,4 +278,14 @@ pub(super) fn create_folder(
         req.base, mbid
     ));
     Ok(ApiResponse::json(201, v))
+}
+
+/// The `delta` function in any of the forms Graph accepts: `delta`, `delta()` (the OData
+/// function-call form Microsoft's SDKs send) and `microsoft.graph.delta()`. `segment` is
+/// lower-case.
+fn is_delta(segment: &str) -> bool {
+    matches!(
+        segment.strip_prefix("microsoft.graph.").unwrap_or(segment),
+        "delta" | "delta()"
+    )
 }
