@@ -95,12 +95,21 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    pub fn etag(&self) -> String {
-        let raw = format!("CQAAABYAAAA{:016x}", self.change_key);
+    /// The item's change key, as Exchange writes it (`CQAAABYAAAA…`): different for every
+    /// item and every version of it.
+    pub fn change_key_text(&self) -> String {
+        let mut raw = Vec::with_capacity(16);
+        raw.extend_from_slice(&self.key.to_be_bytes());
+        raw.extend_from_slice(&self.change_key.to_be_bytes());
         format!(
-            "W/\"{}\"",
+            "CQAAABYAAAA{}",
             base64::engine::general_purpose::STANDARD.encode(raw)
         )
+    }
+
+    /// `W/"<changeKey>"`, as Graph sends it.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.change_key_text())
     }
 
     pub fn has_attachments(&self) -> bool {

@@ -622,3 +622,28 @@ async fn sdk_spellings_of_delta_and_action_parameters_are_accepted() {
     assert_eq!(sent.status, 202, "{}", sent.text);
     assert_eq!(e.sb.sent_mail(SUPPORT).len(), 1);
 }
+
+/// Issue 24 #5: `@odata.etag` is `W/"<changeKey>"`, and the change key differs between items
+/// and between versions of one item, as on real Graph.
+#[tokio::test]
+async fn etags_are_the_change_key_and_unique_per_item_version() {
+    let e = env().await;
+    let items = e.collect("support", "me/mailFolders/inbox/messages").await;
+    let mut keys = std::collections::HashSet::new();
+    for m in &items {
+        let key = m["changeKey"].as_str().unwrap();
+        assert_eq!(m["@odata.etag"], format!("W/\"{key}\""), "{m}");
+        assert!(keys.insert(key.to_owned()), "change key {key} repeats");
+    }
+    let id = items[0]["id"].as_str().unwrap();
+    let before = items[0]["changeKey"].as_str().unwrap().to_owned();
+    let patched = e
+        .patch(
+            "support",
+            &format!("me/messages/{id}"),
+            json!({"isRead": true}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_ne!(patched.body["changeKey"].as_str().unwrap(), before);
+}

@@ -34,7 +34,7 @@ pub(super) fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value 
         "id": id,
         "createdDateTime": fmt_time(m.received),
         "lastModifiedDateTime": fmt_time(m.last_modified),
-        "changeKey": format!("CQAAABYAAAA{:016x}", m.change_key),
+        "changeKey": m.change_key_text(),
         "categories": m.categories,
         "receivedDateTime": fmt_time(m.received),
         "sentDateTime": fmt_time(m.sent),
