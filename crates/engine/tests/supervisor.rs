@@ -170,3 +170,50 @@ async fn interval_override_wins_over_the_stored_scan_interval() {
     );
     assert_eq!(overridden, Duration::from_secs(5));
 }
+
+/// Issue 24 #3: the pause holds on the ticker path too — with a 1 s scan interval, a paused
+/// mailbox makes no Graph request at all for several intervals, and reads again once resumed.
+#[tokio::test]
+async fn a_paused_mailbox_is_not_read_at_its_ticks() {
+    use mailroom_sandbox::Service;
+
+    let h = harness(default_settings()).await;
+    let supervisor = SyncSupervisor::new(
+        h.pipeline.clone(),
+        SyncOptions {
+            interval_override: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+    );
+    let mut rx = h.pipeline.events().subscribe();
+    supervisor.start_mailbox(h.mailbox.clone(), h.graph.clone());
+    next_matching(&mut rx, |e| {
+        matches!(e, EngineEvent::MailboxSync(s) if s.state == SyncState::Idle && s.last_sync_at.is_some())
+    })
+    .await;
+    assert!(supervisor.send(&h.mailbox.id, MailboxCommand::Pause).await);
+    next_matching(
+        &mut rx,
+        |e| matches!(e, EngineEvent::MailboxSync(s) if s.state == SyncState::Paused),
+    )
+    .await;
+    let later = h.deliver(mail("lee@fabrikam.test", "Lee Chen", "During the pause"));
+    let requests = h.sb.faults().total(Service::Graph);
+    // Three ticks of the interval pass while paused.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(
+        h.sb.faults().total(Service::Graph),
+        requests,
+        "no Graph request while paused"
+    );
+    assert!(h
+        .ticket_by_message_id(&later.internet_message_id)
+        .is_empty());
+
+    assert!(supervisor.send(&h.mailbox.id, MailboxCommand::Resume).await);
+    next_matching(&mut rx, |e| {
+        matches!(e, EngineEvent::Email { email, .. } if email.internet_message_id.as_deref() == Some(later.internet_message_id.as_str()) && email.ticket_id.is_some())
+    })
+    .await;
+    supervisor.shutdown().await;
+}
