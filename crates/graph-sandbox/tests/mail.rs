@@ -647,3 +647,37 @@ async fn etags_are_the_change_key_and_unique_per_item_version() {
     assert_eq!(patched.status, 200, "{}", patched.text);
     assert_ne!(patched.body["changeKey"].as_str().unwrap(), before);
 }
+
+/// Issue 24 #5: `conversationIndex` is in the default properties (the same 22-byte block for
+/// every message of a conversation) and `uniqueBody` is returned when selected.
+#[tokio::test]
+async fn conversation_index_by_default_and_unique_body_on_select() {
+    let e = env().await;
+    let items = e.collect("support", "me/mailFolders/inbox/messages").await;
+    for m in &items {
+        let index = m["conversationIndex"].as_str().expect("conversationIndex");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(index)
+            .unwrap();
+        assert_eq!(bytes.len(), 22, "{index}");
+        for other in &items {
+            if other["conversationId"] == m["conversationId"] {
+                assert_eq!(other["conversationIndex"], m["conversationIndex"]);
+            }
+        }
+    }
+    let id = items[0]["id"].as_str().unwrap();
+    let one = e
+        .get(
+            "support",
+            &format!("me/messages/{id}?$select=subject,uniqueBody"),
+        )
+        .await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert!(
+        one.body["uniqueBody"]["content"].is_string(),
+        "{}",
+        one.text
+    );
+}

@@ -45,6 +45,7 @@ pub(super) fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value 
         "importance": m.importance,
         "parentFolderId": m.folder_id,
         "conversationId": m.conversation_id,
+        "conversationIndex": conversation_index(m),
         "isDeliveryReceiptRequested": false,
         "isReadReceiptRequested": false,
         "isRead": m.is_read,
@@ -62,6 +63,11 @@ pub(super) fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value 
     });
     let _ = mbx;
     if let Some(sel) = &o.select {
+        if sel.iter().any(|s| s.eq_ignore_ascii_case("uniqueBody")) {
+            // Real Graph strips the quoted history of a reply; the emulator has none to strip
+            // for mail it was given, so the unique part is the whole body.
+            v["uniqueBody"] = v["body"].clone();
+        }
         if sel
             .iter()
             .any(|s| s.eq_ignore_ascii_case("internetMessageHeaders"))
@@ -75,6 +81,18 @@ pub(super) fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value 
         }
     }
     apply_select(v, &o.select)
+}
+
+/// The Outlook conversation index of a message: base64 of the 22-byte header block (a
+/// reserved byte, five bytes of time, a 16-byte GUID). Derived from the conversation id, so
+/// every message of a conversation carries the same block, as Outlook's header does.
+fn conversation_index(m: &crate::state::Message) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(m.conversation_id.as_bytes());
+    let mut bytes = vec![0x01u8];
+    bytes.extend_from_slice(&digest[..21]);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 pub(super) fn preference_applied(req: &ApiRequest, mut r: ApiResponse) -> ApiResponse {
