@@ -70,24 +70,18 @@ pub async fn run(
         eprintln!("Degraded: {reason} (trying again in the background)");
     }
     // Errors name mailboxes by their name and address, not by id.
-    let plain: HashMap<String, String> = core
+    let mailboxes: HashMap<String, mailroom_engine::Mailbox> = core
         .mailboxes()
         .await?
         .into_iter()
-        .map(|m| (m.id, m.name))
+        .map(|m| (m.id.clone(), m))
         .collect();
-    let names: HashMap<String, String> = core
-        .mailboxes()
-        .await?
-        .into_iter()
-        .map(|m| {
-            let label = match &m.mailbox_address {
-                Some(address) => format!("{} <{address}>", m.name),
-                None => m.name.clone(),
-            };
-            (m.id, label)
-        })
-        .collect();
+    let name_of = move |id: &str| {
+        mailboxes
+            .get(id)
+            .map(|m| (mailroom_engine::mailboxes::label(m), m.name.clone()))
+            .unwrap_or_else(|| (format!("mailbox {id}"), id.to_string()))
+    };
     let printer = tokio::spawn(async move {
         loop {
             match rx.recv().await {
@@ -111,22 +105,15 @@ pub async fn run(
                     );
                 }
                 Ok(EngineEvent::MailboxSync(status)) if status.state == SyncState::NeedsSignIn => {
-                    let name = names
-                        .get(&status.mailbox_id)
-                        .cloned()
-                        .unwrap_or_else(|| format!("mailbox {}", status.mailbox_id));
+                    let (label, name) = name_of(&status.mailbox_id);
                     eprintln!(
-                        "{name}: needs a new sign-in; it is not read until then. {} Run `mailroom mailbox authorize '{}'`.",
+                        "{label}: needs a new sign-in; it is not read until then. {} Run `mailroom mailbox authorize '{name}'`.",
                         status.error.unwrap_or_default(),
-                        plain.get(&status.mailbox_id).map_or("…", String::as_str)
                     );
                 }
                 Ok(EngineEvent::MailboxSync(status)) if status.state == SyncState::Error => {
-                    let name = names
-                        .get(&status.mailbox_id)
-                        .cloned()
-                        .unwrap_or_else(|| format!("mailbox {}", status.mailbox_id));
-                    eprintln!("{name}: {}", status.error.unwrap_or_default());
+                    let (label, _) = name_of(&status.mailbox_id);
+                    eprintln!("{label}: {}", status.error.unwrap_or_default());
                 }
                 Ok(EngineEvent::Engine(EngineState::Degraded { reason, .. })) => {
                     eprintln!("Degraded: {reason}")

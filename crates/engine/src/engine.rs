@@ -167,8 +167,8 @@ impl Engine {
             cancel: CancellationToken::new(),
             state,
             refresh: Notify::new(),
-            up: tokio::sync::Mutex::new(Up::default()),
-            shared: Mutex::new(Up::default()),
+            round: tokio::sync::Mutex::new(()),
+            up: Mutex::new(Up::default()),
             report: Mutex::new(StartReport::default()),
         });
         inner.publish(EngineState::Starting);
@@ -202,9 +202,9 @@ struct Inner {
     state: watch::Sender<EngineState>,
     refresh: Notify,
     /// Held through a start-up round (rounds never overlap).
-    up: tokio::sync::Mutex<Up>,
-    /// A copy of `up` for readers, never held across an await.
-    shared: Mutex<Up>,
+    round: tokio::sync::Mutex<()>,
+    /// What is up; never held across an await.
+    up: Mutex<Up>,
     report: Mutex<StartReport>,
 }
 
@@ -231,6 +231,11 @@ impl From<CoreError> for StepFailure {
 }
 
 impl Inner {
+    /// What is up now (a copy: cheap handles).
+    fn up(&self) -> Up {
+        self.up.lock().expect("engine lock").clone()
+    }
+
     fn publish(&self, state: EngineState) {
         self.state.send_replace(state.clone());
         self.events.publish(EngineEvent::Engine(state));
@@ -278,18 +283,22 @@ impl Inner {
     /// One start-up round; idempotent. Returns how many mailboxes are synced, or the step that
     /// failed (with how many are synced anyway).
     async fn bring_up(&self) -> Result<usize, (StepFailure, usize)> {
-        let mut up = self.up.lock().await;
-        if up.supervisor.is_none() {
-            let pipeline = Pipeline::from_core(&self.core, self.events.clone())
-                .await
-                .map_err(|e| (e.into(), 0))?;
-            up.supervisor = Some(Arc::new(SyncSupervisor::new(
-                Arc::new(pipeline),
-                self.options.sync.clone(),
-            )));
-        }
-        let supervisor = up.supervisor.clone().expect("set above");
-        *self.shared.lock().expect("engine lock") = up.clone();
+        let _round = self.round.lock().await;
+        let existing = self.up().supervisor;
+        let supervisor = match existing {
+            Some(supervisor) => supervisor,
+            None => {
+                let pipeline = Pipeline::from_core(&self.core, self.events.clone())
+                    .await
+                    .map_err(|e| (e.into(), 0))?;
+                let supervisor = Arc::new(SyncSupervisor::new(
+                    Arc::new(pipeline),
+                    self.options.sync.clone(),
+                ));
+                self.up.lock().expect("engine lock").supervisor = Some(supervisor.clone());
+                supervisor
+            }
+        };
         let mailboxes = self
             .core
             .mailboxes()
@@ -300,11 +309,12 @@ impl Inner {
             .iter()
             .any(|m| m.enabled && m.method == MailboxMethod::Webhook);
         let mut receiver_failure = None;
-        if wants_receiver && up.webhooks.is_none() {
+        let mut webhooks = self.up().webhooks;
+        if wants_receiver && webhooks.is_none() {
             match self.start_receiver(&supervisor).await {
                 Ok(service) => {
-                    up.webhooks = Some(service);
-                    *self.shared.lock().expect("engine lock") = up.clone();
+                    self.up.lock().expect("engine lock").webhooks = Some(service.clone());
+                    webhooks = Some(service);
                 }
                 Err(e) => receiver_failure = Some(StepFailure::from(e)),
             }
@@ -312,8 +322,7 @@ impl Inner {
 
         let mut report = StartReport {
             mailboxes: Vec::new(),
-            receiver: up
-                .webhooks
+            receiver: webhooks
                 .as_ref()
                 .map(|w| (w.local_addr().to_string(), w.base_url().to_string())),
         };
@@ -334,9 +343,8 @@ impl Inner {
                 // revoked grant must not be tried at every round.
                 entry.not_synced = Some(format!("sign in again: {reason}"));
             } else if !supervisor.has_mailbox(&mailbox.id) {
-                let webhooks = up.webhooks.as_ref();
                 match self.core.graph_client_for(&mailbox).await {
-                    Ok(graph) => match (mailbox.method, webhooks) {
+                    Ok(graph) => match (mailbox.method, webhooks.as_ref()) {
                         (MailboxMethod::Webhook, Some(webhooks)) => {
                             webhooks.add_mailbox(mailbox.clone(), graph).await
                         }
@@ -351,7 +359,7 @@ impl Inner {
             report.mailboxes.push(entry);
         }
         if self.options.create_missing_subscriptions {
-            if let Some(webhooks) = &up.webhooks {
+            if let Some(webhooks) = &webhooks {
                 create_missing_subscriptions(webhooks, &supervisor, &report).await;
             }
         }
@@ -444,7 +452,7 @@ impl EngineHandle {
 
     /// The status of every mailbox task.
     pub fn statuses(&self) -> Vec<SyncStatus> {
-        match &self.inner.shared.lock().expect("engine lock").supervisor {
+        match &self.inner.up.lock().expect("engine lock").supervisor {
             Some(s) => s.statuses(),
             None => Vec::new(),
         }
@@ -452,12 +460,7 @@ impl EngineHandle {
 
     /// The webhook receiver, when it runs.
     pub fn webhooks(&self) -> Option<Webhooks> {
-        self.inner
-            .shared
-            .lock()
-            .expect("engine lock")
-            .webhooks
-            .clone()
+        self.inner.up.lock().expect("engine lock").webhooks.clone()
     }
 
     fn supervisor(&self) -> Result<Arc<SyncSupervisor>, EngineError> {
@@ -466,7 +469,7 @@ impl EngineHandle {
         }
         let supervisor = self
             .inner
-            .shared
+            .up
             .lock()
             .expect("engine lock")
             .supervisor
@@ -485,7 +488,7 @@ impl EngineHandle {
     pub async fn stop_mailbox(&self, mailbox_id: &str) {
         let supervisor = self
             .inner
-            .shared
+            .up
             .lock()
             .expect("engine lock")
             .supervisor
@@ -521,7 +524,7 @@ impl EngineHandle {
         let inner = self.inner.clone();
         let pipeline = self
             .inner
-            .shared
+            .up
             .lock()
             .expect("engine lock")
             .supervisor
@@ -529,8 +532,7 @@ impl EngineHandle {
             .map(|s| s.pipeline().clone());
         let stopping = async move {
             let _ = task.await;
-            *inner.shared.lock().expect("engine lock") = Up::default();
-            let up = std::mem::take(&mut *inner.up.lock().await);
+            let up = std::mem::take(&mut *inner.up.lock().expect("engine lock"));
             if let Some(webhooks) = &up.webhooks {
                 webhooks.shutdown();
             }

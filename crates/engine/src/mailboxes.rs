@@ -149,6 +149,15 @@ impl MailboxSetup {
     }
 }
 
+/// How logs and errors name a mailbox: "Support <support@contoso.test>", or the quoted name
+/// when its address is not known — never its internal id.
+pub fn label(mailbox: &Mailbox) -> String {
+    match &mailbox.mailbox_address {
+        Some(address) => format!("{} <{address}>", mailbox.name),
+        None => format!("'{}'", mailbox.name),
+    }
+}
+
 impl Core {
     /// Adds a mailbox: the record to the store, its client secret to the keyring.
     pub async fn add_mailbox(&self, setup: MailboxSetup) -> Result<Mailbox, CoreError> {

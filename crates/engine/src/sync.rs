@@ -438,7 +438,6 @@ impl SyncSupervisor {
             cancel: cancel.clone(),
             reading: AtomicBool::new(false),
             processing: AtomicBool::new(false),
-            sign_in_needed: AtomicBool::new(false),
         };
         let (done_tx, done_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -568,8 +567,6 @@ struct MailboxTask {
     reading: AtomicBool,
     /// Whether a processing pass runs now.
     processing: AtomicBool,
-    /// Set when the sign-in was found revoked: the task ends in [`SyncState::NeedsSignIn`].
-    sign_in_needed: AtomicBool,
 }
 
 /// A request for a processing pass. `reply` is set by *Import emails*, which waits for the pass
@@ -676,7 +673,6 @@ impl MailboxTask {
         {
             tracing::warn!(mailbox = %self.mailbox.name, "the sign-in state was not stored: {e}");
         }
-        self.sign_in_needed.store(true, Ordering::SeqCst);
         self.set_status(|s| {
             s.state = SyncState::NeedsSignIn;
             s.next_scan_at = None;
@@ -727,7 +723,10 @@ impl MailboxTask {
             self.intake_loop(commands, passes_tx, paused_tx),
             self.processing_loop(passes_rx, paused_rx)
         );
-        if !self.sign_in_needed.load(Ordering::SeqCst) {
+        // A task that ended waiting for a sign-in keeps saying so (and says it only once).
+        let waits_for_sign_in =
+            self.status.lock().expect("status lock").state == SyncState::NeedsSignIn;
+        if !waits_for_sign_in {
             self.set_status(|s| {
                 s.state = SyncState::Stopped;
                 s.next_scan_at = None;

@@ -74,6 +74,9 @@ pub(crate) struct Message {
     pub change_key: u64,
     pub internet_message_id: String,
     pub conversation_id: String,
+    /// Outlook's conversation index: the conversation's 22-byte header block, then one 5-byte
+    /// child block per reply level (a reply's index is its parent's plus one block).
+    pub conversation_index: Vec<u8>,
     pub subject: String,
     pub from: Recipient,
     pub to: Vec<Recipient>,
@@ -411,6 +414,15 @@ impl State {
                 break;
             }
         }
+        // The parent's conversation index, when the mail it answers is in this mailbox.
+        let parent_index = in_reply_to.as_ref().and_then(|r| {
+            let wanted = format!("<{r}>");
+            self.mailboxes[mb]
+                .messages
+                .iter()
+                .find(|m| m.internet_message_id == wanted)
+                .map(|m| m.conversation_index.clone())
+        });
         let thread_root = references
             .first()
             .cloned()
@@ -418,6 +430,14 @@ impl State {
             .unwrap_or_else(|| message_id.clone());
         let conversation_id = conversation_id
             .unwrap_or_else(|| make_id("AAQkAD", &format!("conv|{owner}|{thread_root}")));
+        let conversation_index = {
+            let mut index = parent_index.unwrap_or_else(|| conversation_header(&conversation_id));
+            if in_reply_to.is_some() {
+                // A child block: five bytes of time since the parent, as Outlook writes.
+                index.extend_from_slice(&(new.received.timestamp() as u64).to_be_bytes()[3..8]);
+            }
+            index
+        };
         let mime = mime::build(&MimeSpec {
             from: &new.from.1,
             from_name: new.from.0.as_deref(),
@@ -476,6 +496,7 @@ impl State {
             change_key: 1,
             internet_message_id: format!("<{message_id}>"),
             conversation_id,
+            conversation_index,
             subject: new.subject,
             from: new.from,
             to: new.to,
@@ -657,4 +678,14 @@ impl NewMessage {
         self.report = report;
         self
     }
+}
+
+/// The 22-byte header block of a conversation's index (a reserved byte, then 21 bytes standing
+/// for the start time and GUID), derived from the conversation id.
+fn conversation_header(conversation_id: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(conversation_id.as_bytes());
+    let mut header = vec![0x01u8];
+    header.extend_from_slice(&digest[..21]);
+    header
 }

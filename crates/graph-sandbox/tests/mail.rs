@@ -648,25 +648,61 @@ async fn etags_are_the_change_key_and_unique_per_item_version() {
     assert_ne!(patched.body["changeKey"].as_str().unwrap(), before);
 }
 
-/// Issue 24 #5: `conversationIndex` is in the default properties (the same 22-byte block for
-/// every message of a conversation) and `uniqueBody` is returned when selected.
+/// Issue 24 #5: `conversationIndex` is in the default properties — the conversation's 22-byte
+/// header block, which every message of the conversation starts with, and a 5-byte child block
+/// per reply level — and `uniqueBody` is returned when selected.
 #[tokio::test]
 async fn conversation_index_by_default_and_unique_body_on_select() {
+    use base64::Engine as _;
     let e = env().await;
     let items = e.collect("support", "me/mailFolders/inbox/messages").await;
     for m in &items {
         let index = m["conversationIndex"].as_str().expect("conversationIndex");
-        use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(index)
             .unwrap();
-        assert_eq!(bytes.len(), 22, "{index}");
+        assert!(bytes.len() >= 22 && (bytes.len() - 22) % 5 == 0, "{index}");
         for other in &items {
             if other["conversationId"] == m["conversationId"] {
-                assert_eq!(other["conversationIndex"], m["conversationIndex"]);
+                let theirs = base64::engine::general_purpose::STANDARD
+                    .decode(other["conversationIndex"].as_str().unwrap())
+                    .unwrap();
+                assert_eq!(theirs[..22], bytes[..22], "one header per conversation");
             }
         }
     }
+    // A reply's index is its parent's plus one child block.
+    let original = e.sb.deliver(mailroom_graph_sandbox::InboundMail {
+        to: SUPPORT.into(),
+        from: "pat@fabrikam.test".into(),
+        subject: "Thread root".into(),
+        ..Default::default()
+    });
+    let original = original.unwrap();
+    let reply =
+        e.sb.deliver(mailroom_graph_sandbox::InboundMail {
+            to: SUPPORT.into(),
+            from: "pat@fabrikam.test".into(),
+            subject: "RE: Thread root".into(),
+            in_reply_to: Some(original.internet_message_id.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    let index_of = |id: &str| {
+        let e = &e;
+        let id = id.to_owned();
+        async move {
+            let m = e.get("support", &format!("me/messages/{id}")).await;
+            base64::engine::general_purpose::STANDARD
+                .decode(m.body["conversationIndex"].as_str().unwrap())
+                .unwrap()
+        }
+    };
+    let parent = index_of(&original.id).await;
+    let child = index_of(&reply.id).await;
+    assert_eq!(parent.len(), 22);
+    assert_eq!(child.len(), 27);
+    assert_eq!(child[..22], parent[..]);
     let id = items[0]["id"].as_str().unwrap();
     let one = e
         .get(

@@ -568,14 +568,14 @@ impl Webhooks {
             .lock()
             .expect("mailboxes lock")
             .get(mailbox_id)
-            .map(|(mailbox, _)| mailbox_label(mailbox))
+            .map(|(mailbox, _)| crate::mailboxes::label(mailbox))
             .unwrap_or_else(|| format!("mailbox {mailbox_id}"))
     }
 
     /// [`Webhooks::label`] of any mailbox in the store.
     async fn stored_label(&self, mailbox_id: &str) -> String {
         match self.inner.store.mailbox(mailbox_id).await {
-            Ok(mailbox) => mailbox_label(&mailbox),
+            Ok(mailbox) => crate::mailboxes::label(&mailbox),
             Err(_) => self.label(mailbox_id),
         }
     }
@@ -743,14 +743,6 @@ impl Webhooks {
     /// Stops the receiver and the upkeep task.
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
-    }
-}
-
-/// "Support <support@contoso.test>", or the name alone when the address is not known.
-pub(crate) fn mailbox_label(mailbox: &Mailbox) -> String {
-    match &mailbox.mailbox_address {
-        Some(address) => format!("{} <{address}>", mailbox.name),
-        None => format!("'{}'", mailbox.name),
     }
 }
 

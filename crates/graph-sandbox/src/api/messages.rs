@@ -45,7 +45,7 @@ pub(super) fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value 
         "importance": m.importance,
         "parentFolderId": m.folder_id,
         "conversationId": m.conversation_id,
-        "conversationIndex": conversation_index(m),
+        "conversationIndex": base64::engine::general_purpose::STANDARD.encode(&m.conversation_index),
         "isDeliveryReceiptRequested": false,
         "isReadReceiptRequested": false,
         "isRead": m.is_read,
@@ -81,18 +81,6 @@ pub(super) fn message_json(m: &Message, mbx: &Mailbox, o: &RenderOpts) -> Value 
         }
     }
     apply_select(v, &o.select)
-}
-
-/// The Outlook conversation index of a message: base64 of the 22-byte header block (a
-/// reserved byte, five bytes of time, a 16-byte GUID). Derived from the conversation id, so
-/// every message of a conversation carries the same block, as Outlook's header does.
-fn conversation_index(m: &crate::state::Message) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(m.conversation_id.as_bytes());
-    let mut bytes = vec![0x01u8];
-    bytes.extend_from_slice(&digest[..21]);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 pub(super) fn preference_applied(req: &ApiRequest, mut r: ApiResponse) -> ApiResponse {
