@@ -107,7 +107,19 @@ async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
             let added = http.post(format!("{control}/faults")).json(&fault).send().await.unwrap();
             assert!(added.status().is_success(), "{:?}", added.text().await);
 
-            let processed_before = count(s, "processed").await;
+            // The baseline from the rows (every email of the sandbox inbox fits on the page),
+            // not from the counts line, which may still be reconciling.
+            let processed_before = s
+                .client
+                .execute(
+                    "return document.querySelectorAll('#log-rows [data-status=\"processed\"]').length;",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_u64()
+                .unwrap();
+            wait_count(s, "processed", processed_before).await;
             s.find("#sandbox-send-test").await.click().await.unwrap();
             s.find("#import-now").await.click().await.unwrap();
             wait_status(s, SUBJECT, "retrying").await;

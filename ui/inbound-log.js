@@ -194,22 +194,37 @@ function logPanel({ mailbox, mailboxes }) {
     for (const [status, n] of pairs) tally.set(status, n);
     paintCounts();
   };
-  let countsReload = null;
-  const reloadCounts = () => {
-    clearTimeout(countsReload);
-    countsReload = setTimeout(async () => {
-      try { setCounts((await backend.inboundLog({ ...query, status: null, search: null, before: undefined, limit: 1 })).counts); } catch { /* the next load shows them */ }
+  // Each change moves a count at once, and asks the store for the counts shortly after
+  // (debounced): a snapshot fetched while more events arrive is fetched again, so the line
+  // always ends on the store's figures, whatever the order of events and replies.
+  let countsTimer = null;
+  let countsInFlight = false;
+  let countsDirty = false;
+  const reconcileCounts = () => {
+    countsDirty = true;
+    if (countsTimer || countsInFlight) return;
+    countsTimer = setTimeout(async () => {
+      countsTimer = null;
+      countsDirty = false;
+      countsInFlight = true;
+      try {
+        setCounts((await backend.inboundLog({ ...query, status: null, search: null, before: undefined, limit: 1 })).counts);
+      } catch { /* the next load shows them */ } finally {
+        countsInFlight = false;
+        if (countsDirty) reconcileCounts();
+      }
     }, 300);
   };
   const countEvent = (email, isNew) => {
     if (query.mailbox_id && email.mailbox_id !== query.mailbox_id) return;
     const previous = known.has(email.id) ? known.get(email.id) : (isNew ? null : undefined);
     known.set(email.id, email.status);
-    if (previous === undefined) { reloadCounts(); return; }
-    if (previous === email.status) return;
-    if (previous) tally.set(previous, Math.max(0, (tally.get(previous) ?? 0) - 1));
-    tally.set(email.status, (tally.get(email.status) ?? 0) + 1);
-    paintCounts();
+    if (previous !== undefined && previous !== email.status) {
+      if (previous) tally.set(previous, Math.max(0, (tally.get(previous) ?? 0) - 1));
+      tally.set(email.status, (tally.get(email.status) ?? 0) + 1);
+      paintCounts();
+    }
+    reconcileCounts();
   };
   const more = h('button', { class: 'button', id: 'log-more', hidden: true, onclick: () => load(false) }, 'Load more');
   const empty = h('p', { class: 'subtle empty-log', id: mailbox ? 'empty-inbound-log' : 'empty-monitoring', hidden: true },
@@ -249,7 +264,10 @@ function logPanel({ mailbox, mailboxes }) {
         query.before = [last.received_at, last.id];
       }
       const page = await backend.inboundLog(query);
-      items.push(...page.items);
+      // Live events may have added rows while the page was on its way: those are newer, keep
+      // them and skip the page's copy, so no email is listed twice.
+      const shown = new Set(items.map((e) => e.id));
+      items.push(...page.items.filter((e) => !shown.has(e.id)));
       for (const e of page.items) known.set(e.id, e.status);
       more.hidden = page.items.length < PAGE;
       setCounts(page.counts);
