@@ -71,6 +71,20 @@ async fn count(s: &Session, status: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The count for `status` once it has stayed the same for a second.
+async fn stable_count(s: &Session, status: &str) -> u64 {
+    let mut last = count(s, status).await;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        let now = count(s, status).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the counts line never settled for {status}");
+}
+
 async fn wait_count(s: &Session, status: &str, wanted: u64) {
     for _ in 0..300 {
         if count(s, status).await == wanted {
@@ -107,19 +121,9 @@ async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
             let added = http.post(format!("{control}/faults")).json(&fault).send().await.unwrap();
             assert!(added.status().is_success(), "{:?}", added.text().await);
 
-            // The baseline from the rows (every email of the sandbox inbox fits on the page),
-            // not from the counts line, which may still be reconciling.
-            let processed_before = s
-                .client
-                .execute(
-                    "return document.querySelectorAll('#log-rows [data-status=\"processed\"]').length;",
-                    vec![],
-                )
-                .await
-                .unwrap()
-                .as_u64()
-                .unwrap();
-            wait_count(s, "processed", processed_before).await;
+            // The baseline once the counts line has settled (it reconciles with the store after
+            // each burst of events).
+            let processed_before = stable_count(s, "processed").await;
             s.find("#sandbox-send-test").await.click().await.unwrap();
             s.find("#import-now").await.click().await.unwrap();
             wait_status(s, SUBJECT, "retrying").await;

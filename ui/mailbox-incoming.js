@@ -200,7 +200,17 @@ export function incomingPanel(mailbox, { onChanged }) {
               h('li', { 'data-kind': e.kind }, `${e.at.slice(0, 19).replace('T', ' ')} ${e.kind}: ${e.detail}`))))
           : null);
     };
-    backend.subscriptionShow(mailbox.id).then(show).catch((e) => section.replaceChildren(diagnosisBox(e)));
+    // The engine may still be creating the subscription (it starts in the background): while
+    // the section shows none (or the receiver is not up yet), look again every 2 s for a minute.
+    let tries = 0;
+    const load = () => backend.subscriptionShow(mailbox.id).then((info) => {
+      show(info);
+      if (!info.subscription && section.isConnected && ++tries < 30) setTimeout(load, 2000);
+    }).catch((e) => {
+      section.replaceChildren(diagnosisBox(e));
+      if (e.code === 'not_configured' && ++tries < 30) setTimeout(() => { if (section.isConnected) load(); }, 2000);
+    });
+    load();
     return section;
   };
 
