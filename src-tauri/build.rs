@@ -1,5 +1,6 @@
 //! Tauri build script. The app manifest lists Mailroom's own commands so that each gets an
 //! `allow-<command>` permission and the capability in `capabilities/` grants exactly those.
+//! With the `sandbox` feature, the sandbox's commands and `capabilities/sandbox/` are added.
 
 /// Every `#[tauri::command]` the shell registers (keep in sync with `lib.rs`).
 const COMMANDS: &[&str] = &[
@@ -30,8 +31,6 @@ const COMMANDS: &[&str] = &[
     "test_connection",
     "disconnect_mailbox",
     "diagnose_error_text",
-    "sandbox_info",
-    "sandbox_send_test_email",
     "subscription_show",
     "subscription_create",
     "subscription_cancel",
@@ -40,11 +39,25 @@ const COMMANDS: &[&str] = &[
     "webhook_settings_set",
 ];
 
+/// The sandbox tenant's commands, only in builds with the `sandbox` feature.
+const SANDBOX_COMMANDS: &[&str] = &["sandbox_info", "sandbox_send_test_email"];
+
 fn main() {
+    // A build without the sandbox knows neither its commands nor its capability
+    // (`capabilities/sandbox/`), so no window of it can be granted one.
+    let sandbox = std::env::var_os("CARGO_FEATURE_SANDBOX").is_some();
+    let mut commands = COMMANDS.to_vec();
+    let capabilities = if sandbox {
+        commands.extend_from_slice(SANDBOX_COMMANDS);
+        "./src-tauri/capabilities/**/*.json"
+    } else {
+        "./src-tauri/capabilities/*.json"
+    };
+    println!("cargo:rerun-if-changed=src-tauri/capabilities");
     tauri_build::try_build(
         tauri_build::Attributes::new()
-            .capabilities_path_pattern("./src-tauri/capabilities/**/*")
-            .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)),
+            .capabilities_path_pattern(capabilities)
+            .app_manifest(tauri_build::AppManifest::new().commands(commands.leak())),
     )
     .expect("tauri build script");
 }

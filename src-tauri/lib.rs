@@ -9,92 +9,97 @@
 
 mod commands;
 mod notify;
+#[cfg(feature = "sandbox")]
 mod sandbox_mode;
 mod tray;
 
 use mailroom_engine::engine::{Engine, EngineOptions};
 use mailroom_engine::events::EventBus;
 use mailroom_engine::Core;
+use mailroom_store::DataDirLock;
 use tauri::Manager;
+
+/// Command-line flag that selects sandbox mode (builds with the `sandbox` feature).
+const SANDBOX_FLAG: &str = "--sandbox";
 
 /// State shared by all commands.
 pub struct AppState {
     pub core: Core,
-    /// The in-process sandbox tenant, in sandbox mode (`--sandbox`).
-    pub sandbox: Option<mailroom_sandbox::Sandbox>,
-    /// Sandbox mode: how many test emails were sent (to vary the sender).
-    pub test_emails_sent: std::sync::atomic::AtomicUsize,
+    /// Whether the app runs on the built-in sandbox tenant.
+    pub sandbox_mode: bool,
     /// This process's hold on its data directory, until it exits.
-    _lock: mailroom_store::DataDirLock,
+    _lock: DataDirLock,
     /// Flushes the log file when the app state is dropped.
     _log_guard: Option<mailroom_engine::logging::WorkerGuard>,
 }
 
-/// Opens the core, and in sandbox mode starts the sandbox with a fresh sandbox data directory.
-/// The data directory's lock is taken first: a second process on the same directory stops here,
-/// before it has read, reset or written anything of the first one's.
-async fn open(
-    sandbox: bool,
-) -> Result<
-    (
-        mailroom_store::DataDirLock,
-        Core,
-        Option<mailroom_sandbox::Sandbox>,
-    ),
-    String,
-> {
-    let base = mailroom_store::data_dir().map_err(|e| e.to_string())?;
-    if !sandbox {
-        let lock =
-            mailroom_store::DataDirLock::acquire(&base, "Mailroom").map_err(|e| e.to_string())?;
-        let core = Core::open(&base).await.map_err(|e| e.to_string())?;
-        return Ok((lock, core, None));
+/// An opened data directory: its lock (taken first, so that a second process on the same
+/// directory stops before it has read, reset or written anything of the first one's), the core
+/// on it, and in sandbox mode the running sandbox tenant.
+struct Opened {
+    lock: DataDirLock,
+    core: Core,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<mailroom_sandbox::Sandbox>,
+}
+
+impl Opened {
+    fn sandbox_mode(&self) -> bool {
+        #[cfg(feature = "sandbox")]
+        return self.sandbox.is_some();
+        #[cfg(not(feature = "sandbox"))]
+        false
     }
-    let secrets = sandbox_mode::secrets();
-    let dir = sandbox_mode::data_dir(&base);
-    let lock = mailroom_store::DataDirLock::acquire(&dir, "Mailroom (sandbox)")
-        .map_err(|e| e.to_string())?;
-    sandbox_mode::reset_data_dir(&dir, &secrets).await?;
-    let core = Core::open_with_secrets(&dir, secrets)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sandbox = sandbox_mode::start_sandbox().await?;
-    sandbox_mode::connect_demo_tenant(&core, &sandbox).await?;
-    Ok((lock, core, Some(sandbox)))
+}
+
+/// Opens the real data directory, or in sandbox mode the sandbox's (afresh) with the sandbox
+/// tenant running.
+async fn open(sandbox: bool) -> Result<Opened, String> {
+    let base = mailroom_store::data_dir().map_err(|e| e.to_string())?;
+    if sandbox {
+        #[cfg(feature = "sandbox")]
+        return sandbox_mode::open(&base).await;
+        #[cfg(not(feature = "sandbox"))]
+        return Err(format!(
+            "this build has no sandbox tenant ({SANDBOX_FLAG}); build it with the `sandbox` \
+             feature, as `./dev run` does"
+        ));
+    }
+    let lock = DataDirLock::acquire(&base, "Mailroom").map_err(|e| e.to_string())?;
+    let core = Core::open(&base).await.map_err(|e| e.to_string())?;
+    Ok(Opened {
+        lock,
+        core,
+        #[cfg(feature = "sandbox")]
+        sandbox: None,
+    })
 }
 
 /// Opens the data directory and puts the app state in place. Runs in `setup`, after the
 /// single-instance plugin had its chance to hand a second launch over to the first one.
 fn start(app: &mut tauri::App) {
-    let sandbox_mode = sandbox_mode::requested();
-    let (lock, core, sandbox) =
-        tauri::async_runtime::block_on(open(sandbox_mode)).unwrap_or_else(|e| {
-            eprintln!("Mailroom cannot start: {e}");
-            std::process::exit(1);
-        });
+    let sandbox_requested = std::env::args().skip(1).any(|a| a == SANDBOX_FLAG);
+    let opened = tauri::async_runtime::block_on(open(sandbox_requested)).unwrap_or_else(|e| {
+        eprintln!("Mailroom cannot start: {e}");
+        std::process::exit(1);
+    });
+    let sandbox_mode = opened.sandbox_mode();
+    let core = opened.core;
     let log_guard = mailroom_engine::logging::init(core.data_dir(), true);
     tracing::info!(data_dir = %core.data_dir().display(), version = env!("CARGO_PKG_VERSION"), sandbox = sandbox_mode, "Mailroom starting");
-    if let Some(sandbox) = &sandbox {
-        // The summary names the sandbox's credentials: log only where it listens.
-        tracing::info!(
-            authority = %sandbox.authority_url(),
-            graph = %sandbox.graph_url(),
-            psa = %sandbox.psa_url(),
-            control = %sandbox.control_url(),
-            "sandbox tenant running"
-        );
-    }
+    #[cfg(feature = "sandbox")]
+    app.manage(sandbox_mode::SandboxState::new(opened.sandbox));
     // The one engine of the process, on Tauri's (shared) runtime; it keeps itself up and the
     // window only shows its state.
     let options = EngineOptions {
-        webhook_any_port: sandbox.is_some(),
-        create_missing_subscriptions: sandbox.is_some(),
+        webhook_any_port: sandbox_mode,
+        create_missing_subscriptions: sandbox_mode,
         ..Default::default()
     };
     let events = EventBus::new();
     notify::start(app.handle().clone(), core.clone(), events.clone());
     let engine =
-        tauri::async_runtime::block_on(Engine::start(core.clone(), events, &lock, options))
+        tauri::async_runtime::block_on(Engine::start(core.clone(), events, &opened.lock, options))
             .unwrap_or_else(|e| {
                 eprintln!("Mailroom cannot start its engine: {e}");
                 std::process::exit(1);
@@ -102,9 +107,8 @@ fn start(app: &mut tauri::App) {
     app.manage(commands::inbound::InboundState::new(engine));
     app.manage(AppState {
         core,
-        sandbox,
-        test_emails_sent: Default::default(),
-        _lock: lock,
+        sandbox_mode,
+        _lock: opened.lock,
         _log_guard: log_guard,
     });
 }
@@ -195,7 +199,9 @@ pub fn run() {
             commands::connect::test_connection,
             commands::connect::disconnect_mailbox,
             commands::connect::diagnose_error_text,
+            #[cfg(feature = "sandbox")]
             commands::sandbox::sandbox_info,
+            #[cfg(feature = "sandbox")]
             commands::sandbox::sandbox_send_test_email,
         ])
         .build(tauri::generate_context!());

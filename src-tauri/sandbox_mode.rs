@@ -9,14 +9,52 @@ use std::path::{Path, PathBuf};
 
 use mailroom_engine::Core;
 use mailroom_sandbox::{Sandbox, SandboxOptions, DEFAULT_BASE_PORT};
+use mailroom_store::DataDirLock;
 use serde::Serialize;
 
-/// Command-line flag that selects sandbox mode.
-pub const FLAG: &str = "--sandbox";
+use crate::Opened;
 
-/// Whether the app was started with `--sandbox`.
-pub fn requested() -> bool {
-    std::env::args().skip(1).any(|a| a == FLAG)
+/// The sandbox tenant as the sandbox commands see it (`None` when the app runs on real data).
+pub struct SandboxState {
+    pub sandbox: Option<Sandbox>,
+    /// How many test emails were sent (to vary the sender).
+    pub test_emails_sent: std::sync::atomic::AtomicUsize,
+}
+
+impl SandboxState {
+    pub fn new(sandbox: Option<Sandbox>) -> SandboxState {
+        SandboxState {
+            sandbox,
+            test_emails_sent: Default::default(),
+        }
+    }
+}
+
+/// Sandbox mode's data directory, afresh, with the sandbox tenant running and its demo
+/// mailboxes connected. The directory's lock is taken before anything in it is read or reset.
+pub async fn open(base: &Path) -> Result<Opened, String> {
+    let secrets = secrets();
+    let dir = data_dir(base);
+    let lock = DataDirLock::acquire(&dir, "Mailroom (sandbox)").map_err(|e| e.to_string())?;
+    reset_data_dir(&dir, &secrets).await?;
+    let core = Core::open_with_secrets(&dir, secrets)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sandbox = start_sandbox().await?;
+    // The summary names the sandbox's credentials: log only where it listens.
+    tracing::info!(
+        authority = %sandbox.authority_url(),
+        graph = %sandbox.graph_url(),
+        psa = %sandbox.psa_url(),
+        control = %sandbox.control_url(),
+        "sandbox tenant running"
+    );
+    connect_demo_tenant(&core, &sandbox).await?;
+    Ok(Opened {
+        lock,
+        core,
+        sandbox: Some(sandbox),
+    })
 }
 
 /// The sandbox data directory: `<data dir>/sandbox`.

@@ -219,6 +219,7 @@ async function refreshMailboxes() {
   }
 }
 
+// Sandbox mode only (a build without the sandbox has no sandbox commands at all).
 async function showSandbox() {
   let info = null;
   try {
@@ -254,14 +255,16 @@ async function start() {
   await refreshMailboxes();
   render();
   watchEngine();
+  let sandbox = false;
   try {
     const info = await backend.appInfo();
     document.getElementById('app-version').textContent = `v${info.version}`;
     document.getElementById('app-version').title = `Data: ${info.data_dir}\nLogs: ${info.log_dir}`;
+    sandbox = info.sandbox;
   } catch (error) {
     toast(error.message, 'error');
   }
-  await showSandbox();
+  if (sandbox) await showSandbox();
   document.body.dataset.ready = 'true';
 }
 

@@ -10,6 +10,8 @@ pub struct AppInfo {
     version: &'static str,
     data_dir: String,
     log_dir: String,
+    /// Whether the app runs on the built-in sandbox tenant (`--sandbox`).
+    sandbox: bool,
 }
 
 #[tauri::command]
@@ -21,5 +23,6 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo, super::UiEr
         log_dir: mailroom_engine::logging::log_dir(data_dir)
             .display()
             .to_string(),
+        sandbox: state.sandbox_mode,
     })
 }

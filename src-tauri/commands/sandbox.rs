@@ -4,12 +4,11 @@ use mailroom_graph_sandbox::InboundMail;
 use tauri::State;
 
 use super::{UiError, UiResult};
-use crate::sandbox_mode::{self, SandboxInfo};
-use crate::AppState;
+use crate::sandbox_mode::{self, SandboxInfo, SandboxState};
 
 /// The sandbox's URLs and mailboxes, or `None` outside sandbox mode.
 #[tauri::command]
-pub async fn sandbox_info(state: State<'_, AppState>) -> UiResult<Option<SandboxInfo>> {
+pub async fn sandbox_info(state: State<'_, SandboxState>) -> UiResult<Option<SandboxInfo>> {
     Ok(state.sandbox.as_ref().map(sandbox_mode::info))
 }
 
@@ -40,7 +39,7 @@ const CUSTOMERS: &[(&str, &str, &str)] = &[
 
 /// Delivers a customer email "from outside" into the sandbox's support mailbox.
 #[tauri::command]
-pub async fn sandbox_send_test_email(state: State<'_, AppState>) -> UiResult<String> {
+pub async fn sandbox_send_test_email(state: State<'_, SandboxState>) -> UiResult<String> {
     let sandbox = state.sandbox.as_ref().ok_or_else(|| UiError {
         code: mailroom_engine::ErrorCode::InvalidInput,
         message: "Test emails can only be sent in sandbox mode (start with --sandbox).".into(),
