@@ -22,6 +22,7 @@ const COMMANDS: &[&str] = &[
     "list_mailboxes",
     "add_mailbox",
     "remove_mailbox",
+    "pfx_choose",
     "save_mailbox",
     "mailbox_status",
     "authorize_start",

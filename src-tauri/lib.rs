@@ -190,6 +190,7 @@ pub fn run() {
             commands::mailboxes::list_mailboxes,
             commands::mailboxes::add_mailbox,
             commands::mailboxes::remove_mailbox,
+            commands::connect::pfx_choose,
             commands::connect::save_mailbox,
             commands::connect::mailbox_status,
             commands::connect::authorize_start,

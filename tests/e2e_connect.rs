@@ -105,6 +105,71 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Clicks *Choose…* and picks `path` in the native file picker the backend opens, as a user
+/// would with the keyboard (GTK's file chooser: Ctrl+L, the path, Enter), through xdotool on
+/// the session's display. The form then shows the chosen path.
+async fn choose_in_native_picker(s: &Session, path: &Path) {
+    s.find("#mb-pfx-choose").await.click().await.unwrap();
+    let display = s.display.clone();
+    let typed = path.display().to_string();
+    let typed_back = typed.clone();
+    tokio::task::spawn_blocking(move || {
+        let xdotool = |args: &[&str]| {
+            std::process::Command::new("xdotool")
+                .args(args)
+                .env("DISPLAY", &display)
+                .output()
+                .expect("xdotool runs (./dev test installs it)")
+        };
+        let mut picker = None;
+        for _ in 0..100 {
+            let found = xdotool(&[
+                "search",
+                "--onlyvisible",
+                "--name",
+                "Choose the certificate",
+            ]);
+            if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
+                picker = Some(id.to_string());
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let picker = picker.expect("the native file picker opened within 20 s");
+        // No window manager under Xvfb: give the picker the keyboard focus directly.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        xdotool(&["windowfocus", "--sync", &picker]);
+        xdotool(&["key", "ctrl+l"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        xdotool(&["type", "--delay", "15", &typed]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        xdotool(&["key", "Return"]);
+    })
+    .await
+    .unwrap();
+    // The form shows the chosen path (read as textContent: WebKitWebDriver's element text
+    // comes back empty for it).
+    let start = std::time::Instant::now();
+    loop {
+        let shown = s
+            .client
+            .execute(
+                "return document.getElementById('mb-pfx-path').textContent;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if shown.as_str() == Some(typed_back.as_str()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the form never showed the chosen file; it shows {shown}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A PFX built in the test: rcgen certificate, p12-keystore writer. (pfx path, cert PEM, key PEM)
 fn rcgen_pfx(dir: &Path, password: &str) -> (std::path::PathBuf, String, String) {
     openssl(dir, &["genrsa", "-out", "rc.key", "2048"]);
@@ -387,7 +452,7 @@ async fn connect_delegated_and_app_only_through_the_window() {
                     .click()
                     .await
                     .unwrap();
-                fill(s, "#mb-pfx-path", &pfx.display().to_string()).await;
+                choose_in_native_picker(s, &pfx).await;
                 fill(s, "#mb-pfx-password", "not the password").await;
                 fill(s, "#mb-address", SUPPORT).await;
                 s.find("#mb-save").await.click().await.unwrap();

@@ -82,8 +82,9 @@ async function callConnect(command, args = {}) {
     throw new BackendError('internal', String(error));
   }
 }
-export const saveMailbox = (setup, { secretExpiresOn, pfxPath, pfxPassword } = {}) =>
-  callConnect('save_mailbox', { setup, secretExpiresOn, pfxPath, pfxPassword });
+// A certificate mailbox imports the file last chosen with pfxChoose.
+export const saveMailbox = (setup, { secretExpiresOn, pfxPassword } = {}) =>
+  callConnect('save_mailbox', { setup, secretExpiresOn, pfxPassword });
 export const mailboxStatus = (id) => callConnect('mailbox_status', { id });
 export const authorizeStart = (id) => callConnect('authorize_start', { id });
 export const authorizeWait = (id) => callConnect('authorize_wait', { id });
@@ -92,14 +93,8 @@ export const connectAppOnly = (id) => callConnect('connect_app_only', { id });
 export const testConnection = (id) => callConnect('test_connection', { id });
 export const disconnectMailbox = (id) => callConnect('disconnect_mailbox', { id });
 export const diagnoseErrorText = (text) => callConnect('diagnose_error_text', { text });
-/** The native file picker (tauri-plugin-dialog) for a PFX; resolves to a path or null. */
-export const pickPfxFile = () => callConnect('plugin:dialog|open', {
-  options: {
-    title: 'Choose the certificate (PFX with private key)',
-    multiple: false,
-    directory: false,
-    filters: [{ name: 'PKCS#12 certificate', extensions: ['pfx', 'p12'] }],
-  },
-});
+/** The native file picker for a PFX, opened by the backend, which keeps the chosen file;
+ *  resolves to the path to show, or null when cancelled. */
+export const pfxChoose = () => callConnect('pfx_choose');
 export const webhookSettingsGet = () => call('webhook_settings_get');
 export const webhookSettingsSet = (settings) => call('webhook_settings_set', { settings });

@@ -112,7 +112,7 @@ export function mailboxForm({ onSaved }) {
         'The expiry shown under Certificates & secrets; Mailroom warns 30 days before it lapses.')),
     h('div', { class: 'certificate-field', hidden: true },
       field('Certificate file (PFX)', h('span', { class: 'file-pick' },
-        h('input', { name: 'pfx_path', id: 'mb-pfx-path', autocomplete: 'off', placeholder: '/path/to/certificate.pfx' }),
+        h('span', { id: 'mb-pfx-path', class: 'file-chosen', 'data-empty': 'true', 'aria-live': 'polite' }, 'No file chosen'),
         h('button', { type: 'button', class: 'button', id: 'mb-pfx-choose' }, 'Choose…')),
         'A .pfx/.p12 with the private key. The key goes to the OS keyring; Mailroom keeps only the thumbprint and expiry.'),
       field('PFX password', h('input', { name: 'pfx_password', id: 'mb-pfx-password', type: 'password', autocomplete: 'off' }))),
@@ -143,8 +143,12 @@ export function mailboxForm({ onSaved }) {
   };
   form.querySelector('#mb-pfx-choose').addEventListener('click', async () => {
     try {
-      const path = await backend.pickPfxFile();
-      if (path) form.querySelector('#mb-pfx-path').value = path;
+      const path = await backend.pfxChoose();
+      if (path) {
+        const shown = form.querySelector('#mb-pfx-path');
+        shown.textContent = path;
+        shown.dataset.empty = 'false';
+      }
     } catch (e) {
       error.textContent = e.message;
       error.hidden = false;
@@ -158,14 +162,16 @@ export function mailboxForm({ onSaved }) {
     const data = Object.fromEntries(new FormData(form).entries());
     const extras = {
       secretExpiresOn: data.credential_kind === 'secret' ? (data.secret_expires_on || null) : null,
-      pfxPath: data.credential_kind === 'certificate' ? (data.pfx_path || null) : null,
       pfxPassword: data.credential_kind === 'certificate' ? (data.pfx_password ?? '') : null,
     };
-    for (const key of ['secret_expires_on', 'pfx_path', 'pfx_password']) delete data[key];
+    for (const key of ['secret_expires_on', 'pfx_password']) delete data[key];
     if (data.credential_kind !== 'secret') delete data.client_secret;
     try {
       const mailbox = await backend.saveMailbox(data, extras);
       form.reset();
+      const shown = form.querySelector('#mb-pfx-path');
+      shown.textContent = 'No file chosen';
+      shown.dataset.empty = 'true';
       sync();
       onSaved(mailbox);
     } catch (e) {

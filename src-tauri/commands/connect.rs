@@ -6,6 +6,7 @@
 //! (e.g. `wrong_secret`, `consent_missing`) the UI may switch on.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mailroom_engine::connect::{
@@ -13,10 +14,12 @@ use mailroom_engine::connect::{
     DiagnosisReport, PfxImport,
 };
 use mailroom_engine::mailboxes::MailboxSetup;
+use mailroom_engine::store_types::CredentialKind;
 use mailroom_engine::{CoreError, ErrorCode, Mailbox};
 use mailroom_secrets::SecretValue;
 use serde::Serialize;
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Manager, State};
+use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::AppState;
@@ -41,11 +44,44 @@ impl From<CoreError> for ConnectUiError {
 
 type ConnectResult<T> = Result<T, ConnectUiError>;
 
-/// Sign-ins in progress, by mailbox id.
+/// Sign-ins in progress, by mailbox id, and the PFX file chosen in the native file picker.
 #[derive(Default)]
 pub struct ConnectState {
     pending: Mutex<HashMap<String, Authorization>>,
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// The path the native file picker returned ([`pfx_choose`]); `save_mailbox` reads this
+    /// file, so the webview never names a file for the backend to read.
+    chosen_pfx: Mutex<Option<PathBuf>>,
+}
+
+/// Opens the native file picker for the certificate (PFX/P12) and keeps the chosen path.
+/// Answers the path to show, or `None` when the picker was cancelled (an earlier choice stays).
+#[tauri::command]
+pub async fn pfx_choose(
+    app: AppHandle,
+    connect: State<'_, ConnectState>,
+) -> ConnectResult<Option<String>> {
+    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
+    let mut picker = app
+        .dialog()
+        .file()
+        .set_title("Choose the certificate (PFX with private key)")
+        .add_filter("PKCS#12 certificate", &["pfx", "p12"]);
+    if let Some(window) = app.get_webview_window("main") {
+        picker = picker.set_parent(&window);
+    }
+    picker.pick_file(move |file| {
+        let _ = chosen_tx.send(file);
+    });
+    let Some(file) = chosen_rx.await.ok().flatten() else {
+        return Ok(None);
+    };
+    let path = file.into_path().map_err(|e| {
+        CoreError::InvalidInput(format!("The chosen certificate is not a local file: {e}"))
+    })?;
+    let shown = path.display().to_string();
+    *connect.chosen_pfx.lock().expect("lock") = Some(path);
+    Ok(Some(shown))
 }
 
 /// A mailbox with what the Incoming tab shows about it.
@@ -68,31 +104,43 @@ pub struct AuthorizeStarted {
 #[tauri::command]
 pub async fn save_mailbox(
     state: State<'_, AppState>,
+    connect: State<'_, ConnectState>,
     setup: MailboxSetup,
     secret_expires_on: Option<String>,
-    pfx_path: Option<String>,
     pfx_password: Option<String>,
 ) -> ConnectResult<Mailbox> {
     let expires = match secret_expires_on.as_deref().map(str::trim) {
         Some(text) if !text.is_empty() => Some(connect::parse_expiry_date(text)?),
         _ => None,
     };
-    let pfx = match pfx_path.as_deref().map(str::trim) {
-        Some(path) if !path.is_empty() => {
+    let chosen = match setup.credential_kind {
+        CredentialKind::Certificate => connect.chosen_pfx.lock().expect("lock").clone(),
+        _ => None,
+    };
+    let pfx = match &chosen {
+        Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| {
-                CoreError::InvalidInput(format!("Could not read the PFX file '{path}': {e}"))
+                CoreError::InvalidInput(format!(
+                    "Could not read the certificate file '{}': {e}. Choose it again.",
+                    path.display()
+                ))
             })?;
             Some(PfxImport {
                 bytes,
                 password: SecretValue::new(pfx_password.unwrap_or_default()),
             })
         }
-        _ => None,
+        None => None,
     };
-    Ok(state
+    let mailbox = state
         .core
         .add_mailbox_with_credentials(setup, expires, pfx)
-        .await?)
+        .await?;
+    if chosen.is_some() {
+        // Imported: the next certificate is chosen afresh.
+        *connect.chosen_pfx.lock().expect("lock") = None;
+    }
+    Ok(mailbox)
 }
 
 #[tauri::command]
