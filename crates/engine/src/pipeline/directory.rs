@@ -1,0 +1,202 @@
+//! The PSA directory the planner matches senders against (sites, users by address and id),
+//! cached for a few minutes, and the sender's user resolved (or created) from it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use mailroom_mailproc::{Directory, DirectorySite, DirectoryUser, SenderMatch};
+use mailroom_psa::{ErrorKind as PsaKind, NewUser};
+
+use super::attempt::{StepError, StepLog};
+use super::Pipeline;
+
+#[derive(Default)]
+pub(super) struct DirectoryCache {
+    sites: Option<(DateTime<Utc>, Vec<DirectorySite>)>,
+    /// Lower-cased address → (when looked up, the user if any).
+    users: HashMap<String, (DateTime<Utc>, Option<DirectoryUser>)>,
+    /// Users fetched by id (the configured default user).
+    by_id: HashMap<i64, (DateTime<Utc>, DirectoryUser)>,
+}
+
+pub(super) fn directory_user(u: &mailroom_psa::User) -> DirectoryUser {
+    DirectoryUser {
+        id: u.id,
+        name: u.name.clone().unwrap_or_default(),
+        email: u.emailaddress.clone().unwrap_or_default(),
+        other_emails: [&u.email2, &u.email3]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
+        site_id: u.site_id.unwrap_or_default(),
+        client_id: u.client_id.unwrap_or_default(),
+        inactive: u.inactive.unwrap_or(false),
+    }
+}
+
+impl Pipeline {
+    pub(super) async fn directory_for(
+        &self,
+        address: &str,
+        default_user_id: Option<i64>,
+        log: &StepLog,
+    ) -> Result<Directory, StepError> {
+        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(self.config.directory_ttl)
+            .unwrap_or_else(|_| chrono::Duration::minutes(10));
+        let key = address.trim().to_lowercase();
+        let mut cache = self.directory.lock().await;
+        let sites_fresh = cache.sites.as_ref().is_some_and(|(at, _)| now - *at < ttl);
+        if !sites_fresh {
+            let sites = self.psa.list_sites(None).await?;
+            log.info(format!("Loaded {} PSA site(s) into the cache", sites.len()));
+            cache.sites = Some((
+                now,
+                sites
+                    .into_iter()
+                    .map(|s| DirectorySite {
+                        id: s.id,
+                        name: s.name.unwrap_or_default(),
+                        client_id: s.client_id.unwrap_or_default(),
+                        emaildomain: s.emaildomain.unwrap_or_default(),
+                        inactive: s.inactive.unwrap_or(false),
+                    })
+                    .collect(),
+            ));
+        }
+        let user_fresh = cache.users.get(&key).is_some_and(|(at, _)| now - *at < ttl);
+        if !user_fresh {
+            let found = self.psa.find_users_by_email(&key, None).await?;
+            let user = found
+                .iter()
+                .find(|u| !u.inactive.unwrap_or(false))
+                .or(found.first())
+                .map(directory_user);
+            log.info(match &user {
+                Some(u) => format!("Sender {key} is PSA user {} ({})", u.id, u.name),
+                None => format!("Sender {key} is not a PSA user yet"),
+            });
+            cache.users.insert(key.clone(), (now, user));
+        }
+        if let Some(id) = default_user_id {
+            let fresh = cache.by_id.get(&id).is_some_and(|(at, _)| now - *at < ttl);
+            if !fresh {
+                match self.psa.get_user(id).await {
+                    Ok(u) => {
+                        cache.by_id.insert(id, (now, directory_user(&u)));
+                    }
+                    Err(e) if e.kind == PsaKind::NotFound => {
+                        log.warn(format!(
+                            "The configured default user {id} does not exist in the PSA"
+                        ));
+                        cache.by_id.remove(&id);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let mut users: Vec<DirectoryUser> = cache
+            .users
+            .get(&key)
+            .and_then(|(_, u)| u.clone())
+            .into_iter()
+            .collect();
+        if let Some((_, u)) = default_user_id.and_then(|id| cache.by_id.get(&id)) {
+            if !users.iter().any(|x| x.id == u.id) {
+                users.push(u.clone());
+            }
+        }
+        Ok(Directory {
+            users,
+            sites: cache
+                .sites
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Resolves the sender to `(user_id, site_id, client_id)`, creating the user when the plan
+    /// says so.
+    pub(super) async fn resolve_user(
+        &self,
+        sender: &SenderMatch,
+        log: &StepLog,
+    ) -> Result<(Option<i64>, Option<i64>, Option<i64>), StepError> {
+        Ok(match sender {
+            SenderMatch::ExistingUser {
+                user_id,
+                site_id,
+                client_id,
+            }
+            | SenderMatch::DefaultUser {
+                user_id,
+                site_id,
+                client_id,
+            } => (Some(*user_id), Some(*site_id), Some(*client_id)),
+            SenderMatch::NewUserOnSite {
+                site_id,
+                name,
+                email,
+                ..
+            }
+            | SenderMatch::NewUserOnDefaultSite {
+                site_id,
+                name,
+                email,
+                ..
+            } => {
+                // Looked up again right before creating: another mailbox may have created it.
+                let existing = self.psa.find_users_by_email(email, None).await?;
+                let user = match existing.into_iter().next() {
+                    Some(u) => {
+                        log.info(format!("User {email} already exists in the PSA ({})", u.id));
+                        u
+                    }
+                    None => {
+                        let u = self
+                            .psa
+                            .create_user(&NewUser {
+                                name: name.display.clone(),
+                                site_id: *site_id,
+                                emailaddress: email.clone(),
+                                firstname: Some(name.first.clone()).filter(|s| !s.is_empty()),
+                                surname: Some(name.last.clone()).filter(|s| !s.is_empty()),
+                                extra: Default::default(),
+                            })
+                            .await?;
+                        log.info(format!(
+                            "Created PSA user {} \"{}\" <{email}> on site {site_id}",
+                            u.id, name.display
+                        ));
+                        u
+                    }
+                };
+                let dir_user = DirectoryUser {
+                    id: user.id,
+                    name: user.name.clone().unwrap_or_default(),
+                    email: email.clone(),
+                    other_emails: Vec::new(),
+                    site_id: user.site_id.unwrap_or(*site_id),
+                    client_id: user.client_id.unwrap_or_default(),
+                    inactive: false,
+                };
+                self.directory
+                    .lock()
+                    .await
+                    .users
+                    .insert(email.to_lowercase(), (self.clock.now(), Some(dir_user)));
+                (
+                    Some(user.id),
+                    Some(user.site_id.unwrap_or(*site_id)),
+                    user.client_id,
+                )
+            }
+            SenderMatch::Reject { reason } => {
+                log.info(format!("Sender not matched to a user: {reason}"));
+                (None, None, None)
+            }
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! The mail-to-ticket pipeline: one claimed email → one processing attempt.
+//!
+//! An attempt fetches the message (headers, body, attachments) from Graph, parses it
+//! ([`ParsedEmail::from_graph`]), plans it ([`mailroom_mailproc::plan`]) with the mailbox's
+//! [`ProcessingSettings`], a cached PSA directory and the store's thread index, executes the plan
+//! against the PSA, records thread keys, then updates the mailbox (move / mark read / leave) and
+//! marks the email done. Every HTTP exchange of the attempt is recorded (through
+//! `mailroom_trace::with_sink`) and every step writes a line to the attempt's processing log.
+//!
+//! Exactly once: before a PSA write, a `psa_writes` intent is stored; after it, the write is
+//! confirmed. An attempt that finds an unconfirmed intent (a crash or a timeout between the two)
+//! first looks the object up in the PSA by the email's Message-ID (tickets:
+//! `find_tickets_by_message_id`; actions: the ticket's actions' `email_message_id`) and only
+//! writes when nothing is found. A confirmed write is never repeated (reprocessing only finishes
+//! the mailbox update).
+//!
+//! Failures are classified: throttling, 5xx and transport failures are transient (retried with
+//! exponential back-off plus jitter, at least the server's `Retry-After`, up to
+//! [`PipelineConfig::max_attempts`]); permissions, validation and missing objects are permanent
+//! (failed at once with an actionable message; the admin can *Reprocess*).
+
+mod attempt;
+mod directory;
+mod post_actions;
+mod psa_writes;
+mod settings;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use mailroom_clock::SharedClock;
+use mailroom_graph::Message;
+use mailroom_psa::PsaClient;
+use mailroom_store::{Mailbox, Store, StoreError};
+
+use crate::events::{EngineEvent, EventBus};
+
+use directory::DirectoryCache;
+
+pub use attempt::{AttemptOutcome, WRITE_GRACE};
+pub use settings::{PipelineConfig, ProcessedMail, ProcessingSettings, ReplyVisibility};
+
+/// The pipeline shared by all mailbox tasks.
+pub struct Pipeline {
+    store: Store,
+    psa: PsaClient,
+    clock: SharedClock,
+    config: PipelineConfig,
+    events: EventBus,
+    directory: tokio::sync::Mutex<DirectoryCache>,
+    outcomes: tokio::sync::Mutex<Option<(DateTime<Utc>, Vec<mailroom_psa::Outcome>)>>,
+    /// Claim tokens of the processing passes running now (see [`Pipeline::release_all_claims`]).
+    active_claims: Mutex<HashSet<String>>,
+    folders: Mutex<HashMap<(String, String), String>>,
+    reprocess: Mutex<HashSet<i64>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Addresses of a mailbox record (what loop protection treats as "our own").
+pub fn mailbox_addresses(mailbox: &Mailbox) -> Vec<String> {
+    [
+        &mailbox.connected_account,
+        &mailbox.mailbox_address,
+        &mailbox.shared_mailbox,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|a| a.trim().to_lowercase())
+    .filter(|a| a.contains('@'))
+    .collect()
+}
+
+impl Pipeline {
+    /// A pipeline writing to `psa`, with time from `clock`.
+    pub fn new(
+        store: Store,
+        psa: PsaClient,
+        clock: SharedClock,
+        config: PipelineConfig,
+        events: EventBus,
+    ) -> Self {
+        Pipeline {
+            store,
+            psa,
+            clock,
+            config,
+            events,
+            directory: Default::default(),
+            outcomes: Default::default(),
+            folders: Default::default(),
+            reprocess: Default::default(),
+            active_claims: Default::default(),
+        }
+    }
+
+    /// Registers a processing pass's claim token (until [`Pipeline::claims_done`]).
+    pub(crate) fn claims_taken(&self, token: &str) {
+        self.active_claims
+            .lock()
+            .expect("claims lock")
+            .insert(token.to_string());
+    }
+
+    /// The pass with `token` has released or finished its claims.
+    pub(crate) fn claims_done(&self, token: &str) {
+        self.active_claims
+            .lock()
+            .expect("claims lock")
+            .remove(token);
+    }
+
+    /// Releases the claims of every pass still running: the last resort of a stop whose tasks
+    /// did not end in time, so that even then the next start finds no claim of this process.
+    pub async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let tokens: Vec<String> = self
+            .active_claims
+            .lock()
+            .expect("claims lock")
+            .drain()
+            .collect();
+        let mut released = 0;
+        for token in tokens {
+            released += self.store.release_claims(&token, self.clock.now()).await?;
+        }
+        Ok(released)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn psa(&self) -> &PsaClient {
+        &self.psa
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Queues an email for processing again (the *Reprocess* button); its next attempt is
+    /// labelled `reprocess`. A confirmed PSA write is never repeated.
+    pub async fn request_reprocess(&self, email_id: i64) -> Result<(), StoreError> {
+        self.store.requeue(email_id, self.clock.now()).await?;
+        self.reprocess
+            .lock()
+            .expect("reprocess lock")
+            .insert(email_id);
+        self.publish_email(email_id, false).await;
+        Ok(())
+    }
+
+    pub(crate) async fn publish_email(&self, email_id: i64, new: bool) {
+        if let Ok(email) = self.store.inbound_email(email_id).await {
+            self.events.publish(EngineEvent::Email {
+                email: Box::new(email),
+                new,
+            });
+        }
+    }
+}
+
+/// Builds the sighting of a Graph message (from a delta page) for the store.
+pub fn sighting(
+    mailbox_id: &str,
+    msg: &Message,
+    now: DateTime<Utc>,
+) -> mailroom_store::inbound::Sighting {
+    let from = msg.from.as_ref().or(msg.sender.as_ref());
+    mailroom_store::inbound::Sighting {
+        mailbox_id: mailbox_id.to_string(),
+        graph_message_id: msg.id.clone(),
+        internet_message_id: msg.internet_message_id.clone().filter(|s| !s.is_empty()),
+        conversation_id: msg.conversation_id.clone().filter(|s| !s.is_empty()),
+        received_at: msg.received_date_time.unwrap_or(now),
+        from_address: from
+            .and_then(|f| f.email_address.address.clone())
+            .unwrap_or_default()
+            .to_lowercase(),
+        from_name: from
+            .and_then(|f| f.email_address.name.clone())
+            .unwrap_or_default(),
+        subject: msg.subject.clone().unwrap_or_default(),
+    }
+}
+
+/// Shared handle.
+pub type SharedPipeline = Arc<Pipeline>;
+
+impl Pipeline {
+    /// The production pipeline of a [`crate::Core`]: its store, its PSA connection (secret from
+    /// the keyring), the system clock and default tuning.
+    pub async fn from_core(core: &crate::Core, events: EventBus) -> Result<Self, crate::CoreError> {
+        Ok(Pipeline::new(
+            core.store().clone(),
+            core.psa_client().await?,
+            mailroom_clock::system(),
+            PipelineConfig::default(),
+            events,
+        ))
+    }
+}
+
+impl crate::Core {
+    /// Queues an email for processing again (used when no engine is running; the running
+    /// engine's [`crate::sync::SyncSupervisor::reprocess`] also scans at once).
+    pub async fn requeue_email(&self, email_id: i64) -> Result<(), crate::CoreError> {
+        Ok(self.store().requeue(email_id, Utc::now()).await?)
+    }
+}
