@@ -18,11 +18,10 @@ use mailroom_store::{Mailbox, StoreError};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::EngineEvent;
-
 use super::psa_writes::NewTicketParts;
 use super::settings::ProcessingSettings;
 use super::{mailbox_addresses, Pipeline};
+use crate::events::EngineEvent;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -35,7 +35,6 @@ use mailroom_psa::PsaClient;
 use mailroom_store::{Mailbox, Store, StoreError};
 
 use crate::events::{EngineEvent, EventBus};
-
 use directory::DirectoryCache;
 
 pub use attempt::{AttemptOutcome, WRITE_GRACE};

@@ -1,13 +1,15 @@
 //! Graph failures, classified: what kind of failure, whether and when to retry, and
 //! the message an admin reads.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
 use crate::http::RawResponse;
 use crate::identity::IdentityError;
 use crate::throttle::parse_retry_after;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Broad class of a Graph failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

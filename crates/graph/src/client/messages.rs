@@ -1,13 +1,14 @@
 //! Messages and folders: listing, delta rounds, one message, its MIME and
 //! attachments, read state, moves and folders.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
 use super::error::{GraphError, GraphErrorKind};
 use super::transport::Call;
 use super::GraphClient;
 use crate::models::*;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use serde_json::{json, Value};
 
 impl GraphClient {
     /// Lists messages of a folder (well-known name like `inbox`, or an id), following

@@ -7,12 +7,14 @@ mod send;
 mod subscriptions;
 mod transport;
 
+use std::sync::Arc;
+
+use mailroom_clock::SharedClock;
+use url::Url;
+
 use crate::http::{build_client, build_client_with_roots};
 use crate::throttle::{MailboxThrottle, ThrottleConfig};
 use crate::tokens::TokenProvider;
-use mailroom_clock::SharedClock;
-use std::sync::Arc;
-use url::Url;
 
 pub use error::{GraphError, GraphErrorKind};
 pub use subscriptions::{parse_expiration_cap, DEFAULT_SUBSCRIPTION_MAX_MINUTES};

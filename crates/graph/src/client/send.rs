@@ -1,12 +1,13 @@
 //! Sending mail from the mailbox (`sendMail`) and replying to a message.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
 use super::error::{GraphError, GraphErrorKind};
 use super::transport::Call;
 use super::GraphClient;
 use crate::models::*;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use serde_json::{json, Value};
 
 impl GraphClient {
     pub(super) fn message_json(message: &OutgoingMessage) -> Value {

@@ -1,13 +1,14 @@
 //! Change-notification subscriptions on the mailbox's inbox: create (within the
 //! expiration cap), renew, reauthorize, delete, list.
 
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
 use super::error::{GraphError, GraphErrorKind};
 use super::transport::Call;
 use super::GraphClient;
 use crate::models::*;
 use crate::secret::Secret;
-use chrono::{DateTime, Utc};
-use serde_json::json;
 
 /// Default maximum subscription lifetime in minutes (reference §4.4: 4,230 is the conservative
 /// documented value; the server's `ExtensionError` clamp is honoured as well).

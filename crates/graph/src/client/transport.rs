@@ -1,15 +1,16 @@
 //! One Graph call: the request built with the mailbox's token, sent through the
 //! mailbox's throttle with retries, recorded for the attempt's log; JSON, paging and `$batch`.
 
+use mailroom_trace::Service;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use url::Url;
+
 use super::error::{GraphError, GraphErrorKind};
 use super::GraphClient;
 use crate::http::{execute, RawResponse};
 use crate::models::*;
 use crate::secret::Secret;
-use mailroom_trace::Service;
-use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
-use url::Url;
 
 /// Body of a request.
 pub(super) enum Body {

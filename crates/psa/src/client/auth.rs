@@ -1,15 +1,17 @@
 //! Discovery and tokens: the authorisation server from `/api/authinfo` (falling back
 //! to `{instance}/auth`), client-credentials tokens cached and renewed before expiry.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
 use super::transport::{header_pairs, RawResponse, TransportFailure};
 use super::{CachedToken, PsaClient};
 use crate::config::Secret;
 use crate::error::{looks_like_html, parse_error_body, ErrorKind, PsaError};
 use crate::model::*;
-use reqwest::Method;
-use serde_json::Value;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Refresh a cached token this long before it expires.
 pub(super) const REFRESH_MARGIN_SECS: i64 = 60;

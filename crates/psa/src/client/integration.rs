@@ -1,11 +1,12 @@
 //! What the integration wizard sets up: webhooks and their events, custom tabs and
 //! certificates.
 
+use reqwest::Method;
+
 use super::PsaClient;
 use crate::config::Secret;
 use crate::error::PsaError;
 use crate::model::*;
-use reqwest::Method;
 
 impl PsaClient {
     /// Configured outbound webhooks.

@@ -6,14 +6,16 @@ mod integration;
 mod tickets;
 mod transport;
 
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use mailroom_clock::SharedClock;
+
 use crate::config::{PsaConfig, Secret};
 use crate::error::{ErrorKind, PsaError};
 use crate::limiter::{RollingLimiter, Sleeper, TokioSleeper};
 use crate::throttle::{Throttle, ThrottleState};
-use chrono::{DateTime, Utc};
-use mailroom_clock::SharedClock;
-use std::fmt;
-use std::sync::{Arc, Mutex};
 
 pub use directory::ProbeReport;
 pub use tickets::{canonical_message_id, normalize_message_id, TicketQuery};

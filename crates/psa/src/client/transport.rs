@@ -2,17 +2,19 @@
 //! rolling-window limiter, retries of throttling and transient failures, token renewal on a
 //! 401, and errors that say what to do.
 
-use super::PsaClient;
-use crate::config::RetryPolicy;
-use crate::error::{looks_like_html, parse_error_body, ErrorKind, PsaError};
-use crate::paging::{split_list, Pager};
-use crate::throttle::Outcome as Reply;
+use std::time::{Duration, Instant};
+
 use mailroom_trace::{HttpExchange, RawExchange, Service};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+
+use super::PsaClient;
+use crate::config::RetryPolicy;
+use crate::error::{looks_like_html, parse_error_body, ErrorKind, PsaError};
+use crate::paging::{split_list, Pager};
+use crate::throttle::Outcome as Reply;
 
 /// A failure before any HTTP reply arrived.
 #[derive(Debug, thiserror::Error)]
