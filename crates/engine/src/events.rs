@@ -205,6 +205,46 @@ mod tests {
         assert_eq!(batches.recv().await, None);
     }
 
+    /// Issue 24 #3: the timer path, in paused time. A batch that is not full goes out when
+    /// `every` has passed since its first event — not before, and without waiting for more.
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_is_sent_when_its_interval_has_passed() {
+        let bus = EventBus::new();
+        let rx = bus.subscribe();
+        let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
+        let every = std::time::Duration::from_millis(250);
+        let started = tokio::time::Instant::now();
+        tokio::spawn(batched(
+            rx,
+            every,
+            100,
+            CancellationToken::new(),
+            move |b| tx.send((tokio::time::Instant::now(), b.len())).is_ok(),
+        ));
+        let event = |id| EngineEvent::AttemptFinished {
+            email_id: id,
+            attempt_id: id,
+            result: "processed".into(),
+        };
+        bus.publish(event(1));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        bus.publish(event(2));
+        let (sent_at, len) = batches.recv().await.unwrap();
+        assert_eq!(len, 2);
+        assert_eq!(
+            sent_at - started,
+            every,
+            "sent `every` after the first event"
+        );
+        // The next event starts a new interval of its own.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let second = tokio::time::Instant::now();
+        bus.publish(event(3));
+        let (sent_at, len) = batches.recv().await.unwrap();
+        assert_eq!(len, 1);
+        assert_eq!(sent_at - second, every);
+    }
+
     /// Issue 22: a receiver that fell behind (the window busy, a burst of thousands of events)
     /// is told so in its stream, in order, and can reload instead of silently missing rows.
     #[tokio::test]
