@@ -121,16 +121,19 @@ pub async fn reset_data_dir(dir: &Path, secrets: &mailroom_secrets::Secrets) -> 
 
 /// Starts the sandbox on its default ports, or on free ports when those are taken.
 pub async fn start_sandbox() -> Result<Sandbox, String> {
-    let default = Sandbox::start(SandboxOptions {
-        base_port: Some(DEFAULT_BASE_PORT),
+    // Graph's change notifications go to the app's own receiver on 127.0.0.1 (Graph itself
+    // requires HTTPS; the sandbox stands in for the tunnel a real deployment needs).
+    let options = |base_port| SandboxOptions {
+        base_port,
+        loopback_webhooks: true,
         ..Default::default()
-    })
-    .await;
+    };
+    let default = Sandbox::start(options(Some(DEFAULT_BASE_PORT))).await;
     match default {
         Ok(sandbox) => Ok(sandbox),
         Err(e) => {
             tracing::warn!("sandbox default ports unavailable ({e}); using free ports");
-            Sandbox::start(SandboxOptions::default())
+            Sandbox::start(options(None))
                 .await
                 .map_err(|e| e.to_string())
         }

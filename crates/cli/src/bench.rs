@@ -149,6 +149,8 @@ async fn bench_tenant(
     });
     let sb = Sandbox::start(SandboxOptions {
         seed: Some(seed),
+        // Notifications go to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
+        loopback_webhooks: true,
         ..Default::default()
     })
     .await?;

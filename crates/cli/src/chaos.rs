@@ -91,6 +91,8 @@ pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     });
     let sb = Sandbox::start(SandboxOptions {
         seed: Some(seed),
+        // Notifications go to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
+        loopback_webhooks: true,
         ..Default::default()
     })
     .await?;

@@ -13,6 +13,11 @@ pub struct SandboxArgs {
     /// Serve HTTPS with a freshly generated local CA (needed by MSAL).
     #[arg(long)]
     tls: bool,
+    /// Deliver change notifications to http:// receivers on this machine (127.0.0.1,
+    /// localhost), such as `mailroom subscription receiver` or the app's. Graph itself
+    /// requires https:// notification URLs; without this flag the sandbox does too.
+    #[arg(long)]
+    loopback_webhooks: bool,
 }
 
 pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
@@ -26,6 +31,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
         seed,
         tls: args.tls,
         clock: None,
+        loopback_webhooks: args.loopback_webhooks,
     })
     .await?;
     Ok(())

@@ -24,9 +24,13 @@ fn secrets() -> Secrets {
 }
 
 async fn sandbox() -> Sandbox {
-    Sandbox::start(SandboxOptions::default())
-        .await
-        .expect("sandbox starts")
+    Sandbox::start(SandboxOptions {
+        // The webhook test's receiver listens on 127.0.0.1 (Graph itself requires HTTPS).
+        loopback_webhooks: true,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts")
 }
 
 async fn core() -> (tempfile::TempDir, Core) {

@@ -234,8 +234,11 @@ pub struct GraphBehaviour {
     pub move_changes_id: bool,
     /// Delta tokens older than this answer 410 SyncStateNotFound (`None`: never expire).
     pub delta_token_ttl: Option<chrono::Duration>,
-    /// Require `https` notification URLs except on loopback hosts (Graph requires HTTPS).
-    pub require_https_except_loopback: bool,
+    /// Accept `http://` notification URLs on loopback hosts (`127.0.0.1`, `localhost`,
+    /// `[::1]`). Graph requires HTTPS for every notification URL, so this is off by default; a
+    /// sandbox that delivers to a local receiver turns it on, standing in for the HTTPS tunnel
+    /// or relay a real deployment puts in front of that receiver.
+    pub loopback_http_notification_urls: bool,
     /// Maximum active subscriptions per mailbox (Graph: 1,000).
     pub max_subscriptions_per_mailbox: usize,
 }
@@ -245,7 +248,7 @@ impl Default for GraphBehaviour {
         Self {
             move_changes_id: true,
             delta_token_ttl: None,
-            require_https_except_loopback: true,
+            loopback_http_notification_urls: false,
             max_subscriptions_per_mailbox: 1000,
         }
     }

@@ -237,6 +237,47 @@ async fn handshake_failures() {
     assert!(e.sb.subscriptions().is_empty());
 }
 
+/// Issue 24 #5: Graph requires HTTPS for notification URLs — a loopback receiver included,
+/// unless the sandbox was asked to deliver to one (the stand-in for a tunnel).
+#[tokio::test]
+async fn notification_urls_must_be_https_unless_loopback_delivery_is_asked_for() {
+    let e = env().await;
+    let r = receiver().await;
+    e.sb.set_behaviour(mailroom_graph_sandbox::GraphBehaviour::default());
+    for (field, url) in [
+        ("notificationUrl", r.url("notify")),
+        ("lifecycleNotificationUrl", r.url("lifecycle")),
+    ] {
+        let mut body = sub_body(&r, 60);
+        body[field] = json!(url);
+        let other = if field == "notificationUrl" {
+            "lifecycleNotificationUrl"
+        } else {
+            "notificationUrl"
+        };
+        body[other] = json!("https://hooks.example.test/other");
+        let resp = e.post("daemon", "subscriptions", body).await;
+        assert_eq!(resp.status, 400, "{field}");
+        assert_eq!(resp.code(), "InvalidRequest");
+        assert_eq!(
+            resp.message(),
+            format!("The {field} must use the HTTPS protocol.")
+        );
+    }
+    assert!(
+        r.shared.validations.lock().unwrap().is_empty(),
+        "refused before validation"
+    );
+
+    e.sb.set_behaviour(mailroom_graph_sandbox::GraphBehaviour {
+        loopback_http_notification_urls: true,
+        ..Default::default()
+    });
+    let resp = e.post("daemon", "subscriptions", sub_body(&r, 60)).await;
+    assert_eq!(resp.status, 201, "{:?}", resp.body);
+    assert_eq!(e.sb.subscriptions().len(), 1);
+}
+
 #[tokio::test]
 async fn expiration_cap_is_an_extension_error() {
     let e = env().await;

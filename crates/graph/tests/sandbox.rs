@@ -17,9 +17,13 @@ use url::Url;
 const SUPPORT: &str = "support@contoso.test";
 
 async fn sandbox() -> Sandbox {
-    Sandbox::start(SandboxOptions::default())
-        .await
-        .expect("sandbox starts")
+    Sandbox::start(SandboxOptions {
+        // The subscription tests validate against an http://127.0.0.1 endpoint.
+        loopback_webhooks: true,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts")
 }
 
 fn cloud(sb: &Sandbox) -> Cloud {

@@ -93,6 +93,12 @@ pub struct SandboxOptions {
     pub tls: bool,
     /// The clock shared by all services; a fresh wall-clock-following one when `None`.
     pub clock: Option<Arc<ManualClock>>,
+    /// Accept `http://` notification URLs on loopback hosts, so that Graph's change
+    /// notifications reach a receiver on this machine. Graph itself requires HTTPS (a real
+    /// deployment puts an HTTPS tunnel or relay in front of the receiver), so this is off unless
+    /// asked for: `--sandbox` mode, `mailroom sandbox --loopback-webhooks` and tests that
+    /// receive notifications turn it on.
+    pub loopback_webhooks: bool,
 }
 
 /// Errors starting the sandbox.
@@ -333,6 +339,11 @@ impl Sandbox {
         )
         .map_err(|e| SandboxError::Seed(e.to_string()))?;
         graph.set_base_url(&urls.graph);
+        if opts.loopback_webhooks {
+            let mut behaviour = graph.behaviour();
+            behaviour.loopback_http_notification_urls = true;
+            graph.set_behaviour(behaviour);
+        }
         let halo = HaloSandbox::try_new(seed.halo.clone(), shared_clock.clone())
             .map_err(|e| SandboxError::Seed(e.to_string()))?;
         let faults = Faults::new();

@@ -44,6 +44,8 @@ pub fn empty_seed() -> SandboxSeed {
 pub async fn sandbox() -> Sandbox {
     Sandbox::start(SandboxOptions {
         seed: Some(empty_seed()),
+        // Notifications go to a receiver on this machine (Graph itself requires HTTPS).
+        loopback_webhooks: true,
         ..Default::default()
     })
     .await
@@ -131,6 +133,8 @@ pub async fn harness(settings: Value) -> Harness {
 pub async fn harness_with_seed(settings: Value, seed: SandboxSeed) -> Harness {
     let sb = Sandbox::start(SandboxOptions {
         seed: Some(seed),
+        // Notifications go to a receiver on this machine (Graph itself requires HTTPS).
+        loopback_webhooks: true,
         ..Default::default()
     })
     .await

@@ -206,8 +206,9 @@ pub(super) fn check_url(sb: &GraphSandbox, name: &str, raw: &str) -> Result<(), 
         u.host_str(),
         Some("localhost") | Some("127.0.0.1") | Some("[::1]")
     );
-    let require = sb.behaviour().require_https_except_loopback;
-    if u.scheme() == "https" || (u.scheme() == "http" && (loopback || !require)) {
+    let local_http =
+        u.scheme() == "http" && loopback && sb.behaviour().loopback_http_notification_urls;
+    if u.scheme() == "https" || local_http {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -147,6 +147,11 @@ pub async fn env_with(seed: GraphSeed) -> Env {
     let tokens = Arc::new(StaticTokens::new());
     install_tokens(&tokens, start_time());
     let sb = GraphSandbox::new(seed, tokens.clone(), clock.clone());
+    // The tests' receivers listen on http://127.0.0.1 (Graph itself requires HTTPS).
+    sb.set_behaviour(mailroom_graph_sandbox::GraphBehaviour {
+        loopback_http_notification_urls: true,
+        ..Default::default()
+    });
     let (addr, _h) = spawn_local(sb.clone()).await.unwrap();
     Env {
         sb,
