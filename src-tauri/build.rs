@@ -12,6 +12,8 @@ const COMMANDS: &[&str] = &[
     "inbound_reprocess",
     "inbound_import_now",
     "inbound_subscribe",
+    "integration_status",
+    "integration_check",
     "psa_connection_get",
     "psa_connection_set",
     "psa_outcomes",

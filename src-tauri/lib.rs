@@ -180,6 +180,8 @@ pub fn run() {
             commands::inbound::inbound_reprocess,
             commands::inbound::inbound_import_now,
             commands::inbound::inbound_subscribe,
+            commands::integration::integration_status,
+            commands::integration::integration_check,
             commands::psa::psa_connection_get,
             commands::psa::psa_connection_set,
             commands::psa::psa_outcomes,

@@ -37,9 +37,18 @@ async fn monitoring_and_integration_open_with_their_empty_states() {
             let monitoring = s.text("#empty-monitoring").await;
             assert!(monitoring.contains("Add a mailbox first"), "{monitoring}");
             s.find("#nav-integration").await.click().await.unwrap();
-            let integration = s.text("#empty-integration").await;
-            assert!(integration.contains("No PSA connected"), "{integration}");
-            assert!(integration.contains("End-to-end test"), "{integration}");
+            // No PSA yet: the wizard opens on its first step, the connection form, with the
+            // agent step's instructions (and the permissions Mailroom needs) below it.
+            s.find("#psa-form").await;
+            let connection = s.find("#step-connection").await;
+            assert_eq!(
+                connection.attr("data-state").await.unwrap().as_deref(),
+                Some("unchecked")
+            );
+            s.wait_text("#step-agent", "Is an API-only Agent").await;
+            let permissions = s.text("#permissions").await;
+            assert!(permissions.contains("edit:tickets"), "{permissions}");
+            assert!(permissions.contains("admin optional"), "{permissions}");
         })
         .await;
 }

@@ -7,6 +7,7 @@ import { confirmDialog, emptyState, h, toast } from './dom.js';
 import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
 import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
+import { integrationPanel } from './integration.js';
 
 const state = { mailboxes: [] };
 
@@ -177,22 +178,7 @@ function monitoringView() {
 }
 
 function integrationView() {
-  const steps = [
-    'API application (client ID and secret) and an API-only agent',
-    'Ticket tab showing Mailroom inside the ticket (iframe with a secret)',
-    'Certificate-signed webhooks from the PSA',
-    'A custom "Resolve" action',
-    'End-to-end test',
-  ];
-  return h('div', {},
-    h('header', { class: 'view-header' }, h('h1', {}, 'Integration'),
-      h('p', { class: 'subtle' }, 'Connect Mailroom to your HaloPSA instance.')),
-    emptyState({
-      id: 'empty-integration',
-      title: 'No PSA connected',
-      body: 'The integration wizard walks through each step the PSA needs, and checks it as it goes:',
-      action: h('ol', { class: 'steps' }, steps.map((s) => h('li', {}, s))),
-    }));
+  return integrationPanel();
 }
 
 function render() {

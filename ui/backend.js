@@ -55,6 +55,9 @@ export const psaReplyOutcomeGet = (mailboxId) => call('psa_reply_outcome_get', {
 export const psaReplyOutcomeSet = (mailboxId, outcomeId) =>
   call('psa_reply_outcome_set', { mailboxId, outcomeId });
 export const psaTest = () => call('psa_test');
+// The integration wizard (ui/integration.js): steps with their kept results; check one or all.
+export const integrationStatus = () => call('integration_status');
+export const integrationCheck = (step = null) => call('integration_check', { step });
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

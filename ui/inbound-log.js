@@ -357,35 +357,13 @@ export function inboundLogPanel(mailbox, mailboxes = []) {
   return logPanel({ mailbox, mailboxes });
 }
 
-function psaForm(onSaved) {
-  const field = (id, label, attrs = {}) => h('label', { class: 'field' }, h('span', {}, label), h('input', { id, ...attrs }));
-  const form = h('form', { class: 'psa-form', id: 'psa-form', onsubmit: async (e) => {
-    e.preventDefault();
-    const v = (id) => form.querySelector(`#${id}`).value.trim();
-    try {
-      await backend.psaConnectionSet({ baseUrl: v('psa-url'), clientId: v('psa-client-id'),
-        clientSecret: form.querySelector('#psa-secret').value, tenant: v('psa-tenant') || null });
-      // Check the connection and the outcome replies will use (HaloPSA refuses an action
-      // without a valid outcome).
-      const outcomes = await backend.psaOutcomes();
-      if (outcomes.default) {
-        toast(`HaloPSA connected. Replies are added with the outcome "${outcomes.default.name}" unless a mailbox chooses another.`);
-      } else {
-        toast('HaloPSA connected, but it has none of the usual outcomes for inbound email (Email Received, Private Note, …): choose the outcome for replies in each mailbox\'s Incoming tab, or replies fail.', 'error');
-      }
-      await onSaved();
-    } catch (error) {
-      toast(error.message, 'error');
-    }
-  } },
-  h('h2', {}, 'Connect HaloPSA'),
-  h('p', { class: 'subtle' }, 'An API application of type "Client ID and Secret (Services)" (Configuration > Integrations > HaloPSA API).'),
-  field('psa-url', 'HaloPSA URL', { placeholder: 'https://yourcompany.halopsa.com', required: true }),
-  field('psa-client-id', 'Client ID', { required: true }),
-  field('psa-secret', 'Client secret', { type: 'password', required: true, autocomplete: 'off' }),
-  field('psa-tenant', 'Tenant (hosted instances)'),
-  h('button', { class: 'button primary', type: 'submit' }, 'Connect'));
-  return form;
+/** No PSA connection yet: where to make one. */
+function psaMissing() {
+  return h('section', { class: 'psa-card', id: 'psa-missing' },
+    h('div', { class: 'psa-card-head' },
+      h('div', {}, h('h2', {}, 'HaloPSA is not connected'),
+        h('p', { class: 'subtle' }, 'Mail is read but no ticket is created until Mailroom can sign in to your PSA.')),
+      h('a', { class: 'button primary', href: '#/integration', id: 'go-integration' }, 'Set up the integration')));
 }
 
 function engineLine(mailboxes) {
@@ -559,7 +537,7 @@ export function monitoringPanel(mailboxes) {
     try { conn = await backend.psaConnectionGet(); } catch { conn = null; }
     const parts = [status.el];
     if (!conn) {
-      parts.push(psaForm(async () => { await refreshEngine(); status.paint(); }));
+      parts.push(psaMissing());
     } else {
       parts.push(psaCard(conn));
     }

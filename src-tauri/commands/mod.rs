@@ -3,6 +3,7 @@
 pub mod app;
 pub mod connect;
 pub mod inbound;
+pub mod integration;
 pub mod mailboxes;
 pub mod psa;
 #[cfg(feature = "sandbox")]

@@ -2,6 +2,7 @@
 //! lookups of the mailbox settings — the outcome (action type) of the actions added for
 //! inbound replies, picked from the PSA's own `Outcome` list, and their visibility.
 
+use mailroom_engine::integration::{Step, StepResult};
 use mailroom_engine::outcomes::{OutcomeList, ReplyOutcomeSetting};
 use mailroom_engine::pipeline::ReplyVisibility;
 use mailroom_engine::psa_check::PsaTestReport;
@@ -69,6 +70,16 @@ pub async fn psa_connection_get(state: State<'_, AppState>) -> UiResult<Option<P
     Ok(state.core.psa_connection().await?)
 }
 
+/// A saved connection and its check (step 1 of the integration wizard).
+#[derive(serde::Serialize)]
+pub struct PsaSaved {
+    connection: PsaConnection,
+    check: StepResult,
+}
+
+/// Saves the connection (secret to the keyring) and checks it at once: bad input is refused
+/// with the reason; credentials the PSA refuses are saved, and the check says why and what to
+/// change.
 #[tauri::command]
 pub async fn psa_connection_set(
     state: State<'_, AppState>,
@@ -77,7 +88,7 @@ pub async fn psa_connection_set(
     client_id: String,
     client_secret: String,
     tenant: Option<String>,
-) -> UiResult<PsaConnection> {
+) -> UiResult<PsaSaved> {
     let conn = state
         .core
         .set_psa_connection(
@@ -87,13 +98,11 @@ pub async fn psa_connection_set(
             tenant.as_deref(),
         )
         .await?;
-    // Prove it works before the engine relies on it.
-    let client = state.core.psa_client().await?;
-    client
-        .me()
-        .await
-        .map_err(mailroom_engine::CoreError::from)?;
+    let check = state.core.check_integration_step(Step::Connection).await?;
     // The engine builds its PSA client from the connection: pick the new one up now.
     inbound.engine().refresh();
-    Ok(conn)
+    Ok(PsaSaved {
+        connection: conn,
+        check,
+    })
 }

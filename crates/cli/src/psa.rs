@@ -1,11 +1,52 @@
-//! `mailroom psa test`: the PSA connection's checks (credentials, scopes, ticket types, the
-//! reply outcome of every mailbox), each with what to change when it fails.
+//! `mailroom psa`: the HaloPSA connection and the integration wizard, headless.
+//! - `connect`: save the instance URL, API application and tenant (secret to the keyring), then
+//!   check the connection;
+//! - `show`: the saved connection (never the secret) and each wizard step's last result;
+//! - `check [--step S] [--json]`: the wizard's checks (crates/engine integration.rs), each item
+//!   with what to change when it fails; exits non-zero when a step needs attention;
+//! - `test`: the connection's checks for mail processing (credentials, scopes, ticket types,
+//!   the reply outcome of every mailbox).
 
+use std::io::BufRead;
+
+use mailroom_engine::integration::{Step, StepResult};
 use mailroom_engine::Core;
+use mailroom_secrets::SecretValue;
 
 #[derive(clap::Subcommand)]
 pub enum PsaCommand {
-    /// Check the HaloPSA connection: sign-in, permissions, ticket types, reply outcomes.
+    /// Save the HaloPSA connection and check it.
+    Connect {
+        /// The instance URL, e.g. https://yourcompany.halopsa.com.
+        #[arg(long)]
+        url: String,
+        /// The API application's Client ID.
+        #[arg(long)]
+        client_id: String,
+        /// The tenant (instances hosted by Halo that sign in through a shared server).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The client secret; read from standard input when not set.
+        #[arg(long, env = "MAILROOM_PSA_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+    },
+    /// Show the saved connection and each integration step's last check.
+    Show {
+        /// Print JSON instead of a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the integration steps through the PSA's API (all of them, or one).
+    Check {
+        /// One step: connection, agent.
+        #[arg(long)]
+        step: Option<String>,
+        /// Print JSON instead of a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the HaloPSA connection for mail processing: sign-in, permissions, ticket types,
+    /// reply outcomes.
     Test {
         /// Print JSON instead of a list.
         #[arg(long)]
@@ -13,8 +54,100 @@ pub enum PsaCommand {
     },
 }
 
+fn print_step(result: &StepResult) {
+    let mark = if result.ok { "ok    " } else { "FAILED" };
+    println!("{mark} {}: {}", result.step.title(), result.summary);
+    for item in &result.items {
+        let mark = match (item.ok, item.optional) {
+            (true, _) => "  ok    ",
+            (false, true) => "  (opt) ",
+            (false, false) => "  FAILED",
+        };
+        println!("{mark} {}: {}", item.label, item.detail);
+        if let (false, Some(fix)) = (item.ok, &item.fix) {
+            println!("         fix: {fix}");
+        }
+    }
+}
+
+fn read_secret() -> anyhow::Result<String> {
+    eprintln!("Client secret (then Enter):");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
     match command {
+        PsaCommand::Connect {
+            url,
+            client_id,
+            tenant,
+            client_secret,
+        } => {
+            let secret = match client_secret {
+                Some(s) => s.clone(),
+                None => read_secret()?,
+            };
+            let conn = core
+                .set_psa_connection(url, client_id, SecretValue::new(secret), tenant.as_deref())
+                .await?;
+            println!("saved: {} (client {})", conn.base_url, conn.client_id);
+            let result = core.check_integration_step(Step::Connection).await?;
+            print_step(&result);
+            if !result.ok {
+                anyhow::bail!("saved, but Mailroom cannot sign in to the PSA (see above)");
+            }
+            Ok(())
+        }
+        PsaCommand::Show { json } => {
+            let status = core.integration_status().await?;
+            let conn = core.psa_connection().await?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "connection": conn,
+                        "integration": status,
+                    }))?
+                );
+                return Ok(());
+            }
+            match &conn {
+                Some(c) => println!(
+                    "connection: {} (client {}{})",
+                    c.base_url,
+                    c.client_id,
+                    c.tenant
+                        .as_deref()
+                        .map(|t| format!(", tenant {t}"))
+                        .unwrap_or_default()
+                ),
+                None => println!("connection: none (mailroom psa connect)"),
+            }
+            for step in &status.steps {
+                match &step.result {
+                    Some(result) => print_step(result),
+                    None => println!("-      {}: not checked (mailroom psa check)", step.title),
+                }
+            }
+            Ok(())
+        }
+        PsaCommand::Check { step, json } => {
+            let results = match step {
+                Some(id) => vec![core.check_integration_step(Step::parse(id)?).await?],
+                None => core.check_integration().await?,
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                results.iter().for_each(print_step);
+            }
+            if results.iter().any(|r| !r.ok) {
+                anyhow::bail!("a step of the integration needs attention (see above)");
+            }
+            Ok(())
+        }
         PsaCommand::Test { json } => {
             let report = core.test_psa_connection().await?;
             if *json {

@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod engine;
 pub mod events;
+pub mod integration;
 pub mod logging;
 pub mod mailboxes;
 pub mod outcomes;

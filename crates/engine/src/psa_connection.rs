@@ -79,10 +79,13 @@ impl Core {
                     base_url: &base_url,
                     tenant,
                     client_id,
+                    scopes: &crate::integration::requested_scopes(),
                 },
                 chrono::Utc::now(),
             )
             .await?;
+        // The integration checks were made against the previous connection.
+        self.forget_integration_checks().await?;
         self.psa_connection()
             .await?
             .ok_or_else(|| CoreError::NotConfigured("the PSA connection was not saved".into()))
@@ -104,6 +107,15 @@ impl Core {
 
     /// A client for the stored PSA connection (secret from the keyring).
     pub async fn psa_client(&self) -> Result<PsaClient, CoreError> {
+        self.psa_client_requesting(None).await
+    }
+
+    /// A client for the stored PSA connection whose tokens ask for `scopes` instead of the
+    /// connection's (the integration checks ask for `admin` on its own).
+    pub(crate) async fn psa_client_requesting(
+        &self,
+        scopes: Option<&str>,
+    ) -> Result<PsaClient, CoreError> {
         let conn = self.psa_connection().await?.ok_or_else(|| {
             CoreError::NotConfigured(
                 "no HaloPSA connection is configured; enter the HaloPSA URL, Client ID and secret first".into(),
@@ -121,7 +133,7 @@ impl Core {
         let mut config = PsaConfig::new(conn.base_url, conn.client_id, secret.expose());
         config.tenant = conn.tenant;
         config.auth_url = conn.auth_url;
-        config.scopes = conn.scopes;
+        config.scopes = scopes.map(str::to_string).unwrap_or(conn.scopes);
         config.rate_limit = RollingWindow {
             requests: limit.requests.max(1),
             window: std::time::Duration::from_secs(limit.window_secs.max(1)),

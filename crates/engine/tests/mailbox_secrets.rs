@@ -137,6 +137,7 @@ async fn a_data_directory_from_before_scoping_adopts_its_entries() {
     store
         .upsert_psa_connection(
             &mailroom_store::NewPsaConnection {
+                scopes: "read:tickets",
                 id: PSA_CONNECTION_ID,
                 base_url: "https://contoso.halopsa.com",
                 tenant: None,

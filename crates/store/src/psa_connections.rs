@@ -19,13 +19,15 @@ pub struct PsaConnection {
 }
 
 /// What [`Store::upsert_psa_connection`] writes; a connection saved again keeps its name,
-/// authorisation URL, scopes and creation time.
+/// authorisation URL and creation time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPsaConnection<'a> {
     pub id: &'a str,
     pub base_url: &'a str,
     pub tenant: Option<&'a str>,
     pub client_id: &'a str,
+    /// Space-separated scopes to request with each token.
+    pub scopes: &'a str,
 }
 
 type Row = (
@@ -48,14 +50,16 @@ impl Store {
         let now = ts(now);
         sqlx::query(
             "INSERT INTO psa_connections (id, name, base_url, auth_url, tenant, client_id, scopes, created_at, updated_at)
-             VALUES (?, 'HaloPSA', ?, NULL, ?, ?, 'all', ?, ?)
+             VALUES (?, 'HaloPSA', ?, NULL, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET base_url = excluded.base_url, tenant = excluded.tenant,
-                 client_id = excluded.client_id, updated_at = excluded.updated_at",
+                 client_id = excluded.client_id, scopes = excluded.scopes,
+                 updated_at = excluded.updated_at",
         )
         .bind(c.id)
         .bind(c.base_url)
         .bind(c.tenant)
         .bind(c.client_id)
+        .bind(c.scopes)
         .bind(&now)
         .bind(&now)
         .execute(self.pool())

@@ -18,6 +18,22 @@ impl Store {
         .transpose()
     }
 
+    /// Deletes every setting whose key starts with `prefix`.
+    pub async fn delete_settings_prefixed(&self, prefix: &str) -> Result<u64> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let done = sqlx::query("DELETE FROM settings WHERE key LIKE ? ESCAPE '\\'")
+            .bind(pattern)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Writes (or replaces) a setting.
     pub async fn set_setting<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let raw = serde_json::to_string(value)

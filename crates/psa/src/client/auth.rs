@@ -123,6 +123,20 @@ impl PsaClient {
         Ok(result)
     }
 
+    /// Signs in (or reuses the cached token) and answers the scopes the token was granted (the
+    /// requested ones when the reply names none).
+    pub async fn granted_scopes(&self) -> Result<Vec<String>, PsaError> {
+        self.token().await?;
+        Ok(self
+            .inner
+            .token
+            .lock()
+            .await
+            .as_ref()
+            .map(|t| t.scopes.clone())
+            .unwrap_or_default())
+    }
+
     /// Drops the cached token if it is still the one that was refused.
     pub(super) async fn invalidate_token(&self, generation: u64) {
         let mut cached = self.inner.token.lock().await;

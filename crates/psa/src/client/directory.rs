@@ -41,6 +41,13 @@ impl PsaClient {
         })
     }
 
+    /// A harmless read that proves a read permission: `GET /<resource>?count=1`.
+    pub async fn can_read(&self, resource: &str) -> Result<(), PsaError> {
+        self.get_value(resource, &[("count".into(), "1".into())])
+            .await
+            .map(|_| ())
+    }
+
     /// The agent the API application acts as (`GET /Agent/me`).
     pub async fn me(&self) -> Result<Agent, PsaError> {
         self.get_one("Agent/me", &[]).await

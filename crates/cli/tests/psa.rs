@@ -1,0 +1,111 @@
+//! `mailroom psa connect | show | check` as an admin runs them against the sandbox: the
+//! connection saved and checked, every integration step ok in `check --json`, a wrong secret
+//! named with its fix and a non-zero exit. Needs a keyring (run under `./dev test`).
+
+mod common;
+
+use std::process::{Command, Output};
+
+async fn mailroom(dir: &std::path::Path, args: &[&str], secret: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    command.args(args).env("MAILROOM_DATA_DIR", dir);
+    if let Some(secret) = secret {
+        command.env("MAILROOM_PSA_CLIENT_SECRET", secret);
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("run mailroom"))
+        .await
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_then_check_every_step_and_name_a_wrong_secret() {
+    let sb = common::sandbox_without_mail().await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = sb.tenant().psa.clone();
+    let connect = |secret: String| {
+        let url = sb.psa_url();
+        let (client_id, tenant) = (creds.client_id.clone(), creds.tenant.clone());
+        let dir = dir.path().to_path_buf();
+        async move {
+            mailroom(
+                &dir,
+                &[
+                    "psa",
+                    "connect",
+                    "--url",
+                    &url,
+                    "--client-id",
+                    &client_id,
+                    "--tenant",
+                    &tenant,
+                ],
+                Some(&secret),
+            )
+            .await
+        }
+    };
+
+    let wrong = connect("not-the-secret".into()).await;
+    assert!(!wrong.status.success());
+    let said = text(&wrong);
+    assert!(said.contains("FAILED Connection"), "{said}");
+    assert!(
+        said.contains("fix: Check the Client ID and secret"),
+        "{said}"
+    );
+
+    let right = connect(creds.client_secret.clone()).await;
+    assert!(right.status.success(), "{}", text(&right));
+    assert!(
+        text(&right).contains("ok     Connection: Connected"),
+        "{}",
+        text(&right)
+    );
+
+    let check = mailroom(dir.path(), &["psa", "check", "--json"], None).await;
+    assert!(check.status.success(), "{}", text(&check));
+    let results: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let steps: Vec<(&str, bool)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["step"].as_str().unwrap(), r["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(steps, [("connection", true), ("agent", true)]);
+
+    let show = mailroom(dir.path(), &["psa", "show"], None).await;
+    let shown = text(&show);
+    assert!(
+        shown.contains(&format!("connection: {}", sb.psa_url())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("ok     Agent, API application and permissions"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&creds.client_secret),
+        "the secret is never printed"
+    );
+
+    let unknown = mailroom(dir.path(), &["psa", "check", "--step", "tab"], None).await;
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown).contains("the steps are: connection, agent"),
+        "{}",
+        text(&unknown)
+    );
+
+    let core = mailroom_engine::Core::open(dir.path()).await.unwrap();
+    let _ = core
+        .secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+}

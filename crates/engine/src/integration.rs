@@ -1,0 +1,518 @@
+//! The PSA integration wizard (the app's *Integration* area, `mailroom psa check`): the steps of
+//! HaloPSA's setup guide for a third-party product, done for Mailroom, each verified through
+//! the PSA's API with a precise reason when it fails.
+//!
+//! Steps so far:
+//! 1. `connection` — the instance URL, API application and tenant: a token, and the agent the
+//!    application acts as (`GET /Agent/me`);
+//! 2. `agent` — that agent is an enabled, API-only agent (no licence, no web sign-in), and the
+//!    application holds every permission Mailroom uses, each with why. A read permission is
+//!    proven by a harmless read (`GET /<resource>?count=1`); a write permission is read from the
+//!    token's granted scopes (no read proves it, and Mailroom writes nothing to check it).
+//!
+//! Invariants:
+//! - A check never writes to the PSA.
+//! - Each step's last result is kept (settings `integration.check.<step>`) so the area shows it
+//!   after a restart; saving another PSA connection forgets them all.
+//! - A step after a failed `connection` is not run: it says to connect first.
+
+use chrono::{DateTime, Utc};
+use mailroom_psa::{ErrorKind, PsaClient, PsaError};
+use serde::{Deserialize, Serialize};
+
+use crate::{Core, CoreError};
+
+/// Settings key prefix of the kept results.
+const RESULT_KEY: &str = "integration.check.";
+
+/// A step of the wizard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Connection,
+    Agent,
+}
+
+impl Step {
+    /// Every step, in the wizard's order.
+    pub const ALL: [Step; 2] = [Step::Connection, Step::Agent];
+
+    /// The stable id (`connection`, `agent`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Step::Connection => "connection",
+            Step::Agent => "agent",
+        }
+    }
+
+    /// The step's title, as the wizard shows it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Connection => "Connection",
+            Step::Agent => "Agent, API application and permissions",
+        }
+    }
+
+    /// A step by its id.
+    pub fn parse(id: &str) -> Result<Step, CoreError> {
+        Step::ALL
+            .into_iter()
+            .find(|s| s.id() == id.trim())
+            .ok_or_else(|| {
+                CoreError::InvalidInput(format!(
+                    "'{id}' is not a step of the integration; the steps are: {}",
+                    Step::ALL.map(Step::id).join(", ")
+                ))
+            })
+    }
+}
+
+/// One thing a step verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckItem {
+    /// Stable id within the step (`sign_in`, `api_only`, `scope:read:tickets`, …).
+    pub id: String,
+    pub label: String,
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to change, when it failed.
+    pub fix: Option<String>,
+    /// Why Mailroom needs it (permissions).
+    pub why: Option<String>,
+    /// Not needed for Mailroom to work (only for an optional feature).
+    pub optional: bool,
+}
+
+impl CheckItem {
+    fn ok(id: &str, label: &str, detail: impl Into<String>) -> CheckItem {
+        CheckItem {
+            id: id.into(),
+            label: label.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+            why: None,
+            optional: false,
+        }
+    }
+
+    fn failed(
+        id: &str,
+        label: &str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> CheckItem {
+        CheckItem {
+            id: id.into(),
+            label: label.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+            why: None,
+            optional: false,
+        }
+    }
+}
+
+/// The result of checking one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub step: Step,
+    /// Every required item passed.
+    pub ok: bool,
+    /// One line: what is done, or the first thing to fix.
+    pub summary: String,
+    pub items: Vec<CheckItem>,
+    pub checked_at: DateTime<Utc>,
+}
+
+impl StepResult {
+    fn new(step: Step, items: Vec<CheckItem>, now: DateTime<Utc>) -> StepResult {
+        let first_failure = items.iter().find(|i| !i.ok && !i.optional);
+        let summary = match first_failure {
+            None => match step {
+                Step::Connection => "Connected".to_string(),
+                Step::Agent => "The agent and its permissions are as Mailroom needs".to_string(),
+            },
+            Some(item) => format!("{}: {}", item.label, item.detail),
+        };
+        StepResult {
+            step,
+            ok: first_failure.is_none(),
+            summary,
+            items,
+            checked_at: now,
+        }
+    }
+}
+
+/// A step as the wizard shows it: its title and its last result, if it was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepState {
+    pub step: Step,
+    pub title: &'static str,
+    pub result: Option<StepResult>,
+}
+
+/// The wizard: whether a PSA connection is saved, and every step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntegrationStatus {
+    pub connected: bool,
+    pub steps: Vec<StepState>,
+    /// The permissions Mailroom needs (for the agent step's instructions).
+    pub permissions: &'static [Permission],
+}
+
+/// A permission (HaloPSA API application scope) Mailroom uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Permission {
+    pub scope: &'static str,
+    /// What Mailroom does with it.
+    pub why: &'static str,
+    /// Only *Create it for me* needs it; every step can be done by hand without it.
+    pub optional: bool,
+    /// A list endpoint that proves a read permission (`GET /<resource>?count=1`).
+    #[serde(skip)]
+    probe: Option<&'static str>,
+}
+
+/// What Mailroom calls in the PSA, by permission. Derived from the client's calls: tickets and
+/// actions (threading, new tickets, replies), attachments, users, clients and sites (sender
+/// matching, new users, contact imports); the integration objects need `admin`.
+pub const PERMISSIONS: &[Permission] = &[
+    Permission {
+        scope: "read:tickets",
+        why: "Find the ticket a reply belongs to (by its Message-ID), read its actions and attachments, and the ticket types, statuses and outcomes",
+        optional: false,
+        probe: Some("Tickets"),
+    },
+    Permission {
+        scope: "edit:tickets",
+        why: "Log a ticket for each new email, add an action for each reply, upload attachments",
+        optional: false,
+        probe: None,
+    },
+    Permission {
+        scope: "read:customers",
+        why: "Match each sender to a user, site and client",
+        optional: false,
+        probe: Some("Client"),
+    },
+    Permission {
+        scope: "edit:customers",
+        why: "Create users for new senders of known domains, import Outlook contacts as users",
+        optional: false,
+        probe: None,
+    },
+    Permission {
+        scope: "admin",
+        why: "Only for \"Create it for me\": the ticket tab, the PSA webhook and its certificate, the resolve action (without it, do those steps by hand)",
+        optional: true,
+        probe: None,
+    },
+];
+
+/// The scopes each token asks for: every permission Mailroom needs to work (not the optional
+/// `admin`, which an application set up by hand does not hold; the checks ask for it alone).
+pub fn requested_scopes() -> String {
+    PERMISSIONS
+        .iter()
+        .filter(|p| !p.optional)
+        .map(|p| p.scope)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the token's granted scopes cover `scope` (HaloPSA: `all` covers everything,
+/// `all:standard` everything but `admin`).
+fn granted(scopes: &[String], scope: &str) -> bool {
+    scopes.iter().any(|g| {
+        g.eq_ignore_ascii_case(scope)
+            || g.eq_ignore_ascii_case("all")
+            || (g.eq_ignore_ascii_case("all:standard") && scope != "admin")
+    })
+}
+
+/// The menu path of the API application, for fixes.
+const APPLICATION_PATH: &str = "Configuration > Integrations > HaloPSA API > View Applications";
+
+fn sign_in_fix(error: &PsaError) -> String {
+    match error.kind {
+        ErrorKind::Unauthorized => format!(
+            "Check the Client ID and secret of the API application ({APPLICATION_PATH}; its authentication method must be \"Client ID and Secret (Services)\"), and the tenant for hosted instances."
+        ),
+        ErrorKind::Forbidden => format!(
+            "The application may not sign in: on {APPLICATION_PATH}, make sure it is active and its Login Type is Agent."
+        ),
+        ErrorKind::Transport => {
+            "Check the instance URL (https://yourcompany.halopsa.com), the network, any proxy and the certificate of the instance.".into()
+        }
+        _ => "Check the instance URL and the API application, then check again.".into(),
+    }
+}
+
+async fn check_connection(client: &PsaClient) -> Vec<CheckItem> {
+    match client.probe().await {
+        Err(e) => vec![CheckItem::failed(
+            "sign_in",
+            "Sign in as the API application",
+            e.to_string(),
+            sign_in_fix(&e),
+        )],
+        Ok(probe) => {
+            let agent = probe
+                .agent
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("agent {}", probe.agent.id));
+            vec![CheckItem::ok(
+                "sign_in",
+                "Sign in as the API application",
+                format!("Signed in at {}; the API acts as {agent}", probe.token_url),
+            )]
+        }
+    }
+}
+
+/// The scopes granted for a token that asks for `admin` alone (none when HaloPSA refuses it).
+async fn admin_grant(core: &Core) -> Vec<String> {
+    match core.psa_client_requesting(Some("admin")).await {
+        Ok(client) => client.granted_scopes().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn check_agent(core: &Core, client: &PsaClient) -> Vec<CheckItem> {
+    let probe = match client.probe().await {
+        Ok(probe) => probe,
+        Err(e) => {
+            return vec![CheckItem::failed(
+                "sign_in",
+                "Sign in as the API application",
+                e.to_string(),
+                sign_in_fix(&e),
+            )]
+        }
+    };
+    let mut items = Vec::new();
+    let agent = &probe.agent;
+    let name = agent
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("agent {}", agent.id));
+    let agents_path = "Configuration > Teams & Agents > Agents";
+    items.push(if agent.isdisabled == Some(true) {
+        CheckItem::failed(
+            "agent_enabled",
+            "The agent is enabled",
+            format!("{name} is disabled"),
+            format!("Enable {name} ({agents_path}), or choose another agent under \"Agent to log in as\" on the API application."),
+        )
+    } else {
+        CheckItem::ok("agent_enabled", "The agent is enabled", format!("{name} is enabled"))
+    });
+    items.push(if agent.isapiagent == Some(true) {
+        CheckItem::ok(
+            "api_only",
+            "The agent is API-only",
+            format!("{name} is an API-only agent"),
+        )
+    } else {
+        CheckItem::failed(
+            "api_only",
+            "The agent is API-only",
+            format!("{name} is not an API-only agent: it uses a licence and can sign in to the web app"),
+            format!("Create an agent for Mailroom ({agents_path} > New) with \"Is an API-only Agent\" set to Yes, and choose it under \"Agent to log in as\" on the API application ({APPLICATION_PATH})."),
+        )
+    });
+    for permission in PERMISSIONS {
+        let id = format!("scope:{}", permission.scope);
+        let label = format!("Permission {}", permission.scope);
+        let in_token = if permission.optional {
+            granted(&admin_grant(core).await, permission.scope)
+        } else {
+            granted(&probe.granted_scopes, permission.scope)
+        };
+        let read = match permission.probe {
+            Some(resource) if in_token => Some(client.can_read(resource).await),
+            _ => None,
+        };
+        let fix = format!(
+            "On the API application's Permissions tab ({APPLICATION_PATH}), allow {}.",
+            permission.scope
+        );
+        let mut item = match (in_token, read) {
+            (false, _) if permission.optional => CheckItem::failed(
+                &id,
+                &label,
+                "Not granted: HaloPSA refuses a token for it",
+                fix,
+            ),
+            (false, _) => CheckItem::failed(
+                &id,
+                &label,
+                format!(
+                    "Not granted (the token holds: {})",
+                    if probe.granted_scopes.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        probe.granted_scopes.join(" ")
+                    }
+                ),
+                fix,
+            ),
+            (true, Some(Err(e))) => CheckItem::failed(
+                &id,
+                &label,
+                format!(
+                    "Granted, but reading {} failed: {e}",
+                    permission.probe.unwrap_or("")
+                ),
+                if e.kind == ErrorKind::Forbidden {
+                    format!("{fix} The agent's role must also allow it ({agents_path} > {name} > Roles).")
+                } else {
+                    "Check again; if it keeps failing, check the PSA's status.".into()
+                },
+            ),
+            (true, Some(Ok(()))) => CheckItem::ok(
+                &id,
+                &label,
+                format!("Granted; reading {} works", permission.probe.unwrap_or("")),
+            ),
+            (true, None) => CheckItem::ok(&id, &label, "Granted"),
+        };
+        item.why = Some(permission.why.into());
+        item.optional = permission.optional;
+        items.push(item);
+    }
+    items
+}
+
+impl Core {
+    /// The wizard's state: each step with its last result.
+    pub async fn integration_status(&self) -> Result<IntegrationStatus, CoreError> {
+        let connected = self.psa_connection().await?.is_some();
+        let mut steps = Vec::new();
+        for step in Step::ALL {
+            let result: Option<StepResult> = self
+                .store()
+                .setting(&format!("{RESULT_KEY}{}", step.id()))
+                .await?;
+            steps.push(StepState {
+                step,
+                title: step.title(),
+                result,
+            });
+        }
+        Ok(IntegrationStatus {
+            connected,
+            steps,
+            permissions: PERMISSIONS,
+        })
+    }
+
+    /// Checks one step through the PSA's API and keeps the result. Fails only when no PSA
+    /// connection is saved or the store cannot be written; a PSA that refuses is a failed
+    /// check in the result.
+    pub async fn check_integration_step(&self, step: Step) -> Result<StepResult, CoreError> {
+        let client = self.psa_client().await?;
+        let items = match step {
+            Step::Connection => check_connection(&client).await,
+            Step::Agent => check_agent(self, &client).await,
+        };
+        let result = StepResult::new(step, items, Utc::now());
+        self.store()
+            .set_setting(&format!("{RESULT_KEY}{}", step.id()), &result)
+            .await?;
+        Ok(result)
+    }
+
+    /// Checks every step in order; when the connection fails, the later steps say to connect
+    /// first instead of failing one by one.
+    pub async fn check_integration(&self) -> Result<Vec<StepResult>, CoreError> {
+        let connection = self.check_integration_step(Step::Connection).await?;
+        let mut results = vec![connection.clone()];
+        for step in Step::ALL.into_iter().skip(1) {
+            if connection.ok {
+                results.push(self.check_integration_step(step).await?);
+            } else {
+                let result = StepResult::new(
+                    step,
+                    vec![CheckItem::failed(
+                        "connection",
+                        "Connection",
+                        "Mailroom cannot sign in to the PSA yet",
+                        "Fix the connection (step 1) first.",
+                    )],
+                    Utc::now(),
+                );
+                self.store()
+                    .set_setting(&format!("{RESULT_KEY}{}", step.id()), &result)
+                    .await?;
+                results.push(result);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Forgets every kept result (another PSA connection was saved).
+    pub(crate) async fn forget_integration_checks(&self) -> Result<(), CoreError> {
+        self.store().delete_settings_prefixed(RESULT_KEY).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_covers_everything_and_all_standard_everything_but_admin() {
+        let scopes = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(granted(&scopes(&["all"]), "admin"));
+        assert!(granted(&scopes(&["all:standard"]), "edit:tickets"));
+        assert!(!granted(&scopes(&["all:standard"]), "admin"));
+        assert!(granted(&scopes(&["READ:tickets"]), "read:tickets"));
+        assert!(!granted(&scopes(&["read:tickets"]), "edit:tickets"));
+    }
+
+    #[test]
+    fn steps_parse_by_id_and_say_which_exist() {
+        assert_eq!(Step::parse(" agent ").unwrap(), Step::Agent);
+        let err = Step::parse("tab").unwrap_err().to_string();
+        assert!(err.contains("connection, agent"), "{err}");
+    }
+
+    #[test]
+    fn a_step_is_ok_when_only_optional_items_failed() {
+        let mut optional = CheckItem::failed(
+            "scope:admin",
+            "Permission admin",
+            "Not granted",
+            "Allow admin.",
+        );
+        optional.optional = true;
+        let result = StepResult::new(
+            Step::Agent,
+            vec![
+                CheckItem::ok("api_only", "The agent is API-only", "yes"),
+                optional,
+            ],
+            Utc::now(),
+        );
+        assert!(result.ok);
+        let failed = StepResult::new(
+            Step::Agent,
+            vec![CheckItem::failed(
+                "api_only",
+                "The agent is API-only",
+                "no",
+                "Make it so.",
+            )],
+            Utc::now(),
+        );
+        assert!(!failed.ok);
+        assert_eq!(failed.summary, "The agent is API-only: no");
+    }
+}

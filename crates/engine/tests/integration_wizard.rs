@@ -1,0 +1,175 @@
+//! The PSA integration wizard's checks (issue 11), through the PSA's API on the sandbox: each
+//! step green on a correct set-up, and red with the precise item and its fix when the PSA is
+//! set up wrong (wrong secret, an agent that is not API-only, a missing permission).
+
+mod common;
+
+use common::*;
+use mailroom_engine::integration::Step;
+use mailroom_engine::{Core, ErrorCode};
+use mailroom_sandbox::{Sandbox, SandboxOptions};
+use mailroom_secrets::SecretValue;
+
+async fn core() -> (tempfile::TempDir, Core) {
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!("mailroom-test-{}", uuid::Uuid::new_v4());
+    let core = Core::open_with_secrets(
+        dir.path(),
+        mailroom_secrets::Secrets::with_service(&service),
+    )
+    .await
+    .unwrap();
+    (dir, core)
+}
+
+async fn connect(core: &Core, sb: &Sandbox, secret: &str) {
+    let creds = &sb.tenant().psa;
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &creds.client_id,
+        SecretValue::new(secret),
+        Some(&creds.tenant),
+    )
+    .await
+    .unwrap();
+}
+
+fn item<'a>(
+    result: &'a mailroom_engine::integration::StepResult,
+    id: &str,
+) -> &'a mailroom_engine::integration::CheckItem {
+    result
+        .items
+        .iter()
+        .find(|i| i.id == id)
+        .unwrap_or_else(|| panic!("no item {id} in {result:#?}"))
+}
+
+#[tokio::test]
+async fn every_step_is_green_on_a_correct_set_up_and_kept() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    let err = core
+        .check_integration_step(Step::Connection)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotConfigured);
+    let status = core.integration_status().await.unwrap();
+    assert!(!status.connected);
+    assert!(status.steps.iter().all(|s| s.result.is_none()));
+
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let results = core.check_integration().await.unwrap();
+    assert!(results.iter().all(|r| r.ok), "{results:#?}");
+    assert!(item(&results[0], "sign_in").detail.contains("Mailroom API"));
+    let agent = &results[1];
+    assert!(item(agent, "api_only").ok);
+    for scope in [
+        "read:tickets",
+        "edit:tickets",
+        "read:customers",
+        "edit:customers",
+        "admin",
+    ] {
+        let permission = item(agent, &format!("scope:{scope}"));
+        assert!(permission.ok, "{permission:?}");
+        assert!(permission.why.is_some());
+    }
+    assert!(item(agent, "scope:read:tickets")
+        .detail
+        .contains("reading Tickets works"));
+
+    // Kept across a restart of the core, and forgotten when another connection is saved.
+    let status = core.integration_status().await.unwrap();
+    assert!(status.connected);
+    assert!(status
+        .steps
+        .iter()
+        .all(|s| s.result.as_ref().is_some_and(|r| r.ok)));
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let status = core.integration_status().await.unwrap();
+    assert!(status.steps.iter().all(|s| s.result.is_none()));
+}
+
+#[tokio::test]
+async fn a_wrong_secret_fails_the_connection_and_the_later_steps_wait_for_it() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, "not-the-secret").await;
+    let results = core.check_integration().await.unwrap();
+    let sign_in = item(&results[0], "sign_in");
+    assert!(!sign_in.ok);
+    assert!(
+        sign_in
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("Client ID and secret"),
+        "{sign_in:?}"
+    );
+    assert!(!results[0].ok);
+    assert!(results[0]
+        .summary
+        .starts_with("Sign in as the API application"));
+    assert_eq!(results[1].step, Step::Agent);
+    assert!(!results[1].ok);
+    assert_eq!(
+        item(&results[1], "connection").fix.as_deref(),
+        Some("Fix the connection (step 1) first.")
+    );
+}
+
+#[tokio::test]
+async fn an_agent_that_is_not_api_only_and_a_missing_permission_are_named() {
+    let mut seed = empty_seed();
+    // The application logs in as Megan Bowen, a licensed agent, and lacks edit:customers and
+    // admin.
+    seed.halo.applications[0].agent_id = 2;
+    seed.halo.applications[0].scopes = vec![
+        "read:tickets".into(),
+        "edit:tickets".into(),
+        "read:customers".into(),
+    ];
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let agent = core.check_integration_step(Step::Agent).await.unwrap();
+    assert!(!agent.ok);
+    let api_only = item(&agent, "api_only");
+    assert!(!api_only.ok);
+    assert!(
+        api_only
+            .detail
+            .contains("Megan Bowen is not an API-only agent"),
+        "{api_only:?}"
+    );
+    assert!(api_only
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("Is an API-only Agent"));
+    let edit = item(&agent, "scope:edit:customers");
+    assert!(!edit.ok && !edit.optional);
+    assert!(
+        edit.detail
+            .contains("read:tickets edit:tickets read:customers"),
+        "{edit:?}"
+    );
+    assert!(edit
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("allow edit:customers"));
+    let admin = item(&agent, "scope:admin");
+    assert!(!admin.ok && admin.optional);
+    assert!(item(&agent, "scope:read:customers").ok);
+    assert_eq!(
+        agent.summary,
+        "The agent is API-only: Megan Bowen is not an API-only agent: it uses a licence and can sign in to the web app"
+    );
+}

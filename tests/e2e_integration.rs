@@ -1,0 +1,90 @@
+//! The Integration area through the real window, on the sandbox tenant (issue 11): sandbox mode
+//! starts with the PSA connected, so step 1 shows the connection; *Check* turns the agent step
+//! green with each permission and why Mailroom needs it; saving a wrong client secret turns the
+//! connection red with the fix, and the right one green again. Results survive a reload.
+
+mod support;
+
+use support::Session;
+
+async fn state(s: &Session, css: &str) -> String {
+    s.find(css)
+        .await
+        .attr("data-state")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn wait_state(s: &Session, css: &str, want: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let now = state(s, css).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{css} stayed {now}, not {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(s: &Session, css: &str, value: &str) {
+    let el = s.find(css).await;
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
+    Session::start_with_args(|_| async {}, &["--sandbox"])
+        .await
+        .run("integration", async |s| {
+            s.find("#nav-integration").await.click().await.unwrap();
+            s.wait_text("#step-connection", "client mailroom-sandbox")
+                .await;
+
+            s.find("#check-agent").await.click().await.unwrap();
+            wait_state(s, "#step-agent", "ok").await;
+            let agent = s.text("#step-agent .step-results").await;
+            assert!(
+                agent.contains("Mailroom API is an API-only agent"),
+                "{agent}"
+            );
+            assert!(agent.contains("Permission edit:customers"), "{agent}");
+            assert!(agent.contains("Match each sender to a user"), "{agent}");
+            s.screenshot("integration-agent").await;
+
+            // A wrong secret: saved, and the connection step says what to fix.
+            let base_url = s
+                .client
+                .execute("return document.getElementById('psa-url').value;", vec![])
+                .await
+                .unwrap();
+            let base_url = base_url.as_str().unwrap().to_string();
+            assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
+            fill(s, "#psa-secret", "not-the-secret").await;
+            s.find("#psa-save").await.click().await.unwrap();
+            wait_state(s, "#step-connection", "failed").await;
+            let failed = s.text("#step-connection .step-results").await;
+            assert!(
+                failed.contains("Fix: Check the Client ID and secret"),
+                "{failed}"
+            );
+            // Saving another connection forgot the agent step's result.
+            assert_eq!(state(s, "#step-agent").await, "unchecked");
+
+            // The right secret (the sandbox's seeded application) makes it green again, and
+            // the results are still there after a reload.
+            fill(s, "#psa-secret", "halo-sandbox-secret-5b1f0c2e9d7a").await;
+            s.find("#psa-save").await.click().await.unwrap();
+            wait_state(s, "#step-connection", "ok").await;
+            s.client.refresh().await.unwrap();
+            s.find("#nav-integration").await.click().await.unwrap();
+            s.wait_text("#step-connection", "Connected").await;
+            assert_eq!(state(s, "#step-connection").await, "ok");
+        })
+        .await;
+}

@@ -1,0 +1,191 @@
+// The *Integration* area: HaloPSA's setup guide for a third-party product, done for Mailroom,
+// one card per step. Each card says what to do in the PSA (menu paths, field values with copy
+// buttons) and has a *Check* that verifies the step through the PSA's API (crates/engine
+// integration.rs); the card turns green or red with the precise reason. Results are kept, so
+// the area shows the last check after a restart.
+
+import * as backend from './backend.js';
+import { fill, h, toast } from './dom.js';
+import { refreshEngine } from './inbound-log.js';
+
+const AGENT_NAME = 'Mailroom Agent';
+const APPLICATION_NAME = 'Mailroom';
+
+/** A value the admin types into the PSA, with a copy button. */
+function copyable(value, id) {
+  const button = h('button', { type: 'button', class: 'button small copy', 'data-copy': value, title: `Copy "${value}"` }, 'Copy');
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      button.textContent = 'Copied';
+      setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+    } catch {
+      toast(`Copy it by hand: ${value}`, 'error');
+    }
+  });
+  return h('span', { class: 'copyable', id }, h('code', {}, value), button);
+}
+
+/** A PSA field and the value to give it. */
+function setting(name, value) {
+  return h('li', {}, h('span', { class: 'setting-name' }, `${name}: `), value);
+}
+
+function stateOf(result) {
+  if (!result) return 'unchecked';
+  return result.ok ? 'ok' : 'failed';
+}
+
+const PILL = { unchecked: 'Not checked', ok: 'Done', failed: 'Needs attention' };
+
+function checkList(result) {
+  if (!result) return h('ul', { class: 'checks' });
+  return h('ul', { class: 'checks' }, result.items.map((c) =>
+    h('li', { class: `check ${c.ok ? 'check-ok' : (c.optional ? 'check-optional' : 'check-failed')}`, 'data-check': c.id, 'data-ok': String(c.ok) },
+      h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : (c.optional ? '–' : '✕')),
+      h('div', {},
+        h('strong', {}, c.label), c.optional ? h('span', { class: 'subtle' }, ' (optional)') : null, ' — ', c.detail,
+        c.why ? h('div', { class: 'check-why' }, c.why) : null,
+        c.fix && !c.ok ? h('div', { class: 'check-fix' }, `Fix: ${c.fix}`) : null))));
+}
+
+/** One step's card: number, title, state, what to do, its check. */
+function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkLabel = 'Check' }) {
+  const state = stateOf(step.result);
+  const pill = h('span', { class: `pill pill-${state}`, 'data-state': state }, PILL[state]);
+  const results = h('div', { class: 'step-results' });
+  const summary = h('p', { class: 'step-summary' });
+  const card = h('section', { class: 'step-card', id: `step-${step.step}`, 'data-state': state });
+  const paint = (result) => {
+    const s = stateOf(result);
+    card.dataset.state = s;
+    pill.dataset.state = s;
+    pill.className = `pill pill-${s}`;
+    pill.textContent = PILL[s];
+    summary.textContent = result
+      ? `${result.summary} · checked ${new Date(result.checked_at).toLocaleString()}`
+      : '';
+    fill(results, checkList(result));
+  };
+  const button = h('button', { type: 'button', class: 'button', id: `check-${step.step}` }, checkLabel);
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    summary.textContent = 'Checking…';
+    try {
+      paint(await onCheck());
+    } catch (error) {
+      summary.textContent = error.message;
+      card.dataset.state = 'failed';
+    } finally {
+      button.disabled = false;
+    }
+  });
+  paint(step.result);
+  fill(card,
+    h('header', { class: 'step-head' },
+      h('span', { class: 'step-number', 'aria-hidden': 'true' }, String(number)),
+      h('div', { class: 'step-title' }, h('h2', {}, step.title), intro ? h('p', { class: 'subtle' }, intro) : null),
+      pill),
+    // A done step keeps its instructions folded away.
+    h('details', { class: 'step-body', open: state !== 'ok' }, h('summary', {}, bodyLabel), body),
+    h('div', { class: 'step-actions' }, onCheck ? button : null),
+    summary,
+    results);
+  return { card, paint };
+}
+
+/** Step 1: the instance and the API application's credentials, checked on save. */
+function connectionCard(step, conn, onSaved) {
+  const field = (id, label, attrs = {}, hint = null) => h('label', { class: 'field' }, h('span', {}, label),
+    h('input', { id, ...attrs }), hint ? h('small', { class: 'subtle' }, hint) : null);
+  const form = h('form', { class: 'psa-form', id: 'psa-form' },
+    field('psa-url', 'Instance URL', { placeholder: 'https://yourcompany.halopsa.com', required: true, value: conn?.base_url ?? '' }),
+    field('psa-client-id', 'Client ID', { required: true, autocomplete: 'off', value: conn?.client_id ?? '' },
+      'From the API application of step 2.'),
+    field('psa-secret', 'Client secret', { type: 'password', required: true, autocomplete: 'off' },
+      conn ? 'Enter it again to change the connection. It is kept in the OS keyring only.' : 'Kept in the OS keyring only.'),
+    field('psa-tenant', 'Tenant (hosted instances)', { value: conn?.tenant ?? '' },
+      'Only for instances hosted by Halo that sign in through a shared authorisation server.'),
+    h('div', { class: 'form-actions' }, h('button', { class: 'button primary', type: 'submit', id: 'psa-save' }, 'Save and check')));
+  const card = stepCard(1, step, {
+    bodyLabel: conn ? 'Change the connection' : 'Connect',
+    intro: conn ? `${conn.base_url} · client ${conn.client_id}${conn.tenant ? ` · tenant ${conn.tenant}` : ''}` : 'Where your HaloPSA is, and the API application Mailroom signs in as.',
+    body: form,
+    onCheck: conn ? async () => (await backend.integrationCheck('connection'))[0] : null,
+  });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const v = (id) => form.querySelector(`#${id}`).value.trim();
+    const save = form.querySelector('#psa-save');
+    save.disabled = true;
+    try {
+      const { check: result } = await backend.psaConnectionSet({ baseUrl: v('psa-url'), clientId: v('psa-client-id'),
+        clientSecret: form.querySelector('#psa-secret').value, tenant: v('psa-tenant') || null });
+      // The engine picked the new connection up; show its state.
+      refreshEngine();
+      toast(result.ok ? 'HaloPSA connected.' : `Saved, but ${result.summary}`, result.ok ? 'info' : 'error');
+      await onSaved();
+    } catch (error) {
+      toast(error.message, 'error');
+    } finally {
+      save.disabled = false;
+    }
+  });
+  return card.card;
+}
+
+/** Step 2: the API-only agent, the API application and its permissions. */
+function agentCard(step, permissions, connected) {
+  const table = h('table', { class: 'permissions', id: 'permissions' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Permission'), h('th', {}, 'Why Mailroom needs it'))),
+    h('tbody', {}, permissions.map((p) => h('tr', { 'data-scope': p.scope },
+      h('td', {}, h('code', {}, p.scope), p.optional ? h('span', { class: 'subtle' }, ' optional') : null),
+      h('td', {}, p.why)))));
+  const body = h('div', {},
+    h('h3', {}, 'Create the agent'),
+    h('p', {}, 'In HaloPSA, go to ', h('strong', {}, 'Configuration > Teams & Agents > Agents'), ' and click ', h('strong', {}, 'New'), ':'),
+    h('ul', { class: 'settings' },
+      setting('Username', copyable(AGENT_NAME, 'copy-agent-name')),
+      setting('Is an API-only Agent', h('strong', {}, 'Yes'), ' — it uses no licence and cannot sign in to the web app'),
+      setting('Roles', 'Administrator (what Mailroom may do is set by the application\'s permissions below)'),
+      setting('First Name / Surname', 'Mailroom / Agent'),
+      setting('Default Team', 'No Default Team')),
+    h('h3', {}, 'Create the API application'),
+    h('p', {}, 'Go to ', h('strong', {}, 'Configuration > Integrations > HaloPSA API > View Applications'), ' and click ', h('strong', {}, 'New'), ':'),
+    h('ul', { class: 'settings' },
+      setting('Application Name', copyable(APPLICATION_NAME, 'copy-application-name')),
+      setting('Authentication Method', 'Client ID and Secret (Services)'),
+      setting('Login Type', 'Agent'),
+      setting('Agent to log in as', AGENT_NAME),
+      setting('Client ID and Client Secret', 'copy them into step 1')),
+    h('p', {}, 'On its ', h('strong', {}, 'Permissions'), ' tab, allow:'),
+    table);
+  return stepCard(2, step, {
+    bodyLabel: 'What to do in HaloPSA',
+    intro: 'The agent Mailroom acts as, and what it may do.',
+    body,
+    onCheck: connected ? async () => (await backend.integrationCheck('agent'))[0] : null,
+  }).card;
+}
+
+/** The *Integration* view. */
+export function integrationPanel() {
+  const body = h('div', { class: 'stepper', id: 'integration-steps' }, h('p', { class: 'subtle' }, 'Loading…'));
+  const root = h('div', { id: 'integration' },
+    h('header', { class: 'view-header' }, h('h1', {}, 'Integration'),
+      h('p', { class: 'subtle' }, 'Set up HaloPSA for Mailroom, step by step. Each step is checked through the PSA\'s API.')),
+    body);
+  const load = async () => {
+    try {
+      const [status, conn] = await Promise.all([backend.integrationStatus(), backend.psaConnectionGet()]);
+      const byId = Object.fromEntries(status.steps.map((s) => [s.step, s]));
+      fill(body,
+        connectionCard(byId.connection, conn, load),
+        agentCard(byId.agent, status.permissions, status.connected));
+    } catch (error) {
+      fill(body, h('p', { class: 'error-text' }, error.message));
+    }
+  };
+  load();
+  return root;
+}
