@@ -14,6 +14,8 @@ const COMMANDS: &[&str] = &[
     "inbound_subscribe",
     "integration_status",
     "integration_check",
+    "integration_scope_get",
+    "integration_scope_set",
     "psa_connection_get",
     "psa_connection_set",
     "psa_outcomes",

@@ -182,6 +182,8 @@ pub fn run() {
             commands::inbound::inbound_subscribe,
             commands::integration::integration_status,
             commands::integration::integration_check,
+            commands::integration::integration_scope_get,
+            commands::integration::integration_scope_set,
             commands::psa::psa_connection_get,
             commands::psa::psa_connection_set,
             commands::psa::psa_outcomes,

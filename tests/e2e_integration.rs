@@ -1,6 +1,7 @@
 //! The Integration area through the real window, on the sandbox tenant (issue 11): sandbox mode
 //! starts with the PSA connected, so step 1 shows the connection; *Check* turns the agent step
-//! green with each permission and why Mailroom needs it; saving a wrong client secret turns the
+//! green with each permission and why Mailroom needs it; the scope step offers the PSA's ticket
+//! types and keeps the chosen ones; saving a wrong client secret turns the
 //! connection red with the fix, and the right one green again. Results survive a reload.
 
 mod support;
@@ -56,6 +57,30 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             assert!(agent.contains("Permission edit:customers"), "{agent}");
             assert!(agent.contains("Match each sender to a user"), "{agent}");
             s.screenshot("integration-agent").await;
+
+            // Scope: the ticket types come from the PSA; a default type and the tab's types.
+            s.wait_text("#scope-default-type", "Service Request").await;
+            s.find("#scope-default-type option[value='3']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            for id in ["1", "3"] {
+                s.find(&format!("#scope-tab-types input[value='{id}']"))
+                    .await
+                    .click()
+                    .await
+                    .unwrap();
+            }
+            s.find("#scope-save").await.click().await.unwrap();
+            wait_state(s, "#step-scope", "ok").await;
+            let scope = s.text("#step-scope .step-results").await;
+            assert!(
+                scope.contains("Default type of tickets from email — Service Request"),
+                "{scope}"
+            );
+            assert!(scope.contains("Incident, Service Request"), "{scope}");
+            s.screenshot("integration-scope").await;
 
             // A wrong secret: saved, and the connection step says what to fix.
             let base_url = s

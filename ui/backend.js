@@ -58,6 +58,9 @@ export const psaTest = () => call('psa_test');
 // The integration wizard (ui/integration.js): steps with their kept results; check one or all.
 export const integrationStatus = () => call('integration_status');
 export const integrationCheck = (step = null) => call('integration_check', { step });
+// {settings: {default_ticket_type_id, tab_ticket_type_ids}, ticket_types: [{id, name, agents_can_select}]}
+export const integrationScopeGet = () => call('integration_scope_get');
+export const integrationScopeSet = (settings) => call('integration_scope_set', { settings });
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

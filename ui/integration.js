@@ -168,6 +168,57 @@ function agentCard(step, permissions, connected) {
   }).card;
 }
 
+/** Step 3: the ticket types, read live from the PSA. */
+function scopeCard(step, connected) {
+  const form = h('form', { class: 'scope-form', id: 'scope-form' }, h('p', { class: 'subtle' }, 'Loading the ticket types…'));
+  let card;
+  const load = async () => {
+    if (!connected) {
+      fill(form, h('p', { class: 'subtle' }, 'Connect HaloPSA (step 1) to choose from its ticket types.'));
+      return;
+    }
+    try {
+      const view = await backend.integrationScopeGet();
+      const select = h('select', { id: 'scope-default-type' },
+        h('option', { value: '' }, 'HaloPSA\'s default ticket type'),
+        view.ticket_types.map((t) => h('option', { value: String(t.id), selected: view.settings.default_ticket_type_id === t.id }, t.name)));
+      const boxes = view.ticket_types.map((t) => h('label', { class: 'choice' },
+        h('input', { type: 'checkbox', name: 'tab-type', value: String(t.id), checked: view.settings.tab_ticket_type_ids.includes(t.id) }),
+        ` ${t.name}`));
+      fill(form,
+        h('label', { class: 'field' }, h('span', {}, 'Type of tickets logged from email'), select,
+          h('small', { class: 'subtle' }, 'Used when a mailbox names no ticket type of its own.')),
+        h('fieldset', { class: 'choices', id: 'scope-tab-types' }, h('legend', {}, 'Ticket types that show Mailroom\'s tab'),
+          boxes, h('small', { class: 'subtle' }, 'We recommend at least your Incident, Service Request, Problem and Change Request types.')),
+        h('div', { class: 'form-actions' }, h('button', { class: 'button primary', type: 'submit', id: 'scope-save' }, 'Save and check')));
+    } catch (error) {
+      fill(form, h('p', { class: 'error-text' }, error.message));
+    }
+  };
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const value = form.querySelector('#scope-default-type').value;
+    const settings = {
+      default_ticket_type_id: value ? Number(value) : null,
+      tab_ticket_type_ids: [...form.querySelectorAll('input[name="tab-type"]:checked')].map((b) => Number(b.value)),
+    };
+    try {
+      card.paint(await backend.integrationScopeSet(settings));
+      toast('Scope saved.');
+    } catch (error) {
+      toast(error.message, 'error');
+    }
+  });
+  card = stepCard(3, step, {
+    bodyLabel: 'Choose the ticket types',
+    intro: 'Which ticket types Mailroom logs and shows its tab on.',
+    body: form,
+    onCheck: connected ? async () => (await backend.integrationCheck('scope'))[0] : null,
+  });
+  load();
+  return card.card;
+}
+
 /** The *Integration* view. */
 export function integrationPanel() {
   const body = h('div', { class: 'stepper', id: 'integration-steps' }, h('p', { class: 'subtle' }, 'Loading…'));
@@ -181,7 +232,8 @@ export function integrationPanel() {
       const byId = Object.fromEntries(status.steps.map((s) => [s.step, s]));
       fill(body,
         connectionCard(byId.connection, conn, load),
-        agentCard(byId.agent, status.permissions, status.connected));
+        agentCard(byId.agent, status.permissions, status.connected),
+        scopeCard(byId.scope, status.connected));
     } catch (error) {
       fill(body, h('p', { class: 'error-text' }, error.message));
     }

@@ -1,7 +1,7 @@
 //! The *Integration* area: the PSA integration wizard's steps, their kept results and their
 //! checks (`mailroom_engine::integration`).
 
-use mailroom_engine::integration::{IntegrationStatus, Step, StepResult};
+use mailroom_engine::integration::{IntegrationStatus, ScopeSettings, ScopeView, Step, StepResult};
 use tauri::State;
 
 use super::UiResult;
@@ -24,4 +24,19 @@ pub async fn integration_check(
         Some(id) => vec![state.core.check_integration_step(Step::parse(&id)?).await?],
         None => state.core.check_integration().await?,
     })
+}
+
+/// The scope step's form: the chosen ticket types and the PSA's, read live.
+#[tauri::command]
+pub async fn integration_scope_get(state: State<'_, AppState>) -> UiResult<ScopeView> {
+    Ok(state.core.integration_scope().await?)
+}
+
+/// Keeps the scope (every chosen type must exist in the PSA) and checks the step.
+#[tauri::command]
+pub async fn integration_scope_set(
+    state: State<'_, AppState>,
+    settings: ScopeSettings,
+) -> UiResult<StepResult> {
+    Ok(state.core.set_integration_scope(settings).await?)
 }

@@ -4,6 +4,7 @@
 //! - `show`: the saved connection (never the secret) and each wizard step's last result;
 //! - `check [--step S] [--json]`: the wizard's checks (crates/engine integration.rs), each item
 //!   with what to change when it fails; exits non-zero when a step needs attention;
+//! - `scope`: the ticket types (read live) and the wizard's scope; with options, changes it;
 //! - `test`: the connection's checks for mail processing (credentials, scopes, ticket types,
 //!   the reply outcome of every mailbox).
 
@@ -38,9 +39,22 @@ pub enum PsaCommand {
     },
     /// Check the integration steps through the PSA's API (all of them, or one).
     Check {
-        /// One step: connection, agent.
+        /// One step: connection, agent, scope.
         #[arg(long)]
         step: Option<String>,
+        /// Print JSON instead of a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the ticket types (read live) and the scope; with options, change it and check it.
+    Scope {
+        /// The type of tickets logged from email when a mailbox names none (a ticket type id,
+        /// or `none` for HaloPSA's own default).
+        #[arg(long)]
+        default_ticket_type: Option<String>,
+        /// The ticket types that show Mailroom's tab (comma-separated ids; empty for none).
+        #[arg(long, value_delimiter = ',')]
+        tab_ticket_types: Option<Vec<String>>,
         /// Print JSON instead of a list.
         #[arg(long)]
         json: bool,
@@ -68,6 +82,12 @@ fn print_step(result: &StepResult) {
             println!("         fix: {fix}");
         }
     }
+}
+
+fn ticket_type_id(text: &str) -> anyhow::Result<i64> {
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("'{text}' is not a ticket type id (see `mailroom psa scope`)"))
 }
 
 fn read_secret() -> anyhow::Result<String> {
@@ -146,6 +166,69 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             if results.iter().any(|r| !r.ok) {
                 anyhow::bail!("a step of the integration needs attention (see above)");
             }
+            Ok(())
+        }
+        PsaCommand::Scope {
+            default_ticket_type,
+            tab_ticket_types,
+            json,
+        } => {
+            if default_ticket_type.is_some() || tab_ticket_types.is_some() {
+                let mut settings = core.scope_settings().await?;
+                if let Some(text) = default_ticket_type {
+                    settings.default_ticket_type_id = match text.trim() {
+                        "none" | "" => None,
+                        id => Some(ticket_type_id(id)?),
+                    };
+                }
+                if let Some(ids) = tab_ticket_types {
+                    settings.tab_ticket_type_ids = ids
+                        .iter()
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| ticket_type_id(s))
+                        .collect::<anyhow::Result<_>>()?;
+                }
+                let result = core.set_integration_scope(settings).await?;
+                if !*json {
+                    print_step(&result);
+                }
+            }
+            let view = core.integration_scope().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+                return Ok(());
+            }
+            let name = |id: i64| {
+                view.ticket_types
+                    .iter()
+                    .find(|t| t.id == id)
+                    .map(|t| format!("{} ({id})", t.name))
+                    .unwrap_or_else(|| format!("{id} (gone)"))
+            };
+            println!("ticket types:");
+            for t in &view.ticket_types {
+                println!("  {:>5}  {}", t.id, t.name);
+            }
+            println!(
+                "default for tickets from email: {}",
+                view.settings
+                    .default_ticket_type_id
+                    .map(name)
+                    .unwrap_or_else(|| "HaloPSA's default".into())
+            );
+            println!(
+                "types that show Mailroom's tab: {}",
+                if view.settings.tab_ticket_type_ids.is_empty() {
+                    "none chosen".to_string()
+                } else {
+                    view.settings
+                        .tab_ticket_type_ids
+                        .iter()
+                        .map(|id| name(*id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
             Ok(())
         }
         PsaCommand::Test { json } => {

@@ -79,7 +79,46 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
         .iter()
         .map(|r| (r["step"].as_str().unwrap(), r["ok"].as_bool().unwrap()))
         .collect();
-    assert_eq!(steps, [("connection", true), ("agent", true)]);
+    assert_eq!(
+        steps,
+        [("connection", true), ("agent", true), ("scope", true)]
+    );
+
+    let scope = mailroom(
+        dir.path(),
+        &[
+            "psa",
+            "scope",
+            "--default-ticket-type",
+            "3",
+            "--tab-ticket-types",
+            "1,4",
+        ],
+        None,
+    )
+    .await;
+    let said = text(&scope);
+    assert!(scope.status.success(), "{said}");
+    assert!(
+        said.contains("default for tickets from email: Service Request (3)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("types that show Mailroom's tab: Incident (1), Problem (4)"),
+        "{said}"
+    );
+    let refused = mailroom(
+        dir.path(),
+        &["psa", "scope", "--default-ticket-type", "99"],
+        None,
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("ticket type 99 does not exist"),
+        "{}",
+        text(&refused)
+    );
 
     let show = mailroom(dir.path(), &["psa", "show"], None).await;
     let shown = text(&show);
@@ -99,7 +138,7 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
     let unknown = mailroom(dir.path(), &["psa", "check", "--step", "tab"], None).await;
     assert!(!unknown.status.success());
     assert!(
-        text(&unknown).contains("the steps are: connection, agent"),
+        text(&unknown).contains("the steps are: connection, agent, scope"),
         "{}",
         text(&unknown)
     );

@@ -173,3 +173,72 @@ async fn an_agent_that_is_not_api_only_and_a_missing_permission_are_named() {
         "The agent is API-only: Megan Bowen is not an API-only agent: it uses a licence and can sign in to the web app"
     );
 }
+
+#[tokio::test]
+async fn the_scope_step_keeps_existing_ticket_types_and_refuses_others() {
+    use mailroom_engine::integration::ScopeSettings;
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let view = core.integration_scope().await.unwrap();
+    let names: Vec<&str> = view.ticket_types.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Incident", "Service Request", "Problem"]);
+    assert_eq!(view.settings, ScopeSettings::default());
+
+    // Nothing chosen: HaloPSA's default type; the tab's types are optional until the tab step.
+    let result = core.check_integration_step(Step::Scope).await.unwrap();
+    assert!(result.ok, "{result:#?}");
+    assert!(item(&result, "default_ticket_type")
+        .detail
+        .contains("HaloPSA's own default"));
+    assert!(!item(&result, "tab_ticket_types").ok);
+
+    let wrong = core
+        .set_integration_scope(ScopeSettings {
+            default_ticket_type_id: Some(99),
+            tab_ticket_type_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), ErrorCode::InvalidInput);
+    assert!(wrong.to_string().contains("Service Request (3)"), "{wrong}");
+    assert_eq!(
+        core.scope_settings().await.unwrap(),
+        ScopeSettings::default()
+    );
+
+    let result = core
+        .set_integration_scope(ScopeSettings {
+            default_ticket_type_id: Some(3),
+            tab_ticket_type_ids: vec![4, 1, 4],
+        })
+        .await
+        .unwrap();
+    assert!(result.items.iter().all(|i| i.ok), "{result:#?}");
+    assert_eq!(
+        item(&result, "default_ticket_type").detail,
+        "Service Request"
+    );
+    assert_eq!(
+        item(&result, "tab_ticket_types").detail,
+        "Incident, Problem"
+    );
+}
+
+/// A mailbox that names no ticket type logs its new tickets with the integration's default.
+#[tokio::test]
+async fn new_tickets_from_email_take_the_integration_default_ticket_type() {
+    let h = harness(default_settings()).await;
+    h.store
+        .set_setting(
+            "integration.scope",
+            &serde_json::json!({ "default_ticket_type_id": 4 }),
+        )
+        .await
+        .unwrap();
+    let delivered = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Printer on fire"));
+    h.scan().await;
+    let tickets = h.ticket_by_message_id(&delivered.internet_message_id);
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["tickettype_id"], 4, "{:#}", tickets[0]);
+}

@@ -508,6 +508,14 @@ impl Pipeline {
 
         // 2. Plan.
         let mut rules = settings.rules.clone();
+        if rules.tickettype_id.is_none() {
+            // The integration's default type (its Scope step), else HaloPSA's own.
+            rules.tickettype_id = self
+                .store
+                .setting::<crate::integration::ScopeSettings>(crate::integration::SCOPE_KEY)
+                .await?
+                .and_then(|s| s.default_ticket_type_id);
+        }
         for mb in self.store.mailboxes().await? {
             for address in mailbox_addresses(&mb) {
                 if !rules.loop_policy.own_addresses.contains(&address) {
