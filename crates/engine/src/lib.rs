@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod psa_check;
 pub mod psa_connection;
 pub mod sync;
+pub mod ticket_tab;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};

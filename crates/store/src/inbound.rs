@@ -453,6 +453,17 @@ impl Store {
         InboundEmail::from_row(&row)
     }
 
+    /// The emails that opened or updated PSA ticket `ticket_id`, oldest first (the ticket tab).
+    pub async fn emails_for_ticket(&self, ticket_id: i64) -> Result<Vec<InboundEmail>> {
+        let rows = sqlx::query(
+            "SELECT * FROM inbound_emails WHERE ticket_id = ? ORDER BY received_at, id",
+        )
+        .bind(ticket_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(InboundEmail::from_row).collect()
+    }
+
     /// Starts a processing attempt and returns its id.
     pub async fn start_attempt(
         &self,
