@@ -305,9 +305,16 @@ impl Inner {
             .await
             .map_err(|e| (e.into(), supervisor.statuses().len()))?;
 
-        let wants_receiver = mailboxes
-            .iter()
-            .any(|m| m.enabled && m.method == MailboxMethod::Webhook);
+        // The receiver serves Graph's notifications and the PSA's ticket tab.
+        let tab = self
+            .core
+            .ticket_tab_settings()
+            .await
+            .map_err(|e| (e.into(), supervisor.statuses().len()))?;
+        let wants_receiver = tab.is_some()
+            || mailboxes
+                .iter()
+                .any(|m| m.enabled && m.method == MailboxMethod::Webhook);
         let mut receiver_failure = None;
         let mut webhooks = self.up().webhooks;
         if wants_receiver && webhooks.is_none() {

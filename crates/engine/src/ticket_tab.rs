@@ -25,12 +25,151 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use mailroom_mailproc::escape_html;
+use mailroom_secrets::{SecretKey, SecretKind, SecretValue, Secrets};
 use mailroom_store::inbound::{AttemptDetail, InboundEmail};
+use mailroom_store::Store;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::psa_connection::PSA_CONNECTION_ID;
+use crate::{Core, CoreError};
+
 /// How old a signed request (`ts`, `exp`) may be, in seconds (clock skew included).
 pub const MAX_AGE_SECS: i64 = 300;
+
+/// The tab's path on the receiver.
+pub const TAB_PATH: &str = "/halo/tab";
+
+/// Settings key of [`TabSettings`]; the secret itself is in the keyring.
+pub(crate) const TAB_SETTINGS_KEY: &str = "integration.tab";
+
+/// Settings key of the kept refusals (the newest [`REJECTIONS_KEPT`]).
+const REJECTIONS_KEY: &str = "integration.tab.rejections";
+const REJECTIONS_KEPT: usize = 50;
+
+/// The tab's settings (saved with its secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TabSettings {
+    pub scheme: TabAuthScheme,
+}
+
+/// A refused tab request as kept for the admin: when, why, and the names of the query
+/// parameters it carried (never their values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TabRejectionRecord {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub parameters: Vec<String>,
+}
+
+fn tab_secret_key() -> SecretKey {
+    SecretKey::new(PSA_CONNECTION_ID, SecretKind::TabSecret)
+}
+
+impl Core {
+    /// Saves the tab's *Iframe secret* (keyring) and scheme. The webhook receiver, which serves
+    /// the tab, runs from the engine's next start-up round on.
+    pub async fn set_ticket_tab(
+        &self,
+        secret: SecretValue,
+        scheme: TabAuthScheme,
+    ) -> Result<TabSettings, CoreError> {
+        if secret.expose().trim().is_empty() {
+            return Err(CoreError::InvalidInput(
+                "the tab secret is required: copy the custom tab's Iframe secret from HaloPSA (Configuration > Custom Objects > Custom Tabs)".into(),
+            ));
+        }
+        self.secrets()
+            .set_async(tab_secret_key(), SecretValue::new(secret.expose().trim()))
+            .await?;
+        let settings = TabSettings { scheme };
+        self.store()
+            .set_setting(TAB_SETTINGS_KEY, &settings)
+            .await?;
+        Ok(settings)
+    }
+
+    /// The tab's settings, `None` until its secret was saved.
+    pub async fn ticket_tab_settings(&self) -> Result<Option<TabSettings>, CoreError> {
+        Ok(self.store().setting(TAB_SETTINGS_KEY).await?)
+    }
+
+    /// The newest refused tab requests, newest first.
+    pub async fn ticket_tab_rejections(&self) -> Result<Vec<TabRejectionRecord>, CoreError> {
+        Ok(self
+            .store()
+            .setting(REJECTIONS_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+}
+
+/// Answers one tab request (the receiver's `GET /halo/tab`): the ticket's page, or the refusal
+/// page (kept in the refusals log). Returns the status, the page and its CSP.
+pub(crate) async fn answer(
+    store: &Store,
+    secrets: &Secrets,
+    query: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> (u16, String, String) {
+    let frame_ancestor = store
+        .psa_connection(PSA_CONNECTION_ID)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| url::Url::parse(&c.base_url).ok())
+        .map(|u| u.origin().ascii_serialization());
+    let csp = content_security_policy(frame_ancestor.as_deref());
+    let settings: Option<TabSettings> = store.setting(TAB_SETTINGS_KEY).await.ok().flatten();
+    let secret = match settings {
+        Some(_) => secrets.get_async(tab_secret_key()).await.ok().flatten(),
+        None => None,
+    };
+    let scheme = settings.unwrap_or_default().scheme;
+    let verified = match &secret {
+        Some(secret) => verify(scheme, secret.expose().as_bytes(), query, now),
+        None => Err(TabRejection::NotConfigured),
+    };
+    let request = match verified {
+        Ok(request) => request,
+        Err(rejection) => {
+            tracing::warn!(reason = %rejection, parameters = ?query.keys().collect::<Vec<_>>(), "ticket tab request refused");
+            let record = TabRejectionRecord {
+                at: now,
+                reason: rejection.to_string(),
+                parameters: query.keys().cloned().collect(),
+            };
+            let mut kept: Vec<TabRejectionRecord> = store
+                .setting(REJECTIONS_KEY)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            kept.insert(0, record);
+            kept.truncate(REJECTIONS_KEPT);
+            let _ = store.set_setting(REJECTIONS_KEY, &kept).await;
+            return (403, render_refusal(&rejection), csp);
+        }
+    };
+    let emails = match store.emails_for_ticket(request.ticket_id).await {
+        Ok(emails) => emails,
+        Err(e) => {
+            tracing::error!("ticket tab: {e}");
+            return (
+                500,
+                render_refusal_text("Mailroom could not read its records; see its log."),
+                csp,
+            );
+        }
+    };
+    let mut with_attempts = Vec::with_capacity(emails.len());
+    for email in emails {
+        let attempts = store.attempts(email.id).await.unwrap_or_default();
+        with_attempts.push((email, attempts));
+    }
+    (200, render_ticket(request.ticket_id, &with_attempts), csp)
+}
 
 /// How the secure URL parameter is checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,11 +363,15 @@ fn page(title: &str, body: &str) -> String {
 
 /// The page shown instead of the tab's content when a request is refused.
 pub fn render_refusal(rejection: &TabRejection) -> String {
+    render_refusal_text(&rejection.to_string())
+}
+
+fn render_refusal_text(reason: &str) -> String {
     page(
         "Mailroom",
         &format!(
             "<div class=\"error\"><strong>Mailroom cannot show this ticket.</strong><br>{}</div>",
-            escape_html(&rejection.to_string())
+            escape_html(reason)
         ),
     )
 }

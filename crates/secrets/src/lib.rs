@@ -42,16 +42,19 @@ pub enum SecretKind {
     PsaClientSecret,
     /// The random `clientState` of a Graph subscription.
     ClientState,
+    /// The PSA ticket tab's *Iframe secret* (verifies its secure URL parameter).
+    TabSecret,
 }
 
 impl SecretKind {
     /// All kinds, for cleanup.
-    pub const ALL: [SecretKind; 5] = [
+    pub const ALL: [SecretKind; 6] = [
         SecretKind::ClientSecret,
         SecretKind::RefreshToken,
         SecretKind::Certificate,
         SecretKind::PsaClientSecret,
         SecretKind::ClientState,
+        SecretKind::TabSecret,
     ];
 
     fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl SecretKind {
             SecretKind::Certificate => "certificate",
             SecretKind::PsaClientSecret => "psa-client-secret",
             SecretKind::ClientState => "client-state",
+            SecretKind::TabSecret => "tab-secret",
         }
     }
 }

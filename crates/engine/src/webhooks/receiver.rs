@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -30,7 +30,42 @@ pub(super) fn router(webhooks: Webhooks) -> Router {
     Router::new()
         .route("/graph/notify/{mailbox_id}", post(notify))
         .route("/graph/lifecycle/{mailbox_id}", post(lifecycle))
+        .route(crate::ticket_tab::TAB_PATH, get(ticket_tab))
         .with_state(webhooks)
+}
+
+/// The PSA ticket tab (`crate::ticket_tab`): the ticket's page for a verified request, else the
+/// refusal page. Never cached; no script runs in it; only the PSA's origin may frame it.
+async fn ticket_tab(
+    State(webhooks): State<Webhooks>,
+    Query(query): Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let inner = &webhooks.inner;
+    let (status, page, csp) =
+        crate::ticket_tab::answer(&inner.store, &inner.secrets, &query, inner.clock.now()).await;
+    let mut response = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        page,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `cancel`: at most `connections`' permits at once (further
