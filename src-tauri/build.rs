@@ -16,6 +16,8 @@ const COMMANDS: &[&str] = &[
     "integration_check",
     "integration_scope_get",
     "integration_scope_set",
+    "integration_tab_get",
+    "integration_tab_set",
     "psa_connection_get",
     "psa_connection_set",
     "psa_outcomes",

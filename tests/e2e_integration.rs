@@ -8,13 +8,18 @@ mod support;
 
 use support::Session;
 
+/// A card's `data-state`, read in the page (the card may be re-rendered meanwhile).
 async fn state(s: &Session, css: &str) -> String {
-    s.find(css)
-        .await
-        .attr("data-state")
+    s.client
+        .execute(
+            "const el = document.querySelector(arguments[0]); return el ? el.dataset.state : '';",
+            vec![serde_json::json!(css)],
+        )
         .await
         .unwrap()
+        .as_str()
         .unwrap_or_default()
+        .to_string()
 }
 
 async fn wait_state(s: &Session, css: &str, want: &str) {
@@ -81,6 +86,40 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             );
             assert!(scope.contains("Incident, Service Request"), "{scope}");
             s.screenshot("integration-scope").await;
+
+            // Ticket tab: the secret saved; the PSA has no tab yet, which the check names. The
+            // app's receiver serves the tab: a bare request is refused (and shown as such), a
+            // request signed with the secret gets Mailroom's page.
+            fill(s, "#tab-secret", "tab-secret").await;
+            s.find("#tab-save").await.click().await.unwrap();
+            wait_state(s, "#step-tab", "failed").await;
+            let tab = s.text("#step-tab .step-results").await;
+            assert!(tab.contains("Tab secret saved in Mailroom"), "{tab}");
+            assert!(tab.contains("No custom tab points at"), "{tab}");
+            let url = s.text("#copy-tab-url code").await;
+            assert!(url.ends_with("/halo/tab"), "{url}");
+            let http = reqwest::Client::builder().no_proxy().build().unwrap();
+            let bare = http
+                .get(&url)
+                .query(&[("ticket_id", "1")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(bare.status().as_u16(), 403);
+            let signed = mailroom_engine::ticket_tab::sign(
+                mailroom_engine::ticket_tab::TabAuthScheme::Jwt,
+                b"tab-secret",
+                1,
+                Some(2),
+                chrono::Utc::now(),
+            );
+            let page = http.get(&url).query(&signed).send().await.unwrap();
+            assert_eq!(page.status().as_u16(), 200);
+            assert!(page.text().await.unwrap().contains("Mailroom · ticket 1"));
+            s.find("#check-tab").await.click().await.unwrap();
+            s.wait_text("#step-tab .step-results", "A ticket was last shown")
+                .await;
+            s.screenshot("integration-tab").await;
 
             // A wrong secret: saved, and the connection step says what to fix.
             let base_url = s

@@ -61,6 +61,9 @@ export const integrationCheck = (step = null) => call('integration_check', { ste
 // {settings: {default_ticket_type_id, tab_ticket_type_ids}, ticket_types: [{id, name, agents_can_select}]}
 export const integrationScopeGet = () => call('integration_scope_get');
 export const integrationScopeSet = (settings) => call('integration_scope_set', { settings });
+// {url, settings: {scheme} | null, rejections: [{at, reason, parameters}]}
+export const integrationTabGet = () => call('integration_tab_get');
+export const integrationTabSet = (secret, scheme) => call('integration_tab_set', { secret, scheme });
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

@@ -219,6 +219,63 @@ function scopeCard(step, connected) {
   return card.card;
 }
 
+/** Step 4: the ticket tab — Mailroom's page inside each ticket of the chosen types. */
+function tabCard(step, connected) {
+  const body = h('div', {}, h('p', { class: 'subtle' }, 'Loading…'));
+  let card;
+  const load = async () => {
+    try {
+      const view = await backend.integrationTabGet();
+      const scheme = h('select', { id: 'tab-scheme' },
+        h('option', { value: 'jwt', selected: view.settings?.scheme !== 'hmac_hex' }, 'Signed token (JWT, HS256) in "token"'),
+        h('option', { value: 'hmac_hex', selected: view.settings?.scheme === 'hmac_hex' }, 'HMAC-SHA256 signature of agent, ticket and time'));
+      const form = h('form', { class: 'scope-form', id: 'tab-form' },
+        h('label', { class: 'field' }, h('span', {}, 'Iframe secret'),
+          h('input', { id: 'tab-secret', type: 'password', autocomplete: 'off', required: true }),
+          h('small', { class: 'subtle' }, view.settings ? 'Saved in the OS keyring. Enter it again to change it.' : 'Kept in the OS keyring only.')),
+        h('label', { class: 'field' }, h('span', {}, 'Secure URL parameter'), scheme,
+          h('small', { class: 'subtle' }, 'HaloPSA does not document what it sends; refused requests below show what arrived.')),
+        h('div', { class: 'form-actions' }, h('button', { class: 'button primary', type: 'submit', id: 'tab-save' }, 'Save and check')));
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        try {
+          card.paint(await backend.integrationTabSet(form.querySelector('#tab-secret').value, scheme.value));
+          toast('Tab secret saved.');
+          load();
+        } catch (error) {
+          toast(error.message, 'error');
+        }
+      });
+      const refused = view.rejections.length
+        ? h('div', { id: 'tab-rejections' }, h('h3', {}, 'Refused requests'),
+          h('ul', { class: 'plain' }, view.rejections.slice(0, 5).map((r) =>
+            h('li', {}, `${new Date(r.at).toLocaleString()} — ${r.reason} (carried: ${r.parameters.join(', ') || 'nothing'})`))))
+        : null;
+      fill(body,
+        h('p', {}, 'In HaloPSA, go to ', h('strong', {}, 'Configuration > Custom Objects > Custom Tabs'), ' and click ', h('strong', {}, 'New'), ':'),
+        h('ul', { class: 'settings' },
+          setting('Tab Name', copyable('Mailroom', 'copy-tab-name')),
+          setting('Sequence', '1 (or higher to show it after other tabs)'),
+          setting('Type', 'Iframe'),
+          setting('Url', copyable(view.url, 'copy-tab-url')),
+          setting('Send secure URL parameter', h('strong', {}, 'ticked')),
+          setting('Iframe secret', 'copy it into the field below')),
+        h('p', {}, 'Then, in ', h('strong', {}, 'Configuration > Tickets > Ticket Types'), ', open each type chosen in step 3 > Allowed Values > Custom Tabs > Add > Mailroom, and save.'),
+        form, refused);
+    } catch (error) {
+      fill(body, h('p', { class: 'error-text' }, error.message));
+    }
+  };
+  card = stepCard(4, step, {
+    bodyLabel: 'What to do in HaloPSA',
+    intro: 'Mailroom\'s page inside each ticket: the emails that opened and updated it, each attempt and its log.',
+    body,
+    onCheck: connected ? async () => (await backend.integrationCheck('tab'))[0] : null,
+  });
+  load();
+  return card.card;
+}
+
 /** The *Integration* view. */
 export function integrationPanel() {
   const body = h('div', { class: 'stepper', id: 'integration-steps' }, h('p', { class: 'subtle' }, 'Loading…'));
@@ -233,7 +290,8 @@ export function integrationPanel() {
       fill(body,
         connectionCard(byId.connection, conn, load),
         agentCard(byId.agent, status.permissions, status.connected),
-        scopeCard(byId.scope, status.connected));
+        scopeCard(byId.scope, status.connected),
+        tabCard(byId.tab, status.connected));
     } catch (error) {
       fill(body, h('p', { class: 'error-text' }, error.message));
     }

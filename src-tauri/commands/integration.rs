@@ -2,6 +2,10 @@
 //! checks (`mailroom_engine::integration`).
 
 use mailroom_engine::integration::{IntegrationStatus, ScopeSettings, ScopeView, Step, StepResult};
+use mailroom_engine::ticket_tab::{TabAuthScheme, TabRejectionRecord, TabSettings};
+use serde::Serialize;
+
+use super::inbound::InboundState;
 use tauri::State;
 
 use super::UiResult;
@@ -39,4 +43,39 @@ pub async fn integration_scope_set(
     settings: ScopeSettings,
 ) -> UiResult<StepResult> {
     Ok(state.core.set_integration_scope(settings).await?)
+}
+
+/// The ticket tab step's form: the URL to give the custom tab, its saved settings, and the
+/// newest refused requests (what they carried).
+#[derive(Serialize)]
+pub struct TabView {
+    url: String,
+    settings: Option<TabSettings>,
+    rejections: Vec<TabRejectionRecord>,
+}
+
+#[tauri::command]
+pub async fn integration_tab_get(state: State<'_, AppState>) -> UiResult<TabView> {
+    Ok(TabView {
+        url: state.core.ticket_tab_url().await?,
+        settings: state.core.ticket_tab_settings().await?,
+        rejections: state.core.ticket_tab_rejections().await?,
+    })
+}
+
+/// Saves the tab secret (keyring) and scheme, lets the engine start the receiver that serves
+/// the tab, and checks the step.
+#[tauri::command]
+pub async fn integration_tab_set(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+    secret: String,
+    scheme: TabAuthScheme,
+) -> UiResult<StepResult> {
+    state
+        .core
+        .set_ticket_tab(mailroom_secrets::SecretValue::new(secret), scheme)
+        .await?;
+    inbound.engine().refresh();
+    Ok(state.core.check_integration_step(Step::Tab).await?)
 }

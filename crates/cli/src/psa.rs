@@ -39,7 +39,7 @@ pub enum PsaCommand {
     },
     /// Check the integration steps through the PSA's API (all of them, or one).
     Check {
-        /// One step: connection, agent, scope.
+        /// One step: connection, agent, scope, tab.
         #[arg(long)]
         step: Option<String>,
         /// Print JSON instead of a list.

@@ -395,14 +395,23 @@ impl Inner {
         if self.options.webhook_any_port {
             options.bind.set_port(0);
         }
-        Ok(Webhooks::start(
+        let webhooks = Webhooks::start(
             options,
             self.core.store().clone(),
             self.core.secrets().clone(),
             supervisor.pipeline().clock().clone(),
             Some(supervisor.clone()),
         )
-        .await?)
+        .await?;
+        // Where the receiver is reached (the ticket tab's URL is shown from it).
+        self.core
+            .store()
+            .set_setting(
+                crate::ticket_tab::RECEIVER_BASE_URL_KEY,
+                webhooks.base_url().as_str(),
+            )
+            .await?;
+        Ok(webhooks)
     }
 }
 

@@ -65,11 +65,12 @@ pub enum Step {
     Connection,
     Agent,
     Scope,
+    Tab,
 }
 
 impl Step {
     /// Every step, in the wizard's order.
-    pub const ALL: [Step; 3] = [Step::Connection, Step::Agent, Step::Scope];
+    pub const ALL: [Step; 4] = [Step::Connection, Step::Agent, Step::Scope, Step::Tab];
 
     /// The stable id (`connection`, `agent`).
     pub fn id(self) -> &'static str {
@@ -77,6 +78,7 @@ impl Step {
             Step::Connection => "connection",
             Step::Agent => "agent",
             Step::Scope => "scope",
+            Step::Tab => "tab",
         }
     }
 
@@ -86,6 +88,7 @@ impl Step {
             Step::Connection => "Connection",
             Step::Agent => "Agent, API application and permissions",
             Step::Scope => "Scope: ticket types",
+            Step::Tab => "Ticket tab",
         }
     }
 
@@ -171,6 +174,7 @@ impl StepResult {
                 Step::Connection => "Connected".to_string(),
                 Step::Agent => "The agent and its permissions are as Mailroom needs".to_string(),
                 Step::Scope => "The chosen ticket types exist".to_string(),
+                Step::Tab => "Mailroom's tab shows in the chosen ticket types".to_string(),
             },
             Some(item) => format!("{}: {}", item.label, item.detail),
         };
@@ -532,6 +536,144 @@ async fn check_scope(client: &PsaClient, settings: &ScopeSettings) -> Vec<CheckI
     items
 }
 
+const TABS_PATH: &str = "Configuration > Custom Objects > Custom Tabs";
+
+fn same_url(a: &str, b: &str) -> bool {
+    let clean = |u: &str| u.trim().trim_end_matches('/').to_ascii_lowercase();
+    clean(a) == clean(b) || clean(a.split('?').next().unwrap_or(a)) == clean(b)
+}
+
+async fn check_tab(core: &Core, client: &PsaClient) -> Result<Vec<CheckItem>, CoreError> {
+    // (`client` asks for the permissions mail processing needs; see `tabs` below.)
+    let url = core.ticket_tab_url().await?;
+    let mut items = Vec::new();
+    items.push(match core.ticket_tab_settings().await? {
+        Some(settings) => CheckItem::ok(
+            "secret",
+            "Tab secret saved in Mailroom",
+            format!("Saved; the secure URL parameter is checked as {:?}", settings.scheme),
+        ),
+        None => CheckItem::failed(
+            "secret",
+            "Tab secret saved in Mailroom",
+            "No tab secret saved",
+            format!("Copy the custom tab's Iframe secret from HaloPSA ({TABS_PATH}) into this step and save."),
+        ),
+    });
+    // Custom tabs are configuration: reading them takes `admin`, asked for on its own.
+    let tabs = match core.psa_client_requesting(Some("admin")).await {
+        Ok(admin) => admin.tabs().await,
+        Err(e) => return Err(e),
+    };
+    let tab = match tabs {
+        Err(e) => {
+            let mut item = CheckItem::failed(
+                "psa_tab",
+                "Mailroom's tab in HaloPSA",
+                format!("Mailroom cannot read the PSA's custom tabs: {e}"),
+                format!("Allow admin on the API application to let Mailroom check it, or check by hand that a tab of type Iframe points at {url}."),
+            );
+            item.optional = matches!(e.kind, ErrorKind::Forbidden | ErrorKind::Unauthorized);
+            items.push(item);
+            None
+        }
+        Ok(tabs) => match tabs
+            .into_iter()
+            .find(|t| t.url.as_deref().is_some_and(|u| same_url(u, &url)))
+        {
+            Some(tab) => {
+                items.push(CheckItem::ok(
+                    "psa_tab",
+                    "Mailroom's tab in HaloPSA",
+                    format!(
+                        "Tab \"{}\" points at {url}",
+                        tab.name.clone().unwrap_or_default()
+                    ),
+                ));
+                Some(tab)
+            }
+            None => {
+                items.push(CheckItem::failed(
+                    "psa_tab",
+                    "Mailroom's tab in HaloPSA",
+                    format!("No custom tab points at {url}"),
+                    format!("In {TABS_PATH}, create a tab named Mailroom of type Iframe with that Url and \"Send secure URL parameter\" ticked."),
+                ));
+                None
+            }
+        },
+    };
+    if let Some(tab) = tab {
+        let scope = core.scope_settings().await?;
+        let types = client.ticket_types().await.unwrap_or_default();
+        let missing: Vec<String> = scope
+            .tab_ticket_type_ids
+            .iter()
+            .filter_map(|id| types.iter().find(|t| t.id == *id))
+            .filter(|t| {
+                t.allowall_iframe_customtabs != Some(true)
+                    && !t
+                        .allowed_iframe_customtabs
+                        .iter()
+                        .flatten()
+                        .any(|a| a.iframetab_id.is_some() && a.iframetab_id == tab.id)
+            })
+            .map(|t| t.name.clone().unwrap_or_else(|| t.id.to_string()))
+            .collect();
+        items.push(if scope.tab_ticket_type_ids.is_empty() {
+            CheckItem::failed(
+                "ticket_types",
+                "Ticket types that show the tab",
+                "None chosen",
+                "Choose them in the Scope step.",
+            )
+        } else if missing.is_empty() {
+            CheckItem::ok(
+                "ticket_types",
+                "Ticket types that show the tab",
+                format!("All {} chosen type(s) allow it", scope.tab_ticket_type_ids.len()),
+            )
+        } else {
+            CheckItem::failed(
+                "ticket_types",
+                "Ticket types that show the tab",
+                format!("Not allowed on: {}", missing.join(", ")),
+                format!("In {TICKET_TYPES_PATH}, open each of them > Allowed Values > Custom Tabs > Add > Mailroom, and save."),
+            )
+        });
+    }
+    let refused = core.ticket_tab_rejections().await?.into_iter().next();
+    let shown = core.ticket_tab_last_shown().await?;
+    let mut opened = match (refused, shown) {
+        (Some(r), shown) if shown.is_none_or(|s| s < r.at) => CheckItem::failed(
+            "requests",
+            "Requests from HaloPSA",
+            format!(
+                "The newest one ({}) was refused: {}. It carried: {}",
+                r.at.format("%Y-%m-%d %H:%M UTC"),
+                r.reason,
+                if r.parameters.is_empty() { "no parameter".to_string() } else { r.parameters.join(", ") }
+            ),
+            "If the parameters differ from the scheme's, choose the other scheme; if the secret does not match, copy the Iframe secret again.",
+        ),
+        (_, Some(shown)) => CheckItem::ok(
+            "requests",
+            "Requests from HaloPSA",
+            format!("A ticket was last shown at {}", shown.format("%Y-%m-%d %H:%M UTC")),
+        ),
+        _ => CheckItem::failed(
+            "requests",
+            "Requests from HaloPSA",
+            "No ticket has been opened with the tab yet",
+            "Open a ticket of a chosen type in HaloPSA and click the Mailroom tab.",
+        ),
+    };
+    opened.optional =
+        opened.id == "requests" && !opened.ok && opened.detail.starts_with("No ticket");
+    items.push(opened);
+    Ok(items)
+}
+
 impl Core {
     /// The scope step's form: the kept choice and the PSA's ticket types, read live.
     pub async fn integration_scope(&self) -> Result<ScopeView, CoreError> {
@@ -610,6 +752,7 @@ impl Core {
             Step::Connection => check_connection(&client).await,
             Step::Agent => check_agent(self, &client).await,
             Step::Scope => check_scope(&client, &self.scope_settings().await?).await,
+            Step::Tab => check_tab(self, &client).await?,
         };
         let result = StepResult::new(step, items, Utc::now());
         self.store()
@@ -671,7 +814,7 @@ mod tests {
     fn steps_parse_by_id_and_say_which_exist() {
         assert_eq!(Step::parse(" agent ").unwrap(), Step::Agent);
         let err = Step::parse("tab").unwrap_err().to_string();
-        assert!(err.contains("connection, agent, scope"), "{err}");
+        assert!(err.contains("connection, agent, scope, tab"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub const TAB_PATH: &str = "/halo/tab";
 /// Settings key of [`TabSettings`]; the secret itself is in the keyring.
 pub(crate) const TAB_SETTINGS_KEY: &str = "integration.tab";
 
+/// Settings key of the base URL the running receiver is reached at (kept by the engine).
+pub(crate) const RECEIVER_BASE_URL_KEY: &str = "webhooks.receiver_base_url";
+
+/// Settings key of the time of the newest request the tab answered with its page.
+const LAST_SHOWN_KEY: &str = "integration.tab.last_shown";
+
 /// Settings key of the kept refusals (the newest [`REJECTIONS_KEPT`]).
 const REJECTIONS_KEY: &str = "integration.tab.rejections";
 const REJECTIONS_KEPT: usize = 50;
@@ -93,6 +99,32 @@ impl Core {
     /// The tab's settings, `None` until its secret was saved.
     pub async fn ticket_tab_settings(&self) -> Result<Option<TabSettings>, CoreError> {
         Ok(self.store().setting(TAB_SETTINGS_KEY).await?)
+    }
+
+    /// The URL to give the custom tab in HaloPSA: the receiver's base URL (as it last ran, else
+    /// as the webhook settings say) and [`TAB_PATH`].
+    pub async fn ticket_tab_url(&self) -> Result<String, CoreError> {
+        let running: Option<String> = self.store().setting(RECEIVER_BASE_URL_KEY).await?;
+        let base = match running {
+            Some(base) => base,
+            None => {
+                let options = self
+                    .webhook_settings()
+                    .await?
+                    .options()
+                    .map_err(CoreError::InvalidInput)?;
+                match options.public_base_url {
+                    Some(url) => url.to_string(),
+                    None => format!("http://{}/", options.bind),
+                }
+            }
+        };
+        Ok(format!("{}{}", base.trim_end_matches('/'), TAB_PATH))
+    }
+
+    /// When the tab last showed a ticket's page.
+    pub async fn ticket_tab_last_shown(&self) -> Result<Option<DateTime<Utc>>, CoreError> {
+        Ok(self.store().setting(LAST_SHOWN_KEY).await?)
     }
 
     /// The newest refused tab requests, newest first.
@@ -168,6 +200,7 @@ pub(crate) async fn answer(
         let attempts = store.attempts(email.id).await.unwrap_or_default();
         with_attempts.push((email, attempts));
     }
+    let _ = store.set_setting(LAST_SHOWN_KEY, &now).await;
     (200, render_ticket(request.ticket_id, &with_attempts), csp)
 }
 

@@ -46,7 +46,7 @@ fn item<'a>(
 }
 
 #[tokio::test]
-async fn every_step_is_green_on_a_correct_set_up_and_kept() {
+async fn the_steps_before_the_tab_are_green_on_a_correct_set_up_and_kept() {
     let sb = sandbox().await;
     let (_dir, core) = core().await;
     let err = core
@@ -60,7 +60,10 @@ async fn every_step_is_green_on_a_correct_set_up_and_kept() {
 
     connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
     let results = core.check_integration().await.unwrap();
-    assert!(results.iter().all(|r| r.ok), "{results:#?}");
+    assert!(results[..3].iter().all(|r| r.ok), "{results:#?}");
+    // The ticket tab is not set up yet.
+    assert_eq!(results[3].step, Step::Tab);
+    assert!(!item(&results[3], "secret").ok);
     assert!(item(&results[0], "sign_in").detail.contains("Mailroom API"));
     let agent = &results[1];
     assert!(item(agent, "api_only").ok);
@@ -82,8 +85,7 @@ async fn every_step_is_green_on_a_correct_set_up_and_kept() {
     // Kept across a restart of the core, and forgotten when another connection is saved.
     let status = core.integration_status().await.unwrap();
     assert!(status.connected);
-    assert!(status
-        .steps
+    assert!(status.steps[..3]
         .iter()
         .all(|s| s.result.as_ref().is_some_and(|r| r.ok)));
     connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
@@ -241,4 +243,78 @@ async fn new_tickets_from_email_take_the_integration_default_ticket_type() {
     let tickets = h.ticket_by_message_id(&delivered.internet_message_id);
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0]["tickettype_id"], 4, "{:#}", tickets[0]);
+}
+
+/// The tab step: the secret saved, a tab in HaloPSA pointing at Mailroom's tab URL, and every
+/// chosen ticket type allowing it; each missing piece named with where to fix it.
+#[tokio::test]
+async fn the_tab_step_finds_the_tab_and_the_ticket_types_that_allow_it() {
+    use mailroom_engine::integration::ScopeSettings;
+    use mailroom_engine::ticket_tab::TabAuthScheme;
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    core.set_integration_scope(ScopeSettings {
+        default_ticket_type_id: None,
+        tab_ticket_type_ids: vec![1, 3],
+    })
+    .await
+    .unwrap();
+    let url = core.ticket_tab_url().await.unwrap();
+    assert!(url.ends_with("/halo/tab"), "{url}");
+
+    let result = core.check_integration_step(Step::Tab).await.unwrap();
+    assert!(!result.ok);
+    assert!(!item(&result, "secret").ok);
+    let tab = item(&result, "psa_tab");
+    assert_eq!(tab.detail, format!("No custom tab points at {url}"));
+    assert!(tab
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("Send secure URL parameter"));
+
+    core.set_ticket_tab(SecretValue::new("tab-secret"), TabAuthScheme::Jwt)
+        .await
+        .unwrap();
+    // The admin creates the tab in HaloPSA and allows it on Incident only.
+    let psa = psa_for(&sb);
+    let created: serde_json::Value = psa
+        .post_one(
+            "Tabs",
+            &serde_json::json!({ "name": "Mailroom", "url": url, "sequence": 1 }),
+        )
+        .await
+        .unwrap();
+    let tab_id = created["id"].as_i64().unwrap();
+    let _: serde_json::Value = psa
+        .post_one(
+            "TicketType",
+            &serde_json::json!({ "id": 1, "allowed_iframe_customtabs": [{ "tickettype_id": 1, "iframetab_id": tab_id, "iframetab_name": "Mailroom" }] }),
+        )
+        .await
+        .unwrap();
+    let result = core.check_integration_step(Step::Tab).await.unwrap();
+    assert!(
+        item(&result, "secret").ok && item(&result, "psa_tab").ok,
+        "{result:#?}"
+    );
+    let types = item(&result, "ticket_types");
+    assert_eq!(types.detail, "Not allowed on: Service Request", "{types:?}");
+    assert!(!result.ok);
+
+    let _: serde_json::Value = psa
+        .post_one(
+            "TicketType",
+            &serde_json::json!({ "id": 3, "allowall_iframe_customtabs": true }),
+        )
+        .await
+        .unwrap();
+    let result = core.check_integration_step(Step::Tab).await.unwrap();
+    assert!(result.ok, "{result:#?}");
+    // Not opened yet: said, but not a failure of the set-up.
+    assert!(item(&result, "requests").optional);
+    let _ = core
+        .secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
 }

@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
+use mailroom_clock::Clock as _;
 use mailroom_engine::ticket_tab::{sign, TabAuthScheme, TAB_PATH};
 use mailroom_engine::webhooks::{WebhookOptions, Webhooks};
 use mailroom_engine::Core;
-use mailroom_clock::Clock as _;
 use mailroom_secrets::{SecretValue, Secrets};
 
 #[tokio::test]
@@ -21,7 +21,9 @@ async fn the_tab_shows_a_verified_tickets_emails_and_refuses_everything_else() {
     let ticket_id = email.ticket_id.expect("a ticket was logged");
 
     let secrets = Secrets::with_service(format!("mailroom-test-{}", uuid::Uuid::new_v4()));
-    let core = Core::open_with_secrets(h.dir.path(), secrets).await.unwrap();
+    let core = Core::open_with_secrets(h.dir.path(), secrets)
+        .await
+        .unwrap();
     // The receiver reads the keyring as the engine's does: scoped to this data directory.
     let hooks = Webhooks::start(
         WebhookOptions::default(),

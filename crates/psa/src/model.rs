@@ -313,6 +313,19 @@ pub struct TicketType {
     #[serde(deserialize_with = "ids::opt")]
     pub workflow_id: Option<i64>,
     pub allowall_iframe_customtabs: Option<bool>,
+    /// The iframe custom tabs allowed on this type (`IframeTabRequestType`).
+    pub allowed_iframe_customtabs: Option<Vec<IframeTabRequestType>>,
+}
+
+/// An iframe custom tab allowed on a ticket type.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct IframeTabRequestType {
+    #[serde(deserialize_with = "ids::opt")]
+    pub tickettype_id: Option<i64>,
+    #[serde(deserialize_with = "ids::opt")]
+    pub iframetab_id: Option<i64>,
+    pub iframetab_name: Option<String>,
 }
 
 /// A ticket status (`TStatus`).
