@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "integration_scope_set",
     "integration_tab_get",
     "integration_tab_set",
+    "integration_tab_create",
     "psa_connection_get",
     "psa_connection_set",
     "psa_outcomes",

@@ -186,6 +186,7 @@ pub fn run() {
             commands::integration::integration_scope_set,
             commands::integration::integration_tab_get,
             commands::integration::integration_tab_set,
+            commands::integration::integration_tab_create,
             commands::psa::psa_connection_get,
             commands::psa::psa_connection_set,
             commands::psa::psa_outcomes,

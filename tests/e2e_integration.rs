@@ -119,6 +119,11 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             s.find("#check-tab").await.click().await.unwrap();
             s.wait_text("#step-tab .step-results", "A ticket was last shown")
                 .await;
+            // Create it for me: the tab in HaloPSA, allowed on the scope's types: all green.
+            s.find("#tab-create").await.click().await.unwrap();
+            wait_state(s, "#step-tab", "ok").await;
+            let tab = s.text("#step-tab .step-results").await;
+            assert!(tab.contains("All 2 chosen type(s) allow it"), "{tab}");
             s.screenshot("integration-tab").await;
 
             // A wrong secret: saved, and the connection step says what to fix.

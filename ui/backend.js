@@ -64,6 +64,7 @@ export const integrationScopeSet = (settings) => call('integration_scope_set', {
 // {url, settings: {scheme} | null, rejections: [{at, reason, parameters}]}
 export const integrationTabGet = () => call('integration_tab_get');
 export const integrationTabSet = (secret, scheme) => call('integration_tab_set', { secret, scheme });
+export const integrationTabCreate = () => call('integration_tab_create');
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

@@ -251,8 +251,23 @@ function tabCard(step, connected) {
           h('ul', { class: 'plain' }, view.rejections.slice(0, 5).map((r) =>
             h('li', {}, `${new Date(r.at).toLocaleString()} — ${r.reason} (carried: ${r.parameters.join(', ') || 'nothing'})`))))
         : null;
+      const create = h('button', { type: 'button', class: 'button', id: 'tab-create', disabled: !connected },
+        'Create it for me');
+      create.addEventListener('click', async () => {
+        create.disabled = true;
+        try {
+          card.paint(await backend.integrationTabCreate());
+          toast('The tab is in HaloPSA and allowed on the chosen ticket types. Tick "Send secure URL parameter" on it and copy its Iframe secret here.');
+        } catch (error) {
+          toast(error.message, 'error');
+        } finally {
+          create.disabled = false;
+        }
+      });
       fill(body,
-        h('p', {}, 'In HaloPSA, go to ', h('strong', {}, 'Configuration > Custom Objects > Custom Tabs'), ' and click ', h('strong', {}, 'New'), ':'),
+        h('div', { class: 'create-for-me' }, create,
+          h('small', { class: 'subtle' }, 'Creates the tab (needs the optional admin permission) and adds it to the ticket types of step 3. HaloPSA\'s API cannot tick "Send secure URL parameter" or show the Iframe secret: do those two by hand.')),
+        h('p', {}, 'Or by hand: in HaloPSA, go to ', h('strong', {}, 'Configuration > Custom Objects > Custom Tabs'), ' and click ', h('strong', {}, 'New'), ':'),
         h('ul', { class: 'settings' },
           setting('Tab Name', copyable('Mailroom', 'copy-tab-name')),
           setting('Sequence', '1 (or higher to show it after other tabs)'),

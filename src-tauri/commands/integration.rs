@@ -79,3 +79,10 @@ pub async fn integration_tab_set(
     inbound.engine().refresh();
     Ok(state.core.check_integration_step(Step::Tab).await?)
 }
+
+/// *Create it for me* (tab step): the tab in HaloPSA and the chosen ticket types allowing it;
+/// answers the step's check.
+#[tauri::command]
+pub async fn integration_tab_create(state: State<'_, AppState>) -> UiResult<StepResult> {
+    Ok(state.core.create_ticket_tab().await?)
+}

@@ -5,6 +5,8 @@
 //! - `check [--step S] [--json]`: the wizard's checks (crates/engine integration.rs), each item
 //!   with what to change when it fails; exits non-zero when a step needs attention;
 //! - `scope`: the ticket types (read live) and the wizard's scope; with options, changes it;
+//! - `tab`: save the ticket tab's Iframe secret and scheme, print the tab's URL;
+//! - `setup <step>`: "Create it for me" (the ticket tab);
 //! - `test`: the connection's checks for mail processing (credentials, scopes, ticket types,
 //!   the reply outcome of every mailbox).
 
@@ -59,6 +61,21 @@ pub enum PsaCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Save the ticket tab's Iframe secret (from MAILROOM_TAB_SECRET, else standard input) and
+    /// how its secure URL parameter is checked, then check the tab step; prints the tab's URL.
+    Tab {
+        /// `jwt` (HS256 token in `token`) or `hmac_hex` (signature of agent, ticket and time).
+        #[arg(long, default_value = "jwt")]
+        scheme: String,
+        #[arg(long, env = "MAILROOM_TAB_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// Do a step in HaloPSA through its API ("Create it for me"): `tab` creates the ticket tab
+    /// and allows it on the scope's ticket types. Needs the optional admin permission.
+    Setup {
+        /// The step: tab.
+        step: String,
+    },
     /// Check the HaloPSA connection for mail processing: sign-in, permissions, ticket types,
     /// reply outcomes.
     Test {
@@ -91,7 +108,7 @@ fn ticket_type_id(text: &str) -> anyhow::Result<i64> {
 }
 
 fn read_secret() -> anyhow::Result<String> {
-    eprintln!("Client secret (then Enter):");
+    eprintln!("Secret (then Enter):");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
@@ -229,6 +246,37 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
                         .join(", ")
                 }
             );
+            Ok(())
+        }
+        PsaCommand::Tab { scheme, secret } => {
+            let scheme = match scheme.trim() {
+                "jwt" => mailroom_engine::ticket_tab::TabAuthScheme::Jwt,
+                "hmac_hex" => mailroom_engine::ticket_tab::TabAuthScheme::HmacHex,
+                other => anyhow::bail!("'{other}' is not a scheme: use jwt or hmac_hex"),
+            };
+            let secret = match secret {
+                Some(s) => s.clone(),
+                None => read_secret()?,
+            };
+            core.set_ticket_tab(SecretValue::new(secret), scheme)
+                .await?;
+            println!("tab URL for HaloPSA: {}", core.ticket_tab_url().await?);
+            print_step(&core.check_integration_step(Step::Tab).await?);
+            Ok(())
+        }
+        PsaCommand::Setup { step } => {
+            let result = match Step::parse(step)? {
+                Step::Tab => core.create_ticket_tab().await?,
+                other => anyhow::bail!(
+                    "the {} step has nothing Mailroom can create; do it as `mailroom psa check --step {}` says",
+                    other.title(),
+                    other.id()
+                ),
+            };
+            print_step(&result);
+            if !result.ok {
+                anyhow::bail!("done, but the step still needs attention (see above)");
+            }
             Ok(())
         }
         PsaCommand::Test { json } => {

@@ -141,6 +141,25 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
         "the secret is never printed"
     );
 
+    // The ticket tab: secret saved, then "Create it for me"; every step is ok.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    command
+        .args(["psa", "tab", "--scheme", "jwt"])
+        .env("MAILROOM_DATA_DIR", dir.path())
+        .env("MAILROOM_TAB_SECRET", "tab-secret");
+    let tab = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        text(&tab).contains("tab URL for HaloPSA: http://127.0.0.1:"),
+        "{}",
+        text(&tab)
+    );
+    let setup = mailroom(dir.path(), &["psa", "setup", "tab"], None).await;
+    assert!(setup.status.success(), "{}", text(&setup));
+    let check = mailroom(dir.path(), &["psa", "check", "--json"], None).await;
+    assert!(check.status.success(), "{}", text(&check));
+
     let unknown = mailroom(dir.path(), &["psa", "check", "--step", "webhook"], None).await;
     assert!(!unknown.status.success());
     assert!(

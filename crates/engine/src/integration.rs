@@ -675,6 +675,78 @@ async fn check_tab(core: &Core, client: &PsaClient) -> Result<Vec<CheckItem>, Co
 }
 
 impl Core {
+    /// *Create it for me* of the tab step: the custom tab pointing at Mailroom's tab URL,
+    /// created when none does, and allowed on every ticket type the scope chose (what they
+    /// already allow stays). Idempotent: a second run finds and reuses what exists. HaloPSA's
+    /// API has no field for the tab's Iframe secret or its *Send secure URL parameter* switch
+    /// (halopsa-api.md §5), so those stay for the admin; the check that follows says so.
+    pub async fn create_ticket_tab(&self) -> Result<StepResult, CoreError> {
+        let admin = self.psa_client_requesting(Some("admin")).await?;
+        let url = self.ticket_tab_url().await?;
+        let existing = admin
+            .tabs()
+            .await?
+            .into_iter()
+            .find(|t| t.url.as_deref().is_some_and(|u| same_url(u, &url)));
+        let tab_id = match existing.and_then(|t| t.id) {
+            Some(id) => id,
+            None => {
+                let created = admin
+                    .create_tab(&mailroom_psa::NewTab {
+                        name: "Mailroom".into(),
+                        url: Some(url.clone()),
+                        sequence: Some(1),
+                        ..Default::default()
+                    })
+                    .await?;
+                tracing::info!(tab = ?created.id, %url, "created the ticket tab in HaloPSA");
+                match created.id {
+                    Some(id) => id,
+                    // Not in the reply: find it by its URL.
+                    None => admin
+                        .tabs()
+                        .await?
+                        .into_iter()
+                        .find(|t| t.url.as_deref().is_some_and(|u| same_url(u, &url)))
+                        .and_then(|t| t.id)
+                        .ok_or_else(|| {
+                            CoreError::NotConfigured(format!(
+                                "HaloPSA accepted the tab but does not list it; create it by hand in {TABS_PATH}"
+                            ))
+                        })?,
+                }
+            }
+        };
+        let scope = self.scope_settings().await?;
+        let types = admin.ticket_types().await?;
+        for id in &scope.tab_ticket_type_ids {
+            let Some(ticket_type) = types.iter().find(|t| t.id == *id) else {
+                continue; // gone from the PSA: the scope check names it
+            };
+            let mut allowed = ticket_type
+                .allowed_iframe_customtabs
+                .clone()
+                .unwrap_or_default();
+            if ticket_type.allowall_iframe_customtabs == Some(true)
+                || allowed.iter().any(|a| a.iframetab_id == Some(tab_id))
+            {
+                continue;
+            }
+            allowed.push(mailroom_psa::IframeTabRequestType {
+                tickettype_id: Some(*id),
+                iframetab_id: Some(tab_id),
+                iframetab_name: Some("Mailroom".into()),
+            });
+            let _: serde_json::Value = admin
+                .post_one(
+                    "TicketType",
+                    &serde_json::json!({ "id": id, "allowed_iframe_customtabs": allowed }),
+                )
+                .await?;
+        }
+        self.check_integration_step(Step::Tab).await
+    }
+
     /// The scope step's form: the kept choice and the PSA's ticket types, read live.
     pub async fn integration_scope(&self) -> Result<ScopeView, CoreError> {
         let client = self.psa_client().await?;

@@ -318,3 +318,63 @@ async fn the_tab_step_finds_the_tab_and_the_ticket_types_that_allow_it() {
         .secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
 }
+
+/// *Create it for me* of the tab step creates the tab and allows it on the chosen ticket types,
+/// once: a second run finds and reuses what exists.
+#[tokio::test]
+async fn create_it_for_me_makes_the_tab_once_and_allows_it_on_the_chosen_types() {
+    use mailroom_engine::integration::ScopeSettings;
+    use mailroom_engine::ticket_tab::TabAuthScheme;
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    core.set_integration_scope(ScopeSettings {
+        default_ticket_type_id: None,
+        tab_ticket_type_ids: vec![1, 4],
+    })
+    .await
+    .unwrap();
+    core.set_ticket_tab(SecretValue::new("tab-secret"), TabAuthScheme::Jwt)
+        .await
+        .unwrap();
+    let first = core.create_ticket_tab().await.unwrap();
+    assert!(first.ok, "{first:#?}");
+    let second = core.create_ticket_tab().await.unwrap();
+    assert!(second.ok, "{second:#?}");
+
+    let psa = psa_for(&sb);
+    let url = core.ticket_tab_url().await.unwrap();
+    let tabs: Vec<_> = psa
+        .tabs()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.url.as_deref() == Some(url.as_str()))
+        .collect();
+    assert_eq!(tabs.len(), 1, "one tab, however often it is run");
+    let types = psa.ticket_types().await.unwrap();
+    for id in [1, 4] {
+        let allowed = types
+            .iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.allowed_iframe_customtabs.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            allowed
+                .iter()
+                .filter(|a| a.iframetab_id == tabs[0].id)
+                .count(),
+            1,
+            "type {id}: {allowed:?}"
+        );
+    }
+    let untouched = types.iter().find(|t| t.id == 3).unwrap();
+    assert!(untouched
+        .allowed_iframe_customtabs
+        .clone()
+        .unwrap_or_default()
+        .is_empty());
+    let _ = core
+        .secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+}
