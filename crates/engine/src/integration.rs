@@ -885,7 +885,7 @@ mod tests {
     #[test]
     fn steps_parse_by_id_and_say_which_exist() {
         assert_eq!(Step::parse(" agent ").unwrap(), Step::Agent);
-        let err = Step::parse("tab").unwrap_err().to_string();
+        let err = Step::parse("webhook").unwrap_err().to_string();
         assert!(err.contains("connection, agent, scope, tab"), "{err}");
     }
 
