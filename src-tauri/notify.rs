@@ -1,5 +1,6 @@
 //! Desktop notifications for what needs the admin while the window may be hidden: a mailbox
-//! whose sign-in was revoked (it is not read until someone signs in again).
+//! whose sign-in was revoked (it is not read until someone signs in again), and a step of the
+//! PSA integration that was green and failed its periodic check.
 
 use mailroom_engine::events::{EngineEvent, SyncState};
 use tauri::AppHandle;
@@ -32,6 +33,19 @@ pub fn start(
                         .show();
                     if let Err(e) = shown {
                         tracing::info!(mailbox = %name, "no desktop notification shown ({e}); the mailbox is marked in the window");
+                    }
+                }
+                Ok(EngineEvent::IntegrationBroken { title, summary, .. }) => {
+                    let shown = app
+                        .notification()
+                        .builder()
+                        .title(format!("HaloPSA integration: {title} needs attention"))
+                        .body(format!(
+                            "{summary}. Open Mailroom > Integration for the fix."
+                        ))
+                        .show();
+                    if let Err(e) = shown {
+                        tracing::info!("no desktop notification shown ({e}); the Integration area shows the step in red");
                     }
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -49,6 +49,9 @@ pub struct EngineOptions {
     /// How long [`EngineHandle::stop`] waits for the tasks (they stop within about a second;
     /// this bounds a stuck store).
     pub stop_timeout: Duration,
+    /// How often the PSA integration's steps are checked again (also once at start): a step
+    /// that was green and broke since is published as [`EngineEvent::IntegrationBroken`].
+    pub integration_check_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +63,7 @@ impl Default for EngineOptions {
             start_retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
             refresh_every: Duration::from_secs(60),
             stop_timeout: Duration::from_millis(1500),
+            integration_check_every: Duration::from_secs(3600),
         }
     }
 }
@@ -241,7 +245,57 @@ impl Inner {
         self.events.publish(EngineEvent::Engine(state));
     }
 
+    /// The engine's task: the start-up rounds and the integration's checks, until cancelled.
     async fn supervise(self: Arc<Self>) {
+        tokio::join!(self.clone().bring_up_rounds(), self.watch_integration());
+    }
+
+    /// The PSA integration's checks at start and every `integration_check_every`; a step that
+    /// was green before a round and is not after it is published (a rotated secret, a deleted
+    /// tab). Skipped while no PSA connection is saved.
+    async fn watch_integration(self: Arc<Self>) {
+        loop {
+            if let Ok(Some(_)) = self.core.psa_connection().await {
+                let before = self.core.integration_status().await.ok();
+                let checked = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => break,
+                    checked = self.core.check_integration() => checked,
+                };
+                match checked {
+                    Ok(results) => {
+                        for result in results.iter().filter(|r| !r.ok) {
+                            let was_ok = before.as_ref().is_some_and(|b| {
+                                b.steps.iter().any(|s| {
+                                    s.step == result.step && s.result.as_ref().is_some_and(|r| r.ok)
+                                })
+                            });
+                            if was_ok {
+                                tracing::warn!(
+                                    step = result.step.id(),
+                                    "the PSA integration broke: {}",
+                                    result.summary
+                                );
+                                self.events.publish(EngineEvent::IntegrationBroken {
+                                    step: result.step.id().to_string(),
+                                    title: result.step.title().to_string(),
+                                    summary: result.summary.clone(),
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => tracing::info!("the PSA integration was not checked: {e}"),
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(self.options.integration_check_every) => {}
+            }
+        }
+    }
+
+    async fn bring_up_rounds(self: Arc<Self>) {
         let mut failures = 0u32;
         loop {
             let wait = tokio::select! {

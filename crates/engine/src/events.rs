@@ -62,6 +62,14 @@ pub enum EngineEvent {
     Engine(crate::engine::EngineState),
     /// This receiver fell behind and `missed` events were dropped: reload what is shown.
     Resync { missed: u64 },
+    /// A step of the PSA integration that was green failed its periodic check.
+    IntegrationBroken {
+        /// The step's id (`connection`, `agent`, …).
+        step: String,
+        title: String,
+        /// What failed, in one line.
+        summary: String,
+    },
 }
 
 /// The sending side of the event channel (cheap to clone).

@@ -378,3 +378,66 @@ async fn create_it_for_me_makes_the_tab_once_and_allows_it_on_the_chosen_types()
         .secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
 }
+
+/// The engine checks the integration at start and then periodically: a step that was green and
+/// broke since (here the client secret was rotated away) is announced once as an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_breaks_later_is_announced_by_the_periodic_check() {
+    use mailroom_engine::engine::{Engine, EngineOptions};
+    use mailroom_engine::events::{EngineEvent, EventBus};
+    use mailroom_secrets::{SecretKey, SecretKind};
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    assert!(core.check_integration().await.unwrap()[0].ok);
+
+    let lock = mailroom_store::DataDirLock::acquire(dir.path(), "integration test").unwrap();
+    let events = EventBus::new();
+    let mut rx = events.subscribe();
+    let engine = Engine::start(
+        core.clone(),
+        events,
+        &lock,
+        EngineOptions {
+            webhook_any_port: true,
+            integration_check_every: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    core.secrets()
+        .set(
+            &SecretKey::new(
+                mailroom_engine::psa_connection::PSA_CONNECTION_ID,
+                SecretKind::PsaClientSecret,
+            ),
+            &SecretValue::new("rotated-away"),
+        )
+        .unwrap();
+    let broken = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            // A round already under way when the secret changed may announce a later step
+            // first; the connection follows in the next round.
+            if let Ok(EngineEvent::IntegrationBroken { step, summary, .. }) = rx.recv().await {
+                if step == "connection" {
+                    break (step, summary);
+                }
+            }
+        }
+    })
+    .await
+    .expect("the broken step is announced");
+    assert_eq!(broken.0, "connection");
+    assert!(
+        broken.1.starts_with("Sign in as the API application"),
+        "{}",
+        broken.1
+    );
+    let status = core.integration_status().await.unwrap();
+    assert!(!status.steps[0].result.as_ref().unwrap().ok);
+    engine.stop().await;
+    let _ = core
+        .secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+}
