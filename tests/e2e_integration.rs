@@ -37,6 +37,17 @@ async fn wait_state(s: &Session, css: &str, want: &str) {
     }
 }
 
+/// Unfolds a step's instructions and form (a step found green is shown folded).
+async fn open_step(s: &Session, step: &str) {
+    s.client
+        .execute(
+            "document.querySelector(`#step-${arguments[0]} details`).open = true;",
+            vec![serde_json::json!(step)],
+        )
+        .await
+        .unwrap();
+}
+
 async fn fill(s: &Session, css: &str, value: &str) {
     let el = s.find(css).await;
     el.clear().await.unwrap();
@@ -64,7 +75,9 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             s.screenshot("integration-agent").await;
 
             // Scope: the ticket types come from the PSA; a default type and the tab's types.
+            // (The engine checked every step when it started: a green one is folded.)
             s.wait_text("#scope-default-type", "Service Request").await;
+            open_step(s, "scope").await;
             s.find("#scope-default-type option[value='3']")
                 .await
                 .click()
@@ -78,8 +91,14 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                     .unwrap();
             }
             s.find("#scope-save").await.click().await.unwrap();
-            wait_state(s, "#step-scope", "ok").await;
-            let scope = s.text("#step-scope .step-results").await;
+            // (The engine's start-up check already made this step green: wait for the new result.)
+            let scope = s
+                .wait_text(
+                    "#step-scope .step-results",
+                    "Default type of tickets from email — Service Request",
+                )
+                .await;
+            assert_eq!(state(s, "#step-scope").await, "ok");
             assert!(
                 scope.contains("Default type of tickets from email — Service Request"),
                 "{scope}"
@@ -90,6 +109,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             // Ticket tab: the secret saved; the PSA has no tab yet, which the check names. The
             // app's receiver serves the tab: a bare request is refused (and shown as such), a
             // request signed with the secret gets Mailroom's page.
+            open_step(s, "tab").await;
             fill(s, "#tab-secret", "tab-secret").await;
             s.find("#tab-save").await.click().await.unwrap();
             wait_state(s, "#step-tab", "failed").await;
@@ -134,6 +154,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                 .unwrap();
             let base_url = base_url.as_str().unwrap().to_string();
             assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
+            open_step(s, "connection").await;
             fill(s, "#psa-secret", "not-the-secret").await;
             s.find("#psa-save").await.click().await.unwrap();
             wait_state(s, "#step-connection", "failed").await;
@@ -147,6 +168,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
 
             // The right secret (the sandbox's seeded application) makes it green again, and
             // the results are still there after a reload.
+            open_step(s, "connection").await;
             fill(s, "#psa-secret", "halo-sandbox-secret-5b1f0c2e9d7a").await;
             s.find("#psa-save").await.click().await.unwrap();
             wait_state(s, "#step-connection", "ok").await;
@@ -154,6 +176,89 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             s.find("#nav-integration").await.click().await.unwrap();
             s.wait_text("#step-connection", "Connected").await;
             assert_eq!(state(s, "#step-connection").await, "ok");
+
+            // The tab inside HaloPSA: the sandbox's agent ticket page frames Mailroom's tab
+            // with the secure URL parameter, signed with the tab's Iframe secret; pasted into
+            // Mailroom, the frame shows that ticket's emails.
+            let control = s.control_url().await;
+            let root: serde_json::Value = http
+                .get(&control)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let psa_url = root["psa"].as_str().unwrap().to_string();
+            let tabs: serde_json::Value = http
+                .get(format!("{control}/psa/tabs"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let tab_id = tabs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["url"].as_str() == Some(url.as_str()))
+                .and_then(|t| t["id"].as_i64())
+                .expect("Create it for me made the tab");
+            let secret: serde_json::Value = http
+                .post(format!("{control}/psa/tabs/{tab_id}/secure-url"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            s.client
+                .execute(
+                    "document.querySelector('#step-tab details').open = true;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            fill(s, "#tab-secret", secret["iframe_secret"].as_str().unwrap()).await;
+            s.find("#tab-save").await.click().await.unwrap();
+            wait_state(s, "#step-tab", "ok").await;
+            let tickets: serde_json::Value = http
+                .get(format!("{control}/psa/tickets"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let ticket = tickets
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| {
+                    t["email_message_id"].is_string()
+                        && [1, 3].contains(&t["tickettype_id"].as_i64().unwrap_or(0))
+                })
+                .expect("a ticket from email of a type with the tab")
+                .clone();
+            let ticket_id = ticket["id"].as_i64().unwrap();
+            s.client
+                .goto(&format!("{psa_url}/ticket?id={ticket_id}"))
+                .await
+                .unwrap();
+            s.find(&format!("#tab-{tab_id}"))
+                .await
+                .enter_frame()
+                .await
+                .unwrap();
+            let framed = s
+                .wait_text("body", &format!("Mailroom · ticket {ticket_id}"))
+                .await;
+            assert!(
+                framed.contains(ticket["summary"].as_str().unwrap()),
+                "{framed}"
+            );
+            s.screenshot("integration-tab-in-psa").await;
         })
         .await;
 }

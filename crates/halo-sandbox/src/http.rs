@@ -24,6 +24,11 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/auth/token", post(token))
         .route("/token", post(token))
         .route("/api/{*rest}", any(api))
+        // The agent's ticket page with its iframe tabs (crate::agent_page).
+        .route(
+            "/ticket",
+            axum::routing::get(crate::agent_page::ticket_page),
+        )
         .with_state(inner)
 }
 

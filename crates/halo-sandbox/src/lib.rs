@@ -26,6 +26,7 @@
 //! `Debug` output or logs. Facts the reference marks unconfirmed are switches in
 //! [`HaloBehaviour`] with the documented default.
 
+mod agent_page;
 mod certs;
 mod error;
 mod http;
@@ -44,6 +45,7 @@ use mailroom_clock::SharedClock;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use agent_page::TabParameter;
 pub use certs::CertificateError;
 pub use seed::{
     HaloBehaviour, HaloSeed, RateLimit, SeedApplication, SeedCertificate, SignatureConfig,
@@ -95,6 +97,8 @@ pub(crate) struct Inner {
     pub pending: Mutex<Vec<JoinHandle<()>>>,
     pub id_token_key: [u8; 32],
     pub credentials: HaloCredentials,
+    /// Iframe secrets of the custom tabs whose *Send secure URL parameter* is on, by tab id.
+    pub tab_secrets: Mutex<std::collections::HashMap<i64, String>>,
 }
 
 /// The emulated PSA. Cheap to clone; clones share state.
@@ -152,6 +156,7 @@ impl HaloSandbox {
                 pending: Mutex::new(Vec::new()),
                 id_token_key: rand::random(),
                 credentials,
+                tab_secrets: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -159,6 +164,36 @@ impl HaloSandbox {
     /// The axum router: `/auth/token`, `/token?tenant=`, `/api/...`.
     pub fn router(&self) -> axum::Router {
         http::router(self.inner.clone())
+    }
+
+    /// Turns on *Send secure URL parameter* for custom tab `tab_id` and answers its Iframe
+    /// secret, as HaloPSA's tab screen shows it (its API has no field for either).
+    pub fn enable_secure_url(&self, tab_id: i64) -> Option<String> {
+        let exists = self.state().records[&Res::Tabs]
+            .iter()
+            .any(|t| crate::state::int(t, "id") == Some(tab_id));
+        if !exists {
+            return None;
+        }
+        let secret: String = {
+            use rand::Rng as _;
+            rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(32)
+                .map(char::from)
+                .collect()
+        };
+        self.inner
+            .tab_secrets
+            .lock()
+            .expect("tab secrets lock")
+            .insert(tab_id, secret.clone());
+        Some(secret)
+    }
+
+    /// Custom tabs (`Tabs`).
+    pub fn tabs(&self) -> Vec<Value> {
+        self.snapshot(Res::Tabs)
     }
 
     /// Credentials of the seeded API application.

@@ -194,6 +194,8 @@ pub struct HaloBehaviour {
     pub closed_status_ids: Vec<i64>,
     /// Webhook signing (X.509, [U]).
     pub signature: SignatureConfig,
+    /// What *Send secure URL parameter* appends to an iframe tab's URL ([U]; an HS256 JWT).
+    pub tab_parameter: crate::agent_page::TabParameter,
     /// Event numbers.
     pub events: WebhookEvents,
     /// Delivery timeout in seconds.
@@ -224,6 +226,7 @@ impl Default for HaloBehaviour {
             list_api_agents_by_default: false,
             closed_status_ids: vec![9],
             signature: SignatureConfig::default(),
+            tab_parameter: Default::default(),
             events: WebhookEvents::default(),
             webhook_timeout_secs: 30,
             naive_datetimes: false,

@@ -9,7 +9,8 @@
 //! | `GET /graph/subscriptions` | | active Graph subscriptions |
 //! | `POST /graph/subscriptions/{id}/lifecycle` | `{event: "reauthorizationRequired" \| "subscriptionRemoved" \| "missed"}` | sends a lifecycle notification |
 //! | `GET /graph/notifications` | | publisher log (change and lifecycle notifications) |
-//! | `GET /psa/tickets` · `/psa/actions` · `/psa/users` · `/psa/clients` · `/psa/sites` · `/psa/attachments` · `/psa/webhooks` | | HaloPSA records |
+//! | `GET /psa/tickets` · `/psa/actions` · `/psa/users` · `/psa/clients` · `/psa/sites` · `/psa/attachments` · `/psa/webhooks` · `/psa/tabs` | | HaloPSA records |
+//! | `POST /psa/tabs/{id}/secure-url` | | turns on the custom tab's *Send secure URL parameter* and answers its Iframe secret (`{tab_id, iframe_secret}`), as HaloPSA's tab screen shows it; the PSA's `GET /ticket?id=N` then frames the tab with the signed parameter |
 //! | `GET /stats/requests` · `DELETE /stats/requests` | | request counters per service, method, route · reset |
 //! | `GET /faults` · `POST /faults` · `DELETE /faults` · `DELETE /faults/{id}` | `POST`: a [`FaultRule`] | list · add (returns `{id}`) · clear all · remove one |
 //! | `POST /faults/expire-tokens` | | expires every issued access token |
@@ -49,6 +50,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/graph/subscriptions/{id}/lifecycle", post(lifecycle))
         .route("/graph/notifications", get(notifications))
         .route("/psa/{what}", get(psa))
+        .route("/psa/tabs/{id}/secure-url", post(tab_secure_url))
         .route("/stats/requests", get(stats).delete(reset_stats))
         .route(
             "/faults",
@@ -139,6 +141,7 @@ async fn psa(State(s): State<Shared>, Path(what): Path<String>) -> Response {
         "sites" => json!(s.halo.sites()),
         "attachments" => json!(s.halo.attachments()),
         "webhooks" => json!(s.halo.webhook_deliveries()),
+        "tabs" => json!(s.halo.tabs()),
         other => {
             return bad(
                 StatusCode::NOT_FOUND,
@@ -147,6 +150,13 @@ async fn psa(State(s): State<Shared>, Path(what): Path<String>) -> Response {
         }
     };
     Json(v).into_response()
+}
+
+async fn tab_secure_url(State(s): State<Shared>, Path(id): Path<i64>) -> Response {
+    match s.halo.enable_secure_url(id) {
+        Some(secret) => Json(json!({ "tab_id": id, "iframe_secret": secret })).into_response(),
+        None => bad(StatusCode::NOT_FOUND, format!("no custom tab {id}")),
+    }
 }
 
 async fn stats(State(s): State<Shared>) -> Response {
