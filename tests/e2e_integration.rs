@@ -48,6 +48,33 @@ async fn open_step(s: &Session, step: &str) {
         .unwrap();
 }
 
+/// Clicks `button` and waits (up to 30 s) until step `step` shows a new check's result: the
+/// engine's start-up check may already have given the step the state the click leads to.
+async fn click_and_wait_for_check(s: &Session, step: &str, button: &str) {
+    let checked_at = || async {
+        s.client
+            .execute(
+                "const el = document.getElementById('step-' + arguments[0]); return el ? el.dataset.checkedAt || '' : '';",
+                vec![serde_json::json!(step)],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = checked_at().await;
+    s.find(button).await.click().await.unwrap();
+    let start = std::time::Instant::now();
+    while checked_at().await == before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "step {step} was not checked again after {button}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn fill(s: &Session, css: &str, value: &str) {
     let el = s.find(css).await;
     el.clear().await.unwrap();
@@ -63,7 +90,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             s.wait_text("#step-connection", "client mailroom-sandbox")
                 .await;
 
-            s.find("#check-agent").await.click().await.unwrap();
+            click_and_wait_for_check(s, "agent", "#check-agent").await;
             wait_state(s, "#step-agent", "ok").await;
             let agent = s.text("#step-agent .step-results").await;
             assert!(
@@ -90,7 +117,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                     .await
                     .unwrap();
             }
-            s.find("#scope-save").await.click().await.unwrap();
+            click_and_wait_for_check(s, "scope", "#scope-save").await;
             // (The engine's start-up check already made this step green: wait for the new result.)
             let scope = s
                 .wait_text(
@@ -111,7 +138,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             // request signed with the secret gets Mailroom's page.
             open_step(s, "tab").await;
             fill(s, "#tab-secret", "tab-secret").await;
-            s.find("#tab-save").await.click().await.unwrap();
+            click_and_wait_for_check(s, "tab", "#tab-save").await;
             wait_state(s, "#step-tab", "failed").await;
             let tab = s.text("#step-tab .step-results").await;
             assert!(tab.contains("Tab secret saved in Mailroom"), "{tab}");
@@ -136,11 +163,11 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             let page = http.get(&url).query(&signed).send().await.unwrap();
             assert_eq!(page.status().as_u16(), 200);
             assert!(page.text().await.unwrap().contains("Mailroom · ticket 1"));
-            s.find("#check-tab").await.click().await.unwrap();
+            click_and_wait_for_check(s, "tab", "#check-tab").await;
             s.wait_text("#step-tab .step-results", "A ticket was last shown")
                 .await;
             // Create it for me: the tab in HaloPSA, allowed on the scope's types: all green.
-            s.find("#tab-create").await.click().await.unwrap();
+            click_and_wait_for_check(s, "tab", "#tab-create").await;
             wait_state(s, "#step-tab", "ok").await;
             let tab = s.text("#step-tab .step-results").await;
             assert!(tab.contains("All 2 chosen type(s) allow it"), "{tab}");
@@ -221,7 +248,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                 .await
                 .unwrap();
             fill(s, "#tab-secret", secret["iframe_secret"].as_str().unwrap()).await;
-            s.find("#tab-save").await.click().await.unwrap();
+            click_and_wait_for_check(s, "tab", "#tab-save").await;
             wait_state(s, "#step-tab", "ok").await;
             let tickets: serde_json::Value = http
                 .get(format!("{control}/psa/tickets"))

@@ -59,6 +59,7 @@ function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkLabel = 
   const paint = (result) => {
     const s = stateOf(result);
     card.dataset.state = s;
+    card.dataset.checkedAt = result?.checked_at ?? '';
     pill.dataset.state = s;
     pill.className = `pill pill-${s}`;
     pill.textContent = PILL[s];
