@@ -173,6 +173,23 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             assert!(tab.contains("All 2 chosen type(s) allow it"), "{tab}");
             s.screenshot("integration-tab").await;
 
+            // Resolve action: the closed status chosen, then Create it for me.
+            open_step(s, "resolve").await;
+            s.wait_text("#resolve-status", "Closed").await;
+            s.find("#resolve-status option[value='9']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            click_and_wait_for_check(s, "resolve", "#resolve-save").await;
+            click_and_wait_for_check(s, "resolve", "#resolve-create").await;
+            assert_eq!(state(s, "#step-resolve").await, "ok");
+            let resolve = s.text("#step-resolve .step-results").await;
+            assert!(
+                resolve.contains("Status After Action — Closed"),
+                "{resolve}"
+            );
+
             // A wrong secret: saved, and the connection step says what to fix.
             let base_url = s
                 .client

@@ -65,6 +65,10 @@ export const integrationScopeSet = (settings) => call('integration_scope_set', {
 export const integrationTabGet = () => call('integration_tab_get');
 export const integrationTabSet = (secret, scheme) => call('integration_tab_set', { secret, scheme });
 export const integrationTabCreate = () => call('integration_tab_create');
+// {settings: {status_id}, statuses: [{id, name}]}
+export const integrationResolveGet = () => call('integration_resolve_get');
+export const integrationResolveSet = (statusId) => call('integration_resolve_set', { statusId });
+export const integrationResolveCreate = () => call('integration_resolve_create');
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

@@ -292,6 +292,65 @@ function tabCard(step, connected) {
   return card.card;
 }
 
+/** Step 5: the custom action Mailroom closes tickets with. */
+function resolveCard(step, connected) {
+  const body = h('div', {}, h('p', { class: 'subtle' }, connected ? 'Loading the statuses…' : 'Connect HaloPSA (step 1) first.'));
+  let card;
+  const load = async () => {
+    if (!connected) return;
+    try {
+      const view = await backend.integrationResolveGet();
+      const select = h('select', { id: 'resolve-status' },
+        h('option', { value: '' }, 'Choose your Closed/Resolved status'),
+        view.statuses.map((st) => h('option', { value: String(st.id), selected: view.settings.status_id === st.id }, st.name)));
+      const form = h('form', { class: 'scope-form', id: 'resolve-form' },
+        h('label', { class: 'field' }, h('span', {}, 'Status After Action'), select),
+        h('div', { class: 'form-actions' }, h('button', { class: 'button primary', type: 'submit', id: 'resolve-save' }, 'Save and check')));
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        if (!select.value) { toast('Choose the status first.', 'error'); return; }
+        try {
+          card.paint(await backend.integrationResolveSet(Number(select.value)));
+        } catch (error) {
+          toast(error.message, 'error');
+        }
+      });
+      const create = h('button', { type: 'button', class: 'button', id: 'resolve-create' }, 'Create it for me');
+      create.addEventListener('click', async () => {
+        create.disabled = true;
+        try {
+          card.paint(await backend.integrationResolveCreate());
+        } catch (error) {
+          toast(error.message, 'error');
+        } finally {
+          create.disabled = false;
+        }
+      });
+      fill(body,
+        h('div', { class: 'create-for-me' }, create,
+          h('small', { class: 'subtle' }, 'Creates (or corrects) the action with the status chosen below. Needs the optional admin permission.')),
+        h('p', {}, 'Or by hand: in HaloPSA, go to ', h('strong', {}, 'Configuration > Tickets > Actions'), ' and click ', h('strong', {}, 'New'), ':'),
+        h('ul', { class: 'settings' },
+          setting('Outcome Description', copyable('Mailroom resolve', 'copy-resolve-name'), ' (character exact)'),
+          setting('Button Name', copyable('Mailroom resolve', 'copy-resolve-button')),
+          setting('Status After Action', 'your Closed/Resolved status (choose it below too)'),
+          setting('Details', 'Action is visible, visible outside of Workflows, Hide from Ticket Header, Hide from User: all on'),
+          setting('Field List', 'add the Private Note field')),
+        form);
+    } catch (error) {
+      fill(body, h('p', { class: 'error-text' }, error.message));
+    }
+  };
+  card = stepCard(5, step, {
+    bodyLabel: 'What to do in HaloPSA',
+    intro: 'The custom action Mailroom closes tickets with, hidden from the requester.',
+    body,
+    onCheck: connected ? async () => (await backend.integrationCheck('resolve'))[0] : null,
+  });
+  load();
+  return card.card;
+}
+
 /** The *Integration* view. */
 export function integrationPanel() {
   const body = h('div', { class: 'stepper', id: 'integration-steps' }, h('p', { class: 'subtle' }, 'Loading…'));
@@ -307,7 +366,8 @@ export function integrationPanel() {
         connectionCard(byId.connection, conn, load),
         agentCard(byId.agent, status.permissions, status.connected),
         scopeCard(byId.scope, status.connected),
-        tabCard(byId.tab, status.connected));
+        tabCard(byId.tab, status.connected),
+        resolveCard(byId.resolve, status.connected));
     } catch (error) {
       fill(body, h('p', { class: 'error-text' }, error.message));
     }

@@ -86,3 +86,26 @@ pub async fn integration_tab_set(
 pub async fn integration_tab_create(state: State<'_, AppState>) -> UiResult<StepResult> {
     Ok(state.core.create_ticket_tab().await?)
 }
+
+/// The resolve step's form: the chosen status and the PSA's statuses.
+#[tauri::command]
+pub async fn integration_resolve_get(
+    state: State<'_, AppState>,
+) -> UiResult<mailroom_engine::integration::ResolveView> {
+    Ok(state.core.integration_resolve().await?)
+}
+
+/// Keeps the status the resolve action sets and checks the step.
+#[tauri::command]
+pub async fn integration_resolve_set(
+    state: State<'_, AppState>,
+    status_id: i64,
+) -> UiResult<StepResult> {
+    Ok(state.core.set_resolve_status(status_id).await?)
+}
+
+/// *Create it for me* (resolve step): the action "Mailroom resolve" as the step checks it.
+#[tauri::command]
+pub async fn integration_resolve_create(state: State<'_, AppState>) -> UiResult<StepResult> {
+    Ok(state.core.create_resolve_action().await?)
+}

@@ -6,7 +6,7 @@
 //!   with what to change when it fails; exits non-zero when a step needs attention;
 //! - `scope`: the ticket types (read live) and the wizard's scope; with options, changes it;
 //! - `tab`: save the ticket tab's Iframe secret and scheme, print the tab's URL;
-//! - `setup <step>`: "Create it for me" (the ticket tab);
+//! - `setup <step>`: "Create it for me" (the ticket tab, the resolve action);
 //! - `test`: the connection's checks for mail processing (credentials, scopes, ticket types,
 //!   the reply outcome of every mailbox).
 
@@ -41,7 +41,7 @@ pub enum PsaCommand {
     },
     /// Check the integration steps through the PSA's API (all of them, or one).
     Check {
-        /// One step: connection, agent, scope, tab.
+        /// One step: connection, agent, scope, tab, resolve.
         #[arg(long)]
         step: Option<String>,
         /// Print JSON instead of a list.
@@ -71,10 +71,14 @@ pub enum PsaCommand {
         secret: Option<String>,
     },
     /// Do a step in HaloPSA through its API ("Create it for me"): `tab` creates the ticket tab
-    /// and allows it on the scope's ticket types. Needs the optional admin permission.
+    /// and allows it on the scope's ticket types; `resolve --status ID` creates the action
+    /// "Mailroom resolve". Needs the optional admin permission.
     Setup {
-        /// The step: tab.
+        /// The step: tab, resolve.
         step: String,
+        /// resolve: the status the action sets (your Closed/Resolved status id).
+        #[arg(long)]
+        status: Option<i64>,
     },
     /// Check the HaloPSA connection for mail processing: sign-in, permissions, ticket types,
     /// reply outcomes.
@@ -264,9 +268,15 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             print_step(&core.check_integration_step(Step::Tab).await?);
             Ok(())
         }
-        PsaCommand::Setup { step } => {
+        PsaCommand::Setup { step, status } => {
             let result = match Step::parse(step)? {
                 Step::Tab => core.create_ticket_tab().await?,
+                Step::Resolve => {
+                    if let Some(status) = status {
+                        core.set_resolve_status(*status).await?;
+                    }
+                    core.create_resolve_action().await?
+                }
                 other => anyhow::bail!(
                     "the {} step has nothing Mailroom can create; do it as `mailroom psa check --step {}` says",
                     other.title(),

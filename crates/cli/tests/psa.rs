@@ -86,7 +86,8 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
             ("connection", true),
             ("agent", true),
             ("scope", true),
-            ("tab", false)
+            ("tab", false),
+            ("resolve", false)
         ]
     );
 
@@ -157,13 +158,25 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
     );
     let setup = mailroom(dir.path(), &["psa", "setup", "tab"], None).await;
     assert!(setup.status.success(), "{}", text(&setup));
+    let resolve = mailroom(
+        dir.path(),
+        &["psa", "setup", "resolve", "--status", "9"],
+        None,
+    )
+    .await;
+    assert!(resolve.status.success(), "{}", text(&resolve));
+    assert!(
+        text(&resolve).contains("ok     Status After Action: Closed"),
+        "{}",
+        text(&resolve)
+    );
     let check = mailroom(dir.path(), &["psa", "check", "--json"], None).await;
     assert!(check.status.success(), "{}", text(&check));
 
     let unknown = mailroom(dir.path(), &["psa", "check", "--step", "webhook"], None).await;
     assert!(!unknown.status.success());
     assert!(
-        text(&unknown).contains("the steps are: connection, agent, scope, tab"),
+        text(&unknown).contains("the steps are: connection, agent, scope, tab, resolve"),
         "{}",
         text(&unknown)
     );

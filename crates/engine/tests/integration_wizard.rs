@@ -441,3 +441,48 @@ async fn a_step_that_breaks_later_is_announced_by_the_periodic_check() {
         .secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
 }
+
+/// The resolve action: named exactly, its button, the chosen closed status, hidden from the
+/// user; Create it for me makes it (or corrects it) once.
+#[tokio::test]
+async fn the_resolve_action_is_checked_field_by_field_and_created_once() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let view = core.integration_resolve().await.unwrap();
+    assert!(view
+        .statuses
+        .iter()
+        .any(|s| s.name == "Closed" && s.id == 9));
+
+    let result = core.check_integration_step(Step::Resolve).await.unwrap();
+    assert!(!result.ok);
+    assert_eq!(item(&result, "status").detail, "None chosen");
+    assert!(item(&result, "action")
+        .detail
+        .contains("No action (outcome) named exactly"));
+    assert_eq!(
+        core.create_resolve_action().await.unwrap_err().code(),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        core.set_resolve_status(99).await.unwrap_err().code(),
+        ErrorCode::InvalidInput
+    );
+
+    let result = core.set_resolve_status(9).await.unwrap();
+    assert_eq!(item(&result, "status").detail, "Closed");
+    let made = core.create_resolve_action().await.unwrap();
+    assert!(made.ok, "{made:#?}");
+    assert_eq!(item(&made, "new_status").detail, "Closed");
+    let again = core.create_resolve_action().await.unwrap();
+    assert!(again.ok, "{again:#?}");
+    let named = psa_for(&sb)
+        .outcomes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.outcome.as_deref() == Some("Mailroom resolve"))
+        .count();
+    assert_eq!(named, 1, "created once, however often it runs");
+}
