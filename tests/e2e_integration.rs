@@ -8,18 +8,29 @@ mod support;
 
 use support::Session;
 
-/// A card's `data-state`, read in the page (the card may be re-rendered meanwhile).
-async fn state(s: &Session, css: &str) -> String {
+/// An element's `data-<key>`, read in the page (a card may be re-rendered meanwhile).
+async fn dataset(s: &Session, css: &str, key: &str) -> String {
     s.client
         .execute(
-            "const el = document.querySelector(arguments[0]); return el ? el.dataset.state : '';",
-            vec![serde_json::json!(css)],
+            "const el = document.querySelector(arguments[0]); return el ? (el.dataset[arguments[1]] || '') : '';",
+            vec![serde_json::json!(css), serde_json::json!(key)],
         )
         .await
         .unwrap()
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A step card's state (`unchecked`, `ok`, `failed`).
+async fn state(s: &Session, css: &str) -> String {
+    dataset(s, css, "state").await
+}
+
+/// A JSON answer of the sandbox's control API.
+async fn control_json(http: &reqwest::Client, url: String, post: bool) -> serde_json::Value {
+    let request = if post { http.post(url) } else { http.get(url) };
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 async fn wait_state(s: &Session, css: &str, want: &str) {
@@ -51,18 +62,8 @@ async fn open_step(s: &Session, step: &str) {
 /// Clicks `button` and waits (up to 30 s) until step `step` shows a new check's result: the
 /// engine's start-up check may already have given the step the state the click leads to.
 async fn click_and_wait_for_check(s: &Session, step: &str, button: &str) {
-    let checked_at = || async {
-        s.client
-            .execute(
-                "const el = document.getElementById('step-' + arguments[0]); return el ? el.dataset.checkedAt || '' : '';",
-                vec![serde_json::json!(step)],
-            )
-            .await
-            .unwrap()
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let card = format!("#step-{step}");
+    let checked_at = || dataset(s, &card, "checkedAt");
     let before = checked_at().await;
     s.find(button).await.click().await.unwrap();
     let start = std::time::Instant::now();
@@ -225,23 +226,9 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             // with the secure URL parameter, signed with the tab's Iframe secret; pasted into
             // Mailroom, the frame shows that ticket's emails.
             let control = s.control_url().await;
-            let root: serde_json::Value = http
-                .get(&control)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let root = control_json(&http, control.clone(), false).await;
             let psa_url = root["psa"].as_str().unwrap().to_string();
-            let tabs: serde_json::Value = http
-                .get(format!("{control}/psa/tabs"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let tabs = control_json(&http, format!("{control}/psa/tabs"), false).await;
             let tab_id = tabs
                 .as_array()
                 .unwrap()
@@ -249,14 +236,12 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                 .find(|t| t["url"].as_str() == Some(url.as_str()))
                 .and_then(|t| t["id"].as_i64())
                 .expect("Create it for me made the tab");
-            let secret: serde_json::Value = http
-                .post(format!("{control}/psa/tabs/{tab_id}/secure-url"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let secret = control_json(
+                &http,
+                format!("{control}/psa/tabs/{tab_id}/secure-url"),
+                true,
+            )
+            .await;
             s.client
                 .execute(
                     "document.querySelector('#step-tab details').open = true;",
@@ -267,14 +252,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             fill(s, "#tab-secret", secret["iframe_secret"].as_str().unwrap()).await;
             click_and_wait_for_check(s, "tab", "#tab-save").await;
             wait_state(s, "#step-tab", "ok").await;
-            let tickets: serde_json::Value = http
-                .get(format!("{control}/psa/tickets"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let tickets = control_json(&http, format!("{control}/psa/tickets"), false).await;
             let ticket = tickets
                 .as_array()
                 .unwrap()

@@ -26,6 +26,24 @@ function copyable(value, id) {
   return h('span', { class: 'copyable', id }, h('code', {}, value), button);
 }
 
+/** *Create it for me*: a button that runs `action` (resolving to the step's new result),
+ *  paints it on `card()`'s card, and says `done` when it went through. */
+function createForMe(id, note, action, card, done = null) {
+  const button = h('button', { type: 'button', class: 'button', id }, 'Create it for me');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      card().paint(await action());
+      if (done) toast(done);
+    } catch (error) {
+      toast(error.message, 'error');
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h('div', { class: 'create-for-me' }, button, h('small', { class: 'subtle' }, note));
+}
+
 /** A PSA field and the value to give it. */
 function setting(name, value) {
   return h('li', {}, h('span', { class: 'setting-name' }, `${name}: `), value);
@@ -252,22 +270,11 @@ function tabCard(step, connected) {
           h('ul', { class: 'plain' }, view.rejections.slice(0, 5).map((r) =>
             h('li', {}, `${new Date(r.at).toLocaleString()} — ${r.reason} (carried: ${r.parameters.join(', ') || 'nothing'})`))))
         : null;
-      const create = h('button', { type: 'button', class: 'button', id: 'tab-create', disabled: !connected },
-        'Create it for me');
-      create.addEventListener('click', async () => {
-        create.disabled = true;
-        try {
-          card.paint(await backend.integrationTabCreate());
-          toast('The tab is in HaloPSA and allowed on the chosen ticket types. Tick "Send secure URL parameter" on it and copy its Iframe secret here.');
-        } catch (error) {
-          toast(error.message, 'error');
-        } finally {
-          create.disabled = false;
-        }
-      });
       fill(body,
-        h('div', { class: 'create-for-me' }, create,
-          h('small', { class: 'subtle' }, 'Creates the tab (needs the optional admin permission) and adds it to the ticket types of step 3. HaloPSA\'s API cannot tick "Send secure URL parameter" or show the Iframe secret: do those two by hand.')),
+        createForMe('tab-create',
+          'Creates the tab (needs the optional admin permission) and adds it to the ticket types of step 3. HaloPSA\'s API cannot tick "Send secure URL parameter" or show the Iframe secret: do those two by hand.',
+          backend.integrationTabCreate, () => card,
+          'The tab is in HaloPSA and allowed on the chosen ticket types. Tick "Send secure URL parameter" on it and copy its Iframe secret here.'),
         h('p', {}, 'Or by hand: in HaloPSA, go to ', h('strong', {}, 'Configuration > Custom Objects > Custom Tabs'), ' and click ', h('strong', {}, 'New'), ':'),
         h('ul', { class: 'settings' },
           setting('Tab Name', copyable('Mailroom', 'copy-tab-name')),
@@ -315,20 +322,10 @@ function resolveCard(step, connected) {
           toast(error.message, 'error');
         }
       });
-      const create = h('button', { type: 'button', class: 'button', id: 'resolve-create' }, 'Create it for me');
-      create.addEventListener('click', async () => {
-        create.disabled = true;
-        try {
-          card.paint(await backend.integrationResolveCreate());
-        } catch (error) {
-          toast(error.message, 'error');
-        } finally {
-          create.disabled = false;
-        }
-      });
       fill(body,
-        h('div', { class: 'create-for-me' }, create,
-          h('small', { class: 'subtle' }, 'Creates (or corrects) the action with the status chosen below. Needs the optional admin permission.')),
+        createForMe('resolve-create',
+          'Creates (or corrects) the action with the status chosen below. Needs the optional admin permission.',
+          backend.integrationResolveCreate, () => card),
         h('p', {}, 'Or by hand: in HaloPSA, go to ', h('strong', {}, 'Configuration > Tickets > Actions'), ' and click ', h('strong', {}, 'New'), ':'),
         h('ul', { class: 'settings' },
           setting('Outcome Description', copyable('Mailroom resolve', 'copy-resolve-name'), ' (character exact)'),
