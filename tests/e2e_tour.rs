@@ -63,6 +63,14 @@ async fn tour_of_the_sandbox_window() {
             assert_eq!(failed, serde_json::json!([]), "every PSA check passes in the sandbox");
             s.screenshot("tour-4-monitoring").await;
 
+            // The Integration area: the engine checked every step when it started; the
+            // sandbox is connected, so the first steps are green and the ticket tab waits.
+            s.find("#nav-integration").await.click().await.unwrap();
+            s.wait_text("#step-connection", "Connected").await;
+            s.wait_text("#step-agent .pill", "Done").await;
+            s.wait_text("#step-tab .pill", "Needs attention").await;
+            s.screenshot("tour-6-integration").await;
+
             // Issue 23 #15: the sign-in is revoked (a password reset); Test connection must
             // turn the page to its sign-in state, not leave "Connected as …" beside the error.
             let control = s.control_url().await;
