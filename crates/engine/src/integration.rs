@@ -305,7 +305,7 @@ pub fn requested_scopes() -> String {
 
 /// Whether the token's granted scopes cover `scope` (HaloPSA: `all` covers everything,
 /// `all:standard` everything but `admin`).
-fn granted(scopes: &[String], scope: &str) -> bool {
+pub(crate) fn granted(scopes: &[String], scope: &str) -> bool {
     scopes.iter().any(|g| {
         g.eq_ignore_ascii_case(scope)
             || g.eq_ignore_ascii_case("all")
@@ -316,7 +316,8 @@ fn granted(scopes: &[String], scope: &str) -> bool {
 /// The menu path of the API application, for fixes.
 const APPLICATION_PATH: &str = "Configuration > Integrations > HaloPSA API > View Applications";
 
-fn sign_in_fix(error: &PsaError) -> String {
+/// What to change when signing in as the API application fails (also `psa_check`).
+pub(crate) fn sign_in_fix(error: &PsaError) -> String {
     match error.kind {
         ErrorKind::Unauthorized => format!(
             "Check the Client ID and secret of the API application ({APPLICATION_PATH}; its authentication method must be \"Client ID and Secret (Services)\"), and the tenant for hosted instances."
@@ -354,17 +355,18 @@ async fn check_connection(client: &PsaClient) -> Vec<CheckItem> {
     }
 }
 
-/// The scopes granted for a token that asks for `admin` alone (none when HaloPSA refuses it).
-async fn admin_grant(core: &Core) -> Vec<String> {
-    match core.psa_client_requesting(Some("admin")).await {
-        Ok(client) => client.granted_scopes().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    }
+/// The clients of one check run, each signing in (once) on first use: `psa` asks for the
+/// permissions mail processing uses, `admin` for `admin` alone (configuration: custom tabs,
+/// the optional permission).
+struct Clients {
+    psa: PsaClient,
+    admin: PsaClient,
 }
 
-async fn check_agent(core: &Core, client: &PsaClient) -> Vec<CheckItem> {
-    let probe = match client.probe().await {
-        Ok(probe) => probe,
+async fn check_agent(clients: &Clients) -> Vec<CheckItem> {
+    let client = &clients.psa;
+    let (agent, granted_scopes) = match client.me().await {
+        Ok(agent) => (agent, client.granted_scopes().await.unwrap_or_default()),
         Err(e) => {
             return vec![CheckItem::failed(
                 "sign_in",
@@ -375,7 +377,7 @@ async fn check_agent(core: &Core, client: &PsaClient) -> Vec<CheckItem> {
         }
     };
     let mut items = Vec::new();
-    let agent = &probe.agent;
+    let agent = &agent;
     let name = agent
         .name
         .clone()
@@ -409,9 +411,12 @@ async fn check_agent(core: &Core, client: &PsaClient) -> Vec<CheckItem> {
         let id = format!("scope:{}", permission.scope);
         let label = format!("Permission {}", permission.scope);
         let in_token = if permission.optional {
-            granted(&admin_grant(core).await, permission.scope)
+            // Not in the mail-processing token: a token that asks for it alone (none when
+            // HaloPSA refuses it).
+            let admin = clients.admin.granted_scopes().await.unwrap_or_default();
+            granted(&admin, permission.scope)
         } else {
-            granted(&probe.granted_scopes, permission.scope)
+            granted(&granted_scopes, permission.scope)
         };
         let read = match permission.probe {
             Some(resource) if in_token => Some(client.can_read(resource).await),
@@ -433,10 +438,10 @@ async fn check_agent(core: &Core, client: &PsaClient) -> Vec<CheckItem> {
                 &label,
                 format!(
                     "Not granted (the token holds: {})",
-                    if probe.granted_scopes.is_empty() {
+                    if granted_scopes.is_empty() {
                         "nothing".to_string()
                     } else {
-                        probe.granted_scopes.join(" ")
+                        granted_scopes.join(" ")
                     }
                 ),
                 fix,
@@ -581,8 +586,8 @@ fn same_url(a: &str, b: &str) -> bool {
     clean(a) == clean(b) || clean(a.split('?').next().unwrap_or(a)) == clean(b)
 }
 
-async fn check_tab(core: &Core, client: &PsaClient) -> Result<Vec<CheckItem>, CoreError> {
-    // (`client` asks for the permissions mail processing needs; see `tabs` below.)
+async fn check_tab(core: &Core, clients: &Clients) -> Result<Vec<CheckItem>, CoreError> {
+    let client = &clients.psa;
     let url = core.ticket_tab_url().await?;
     let mut items = Vec::new();
     items.push(match core.ticket_tab_settings().await? {
@@ -598,12 +603,8 @@ async fn check_tab(core: &Core, client: &PsaClient) -> Result<Vec<CheckItem>, Co
             format!("Copy the custom tab's Iframe secret from HaloPSA ({TABS_PATH}) into this step and save."),
         ),
     });
-    // Custom tabs are configuration: reading them takes `admin`, asked for on its own.
-    let tabs = match core.psa_client_requesting(Some("admin")).await {
-        Ok(admin) => admin.tabs().await,
-        Err(e) => return Err(e),
-    };
-    let tab = match tabs {
+    // Custom tabs are configuration: reading them takes `admin`.
+    let tab = match clients.admin.tabs().await {
         Err(e) => {
             let mut item = CheckItem::failed(
                 "psa_tab",
@@ -682,7 +683,7 @@ async fn check_tab(core: &Core, client: &PsaClient) -> Result<Vec<CheckItem>, Co
     }
     let refused = core.ticket_tab_rejections().await?.into_iter().next();
     let shown = core.ticket_tab_last_shown().await?;
-    let mut opened = match (refused, shown) {
+    let opened = match (refused, shown) {
         (Some(r), shown) if shown.is_none_or(|s| s < r.at) => CheckItem::failed(
             "requests",
             "Requests from HaloPSA",
@@ -699,15 +700,17 @@ async fn check_tab(core: &Core, client: &PsaClient) -> Result<Vec<CheckItem>, Co
             "Requests from HaloPSA",
             format!("A ticket was last shown at {}", shown.format("%Y-%m-%d %H:%M UTC")),
         ),
-        _ => CheckItem::failed(
+        _ => CheckItem {
+            // Not opened yet: said, but not a fault of the set-up.
+            optional: true,
+            ..CheckItem::failed(
             "requests",
             "Requests from HaloPSA",
             "No ticket has been opened with the tab yet",
             "Open a ticket of a chosen type in HaloPSA and click the Mailroom tab.",
-        ),
+        )
+        },
     };
-    opened.optional =
-        opened.id == "requests" && !opened.ok && opened.detail.starts_with("No ticket");
     items.push(opened);
     Ok(items)
 }
@@ -921,21 +924,11 @@ impl Core {
                     })
                     .await?;
                 tracing::info!(tab = ?created.id, %url, "created the ticket tab in HaloPSA");
-                match created.id {
-                    Some(id) => id,
-                    // Not in the reply: find it by its URL.
-                    None => admin
-                        .tabs()
-                        .await?
-                        .into_iter()
-                        .find(|t| t.url.as_deref().is_some_and(|u| same_url(u, &url)))
-                        .and_then(|t| t.id)
-                        .ok_or_else(|| {
-                            CoreError::NotConfigured(format!(
-                                "HaloPSA accepted the tab but does not list it; create it by hand in {TABS_PATH}"
-                            ))
-                        })?,
-                }
+                created.id.ok_or_else(|| {
+                    CoreError::NotConfigured(format!(
+                        "HaloPSA created the tab but answered no id; check it in {TABS_PATH}"
+                    ))
+                })?
             }
         };
         let scope = self.scope_settings().await?;
@@ -1040,13 +1033,25 @@ impl Core {
     /// connection is saved or the store cannot be written; a PSA that refuses is a failed
     /// check in the result.
     pub async fn check_integration_step(&self, step: Step) -> Result<StepResult, CoreError> {
-        let client = self.psa_client().await?;
+        let clients = self.check_clients().await?;
+        self.run_step(step, &clients).await
+    }
+
+    async fn check_clients(&self) -> Result<Clients, CoreError> {
+        Ok(Clients {
+            psa: self.psa_client().await?,
+            admin: self.psa_client_requesting(Some("admin")).await?,
+        })
+    }
+
+    /// Checks `step` with the run's clients and keeps the result.
+    async fn run_step(&self, step: Step, clients: &Clients) -> Result<StepResult, CoreError> {
         let items = match step {
-            Step::Connection => check_connection(&client).await,
-            Step::Agent => check_agent(self, &client).await,
-            Step::Scope => check_scope(&client, &self.scope_settings().await?).await,
-            Step::Tab => check_tab(self, &client).await?,
-            Step::Resolve => check_resolve(self, &client).await?,
+            Step::Connection => check_connection(&clients.psa).await,
+            Step::Agent => check_agent(clients).await,
+            Step::Scope => check_scope(&clients.psa, &self.scope_settings().await?).await,
+            Step::Tab => check_tab(self, clients).await?,
+            Step::Resolve => check_resolve(self, &clients.psa).await?,
         };
         let result = StepResult::new(step, items, Utc::now());
         self.store()
@@ -1055,14 +1060,16 @@ impl Core {
         Ok(result)
     }
 
-    /// Checks every step in order; when the connection fails, the later steps say to connect
-    /// first instead of failing one by one.
+    /// Checks every step in order, with one pair of clients (so one token each for the whole
+    /// run); when the connection fails, the later steps say to connect first instead of failing
+    /// one by one.
     pub async fn check_integration(&self) -> Result<Vec<StepResult>, CoreError> {
-        let connection = self.check_integration_step(Step::Connection).await?;
+        let clients = self.check_clients().await?;
+        let connection = self.run_step(Step::Connection, &clients).await?;
         let mut results = vec![connection.clone()];
         for step in Step::ALL.into_iter().skip(1) {
             if connection.ok {
-                results.push(self.check_integration_step(step).await?);
+                results.push(self.run_step(step, &clients).await?);
             } else {
                 let result = StepResult::new(
                     step,

@@ -9,15 +9,12 @@
 //! 4. `outcomes` — the PSA's outcome list, and for every mailbox the outcome its replies use
 //!    (configured, or the default found by name) exists.
 
-use mailroom_psa::ErrorKind;
 use serde::Serialize;
 
+use crate::integration::{granted as scope_granted, sign_in_fix, PERMISSIONS};
 use crate::outcomes::{outcome_list, resolve_outcome};
 use crate::pipeline::ProcessingSettings;
 use crate::{Core, CoreError};
-
-/// Scopes that cover everything Mailroom does (HaloPSA's API application permissions).
-const NEEDED_SCOPES: &[&str] = &["read:tickets", "edit:tickets", "read:customers"];
 
 /// One check of the PSA test.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,21 +56,6 @@ fn check(id: &str, label: &str, result: Result<String, (String, String)>) -> Psa
     }
 }
 
-fn sign_in_fix(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Unauthorized => {
-            "Check the Client ID and secret of the API application (Configuration > Integrations > HaloPSA API > View Applications), and the tenant for hosted instances."
-        }
-        ErrorKind::Forbidden => {
-            "Give the API application's agent the rights it needs, and allow the scopes on the application's Permissions tab."
-        }
-        ErrorKind::Transport => {
-            "Check the HaloPSA URL (https://yourcompany.halopsa.com), the network and any proxy."
-        }
-        _ => "Check the HaloPSA URL and the API application, then try again.",
-    }
-}
-
 impl Core {
     /// Runs the PSA checks (see the module docs). Fails only when no PSA connection is set up
     /// or the store cannot be read; a PSA that refuses is a failed check in the report.
@@ -86,7 +68,7 @@ impl Core {
                 checks.push(check(
                     "sign_in",
                     "Sign in as the API application",
-                    Err((e.to_string(), sign_in_fix(e.kind).into())),
+                    Err((e.to_string(), sign_in_fix(&e))),
                 ));
                 return Ok(PsaTestReport { ok: false, checks });
             }
@@ -103,15 +85,12 @@ impl Core {
         ));
 
         let granted = &probe.granted_scopes;
-        let missing: Vec<&str> = if granted.iter().any(|s| s == "all") {
-            Vec::new()
-        } else {
-            NEEDED_SCOPES
-                .iter()
-                .copied()
-                .filter(|need| !granted.iter().any(|g| g == need))
-                .collect()
-        };
+        // The permissions mail processing needs (the integration's list).
+        let missing: Vec<&str> = PERMISSIONS
+            .iter()
+            .filter(|p| !p.optional && !scope_granted(granted, p.scope))
+            .map(|p| p.scope)
+            .collect();
         checks.push(check(
             "scopes",
             "Permissions (token scopes)",
