@@ -1,4 +1,6 @@
 //! Fidelity test: Microsoft's MSAL for Python against the sandbox identity platform over HTTPS.
+mod common;
+
 use std::process::Command;
 
 use mailroom_sandbox::{identity::DAEMON_APP_ID, Sandbox, SandboxOptions};
@@ -63,24 +65,6 @@ async fn msal_python_acquires_tokens() {
     });
     let cfg_path = dir.path().join("cfg.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/msal/fidelity.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            // requests lets these variables override Session.verify; MSAL must use the sandbox CA.
-            .env_remove("REQUESTS_CA_BUNDLE")
-            .env_remove("CURL_CA_BUNDLE")
-            .arg(script)
-            .arg(cfg_path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("ALL OK"),
-        "MSAL run failed:\n{stdout}\n{stderr}"
-    );
+    common::run_fidelity_script(py.into(), "msal/fidelity.py", cfg_path).await;
     sb.shutdown().await;
 }

@@ -5,6 +5,8 @@
 //! The SDK lives in its own virtual environment under the target directory
 //! (`target/msgraph-venv`), created and filled from PyPI on first use with pinned versions.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,26 +81,7 @@ async fn microsofts_graph_sdk_pages_deltas_moves_sends_and_reads_attachments() {
     });
     let cfg_path = dir.path().join("cfg.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/msgraph/fidelity.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            // httpx and requests would let these override the sandbox CA.
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("REQUESTS_CA_BUNDLE")
-            .env_remove("CURL_CA_BUNDLE")
-            .arg(script)
-            .arg(cfg_path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("ALL OK"),
-        "msgraph-sdk run failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = common::run_fidelity_script(python, "msgraph/fidelity.py", cfg_path).await;
     eprintln!("{stdout}");
     sb.shutdown().await;
 }

@@ -87,3 +87,35 @@ pub async fn token(sb: &Sandbox, tenant: &str, form: &[(&str, &str)]) -> (u16, s
 pub fn code_of(body: &serde_json::Value) -> u64 {
     body["error_codes"][0].as_u64().unwrap_or(0)
 }
+
+/// Runs one of Microsoft's clients as a fidelity script (`tests/<script>` with `python`, its
+/// configuration in `cfg`) and fails unless it prints `ALL OK`; answers what it printed. The
+/// CA-bundle variables are removed: requests and httpx would let them override the sandbox CA.
+pub async fn run_fidelity_script(
+    python: std::path::PathBuf,
+    script: &str,
+    cfg: std::path::PathBuf,
+) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .arg(&script)
+            .arg(cfg)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "the fidelity script failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
