@@ -34,8 +34,9 @@ async fn monitoring_and_integration_open_with_their_empty_states() {
         .await
         .run("service_views", async |s| {
             s.find("#nav-monitoring").await.click().await.unwrap();
-            let monitoring = s.text("#empty-monitoring").await;
-            assert!(monitoring.contains("Add a mailbox first"), "{monitoring}");
+            // (Read once it has its text: the view fills in after the click.)
+            s.wait_text("#empty-monitoring", "Add a mailbox first")
+                .await;
             s.find("#nav-integration").await.click().await.unwrap();
             // No PSA yet: the wizard opens on its first step, the connection form, with the
             // agent step's instructions (and the permissions Mailroom needs) below it.
