@@ -50,6 +50,9 @@ pub enum CoreError {
     /// The webhook receiver or a subscription call failed.
     #[error(transparent)]
     Webhook(#[from] webhooks::WebhookError),
+    /// A certificate could not be generated, read or used (the message says why and what to do).
+    #[error("{0}")]
+    Certificate(String),
 }
 
 /// The closed set of error codes front ends switch on (never on message text).
@@ -97,6 +100,7 @@ impl CoreError {
             CoreError::Connect(e) => e.code(),
             CoreError::Psa(_) => ErrorCode::PsaFailed,
             CoreError::NotConfigured(_) => ErrorCode::NotConfigured,
+            CoreError::Certificate(_) => ErrorCode::CertificateInvalid,
             CoreError::Webhook(e) => {
                 use webhooks::WebhookError as W;
                 match e {

@@ -486,3 +486,99 @@ async fn the_resolve_action_is_checked_field_by_field_and_created_once() {
         .count();
     assert_eq!(named, 1, "created once, however often it runs");
 }
+
+#[tokio::test]
+async fn the_certificate_is_generated_uploaded_once_and_a_replaced_one_is_named() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let result = core
+        .check_integration_step(Step::Certificate)
+        .await
+        .unwrap();
+    assert!(!result.ok);
+    assert_eq!(item(&result, "saved").detail, "No certificate yet");
+    assert_eq!(
+        core.upload_webhook_certificate().await.unwrap_err().code(),
+        ErrorCode::InvalidInput
+    );
+
+    // Generated: the PFX opens with the password shown once; the key is in the keyring only.
+    let generated = core.generate_webhook_certificate().await.unwrap();
+    let cred = mailroom_graph::CertificateCredential::from_pfx(&generated.pfx, &generated.password)
+        .unwrap();
+    assert_eq!(cred.thumbprint_sha1_hex(), generated.certificate.thumbprint);
+    let kept = core.webhook_certificate().await.unwrap().unwrap();
+    assert_eq!(kept, generated.certificate);
+    assert!(!kept.cert_pem.contains("PRIVATE KEY"));
+    let settings_text = serde_json::to_string(&kept).unwrap();
+    assert!(!settings_text.contains(&generated.password));
+    let result = core
+        .check_integration_step(Step::Certificate)
+        .await
+        .unwrap();
+    assert!(item(&result, "saved").ok, "{result:#?}");
+    assert!(item(&result, "validity").ok);
+    assert_eq!(item(&result, "psa_certificate").detail, "Not uploaded yet");
+
+    // Create it for me: uploaded once, however often it runs; the PSA shows the thumbprint.
+    let uploaded = core.upload_webhook_certificate().await.unwrap();
+    assert!(uploaded.ok, "{uploaded:#?}");
+    assert!(core.upload_webhook_certificate().await.unwrap().ok);
+    let in_psa = psa_for(&sb).certificates().await.unwrap();
+    assert_eq!(in_psa.len(), 1, "{in_psa:?}");
+    assert_eq!(in_psa[0].name.as_deref(), Some("Mailroom"));
+    assert_eq!(
+        in_psa[0].thumbprint.as_deref(),
+        Some(kept.thumbprint.as_str())
+    );
+
+    // A new certificate in Mailroom: HaloPSA's "Mailroom" is now another one, named as such;
+    // uploading again updates that record instead of adding a second.
+    let renewed = core.generate_webhook_certificate().await.unwrap();
+    let result = core
+        .check_integration_step(Step::Certificate)
+        .await
+        .unwrap();
+    assert!(!result.ok);
+    let detail = &item(&result, "psa_certificate").detail;
+    assert!(detail.contains("is another certificate"), "{detail}");
+    assert!(detail.contains(&kept.thumbprint), "{detail}");
+    assert!(core.upload_webhook_certificate().await.unwrap().ok);
+    let in_psa = psa_for(&sb).certificates().await.unwrap();
+    assert_eq!(in_psa.len(), 1);
+    assert_eq!(
+        in_psa[0].thumbprint.as_deref(),
+        Some(renewed.certificate.thumbprint.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_imported_pfx_with_a_wrong_password_or_no_key_is_refused_and_the_kept_one_stays() {
+    let (_dir, core) = core().await;
+    let generated = core.generate_webhook_certificate().await.unwrap();
+    let wrong = core
+        .import_webhook_certificate(&generated.pfx, "not-the-password")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), ErrorCode::CertificateInvalid);
+    assert!(wrong.to_string().contains("password is wrong"), "{wrong}");
+    let garbage = core
+        .import_webhook_certificate(b"not a pfx", "x")
+        .await
+        .unwrap_err();
+    assert!(garbage.to_string().contains("PKCS#12"), "{garbage}");
+    assert_eq!(
+        core.webhook_certificate().await.unwrap(),
+        Some(generated.certificate.clone())
+    );
+    let imported = core
+        .import_webhook_certificate(&generated.pfx, &generated.password)
+        .await
+        .unwrap();
+    assert_eq!(imported.thumbprint, generated.certificate.thumbprint);
+    assert_eq!(
+        imported.origin,
+        mailroom_engine::integration::CertificateOrigin::Imported
+    );
+}

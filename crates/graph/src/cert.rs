@@ -176,6 +176,30 @@ impl CertificateCredential {
         )
     }
 
+    /// Writes certificate + private key as a password-protected PKCS#12 (.pfx) file: PBES2
+    /// (PBKDF2 + AES-256-CBC) with an HMAC-SHA256 MAC, which Windows, .NET and OpenSSL 3 read.
+    /// The friendly name is `alias`; the local key id is the SHA-1 thumbprint.
+    pub fn to_pfx(&self, alias: &str, password: &str) -> Result<Vec<u8>, CertificateError> {
+        use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+        let cert = Certificate::from_der(&self.cert_der)
+            .map_err(|e| CertificateError::InvalidCertificate(e.to_string()))?;
+        let key = PrivateKey::from_der(self.private_key.expose())
+            .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))?;
+        let mut store = KeyStore::new();
+        store.add_entry(
+            alias,
+            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(
+                self.thumbprint_sha1.to_vec(),
+                key,
+                [cert],
+            )),
+        );
+        store
+            .writer(password)
+            .write()
+            .map_err(|e| CertificateError::InvalidPfx(e.to_string()))
+    }
+
     /// Serializes certificate + private key as PEM (`CERTIFICATE` then `PRIVATE KEY`), for the
     /// OS keyring. The result contains the private key, hence a [`Secret`].
     pub fn to_pem_bundle(&self) -> Secret {

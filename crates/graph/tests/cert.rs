@@ -334,3 +334,53 @@ fn a_1024_bit_key_is_refused_at_import() {
         other => panic!("expected UnsupportedKey, got {other:?}"),
     }
 }
+
+#[test]
+fn to_pfx_writes_a_file_openssl_and_the_importer_read() {
+    let (dir, _) = key_and_cert();
+    openssl(
+        dir.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "key.pem",
+            "-in",
+            "cert.pem",
+            "-passout",
+            "pass:first",
+            "-out",
+            "first.pfx",
+        ],
+    );
+    let original = CertificateCredential::from_pfx(
+        &std::fs::read(dir.path().join("first.pfx")).unwrap(),
+        "first",
+    )
+    .unwrap();
+    let pfx = original.to_pfx("Mailroom", "second").unwrap();
+    std::fs::write(dir.path().join("second.pfx"), &pfx).unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "pkcs12",
+            "-in",
+            "second.pfx",
+            "-passin",
+            "pass:second",
+            "-nodes",
+            "-out",
+            "second.pem",
+        ],
+    );
+    let pem = std::fs::read_to_string(dir.path().join("second.pem")).unwrap();
+    assert!(pem.contains("friendlyName: Mailroom"), "{pem}");
+    assert!(pem.contains("-----BEGIN PRIVATE KEY-----"));
+    let back = CertificateCredential::from_pfx(&pfx, "second").unwrap();
+    assert_eq!(back.thumbprint_sha1(), original.thumbprint_sha1());
+    assert_eq!(back.private_key_pkcs8(), original.private_key_pkcs8());
+    assert!(matches!(
+        CertificateCredential::from_pfx(&pfx, "first"),
+        Err(CertificateError::WrongPassword)
+    ));
+}

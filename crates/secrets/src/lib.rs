@@ -44,17 +44,20 @@ pub enum SecretKind {
     ClientState,
     /// The PSA ticket tab's *Iframe secret* (verifies its secure URL parameter).
     TabSecret,
+    /// The certificate HaloPSA signs its webhooks with: PEM certificate + PKCS#8 private key.
+    WebhookCertificate,
 }
 
 impl SecretKind {
     /// All kinds, for cleanup.
-    pub const ALL: [SecretKind; 6] = [
+    pub const ALL: [SecretKind; 7] = [
         SecretKind::ClientSecret,
         SecretKind::RefreshToken,
         SecretKind::Certificate,
         SecretKind::PsaClientSecret,
         SecretKind::ClientState,
         SecretKind::TabSecret,
+        SecretKind::WebhookCertificate,
     ];
 
     fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl SecretKind {
             SecretKind::PsaClientSecret => "psa-client-secret",
             SecretKind::ClientState => "client-state",
             SecretKind::TabSecret => "tab-secret",
+            SecretKind::WebhookCertificate => "webhook-certificate",
         }
     }
 }

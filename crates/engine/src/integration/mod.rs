@@ -20,6 +20,7 @@
 //! - A step after a failed `connection` is not run: it says to connect first.
 
 mod access;
+mod certificate;
 mod resolve;
 mod scope;
 mod tab;
@@ -32,6 +33,10 @@ use crate::{Core, CoreError};
 
 pub(crate) use access::{granted, sign_in_fix};
 pub use access::{requested_scopes, Permission, PERMISSIONS};
+pub use certificate::{
+    CertificateOrigin, CertificateView, GeneratedCertificate, WebhookCertificate,
+    GENERATED_VALIDITY_DAYS, PSA_CERTIFICATE_NAME,
+};
 pub use resolve::{ResolveSettings, ResolveView, StatusChoice, RESOLVE_ACTION};
 pub(crate) use scope::SCOPE_KEY;
 pub use scope::{ScopeSettings, ScopeView, TicketTypeChoice};
@@ -48,16 +53,18 @@ pub enum Step {
     Scope,
     Tab,
     Resolve,
+    Certificate,
 }
 
 impl Step {
     /// Every step, in the wizard's order.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Connection,
         Step::Agent,
         Step::Scope,
         Step::Tab,
         Step::Resolve,
+        Step::Certificate,
     ];
 
     /// The stable id (`connection`, `agent`).
@@ -68,6 +75,7 @@ impl Step {
             Step::Scope => "scope",
             Step::Tab => "tab",
             Step::Resolve => "resolve",
+            Step::Certificate => "certificate",
         }
     }
 
@@ -79,6 +87,7 @@ impl Step {
             Step::Scope => "Scope: ticket types",
             Step::Tab => "Ticket tab",
             Step::Resolve => "Resolve action",
+            Step::Certificate => "Webhook certificate",
         }
     }
 
@@ -166,6 +175,9 @@ impl StepResult {
                 Step::Scope => "The chosen ticket types exist".to_string(),
                 Step::Tab => "Mailroom's tab shows in the chosen ticket types".to_string(),
                 Step::Resolve => format!("\"{RESOLVE_ACTION}\" is set up as Mailroom needs"),
+                Step::Certificate => {
+                    format!("HaloPSA holds Mailroom's certificate as \"{PSA_CERTIFICATE_NAME}\"")
+                }
             },
             Some(item) => format!("{}: {}", item.label, item.detail),
         };
@@ -236,6 +248,13 @@ impl Core {
         self.run_step(step, &clients).await
     }
 
+    /// A client for *Create it for me*: its tokens ask for `admin` and every permission Mailroom
+    /// uses (uploading a certificate also writes an attachment).
+    pub(crate) async fn psa_setup_client(&self) -> Result<PsaClient, CoreError> {
+        self.psa_client_requesting(Some(&format!("admin {}", requested_scopes())))
+            .await
+    }
+
     async fn check_clients(&self) -> Result<Clients, CoreError> {
         Ok(Clients {
             psa: self.psa_client().await?,
@@ -251,6 +270,7 @@ impl Core {
             Step::Scope => scope::check_scope(&clients.psa, &self.scope_settings().await?).await,
             Step::Tab => tab::check_tab(self, clients).await?,
             Step::Resolve => resolve::check_resolve(self, &clients.psa).await?,
+            Step::Certificate => certificate::check_certificate(self, clients).await?,
         };
         let result = StepResult::new(step, items, Utc::now());
         self.store()
@@ -315,7 +335,7 @@ mod tests {
         assert_eq!(Step::parse(" agent ").unwrap(), Step::Agent);
         let err = Step::parse("webhook").unwrap_err().to_string();
         assert!(
-            err.contains("connection, agent, scope, tab, resolve"),
+            err.contains("connection, agent, scope, tab, resolve, certificate"),
             "{err}"
         );
     }
