@@ -46,6 +46,7 @@ pub mod inbound;
 mod lock;
 mod mailboxes;
 mod psa_connections;
+pub mod psa_webhooks;
 mod settings;
 mod store_id;
 pub mod webhooks;
