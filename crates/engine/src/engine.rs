@@ -359,13 +359,19 @@ impl Inner {
             .await
             .map_err(|e| (e.into(), supervisor.statuses().len()))?;
 
-        // The receiver serves Graph's notifications and the PSA's ticket tab.
+        // The receiver serves Graph's notifications, the PSA's ticket tab and its webhook.
         let tab = self
             .core
             .ticket_tab_settings()
             .await
             .map_err(|e| (e.into(), supervisor.statuses().len()))?;
+        let psa_webhook = self
+            .core
+            .webhook_certificate()
+            .await
+            .map_err(|e| (e.into(), supervisor.statuses().len()))?;
         let wants_receiver = tab.is_some()
+            || psa_webhook.is_some()
             || mailboxes
                 .iter()
                 .any(|m| m.enabled && m.method == MailboxMethod::Webhook);

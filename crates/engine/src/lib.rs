@@ -15,6 +15,7 @@ pub mod outcomes;
 pub mod pipeline;
 pub mod psa_check;
 pub mod psa_connection;
+pub mod psa_webhook;
 pub mod sync;
 pub mod ticket_tab;
 pub mod webhooks;

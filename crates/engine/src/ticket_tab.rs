@@ -101,9 +101,14 @@ impl Core {
         Ok(self.store().setting(TAB_SETTINGS_KEY).await?)
     }
 
-    /// The URL to give the custom tab in HaloPSA: the receiver's base URL (as it last ran, else
-    /// as the webhook settings say) and [`TAB_PATH`].
+    /// The URL to give the custom tab in HaloPSA: [`Core::receiver_url`] of [`TAB_PATH`].
     pub async fn ticket_tab_url(&self) -> Result<String, CoreError> {
+        self.receiver_url(TAB_PATH).await
+    }
+
+    /// A URL on the webhook receiver: its base URL (as it last ran, else as the webhook
+    /// settings say) and `path`.
+    pub async fn receiver_url(&self, path: &str) -> Result<String, CoreError> {
         let running: Option<String> = self.store().setting(RECEIVER_BASE_URL_KEY).await?;
         let base = match running {
             Some(base) => base,
@@ -119,7 +124,7 @@ impl Core {
                 }
             }
         };
-        Ok(format!("{}{}", base.trim_end_matches('/'), TAB_PATH))
+        Ok(format!("{}{}", base.trim_end_matches('/'), path))
     }
 
     /// When the tab last showed a ticket's page.

@@ -114,6 +114,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    /// Serializes bursts of small write transactions from one source (PSA webhook deliveries):
+    /// waiting here is cheaper than SQLite's busy handler, which sleeps between retries.
+    burst_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -142,7 +145,11 @@ impl Store {
             })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         tracing::debug!(path = %path.display(), "store opened");
-        Ok(Store { pool, path })
+        Ok(Store {
+            pool,
+            path,
+            burst_writes: Default::default(),
+        })
     }
 
     /// Opens the database in the per-user data directory (see [`data_dir`]).

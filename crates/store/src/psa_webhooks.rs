@@ -227,6 +227,7 @@ impl Store {
     /// newest [`REFUSED_KEPT`]. Returns its id.
     pub async fn record_refused_psa_delivery(&self, delivery: &NewPsaDelivery) -> Result<i64> {
         let headers = headers_json(delivery);
+        let _turn = self.burst_writes.lock().await;
         let mut tx = self.pool().begin().await?;
         let id: i64 = bind_delivery(
             &format!("{INSERT_DELIVERY} RETURNING id"),
@@ -260,17 +261,30 @@ impl Store {
         effects: &DeliveryEffects,
     ) -> Result<Recorded> {
         let headers = headers_json(delivery);
+        let _turn = self.burst_writes.lock().await;
         let mut tx = self.pool().begin().await?;
-        let first: Option<i64> = match delivery.payload_id.as_deref() {
-            Some(payload_id) => sqlx::query_scalar(
+        // The first statement writes, so the transaction takes the write lock at once (waiting
+        // its turn) instead of upgrading a read lock, which concurrent writers would refuse.
+        let applied: Option<i64> = bind_delivery(
+            &format!(
+                "{INSERT_DELIVERY} ON CONFLICT (payload_id) WHERE verification = 'verified' DO NOTHING RETURNING id"
+            ),
+            delivery,
+            Verification::Verified,
+            &delivery.detail,
+            &headers,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?;
+        let Some(id) = applied else {
+            let first: i64 = sqlx::query_scalar(
                 "SELECT id FROM psa_webhook_deliveries WHERE payload_id = ? AND verification = 'verified'",
             )
-            .bind(payload_id)
-            .fetch_optional(&mut *tx)
-            .await?,
-            None => None,
-        };
-        if let Some(first) = first {
+            .bind(delivery.payload_id.as_deref())
+            .fetch_one(&mut *tx)
+            .await?;
             let detail = format!(
                 "{} — already received as delivery #{first}; not applied again",
                 delivery.detail
@@ -287,17 +301,7 @@ impl Store {
             .try_get("id")?;
             tx.commit().await?;
             return Ok(Recorded::Replay { id, first });
-        }
-        let id: i64 = bind_delivery(
-            &format!("{INSERT_DELIVERY} RETURNING id"),
-            delivery,
-            Verification::Verified,
-            &delivery.detail,
-            &headers,
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+        };
         if let Some(t) = &effects.ticket {
             sqlx::query(
                 "INSERT INTO psa_tickets (ticket_id, summary, client_id, site_id, user_id, status_id,

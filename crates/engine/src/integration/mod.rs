@@ -33,6 +33,7 @@ use crate::{Core, CoreError};
 
 pub(crate) use access::{granted, sign_in_fix};
 pub use access::{requested_scopes, Permission, PERMISSIONS};
+pub(crate) use certificate::{same_thumbprint, CERTIFICATE_KEY};
 pub use certificate::{
     CertificateOrigin, CertificateView, GeneratedCertificate, WebhookCertificate,
     GENERATED_VALIDITY_DAYS, PSA_CERTIFICATE_NAME,

@@ -31,7 +31,72 @@ pub(super) fn router(webhooks: Webhooks) -> Router {
         .route("/graph/notify/{mailbox_id}", post(notify))
         .route("/graph/lifecycle/{mailbox_id}", post(lifecycle))
         .route(crate::ticket_tab::TAB_PATH, get(ticket_tab))
+        .route(crate::psa_webhook::PSA_WEBHOOK_PATH, post(psa_webhook))
+        .layer(axum::middleware::map_response_with_state(
+            webhooks.clone(),
+            close_when_full,
+        ))
         .with_state(webhooks)
+}
+
+/// When every connection permit is taken (others wait in the listen backlog), the answered
+/// connection is closed instead of kept alive: an idle keep-alive connection would otherwise
+/// hold its permit until the header read timeout while senders queue behind it.
+async fn close_when_full(State(webhooks): State<Webhooks>, mut response: Response) -> Response {
+    if webhooks.inner.connections.available_permits() == 0 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// HaloPSA's webhook (`crate::psa_webhook`): verified, stored and applied before it is
+/// answered.
+async fn psa_webhook(
+    State(webhooks): State<Webhooks>,
+    request_headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let inner = &webhooks.inner;
+    let options = &inner.options;
+    let bytes = match tokio::time::timeout(
+        options.body_read_timeout,
+        axum::body::to_bytes(body, options.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            return closing(
+                StatusCode::BAD_REQUEST,
+                format!("request body rejected: {e}"),
+            )
+        }
+        Err(_) => {
+            return closing(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time".into(),
+            )
+        }
+    };
+    let headers: Vec<(String, String)> = request_headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let (status, answer) =
+        crate::psa_webhook::receive(&inner.store, &headers, &bytes, inner.clock.now()).await;
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        answer,
+    )
+        .into_response()
 }
 
 /// The PSA ticket tab (`crate::ticket_tab`): the ticket's page for a verified request, else the
