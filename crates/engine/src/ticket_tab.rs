@@ -96,6 +96,32 @@ impl Core {
         Ok(settings)
     }
 
+    /// The tab's URL for `ticket_id` with the secure parameter signed as HaloPSA would sign it
+    /// (the end-to-end test opens it); `None` until the tab secret is saved.
+    pub(crate) async fn signed_ticket_tab_url(
+        &self,
+        ticket_id: i64,
+        agent_id: Option<i64>,
+    ) -> Result<Option<String>, CoreError> {
+        let Some(settings) = self.ticket_tab_settings().await? else {
+            return Ok(None);
+        };
+        let Some(secret) = self.secrets().get_async(tab_secret_key()).await? else {
+            return Ok(None);
+        };
+        let mut url = url::Url::parse(&self.ticket_tab_url().await?).map_err(|e| {
+            CoreError::InvalidInput(format!("the ticket tab's URL is not valid: {e}"))
+        })?;
+        url.query_pairs_mut().extend_pairs(sign(
+            settings.scheme,
+            secret.expose().as_bytes(),
+            ticket_id,
+            agent_id,
+            Utc::now(),
+        ));
+        Ok(Some(url.to_string()))
+    }
+
     /// The tab's settings, `None` until its secret was saved.
     pub async fn ticket_tab_settings(&self) -> Result<Option<TabSettings>, CoreError> {
         Ok(self.store().setting(TAB_SETTINGS_KEY).await?)

@@ -582,3 +582,108 @@ async fn an_imported_pfx_with_a_wrong_password_or_no_key_is_refused_and_the_kept
         mailroom_engine::integration::CertificateOrigin::Imported
     );
 }
+
+/// Starts a receiver on a free port and points the webhook settings at it (what the engine
+/// does when it runs), so the wizard's URLs name it.
+async fn receiver(core: &Core, sb: &Sandbox) -> mailroom_engine::webhooks::Webhooks {
+    use mailroom_engine::webhooks::{WebhookOptions, WebhookSettings, Webhooks};
+    let hooks = Webhooks::start(
+        WebhookOptions::default(),
+        core.store().clone(),
+        core.secrets().clone(),
+        sb.clock(),
+        None,
+    )
+    .await
+    .expect("receiver starts");
+    core.set_webhook_settings(&WebhookSettings {
+        port: Some(hooks.local_addr().port()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    hooks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_psa_webhook_is_created_signed_and_the_end_to_end_test_goes_green_then_red() {
+    let sb = sandbox().await;
+    let (_dir, core) = core().await;
+    connect(&core, &sb, &sb.tenant().psa.client_secret.clone()).await;
+    let _hooks = receiver(&core, &sb).await;
+
+    let result = core.check_integration_step(Step::Webhook).await.unwrap();
+    assert!(!result.ok);
+    assert!(item(&result, "psa_webhook")
+        .detail
+        .starts_with("No webhook posts to http://127.0.0.1:"));
+    assert_eq!(
+        core.create_psa_webhook().await.unwrap_err().code(),
+        ErrorCode::InvalidInput,
+        "the certificate comes first"
+    );
+    let test = core.check_integration_step(Step::Test).await.unwrap();
+    assert_eq!(item(&test, "not_run").detail, "Not run yet");
+
+    core.generate_webhook_certificate().await.unwrap();
+    assert!(core.upload_webhook_certificate().await.unwrap().ok);
+    let made = core.create_psa_webhook().await.unwrap();
+    // Everything but a delivery, which only the test (or a real ticket) brings.
+    assert!(made.ok, "{made:#?}");
+    assert!(!item(&made, "deliveries").ok && item(&made, "deliveries").optional);
+    assert!(core.create_psa_webhook().await.unwrap().ok, "idempotent");
+    let hooks_in_psa = psa_for(&sb).webhooks().await.unwrap();
+    assert_eq!(hooks_in_psa.len(), 1, "{hooks_in_psa:?}");
+    assert_eq!(hooks_in_psa[0].authentication_type, Some(4));
+
+    core.set_ticket_tab(SecretValue::new("tab-secret"), Default::default())
+        .await
+        .unwrap();
+    let run = core
+        .run_end_to_end_test(mailroom_engine::integration::DELIVERY_WAIT)
+        .await
+        .unwrap();
+    assert!(run.ok, "{run:#?}");
+    for id in ["ticket", "delivery", "psa_log", "tab", "cleanup"] {
+        assert!(item(&run, id).ok, "{id}: {run:#?}");
+    }
+    assert!(item(&run, "delivery").detail.contains("verified"));
+    let ticket_id: i64 = item(&run, "ticket").detail["Ticket ".len()..]
+        .parse()
+        .unwrap();
+    assert!(
+        psa_for(&sb).get_ticket(ticket_id).await.is_err(),
+        "the test ticket was deleted"
+    );
+    // The check keeps the test's result instead of running it again.
+    let kept = core.check_integration_step(Step::Test).await.unwrap();
+    assert_eq!(kept, run);
+    let webhook = core.check_integration_step(Step::Webhook).await.unwrap();
+    assert!(item(&webhook, "deliveries").ok, "{webhook:#?}");
+
+    // Broken in the PSA: the webhook switched off, and signing with another certificate.
+    let id = hooks_in_psa[0].id.clone().unwrap();
+    let _: serde_json::Value = psa_for(&sb)
+        .post_one("Webhook", &serde_json::json!({"id": id, "active": false}))
+        .await
+        .unwrap();
+    let result = core.check_integration_step(Step::Webhook).await.unwrap();
+    assert!(!result.ok);
+    assert_eq!(item(&result, "active").detail, "It is switched off");
+    assert!(
+        core.create_psa_webhook().await.unwrap().ok,
+        "Create it for me mends it"
+    );
+
+    // A certificate replaced in Mailroom only: HaloPSA signs with the old one, so the test's
+    // delivery is refused and the run names why.
+    core.generate_webhook_certificate().await.unwrap();
+    let run = core
+        .run_end_to_end_test(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(!run.ok);
+    let delivery = item(&run, "delivery");
+    assert!(delivery.detail.contains("refused"), "{delivery:?}");
+    assert!(!item(&run, "psa_log").ok, "HaloPSA logged the 401 too");
+}

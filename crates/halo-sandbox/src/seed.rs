@@ -145,6 +145,9 @@ pub struct WebhookEvents {
     pub new_ticket: i64,
     /// "Ticket Status Changed" (76 per the reference).
     pub status_changed: i64,
+    /// "Ticket Updated" (client or site changed): unconfirmed ([U]); the sandbox's default is
+    /// 19 (the number RED gives "Ticket Updated by User").
+    pub ticket_updated: i64,
     /// "Action Added": unconfirmed ([U]); the sandbox's default is 31.
     pub action_added: i64,
     /// "Ticket Deleted" (1072 per the reference).
@@ -156,6 +159,7 @@ impl Default for WebhookEvents {
         Self {
             new_ticket: 3,
             status_changed: 76,
+            ticket_updated: 19,
             action_added: 31,
             ticket_deleted: 1072,
         }

@@ -140,6 +140,12 @@ impl State {
                     *t,
                     format!("The status has been changed for Ticket ID: {t:07}."),
                 ),
+                Event::TicketUpdated(t) => (
+                    ev.ticket_updated,
+                    "ticket updated",
+                    *t,
+                    format!("Ticket ID: {t:07} has been updated."),
+                ),
                 Event::ActionAdded { ticket_id, .. } => (
                     ev.action_added,
                     "action added",

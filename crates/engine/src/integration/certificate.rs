@@ -30,7 +30,7 @@ pub(crate) const CERTIFICATE_KEY: &str = "integration.certificate";
 pub const PSA_CERTIFICATE_NAME: &str = "Mailroom";
 
 /// Where certificates are registered in HaloPSA.
-pub(crate) const CERTIFICATES_PATH: &str = "Configuration > Advanced Settings > Certificates";
+pub(super) const CERTIFICATES_PATH: &str = "Configuration > Advanced Settings > Certificates";
 
 /// How long a generated certificate is valid.
 pub const GENERATED_VALIDITY_DAYS: i64 = 730;

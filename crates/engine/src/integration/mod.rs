@@ -21,9 +21,11 @@
 
 mod access;
 mod certificate;
+mod end_to_end;
 mod resolve;
 mod scope;
 mod tab;
+mod webhook;
 
 use chrono::{DateTime, Utc};
 use mailroom_psa::PsaClient;
@@ -38,9 +40,11 @@ pub use certificate::{
     CertificateOrigin, CertificateView, GeneratedCertificate, WebhookCertificate,
     GENERATED_VALIDITY_DAYS, PSA_CERTIFICATE_NAME,
 };
+pub use end_to_end::DELIVERY_WAIT;
 pub use resolve::{ResolveSettings, ResolveView, StatusChoice, RESOLVE_ACTION};
 pub(crate) use scope::SCOPE_KEY;
 pub use scope::{ScopeSettings, ScopeView, TicketTypeChoice};
+pub use webhook::PSA_WEBHOOK_NAME;
 
 /// Settings key prefix of the kept results.
 const RESULT_KEY: &str = "integration.check.";
@@ -55,17 +59,21 @@ pub enum Step {
     Tab,
     Resolve,
     Certificate,
+    Webhook,
+    Test,
 }
 
 impl Step {
     /// Every step, in the wizard's order.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 8] = [
         Step::Connection,
         Step::Agent,
         Step::Scope,
         Step::Tab,
         Step::Resolve,
         Step::Certificate,
+        Step::Webhook,
+        Step::Test,
     ];
 
     /// The stable id (`connection`, `agent`).
@@ -77,6 +85,8 @@ impl Step {
             Step::Tab => "tab",
             Step::Resolve => "resolve",
             Step::Certificate => "certificate",
+            Step::Webhook => "webhook",
+            Step::Test => "test",
         }
     }
 
@@ -89,6 +99,8 @@ impl Step {
             Step::Tab => "Ticket tab",
             Step::Resolve => "Resolve action",
             Step::Certificate => "Webhook certificate",
+            Step::Webhook => "PSA webhook",
+            Step::Test => "End-to-end test",
         }
     }
 
@@ -176,6 +188,8 @@ impl StepResult {
                 Step::Scope => "The chosen ticket types exist".to_string(),
                 Step::Tab => "Mailroom's tab shows in the chosen ticket types".to_string(),
                 Step::Resolve => format!("\"{RESOLVE_ACTION}\" is set up as Mailroom needs"),
+                Step::Test => "Every link of the chain works".to_string(),
+                Step::Webhook => "HaloPSA posts its ticket events to Mailroom, signed".to_string(),
                 Step::Certificate => {
                     format!("HaloPSA holds Mailroom's certificate as \"{PSA_CERTIFICATE_NAME}\"")
                 }
@@ -272,12 +286,31 @@ impl Core {
             Step::Tab => tab::check_tab(self, clients).await?,
             Step::Resolve => resolve::check_resolve(self, &clients.psa).await?,
             Step::Certificate => certificate::check_certificate(self, clients).await?,
+            Step::Webhook => webhook::check_webhook(self, clients).await?,
+            Step::Test => match self.kept_result(Step::Test).await? {
+                // The test writes to the PSA: a check shows its last run, never reruns it.
+                Some(result) => return Ok(result),
+                None => end_to_end::not_run(),
+            },
         };
-        let result = StepResult::new(step, items, Utc::now());
+        self.keep_result(StepResult::new(step, items, Utc::now()))
+            .await
+    }
+
+    /// Keeps `result` as its step's last result.
+    async fn keep_result(&self, result: StepResult) -> Result<StepResult, CoreError> {
         self.store()
-            .set_setting(&format!("{RESULT_KEY}{}", step.id()), &result)
+            .set_setting(&format!("{RESULT_KEY}{}", result.step.id()), &result)
             .await?;
         Ok(result)
+    }
+
+    /// The step's last kept result.
+    async fn kept_result(&self, step: Step) -> Result<Option<StepResult>, CoreError> {
+        Ok(self
+            .store()
+            .setting(&format!("{RESULT_KEY}{}", step.id()))
+            .await?)
     }
 
     /// Checks every step in order, with one pair of clients (so one token each for the whole
@@ -334,9 +367,9 @@ mod tests {
     #[test]
     fn steps_parse_by_id_and_say_which_exist() {
         assert_eq!(Step::parse(" agent ").unwrap(), Step::Agent);
-        let err = Step::parse("webhook").unwrap_err().to_string();
+        let err = Step::parse("hook").unwrap_err().to_string();
         assert!(
-            err.contains("connection, agent, scope, tab, resolve, certificate"),
+            err.contains("connection, agent, scope, tab, resolve, certificate, webhook, test"),
             "{err}"
         );
     }

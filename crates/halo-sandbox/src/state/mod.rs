@@ -51,7 +51,13 @@ pub(crate) struct AppCred {
 pub(crate) enum Event {
     NewTicket(i64),
     StatusChanged(i64),
-    ActionAdded { ticket_id: i64, action_id: i64 },
+    /// The ticket moved to another client or site ("Ticket Updated", the guide's "Ticket
+    /// Changed" with field Client).
+    TicketUpdated(i64),
+    ActionAdded {
+        ticket_id: i64,
+        action_id: i64,
+    },
     TicketDeleted(Rec),
 }
 

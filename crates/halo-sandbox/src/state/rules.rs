@@ -150,6 +150,11 @@ impl State {
                 if int(o, "status_id") != status {
                     events.push(Event::StatusChanged(int(o, "id").unwrap_or_default()));
                 }
+                if int(o, "client_id") != int(rec, "client_id")
+                    || int(o, "site_id") != int(rec, "site_id")
+                {
+                    events.push(Event::TicketUpdated(int(o, "id").unwrap_or_default()));
+                }
             }
         }
         Ok(())

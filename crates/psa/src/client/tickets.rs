@@ -1,5 +1,7 @@
 //! Tickets, their actions and attachments; finding a ticket by an email's Message-ID.
 
+use reqwest::Method;
+
 use super::PsaClient;
 use crate::config::MessageIdLookup;
 use crate::error::{ErrorKind, PsaError};
@@ -54,6 +56,13 @@ impl PsaClient {
     /// Updates a ticket (`id` plus the changed fields).
     pub async fn update_ticket(&self, update: &Update) -> Result<Ticket, PsaError> {
         self.post_one("Tickets", update).await
+    }
+
+    /// Deletes a ticket (the integration's end-to-end test cleans up its test ticket).
+    pub async fn delete_ticket(&self, id: i64) -> Result<(), PsaError> {
+        self.call(Method::DELETE, &format!("Tickets/{id}"), &[], None)
+            .await
+            .map(|_| ())
     }
 
     /// One ticket, with details.
