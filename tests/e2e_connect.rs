@@ -110,43 +110,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// the session's display. The form then shows the chosen path.
 async fn choose_in_native_picker(s: &Session, path: &Path) {
     s.find("#mb-pfx-choose").await.click().await.unwrap();
-    let display = s.display.clone();
-    let typed = path.display().to_string();
-    let typed_back = typed.clone();
-    tokio::task::spawn_blocking(move || {
-        let xdotool = |args: &[&str]| {
-            std::process::Command::new("xdotool")
-                .args(args)
-                .env("DISPLAY", &display)
-                .output()
-                .expect("xdotool runs (./dev test installs it)")
-        };
-        let mut picker = None;
-        for _ in 0..100 {
-            let found = xdotool(&[
-                "search",
-                "--onlyvisible",
-                "--name",
-                "Choose the certificate",
-            ]);
-            if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
-                picker = Some(id.to_string());
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        let picker = picker.expect("the native file picker opened within 20 s");
-        // No window manager under Xvfb: give the picker the keyboard focus directly.
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        xdotool(&["windowfocus", "--sync", &picker]);
-        xdotool(&["key", "ctrl+l"]);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        xdotool(&["type", "--delay", "15", &typed]);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        xdotool(&["key", "Return"]);
-    })
-    .await
-    .unwrap();
+    s.answer_native_dialog("Choose the certificate", path, false)
+        .await;
+    let typed_back = path.display().to_string();
     // The form shows the chosen path (read as textContent: WebKitWebDriver's element text
     // comes back empty for it).
     let start = std::time::Instant::now();

@@ -69,6 +69,16 @@ export const integrationTabCreate = () => call('integration_tab_create');
 export const integrationResolveGet = () => call('integration_resolve_get');
 export const integrationResolveSet = (statusId) => call('integration_resolve_set', { statusId });
 export const integrationResolveCreate = () => call('integration_resolve_create');
+// Certificate, PSA webhook and end-to-end test steps (ui/integration-webhook.js). Generate and
+// Import open the native save/open dialog from the backend; they resolve to null if cancelled.
+export const integrationCertificateGet = () => call('integration_certificate_get');
+export const integrationCertificateGenerate = () => call('integration_certificate_generate');
+export const integrationCertificateImport = (password) => call('integration_certificate_import', { password });
+export const integrationCertificateUpload = () => call('integration_certificate_upload');
+export const integrationWebhookGet = () => call('integration_webhook_get');
+export const integrationWebhookSettingsSet = (settings) => call('integration_webhook_settings_set', { settings });
+export const integrationWebhookCreate = () => call('integration_webhook_create');
+export const integrationTestRun = () => call('integration_test_run');
 export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.

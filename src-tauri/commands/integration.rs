@@ -1,12 +1,19 @@
 //! The *Integration* area: the PSA integration wizard's steps, their kept results and their
 //! checks (`mailroom_engine::integration`).
 
-use mailroom_engine::integration::{IntegrationStatus, ScopeSettings, ScopeView, Step, StepResult};
+use mailroom_engine::integration::{
+    CertificateView, IntegrationStatus, ScopeSettings, ScopeView, Step, StepResult,
+    WebhookCertificate, PSA_WEBHOOK_NAME,
+};
+use mailroom_engine::psa_webhook::PsaWebhookSettings;
+use mailroom_engine::store_types::PsaDelivery;
 use mailroom_engine::ticket_tab::{TabAuthScheme, TabRejectionRecord, TabSettings};
+use mailroom_engine::CoreError;
 use serde::Serialize;
+use tauri::{AppHandle, Manager, State};
+use tauri_plugin_dialog::DialogExt;
 
 use super::inbound::InboundState;
-use tauri::State;
 
 use super::UiResult;
 use crate::AppState;
@@ -108,4 +115,170 @@ pub async fn integration_resolve_set(
 #[tauri::command]
 pub async fn integration_resolve_create(state: State<'_, AppState>) -> UiResult<StepResult> {
     Ok(state.core.create_resolve_action().await?)
+}
+
+/// The certificate step's form: the kept certificate, its expiry warning, and the name to give
+/// it in HaloPSA.
+#[tauri::command]
+pub async fn integration_certificate_get(state: State<'_, AppState>) -> UiResult<CertificateView> {
+    Ok(state.core.webhook_certificate_view().await?)
+}
+
+/// A generated certificate as the UI shows it once: where the PFX was written and its password.
+#[derive(Serialize)]
+pub struct GeneratedView {
+    certificate: WebhookCertificate,
+    path: String,
+    password: String,
+}
+
+/// *Generate certificate*: asks where to save the PFX (native save dialog, opened by the
+/// backend), then makes the key pair and certificate, keeps the key in the keyring and writes
+/// the password-protected PFX there (readable by the user only). `None` when the dialog was
+/// cancelled: nothing changes then.
+#[tauri::command]
+pub async fn integration_certificate_generate(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+) -> UiResult<Option<GeneratedView>> {
+    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app
+        .dialog()
+        .file()
+        .set_title("Save Mailroom's webhook certificate (PFX)")
+        .set_file_name("mailroom-webhooks.pfx")
+        .add_filter("PKCS#12 certificate", &["pfx"]);
+    if let Some(window) = app.get_webview_window("main") {
+        dialog = dialog.set_parent(&window);
+    }
+    dialog.save_file(move |file| {
+        let _ = chosen_tx.send(file);
+    });
+    let Some(file) = chosen_rx.await.ok().flatten() else {
+        return Ok(None);
+    };
+    let path = file.into_path().map_err(|e| {
+        CoreError::InvalidInput(format!("The chosen place is not a local file: {e}"))
+    })?;
+    let generated = state.core.generate_webhook_certificate().await?;
+    // The receiver (which takes HaloPSA's webhook) runs once a certificate is kept.
+    inbound.engine().refresh();
+    write_private_file(&path, &generated.pfx).map_err(|e| {
+        CoreError::InvalidInput(format!(
+            "The certificate was generated and kept, but {} could not be written ({e}); generate it again to save the file elsewhere",
+            path.display()
+        ))
+    })?;
+    Ok(Some(GeneratedView {
+        certificate: generated.certificate,
+        path: path.display().to_string(),
+        password: generated.password,
+    }))
+}
+
+/// Writes `bytes` to `path`, readable by the user only (the PFX holds the private key).
+fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+/// *Import PFX*: opens the native file picker and imports the chosen file with `password`
+/// (a wrong password, a file without a private key or an expired certificate is refused and
+/// the kept certificate stays). `None` when the picker was cancelled.
+#[tauri::command]
+pub async fn integration_certificate_import(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+    password: String,
+) -> UiResult<Option<WebhookCertificate>> {
+    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
+    let mut picker = app
+        .dialog()
+        .file()
+        .set_title("Choose the webhook certificate (PFX with private key)")
+        .add_filter("PKCS#12 certificate", &["pfx", "p12"]);
+    if let Some(window) = app.get_webview_window("main") {
+        picker = picker.set_parent(&window);
+    }
+    picker.pick_file(move |file| {
+        let _ = chosen_tx.send(file);
+    });
+    let Some(file) = chosen_rx.await.ok().flatten() else {
+        return Ok(None);
+    };
+    let path = file.into_path().map_err(|e| {
+        CoreError::InvalidInput(format!("The chosen certificate is not a local file: {e}"))
+    })?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| CoreError::InvalidInput(format!("{} cannot be read: {e}", path.display())))?;
+    let certificate = state
+        .core
+        .import_webhook_certificate(&bytes, &password)
+        .await?;
+    inbound.engine().refresh();
+    Ok(Some(certificate))
+}
+
+/// *Create it for me* (certificate step): uploads the kept certificate to HaloPSA.
+#[tauri::command]
+pub async fn integration_certificate_upload(state: State<'_, AppState>) -> UiResult<StepResult> {
+    Ok(state.core.upload_webhook_certificate().await?)
+}
+
+/// The webhook step's form: Mailroom's webhook URL, the receiver's settings, and the newest
+/// deliveries.
+#[derive(Serialize)]
+pub struct WebhookView {
+    url: String,
+    name: &'static str,
+    settings: PsaWebhookSettings,
+    deliveries: Vec<PsaDelivery>,
+}
+
+#[tauri::command]
+pub async fn integration_webhook_get(state: State<'_, AppState>) -> UiResult<WebhookView> {
+    Ok(WebhookView {
+        url: state.core.psa_webhook_url().await?,
+        name: PSA_WEBHOOK_NAME,
+        settings: state.core.psa_webhook_settings().await?,
+        deliveries: state.core.psa_webhook_deliveries(50, None).await?,
+    })
+}
+
+/// Keeps the receiver's settings (signature scheme, oldest delivery accepted, event numbers).
+#[tauri::command]
+pub async fn integration_webhook_settings_set(
+    state: State<'_, AppState>,
+    settings: PsaWebhookSettings,
+) -> UiResult<()> {
+    Ok(state.core.set_psa_webhook_settings(&settings).await?)
+}
+
+/// *Create it for me* (webhook step): the webhook in HaloPSA, created or corrected. The
+/// engine is refreshed so that the receiver runs.
+#[tauri::command]
+pub async fn integration_webhook_create(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+) -> UiResult<StepResult> {
+    inbound.engine().refresh();
+    Ok(state.core.create_psa_webhook().await?)
+}
+
+/// The end-to-end test: logs a test ticket, follows it through the chain, deletes it.
+#[tauri::command]
+pub async fn integration_test_run(state: State<'_, AppState>) -> UiResult<StepResult> {
+    Ok(state
+        .core
+        .run_end_to_end_test(mailroom_engine::integration::DELIVERY_WAIT)
+        .await?)
 }

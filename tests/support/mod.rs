@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod wizard;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -316,6 +318,50 @@ impl Session {
     }
 
     /// Saves a screenshot of the window under `tests/artifacts/`.
+    /// Answers the native file dialog titled `title` (opened by the backend) with `path`, as a
+    /// user would with the keyboard, through xdotool on the session's display: GTK's open
+    /// dialog takes a typed location after Ctrl+L; its save dialog's name field takes a whole
+    /// path. Then Enter.
+    pub async fn answer_native_dialog(&self, title: &str, path: &Path, save: bool) {
+        let display = self.display.clone();
+        let title = title.to_string();
+        let typed = path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let xdotool = |args: &[&str]| {
+                Command::new("xdotool")
+                    .args(args)
+                    .env("DISPLAY", &display)
+                    .output()
+                    .expect("xdotool runs (./dev test installs it)")
+            };
+            let mut dialog = None;
+            for _ in 0..100 {
+                let found = xdotool(&["search", "--onlyvisible", "--name", &title]);
+                if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
+                    dialog = Some(id.to_string());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let dialog = dialog
+                .unwrap_or_else(|| panic!("the native dialog \"{title}\" opened within 20 s"));
+            // No window manager under Xvfb: give the dialog the keyboard focus directly.
+            std::thread::sleep(Duration::from_millis(500));
+            xdotool(&["windowfocus", "--sync", &dialog]);
+            if save {
+                xdotool(&["key", "ctrl+a"]);
+            } else {
+                xdotool(&["key", "ctrl+l"]);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            xdotool(&["type", "--delay", "15", &typed]);
+            std::thread::sleep(Duration::from_millis(300));
+            xdotool(&["key", "Return"]);
+        })
+        .await
+        .unwrap();
+    }
+
     pub async fn screenshot(&self, name: &str) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
         let _ = std::fs::create_dir_all(&dir);

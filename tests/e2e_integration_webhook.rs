@@ -1,0 +1,176 @@
+//! The Integration area's webhook half through the real window, on the sandbox tenant (issue
+//! 11 #5, #6, #8): *Generate certificate* asks where to save the PFX in the native save dialog
+//! and shows its password once; *Create it for me* uploads it and creates the signed webhook;
+//! *Run the test* follows a test ticket through HaloPSA's signed delivery, HaloPSA's delivery
+//! log and the ticket tab, and the delivery shows in the list. Then the PSA is broken — the
+//! webhook switched off, the certificate replaced — and the steps turn red with the reason.
+
+mod support;
+
+use support::wizard::*;
+use support::Session;
+
+/// A token for the sandbox PSA's seeded API application, with `admin`, as any API client gets
+/// one; used to break the set-up the way an admin could in HaloPSA.
+async fn psa_token(http: &reqwest::Client, psa: &str) -> String {
+    let token: serde_json::Value = http
+        .post(format!("{psa}/auth/token?tenant=sandbox"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "mailroom-sandbox"),
+            ("client_secret", "halo-sandbox-secret-5b1f0c2e9d7a"),
+            ("scope", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token: {token}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_certificate_webhook_and_end_to_end_test_go_green_and_red_in_the_window() {
+    Session::start_with_args(|_| async {}, &["--sandbox"])
+        .await
+        .run("integration-webhook", async |s| {
+            s.find("#nav-integration").await.click().await.unwrap();
+            s.wait_text("#step-connection", "client mailroom-sandbox")
+                .await;
+
+            // The tab secret, so the test can open the tab.
+            open_step(s, "tab").await;
+            fill(s, "#tab-secret", "tab-secret").await;
+            click_and_wait_for_check(s, "tab", "#tab-save").await;
+
+            // Generate: saved where the admin says, password shown once, opens the PFX.
+            let dir = tempfile::tempdir().unwrap();
+            let pfx_path = dir.path().join("mailroom-webhooks.pfx");
+            open_step(s, "certificate").await;
+            s.find("#certificate-generate").await.click().await.unwrap();
+            s.answer_native_dialog("Save Mailroom's webhook certificate", &pfx_path, true)
+                .await;
+            s.wait_text("#certificate-password", "shown only now").await;
+            let password = s.text("#copy-certificate-password code").await;
+            assert_eq!(password.len(), 24, "{password}");
+            let pfx = std::fs::read(&pfx_path).expect("the PFX was written where chosen");
+            let store = p12_keystore::KeyStore::from_pkcs12(
+                &pfx,
+                &password,
+                p12_keystore::Pkcs12ImportPolicy::Strict,
+            )
+            .expect("the PFX opens with the password shown");
+            assert!(store.private_key_chain().is_some());
+            let thumbprint = s.text("#certificate-thumbprint").await;
+            assert_eq!(thumbprint.len(), 40, "{thumbprint}");
+
+            click_and_wait_for_check(s, "certificate", "#check-certificate").await;
+            wait_state(s, "#step-certificate", "failed").await;
+            s.wait_text("#step-certificate .step-results", "Not uploaded yet")
+                .await;
+            click_and_wait_for_check(s, "certificate", "#certificate-upload").await;
+            wait_state(s, "#step-certificate", "ok").await;
+            s.screenshot("integration-certificate").await;
+
+            // The webhook, created signed with it.
+            open_step(s, "webhook").await;
+            click_and_wait_for_check(s, "webhook", "#webhook-create").await;
+            wait_state(s, "#step-webhook", "ok").await;
+            let webhook = s.text("#step-webhook .step-results").await;
+            assert!(
+                webhook.contains("Signed with Mailroom's certificate"),
+                "{webhook}"
+            );
+            let url = s.text("#copy-webhook-url code").await;
+            assert!(url.ends_with("/halo/webhook"), "{url}");
+
+            // The end-to-end test: every link green; the delivery listed as verified.
+            click_and_wait_for_check(s, "test", "#check-test").await;
+            wait_state(s, "#step-test", "ok").await;
+            let test = s.text("#step-test .step-results").await;
+            for link in [
+                "Test ticket logged in HaloPSA",
+                "Mailroom received the webhook",
+                "HaloPSA's delivery log — Response 200",
+                "The ticket tab opens",
+                "Test ticket deleted",
+            ] {
+                assert!(test.contains(link), "{link}: {test}");
+            }
+            s.screenshot("integration-test").await;
+            click_and_wait_for_check(s, "webhook", "#check-webhook").await;
+            open_step(s, "webhook").await;
+            // The list re-renders after the check; click the row once it has settled.
+            s.wait_text("#psa-deliveries", "Verified").await;
+            s.client
+                .execute(
+                    "document.querySelector(\"#psa-deliveries tr[data-verification='verified']\").click();",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let detail = s.wait_text("#psa-delivery-detail", "verified").await;
+            assert!(detail.contains("new ticket logged"), "{detail}");
+            s.screenshot("integration-deliveries").await;
+
+            // Broken in HaloPSA: the webhook switched off → red, with the reason.
+            let http = reqwest::Client::builder().no_proxy().build().unwrap();
+            let control = s.control_url().await;
+            let root = control_json(&http, control, false).await;
+            let psa = root["psa"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+            let token = psa_token(&http, &psa).await;
+            let hooks: serde_json::Value = http
+                .get(format!("{psa}/api/Webhook"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = hooks
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["url"].as_str() == Some(url.as_str()))
+                .expect("Create it for me made the webhook")["id"]
+                .clone();
+            let off = http
+                .post(format!("{psa}/api/Webhook"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!([{ "id": id, "active": false }]))
+                .send()
+                .await
+                .unwrap();
+            assert!(off.status().is_success(), "{}", off.text().await.unwrap());
+            click_and_wait_for_check(s, "webhook", "#check-webhook").await;
+            wait_state(s, "#step-webhook", "failed").await;
+            s.wait_text("#step-webhook .step-results", "It is switched off")
+                .await;
+
+            // The certificate replaced in Mailroom only: HaloPSA holds the old one → red.
+            open_step(s, "certificate").await;
+            let second = dir.path().join("second.pfx");
+            s.client
+                .execute("window.confirm = () => true;", vec![])
+                .await
+                .unwrap();
+            s.find("#certificate-generate").await.click().await.unwrap();
+            s.answer_native_dialog("Save Mailroom's webhook certificate", &second, true)
+                .await;
+            s.wait_text("#certificate-password", "second.pfx").await;
+            click_and_wait_for_check(s, "certificate", "#check-certificate").await;
+            wait_state(s, "#step-certificate", "failed").await;
+            s.wait_text("#step-certificate .step-results", "is another certificate")
+                .await;
+        })
+        .await;
+}
