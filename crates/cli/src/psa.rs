@@ -6,9 +6,16 @@
 //!   with what to change when it fails; exits non-zero when a step needs attention;
 //! - `scope`: the ticket types (read live) and the wizard's scope; with options, changes it;
 //! - `tab`: save the ticket tab's Iframe secret and scheme, print the tab's URL;
-//! - `setup <step>`: "Create it for me" (the ticket tab, the resolve action);
+//! - `setup <step>`: "Create it for me" (the ticket tab, the resolve action, the webhook
+//!   certificate, the PSA webhook), or `setup all`: every step Mailroom can do, then the
+//!   end-to-end test;
 //! - `test`: the connection's checks for mail processing (credentials, scopes, ticket types,
-//!   the reply outcome of every mailbox).
+//!   the reply outcome of every mailbox); `--end-to-end` runs the integration's end-to-end
+//!   test instead;
+//! - `deliveries`: the newest deliveries of HaloPSA's webhook as the receiver took them.
+//!
+//! The webhook and end-to-end steps need the receiver: when no engine runs on its address,
+//! these commands start one for as long as they run.
 
 use std::io::BufRead;
 
@@ -41,7 +48,7 @@ pub enum PsaCommand {
     },
     /// Check the integration steps through the PSA's API (all of them, or one).
     Check {
-        /// One step: connection, agent, scope, tab, resolve.
+        /// One step: connection, agent, scope, tab, resolve, certificate, webhook, test.
         #[arg(long)]
         step: Option<String>,
         /// Print JSON instead of a list.
@@ -70,19 +77,40 @@ pub enum PsaCommand {
         #[arg(long, env = "MAILROOM_TAB_SECRET", hide_env_values = true)]
         secret: Option<String>,
     },
-    /// Do a step in HaloPSA through its API ("Create it for me"): `tab` creates the ticket tab
-    /// and allows it on the scope's ticket types; `resolve --status ID` creates the action
-    /// "Mailroom resolve". Needs the optional admin permission.
+    /// Do a step in HaloPSA through its API ("Create it for me"), or `all` of them. `tab`
+    /// creates the ticket tab and allows it on the scope's ticket types; `resolve --status ID`
+    /// creates the action "Mailroom resolve"; `certificate` generates the webhook certificate
+    /// when there is none (`--out FILE` also writes it as a PFX, its password printed once) and
+    /// uploads it; `webhook` creates the signed webhook; `all` does each of them, then runs the
+    /// end-to-end test. Needs the optional admin permission.
     Setup {
-        /// The step: tab, resolve.
+        /// The step: tab, resolve, certificate, webhook, all.
         step: String,
-        /// resolve: the status the action sets (your Closed/Resolved status id).
+        /// resolve: the status the action sets (your Closed/Resolved status id; `all` picks
+        /// the status named Closed when none was chosen).
         #[arg(long)]
         status: Option<i64>,
+        /// certificate: generate a new certificate even if one is kept, and write it as a PFX
+        /// here.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Deliveries of HaloPSA's webhook as Mailroom's receiver took them, newest first.
+    Deliveries {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON (with headers and bodies) instead of a list.
+        #[arg(long)]
+        json: bool,
     },
     /// Check the HaloPSA connection for mail processing: sign-in, permissions, ticket types,
     /// reply outcomes.
     Test {
+        /// Run the integration's end-to-end test (a test ticket through the webhook and the
+        /// tab, then deleted) instead.
+        #[arg(long)]
+        end_to_end: bool,
         /// Print JSON instead of a list.
         #[arg(long)]
         json: bool,
@@ -268,7 +296,10 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             print_step(&core.check_integration_step(Step::Tab).await?);
             Ok(())
         }
-        PsaCommand::Setup { step, status } => {
+        PsaCommand::Setup { step, status, out } => {
+            if step.trim() == "all" {
+                return setup_all(core, *status).await;
+            }
             let result = match Step::parse(step)? {
                 Step::Tab => core.create_ticket_tab().await?,
                 Step::Resolve => {
@@ -276,6 +307,11 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
                         core.set_resolve_status(*status).await?;
                     }
                     core.create_resolve_action().await?
+                }
+                Step::Certificate => setup_certificate(core, out.as_deref()).await?,
+                Step::Webhook => {
+                    let _receiver = core.start_psa_receiver().await?;
+                    core.create_psa_webhook().await?
                 }
                 other => anyhow::bail!(
                     "the {} step has nothing Mailroom can create; do it as `mailroom psa check --step {}` says",
@@ -289,7 +325,56 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PsaCommand::Test { json } => {
+        PsaCommand::Deliveries { limit, json } => {
+            let deliveries = core.psa_webhook_deliveries(*limit, None).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&deliveries)?);
+                return Ok(());
+            }
+            if deliveries.is_empty() {
+                println!(
+                    "no delivery received yet (webhook URL: {})",
+                    core.psa_webhook_url().await?
+                );
+            }
+            for d in &deliveries {
+                println!(
+                    "#{:<6} {}  {:<24} ticket {:<8} {} {:<18} {}",
+                    d.id,
+                    d.received_at.format("%Y-%m-%d %H:%M:%S"),
+                    d.event.as_deref().unwrap_or("-"),
+                    d.ticket_id
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    d.status,
+                    d.verification,
+                    d.detail
+                );
+            }
+            Ok(())
+        }
+        PsaCommand::Test {
+            end_to_end: true,
+            json,
+        } => {
+            let _receiver = core.start_psa_receiver().await?;
+            let result = core
+                .run_end_to_end_test(mailroom_engine::integration::DELIVERY_WAIT)
+                .await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print_step(&result);
+            }
+            if !result.ok {
+                anyhow::bail!("a link of the chain is broken (see above)");
+            }
+            Ok(())
+        }
+        PsaCommand::Test {
+            end_to_end: false,
+            json,
+        } => {
             let report = core.test_psa_connection().await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -308,4 +393,113 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `setup certificate`: a certificate generated when none is kept (or `out` asks for a new
+/// one, written there as a PFX with its password printed once), then uploaded.
+async fn setup_certificate(
+    core: &Core,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<StepResult> {
+    if out.is_some() || core.webhook_certificate().await?.is_none() {
+        let generated = core.generate_webhook_certificate().await?;
+        println!(
+            "generated certificate {} ({}), valid until {}",
+            generated.certificate.thumbprint,
+            generated.certificate.subject,
+            generated.certificate.not_after.format("%Y-%m-%d")
+        );
+        if let Some(path) = out {
+            write_private_file(path, &generated.pfx)?;
+            println!(
+                "PFX written to {}; its password (shown only now): {}",
+                path.display(),
+                generated.password
+            );
+        }
+    }
+    Ok(core.upload_webhook_certificate().await?)
+}
+
+/// Writes `bytes` to `path`, readable by the user only (a PFX holds the private key).
+fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| anyhow::anyhow!("{} cannot be written: {e}", path.display()))
+}
+
+/// `setup all`: every step Mailroom can do through the API, in the wizard's order — the scope
+/// (HaloPSA's default ticket type, the tab on the agent-selectable types) and the resolve
+/// status (the one named Closed) when none were chosen, the tab, the resolve action, the
+/// certificate, the webhook — then the end-to-end test, and every step's check.
+async fn setup_all(core: &Core, status: Option<i64>) -> anyhow::Result<()> {
+    let _receiver = core.start_psa_receiver().await?;
+    let scope = core.integration_scope().await?;
+    if scope.settings.tab_ticket_type_ids.is_empty() {
+        let mut settings = scope.settings.clone();
+        settings.tab_ticket_type_ids = scope
+            .ticket_types
+            .iter()
+            .filter(|t| t.agents_can_select)
+            .map(|t| t.id)
+            .collect();
+        println!(
+            "scope: the tab on {} agent-selectable ticket type(s)",
+            settings.tab_ticket_type_ids.len()
+        );
+        core.set_integration_scope(settings).await?;
+    }
+    let resolve = core.integration_resolve().await?;
+    let status = status.or(resolve.settings.status_id).or_else(|| {
+        resolve
+            .statuses
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case("closed"))
+            .map(|s| s.id)
+    });
+    match status {
+        Some(id) => {
+            core.set_resolve_status(id).await?;
+        }
+        None => anyhow::bail!(
+            "no status is named Closed: name the resolve action's status with --status ID"
+        ),
+    }
+    if core.ticket_tab_settings().await?.is_none() {
+        println!(
+            "note: the ticket tab's Iframe secret is not saved yet: copy it from HaloPSA and run `mailroom psa tab`"
+        );
+    }
+    print_step(&core.create_ticket_tab().await?);
+    print_step(&core.create_resolve_action().await?);
+    print_step(&setup_certificate(core, None).await?);
+    print_step(&core.create_psa_webhook().await?);
+    print_step(
+        &core
+            .run_end_to_end_test(mailroom_engine::integration::DELIVERY_WAIT)
+            .await?,
+    );
+    let results = core.check_integration().await?;
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.step.id())
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "set up, but these steps still need attention: {} (see `mailroom psa check`)",
+            failed.join(", ")
+        );
+    }
+    println!("every step is done");
+    Ok(())
 }

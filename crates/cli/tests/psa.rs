@@ -1,5 +1,6 @@
-//! `mailroom psa connect | show | check` as an admin runs them against the sandbox: the
-//! connection saved and checked, every integration step ok in `check --json`, a wrong secret
+//! `mailroom psa connect | show | check | setup all` as an admin runs them against the
+//! sandbox: the connection saved and checked, every integration step ok in `check --json` after
+//! `setup all`, a wrong secret
 //! named with its fix and a non-zero exit. Needs a keyring (run under `./dev test`).
 
 mod common;
@@ -87,7 +88,10 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
             ("agent", true),
             ("scope", true),
             ("tab", false),
-            ("resolve", false)
+            ("resolve", false),
+            ("certificate", false),
+            ("webhook", false),
+            ("test", false)
         ]
     );
 
@@ -170,13 +174,50 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
         "{}",
         text(&resolve)
     );
+    // `setup all`: the certificate, the signed webhook and the end-to-end test (the command
+    // runs a receiver on a free port for as long as it runs); then every step checks ok.
+    let receiver = mailroom(
+        dir.path(),
+        &["subscription", "receiver", "--port", "0"],
+        None,
+    )
+    .await;
+    assert!(receiver.status.success(), "{}", text(&receiver));
+    let all = mailroom(dir.path(), &["psa", "setup", "all"], None).await;
+    let said = text(&all);
+    assert!(all.status.success(), "{said}");
+    assert!(said.contains("ok     Uploaded to HaloPSA"), "{said}");
+    assert!(
+        said.contains("ok     Signed with Mailroom's certificate"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ok     HaloPSA's delivery log: Response 200"),
+        "{said}"
+    );
+    assert!(said.contains("every step is done"), "{said}");
     let check = mailroom(dir.path(), &["psa", "check", "--json"], None).await;
     assert!(check.status.success(), "{}", text(&check));
+    let results: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let all_ok: Vec<(&str, bool)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["step"].as_str().unwrap(), r["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(all_ok.len(), 8, "{all_ok:?}");
+    assert!(all_ok.iter().all(|(_, ok)| *ok), "{all_ok:?}");
+    let deliveries = mailroom(dir.path(), &["psa", "deliveries"], None).await;
+    let listed = text(&deliveries);
+    assert!(listed.contains("new ticket logged"), "{listed}");
+    assert!(listed.contains(" 200 verified "), "{listed}");
 
-    let unknown = mailroom(dir.path(), &["psa", "check", "--step", "webhook"], None).await;
+    let unknown = mailroom(dir.path(), &["psa", "check", "--step", "hook"], None).await;
     assert!(!unknown.status.success());
     assert!(
-        text(&unknown).contains("the steps are: connection, agent, scope, tab, resolve"),
+        text(&unknown).contains(
+            "the steps are: connection, agent, scope, tab, resolve, certificate, webhook, test"
+        ),
         "{}",
         text(&unknown)
     );

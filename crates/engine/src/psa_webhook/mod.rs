@@ -387,6 +387,43 @@ impl Core {
         self.receiver_url(PSA_WEBHOOK_PATH).await
     }
 
+    /// Starts a receiver for HaloPSA's webhook and the ticket tab on the configured address,
+    /// for a front end without an engine (`mailroom psa setup all`, the end-to-end test), and
+    /// records where it is reached. `None` when that address is already taken — by a running
+    /// engine, which receives instead. Keep the returned service alive while it is needed.
+    pub async fn start_psa_receiver(&self) -> Result<Option<crate::webhooks::Webhooks>, CoreError> {
+        let options = self
+            .webhook_settings()
+            .await?
+            .options()
+            .map_err(CoreError::InvalidInput)?;
+        match crate::webhooks::Webhooks::start(
+            options,
+            self.store().clone(),
+            self.secrets().clone(),
+            mailroom_clock::system(),
+            None,
+        )
+        .await
+        {
+            Ok(service) => {
+                self.store()
+                    .set_setting(
+                        crate::ticket_tab::RECEIVER_BASE_URL_KEY,
+                        service.base_url().as_str(),
+                    )
+                    .await?;
+                Ok(Some(service))
+            }
+            Err(crate::webhooks::WebhookError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The newest deliveries first (`limit`, older than `before_id`).
     pub async fn psa_webhook_deliveries(
         &self,
