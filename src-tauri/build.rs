@@ -22,6 +22,7 @@ const COMMANDS: &[&str] = &[
     "integration_resolve_get",
     "integration_resolve_set",
     "integration_resolve_create",
+    "integration_resolve_close_set",
     "integration_certificate_get",
     "integration_certificate_generate",
     "integration_certificate_import",

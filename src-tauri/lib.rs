@@ -190,6 +190,7 @@ pub fn run() {
             commands::integration::integration_resolve_get,
             commands::integration::integration_resolve_set,
             commands::integration::integration_resolve_create,
+            commands::integration::integration_resolve_close_set,
             commands::integration::integration_certificate_get,
             commands::integration::integration_certificate_generate,
             commands::integration::integration_certificate_import,

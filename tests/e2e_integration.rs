@@ -117,6 +117,15 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                 resolve.contains("Status After Action — Closed"),
                 "{resolve}"
             );
+            // Closing by the requester's email: off by default, turned on with its phrases.
+            open_step(s, "resolve").await;
+            let phrases = s.text("#close-phrases").await;
+            assert!(phrases.contains("please close"), "{phrases}");
+            s.find("#close-on-request").await.click().await.unwrap();
+            s.find("#close-save").await.click().await.unwrap();
+            s.wait_text(".toast", "Requesters can now close their tickets by email")
+                .await;
+            s.screenshot("integration-resolve").await;
 
             // A wrong secret: saved, and the connection step says what to fix.
             let base_url = s

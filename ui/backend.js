@@ -69,6 +69,7 @@ export const integrationTabCreate = () => call('integration_tab_create');
 export const integrationResolveGet = () => call('integration_resolve_get');
 export const integrationResolveSet = (statusId) => call('integration_resolve_set', { statusId });
 export const integrationResolveCreate = () => call('integration_resolve_create');
+export const integrationResolveCloseSet = (enabled, phrases) => call('integration_resolve_close_set', { enabled, phrases });
 // Certificate, PSA webhook and end-to-end test steps (ui/integration-webhook.js). Generate and
 // Import open the native save/open dialog from the backend; they resolve to null if cancelled.
 export const integrationCertificateGet = () => call('integration_certificate_get');

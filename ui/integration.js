@@ -199,6 +199,30 @@ function tabCard(step, connected) {
   return card.card;
 }
 
+/** Closing a ticket when its requester's reply asks to (off by default). */
+function closeOnRequestForm(settings) {
+  const enabled = h('input', { type: 'checkbox', id: 'close-on-request', checked: settings.close_on_request });
+  const phrases = h('textarea', { id: 'close-phrases', rows: 6 }, settings.close_phrases.join('\n'));
+  const form = h('form', { class: 'scope-form', id: 'close-form' },
+    h('h3', {}, 'Close tickets when the requester asks'),
+    h('label', { class: 'choice' }, enabled,
+      h('span', {}, 'When the ticket\'s requester replies with one of these phrases, close the ticket with "Mailroom resolve" and a private note naming the email.')),
+    h('label', { class: 'field' }, h('span', {}, 'Phrases (one per line)'), phrases,
+      h('small', { class: 'subtle' }, 'Looked for in the reply\'s own text, not the quoted history; case and punctuation are ignored.')),
+    h('div', { class: 'form-actions' }, h('button', { class: 'button', type: 'submit', id: 'close-save' }, 'Save')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const saved = await backend.integrationResolveCloseSet(enabled.checked,
+        phrases.value.split('\n').map((p) => p.trim()).filter(Boolean));
+      toast(saved.close_on_request ? 'Requesters can now close their tickets by email.' : 'Tickets are no longer closed by email.');
+    } catch (error) {
+      toast(error.message, 'error');
+    }
+  });
+  return form;
+}
+
 /** Step 5: the custom action Mailroom closes tickets with. */
 function resolveCard(step, connected) {
   const body = h('div', {}, h('p', { class: 'subtle' }, connected ? 'Loading the statuses…' : 'Connect HaloPSA (step 1) first.'));
@@ -233,7 +257,8 @@ function resolveCard(step, connected) {
           setting('Status After Action', 'your Closed/Resolved status (choose it below too)'),
           setting('Details', 'Action is visible, visible outside of Workflows, Hide from Ticket Header, Hide from User: all on'),
           setting('Field List', 'add the Private Note field')),
-        form);
+        form,
+        closeOnRequestForm(view.settings));
     } catch (error) {
       fill(body, h('p', { class: 'error-text' }, error.message));
     }

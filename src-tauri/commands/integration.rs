@@ -111,6 +111,16 @@ pub async fn integration_resolve_set(
     Ok(state.core.set_resolve_status(status_id).await?)
 }
 
+/// Keeps whether a requester's reply asking to close closes the ticket, and on which phrases.
+#[tauri::command]
+pub async fn integration_resolve_close_set(
+    state: State<'_, AppState>,
+    enabled: bool,
+    phrases: Vec<String>,
+) -> UiResult<mailroom_engine::integration::ResolveSettings> {
+    Ok(state.core.set_close_on_request(enabled, phrases).await?)
+}
+
 /// *Create it for me* (resolve step): the action "Mailroom resolve" as the step checks it.
 #[tauri::command]
 pub async fn integration_resolve_create(state: State<'_, AppState>) -> UiResult<StepResult> {

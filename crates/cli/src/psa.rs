@@ -94,6 +94,12 @@ pub enum PsaCommand {
         /// here.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// resolve: close a ticket when its requester's reply asks to (`on` or `off`).
+        #[arg(long)]
+        close_on_request: Option<String>,
+        /// resolve: the phrases that ask to close (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        close_phrases: Option<Vec<String>>,
     },
     /// Deliveries of HaloPSA's webhook as Mailroom's receiver took them, newest first.
     Deliveries {
@@ -296,7 +302,35 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             print_step(&core.check_integration_step(Step::Tab).await?);
             Ok(())
         }
-        PsaCommand::Setup { step, status, out } => {
+        PsaCommand::Setup {
+            step,
+            status,
+            out,
+            close_on_request,
+            close_phrases,
+        } => {
+            if close_on_request.is_some() || close_phrases.is_some() {
+                let current = core.resolve_settings().await?;
+                let enabled = match close_on_request.as_deref() {
+                    None => current.close_on_request,
+                    Some("on") => true,
+                    Some("off") => false,
+                    Some(other) => {
+                        anyhow::bail!("--close-on-request takes on or off, not '{other}'")
+                    }
+                };
+                let saved = core
+                    .set_close_on_request(
+                        enabled,
+                        close_phrases.clone().unwrap_or(current.close_phrases),
+                    )
+                    .await?;
+                println!(
+                    "close on request: {} (phrases: {})",
+                    if saved.close_on_request { "on" } else { "off" },
+                    saved.close_phrases.join(", ")
+                );
+            }
             if step.trim() == "all" {
                 return setup_all(core, *status).await;
             }

@@ -541,3 +541,103 @@ async fn a_reply_is_as_visible_as_its_outcome_unless_the_mailbox_says_otherwise(
         );
     }
 }
+
+/// Issue 11 #7: with "close on request" on, the requester's reply that asks to close gets the
+/// action "Mailroom resolve" (closing the ticket) with a private note naming the email; another
+/// sender's, or a phrase only in the quoted history, leaves the ticket open; off by default.
+#[tokio::test]
+async fn a_requesters_reply_asking_to_close_closes_the_ticket_with_the_resolve_action() {
+    let h = harness(default_settings()).await;
+    let _: serde_json::Value = psa_for(&h.sb)
+        .post_one(
+            "Outcome",
+            &json!({"outcome": "Mailroom resolve", "buttonname": "Mailroom resolve", "newstatus": 9, "hidefromuser": true}),
+        )
+        .await
+        .unwrap();
+    let reply_to = |original: &mailroom_graph_sandbox::DeliveredMessage,
+                    from: &str,
+                    name: &str,
+                    body: &str| {
+        let mut reply = mail(from, name, "RE: Printer");
+        reply.in_reply_to = Some(original.internet_message_id.clone());
+        reply.body_html = Some(body.to_string());
+        reply
+    };
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Printer"));
+    h.scan().await;
+    let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let status = |h: &Harness| {
+        h.sb.halo()
+            .tickets()
+            .into_iter()
+            .find(|t| t["id"] == ticket_id)
+            .unwrap()["status_id"]
+            .as_i64()
+    };
+
+    // Off by default: the phrase changes nothing.
+    h.deliver(reply_to(
+        &original,
+        "pat@fabrikam.test",
+        "Pat Smith",
+        "<p>Works now, please close it.</p>",
+    ));
+    h.scan().await;
+    assert_ne!(status(&h), Some(9));
+
+    h.store
+        .set_setting(
+            "integration.resolve",
+            &json!({"status_id": 9, "close_on_request": true, "close_phrases": ["please close"]}),
+        )
+        .await
+        .unwrap();
+    // Another sender, and the phrase only in the quoted history: still open.
+    h.deliver(reply_to(
+        &original,
+        "lee@fabrikam.test",
+        "Lee Chen",
+        "<p>Please close it.</p>",
+    ));
+    h.deliver(reply_to(
+        &original,
+        "pat@fabrikam.test",
+        "Pat Smith",
+        "<p>Still broken.</p><blockquote type=\"cite\">please close it</blockquote>",
+    ));
+    h.scan().await;
+    assert_ne!(status(&h), Some(9));
+
+    let asking = h.deliver(reply_to(
+        &original,
+        "pat@fabrikam.test",
+        "Pat Smith",
+        "<p>All good now &mdash; Please Close this one.</p>",
+    ));
+    h.scan().await;
+    assert_eq!(status(&h), Some(9), "closed by the resolve action");
+    let actions = h.actions_of(ticket_id);
+    let closing = actions
+        .iter()
+        .find(|a| {
+            a["note_html"]
+                .as_str()
+                .is_some_and(|n| n.contains("Closed by Mailroom"))
+        })
+        .unwrap_or_else(|| panic!("{actions:#?}"));
+    assert_eq!(closing["hiddenfromuser"], json!(true));
+    let note = closing["note_html"].as_str().unwrap();
+    assert!(
+        note.contains("RE: Printer")
+            && note.contains("pat@fabrikam.test")
+            && note.contains("please close"),
+        "{note}"
+    );
+    let email = h.email_for(&asking).await;
+    let attempts = h.store.attempts(email.id).await.unwrap();
+    let log = serde_json::to_string(&attempts).unwrap();
+    assert!(log.contains("Closed ticket"), "{log}");
+}

@@ -41,7 +41,10 @@ pub use certificate::{
     GENERATED_VALIDITY_DAYS, PSA_CERTIFICATE_NAME,
 };
 pub use end_to_end::DELIVERY_WAIT;
-pub use resolve::{ResolveSettings, ResolveView, StatusChoice, RESOLVE_ACTION};
+pub(crate) use resolve::RESOLVE_KEY;
+pub use resolve::{
+    ResolveSettings, ResolveView, StatusChoice, DEFAULT_CLOSE_PHRASES, RESOLVE_ACTION,
+};
 pub(crate) use scope::SCOPE_KEY;
 pub use scope::{ScopeSettings, ScopeView, TicketTypeChoice};
 pub use webhook::PSA_WEBHOOK_NAME;

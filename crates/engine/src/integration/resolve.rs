@@ -7,17 +7,45 @@ use super::{CheckItem, Step, StepResult};
 use crate::{Core, CoreError};
 
 /// Settings key of [`ResolveSettings`].
-const RESOLVE_KEY: &str = "integration.resolve";
+pub(crate) const RESOLVE_KEY: &str = "integration.resolve";
 
 /// The custom action Mailroom closes tickets with (outcome and button name, character exact).
 pub const RESOLVE_ACTION: &str = "Mailroom resolve";
 
+/// What a requester's reply says to ask for their ticket to be closed, by default.
+pub const DEFAULT_CLOSE_PHRASES: &[&str] = &[
+    "please close",
+    "you can close",
+    "can be closed",
+    "close this ticket",
+    "close the ticket",
+];
+
 /// The resolve action's settings (step 5).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResolveSettings {
     /// The status the action sets: the instance's closed/resolved status.
     pub status_id: Option<i64>,
+    /// Close a ticket with the resolve action when its requester's reply asks to (off by
+    /// default: a phrase can be misread, and closing is visible to the customer).
+    pub close_on_request: bool,
+    /// The phrases that ask (case and spacing ignored), looked for in the reply's own text,
+    /// not in the quoted history.
+    pub close_phrases: Vec<String>,
+}
+
+impl Default for ResolveSettings {
+    fn default() -> Self {
+        ResolveSettings {
+            status_id: None,
+            close_on_request: false,
+            close_phrases: DEFAULT_CLOSE_PHRASES
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        }
+    }
 }
 
 /// A ticket status as the resolve step offers it.
@@ -184,10 +212,44 @@ impl Core {
                 RESOLVE_KEY,
                 &ResolveSettings {
                     status_id: Some(status_id),
+                    ..self.resolve_settings().await?
                 },
             )
             .await?;
         self.check_integration_step(Step::Resolve).await
+    }
+
+    /// Keeps whether (and on which phrases) a requester's reply closes their ticket. Turning it
+    /// on needs at least one phrase.
+    pub async fn set_close_on_request(
+        &self,
+        enabled: bool,
+        phrases: Vec<String>,
+    ) -> Result<ResolveSettings, CoreError> {
+        let mut phrases: Vec<String> = phrases
+            .into_iter()
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|p| !p.is_empty())
+            .collect();
+        phrases.dedup();
+        if enabled && phrases.is_empty() {
+            return Err(CoreError::InvalidInput(
+                "name at least one phrase that asks to close a ticket (e.g. \"please close\")"
+                    .into(),
+            ));
+        }
+        if let Some(short) = phrases.iter().find(|p| p.chars().count() < 5) {
+            return Err(CoreError::InvalidInput(format!(
+                "'{short}' is too short to tell a request to close from ordinary words; use a phrase of at least 5 characters"
+            )));
+        }
+        let settings = ResolveSettings {
+            close_on_request: enabled,
+            close_phrases: phrases,
+            ..self.resolve_settings().await?
+        };
+        self.store().set_setting(RESOLVE_KEY, &settings).await?;
+        Ok(settings)
     }
 
     /// *Create it for me* of the resolve step: the action "Mailroom resolve" created, or the

@@ -613,6 +613,8 @@ impl Pipeline {
                         email, &parsed, &settings, log, ticket_id, note_html, &sender, att_plans,
                     )
                     .await?;
+                self.close_if_requested(&parsed, ticket_id, &sender, log)
+                    .await;
                 let _ = thread_keys;
                 self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
                     .await?;

@@ -20,6 +20,7 @@
 //! (failed at once with an actionable message; the admin can *Reprocess*).
 
 mod attempt;
+mod close_request;
 mod directory;
 mod post_actions;
 mod psa_writes;
