@@ -641,3 +641,75 @@ async fn a_requesters_reply_asking_to_close_closes_the_ticket_with_the_resolve_a
     let log = serde_json::to_string(&attempts).unwrap();
     assert!(log.contains("Closed ticket"), "{log}");
 }
+
+/// Issue 11 #6: a ticket HaloPSA's webhook reported deleted takes no more replies: a reply in
+/// its thread logs a new ticket; one that names it in the subject fails with the reason.
+#[tokio::test]
+async fn a_reply_to_a_ticket_the_webhook_reported_deleted_starts_a_new_ticket() {
+    use mailroom_store::psa_webhooks::{
+        DeliveryEffects, NewPsaDelivery, PsaTicketState, Verification,
+    };
+    let h = harness(default_settings()).await;
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Printer"));
+    h.scan().await;
+    let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let now = chrono::Utc::now();
+    h.store
+        .record_verified_psa_delivery(
+            &NewPsaDelivery {
+                received_at: now,
+                payload_id: Some("d1".into()),
+                webhook_id: None,
+                event: Some("ticket deleted".into()),
+                ticket_id: Some(ticket_id),
+                action_id: None,
+                verification: Verification::Verified,
+                detail: "test".into(),
+                status: 200,
+                headers: vec![],
+                body: "{}".into(),
+            },
+            &DeliveryEffects {
+                ticket: Some(PsaTicketState {
+                    ticket_id,
+                    summary: None,
+                    client_id: None,
+                    site_id: None,
+                    user_id: None,
+                    status_id: None,
+                    tickettype_id: None,
+                    closed: false,
+                    deleted: true,
+                    updated_at: now,
+                    last_event: "ticket deleted".into(),
+                }),
+                action: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    let mut reply = mail("pat@fabrikam.test", "Pat Smith", "RE: Printer");
+    reply.in_reply_to = Some(original.internet_message_id.clone());
+    let threaded = h.deliver(reply);
+    let tagged = h.deliver(mail(
+        "pat@fabrikam.test",
+        "Pat Smith",
+        &format!("RE: [ID:{ticket_id}] Printer"),
+    ));
+    h.scan().await;
+    let threaded = h.email_for(&threaded).await;
+    assert_eq!(
+        threaded.outcome.as_deref(),
+        Some("ticket_created"),
+        "{threaded:?}"
+    );
+    assert_ne!(threaded.ticket_id, Some(ticket_id));
+    let tagged = h.email_for(&tagged).await;
+    let attempts = h.store.attempts(tagged.id).await.unwrap();
+    let said = serde_json::to_string(&attempts).unwrap();
+    assert!(said.contains("was deleted in HaloPSA"), "{said}");
+    assert_ne!(tagged.outcome.as_deref(), Some("action_added"));
+}

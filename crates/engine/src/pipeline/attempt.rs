@@ -533,6 +533,25 @@ impl Pipeline {
         let mut index = self.thread_index(&mailbox.id, &parsed).await?;
         self.psa_thread_lookup(&mailbox.id, &parsed, &rules, &settings, &mut index, log)
             .await?;
+        // A ticket HaloPSA's webhook reported deleted no longer takes replies: the thread
+        // starts a new ticket instead of failing on the missing one.
+        let mut gone = Vec::new();
+        for ticket_id in index
+            .values()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if let Some(state) = self.store.psa_ticket_state(ticket_id).await? {
+                if state.deleted {
+                    log.info(format!(
+                        "Ticket {ticket_id} of this thread was deleted in HaloPSA (its webhook said so at {}); the reply does not go to it",
+                        state.updated_at.format("%Y-%m-%d %H:%M UTC")
+                    ));
+                    gone.push(ticket_id);
+                }
+            }
+        }
+        index.retain(|_, ticket| !gone.contains(ticket));
         // The loop guard only looks back from this mail's own arrival: mail that arrived
         // later (a burst delivered together) never counts against the first ones.
         let since = email.received_at
@@ -608,6 +627,17 @@ impl Pipeline {
                 thread_keys,
             } => {
                 log.info(format!("Reply to ticket {ticket_id} (matched by {how:?})"));
+                if let Some(state) = self.store.psa_ticket_state(ticket_id).await? {
+                    if state.deleted {
+                        return Err(StepError::Permanent {
+                            code: "ticket_deleted",
+                            message: format!(
+                                "The email names ticket {ticket_id} (matched by {how:?}), which was deleted in HaloPSA (its webhook said so at {}). Forward the email without the ticket reference to log a new ticket",
+                                state.updated_at.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                        });
+                    }
+                }
                 let action_id = self
                     .new_action(
                         email, &parsed, &settings, log, ticket_id, note_html, &sender, att_plans,
