@@ -5,6 +5,8 @@
 /// Every `#[tauri::command]` the shell registers (keep in sync with `lib.rs`).
 const COMMANDS: &[&str] = &[
     "app_info",
+    "ui_language_set",
+    "ui_language_get",
     "engine_refresh",
     "engine_status",
     "inbound_log",

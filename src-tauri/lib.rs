@@ -167,6 +167,8 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
+            commands::app::ui_language_set,
+            commands::app::ui_language_get,
             commands::inbound::engine_refresh,
             commands::webhooks::subscription_show,
             commands::webhooks::subscription_create,

@@ -171,6 +171,33 @@ async fn the_certificate_webhook_and_end_to_end_test_go_green_and_red_in_the_win
             wait_state(s, "#step-certificate", "failed").await;
             s.wait_text("#step-certificate .step-results", "is another certificate")
                 .await;
+
+            // The interface language (step 1): German at once, everywhere, and after a reload;
+            // HaloPSA's own names stay as HaloPSA shows them.
+            s.find("#ui-language option[value='de']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            s.wait_text("#nav-monitoring", "Überwachung").await;
+            s.wait_text("#step-webhook .pill", "Handlungsbedarf").await;
+            assert_eq!(s.text("#check-webhook").await, "Prüfen");
+            assert_eq!(s.text("#step-test h2").await, "End-to-End-Test");
+            open_step(s, "webhook").await;
+            let webhook = s.text("#step-webhook .step-body").await;
+            assert!(webhook.contains("Sign Request Body with a X.509 Certificate"), "{webhook}");
+            assert!(webhook.to_lowercase().contains("empfangene zustellungen"), "{webhook}");
+            s.screenshot("integration-german").await;
+            s.client.refresh().await.unwrap();
+            s.wait_text("#nav-integration", "Integration").await;
+            s.wait_text("#nav-monitoring", "Überwachung").await;
+            s.find("#nav-integration").await.click().await.unwrap();
+            s.find("#ui-language option[value='en']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            s.wait_text("#nav-monitoring", "Monitoring").await;
         })
         .await;
 }

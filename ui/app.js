@@ -8,13 +8,14 @@ import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
 import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
 import { integrationPanel } from './integration.js';
+import { N_, setLanguage, t, verbatim } from './i18n.js';
 
 const state = { mailboxes: [] };
 
 const MAILBOX_TABS = [
-  { id: 'incoming', label: 'Incoming' },
-  { id: 'contacts', label: 'Contact imports' },
-  { id: 'log', label: 'Inbound log' },
+  { id: 'incoming', label: N_('Incoming') },
+  { id: 'contacts', label: N_('Contact imports') },
+  { id: 'log', label: N_('Inbound log') },
 ];
 
 function parseRoute() {
@@ -33,8 +34,8 @@ function renderMailboxList(route) {
   list.replaceChildren(...state.mailboxes.map((m) => {
     const active = route.view === 'mailbox' && route.id === m.id;
     const status = m.sign_in_required ? 'needs-sign-in' : (m.connected_account ? 'connected' : 'not-connected');
-    const title = m.sign_in_required ? `Sign in again: ${m.sign_in_required}`
-      : (m.connected_account ? `Connected as ${m.connected_account}` : 'Not connected');
+    const title = m.sign_in_required ? t('Sign in again: {reason}', { reason: m.sign_in_required })
+      : (m.connected_account ? t('Connected as {account}', { account: m.connected_account }) : t('Not connected'));
     return h('li', {},
       h('a', {
         href: `#/mailboxes/${encodeURIComponent(m.id)}/incoming`,
@@ -57,51 +58,53 @@ function homeView() {
   if (state.mailboxes.length === 0) {
     return emptyState({
       id: 'empty-mailboxes',
-      title: 'Connect your first mailbox',
+      title: t('Connect your first mailbox'),
       body: [
-        'Mailroom turns the mail arriving in a Microsoft 365 mailbox into HaloPSA tickets, and replies into updates on the ticket they belong to.',
-        'Add a mailbox to start: sign in to scan a licensed or shared mailbox, or use app-only credentials with webhooks for instant delivery.',
+        t('Mailroom turns the mail arriving in a Microsoft 365 mailbox into HaloPSA tickets, and replies into updates on the ticket they belong to.'),
+        t('Add a mailbox to start: sign in to scan a licensed or shared mailbox, or use app-only credentials with webhooks for instant delivery.'),
       ],
-      action: h('a', { class: 'button primary', href: '#/add-mailbox', id: 'empty-add-mailbox' }, 'Add a mailbox'),
+      action: h('a', { class: 'button primary', href: '#/add-mailbox', id: 'empty-add-mailbox' }, t('Add a mailbox')),
     });
   }
   return emptyState({
     id: 'pick-mailbox',
-    title: 'Choose a mailbox',
-    body: 'Pick a mailbox on the left to see how its mail is reached and processed.',
+    title: t('Choose a mailbox'),
+    body: t('Pick a mailbox on the left to see how its mail is reached and processed.'),
   });
 }
 
 function addMailboxView() {
   return h('div', { id: 'add-mailbox-view' },
-    h('header', { class: 'view-header' }, h('h1', {}, 'Add a mailbox'),
-      h('p', { class: 'subtle' }, 'Register an app in Microsoft Entra ID, then enter its details here. The steps for the method you choose are on the right.')),
+    h('header', { class: 'view-header' }, h('h1', {}, t('Add a mailbox')),
+      h('p', { class: 'subtle' }, t('Register an app in Microsoft Entra ID, then enter its details here. The steps for the method you choose are on the right.'))),
     mailboxForm({
       onSaved: async (mailbox) => {
         await refreshMailboxes();
-        toast(`Mailbox "${mailbox.name}" added.`);
+        toast(t('Mailbox "{name}" added.', { name: mailbox.name }));
         location.hash = `#/mailboxes/${encodeURIComponent(mailbox.id)}/incoming`;
       },
     }));
 }
 
 const CREDENTIAL_WORDS = {
-  public: 'its sign-in (refresh token)',
-  secret: 'its client secret and tokens',
-  certificate: 'its certificate with the private key and its tokens',
+  public: N_('its sign-in (refresh token)'),
+  secret: N_('its client secret and tokens'),
+  certificate: N_('its certificate with the private key and its tokens'),
 };
 
 async function removeMailbox(mailbox) {
   const lost = [
-    `The mailbox "${mailbox.name}"${mailbox.mailbox_address ? ` (${mailbox.mailbox_address})` : ''} stops being processed and is removed from Mailroom.`,
-    `Its credentials are deleted from this computer's keyring: ${CREDENTIAL_WORDS[mailbox.credential_kind] ?? 'its credentials'}.`,
+    mailbox.mailbox_address
+      ? t('The mailbox "{name}" ({address}) stops being processed and is removed from Mailroom.', { name: mailbox.name, address: mailbox.mailbox_address })
+      : t('The mailbox "{name}" stops being processed and is removed from Mailroom.', { name: mailbox.name }),
+    t('Its credentials are deleted from this computer\'s keyring: {what}.', { what: t(CREDENTIAL_WORDS[mailbox.credential_kind] ?? N_('its credentials')) }),
   ];
-  if (mailbox.method !== 'scan') lost.push('Its Microsoft Graph subscription is cancelled.');
-  lost.push('Its inbound log is kept. The app registration in Entra and the tickets in the PSA are not touched.');
+  if (mailbox.method !== 'scan') lost.push(t('Its Microsoft Graph subscription is cancelled.'));
+  lost.push(t('Its inbound log is kept. The app registration in Entra and the tickets in the PSA are not touched.'));
   const sure = await confirmDialog({
-    title: `Remove ${mailbox.name}?`,
+    title: t('Remove {name}?', { name: mailbox.name }),
     body: lost,
-    confirmLabel: 'Remove mailbox',
+    confirmLabel: t('Remove mailbox'),
     danger: true,
   });
   if (!sure) return;
@@ -109,7 +112,7 @@ async function removeMailbox(mailbox) {
     await backend.removeMailbox(mailbox.id);
     await refreshMailboxes();
     location.hash = '#/';
-    toast(`Mailbox "${mailbox.name}" removed.`);
+    toast(t('Mailbox "{name}" removed.', { name: mailbox.name }));
   } catch (e) {
     toast(e.message, 'error');
   }
@@ -118,8 +121,8 @@ async function removeMailbox(mailbox) {
 /** The header's "More" menu: actions that are rare or destructive, out of the way. */
 function mailboxMenu(mailbox) {
   const menu = h('details', { class: 'menu', id: 'mailbox-menu' },
-    h('summary', { class: 'button subtle-button', id: 'mailbox-menu-button', 'aria-label': 'More actions' }, 'More ▾'));
-  const remove = h('button', { class: 'menu-item danger-text', id: 'remove-mailbox', type: 'button' }, 'Remove mailbox…');
+    h('summary', { class: 'button subtle-button', id: 'mailbox-menu-button', 'aria-label': t('More actions') }, t('More ▾')));
+  const remove = h('button', { class: 'menu-item danger-text', id: 'remove-mailbox', type: 'button' }, t('Remove mailbox…'));
   remove.addEventListener('click', () => {
     menu.open = false;
     removeMailbox(mailbox);
@@ -133,8 +136,8 @@ function mailboxView(route) {
   if (!mailbox) {
     return emptyState({
       id: 'mailbox-missing',
-      title: 'This mailbox no longer exists',
-      body: 'It may have been removed. Choose another mailbox on the left.',
+      title: t('This mailbox no longer exists'),
+      body: t('It may have been removed. Choose another mailbox on the left.'),
     });
   }
   const tabs = h('div', { class: 'tabs', role: 'tablist' }, MAILBOX_TABS.map((tab) =>
@@ -144,13 +147,13 @@ function mailboxView(route) {
       href: `#/mailboxes/${encodeURIComponent(mailbox.id)}/${tab.id}`,
       class: tab.id === route.tab ? 'active' : '',
       'aria-selected': tab.id === route.tab ? 'true' : 'false',
-    }, tab.label)));
+    }, t(tab.label))));
   return h('div', { class: 'mailbox' },
     h('header', { class: 'view-header' },
       h('div', { class: 'view-title' },
         h('h1', {}, mailbox.name),
         mailboxMenu(mailbox)),
-      h('p', { class: 'subtle' }, mailbox.method === 'scan' ? 'Mailbox scan (delegated sign-in)' : 'Webhooks (application permissions)')),
+      h('p', { class: 'subtle' }, mailbox.method === 'scan' ? t('Mailbox scan (delegated sign-in)') : t('Webhooks (application permissions)'))),
     tabs,
     h('div', { class: 'tab-panel', role: 'tabpanel' }, mailboxTab(mailbox, route.tab)));
 }
@@ -160,10 +163,10 @@ function mailboxTab(mailbox, tab) {
     case 'contacts':
       return emptyState({
         id: 'empty-contacts',
-        title: 'No contact imports yet',
+        title: t('No contact imports yet'),
         body: [
-          'Import Outlook contacts from this mailbox as PSA users. Add field mappings first (Outlook field → PSA user field), then run an import.',
-          'The app registration needs the Contacts.Read permission for this.',
+          t('Import Outlook contacts from this mailbox as PSA users. Add field mappings first (Outlook field → PSA user field), then run an import.'),
+          t('The app registration needs the Contacts.Read permission for this.'),
         ],
       });
     case 'log':
@@ -201,7 +204,7 @@ async function refreshMailboxes() {
   try {
     state.mailboxes = await backend.listMailboxes();
   } catch (error) {
-    toast(`Could not load mailboxes: ${error.message}`, 'error');
+    toast(t('Could not load mailboxes: {error}', { error: error.message }), 'error');
   }
 }
 
@@ -218,11 +221,11 @@ async function showSandbox() {
   if (!info) return;
   document.body.dataset.sandbox = 'true';
   const rows = [
-    ['Tenant', `${info.tenant} (${info.domain})`],
-    ['Identity', info.authority_url],
-    ['Graph', info.graph_url],
-    ['HaloPSA', info.psa_url],
-    ['Control API', info.control_url],
+    [t('Tenant'), `${info.tenant} (${info.domain})`],
+    [t('Identity'), info.authority_url],
+    [verbatim('Graph'), info.graph_url],
+    [verbatim('HaloPSA'), info.psa_url],
+    [t('Control API'), info.control_url],
   ];
   document.getElementById('sandbox-endpoints').replaceChildren(
     ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
@@ -238,6 +241,14 @@ async function showSandbox() {
 async function start() {
   document.getElementById('add-mailbox').addEventListener('click', () => { location.hash = '#/add-mailbox'; });
   window.addEventListener('hashchange', render);
+  // The interface language (Integration, step 1): a switch renders everything again.
+  window.addEventListener('mailroom:language', render);
+  try {
+    setLanguage(await backend.uiLanguageGet());
+  } catch (error) {
+    setLanguage('en');
+    toast(error.message, 'error');
+  }
   await refreshMailboxes();
   render();
   watchEngine();
@@ -245,7 +256,7 @@ async function start() {
   try {
     const info = await backend.appInfo();
     document.getElementById('app-version').textContent = `v${info.version}`;
-    document.getElementById('app-version').title = `Data: ${info.data_dir}\nLogs: ${info.log_dir}`;
+    document.getElementById('app-version').title = t('Data: {data}\nLogs: {logs}', { data: info.data_dir, logs: info.log_dir });
     sandbox = info.sandbox;
   } catch (error) {
     toast(error.message, 'error');

@@ -4,6 +4,8 @@
 // Errors from commands arrive as {code, message}; `code` is one of a closed set
 // (see ErrorCode in crates/engine) and is what callers switch on.
 
+import { t } from './i18n.js';
+
 const tauri = window.__TAURI__;
 
 export class BackendError extends Error {
@@ -15,7 +17,7 @@ export class BackendError extends Error {
 
 async function call(command, args = {}) {
   if (!tauri) {
-    throw new BackendError('internal', 'Mailroom must run inside its desktop window.');
+    throw new BackendError('internal', t('Mailroom must run inside its desktop window.'));
   }
   try {
     return await tauri.core.invoke(command, args);
@@ -28,6 +30,9 @@ async function call(command, args = {}) {
 }
 
 export const appInfo = () => call('app_info');
+// The interface language ('en', 'de'), kept in the settings.
+export const uiLanguageGet = () => call('ui_language_get');
+export const uiLanguageSet = (language) => call('ui_language_set', { language });
 export const listMailboxes = () => call('list_mailboxes');
 export const addMailbox = (setup) => call('add_mailbox', { setup });
 export const removeMailbox = (id) => call('remove_mailbox', { id });
@@ -84,7 +89,7 @@ export const psaReplyVisibilitySet = (mailboxId, visibility) =>
   call('psa_reply_visibility_set', { mailboxId, visibility });
 // Live engine events arrive in batches (arrays) over a Channel.
 export function inboundSubscribe(onBatch) {
-  if (!tauri) return Promise.reject(new BackendError('internal', 'Mailroom must run inside its desktop window.'));
+  if (!tauri) return Promise.reject(new BackendError('internal', t('Mailroom must run inside its desktop window.')));
   const channel = new tauri.core.Channel();
   channel.onmessage = onBatch;
   return call('inbound_subscribe', { onEvents: channel });
@@ -94,7 +99,7 @@ export function inboundSubscribe(onBatch) {
 // commands also carry `diagnosis` ({code, cause, fix}) for identity and Graph failures.
 async function callConnect(command, args = {}) {
   if (!tauri) {
-    throw new BackendError('internal', 'Mailroom must run inside its desktop window.');
+    throw new BackendError('internal', t('Mailroom must run inside its desktop window.'));
   }
   try {
     return await tauri.core.invoke(command, args);

@@ -1,6 +1,8 @@
 // Tiny DOM helpers. Text always goes through textContent, never innerHTML, so data from
 // mailboxes and the PSA cannot inject markup.
 
+import { t } from './i18n.js';
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -53,7 +55,7 @@ export function toast(message, kind = 'info') {
  */
 export function confirmDialog({ title, body, confirmLabel, danger = false }) {
   return new Promise((resolve) => {
-    const cancel = h('button', { class: 'button', id: 'confirm-cancel', type: 'button' }, 'Cancel');
+    const cancel = h('button', { class: 'button', id: 'confirm-cancel', type: 'button' }, t('Cancel'));
     const ok = h('button', { class: `button ${danger ? 'danger' : 'primary'}`, id: 'confirm-ok', type: 'button' }, confirmLabel);
     const dialog = h('div', { class: 'confirm-dialog', id: 'confirm-dialog', role: 'alertdialog', 'aria-modal': 'true', 'aria-labelledby': 'confirm-title' },
       h('h2', { id: 'confirm-title' }, title),

@@ -5,16 +5,27 @@
 
 import * as backend from './backend.js';
 import { h, toast } from './dom.js';
+import { N_, locale, t, verbatim } from './i18n.js';
 
 const PAGE = 100;
 const STATUSES = [
-  ['', 'All statuses'],
-  ['processed', 'Processed'],
-  ['skipped', 'Skipped'],
-  ['failed', 'Failed'],
-  ['retrying', 'Retrying'],
-  ['pending', 'Pending'],
+  ['', N_('All statuses')],
+  ['processed', N_('Processed')],
+  ['skipped', N_('Skipped')],
+  ['failed', N_('Failed')],
+  ['retrying', N_('Retrying')],
+  ['pending', N_('Pending')],
 ];
+/** An email's status as the log writes it (lower case, as a word in a sentence). */
+const STATUS_WORDS = {
+  processed: N_('processed'),
+  skipped: N_('skipped'),
+  failed: N_('failed'),
+  retrying: N_('retrying'),
+  pending: N_('pending'),
+  processing: N_('processing'),
+};
+const statusWord = (status) => (STATUS_WORDS[status] ? t(STATUS_WORDS[status]) : status);
 
 // One live subscription for the whole window; views register listeners. The engine starts
 // with the app and keeps itself up: the window only shows its state (`engine` below), from
@@ -38,7 +49,7 @@ async function ensureSubscribed() {
     await backend.inboundSubscribe(onBatch);
   } catch (error) {
     subscribed = false;
-    toast(`Live updates are unavailable: ${error.message}`, 'error');
+    toast(t('Live updates are unavailable: {error}', { error: error.message }), 'error');
   }
 }
 
@@ -71,7 +82,7 @@ export async function refreshEngine() {
 function fmtTime(iso) {
   if (!iso) return '';
   const d = new Date(iso);
-  return d.toLocaleString();
+  return d.toLocaleString(locale());
 }
 
 function countdown(iso) {
@@ -82,18 +93,18 @@ function countdown(iso) {
 }
 
 function statusCell(email) {
-  const el = h('span', { class: `status status-${email.status}`, 'data-status': email.status }, email.status);
+  const el = h('span', { class: `status status-${email.status}`, 'data-status': email.status }, statusWord(email.status));
   if (email.status === 'retrying' && email.next_attempt_at) {
-    const t = h('span', { class: 'countdown', 'data-countdown': email.next_attempt_at });
-    t.textContent = ` (next try in ${countdown(email.next_attempt_at)})`;
-    return h('span', {}, el, t);
+    const next = h('span', { class: 'countdown', 'data-countdown': email.next_attempt_at });
+    next.textContent = t(' (next try in {wait})', { wait: countdown(email.next_attempt_at) });
+    return h('span', {}, el, next);
   }
   return el;
 }
 
 function ticketCell(email) {
   if (!email.ticket_id) return email.skip_reason ? h('span', { class: 'subtle' }, email.skip_reason) : '';
-  const what = email.outcome === 'action_added' ? `Ticket ${email.ticket_id} (update)` : `Ticket ${email.ticket_id}`;
+  const what = email.outcome === 'action_added' ? t('Ticket {id} (update)', { id: email.ticket_id }) : t('Ticket {id}', { id: email.ticket_id });
   return h('span', { 'data-ticket': email.ticket_id }, what);
 }
 
@@ -104,35 +115,35 @@ function row(email, { showMailbox, mailboxes, onOpen }) {
   h('td', {}, fmtTime(email.received_at)),
   showMailbox ? h('td', {}, mailbox) : null,
   h('td', { title: email.from_address }, email.from_name || email.from_address),
-  h('td', {}, email.subject || '(no subject)'),
+  h('td', {}, email.subject || t('(no subject)')),
   h('td', {}, statusCell(email)),
   h('td', {}, ticketCell(email)));
 }
 
 function requestView(r) {
-  const summary = `${r.method} ${r.url} → ${r.status ?? r.error ?? 'no response'} (${r.duration_ms} ms)`;
+  const summary = `${r.method} ${r.url} → ${r.status ?? r.error ?? t('no response')} (${r.duration_ms} ms)`;
   return h('details', { class: 'request' },
     h('summary', {}, summary),
     h('div', { class: 'request-body' },
-      h('h4', {}, 'Request headers'),
+      h('h4', {}, t('Request headers')),
       h('pre', {}, (r.request_headers || []).map(([k, v]) => `${k}: ${v}`).join('\n')),
-      r.request_body ? [h('h4', {}, 'Request body'), h('pre', {}, r.request_body)] : null,
-      h('h4', {}, 'Response headers'),
+      r.request_body ? [h('h4', {}, t('Request body')), h('pre', {}, r.request_body)] : null,
+      h('h4', {}, t('Response headers')),
       h('pre', {}, (r.response_headers || []).map(([k, v]) => `${k}: ${v}`).join('\n')),
-      r.response_body ? [h('h4', {}, 'Response body'), h('pre', {}, r.response_body)] : null));
+      r.response_body ? [h('h4', {}, t('Response body')), h('pre', {}, r.response_body)] : null));
 }
 
 function attemptView(a) {
-  const result = a.result ?? 'running';
+  const result = a.result ?? t('running');
   return h('section', { class: 'attempt', 'data-attempt': a.number },
-    h('h3', {}, `Attempt ${a.number} — ${a.trigger} — ${result}`),
+    h('h3', {}, t('Attempt {n} — {trigger} — {result}', { n: a.number, trigger: a.trigger, result })),
     h('p', { class: 'subtle' }, `${fmtTime(a.started_at)}${a.finished_at ? ` → ${fmtTime(a.finished_at)}` : ''}`),
     a.error_message ? h('p', { class: 'error-text' }, a.error_message, h('span', { class: 'error-code' }, a.error_code)) : null,
-    h('h4', {}, `Requests (${a.requests.length})`),
-    a.requests.length ? a.requests.map(requestView) : h('p', { class: 'subtle' }, 'No requests.'),
-    h('h4', {}, 'Processing log'),
+    h('h4', {}, t('Requests ({n})', { n: a.requests.length })),
+    a.requests.length ? a.requests.map(requestView) : h('p', { class: 'subtle' }, t('No requests.')),
+    h('h4', {}, t('Processing log')),
     h('ol', { class: 'processing-log' }, a.log.map((l) =>
-      h('li', { class: `log-${l.level}` }, `${new Date(l.at).toLocaleTimeString()} ${l.message}`))));
+      h('li', { class: `log-${l.level}` }, `${new Date(l.at).toLocaleTimeString(locale())} ${l.message}`))));
 }
 
 async function detailsView(email, close) {
@@ -140,30 +151,30 @@ async function detailsView(email, close) {
   const reprocess = h('button', { class: 'button', id: 'reprocess', onclick: async () => {
     try {
       await backend.inboundReprocess(email.id);
-      toast('Queued for processing again.');
+      toast(t('Queued for processing again.'));
     } catch (error) {
       toast(error.message, 'error');
     }
-  } }, 'Reprocess');
+  } }, t('Reprocess'));
   const header = h('header', { class: 'view-header' },
     h('div', { class: 'view-title' },
-      h('h2', {}, email.subject || '(no subject)'),
+      h('h2', {}, email.subject || t('(no subject)')),
       reprocess,
-      h('button', { class: 'button subtle-button', onclick: close }, 'Close')),
+      h('button', { class: 'button subtle-button', onclick: close }, t('Close'))),
     h('dl', { class: 'facts' },
-      h('dt', {}, 'From'), h('dd', {}, `${email.from_name} <${email.from_address}>`),
-      h('dt', {}, 'Received'), h('dd', {}, fmtTime(email.received_at)),
-      h('dt', {}, 'Status'), h('dd', {}, statusCell(email)),
-      h('dt', {}, 'Ticket'), h('dd', {}, ticketCell(email)),
-      email.skip_detail ? [h('dt', {}, 'Why skipped'), h('dd', {}, email.skip_detail)] : null,
-      email.error_message ? [h('dt', {}, 'Last error'), h('dd', {}, email.error_message, h('span', { class: 'error-code' }, email.error_code))] : null,
-      h('dt', {}, 'Message-ID'), h('dd', {}, email.internet_message_id ?? '')));
+      h('dt', {}, t('From')), h('dd', {}, `${email.from_name} <${email.from_address}>`),
+      h('dt', {}, t('Received')), h('dd', {}, fmtTime(email.received_at)),
+      h('dt', {}, t('Status')), h('dd', {}, statusCell(email)),
+      h('dt', {}, t('Ticket')), h('dd', {}, ticketCell(email)),
+      email.skip_detail ? [h('dt', {}, t('Why skipped')), h('dd', {}, email.skip_detail)] : null,
+      email.error_message ? [h('dt', {}, t('Last error')), h('dd', {}, email.error_message, h('span', { class: 'error-code' }, email.error_code))] : null,
+      h('dt', {}, verbatim('Message-ID')), h('dd', {}, email.internet_message_id ?? '')));
   panel.append(header);
   try {
     const attempts = await backend.inboundAttempts(email.id);
     panel.append(h('div', { class: 'attempts' },
       attempts.length ? attempts.slice().reverse().map(attemptView)
-        : h('p', { class: 'subtle' }, 'Not processed yet.')));
+        : h('p', { class: 'subtle' }, t('Not processed yet.'))));
   } catch (error) {
     panel.append(h('p', { class: 'error-text' }, error.message));
   }
@@ -187,7 +198,7 @@ function logPanel({ mailbox, mailboxes }) {
   const paintCounts = () => {
     const order = ['processed', 'skipped', 'retrying', 'failed', 'pending'];
     counts.replaceChildren(...order.filter((s) => tally.get(s)).map((s) =>
-      h('span', { class: `count-chip status-${s}`, 'data-count': s }, `${s}: ${tally.get(s)}`)));
+      h('span', { class: `count-chip status-${s}`, 'data-count': s }, `${statusWord(s)}: ${tally.get(s)}`)));
   };
   const setCounts = (pairs) => {
     tally.clear();
@@ -226,12 +237,12 @@ function logPanel({ mailbox, mailboxes }) {
     }
     reconcileCounts();
   };
-  const more = h('button', { class: 'button', id: 'log-more', hidden: true, onclick: () => load(false) }, 'Load more');
+  const more = h('button', { class: 'button', id: 'log-more', hidden: true, onclick: () => load(false) }, t('Load more'));
   const empty = h('p', { class: 'subtle empty-log', id: mailbox ? 'empty-inbound-log' : 'empty-monitoring', hidden: true },
-    mailbox ? 'No email processed yet. Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.'
+    mailbox ? t('No email processed yet. Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.')
       : (mailboxes.length === 0
-        ? 'Add a mailbox first; its emails will show here as they are processed, with retries and errors.'
-        : 'No email processed yet. Emails of every mailbox appear here live as they are processed.'));
+        ? t('Add a mailbox first; its emails will show here as they are processed, with retries and errors.')
+        : t('No email processed yet. Emails of every mailbox appear here live as they are processed.')));
   const detailsSlot = h('div', { id: 'log-details-slot' });
   let loading = false;
 
@@ -273,7 +284,7 @@ function logPanel({ mailbox, mailboxes }) {
       setCounts(page.counts);
       renderRows();
     } catch (error) {
-      toast(`Could not load the inbound log: ${error.message}`, 'error');
+      toast(t('Could not load the inbound log: {error}', { error: error.message }), 'error');
     } finally {
       loading = false;
     }
@@ -304,11 +315,11 @@ function logPanel({ mailbox, mailboxes }) {
     if (changed) renderRows();
   };
 
-  const statusSelect = h('select', { id: 'log-status', 'aria-label': 'Status',
+  const statusSelect = h('select', { id: 'log-status', 'aria-label': t('Status'),
     onchange: (e) => { query.status = e.target.value || null; load(true); } },
-  STATUSES.map(([v, label]) => h('option', { value: v }, label)));
+  STATUSES.map(([v, label]) => h('option', { value: v }, t(label))));
   let searchTimer;
-  const search = h('input', { type: 'search', id: 'log-search', placeholder: 'Search sender or subject', 'aria-label': 'Search',
+  const search = h('input', { type: 'search', id: 'log-search', placeholder: t('Search sender or subject'), 'aria-label': t('Search'),
     oninput: (e) => {
       clearTimeout(searchTimer);
       searchTimer = setTimeout(() => { query.search = e.target.value.trim() || null; load(true); }, 250);
@@ -319,19 +330,19 @@ function logPanel({ mailbox, mailboxes }) {
       e.target.disabled = true;
       try {
         const r = await backend.inboundImportNow(mailbox.id);
-        toast(`Import finished: ${r.new} new, ${r.processed} processed, ${r.skipped} skipped, ${r.failed} failed, ${r.retrying} to retry.`);
+        toast(t('Import finished: {new} new, {processed} processed, {skipped} skipped, {failed} failed, {retrying} to retry.', r));
         load(true);
       } catch (error) {
         toast(error.message, 'error');
       } finally {
         e.target.disabled = false;
       }
-    } }, 'Import emails') : null);
+    } }, t('Import emails')) : null);
 
   const table = h('table', { class: 'log-table', id: 'inbound-log' },
     h('thead', {}, h('tr', {},
-      h('th', {}, 'Received'), showMailbox ? h('th', {}, 'Mailbox') : null,
-      h('th', {}, 'From'), h('th', {}, 'Subject'), h('th', {}, 'Status'), h('th', {}, 'Ticket'))),
+      h('th', {}, t('Received')), showMailbox ? h('th', {}, t('Mailbox')) : null,
+      h('th', {}, t('From')), h('th', {}, t('Subject')), h('th', {}, t('Status')), h('th', {}, t('Ticket')))),
     tbody);
   const root = h('div', { class: 'inbound-log' }, toolbar, counts, table, empty, more, detailsSlot);
 
@@ -344,7 +355,7 @@ function logPanel({ mailbox, mailboxes }) {
       return;
     }
     for (const el of root.querySelectorAll('[data-countdown]')) {
-      el.textContent = ` (next try in ${countdown(el.dataset.countdown)})`;
+      el.textContent = t(' (next try in {wait})', { wait: countdown(el.dataset.countdown) });
     }
   }, 1000);
   ensureSubscribed();
@@ -361,9 +372,9 @@ export function inboundLogPanel(mailbox, mailboxes = []) {
 function psaMissing() {
   return h('section', { class: 'psa-card', id: 'psa-missing' },
     h('div', { class: 'psa-card-head' },
-      h('div', {}, h('h2', {}, 'HaloPSA is not connected'),
-        h('p', { class: 'subtle' }, 'Mail is read but no ticket is created until Mailroom can sign in to your PSA.')),
-      h('a', { class: 'button primary', href: '#/integration', id: 'go-integration' }, 'Set up the integration')));
+      h('div', {}, h('h2', {}, t('HaloPSA is not connected')),
+        h('p', { class: 'subtle' }, t('Mail is read but no ticket is created until Mailroom can sign in to your PSA.'))),
+      h('a', { class: 'button primary', href: '#/integration', id: 'go-integration' }, t('Set up the integration'))));
 }
 
 function engineLine(mailboxes) {
@@ -372,25 +383,27 @@ function engineLine(mailboxes) {
     const st = engine.state;
     if (st.state !== 'running' && !(st.state === 'degraded' && st.mailboxes > 0)) {
       const text = {
-        starting: 'Starting…',
-        degraded: `Not processing: ${st.reason}${st.retry_at ? ` (trying again at ${fmtTime(st.retry_at)})` : ''}`,
-        stopping: 'Stopping…',
-        stopped: 'Stopped.',
-      }[st.state] ?? 'Not processing yet.';
+        starting: t('Starting…'),
+        degraded: st.retry_at
+          ? t('Not processing: {reason} (trying again at {time})', { reason: st.reason, time: fmtTime(st.retry_at) })
+          : t('Not processing: {reason}', { reason: st.reason }),
+        stopping: t('Stopping…'),
+        stopped: t('Stopped.'),
+      }[st.state] ?? t('Not processing yet.');
       el.replaceChildren(h('p', { class: st.state === 'degraded' ? 'error-text' : 'subtle', 'data-engine-state': st.state }, text));
       return;
     }
     const rows = mailboxes.map((m) => {
       const s = engine.statuses.get(m.id);
-      const text = s ? `${s.state}${s.last_sync_at ? `, last scan ${fmtTime(s.last_sync_at)}` : ''}${s.error ? ` — ${s.error}` : ''}` : 'not synced (connect it first)';
+      const text = s ? `${s.state}${s.last_sync_at ? t(', last scan {time}', { time: fmtTime(s.last_sync_at) }) : ''}${s.error ? ` — ${s.error}` : ''}` : t('not synced (connect it first)');
       return h('li', { 'data-mailbox-status': m.id }, `${m.name}: ${text}`);
     });
     const degraded = st.state === 'degraded'
-      ? h('p', { class: 'error-text', 'data-engine-state': st.state }, `Degraded: ${st.reason}`)
+      ? h('p', { class: 'error-text', 'data-engine-state': st.state }, t('Degraded: {reason}', { reason: st.reason }))
       : null;
     const dropped = engine.dropped
       ? h('p', { class: 'callout warning', id: 'dropped-notifications' },
-        `The webhook receiver turned away ${engine.dropped} notification(s) because its queue was full; Microsoft Graph sends them again, and the fallback scan catches any it gives up on.`)
+        t('The webhook receiver turned away {n} notification(s) because its queue was full; Microsoft Graph sends them again, and the fallback scan catches any it gives up on.', { n: engine.dropped }))
       : null;
     el.replaceChildren(...[degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows), dropped].filter(Boolean));
   };
@@ -403,13 +416,20 @@ function engineLine(mailboxes) {
   return { el, paint };
 }
 
+/** The PSA connection in one line: URL, client, tenant. */
+export function connectionLine(conn) {
+  return conn.tenant
+    ? t('{url} · client {client} · tenant {tenant}', { url: conn.base_url, client: conn.client_id, tenant: conn.tenant })
+    : t('{url} · client {client}', { url: conn.base_url, client: conn.client_id });
+}
+
 /** The PSA connection with *Test connection*: each check green or red, with its fix. */
 function psaCard(conn) {
   const results = h('ul', { class: 'checks', id: 'psa-checks' });
-  const button = h('button', { class: 'button', id: 'psa-test', type: 'button' }, 'Test connection');
+  const button = h('button', { class: 'button', id: 'psa-test', type: 'button' }, t('Test connection'));
   button.addEventListener('click', async () => {
     button.disabled = true;
-    results.replaceChildren(h('li', { class: 'subtle' }, 'Checking…'));
+    results.replaceChildren(h('li', { class: 'subtle' }, t('Checking…')));
     try {
       const report = await backend.psaTest();
       results.replaceChildren(...report.checks.map((c) =>
@@ -417,7 +437,7 @@ function psaCard(conn) {
           h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : '✕'),
           h('div', {},
             h('strong', {}, c.label), ' — ', c.detail,
-            c.fix ? h('div', { class: 'check-fix' }, `Fix: ${c.fix}`) : null))));
+            c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: c.fix })) : null))));
     } catch (error) {
       results.replaceChildren(h('li', { class: 'check check-failed', 'data-code': error.code }, error.message));
     } finally {
@@ -426,8 +446,8 @@ function psaCard(conn) {
   });
   return h('section', { class: 'psa-card', id: 'psa-card' },
     h('div', { class: 'psa-card-head' },
-      h('div', {}, h('h2', {}, 'HaloPSA'),
-        h('p', { class: 'subtle' }, `${conn.base_url} · client ${conn.client_id}${conn.tenant ? ` · tenant ${conn.tenant}` : ''}`)),
+      h('div', {}, h('h2', {}, verbatim('HaloPSA')),
+        h('p', { class: 'subtle' }, connectionLine(conn))),
       button),
     results);
 }
@@ -436,12 +456,12 @@ function psaCard(conn) {
 function subscriptionEventsPanel(mailboxes) {
   const tbody = h('tbody', { id: 'subscription-events-rows' });
   const empty = h('p', { class: 'subtle', id: 'empty-subscription-events', hidden: true },
-    'No subscription events yet. Creating, renewing or cancelling a Webhooks mailbox\'s subscription, and lifecycle notifications, appear here.');
+    t('No subscription events yet. Creating, renewing or cancelling a Webhooks mailbox\'s subscription, and lifecycle notifications, appear here.'));
   const root = h('section', { class: 'subscription-events', id: 'monitoring-subscription-events' },
-    h('h2', {}, 'Subscription events'),
+    h('h2', {}, t('Subscription events')),
     h('table', { class: 'log-table' },
       h('thead', {}, h('tr', {},
-        h('th', {}, 'Time'), h('th', {}, 'Mailbox'), h('th', {}, 'Event'), h('th', {}, 'Detail'))),
+        h('th', {}, t('Time')), h('th', {}, t('Mailbox')), h('th', {}, t('Event')), h('th', {}, t('Detail')))),
       tbody),
     empty);
   let last = null;
@@ -459,7 +479,7 @@ function subscriptionEventsPanel(mailboxes) {
       empty.hidden = events.length > 0;
     } catch (error) {
       empty.hidden = false;
-      empty.textContent = `Could not load subscription events: ${error.message}`;
+      empty.textContent = t('Could not load subscription events: {error}', { error: error.message });
     }
   };
   refresh();
@@ -474,19 +494,19 @@ function subscriptionEventsPanel(mailboxes) {
 function receiverSettings() {
   const error = h('p', { class: 'form-error', id: 'receiver-error', role: 'alert', hidden: true });
   const form = h('form', { class: 'form receiver-form', id: 'receiver-form' },
-    h('h2', {}, 'Webhook receiver'),
-    h('p', { class: 'subtle' }, 'Graph posts change notifications for Webhooks mailboxes here. Behind a tunnel or reverse proxy, enter its public HTTPS URL. Changes apply at the next start; recreate subscriptions after changing the URL or port.'),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Bind address'),
+    h('h2', {}, t('Webhook receiver')),
+    h('p', { class: 'subtle' }, t('Graph posts change notifications for Webhooks mailboxes here. Behind a tunnel or reverse proxy, enter its public HTTPS URL. Changes apply at the next start; recreate subscriptions after changing the URL or port.')),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Bind address')),
       h('input', { id: 'receiver-bind', placeholder: '127.0.0.1' })),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Port'),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Port')),
       h('input', { id: 'receiver-port', type: 'number', min: '0', max: '65535', placeholder: '47130' })),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Public base URL'),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Public base URL')),
       h('input', { id: 'receiver-url', placeholder: 'https://hooks.example.com/mailroom' })),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Fallback scan every (minutes)'),
-      h('span', { class: 'field-hint' }, 'Webhooks mailboxes are also read on this schedule, to catch notifications Microsoft Graph lost.'),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Fallback scan every (minutes)')),
+      h('span', { class: 'field-hint' }, t('Webhooks mailboxes are also read on this schedule, to catch notifications Microsoft Graph lost.')),
       h('input', { id: 'receiver-fallback', type: 'number', min: '1', max: '1440', placeholder: '15' })),
     error,
-    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'button', id: 'receiver-save' }, 'Save receiver settings')));
+    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'button', id: 'receiver-save' }, t('Save receiver settings'))));
   let current = {};
   backend.webhookSettingsGet().then((s) => {
     current = s;
@@ -502,7 +522,7 @@ function receiverSettings() {
     const port = text('#receiver-port');
     const fallback = text('#receiver-fallback');
     if (fallback !== null && !(Number(fallback) >= 1 && Number(fallback) <= 1440)) {
-      error.textContent = 'The fallback scan interval must be between 1 and 1440 minutes.';
+      error.textContent = t('The fallback scan interval must be between 1 and 1440 minutes.');
       error.dataset.code = 'invalid_input';
       error.hidden = false;
       return;
@@ -512,7 +532,7 @@ function receiverSettings() {
     try {
       await backend.webhookSettingsSet(settings);
       current = settings;
-      toast('Receiver settings saved; they apply at the next start.');
+      toast(t('Receiver settings saved; they apply at the next start.'));
     } catch (e) {
       error.textContent = e.message;
       error.dataset.code = e.code;
@@ -526,8 +546,8 @@ function receiverSettings() {
 export function monitoringPanel(mailboxes) {
   const body = h('div', {});
   const root = h('div', { id: 'monitoring' },
-    h('header', { class: 'view-header' }, h('h1', {}, 'Monitoring'),
-      h('p', { class: 'subtle' }, 'Every email across all mailboxes, as it is processed.')),
+    h('header', { class: 'view-header' }, h('h1', {}, t('Monitoring')),
+      h('p', { class: 'subtle' }, t('Every email across all mailboxes, as it is processed.'))),
     body);
   (async () => {
     // Fresh figures each time Monitoring opens (the dropped-notification count is not streamed).

@@ -5,27 +5,28 @@
 
 import * as backend from './backend.js';
 import { h } from './dom.js';
+import { N_, t, verbatim } from './i18n.js';
 
 const CLOUDS = [
-  { id: 'global', label: 'Microsoft Graph global service', portal: 'portal.azure.com' },
-  { id: 'usgov_gcc_high', label: 'US Government L4 (GCC High)', portal: 'portal.azure.us' },
-  { id: 'usgov_dod', label: 'US Government L5 (DoD)', portal: 'portal.azure.us' },
-  { id: 'china', label: 'China (operated by 21Vianet)', portal: 'portal.azure.cn' },
-  { id: 'custom', label: 'Custom (sandbox or proxy)', portal: null },
+  { id: 'global', label: N_('Microsoft Graph global service'), portal: 'portal.azure.com' },
+  { id: 'usgov_gcc_high', label: N_('US Government L4 (GCC High)'), portal: 'portal.azure.us' },
+  { id: 'usgov_dod', label: N_('US Government L5 (DoD)'), portal: 'portal.azure.us' },
+  { id: 'china', label: N_('China (operated by 21Vianet)'), portal: 'portal.azure.cn' },
+  { id: 'custom', label: N_('Custom (sandbox or proxy)'), portal: null },
 ];
 
 /** The delegated or application permissions a method needs, for the guidance panel. */
 export function requiredPermissions(method, { shared = false, contacts = false } = {}) {
   if (method === 'scan') {
-    const perms = ['Mail.ReadWrite', 'Mail.Send'];
-    if (shared) perms.push('Mail.ReadWrite.Shared', 'Mail.Send.Shared');
-    if (contacts) perms.push('Contacts.Read');
-    perms.push('offline_access', 'User.Read');
-    return { type: 'Delegated', perms };
+    const perms = [verbatim('Mail.ReadWrite'), verbatim('Mail.Send')];
+    if (shared) perms.push(verbatim('Mail.ReadWrite.Shared'), verbatim('Mail.Send.Shared'));
+    if (contacts) perms.push(verbatim('Contacts.Read'));
+    perms.push('offline_access', verbatim('User.Read'));
+    return { type: verbatim('Delegated'), perms };
   }
-  const perms = ['Mail.ReadWrite', 'Mail.Send'];
-  if (contacts) perms.push('Contacts.Read');
-  return { type: 'Application', perms };
+  const perms = [verbatim('Mail.ReadWrite'), verbatim('Mail.Send')];
+  if (contacts) perms.push(verbatim('Contacts.Read'));
+  return { type: verbatim('Application'), perms };
 }
 
 function field(label, input, hint) {
@@ -48,40 +49,40 @@ function guidance(form) {
   const { type, perms } = requiredPermissions(method, { shared });
   const cloud = CLOUDS.find((c) => c.id === form.cloud.value);
   const platform = method === 'scan'
-    ? (credential === 'public' ? 'Mobile and desktop applications' : 'Web')
+    ? (credential === 'public' ? verbatim('Mobile and desktop applications') : verbatim('Web'))
     : null;
   const steps = [
-    `In ${cloud?.portal ?? 'your Azure portal'}, open App registrations → New registration.`,
-    'Supported account types: single tenant (this organisation only).',
+    t('In {portal}, open App registrations → New registration.', { portal: cloud?.portal ?? t('your Azure portal') }),
+    t('Supported account types: single tenant (this organisation only).'),
   ];
   if (platform) {
-    steps.push(`Redirect URI: platform "${platform}", URI http://localhost (Microsoft ignores the port for localhost, so Mailroom can use any free port).`);
+    steps.push(t('Redirect URI: platform "{platform}", URI http://localhost (Microsoft ignores the port for localhost, so Mailroom can use any free port).', { platform }));
     steps.push(credential === 'public'
-      ? 'Authentication → "Allow public client flows": not needed; no secret is used. Do not also register http://localhost under Web.'
-      : 'Certificates & secrets → New client secret; paste its Value (not the Secret ID) below. Do not also register http://localhost under Mobile and desktop.');
+      ? t('Authentication → "Allow public client flows": not needed; no secret is used. Do not also register http://localhost under Web.')
+      : t('Certificates & secrets → New client secret; paste its Value (not the Secret ID) below. Do not also register http://localhost under Mobile and desktop.'));
   } else {
     steps.push(credential === 'certificate'
-      ? 'Certificates & secrets → Certificates → Upload the certificate (.cer) of the PFX you import below.'
-      : 'Certificates & secrets → New client secret; paste its Value (not the Secret ID) below.');
+      ? t('Certificates & secrets → Certificates → Upload the certificate (.cer) of the PFX you import below.')
+      : t('Certificates & secrets → New client secret; paste its Value (not the Secret ID) below.'));
   }
-  steps.push(`API permissions → Add a permission → Microsoft Graph → ${type} permissions: ${perms.join(', ')}.`);
-  steps.push('Grant admin consent for your organisation.');
-  steps.push('Copy the Application (client) ID and Directory (tenant) ID from the Overview page.');
+  steps.push(t('API permissions → Add a permission → Microsoft Graph → {type} permissions: {permissions}.', { type, permissions: perms.join(', ') }));
+  steps.push(t('Grant admin consent for your organisation.'));
+  steps.push(t('Copy the Application (client) ID and Directory (tenant) ID from the Overview page.'));
   const items = [
-    h('h3', {}, 'App registration'),
+    h('h3', {}, t('App registration')),
     h('ol', { class: 'steps', id: 'registration-steps' }, steps.map((s) => h('li', {}, s))),
     h('h3', {}, `${type} permissions`),
     h('ul', { class: 'perm-list', id: 'required-permissions' }, perms.map((p) => h('li', {}, h('code', {}, p)))),
   ];
   if (method === 'webhook') {
     items.push(h('p', { class: 'callout', id: 'access-policy-advice' },
-      'Without further restriction, application permissions reach every mailbox in the tenant. ',
-      'Limit the app to this mailbox with an application access policy ',
-      h('code', {}, 'New-ApplicationAccessPolicy -AppId <client id> -PolicyScopeGroupId <group> -AccessRight RestrictAccess'),
-      ' or Exchange RBAC for Applications. Changes take up to 30 minutes.'));
+      t('Without further restriction, application permissions reach every mailbox in the tenant. '),
+      t('Limit the app to this mailbox with an application access policy '),
+      h('code', {}, verbatim('New-ApplicationAccessPolicy -AppId <client id> -PolicyScopeGroupId <group> -AccessRight RestrictAccess')),
+      t(' or Exchange RBAC for Applications. Changes take up to 30 minutes.')));
   } else {
     items.push(h('p', { class: 'callout' },
-      'The account that signs in has its own inbox processed — or, with a shared mailbox set, the shared mailbox, for which it needs Full Access.'));
+      t('The account that signs in has its own inbox processed — or, with a shared mailbox set, the shared mailbox, for which it needs Full Access.')));
   }
   return items;
 }
@@ -91,41 +92,41 @@ export function mailboxForm({ onSaved }) {
   const error = h('p', { class: 'form-error', id: 'mailbox-form-error', role: 'alert', hidden: true });
   const side = h('aside', { class: 'guidance', id: 'mailbox-guidance' });
   const form = h('form', { id: 'mailbox-form', class: 'form', novalidate: true },
-    field('Name', h('input', { name: 'name', id: 'mb-name', required: true, placeholder: 'Support', autocomplete: 'off' })),
-    h('fieldset', { class: 'choices' }, h('legend', {}, 'Method'),
-      radio('method', 'scan', 'Mailbox scan', true, 'Sign in as a user (delegated). Mailroom checks the inbox every minute.'),
-      radio('method', 'webhook', 'Webhooks', false, 'App-only credentials. Microsoft Graph notifies Mailroom of new mail instantly.')),
-    field('Authority', h('select', { name: 'cloud', id: 'mb-cloud' }, CLOUDS.map((c) => h('option', { value: c.id }, c.label)))),
+    field(verbatim('Name'), h('input', { name: 'name', id: 'mb-name', required: true, placeholder: verbatim('Support'), autocomplete: 'off' })),
+    h('fieldset', { class: 'choices' }, h('legend', {}, t('Method')),
+      radio('method', 'scan', t('Mailbox scan'), true, t('Sign in as a user (delegated). Mailroom checks the inbox every minute.')),
+      radio('method', 'webhook', t('Webhooks'), false, t('App-only credentials. Microsoft Graph notifies Mailroom of new mail instantly.'))),
+    field(t('Authority'), h('select', { name: 'cloud', id: 'mb-cloud' }, CLOUDS.map((c) => h('option', { value: c.id }, t(c.label))))),
     h('div', { class: 'custom-cloud', hidden: true },
-      field('Authority URL', h('input', { name: 'authority_url', id: 'mb-authority', placeholder: 'http://127.0.0.1:47110' })),
-      field('Graph URL', h('input', { name: 'graph_url', id: 'mb-graph', placeholder: 'http://127.0.0.1:47111' }))),
-    field('Directory (tenant) ID', h('input', { name: 'tenant_id', id: 'mb-tenant', required: true, autocomplete: 'off' })),
-    field('Application (client) ID', h('input', { name: 'client_id', id: 'mb-client', required: true, autocomplete: 'off' })),
-    h('fieldset', { class: 'choices', id: 'credential-choices' }, h('legend', {}, 'Credential'),
-      radio('credential_kind', 'public', 'None (public client)', true, 'Registered under "Mobile and desktop applications".'),
-      radio('credential_kind', 'secret', 'Client secret', false, 'Registered under "Web", or app-only.'),
-      radio('credential_kind', 'certificate', 'Certificate (PFX)', false, 'App-only: a certificate uploaded to the app registration.')),
+      field(t('Authority URL'), h('input', { name: 'authority_url', id: 'mb-authority', placeholder: 'http://127.0.0.1:47110' })),
+      field(t('Graph URL'), h('input', { name: 'graph_url', id: 'mb-graph', placeholder: 'http://127.0.0.1:47111' }))),
+    field(t('Directory (tenant) ID'), h('input', { name: 'tenant_id', id: 'mb-tenant', required: true, autocomplete: 'off' })),
+    field(t('Application (client) ID'), h('input', { name: 'client_id', id: 'mb-client', required: true, autocomplete: 'off' })),
+    h('fieldset', { class: 'choices', id: 'credential-choices' }, h('legend', {}, t('Credential')),
+      radio('credential_kind', 'public', t('None (public client)'), true, t('Registered under "Mobile and desktop applications".')),
+      radio('credential_kind', 'secret', t('Client secret'), false, t('Registered under "Web", or app-only.')),
+      radio('credential_kind', 'certificate', t('Certificate (PFX)'), false, t('App-only: a certificate uploaded to the app registration.'))),
     h('div', { class: 'secret-field', hidden: true },
-      field('Client secret value', h('input', { name: 'client_secret', id: 'mb-secret', type: 'password', autocomplete: 'off' }),
-        'Stored in the OS keyring, never in Mailroom\'s database.'),
-      field('Secret expires on (optional)', h('input', { name: 'secret_expires_on', id: 'mb-secret-expires', type: 'date' }),
-        'The expiry shown under Certificates & secrets; Mailroom warns 30 days before it lapses.')),
+      field(t('Client secret value'), h('input', { name: 'client_secret', id: 'mb-secret', type: 'password', autocomplete: 'off' }),
+        t('Stored in the OS keyring, never in Mailroom\'s database.')),
+      field(t('Secret expires on (optional)'), h('input', { name: 'secret_expires_on', id: 'mb-secret-expires', type: 'date' }),
+        t('The expiry shown under Certificates & secrets; Mailroom warns 30 days before it lapses.'))),
     h('div', { class: 'certificate-field', hidden: true },
-      field('Certificate file (PFX)', h('span', { class: 'file-pick' },
-        h('span', { id: 'mb-pfx-path', class: 'file-chosen', 'data-empty': 'true', 'aria-live': 'polite' }, 'No file chosen'),
-        h('button', { type: 'button', class: 'button', id: 'mb-pfx-choose' }, 'Choose…')),
-        'A .pfx/.p12 with the private key. The key goes to the OS keyring; Mailroom keeps only the thumbprint and expiry.'),
-      field('PFX password', h('input', { name: 'pfx_password', id: 'mb-pfx-password', type: 'password', autocomplete: 'off' }))),
+      field(t('Certificate file (PFX)'), h('span', { class: 'file-pick' },
+        h('span', { id: 'mb-pfx-path', class: 'file-chosen', 'data-empty': 'true', 'aria-live': 'polite' }, t('No file chosen')),
+        h('button', { type: 'button', class: 'button', id: 'mb-pfx-choose' }, t('Choose…'))),
+        t('A .pfx/.p12 with the private key. The key goes to the OS keyring; Mailroom keeps only the thumbprint and expiry.')),
+      field(t('PFX password'), h('input', { name: 'pfx_password', id: 'mb-pfx-password', type: 'password', autocomplete: 'off' }))),
     h('div', { class: 'scan-only' },
-      field('Shared mailbox (optional)', h('input', { name: 'shared_mailbox', id: 'mb-shared', type: 'email', placeholder: 'helpdesk@contoso.com' }),
-        'Leave empty to process the signed-in user\'s own inbox.')),
+      field(t('Shared mailbox (optional)'), h('input', { name: 'shared_mailbox', id: 'mb-shared', type: 'email', placeholder: 'helpdesk@contoso.com' }),
+        t('Leave empty to process the signed-in user\'s own inbox.'))),
     h('div', { class: 'webhook-only', hidden: true },
-      field('Mailbox address', h('input', { name: 'mailbox_address', id: 'mb-address', type: 'email', placeholder: 'support@contoso.com' }),
-        'A licensed or shared mailbox whose UPN matches this address.')),
+      field(t('Mailbox address'), h('input', { name: 'mailbox_address', id: 'mb-address', type: 'email', placeholder: 'support@contoso.com' }),
+        t('A licensed or shared mailbox whose UPN matches this address.'))),
     error,
     h('div', { class: 'form-actions' },
-      h('button', { type: 'submit', class: 'button primary', id: 'mb-save' }, 'Save mailbox'),
-      h('a', { class: 'button', href: '#/' }, 'Cancel')));
+      h('button', { type: 'submit', class: 'button primary', id: 'mb-save' }, t('Save mailbox')),
+      h('a', { class: 'button', href: '#/' }, t('Cancel'))));
 
   const sync = () => {
     const method = form.method.value;
@@ -170,7 +171,7 @@ export function mailboxForm({ onSaved }) {
       const mailbox = await backend.saveMailbox(data, extras);
       form.reset();
       const shown = form.querySelector('#mb-pfx-path');
-      shown.textContent = 'No file chosen';
+      shown.textContent = t('No file chosen');
       shown.dataset.empty = 'true';
       sync();
       onSaved(mailbox);

@@ -7,69 +7,70 @@
 
 import * as backend from './backend.js';
 import { fill, h, toast } from './dom.js';
+import { N_, t, verbatim } from './i18n.js';
 
 const CLOUD_LABELS = {
-  global: 'Microsoft Graph global service',
-  usgov_gcc_high: 'US Government L4 (GCC High)',
-  usgov_dod: 'US Government L5 (DoD)',
-  china: 'China (21Vianet)',
-  custom: 'Custom',
+  global: N_('Microsoft Graph global service'),
+  usgov_gcc_high: N_('US Government L4 (GCC High)'),
+  usgov_dod: N_('US Government L5 (DoD)'),
+  china: N_('China (21Vianet)'),
+  custom: N_('Custom'),
 };
 
-const CREDENTIAL_LABELS = { public: 'None (public client)', secret: 'Client secret', certificate: 'Certificate' };
+const CREDENTIAL_LABELS = { public: N_('None (public client)'), secret: N_('Client secret'), certificate: N_('Certificate') };
 
 function diagnosisBox(error) {
   const d = error.diagnosis;
   return h('div', { class: 'diagnosis callout error', id: 'diagnosis', role: 'alert', 'data-code': d?.code ?? error.code },
-    h('strong', {}, d ? 'What went wrong: ' : 'Error: '),
+    h('strong', {}, d ? t('What went wrong: ') : t('Error: ')),
     h('span', { id: 'diagnosis-cause' }, d ? d.cause : error.message),
-    d ? h('p', {}, h('strong', {}, 'How to fix it: '), h('span', { id: 'diagnosis-fix' }, d.fix)) : null,
-    h('p', { class: 'subtle' }, `Code: ${d?.code ?? error.code}`));
+    d ? h('p', {}, h('strong', {}, t('How to fix it: ')), h('span', { id: 'diagnosis-fix' }, d.fix)) : null,
+    h('p', { class: 'subtle' }, t('Code: {code}', { code: d?.code ?? error.code })));
 }
 
 function details(mailbox, connected = Boolean(mailbox.connected_account)) {
   const rows = [
-    ['Method', mailbox.method === 'scan' ? 'Mailbox scan (delegated)' : 'Webhooks (application)'],
-    ['Authority', CLOUD_LABELS[mailbox.cloud] ?? mailbox.cloud],
+    [t('Method'), mailbox.method === 'scan' ? t('Mailbox scan (delegated)') : t('Webhooks (application)')],
+    [t('Authority'), CLOUD_LABELS[mailbox.cloud] ? t(CLOUD_LABELS[mailbox.cloud]) : mailbox.cloud],
   ];
   if (mailbox.cloud === 'custom') {
-    rows.push(['Authority URL', mailbox.authority_url], ['Graph URL', mailbox.graph_url]);
+    rows.push([t('Authority URL'), mailbox.authority_url], [t('Graph URL'), mailbox.graph_url]);
   }
   rows.push(
-    ['Directory (tenant) ID', mailbox.tenant_id],
-    ['Application (client) ID', mailbox.client_id],
-    ['Credential', CREDENTIAL_LABELS[mailbox.credential_kind] ?? mailbox.credential_kind],
+    [t('Directory (tenant) ID'), mailbox.tenant_id],
+    [t('Application (client) ID'), mailbox.client_id],
+    [t('Credential'), CREDENTIAL_LABELS[mailbox.credential_kind] ? t(CREDENTIAL_LABELS[mailbox.credential_kind]) : mailbox.credential_kind],
   );
-  if (mailbox.certificate_thumbprint) rows.push(['Certificate thumbprint', mailbox.certificate_thumbprint]);
-  if (mailbox.credential_expires_at) rows.push(['Credential expires', mailbox.credential_expires_at.slice(0, 10)]);
-  if (mailbox.shared_mailbox) rows.push(['Shared mailbox', mailbox.shared_mailbox]);
-  if (mailbox.mailbox_address) rows.push(['Mailbox address', mailbox.mailbox_address]);
+  if (mailbox.certificate_thumbprint) rows.push([t('Certificate thumbprint'), mailbox.certificate_thumbprint]);
+  if (mailbox.credential_expires_at) rows.push([t('Credential expires'), mailbox.credential_expires_at.slice(0, 10)]);
+  if (mailbox.shared_mailbox) rows.push([t('Shared mailbox'), mailbox.shared_mailbox]);
+  if (mailbox.mailbox_address) rows.push([t('Mailbox address'), mailbox.mailbox_address]);
   const locked = connected;
   return h('section', { class: 'connection-details', id: 'connection-details', 'data-locked': locked ? 'true' : 'false' },
     h('dl', { class: 'details' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '')])),
-    locked ? h('p', { class: 'subtle', id: 'locked-note' }, 'These settings are locked while the mailbox is connected. Disconnect first to change them.') : null);
+    locked ? h('p', { class: 'subtle', id: 'locked-note' }, t('These settings are locked while the mailbox is connected. Disconnect first to change them.')) : null);
 }
 
 function testResult(result) {
   const probes = h('table', { class: 'probes', id: 'permission-probes' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Permission'), h('th', {}, 'Granted'), h('th', {}, 'Probe'), h('th', {}, 'Detail'))),
+    h('thead', {}, h('tr', {}, h('th', {}, t('Permission')), h('th', {}, t('Granted')), h('th', {}, t('Probe')), h('th', {}, t('Detail')))),
     h('tbody', {}, result.probes.map((p) => h('tr', { 'data-permission': p.permission, 'data-outcome': p.outcome },
       h('td', {}, h('code', {}, p.permission)),
       h('td', {}, p.granted ? 'yes' : 'no'),
       h('td', {}, p.outcome.replace('_', ' ')),
       h('td', {}, p.detail)))));
   return h('section', { class: 'test-result', id: 'test-result', 'data-ok': result.ok ? 'true' : 'false' },
-    h('h3', {}, result.ok ? 'Connection works' : 'Connection has problems'),
-    h('p', {}, `Granted: ${result.granted.join(', ') || 'nothing'}`),
+    h('h3', {}, result.ok ? t('Connection works') : t('Connection has problems')),
+    h('p', {}, t('Granted: {permissions}', { permissions: result.granted.join(', ') || t('nothing') })),
     result.missing.length
-      ? h('p', { class: 'callout error', id: 'missing-permissions' }, `Missing: ${result.missing.join(', ')}. Add them in Entra (API permissions) and grant admin consent.`)
+      ? h('p', { class: 'callout error', id: 'missing-permissions' }, t('Missing: {permissions}. Add them in Entra (API permissions) and grant admin consent.', { permissions: result.missing.join(', ') }))
       : null,
     probes,
-    h('h3', {}, `Inbox of ${result.mailbox}`),
+    h('h3', {}, t('Inbox of {mailbox}', { mailbox: result.mailbox })),
     result.messages.length
       ? h('ul', { class: 'inbox-list', id: 'inbox-messages' }, result.messages.map((m) =>
-        h('li', {}, h('strong', {}, m.subject || '(no subject)'), ` — ${m.from}`, m.received ? h('span', { class: 'subtle' }, ` ${m.received.slice(0, 16).replace('T', ' ')}`) : null)))
-      : h('p', { class: 'subtle', id: 'inbox-messages' }, 'The inbox is empty.'));
+        h('li', {}, h('strong', {}, m.subject || t('(no subject)')), ` — ${m.from}`, m.received ? h('span', { class: 'subtle' }, ` ${m.received.slice(0, 16).replace('T', ' ')}`) : null)))
+      : h('p', { class: 'subtle', id: 'inbox-messages' }, t('The inbox is empty.')));
 }
 
 /** Renders the Incoming tab; `onChanged()` reloads the mailbox list after (dis)connecting. */
@@ -98,19 +99,19 @@ export function incomingPanel(mailbox, { onChanged }) {
   };
 
   const testButton = () => {
-    const b = h('button', { class: 'button', id: 'test-connection' }, 'Test connection');
+    const b = h('button', { class: 'button', id: 'test-connection' }, t('Test connection'));
     b.addEventListener('click', () => run(b, async () => {
-      output.replaceChildren(h('p', { class: 'subtle' }, 'Testing…'));
+      output.replaceChildren(h('p', { class: 'subtle' }, t('Testing…')));
       output.replaceChildren(testResult(await backend.testConnection(mailbox.id)));
     }));
     return b;
   };
 
   const disconnectButton = () => {
-    const b = h('button', { class: 'button', id: 'disconnect' }, 'Disconnect');
+    const b = h('button', { class: 'button', id: 'disconnect' }, t('Disconnect'));
     b.addEventListener('click', () => run(b, async () => {
       await backend.disconnectMailbox(mailbox.id);
-      toast(`Mailbox "${mailbox.name}" disconnected.`);
+      toast(t('Mailbox "{name}" disconnected.', { name: mailbox.name }));
       await onChanged();
     }));
     return b;
@@ -119,31 +120,31 @@ export function incomingPanel(mailbox, { onChanged }) {
   const authorizeFlow = () => {
     const warning = h('p', { class: 'callout warning', id: 'authorize-warning' },
       mailbox.shared_mailbox
-        ? `The account that signs in must have Full Access to ${mailbox.shared_mailbox}; that shared mailbox's inbox will be processed and its mail turned into tickets.`
-        : 'The inbox of the account that signs in will be processed: its mail is turned into tickets and moved. Sign in with the support mailbox, not your own account.');
-    const b = h('button', { class: 'button primary', id: 'authorize' }, 'Authorize');
+        ? t('The account that signs in must have Full Access to {mailbox}; that shared mailbox\'s inbox will be processed and its mail turned into tickets.', { mailbox: mailbox.shared_mailbox })
+        : t('The inbox of the account that signs in will be processed: its mail is turned into tickets and moved. Sign in with the support mailbox, not your own account.'));
+    const b = h('button', { class: 'button primary', id: 'authorize' }, t('Authorize'));
     const waiting = h('div', { class: 'authorize-waiting', id: 'authorize-waiting', hidden: true });
     b.addEventListener('click', () => run(b, async () => {
       output.replaceChildren();
       const started = await backend.authorizeStart(mailbox.id);
       const url = h('input', { id: 'authorize-url', readonly: true, value: started.url, class: 'url-box' });
-      const copy = h('button', { class: 'button', id: 'copy-authorize-url', type: 'button' }, 'Copy');
+      const copy = h('button', { class: 'button', id: 'copy-authorize-url', type: 'button' }, t('Copy'));
       copy.addEventListener('click', async () => {
         url.select();
-        try { await navigator.clipboard.writeText(started.url); toast('Sign-in link copied.'); } catch { document.execCommand('copy'); }
+        try { await navigator.clipboard.writeText(started.url); toast(t('Sign-in link copied.')); } catch { document.execCommand('copy'); }
       });
-      const cancel = h('button', { class: 'button', id: 'authorize-cancel', type: 'button' }, 'Cancel');
+      const cancel = h('button', { class: 'button', id: 'authorize-cancel', type: 'button' }, t('Cancel'));
       cancel.addEventListener('click', () => backend.authorizeCancel(mailbox.id).catch(showError));
       waiting.replaceChildren(
         h('p', { id: 'authorize-status' }, started.browser_opened
-          ? 'Your browser opened the Microsoft sign-in page. Finish the sign-in there; this page updates by itself.'
-          : 'Open this link in a browser and sign in; this page updates by itself.'),
+          ? t('Your browser opened the Microsoft sign-in page. Finish the sign-in there; this page updates by itself.')
+          : t('Open this link in a browser and sign in; this page updates by itself.')),
         h('div', { class: 'url-row' }, url, copy, cancel),
-        h('p', { class: 'subtle' }, `Mailroom listens on ${started.redirect_uri} (127.0.0.1 only) for the redirect. Register http://localhost as the redirect URI.`));
+        h('p', { class: 'subtle' }, t('Mailroom listens on {uri} (127.0.0.1 only) for the redirect. Register http://localhost as the redirect URI.', { uri: started.redirect_uri })));
       waiting.hidden = false;
       try {
         const connection = await backend.authorizeWait(mailbox.id);
-        toast(`Connected as ${connection.account}.`);
+        toast(t('Connected as {account}.', { account: connection.account }));
         waiting.hidden = true;
         await onChanged();
       } catch (e) {
@@ -155,14 +156,14 @@ export function incomingPanel(mailbox, { onChanged }) {
   };
 
   const connectFlow = () => {
-    const b = h('button', { class: 'button primary', id: 'connect' }, 'Connect');
+    const b = h('button', { class: 'button primary', id: 'connect' }, t('Connect'));
     b.addEventListener('click', () => run(b, async () => {
-      output.replaceChildren(h('p', { class: 'subtle' }, 'Requesting an app-only token and checking the inbox…'));
+      output.replaceChildren(h('p', { class: 'subtle' }, t('Requesting an app-only token and checking the inbox…')));
       const connection = await backend.connectAppOnly(mailbox.id);
-      toast(`Connected to ${connection.account}.`);
+      toast(t('Connected to {account}.', { account: connection.account }));
       await onChanged();
     }));
-    return [h('p', { class: 'subtle' }, `Connect first: Mailroom requests an app-only token and reads the inbox of ${mailbox.mailbox_address}. Create a subscription afterwards so Microsoft Graph notifies Mailroom of new mail.`), h('div', { class: 'actions' }, b)];
+    return [h('p', { class: 'subtle' }, t('Connect first: Mailroom requests an app-only token and reads the inbox of {address}. Create a subscription afterwards so Microsoft Graph notifies Mailroom of new mail.', { address: mailbox.mailbox_address })), h('div', { class: 'actions' }, b)];
   };
 
   // Webhooks: the Graph subscription (details, Create / Cancel, recent events).
@@ -172,30 +173,30 @@ export function incomingPanel(mailbox, { onChanged }) {
       const sub = info.subscription;
       const rows = sub
         ? [
-          ['Subscription', sub.subscription_id, 'subscription-id'],
-          ['Resource', sub.resource, 'subscription-resource'],
-          ['Expires', sub.expires_at.slice(0, 16).replace('T', ' ') + ' UTC', 'subscription-expiry'],
-          ['Last notification', sub.last_notification_at ? sub.last_notification_at.slice(0, 19).replace('T', ' ') + ' UTC' : 'none yet', 'subscription-last'],
-          ['Renewals', String(sub.renewals), 'subscription-renewals'],
+          [t('Subscription'), sub.subscription_id, 'subscription-id'],
+          [t('Resource'), sub.resource, 'subscription-resource'],
+          [t('Expires'), sub.expires_at.slice(0, 16).replace('T', ' ') + t(' UTC'), 'subscription-expiry'],
+          [t('Last notification'), sub.last_notification_at ? sub.last_notification_at.slice(0, 19).replace('T', ' ') + t(' UTC') : t('none yet'), 'subscription-last'],
+          [t('Renewals'), String(sub.renewals), 'subscription-renewals'],
         ]
         : [];
-      const create = h('button', { class: 'button primary', id: 'subscription-create' }, sub ? 'Recreate subscription' : 'Create subscription');
+      const create = h('button', { class: 'button primary', id: 'subscription-create' }, sub ? t('Recreate subscription') : t('Create subscription'));
       create.addEventListener('click', () => run(create, async () => {
         show(await backend.subscriptionCreate(mailbox.id));
-        toast('Subscription created: new mail is processed as soon as Graph notifies Mailroom.');
+        toast(t('Subscription created: new mail is processed as soon as Graph notifies Mailroom.'));
       }));
-      const cancel = h('button', { class: 'button', id: 'subscription-cancel', disabled: !sub }, 'Cancel subscription');
+      const cancel = h('button', { class: 'button', id: 'subscription-cancel', disabled: !sub }, t('Cancel subscription'));
       cancel.addEventListener('click', () => run(cancel, async () => {
         show(await backend.subscriptionCancel(mailbox.id));
-        toast('Subscription cancelled; the fallback scan keeps running.');
+        toast(t('Subscription cancelled; the fallback scan keeps running.'));
       }));
       fill(section,
-        h('h3', { id: 'subscription-status', 'data-active': sub ? 'true' : 'false' }, sub ? 'Subscription active' : 'No subscription'),
-        h('p', { class: 'subtle' }, `Notifications go to ${info.notification_url}`),
+        h('h3', { id: 'subscription-status', 'data-active': sub ? 'true' : 'false' }, sub ? t('Subscription active') : t('No subscription')),
+        h('p', { class: 'subtle' }, t('Notifications go to {url}', { url: info.notification_url })),
         sub ? h('dl', { class: 'subscription-details' }, ...rows.flatMap(([k, v, id]) => [h('dt', {}, k), h('dd', { id }, v)])) : null,
         h('div', { class: 'actions' }, create, cancel),
         info.events.length
-          ? h('details', { class: 'subscription-events' }, h('summary', {}, 'Subscription events'),
+          ? h('details', { class: 'subscription-events' }, h('summary', {}, t('Subscription events')),
             h('ul', { id: 'subscription-events' }, ...info.events.map((e) =>
               h('li', { 'data-kind': e.kind }, `${e.at.slice(0, 19).replace('T', ' ')} ${e.kind}: ${e.detail}`))))
           : null);
@@ -215,17 +216,17 @@ export function incomingPanel(mailbox, { onChanged }) {
   };
 
   const pasteDiagnosis = () => {
-    const text = h('textarea', { id: 'diagnose-text', rows: 2, placeholder: 'AADSTS50011: The redirect URI … does not match …' });
-    const b = h('button', { class: 'button', id: 'diagnose', type: 'button' }, 'Explain');
+    const text = h('textarea', { id: 'diagnose-text', rows: 2, placeholder: verbatim('AADSTS50011: The redirect URI … does not match …') });
+    const b = h('button', { class: 'button', id: 'diagnose', type: 'button' }, t('Explain'));
     b.addEventListener('click', () => run(b, async () => {
       const d = await backend.diagnoseErrorText(text.value);
       output.replaceChildren(d
         ? diagnosisBox({ code: 'diagnosis', diagnosis: d })
-        : h('p', { class: 'subtle', id: 'diagnosis' }, 'No AADSTS code found in that text.'));
+        : h('p', { class: 'subtle', id: 'diagnosis' }, t('No AADSTS code found in that text.')));
     }));
     return h('details', { class: 'paste-diagnosis' },
-      h('summary', {}, 'The Microsoft page showed an error?'),
-      h('p', { class: 'subtle' }, 'Paste the message (it starts with AADSTS) to get the cause and the fix.'),
+      h('summary', {}, t('The Microsoft page showed an error?')),
+      h('p', { class: 'subtle' }, t('Paste the message (it starts with AADSTS) to get the cause and the fix.')),
       text, b);
   };
 
@@ -235,54 +236,56 @@ export function incomingPanel(mailbox, { onChanged }) {
   // outcome_not_configured until one is picked here.
   const replyOutcomeSection = () => {
     const section = h('section', { class: 'reply-outcome', id: 'reply-outcome' },
-      h('h3', {}, 'Replies'), h('p', { class: 'subtle' }, 'Loading the PSA’s outcomes…'));
+      h('h3', {}, t('Replies')), h('p', { class: 'subtle' }, t('Loading the PSA’s outcomes…')));
     const show = (setting) => {
       const def = setting.psa.default;
       const select = h('select', { id: 'reply-outcome-select' },
-        h('option', { value: '' }, def ? `Default: ${def.name}` : 'Choose an outcome…'),
+        h('option', { value: '' }, def ? t('Default: {name}', { name: def.name }) : t('Choose an outcome…')),
         ...setting.psa.outcomes.map((o) => h('option', { value: String(o.id) },
-          `${o.name}${o.private ? ' (private)' : ''}`)));
+          `${o.name}${o.private ? t(' (private)') : ''}`)));
       select.value = setting.outcome_id == null ? '' : String(setting.outcome_id);
-      const save = h('button', { class: 'button', id: 'reply-outcome-save', type: 'button' }, 'Save');
+      const save = h('button', { class: 'button', id: 'reply-outcome-save', type: 'button' }, t('Save'));
       save.addEventListener('click', () => run(save, async () => {
         const id = select.value === '' ? null : Number(select.value);
         show(await backend.psaReplyOutcomeSet(mailbox.id, id));
-        toast('Outcome for replies saved.');
+        toast(t('Outcome for replies saved.'));
       }));
       // Who sees the reply's action: by default what the outcome says (a private note stays
       // private), or always visible / always hidden.
       const chosen = setting.psa.outcomes.find((o) => o.id === setting.outcome_id) ?? def;
       const follow = chosen
-        ? `As the outcome says (${chosen.private ? 'hidden: ' : 'visible: '}${chosen.name} is ${chosen.private ? '' : 'not '}private)`
-        : 'As the outcome says';
-      const visibility = h('select', { id: 'reply-visibility-select', 'aria-label': 'Visible to the end user' },
+        ? (chosen.private
+          ? t('As the outcome says (hidden: {name} is private)', { name: chosen.name })
+          : t('As the outcome says (visible: {name} is not private)', { name: chosen.name }))
+        : t('As the outcome says');
+      const visibility = h('select', { id: 'reply-visibility-select', 'aria-label': t('Visible to the end user') },
         h('option', { value: 'follow_outcome' }, follow),
-        h('option', { value: 'visible' }, 'Always visible to the end user'),
-        h('option', { value: 'hidden' }, 'Always hidden from the end user'));
+        h('option', { value: 'visible' }, t('Always visible to the end user')),
+        h('option', { value: 'hidden' }, t('Always hidden from the end user')));
       visibility.value = setting.visibility ?? 'follow_outcome';
       visibility.addEventListener('change', () => run(visibility, async () => {
         show(await backend.psaReplyVisibilitySet(mailbox.id, visibility.value));
-        toast('Visibility of replies saved.');
+        toast(t('Visibility of replies saved.'));
       }));
       const missing = setting.outcome_id == null && !def;
       const gone = setting.outcome_id != null && !setting.psa.outcomes.some((o) => o.id === setting.outcome_id);
       fill(section,
-        h('h3', {}, 'Replies'),
-        h('label', { for: 'reply-outcome-select' }, 'Outcome of the action added to a ticket for each reply'),
+        h('h3', {}, t('Replies')),
+        h('label', { for: 'reply-outcome-select' }, t('Outcome of the action added to a ticket for each reply')),
         h('div', { class: 'actions' }, select, save),
-        h('label', { for: 'reply-visibility-select' }, 'Visible to the end user'),
+        h('label', { for: 'reply-visibility-select' }, t('Visible to the end user')),
         h('div', { class: 'actions' }, visibility),
         missing || gone
           ? h('p', { class: 'callout warning', id: 'reply-outcome-warning', 'data-code': missing ? 'outcome_not_configured' : 'outcome_not_found' },
             missing
-              ? 'HaloPSA has none of the usual outcomes for inbound email (Email Received, Private Note, …): choose one, or replies to tickets fail.'
-              : `The chosen outcome (${setting.outcome_name || setting.outcome_id}) no longer exists in HaloPSA: choose another, or replies to tickets fail.`)
+              ? t('HaloPSA has none of the usual outcomes for inbound email (Email Received, Private Note, …): choose one, or replies to tickets fail.')
+              : t('The chosen outcome ({name}) no longer exists in HaloPSA: choose another, or replies to tickets fail.', { name: setting.outcome_name || setting.outcome_id }))
           : null);
     };
     backend.psaReplyOutcomeGet(mailbox.id).then(show).catch((e) => section.replaceChildren(
-      h('h3', {}, 'Replies'),
+      h('h3', {}, t('Replies')),
       h('p', { class: 'callout warning', id: 'reply-outcome-warning', 'data-code': e.code },
-        `The PSA’s outcomes could not be loaded: ${e.message}`)));
+        t('The PSA’s outcomes could not be loaded: {error}', { error: e.message }))));
     return section;
   };
 
@@ -296,21 +299,21 @@ export function incomingPanel(mailbox, { onChanged }) {
     const connected = Boolean(m.connected_account) && !signInAgain;
     const head = h('header', { class: 'connection-head' },
       h('h2', { id: 'connection-status', 'data-connected': connected ? 'true' : 'false' },
-        connected ? `Connected as ${m.connected_account}` : 'Not connected'),
-      connected && m.connected_at ? h('p', { class: 'subtle' }, `Since ${m.connected_at.slice(0, 16).replace('T', ' ')} UTC`) : null);
+        connected ? t('Connected as {account}', { account: m.connected_account }) : t('Not connected')),
+      connected && m.connected_at ? h('p', { class: 'subtle' }, t('Since {time} UTC', { time: m.connected_at.slice(0, 16).replace('T', ' ') })) : null);
     const items = [head];
     if (signInAgain) {
       const d = signInAgain.diagnosis;
       items.push(h('p', { class: 'callout error', id: 'sign-in-again', 'data-code': d?.code ?? signInAgain.code },
-        signInAgain.complete ? `Mailroom stopped reading this mailbox: ${signInAgain.message}`
-          : `${d ? `${d.cause[0].toUpperCase()}${d.cause.slice(1)}.` : signInAgain.message} ${m.method === 'scan' ? 'Sign in again with Authorize below.' : 'Connect again below.'}`));
+        signInAgain.complete ? t('Mailroom stopped reading this mailbox: {reason}', { reason: signInAgain.message })
+          : `${d ? `${d.cause[0].toUpperCase()}${d.cause.slice(1)}.` : signInAgain.message} ${m.method === 'scan' ? t('Sign in again with Authorize below.') : t('Connect again below.')}`));
     }
     if (status.warning) {
       items.push(h('p', { class: 'callout warning', id: 'credential-warning', 'data-code': status.warning.code }, status.warning.message));
     }
     items.push(details(m, connected));
     items.push(h('p', { class: 'subtle', id: 'needed-permissions' },
-      `${m.method === 'scan' ? 'Delegated' : 'Application'} permissions needed: ${status.needed_permissions.join(', ')}`));
+      t('{type} permissions needed: {permissions}', { type: m.method === 'scan' ? verbatim('Delegated') : verbatim('Application'), permissions: status.needed_permissions.join(', ') })));
     if (connected) {
       items.push(h('div', { class: 'actions' }, testButton(), disconnectButton()));
       if (m.method !== 'scan') items.push(subscriptionSection());

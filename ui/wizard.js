@@ -2,17 +2,18 @@
 // state pill, instructions and check results; copyable values; *Create it for me* buttons.
 
 import { fill, h, toast } from './dom.js';
+import { N_, locale, t } from './i18n.js';
 
 /** A value the admin types into the PSA, with a copy button. */
 export function copyable(value, id) {
-  const button = h('button', { type: 'button', class: 'button small copy', 'data-copy': value, title: `Copy "${value}"` }, 'Copy');
+  const button = h('button', { type: 'button', class: 'button small copy', 'data-copy': value, title: t('Copy "{value}"', { value }) }, t('Copy'));
   button.addEventListener('click', async () => {
     try {
       await navigator.clipboard.writeText(value);
-      button.textContent = 'Copied';
-      setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+      button.textContent = t('Copied');
+      setTimeout(() => { button.textContent = t('Copy'); }, 1500);
     } catch {
-      toast(`Copy it by hand: ${value}`, 'error');
+      toast(t('Copy it by hand: {value}', { value }), 'error');
     }
   });
   return h('span', { class: 'copyable', id }, h('code', {}, value), button);
@@ -21,7 +22,7 @@ export function copyable(value, id) {
 /** *Create it for me*: a button that runs `action` (resolving to the step's new result),
  *  paints it on `card()`'s card, and says `done` when it went through. */
 export function createForMe(id, note, action, card, done = null) {
-  const button = h('button', { type: 'button', class: 'button', id }, 'Create it for me');
+  const button = h('button', { type: 'button', class: 'button', id }, t('Create it for me'));
   button.addEventListener('click', async () => {
     button.disabled = true;
     try {
@@ -46,7 +47,7 @@ function stateOf(result) {
   return result.ok ? 'ok' : 'failed';
 }
 
-const PILL = { unchecked: 'Not checked', ok: 'Done', failed: 'Needs attention' };
+const PILL = { unchecked: N_('Not checked'), ok: N_('Done'), failed: N_('Needs attention') };
 
 function checkList(result) {
   if (!result) return h('ul', { class: 'checks' });
@@ -54,15 +55,15 @@ function checkList(result) {
     h('li', { class: `check ${c.ok ? 'check-ok' : (c.optional ? 'check-optional' : 'check-failed')}`, 'data-check': c.id, 'data-ok': String(c.ok) },
       h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : (c.optional ? '–' : '✕')),
       h('div', {},
-        h('strong', {}, c.label), c.optional ? h('span', { class: 'subtle' }, ' (optional)') : null, ' — ', c.detail,
+        h('strong', {}, c.label), c.optional ? h('span', { class: 'subtle' }, t(' (optional)')) : null, ' — ', c.detail,
         c.why ? h('div', { class: 'check-why' }, c.why) : null,
-        c.fix && !c.ok ? h('div', { class: 'check-fix' }, `Fix: ${c.fix}`) : null))));
+        c.fix && !c.ok ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: c.fix })) : null))));
 }
 
 /** One step's card: number, title, state, what to do, its check. */
-export function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkLabel = 'Check' }) {
+export function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkLabel = null }) {
   const state = stateOf(step.result);
-  const pill = h('span', { class: `pill pill-${state}`, 'data-state': state }, PILL[state]);
+  const pill = h('span', { class: `pill pill-${state}`, 'data-state': state }, t(PILL[state]));
   const results = h('div', { class: 'step-results' });
   const summary = h('p', { class: 'step-summary' });
   const card = h('section', { class: 'step-card', id: `step-${step.step}`, 'data-state': state });
@@ -72,16 +73,16 @@ export function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkL
     card.dataset.checkedAt = result?.checked_at ?? '';
     pill.dataset.state = s;
     pill.className = `pill pill-${s}`;
-    pill.textContent = PILL[s];
+    pill.textContent = t(PILL[s]);
     summary.textContent = result
-      ? `${result.summary} · checked ${new Date(result.checked_at).toLocaleString()}`
+      ? t('{summary} · checked {time}', { summary: result.summary, time: new Date(result.checked_at).toLocaleString(locale()) })
       : '';
     fill(results, checkList(result));
   };
-  const button = h('button', { type: 'button', class: 'button', id: `check-${step.step}` }, checkLabel);
+  const button = h('button', { type: 'button', class: 'button', id: `check-${step.step}` }, checkLabel ?? t('Check'));
   button.addEventListener('click', async () => {
     button.disabled = true;
-    summary.textContent = 'Checking…';
+    summary.textContent = t('Checking…');
     try {
       paint(await onCheck());
     } catch (error) {
@@ -95,7 +96,7 @@ export function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkL
   fill(card,
     h('header', { class: 'step-head' },
       h('span', { class: 'step-number', 'aria-hidden': 'true' }, String(number)),
-      h('div', { class: 'step-title' }, h('h2', {}, step.title), intro ? h('p', { class: 'subtle' }, intro) : null),
+      h('div', { class: 'step-title' }, h('h2', {}, t(step.title)), intro ? h('p', { class: 'subtle' }, intro) : null),
       pill),
     // A done step keeps its instructions folded away.
     h('details', { class: 'step-body', open: state !== 'ok' }, h('summary', {}, bodyLabel), body),

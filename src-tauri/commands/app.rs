@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tauri::State;
 
+use super::UiResult;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -25,4 +26,16 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo, super::UiEr
             .to_string(),
         sandbox: state.sandbox_mode,
     })
+}
+
+/// The interface language (`en`, `de`).
+#[tauri::command]
+pub async fn ui_language_get(state: State<'_, AppState>) -> UiResult<String> {
+    Ok(state.core.ui_language().await?)
+}
+
+/// Keeps the interface language; the window switches to it at once.
+#[tauri::command]
+pub async fn ui_language_set(state: State<'_, AppState>, language: String) -> UiResult<()> {
+    Ok(state.core.set_ui_language(&language).await?)
 }

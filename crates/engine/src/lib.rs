@@ -13,6 +13,7 @@ pub mod logging;
 pub mod mailboxes;
 pub mod outcomes;
 pub mod pipeline;
+pub mod preferences;
 pub mod psa_check;
 pub mod psa_connection;
 pub mod psa_webhook;
