@@ -3,7 +3,8 @@
 //! and shows its password once; *Create it for me* uploads it and creates the signed webhook;
 //! *Run the test* follows a test ticket through HaloPSA's signed delivery, HaloPSA's delivery
 //! log and the ticket tab, and the delivery shows in the list. Then the PSA is broken — the
-//! webhook switched off, the certificate replaced — and the steps turn red with the reason.
+//! webhook switched off, the certificate replaced, a permission taken away, the tab deleted —
+//! and the steps turn red with the reason. Last, the interface switches to German and back.
 
 mod support;
 
@@ -170,6 +171,79 @@ async fn the_certificate_webhook_and_end_to_end_test_go_green_and_red_in_the_win
             click_and_wait_for_check(s, "certificate", "#check-certificate").await;
             wait_state(s, "#step-certificate", "failed").await;
             s.wait_text("#step-certificate .step-results", "is another certificate")
+                .await;
+
+            // A permission taken from the API application → the agent step names it.
+            let apps: serde_json::Value = http
+                .get(format!("{psa}/api/Application"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let apps = apps.get("applications").cloned().unwrap_or(apps);
+            let app = apps
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["clientId"] == "mailroom-sandbox")
+                .expect("the seeded API application")
+                .clone();
+            let set_scopes = |scopes: Vec<&str>| {
+                let body = serde_json::json!([{
+                    "id": app["id"],
+                    "clientId": "mailroom-sandbox",
+                    "scopes": scopes.iter().map(|s| serde_json::json!({ "name": s })).collect::<Vec<_>>(),
+                }]);
+                let (http, url, token) = (http.clone(), format!("{psa}/api/Application"), token.clone());
+                async move {
+                    let r = http.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+                    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+                }
+            };
+            set_scopes(vec!["read:tickets", "edit:tickets", "read:customers", "admin"]).await;
+            open_step(s, "agent").await;
+            click_and_wait_for_check(s, "agent", "#check-agent").await;
+            wait_state(s, "#step-agent", "failed").await;
+            let agent = s.text("#step-agent .step-results").await;
+            assert!(agent.contains("Permission edit:customers"), "{agent}");
+            set_scopes(vec!["read:tickets", "edit:tickets", "read:customers", "edit:customers", "admin"]).await;
+            click_and_wait_for_check(s, "agent", "#check-agent").await;
+            wait_state(s, "#step-agent", "ok").await;
+
+            // The tab made by Create it for me, then deleted in HaloPSA → the tab step says so.
+            open_step(s, "tab").await;
+            click_and_wait_for_check(s, "tab", "#tab-create").await;
+            s.wait_text("#step-tab .step-results", "points at").await;
+            let tabs: serde_json::Value = http
+                .get(format!("{psa}/api/Tabs"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let tabs = tabs.get("tabs").cloned().unwrap_or(tabs);
+            let tab_id = tabs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["url"].as_str().is_some_and(|u| u.ends_with("/halo/tab")))
+                .expect("the tab")["id"]
+                .clone();
+            let deleted = http
+                .delete(format!("{psa}/api/Tabs/{tab_id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert!(deleted.status().is_success(), "{}", deleted.text().await.unwrap());
+            click_and_wait_for_check(s, "tab", "#check-tab").await;
+            wait_state(s, "#step-tab", "failed").await;
+            s.wait_text("#step-tab .step-results", "No custom tab points at")
                 .await;
 
             // The interface language (step 1): German at once, everywhere, and after a reload;
