@@ -203,8 +203,20 @@ fn not_shown(prefix: &str) -> bool {
         .any(|f| prefix.ends_with(f))
 }
 
-fn catalogue_keys() -> BTreeSet<String> {
+/// The catalogue's keys: the UI's own texts, and the section of texts the engine writes.
+fn catalogue() -> (BTreeSet<String>, BTreeSet<String>) {
     let src = std::fs::read_to_string(ui_dir().join("locales/de.js")).unwrap();
+    let (ui, engine) = src
+        .split_once("// — Texts the engine writes")
+        .expect("the engine's section of the catalogue");
+    (keys_of(ui), keys_of(engine))
+}
+
+fn catalogue_keys() -> BTreeSet<String> {
+    catalogue().0
+}
+
+fn keys_of(src: &str) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for line in src.lines() {
         let line = line.trim();
@@ -365,4 +377,162 @@ fn every_module_imports_what_it_calls_from_the_catalogue() {
             );
         }
     }
+}
+
+/// Whether `text` is what `pattern` (a catalogue key whose `{name}` stands for any text)
+/// describes — the matching ui/i18n.js `tx` does.
+fn matches(pattern: &str, text: &str) -> bool {
+    match pattern.find('{') {
+        None => pattern == text,
+        Some(open) => {
+            let Some(close) = pattern[open..].find('}').map(|c| open + c) else {
+                return pattern == text;
+            };
+            let name = &pattern[open + 1..close];
+            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return text.starts_with(&pattern[..=close])
+                    && matches(&pattern[close + 1..], &text[close + 1..]);
+            }
+            let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            rest.char_indices()
+                .skip(1)
+                .map(|(i, _)| i)
+                .chain([rest.len()])
+                .any(|i| matches(tail, &rest[i..]))
+        }
+    }
+}
+
+#[test]
+fn patterns_match_as_the_ui_matches_them() {
+    assert!(matches(
+        "Tab \"{name}\" points at {url}",
+        "Tab \"Mailroom\" points at http://x/halo/tab"
+    ));
+    assert!(matches("Connected", "Connected"));
+    assert!(!matches("Permission {scope}", "Permission"));
+    assert!(!matches("Not granted", "Not granted (the token holds: x)"));
+}
+
+/// HaloPSA's own field names, shown as HaloPSA shows them (the resolve step's field checks).
+const HALO_FIELD_LABELS: &[&str] = &[
+    "Button Name",
+    "Status After Action",
+    "Hide from User",
+    "Action is visible",
+];
+
+/// Every label, fix, why and failed detail the integration wizard writes — run through its
+/// steps on the sandbox, broken and mended — has a German entry in the catalogue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizards_check_results_are_in_the_german_catalogue() {
+    use mailroom_engine::integration::{Step, StepResult};
+    let sb = mailroom_sandbox::Sandbox::start(mailroom_sandbox::SandboxOptions {
+        loopback_webhooks: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!(
+        "mailroom-test-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let core = mailroom_engine::Core::open_with_secrets(
+        dir.path(),
+        mailroom_secrets::Secrets::with_service(&service),
+    )
+    .await
+    .unwrap();
+    let creds = sb.tenant().psa.clone();
+    let connect = |secret: String| {
+        let (core, url, creds) = (core.clone(), sb.psa_url(), creds.clone());
+        async move {
+            core.set_psa_connection(
+                &url,
+                &creds.client_id,
+                mailroom_secrets::SecretValue::new(secret),
+                Some(&creds.tenant),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let mut results: Vec<StepResult> = Vec::new();
+    connect("not-the-secret".into()).await;
+    results.extend(core.check_integration().await.unwrap());
+    connect(creds.client_secret.clone()).await;
+    results.extend(core.check_integration().await.unwrap());
+    core.webhook_settings().await.unwrap();
+    let _receiver = core.start_psa_receiver().await.unwrap();
+    core.set_ticket_tab(
+        mailroom_secrets::SecretValue::new("tab-secret"),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    results.push(core.create_ticket_tab().await.unwrap());
+    results.push(core.set_resolve_status(9).await.unwrap());
+    results.push(core.create_resolve_action().await.unwrap());
+    core.generate_webhook_certificate().await.unwrap();
+    results.push(
+        core.check_integration_step(Step::Certificate)
+            .await
+            .unwrap(),
+    );
+    results.push(core.upload_webhook_certificate().await.unwrap());
+    results.push(core.create_psa_webhook().await.unwrap());
+    results.push(
+        core.run_end_to_end_test(std::time::Duration::from_secs(20))
+            .await
+            .unwrap(),
+    );
+    results.extend(core.check_integration().await.unwrap());
+    let status = core.integration_status().await.unwrap();
+
+    let (ui, engine) = catalogue();
+    let known = |text: &str| ui.iter().chain(engine.iter()).any(|key| matches(key, text));
+    let mut missing = BTreeSet::new();
+    for result in &results {
+        if result.ok && !known(&result.summary) {
+            missing.insert(format!("summary: {}", result.summary));
+        }
+        for item in &result.items {
+            if !known(&item.label) && !HALO_FIELD_LABELS.contains(&item.label.as_str()) {
+                missing.insert(format!("label: {}", item.label));
+            }
+            if !item.ok && !known(&item.detail) {
+                missing.insert(format!("detail: {}", item.detail));
+            }
+            for text in item.fix.iter().chain(item.why.iter()) {
+                if !known(text) {
+                    missing.insert(format!("fix/why: {text}"));
+                }
+            }
+        }
+    }
+    for permission in status.permissions {
+        if !known(permission.why) {
+            missing.insert(format!("why: {}", permission.why));
+        }
+    }
+    for step in &status.steps {
+        if !known(step.title) {
+            missing.insert(format!("title: {}", step.title));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in ui/locales/de.js:\n{}",
+        missing.into_iter().collect::<Vec<_>>().join("\n")
+    );
+    let _ = core
+        .secrets()
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
 }

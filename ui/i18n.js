@@ -25,6 +25,37 @@ export function t(text, params = {}) {
   return translated.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
 }
 
+/** Catalogue keys with `{name}` placeholders as patterns, per language (built on first use). */
+const PATTERNS = {};
+
+function patterns() {
+  if (!PATTERNS[current]) {
+    const escape = (s) => s.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
+    PATTERNS[current] = Object.entries(CATALOGUES[current] ?? {})
+      .filter(([key]) => /\{\w+\}/.test(key))
+      .map(([key, value]) => {
+        const names = [...key.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
+        const source = key.split(/\{\w+\}/).map((part) => escape(part)).join('(.+?)');
+        return { re: new RegExp(`^${source}$`, 's'), names, value };
+      });
+  }
+  return PATTERNS[current];
+}
+
+/** A text the engine wrote (check results, in English) in the current language: the
+ *  catalogue's entry for it, else the first entry whose pattern (`{name}` = any text) it
+ *  matches, filled with what the placeholders matched; else the text as it is. */
+export function tx(text) {
+  if (!text || current === 'en') return text;
+  const exact = CATALOGUES[current]?.[text];
+  if (exact !== undefined) return exact;
+  for (const { re, names, value } of patterns()) {
+    const m = re.exec(text);
+    if (m) return value.replace(/\{(\w+)\}/g, (whole, name) => (names.includes(name) ? m[names.indexOf(name) + 1] : whole));
+  }
+  return text;
+}
+
 /** Marks a text for the catalogue without translating it yet (translate it where shown). */
 export const N_ = (text) => text;
 

@@ -7,7 +7,7 @@
 import * as backend from './backend.js';
 import { fill, h, toast } from './dom.js';
 import { connectionLine, refreshEngine } from './inbound-log.js';
-import { LANGUAGES, language, locale, setLanguage, t, verbatim } from './i18n.js';
+import { LANGUAGES, language, locale, setLanguage, t, tx, verbatim } from './i18n.js';
 import { certificateCard, testCard, webhookCard } from './integration-webhook.js';
 import { copyable, createForMe, setting, stepCard } from './wizard.js';
 
@@ -76,7 +76,7 @@ function agentCard(step, permissions, connected) {
     h('thead', {}, h('tr', {}, h('th', {}, t('Permission')), h('th', {}, t('Why Mailroom needs it')))),
     h('tbody', {}, permissions.map((p) => h('tr', { 'data-scope': p.scope },
       h('td', {}, h('code', {}, p.scope), p.optional ? h('span', { class: 'subtle' }, ' optional') : null),
-      h('td', {}, p.why)))));
+      h('td', {}, tx(p.why))))));
   const body = h('div', {},
     h('h3', {}, t('Create the agent')),
     h('p', {}, t('In HaloPSA, go to '), h('strong', {}, verbatim('Configuration > Teams & Agents > Agents')), t(' and click '), h('strong', {}, verbatim('New')), ':'),

@@ -2,7 +2,7 @@
 // state pill, instructions and check results; copyable values; *Create it for me* buttons.
 
 import { fill, h, toast } from './dom.js';
-import { N_, locale, t } from './i18n.js';
+import { N_, locale, t, tx } from './i18n.js';
 
 /** A value the admin types into the PSA, with a copy button. */
 export function copyable(value, id) {
@@ -42,6 +42,12 @@ export function setting(name, value) {
   return h('li', {}, h('span', { class: 'setting-name' }, `${name}: `), value);
 }
 
+/** A result's one line: what is done, or the first thing to fix (in the current language). */
+function summaryOf(result) {
+  const first = result.items.find((i) => !i.ok && !i.optional);
+  return first ? `${tx(first.label)}: ${tx(first.detail)}` : tx(result.summary);
+}
+
 function stateOf(result) {
   if (!result) return 'unchecked';
   return result.ok ? 'ok' : 'failed';
@@ -55,9 +61,9 @@ function checkList(result) {
     h('li', { class: `check ${c.ok ? 'check-ok' : (c.optional ? 'check-optional' : 'check-failed')}`, 'data-check': c.id, 'data-ok': String(c.ok) },
       h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : (c.optional ? '–' : '✕')),
       h('div', {},
-        h('strong', {}, c.label), c.optional ? h('span', { class: 'subtle' }, t(' (optional)')) : null, ' — ', c.detail,
-        c.why ? h('div', { class: 'check-why' }, c.why) : null,
-        c.fix && !c.ok ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: c.fix })) : null))));
+        h('strong', {}, tx(c.label)), c.optional ? h('span', { class: 'subtle' }, t(' (optional)')) : null, ' — ', tx(c.detail),
+        c.why ? h('div', { class: 'check-why' }, tx(c.why)) : null,
+        c.fix && !c.ok ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: tx(c.fix) })) : null))));
 }
 
 /** One step's card: number, title, state, what to do, its check. */
@@ -75,7 +81,7 @@ export function stepCard(number, step, { intro, body, bodyLabel, onCheck, checkL
     pill.className = `pill pill-${s}`;
     pill.textContent = t(PILL[s]);
     summary.textContent = result
-      ? t('{summary} · checked {time}', { summary: result.summary, time: new Date(result.checked_at).toLocaleString(locale()) })
+      ? t('{summary} · checked {time}', { summary: summaryOf(result), time: new Date(result.checked_at).toLocaleString(locale()) })
       : '';
     fill(results, checkList(result));
   };
