@@ -425,8 +425,9 @@ const HALO_FIELD_LABELS: &[&str] = &[
     "Action is visible",
 ];
 
-/// Every label, fix, why and failed detail the integration wizard writes — run through its
-/// steps on the sandbox, broken and mended — has a German entry in the catalogue.
+/// Every label, fix, why and failed detail the integration wizard and Monitoring's *Test
+/// connection* write — run on the sandbox, broken and mended — has a German entry in the
+/// catalogue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wizards_check_results_are_in_the_german_catalogue() {
     use mailroom_engine::integration::{Step, StepResult};
@@ -465,10 +466,14 @@ async fn the_wizards_check_results_are_in_the_german_catalogue() {
         }
     };
     let mut results: Vec<StepResult> = Vec::new();
+    // Monitoring's *Test connection* writes the same kind of items.
+    let mut tests = Vec::new();
     connect("not-the-secret".into()).await;
     results.extend(core.check_integration().await.unwrap());
+    tests.push(core.test_psa_connection().await.unwrap());
     connect(creds.client_secret.clone()).await;
     results.extend(core.check_integration().await.unwrap());
+    tests.push(core.test_psa_connection().await.unwrap());
     core.webhook_settings().await.unwrap();
     let _receiver = core.start_psa_receiver().await.unwrap();
     core.set_ticket_tab(
@@ -515,6 +520,17 @@ async fn the_wizards_check_results_are_in_the_german_catalogue() {
                     missing.insert(format!("fix/why: {text}"));
                 }
             }
+        }
+    }
+    for check in tests.iter().flat_map(|t| &t.checks) {
+        if !known(&check.label) {
+            missing.insert(format!("test label: {}", check.label));
+        }
+        if !check.ok && !known(&check.detail) {
+            missing.insert(format!("test detail: {}", check.detail));
+        }
+        if let Some(fix) = check.fix.as_deref().filter(|f| !known(f)) {
+            missing.insert(format!("test fix: {fix}"));
         }
     }
     for permission in status.permissions {

@@ -1,7 +1,7 @@
 // Tiny DOM helpers. Text always goes through textContent, never innerHTML, so data from
 // mailboxes and the PSA cannot inject markup.
 
-import { t } from './i18n.js';
+import { t, tx } from './i18n.js';
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -38,9 +38,10 @@ export function emptyState({ id, title, body, action }) {
     action ?? null);
 }
 
+/** A short message; an engine's message (an error) is translated when the catalogue knows it. */
 export function toast(message, kind = 'info') {
   const el = document.getElementById('toast');
-  el.textContent = message;
+  el.textContent = tx(message);
   el.dataset.kind = kind;
   el.hidden = false;
   clearTimeout(toast.timer);

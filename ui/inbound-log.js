@@ -5,7 +5,7 @@
 
 import * as backend from './backend.js';
 import { h, toast } from './dom.js';
-import { N_, locale, t, verbatim } from './i18n.js';
+import { N_, locale, t, tx, verbatim } from './i18n.js';
 
 const PAGE = 100;
 const STATUSES = [
@@ -436,8 +436,8 @@ function psaCard(conn) {
         h('li', { class: `check ${c.ok ? 'check-ok' : 'check-failed'}`, 'data-check': c.id, 'data-ok': String(c.ok) },
           h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : '✕'),
           h('div', {},
-            h('strong', {}, c.label), ' — ', c.detail,
-            c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: c.fix })) : null))));
+            h('strong', {}, tx(c.label)), ' — ', tx(c.detail),
+            c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: tx(c.fix) })) : null))));
     } catch (error) {
       results.replaceChildren(h('li', { class: 'check check-failed', 'data-code': error.code }, error.message));
     } finally {
