@@ -156,6 +156,8 @@ pub enum SentKind {
     SendMail,
     /// `POST …/messages/{id}/reply`.
     Reply,
+    /// `POST …/messages/{id}/send` of a draft (`POST …/messages`, `…/createReply`).
+    Draft,
 }
 
 /// A message sent through Graph (sendMail or reply), as it left the mailbox.

@@ -917,3 +917,68 @@ async fn at_most_four_requests_per_mailbox_are_in_flight() {
     let statuses: Vec<Option<u16>> = collector.drain().iter().map(|e| e.status).collect();
     assert_eq!(statuses, vec![Some(200); 8]);
 }
+
+/// Drafts: a reply draft threaded to the message, its Internet Message-ID chosen while it is
+/// a draft, sent once, then found in Sent Items by that id (and no longer in Drafts); a sent
+/// message's id cannot change, and it cannot be sent again.
+#[tokio::test]
+async fn reply_drafts_carry_a_chosen_message_id_into_sent_items() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    let first = sb.graph().messages(SUPPORT)[0].clone();
+    let draft = graph.create_reply_draft(&first.id).await.unwrap();
+    assert_eq!(draft.is_draft, Some(true));
+    assert!(draft.subject.as_deref().unwrap().starts_with("RE: "));
+    let chosen = "<outbound-42.ticket-7@mailroom.invalid>";
+    graph
+        .update_draft(
+            &draft.id,
+            serde_json::json!({
+                "internetMessageId": chosen,
+                "body": {"contentType": "HTML", "content": "<p>Fixed, please check.</p>"},
+            }),
+        )
+        .await
+        .unwrap();
+    let in_drafts = graph
+        .find_by_internet_message_id("drafts", chosen)
+        .await
+        .unwrap()
+        .expect("the draft is found by the chosen id");
+    assert_eq!(in_drafts.id, draft.id);
+    assert!(graph
+        .find_by_internet_message_id("sentitems", chosen)
+        .await
+        .unwrap()
+        .is_none());
+
+    graph.send_draft(&draft.id).await.unwrap();
+    let sent = sb.graph().sent_mail(SUPPORT);
+    let last = sent.last().unwrap();
+    assert_eq!(last.internet_message_id, chosen);
+    assert_eq!(
+        last.in_reply_to
+            .as_deref()
+            .map(|r| r.trim_matches(['<', '>'])),
+        Some(first.internet_message_id.trim_matches(['<', '>']))
+    );
+    assert!(last.body.contains("Fixed, please check."));
+    assert!(graph
+        .find_by_internet_message_id("drafts", chosen)
+        .await
+        .unwrap()
+        .is_none());
+    let copy = graph
+        .find_by_internet_message_id("sentitems", chosen)
+        .await
+        .unwrap()
+        .expect("the sent copy keeps the id");
+    assert_eq!(copy.is_draft, Some(false));
+    let again = graph.send_draft(&copy.id).await.unwrap_err();
+    assert_eq!(again.kind, GraphErrorKind::BadRequest, "{again:?}");
+    let renamed = graph
+        .update_draft(&copy.id, serde_json::json!({"internetMessageId": "<x@y>"}))
+        .await
+        .unwrap_err();
+    assert!(renamed.to_string().contains("sent message"), "{renamed}");
+}

@@ -266,9 +266,15 @@ pub(super) fn message_route(
         }
         ("POST", ["move"]) => move_message(sb, req, mbid, folder, id),
         ("POST", ["reply"]) => reply(sb, req, g, mbid, folder, id),
-        (_, []) | (_, ["$value"]) | (_, ["attachments", ..]) | (_, ["move"]) | (_, ["reply"]) => {
-            Err(method_not_allowed(req))
-        }
+        ("POST", ["createreply"]) => create_reply(sb, req, mbid, folder, id),
+        ("POST", ["send"]) => send_draft(sb, g, mbid, folder, id),
+        (_, [])
+        | (_, ["$value"])
+        | (_, ["attachments", ..])
+        | (_, ["move"])
+        | (_, ["reply"])
+        | (_, ["createreply"])
+        | (_, ["send"]) => Err(method_not_allowed(req)),
         (_, [seg, ..]) => Err(ApiError::bad(&format!(
             "Resource not found for the segment '{seg}'."
         ))),
@@ -325,6 +331,22 @@ pub(super) fn patch_message(
                         }
                     }
                     k if k.starts_with('@') => {}
+                    other if msg.is_draft => {
+                        if !patch_draft_field(msg, other, v)? {
+                            return Err(ApiError::new(
+                                400,
+                                "ErrorInvalidPropertyRequest",
+                                &format!("The property '{other}' cannot be updated."),
+                            ));
+                        }
+                    }
+                    "subject" | "body" | "toRecipients" | "ccRecipients" | "internetMessageId" => {
+                        return Err(ApiError::new(
+                            400,
+                            "ErrorInvalidPropertyUpdateSentMessage",
+                            "Update operation is invalid for property of a sent message.",
+                        ))
+                    }
                     other => {
                         return Err(ApiError::new(
                             400,

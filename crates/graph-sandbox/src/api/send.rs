@@ -33,16 +33,44 @@ pub(super) fn parse_recipients(v: Option<&Value>) -> Result<Vec<state::Recipient
 
 pub(super) struct Outgoing {
     /// `message.from` when it differs from the mailbox (send as / on behalf).
-    from: Option<state::Recipient>,
-    subject: String,
-    html: bool,
-    content: String,
-    to: Vec<state::Recipient>,
-    cc: Vec<state::Recipient>,
-    bcc: Vec<state::Recipient>,
-    reply_to: Vec<state::Recipient>,
-    headers: Vec<(String, String)>,
-    attachments: Vec<InboundAttachment>,
+    pub(super) from: Option<state::Recipient>,
+    pub(super) subject: String,
+    pub(super) html: bool,
+    pub(super) content: String,
+    pub(super) to: Vec<state::Recipient>,
+    pub(super) cc: Vec<state::Recipient>,
+    pub(super) bcc: Vec<state::Recipient>,
+    pub(super) reply_to: Vec<state::Recipient>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) attachments: Vec<InboundAttachment>,
+}
+
+impl Outgoing {
+    /// A draft's content, to send.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn of_draft(
+        subject: String,
+        html: bool,
+        content: String,
+        to: Vec<state::Recipient>,
+        cc: Vec<state::Recipient>,
+        reply_to: Vec<state::Recipient>,
+        headers: Vec<(String, String)>,
+        attachments: Vec<InboundAttachment>,
+    ) -> Outgoing {
+        Outgoing {
+            from: None,
+            subject,
+            html,
+            content,
+            to,
+            cc,
+            bcc: Vec::new(),
+            reply_to,
+            headers,
+            attachments,
+        }
+    }
 }
 
 pub(super) fn parse_outgoing(msg: &Value) -> Result<Outgoing, ApiError> {
@@ -141,6 +169,22 @@ pub(super) fn transmit(
     save: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<Job>, ApiError> {
+    transmit_as(st, mb, out, kind, in_reply_to, references, save, None, now)
+}
+
+/// [`transmit`] with the message's Internet Message-ID given (a draft keeps its own).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn transmit_as(
+    st: &mut State,
+    mb: usize,
+    out: Outgoing,
+    kind: SentKind,
+    in_reply_to: Option<String>,
+    references: Vec<String>,
+    save: bool,
+    message_id: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>, ApiError> {
     if out.to.is_empty() && out.cc.is_empty() && out.bcc.is_empty() {
         return Err(ApiError::new(
             400,
@@ -154,11 +198,20 @@ pub(super) fn transmit(
         .clone()
         .unwrap_or_else(|| (Some(user.display_name.clone()), user.mail.clone()));
     let n = st.next_counter();
-    let mid = format!(
-        "{}@{}",
-        &make_id("", &format!("sent|{}|{n}", user.id))[..28].replace(['-', '_'], "x"),
-        user.mail.split('@').nth(1).unwrap_or("contoso.test")
-    );
+    let mid = message_id
+        .map(|m| {
+            m.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+        .unwrap_or_else(|| {
+            format!(
+                "{}@{}",
+                &make_id("", &format!("sent|{}|{n}", user.id))[..28].replace(['-', '_'], "x"),
+                user.mail.split('@').nth(1).unwrap_or("contoso.test")
+            )
+        });
     let (html, text) = if out.html {
         (Some(out.content.clone()), None)
     } else {

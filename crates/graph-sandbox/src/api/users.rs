@@ -68,6 +68,7 @@ pub(super) async fn user_route(
         (_, "contacts") | (_, "contactfolders") => Need::Contacts,
         ("POST", "sendmail") => Need::Send,
         ("POST", _) if lower.last().map(String::as_str) == Some("reply") => Need::Send,
+        ("POST", _) if lower.last().map(String::as_str) == Some("send") => Need::Send,
         ("GET", _) => Need::Read,
         _ => Need::Write,
     };
@@ -117,6 +118,7 @@ pub(super) fn mailbox_route(
         }
         ["mailfolders", _, "messages", _, ..] => message_route(sb, req, g, mbid, Some(&rest[1]), &rest[3], &rest[4..]),
         ["messages"] if m == "GET" => list_messages(sb, req, mbid, None),
+        ["messages"] if m == "POST" => create_draft(sb, req, mbid),
         ["messages", d] if is_delta(d) => Err(ApiError::bad(
             "Change tracking is not supported against 'microsoft.graph.message'; use /mailFolders/{id}/messages/delta.",
         )),

@@ -1,4 +1,8 @@
-//! Sending mail from the mailbox (`sendMail`) and replying to a message.
+//! Sending mail from the mailbox (`sendMail`), replying to a message, and drafts: a draft
+//! (new, or a reply threaded to a message) gets a Message-ID chosen by the caller while it is
+//! a draft (`internetMessageId` is writable only then), is sent with `send`, and can be looked
+//! up by that id in Drafts or Sent Items afterwards — what makes sending exactly once possible,
+//! since Graph has no idempotency key for sending.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -102,5 +106,73 @@ impl GraphClient {
         )
         .await?;
         Ok(())
+    }
+
+    /// `POST /messages`: a new draft (201) in Drafts with `message` and, when given, the
+    /// Internet Message-ID (`<local@domain>`).
+    pub async fn create_draft(
+        &self,
+        message: &OutgoingMessage,
+        internet_message_id: Option<&str>,
+    ) -> Result<Message, GraphError> {
+        let mut body = Self::message_json(message);
+        if let Some(id) = internet_message_id {
+            body["internetMessageId"] = json!(id);
+        }
+        self.json(Call::new(http::Method::POST, self.mailbox_url(&["messages"])).json(body))
+            .await
+    }
+
+    /// `POST /messages/{id}/createReply`: a reply draft (201) to the message's sender,
+    /// threaded to it (`In-Reply-To`, `References`), subject `RE: …`.
+    pub async fn create_reply_draft(&self, id: &str) -> Result<Message, GraphError> {
+        self.json(
+            Call::new(
+                http::Method::POST,
+                self.mailbox_url(&["messages", id, "createReply"]),
+            )
+            .json(json!({})),
+        )
+        .await
+    }
+
+    /// `PATCH` of a draft: whatever `fields` holds (`subject`, `body`, `toRecipients`,
+    /// `ccRecipients`, `internetMessageId`, …).
+    pub async fn update_draft(&self, id: &str, fields: Value) -> Result<Message, GraphError> {
+        self.json(Call::new(http::Method::PATCH, self.mailbox_url(&["messages", id])).json(fields))
+            .await
+    }
+
+    /// `POST /messages/{id}/send` of a draft (202): it leaves Drafts; its copy in Sent Items
+    /// keeps the Internet Message-ID.
+    pub async fn send_draft(&self, id: &str) -> Result<(), GraphError> {
+        self.send(Call::new(
+            http::Method::POST,
+            self.mailbox_url(&["messages", id, "send"]),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// The message with `internet_message_id` in `folder` (`drafts`, `sentitems`, …), if any.
+    pub async fn find_by_internet_message_id(
+        &self,
+        folder: &str,
+        internet_message_id: &str,
+    ) -> Result<Option<Message>, GraphError> {
+        let escaped = internet_message_id.replace('\'', "''");
+        let found = self
+            .list_messages(
+                folder,
+                &MessageQuery {
+                    top: Some(5),
+                    select: vec!["id".into(), "internetMessageId".into(), "isDraft".into()],
+                    filter: Some(format!("internetMessageId eq '{escaped}'")),
+                    max_pages: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(found.into_iter().next())
     }
 }
