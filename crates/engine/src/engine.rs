@@ -52,6 +52,9 @@ pub struct EngineOptions {
     /// How often the PSA integration's steps are checked again (also once at start): a step
     /// that was green and broke since is published as [`EngineEvent::IntegrationBroken`].
     pub integration_check_every: Duration,
+    /// How often agents' replies reported by the PSA's webhook are queued and due outgoing
+    /// mail is sent.
+    pub outbound_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -64,6 +67,7 @@ impl Default for EngineOptions {
             refresh_every: Duration::from_secs(60),
             stop_timeout: Duration::from_millis(1500),
             integration_check_every: Duration::from_secs(3600),
+            outbound_every: Duration::from_secs(5),
         }
     }
 }
@@ -247,7 +251,39 @@ impl Inner {
 
     /// The engine's task: the start-up rounds and the integration's checks, until cancelled.
     async fn supervise(self: Arc<Self>) {
-        tokio::join!(self.clone().bring_up_rounds(), self.watch_integration());
+        tokio::join!(
+            self.clone().bring_up_rounds(),
+            self.clone().watch_integration(),
+            self.send_outbound_mail()
+        );
+    }
+
+    /// Outgoing mail: every `outbound_every`, agents' replies the PSA's webhook reported are
+    /// queued and due emails are sent (crates/engine outbound). A stop cancels a send in
+    /// flight; the next start finds it by its Message-ID, so nothing is sent twice.
+    async fn send_outbound_mail(self: Arc<Self>) {
+        loop {
+            let work = async {
+                if let Ok(Some(_)) = self.core.psa_connection().await {
+                    if let Err(e) = self.core.queue_agent_replies().await {
+                        tracing::info!("agents' replies were not queued: {e}");
+                    }
+                }
+                if let Err(e) = self.core.send_due_outbound(chrono::Utc::now()).await {
+                    tracing::warn!("outgoing mail was not sent: {e}");
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                _ = work => {}
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(self.options.outbound_every) => {}
+            }
+        }
     }
 
     /// The PSA integration's checks at start and every `integration_check_every`; a step that

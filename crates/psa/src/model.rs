@@ -183,6 +183,8 @@ pub struct Action {
     #[serde(deserialize_with = "ids::opt")]
     pub new_status: Option<i64>,
     pub attachments: Option<Vec<Attachment>>,
+    /// Whether the action emails the end user (HaloPSA sends it, or an integration does).
+    pub sendemail: Option<bool>,
 }
 
 /// Fields for `POST /Actions` (create). HaloPSA requires an outcome.

@@ -565,6 +565,20 @@ impl IdentityPlatform {
         Ok(())
     }
 
+    /// Leaves only `roles` of the application permissions consented (an admin removing a
+    /// permission's consent); tokens issued before are revoked, as with
+    /// [`IdentityPlatform::withdraw_consent`].
+    pub fn set_granted_roles(&self, client_id: &str, roles: &[&str]) -> Result<(), IdentityError> {
+        let mut st = self.lock();
+        let seq = st.next_seq();
+        let app = st
+            .app_mut(client_id)
+            .ok_or_else(|| IdentityError::UnknownApp(client_id.into()))?;
+        app.granted_roles = roles.iter().map(|r| r.to_string()).collect();
+        app.revoked_before = seq;
+        Ok(())
+    }
+
     /// Grants tenant-wide consent to everything the registration requests (what an admin does on
     /// the admin-consent page).
     pub fn grant_admin_consent(&self, client_id: &str) -> Result<(), IdentityError> {

@@ -1,0 +1,279 @@
+//! Agents' replies sent from the connected mailbox (issue 12): an agent's email action on a
+//! ticket that came in by email becomes exactly one email from that mailbox, threaded to the
+//! customer's message, with the ticket tag; the customer's answer lands on the same ticket. A
+//! send interrupted after the draft was made, or after Graph sent it but before Mailroom noted
+//! it, is finished on the next attempt without a second copy. Needs a Secret Service.
+
+mod common;
+
+use common::*;
+use mailroom_engine::outbound::agent_replies::ActionOutcome;
+use mailroom_engine::Core;
+use mailroom_psa::NewAction;
+use mailroom_secrets::{SecretKey, SecretKind, SecretValue, Secrets};
+use mailroom_store::outbound::OutboundStatus;
+use mailroom_store::psa_webhooks::{DeliveryEffects, NewPsaDelivery, PsaAgentAction, Verification};
+
+/// A core on the harness's data directory: the mailbox's client secret in the keyring, the
+/// sandbox PSA connected.
+async fn core_for(h: &Harness) -> Core {
+    let secrets = Secrets::with_service(format!("mailroom-test-{}", uuid::Uuid::new_v4()));
+    let core = Core::open_with_secrets(h.dir.path(), secrets)
+        .await
+        .unwrap();
+    core.secrets()
+        .set(
+            &SecretKey::new(&h.mailbox.id, SecretKind::ClientSecret),
+            &SecretValue::new(h.sb.tenant().daemon_app.client_secret.clone().unwrap()),
+        )
+        .unwrap();
+    let psa = &h.sb.tenant().psa;
+    core.set_psa_connection(
+        &h.sb.psa_url(),
+        &psa.client_id,
+        SecretValue::new(psa.client_secret.clone()),
+        Some(&psa.tenant),
+    )
+    .await
+    .unwrap();
+    core
+}
+
+/// An agent's email action on `ticket_id`, as HaloPSA's webhook reports it (recorded as a
+/// verified delivery would record it).
+async fn agent_emails(h: &Harness, ticket_id: i64, note: &str) -> i64 {
+    let action = psa_for(&h.sb)
+        .create_action(&NewAction {
+            ticket_id,
+            outcome_id: Some(7),
+            note_html: Some(format!("<p>{note}</p>")),
+            emailto: Some("pat@fabrikam.test".into()),
+            hiddenfromuser: false,
+            sendemail: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    h.store
+        .record_verified_psa_delivery(
+            &NewPsaDelivery {
+                received_at: now,
+                payload_id: Some(uuid::Uuid::new_v4().to_string()),
+                webhook_id: None,
+                event: Some("action added".into()),
+                ticket_id: Some(ticket_id),
+                action_id: Some(action.id),
+                verification: Verification::Verified,
+                detail: "test".into(),
+                status: 200,
+                headers: vec![],
+                body: "{}".into(),
+            },
+            &DeliveryEffects {
+                ticket: None,
+                action: Some(PsaAgentAction {
+                    ticket_id,
+                    action_id: action.id,
+                    outcome: None,
+                    note: None,
+                    hidden_from_user: false,
+                    agent_id: Some(1),
+                    received_at: now,
+                    delivery_id: 0,
+                    handled_at: None,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    action.id
+}
+
+#[tokio::test]
+async fn an_agents_email_action_is_sent_once_threaded_and_the_answer_lands_on_the_ticket() {
+    let h = harness(default_settings()).await;
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Printer jammed"));
+    h.scan().await;
+    let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let core = core_for(&h).await;
+
+    let action_id = agent_emails(&h, ticket_id, "We replaced the drum; please try again.").await;
+    let queued = core.queue_agent_replies().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let ActionOutcome::Queued(id) = queued[0].1 else {
+        panic!("{queued:?}")
+    };
+    // A replayed webhook (the same action again) and a second round add nothing.
+    assert!(core.queue_agent_replies().await.unwrap().is_empty());
+    assert_eq!(core.send_due_outbound(chrono::Utc::now()).await.unwrap(), 1);
+    assert_eq!(core.send_due_outbound(chrono::Utc::now()).await.unwrap(), 0);
+
+    let email = core.store().outbound(id).await.unwrap().unwrap();
+    assert_eq!(email.status, OutboundStatus::Sent);
+    assert_eq!(email.action_id, Some(action_id));
+    let sent = h.sb.graph().sent_mail(SUPPORT);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let reply = &sent[0];
+    assert_eq!(reply.to, ["pat@fabrikam.test"]);
+    assert!(
+        reply.subject.contains(&format!("[ID:{ticket_id}]")),
+        "{}",
+        reply.subject
+    );
+    assert!(reply.body.contains("We replaced the drum"));
+    assert_eq!(reply.internet_message_id, email.internet_message_id);
+    assert_eq!(
+        reply
+            .in_reply_to
+            .as_deref()
+            .map(|r| r.trim_matches(['<', '>'])),
+        Some(original.internet_message_id.trim_matches(['<', '>'])),
+        "threaded to the customer's message"
+    );
+    let attempts = core.store().outbound_attempts(id).await.unwrap();
+    let log = serde_json::to_string(&attempts).unwrap();
+    assert!(log.contains("Created a reply draft threaded"), "{log}");
+
+    // The customer answers the agent's email: it lands on the same ticket.
+    let mut answer = mail(
+        "pat@fabrikam.test",
+        "Pat Smith",
+        &format!("RE: {}", reply.subject),
+    );
+    answer.in_reply_to = Some(reply.internet_message_id.clone());
+    let answer = h.deliver(answer);
+    h.scan().await;
+    let answered = h.email_for(&answer).await;
+    assert_eq!(answered.ticket_id, Some(ticket_id));
+    assert_eq!(answered.outcome.as_deref(), Some("action_added"));
+}
+
+#[tokio::test]
+async fn a_send_interrupted_after_the_draft_or_after_graph_sent_it_finishes_without_a_second_copy()
+{
+    let h = harness(default_settings()).await;
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "VPN"));
+    h.scan().await;
+    let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let core = core_for(&h).await;
+
+    // 1. Stopped after Graph sent it, before Mailroom noted it: the draft was made and sent
+    //    (here by hand, as the interrupted attempt did); the store still says drafted.
+    agent_emails(&h, ticket_id, "First answer").await;
+    let ActionOutcome::Queued(first) = core.queue_agent_replies().await.unwrap()[0].1 else {
+        panic!()
+    };
+    let email = core.store().outbound(first).await.unwrap().unwrap();
+    let draft = h
+        .graph
+        .create_draft(
+            &mailroom_graph::OutgoingMessage {
+                subject: email.subject.clone(),
+                body: mailroom_graph::ItemBody {
+                    content_type: "HTML".into(),
+                    content: email.body_html.clone(),
+                },
+                to: email.to.clone(),
+                ..Default::default()
+            },
+            Some(&email.internet_message_id),
+        )
+        .await
+        .unwrap();
+    core.store()
+        .outbound_drafted(first, &draft.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    h.graph.send_draft(&draft.id).await.unwrap();
+    assert_eq!(h.sb.graph().sent_mail(SUPPORT).len(), 1);
+    let after = core.send_outbound(first, "retry").await.unwrap();
+    assert_eq!(after.status, OutboundStatus::Sent);
+    assert_eq!(
+        h.sb.graph().sent_mail(SUPPORT).len(),
+        1,
+        "not sent a second time"
+    );
+    let log = serde_json::to_string(&core.store().outbound_attempts(first).await.unwrap()).unwrap();
+    assert!(
+        log.contains("it was sent before; not sending again"),
+        "{log}"
+    );
+
+    // 2. Stopped after the draft was made, before its id was kept: the draft is found in
+    //    Drafts by its Message-ID and sent — once, and no draft is left behind.
+    agent_emails(&h, ticket_id, "Second answer").await;
+    let ActionOutcome::Queued(second) = core.queue_agent_replies().await.unwrap()[0].1 else {
+        panic!()
+    };
+    let email = core.store().outbound(second).await.unwrap().unwrap();
+    h.graph
+        .create_draft(
+            &mailroom_graph::OutgoingMessage {
+                subject: email.subject.clone(),
+                body: mailroom_graph::ItemBody {
+                    content_type: "HTML".into(),
+                    content: email.body_html.clone(),
+                },
+                to: email.to.clone(),
+                ..Default::default()
+            },
+            Some(&email.internet_message_id),
+        )
+        .await
+        .unwrap();
+    let after = core.send_outbound(second, "retry").await.unwrap();
+    assert_eq!(after.status, OutboundStatus::Sent);
+    let sent = h.sb.graph().sent_mail(SUPPORT);
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(h
+        .graph
+        .find_by_internet_message_id("drafts", &email.internet_message_id)
+        .await
+        .unwrap()
+        .is_none());
+    let log =
+        serde_json::to_string(&core.store().outbound_attempts(second).await.unwrap()).unwrap();
+    assert!(log.contains("Found its draft in Drafts"), "{log}");
+}
+
+#[tokio::test]
+async fn a_mailbox_without_mail_send_fails_at_once_with_the_fix_and_resend_tries_again() {
+    let h = harness(default_settings()).await;
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Scanner"));
+    h.scan().await;
+    let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let core = core_for(&h).await;
+    agent_emails(&h, ticket_id, "Answer").await;
+    let ActionOutcome::Queued(id) = core.queue_agent_replies().await.unwrap()[0].1 else {
+        panic!()
+    };
+    let client_id = h.sb.tenant().daemon_app.client_id.clone();
+    h.sb.identity()
+        .set_granted_roles(&client_id, &["Mail.ReadWrite"])
+        .unwrap();
+    let failed = core.send_outbound(id, "new").await.unwrap();
+    assert_eq!(failed.status, OutboundStatus::Failed);
+    assert_eq!(failed.error_code.as_deref(), Some("mail_send_denied"));
+    assert!(failed
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("Grant the app registration Mail.Send"));
+    assert!(h.sb.graph().sent_mail(SUPPORT).is_empty());
+
+    h.sb.identity()
+        .set_granted_roles(&client_id, &["Mail.ReadWrite", "Mail.Send"])
+        .unwrap();
+    let resent = core.resend_outbound(id).await.unwrap();
+    assert_eq!(resent.status, OutboundStatus::Sent, "{resent:?}");
+    assert_eq!(h.sb.graph().sent_mail(SUPPORT).len(), 1);
+    let err = core.resend_outbound(id).await.unwrap_err();
+    assert!(err.to_string().contains("not sent twice"), "{err}");
+}
