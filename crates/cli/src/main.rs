@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod mailbox;
 mod mailbox_list;
+mod outbound;
 mod psa;
 mod run;
 mod sandbox;
@@ -40,6 +41,9 @@ enum Command {
     /// The HaloPSA connection.
     #[command(subcommand)]
     Psa(psa::PsaCommand),
+    /// Outgoing mail: agents' replies sent from the connected mailboxes.
+    #[command(subcommand)]
+    Outbound(outbound::OutboundCommand),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
@@ -89,6 +93,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             subscription::run(&core, command).await
+        }
+        Command::Outbound(command) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            outbound::run(&core, command).await
         }
         Command::Psa(command) => {
             let core = open_core(&cli).await?;

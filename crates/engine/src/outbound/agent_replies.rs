@@ -152,10 +152,12 @@ impl Core {
             ),
             None => match self.outgoing_default_mailbox().await? {
                 Some(id) => (id, None),
-                None => return Ok(ActionOutcome::Blocked(format!(
+                None => {
+                    return Ok(ActionOutcome::Blocked(format!(
                     "ticket {} did not start as email and no outgoing default mailbox is chosen",
                     action.ticket_id
-                ))),
+                )))
+                }
             },
         };
         let mailbox = self.store().mailbox(&mailbox_id).await?;

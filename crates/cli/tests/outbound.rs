@@ -1,0 +1,38 @@
+//! `mailroom outbound list | show | resend | default-mailbox` on an empty data directory: each
+//! says what there is (nothing) and refuses what does not exist, with a non-zero exit.
+
+use std::process::{Command, Output};
+
+fn mailroom(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(args)
+        .env("MAILROOM_DATA_DIR", dir)
+        .output()
+        .expect("run mailroom")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn an_empty_outbound_log_and_what_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = mailroom(dir.path(), &["outbound", "list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    assert!(text(&list).contains("no outgoing email yet"));
+    let json = mailroom(dir.path(), &["outbound", "list", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&json.stdout).trim(), "[]");
+    let missing = mailroom(dir.path(), &["outbound", "resend", "5"]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("there is no outgoing email 5"), "{}", text(&missing));
+    let default = mailroom(dir.path(), &["outbound", "default-mailbox"]);
+    assert!(text(&default).contains("outgoing default mailbox: none"), "{}", text(&default));
+    let unknown = mailroom(dir.path(), &["outbound", "default-mailbox", "Support"]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("no mailbox 'Support'"), "{}", text(&unknown));
+}
