@@ -20,7 +20,7 @@ async fn psa_token(http: &reqwest::Client, psa: &str) -> String {
             ("grant_type", "client_credentials"),
             ("client_id", "mailroom-sandbox"),
             ("client_secret", "halo-sandbox-secret-5b1f0c2e9d7a"),
-            ("scope", "admin"),
+            ("scope", "admin read:tickets edit:tickets"),
         ])
         .send()
         .await
@@ -118,16 +118,113 @@ async fn the_certificate_webhook_and_end_to_end_test_go_green_and_red_in_the_win
             assert!(detail.contains("new ticket logged"), "{detail}");
             s.screenshot("integration-deliveries").await;
 
-            // Broken in HaloPSA: the webhook switched off → red, with the reason.
             let http = reqwest::Client::builder().no_proxy().build().unwrap();
             let control = s.control_url().await;
-            let root = control_json(&http, control, false).await;
+            let root = control_json(&http, control.clone(), false).await;
             let psa = root["psa"]
                 .as_str()
                 .unwrap()
                 .trim_end_matches('/')
                 .to_string();
             let token = psa_token(&http, &psa).await;
+
+            // Two-way mail: an agent emails the customer from a ticket that came in by email;
+            // Mailroom sends exactly one email from that mailbox, threaded, and the customer's
+            // answer lands on the same ticket.
+            let tickets = control_json(&http, format!("{control}/psa/tickets"), false).await;
+            let ticket = tickets
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["email_message_id"].is_string())
+                .expect("a ticket from email")
+                .clone();
+            let ticket_id = ticket["id"].as_i64().unwrap();
+            let customer = ticket["user_email"]
+                .as_str()
+                .filter(|a| a.contains('@'))
+                .unwrap_or("pat@fabrikam.test")
+                .to_string();
+            let action = http
+                .post(format!("{psa}/api/Actions"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!([{
+                    "ticket_id": ticket_id, "outcome_id": 7, "sendemail": true,
+                    "hiddenfromuser": false, "emailto": customer,
+                    "note_html": "<p>We replaced the toner; please try again.</p>",
+                }]))
+                .send()
+                .await
+                .unwrap();
+            assert!(action.status().is_success(), "{}", action.text().await.unwrap());
+            s.find("#nav-monitoring").await.click().await.unwrap();
+            let start = std::time::Instant::now();
+            loop {
+                let rows = s.text("#outbound-rows").await;
+                if rows.contains(&format!("Ticket {ticket_id}")) && rows.contains("sent") {
+                    break;
+                }
+                assert!(start.elapsed() < std::time::Duration::from_secs(40), "not sent: {rows}");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            // (The list refreshes every few seconds: click the row in the page.)
+            s.client
+                .execute(
+                    "[...document.querySelectorAll('#outbound-rows tr')].find(r => r.textContent.includes(arguments[0])).click();",
+                    vec![serde_json::json!(format!("Ticket {ticket_id}"))],
+                )
+                .await
+                .unwrap();
+            let details = s.wait_text("#outbound-details", "Sent").await;
+            assert!(details.contains("Created a reply draft threaded"), "{details}");
+            s.client
+                .execute("document.getElementById('monitoring-outbound').scrollIntoView();", vec![])
+                .await
+                .unwrap();
+            s.screenshot("outbound-log").await;
+            let mut sent = Vec::new();
+            for mailbox in ["support@contoso.test", "helpdesk@contoso.test"] {
+                let list = control_json(&http, format!("{control}/mailboxes/{mailbox}/sent"), false).await;
+                for m in list.as_array().unwrap() {
+                    if m["subject"].as_str().unwrap_or_default().contains(&format!("[ID:{ticket_id}]")) {
+                        sent.push((mailbox, m.clone()));
+                    }
+                }
+            }
+            assert_eq!(sent.len(), 1, "exactly one email: {sent:?}");
+            let (mailbox, reply) = &sent[0];
+            assert!(reply["in_reply_to"].is_string(), "threaded: {reply}");
+            let answer = http
+                .post(format!("{control}/mail/deliver"))
+                .json(&serde_json::json!({
+                    "to": mailbox, "from": customer,
+                    "subject": format!("RE: {}", reply["subject"].as_str().unwrap()),
+                    "body_html": "<p>Works now, thanks.</p>",
+                    "in_reply_to": reply["internet_message_id"],
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+            let start = std::time::Instant::now();
+            loop {
+                let actions = control_json(&http, format!("{control}/psa/actions"), false).await;
+                let on_ticket = actions.as_array().unwrap().iter().any(|a| {
+                    a["ticket_id"] == ticket_id
+                        && a["note_html"].as_str().is_some_and(|n| n.contains("Works now, thanks."))
+                });
+                if on_ticket {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(40),
+                    "the answer did not land on ticket {ticket_id}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            s.find("#nav-integration").await.click().await.unwrap();
+
+            // Broken in HaloPSA: the webhook switched off → red, with the reason.
             let hooks: serde_json::Value = http
                 .get(format!("{psa}/api/Webhook"))
                 .bearer_auth(&token)

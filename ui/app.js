@@ -8,6 +8,7 @@ import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
 import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
 import { integrationPanel } from './integration.js';
+import { outboundLogPanel } from './outbound-log.js';
 import { N_, setLanguage, t, verbatim } from './i18n.js';
 
 const state = { mailboxes: [] };
@@ -16,6 +17,7 @@ const MAILBOX_TABS = [
   { id: 'incoming', label: N_('Incoming') },
   { id: 'contacts', label: N_('Contact imports') },
   { id: 'log', label: N_('Inbound log') },
+  { id: 'outbound', label: N_('Outbound log') },
 ];
 
 function parseRoute() {
@@ -171,6 +173,8 @@ function mailboxTab(mailbox, tab) {
       });
     case 'log':
       return inboundLogPanel(mailbox, state.mailboxes);
+    case 'outbound':
+      return outboundLogPanel(mailbox, state.mailboxes);
     default:
       return incomingPanel(mailbox, { onChanged: async () => { await refreshMailboxes(); render(); } });
   }

@@ -50,6 +50,12 @@ export const subscriptionShow = (mailboxId) => call('subscription_show', { mailb
 export const subscriptionCreate = (mailboxId) => call('subscription_create', { mailboxId });
 export const subscriptionCancel = (mailboxId) => call('subscription_cancel', { mailboxId });
 export const subscriptionEventsAll = () => call('subscription_events_all');
+// Outgoing mail (ui/outbound-log.js).
+export const outboundList = (mailboxId = null) => call('outbound_list', { mailboxId });
+export const outboundAttempts = (id) => call('outbound_attempts', { id });
+export const outboundResend = (id) => call('outbound_resend', { id });
+export const outboundDefaultGet = () => call('outbound_default_get');
+export const outboundDefaultSet = (mailboxId) => call('outbound_default_set', { mailboxId });
 export const psaConnectionGet = () => call('psa_connection_get');
 export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
   call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });

@@ -29,10 +29,22 @@ fn an_empty_outbound_log_and_what_does_not_exist() {
     assert_eq!(String::from_utf8_lossy(&json.stdout).trim(), "[]");
     let missing = mailroom(dir.path(), &["outbound", "resend", "5"]);
     assert!(!missing.status.success());
-    assert!(text(&missing).contains("there is no outgoing email 5"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("there is no outgoing email 5"),
+        "{}",
+        text(&missing)
+    );
     let default = mailroom(dir.path(), &["outbound", "default-mailbox"]);
-    assert!(text(&default).contains("outgoing default mailbox: none"), "{}", text(&default));
+    assert!(
+        text(&default).contains("outgoing default mailbox: none"),
+        "{}",
+        text(&default)
+    );
     let unknown = mailroom(dir.path(), &["outbound", "default-mailbox", "Support"]);
     assert!(!unknown.status.success());
-    assert!(text(&unknown).contains("no mailbox 'Support'"), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no mailbox 'Support'"),
+        "{}",
+        text(&unknown)
+    );
 }
