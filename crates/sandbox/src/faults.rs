@@ -76,6 +76,13 @@ pub enum FaultAction {
     },
     /// Close the connection without answering.
     Drop,
+    /// Handle the request normally, then hold the answer back `ms` milliseconds: the work is
+    /// done (a message sent, an object written) while the client still waits — where a
+    /// client that stops loses the answer of something that happened.
+    LateAnswer {
+        /// Delay of the answer in milliseconds.
+        ms: u64,
+    },
 }
 
 /// A fault rule.
@@ -136,6 +143,20 @@ impl FaultRule {
             method: None,
             path: Some(path.into()),
             action: FaultAction::Latency { ms },
+            count: None,
+            after: None,
+            rate: None,
+            seed: None,
+        }
+    }
+
+    /// Handles every matching request, then holds its answer back `ms` milliseconds.
+    pub fn late_answer(service: Service, path: &str, ms: u64) -> Self {
+        Self {
+            service,
+            method: None,
+            path: Some(path.into()),
+            action: FaultAction::LateAnswer { ms },
             count: None,
             after: None,
             rate: None,
@@ -383,12 +404,19 @@ impl Faults {
         self.state.lock().expect("fault state lock")
     }
 
-    fn decide(&self, service: Service, method: &str, path: &str, route: &str) -> (u64, Decision) {
+    fn decide(
+        &self,
+        service: Service,
+        method: &str,
+        path: &str,
+        route: &str,
+    ) -> (u64, u64, Decision) {
         let mut st = self.lock();
         *st.counts
             .entry((service, method.to_owned(), route.to_owned()))
             .or_insert(0) += 1;
         let mut latency = 0;
+        let mut late = 0;
         for r in st.rules.iter_mut() {
             let rule = &r.status.rule;
             if rule.service != service
@@ -418,11 +446,12 @@ impl Faults {
             r.status.applied += 1;
             match &rule.action {
                 FaultAction::Latency { ms } => latency += ms,
-                FaultAction::Drop => return (latency, Decision::Drop),
-                f @ FaultAction::Fail { .. } => return (latency, Decision::Fail(f.clone())),
+                FaultAction::LateAnswer { ms } => late += ms,
+                FaultAction::Drop => return (latency, late, Decision::Drop),
+                f @ FaultAction::Fail { .. } => return (latency, late, Decision::Fail(f.clone())),
             }
         }
-        (latency, Decision::Pass)
+        (latency, late, Decision::Pass)
     }
 }
 
@@ -455,12 +484,18 @@ async fn middleware(
         .map(|m| m.as_str().to_owned())
         .filter(|template| !template.contains("{*"))
         .unwrap_or_else(|| route_of(&path));
-    let (latency, decision) = faults.decide(service, &method, &path, &route);
+    let (latency, late, decision) = faults.decide(service, &method, &path, &route);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     match decision {
-        Decision::Pass => next.run(req).await,
+        Decision::Pass => {
+            let answer = next.run(req).await;
+            if late > 0 {
+                tokio::time::sleep(Duration::from_millis(late)).await;
+            }
+            answer
+        }
         Decision::Drop => match req.extensions().get::<ConnectionControl>() {
             Some(ctl) => {
                 ctl.drop_connection();
