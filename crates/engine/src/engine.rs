@@ -55,6 +55,8 @@ pub struct EngineOptions {
     /// How often agents' replies reported by the PSA's webhook are queued and due outgoing
     /// mail is sent.
     pub outbound_every: Duration,
+    /// How often expiring credentials are looked for and due notification digests queued.
+    pub problems_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +70,7 @@ impl Default for EngineOptions {
             stop_timeout: Duration::from_millis(1500),
             integration_check_every: Duration::from_secs(3600),
             outbound_every: Duration::from_secs(5),
+            problems_every: Duration::from_secs(60),
         }
     }
 }
@@ -254,8 +257,92 @@ impl Inner {
         tokio::join!(
             self.clone().bring_up_rounds(),
             self.clone().watch_integration(),
-            self.send_outbound_mail()
+            self.clone().send_outbound_mail(),
+            self.watch_problems()
         );
+    }
+
+    /// Error notifications: the events that mean a problem (an email failed for good, a
+    /// mailbox's sign-in revoked, the PSA unreachable) and, every minute, expiring
+    /// credentials are recorded once each and published for the desktop; due digests to the
+    /// chosen agents are queued as outgoing mail (crates/engine notifications).
+    async fn watch_problems(self: Arc<Self>) {
+        use crate::notifications::Problem;
+        let mut rx = self.events.subscribe();
+        let mut tick = tokio::time::interval(self.options.problems_every);
+        loop {
+            let mut problems: Vec<Problem> = Vec::new();
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                event = rx.recv() => match event {
+                    Ok(EngineEvent::Email { email, .. }) if email.state == mailroom_store::inbound::EmailState::Failed => {
+                        problems.push(Problem {
+                            kind: "email_failed",
+                            key: format!("email_failed:{}", email.id),
+                            mailbox_id: Some(email.mailbox_id.clone()),
+                            title: format!("An email was not turned into a ticket: {}", email.subject),
+                            detail: format!(
+                                "From {}: {}",
+                                email.from_address,
+                                email.error_message.clone().unwrap_or_default()
+                            ),
+                            fix: "Open the mailbox's inbound log, fix what the error names, then Reprocess the email.".into(),
+                        });
+                    }
+                    Ok(EngineEvent::MailboxSync(status)) if status.state == crate::events::SyncState::NeedsSignIn => {
+                        let name = self
+                            .core
+                            .store()
+                            .mailbox(&status.mailbox_id)
+                            .await
+                            .map(|m| m.name)
+                            .unwrap_or_else(|_| status.mailbox_id.clone());
+                        problems.push(Problem {
+                            kind: "mailbox_disconnected",
+                            key: format!("mailbox_disconnected:{}:{}", status.mailbox_id, chrono::Utc::now().format("%Y-%m-%d")),
+                            mailbox_id: Some(status.mailbox_id.clone()),
+                            title: format!("{name}: sign in again"),
+                            detail: format!("Mailroom stopped reading this mailbox: {}", status.error.clone().unwrap_or_default()),
+                            fix: "Open Mailroom and use Authorize on the mailbox's Incoming tab.".into(),
+                        });
+                    }
+                    Ok(EngineEvent::IntegrationBroken { step, summary, .. }) if step == "connection" => {
+                        problems.push(Problem {
+                            kind: "psa_unreachable",
+                            key: format!("psa_unreachable:{}", chrono::Utc::now().format("%Y-%m-%dT%H")),
+                            mailbox_id: None,
+                            title: "Mailroom cannot reach HaloPSA".into(),
+                            detail: summary,
+                            fix: "Open Mailroom > Integration, step 1, for the cause and the fix.".into(),
+                        });
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => {
+                    match self.core.expiring_credentials(chrono::Utc::now()).await {
+                        Ok(found) => problems.extend(found),
+                        Err(e) => tracing::info!("expiring credentials not checked: {e}"),
+                    }
+                    if let Err(e) = self.core.queue_notification_digests(chrono::Utc::now(), false).await {
+                        tracing::warn!("notification digests not queued: {e}");
+                    }
+                }
+            }
+            for problem in problems {
+                match self.core.note_problem(&problem, chrono::Utc::now()).await {
+                    Ok(Some(stored)) => self.events.publish(EngineEvent::NeedsAttention {
+                        kind: stored.kind,
+                        title: stored.title,
+                        detail: stored.detail,
+                        fix: stored.fix,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("a problem was not recorded: {e}"),
+                }
+            }
+        }
     }
 
     /// Outgoing mail: every `outbound_every`, agents' replies the PSA's webhook reported are

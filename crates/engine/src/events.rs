@@ -70,6 +70,15 @@ pub enum EngineEvent {
         /// What failed, in one line.
         summary: String,
     },
+    /// A problem that needs someone was recorded (error notifications): the desktop shows it
+    /// unless the admin turned desktop notifications off.
+    NeedsAttention {
+        /// `email_failed`, `mailbox_disconnected`, `credential_expiring`, `psa_unreachable`.
+        kind: String,
+        title: String,
+        detail: String,
+        fix: String,
+    },
 }
 
 /// The sending side of the event channel (cheap to clone).

@@ -11,6 +11,7 @@ pub mod events;
 pub mod integration;
 pub mod logging;
 pub mod mailboxes;
+pub mod notifications;
 pub mod outbound;
 pub mod outcomes;
 pub mod pipeline;

@@ -45,6 +45,7 @@ mod delta_cursor;
 pub mod inbound;
 mod lock;
 mod mailboxes;
+pub mod notifications;
 pub mod outbound;
 mod psa_connections;
 pub mod psa_webhooks;

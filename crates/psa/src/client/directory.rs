@@ -48,6 +48,12 @@ impl PsaClient {
             .map(|_| ())
     }
 
+    /// The agents (`GET /Agent`, a bare array; API-only agents are left out, as HaloPSA does
+    /// without `includeapiagents`).
+    pub async fn agents(&self) -> Result<Vec<Agent>, PsaError> {
+        self.get_list("Agent", "agents", &[]).await
+    }
+
     /// The agent the API application acts as (`GET /Agent/me`).
     pub async fn me(&self) -> Result<Agent, PsaError> {
         self.get_one("Agent/me", &[]).await
