@@ -57,3 +57,18 @@ pub fn install(app: &AppHandle) -> tauri::Result<()> {
     }
     Ok(())
 }
+
+/// The tray's attention state: its tooltip says how many problems wait (see Monitoring), or
+/// that all is well.
+pub fn set_attention(app: &AppHandle, waiting: usize) {
+    if let Some(tray) = app.tray_by_id(TRAY_ID) {
+        let tip = if waiting == 0 {
+            "Mailroom".to_string()
+        } else {
+            format!("Mailroom — {waiting} problem(s) need attention")
+        };
+        if let Err(e) = tray.set_tooltip(Some(tip)) {
+            tracing::debug!("tray tooltip not set: {e}");
+        }
+    }
+}

@@ -50,6 +50,12 @@ export const subscriptionShow = (mailboxId) => call('subscription_show', { mailb
 export const subscriptionCreate = (mailboxId) => call('subscription_create', { mailboxId });
 export const subscriptionCancel = (mailboxId) => call('subscription_cancel', { mailboxId });
 export const subscriptionEventsAll = () => call('subscription_events_all');
+// Error notifications (ui/notifications.js).
+export const notificationsGet = () => call('notifications_get');
+export const notificationsSet = (settings) => call('notifications_set', { settings });
+export const notificationsAgents = () => call('notifications_agents');
+export const notificationsRecent = () => call('notifications_recent');
+export const notificationsTest = () => call('notifications_test');
 // Outgoing mail (ui/outbound-log.js).
 export const outboundList = (mailboxId = null) => call('outbound_list', { mailboxId });
 export const outboundAttempts = (id) => call('outbound_attempts', { id });

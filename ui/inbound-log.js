@@ -6,6 +6,7 @@
 import * as backend from './backend.js';
 import { h, toast } from './dom.js';
 import { N_, locale, t, tx, verbatim } from './i18n.js';
+import { notificationsSection } from './notifications.js';
 import { outboundSection } from './outbound-log.js';
 
 const PAGE = 100;
@@ -565,6 +566,7 @@ export function monitoringPanel(mailboxes) {
     parts.push(subscriptionEventsPanel(mailboxes));
     parts.push(logPanel({ mailbox: null, mailboxes }));
     parts.push(outboundSection(mailboxes));
+    parts.push(notificationsSection(mailboxes));
     parts.push(receiverSettings());
     body.replaceChildren(...parts);
   })();

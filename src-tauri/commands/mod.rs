@@ -5,6 +5,7 @@ pub mod connect;
 pub mod inbound;
 pub mod integration;
 pub mod mailboxes;
+pub mod notifications;
 pub mod outbound;
 pub mod psa;
 #[cfg(feature = "sandbox")]

@@ -30,6 +30,7 @@ pub use mailroom_store::{Mailbox, Store};
 
 /// Record types of the store, re-exported for front ends.
 pub mod store_types {
+    pub use mailroom_store::notifications::StoredNotification;
     pub use mailroom_store::outbound::{OutboundAttempt, OutboundEmail, OutboundStatus};
     pub use mailroom_store::psa_webhooks::{PsaDelivery, Verification};
     pub use mailroom_store::{Cloud, CredentialKind, MailboxMethod, NewMailbox};

@@ -345,6 +345,27 @@ impl Core {
     }
 }
 
+impl Core {
+    /// *Send a test*: a digest to each chosen agent now (a test one when no problem waits),
+    /// sent at once. Answers the outgoing emails as they are afterwards.
+    pub async fn send_test_notifications(
+        &self,
+    ) -> Result<Vec<mailroom_store::outbound::OutboundEmail>, CoreError> {
+        let ids = self.queue_notification_digests(Utc::now(), true).await?;
+        if ids.is_empty() {
+            return Err(CoreError::InvalidInput(
+                "choose at least one agent and the mailbox the notifications are sent from first"
+                    .into(),
+            ));
+        }
+        let mut sent = Vec::new();
+        for id in ids {
+            sent.push(self.send_outbound(id, "test").await?);
+        }
+        Ok(sent)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
