@@ -52,14 +52,12 @@ pub fn start(
                     step,
                     title,
                     summary,
-                } if step != "connection" => {
-                    if desktop {
-                        show(
-                            &app,
-                            &format!("HaloPSA integration: {title} needs attention"),
-                            &format!("{summary}. Open Mailroom > Integration for the fix."),
-                        );
-                    }
+                } if step != "connection" && desktop => {
+                    show(
+                        &app,
+                        &format!("HaloPSA integration: {title} needs attention"),
+                        &format!("{summary}. Open Mailroom > Integration for the fix."),
+                    );
                 }
                 _ => {}
             }
