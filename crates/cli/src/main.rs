@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod mailbox;
 mod mailbox_list;
+mod notify;
 mod outbound;
 mod psa;
 mod run;
@@ -44,6 +45,9 @@ enum Command {
     /// Outgoing mail: agents' replies sent from the connected mailboxes.
     #[command(subcommand)]
     Outbound(outbound::OutboundCommand),
+    /// Error notifications: digests of problems to chosen PSA agents.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
@@ -93,6 +97,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             subscription::run(&core, command).await
+        }
+        Command::Notify(command) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            notify::run(&core, command).await
         }
         Command::Outbound(command) => {
             let core = open_core(&cli).await?;

@@ -48,3 +48,26 @@ fn an_empty_outbound_log_and_what_does_not_exist() {
         text(&unknown)
     );
 }
+
+#[test]
+fn notify_shows_its_settings_and_refuses_a_test_without_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let show = mailroom(dir.path(), &["notify", "show"]);
+    assert!(show.status.success(), "{}", text(&show));
+    assert!(text(&show).contains("sent from: none"), "{}", text(&show));
+    assert!(
+        text(&show).contains("every:     30 minutes"),
+        "{}",
+        text(&show)
+    );
+    let test = mailroom(dir.path(), &["notify", "test"]);
+    assert!(!test.status.success());
+    assert!(
+        text(&test).contains("choose at least one agent"),
+        "{}",
+        text(&test)
+    );
+    let bad = mailroom(dir.path(), &["notify", "set", "--every", "0"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("between 1 and 1440"), "{}", text(&bad));
+}
