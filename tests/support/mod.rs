@@ -302,19 +302,31 @@ impl Session {
 
     /// Sandbox mode: the URL of the sandbox's control API, as the sidebar lists it.
     pub async fn control_url(&self) -> String {
-        let urls = self
-            .client
-            .execute(
-                "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
-                vec![],
-            )
-            .await
-            .unwrap();
-        urls.as_array()
-            .and_then(|a| a.get(4))
-            .and_then(|v| v.as_str())
-            .expect("the control API URL is listed")
-            .to_string()
+        // The banner is filled once the app has asked for the sandbox's facts (after a reload
+        // too): wait for it.
+        let start = Instant::now();
+        loop {
+            let urls = self
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('#sandbox-endpoints dd')].map(d => d.textContent);",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if let Some(url) = urls
+                .as_array()
+                .and_then(|a| a.get(4))
+                .and_then(|v| v.as_str())
+            {
+                return url.to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the control API URL is listed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Saves a screenshot of the window under `tests/artifacts/`.
