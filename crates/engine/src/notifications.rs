@@ -330,6 +330,7 @@ impl Core {
                         cc: Vec::new(),
                         subject,
                         body_html: body,
+                        attachment_ids: Vec::new(),
                     },
                     now,
                 )

@@ -277,3 +277,50 @@ async fn a_mailbox_without_mail_send_fails_at_once_with_the_fix_and_resend_tries
     let err = core.resend_outbound(id).await.unwrap_err();
     assert!(err.to_string().contains("not sent twice"), "{err}");
 }
+
+#[tokio::test]
+async fn the_actions_attachments_go_along_and_one_too_large_is_named() {
+    let h = harness(default_settings()).await;
+    let original = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Logs please"));
+    h.scan().await;
+    let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let core = core_for(&h).await;
+    let action_id = agent_emails(&h, ticket_id, "Here are the files.").await;
+    let psa = psa_for(&h.sb);
+    for (name, len) in [("steps.txt", 1200usize), ("capture.bin", 4 * 1024 * 1024)] {
+        let mut file = mailroom_psa::NewAttachment::from_bytes(
+            name,
+            Some("application/octet-stream".into()),
+            &vec![b'x'; len],
+        );
+        file.ticket_id = Some(ticket_id);
+        file.action_id = Some(action_id);
+        psa.upload_attachment(&file).await.unwrap();
+    }
+    let ActionOutcome::Queued(id) = core.queue_agent_replies().await.unwrap()[0].1 else {
+        panic!()
+    };
+    assert_eq!(
+        core.store()
+            .outbound(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .attachment_ids
+            .len(),
+        2
+    );
+    let sent = core.send_outbound(id, "new").await.unwrap();
+    assert_eq!(sent.status, OutboundStatus::Sent, "{sent:?}");
+    let mail = h.sb.graph().sent_mail(SUPPORT).pop().unwrap();
+    let names: Vec<&str> = mail.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["steps.txt"]);
+    assert!(
+        mail.body
+            .contains("Too large to attach (ask us for them): capture.bin"),
+        "{}",
+        mail.body
+    );
+}

@@ -29,8 +29,14 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
             "/ticket",
             axum::routing::get(crate::agent_page::ticket_page),
         )
+        // Attachments travel base64 in JSON bodies; HaloPSA takes files far beyond axum's
+        // 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(inner)
 }
+
+/// The largest request body the sandbox PSA takes (64 MB).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 fn parse_pairs(s: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(s.as_bytes())

@@ -435,6 +435,8 @@ pub struct Attachment {
     pub unique_id: Option<i64>,
     pub link: Option<String>,
     pub download_url: Option<String>,
+    /// The file's content (base64), on `GET /Attachment/{id}` with details.
+    pub data_base64: Option<String>,
 }
 
 /// An outbound webhook (`Webhook`). The enum values of `type`, `method`, `authentication_type`

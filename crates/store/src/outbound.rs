@@ -50,6 +50,8 @@ pub struct NewOutbound {
     pub cc: Vec<String>,
     pub subject: String,
     pub body_html: String,
+    /// PSA attachment ids it carries.
+    pub attachment_ids: Vec<i64>,
 }
 
 /// A stored outgoing email.
@@ -66,6 +68,7 @@ pub struct OutboundEmail {
     pub cc: Vec<String>,
     pub subject: String,
     pub body_html: String,
+    pub attachment_ids: Vec<i64>,
     pub status: OutboundStatus,
     pub draft_id: Option<String>,
     pub attempts: i64,
@@ -121,6 +124,8 @@ fn outbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboundEmail> {
         cc: list(r.try_get("cc_addresses")?),
         subject: r.try_get("subject")?,
         body_html: r.try_get("body_html")?,
+        attachment_ids: serde_json::from_str(r.try_get("attachment_ids")?)
+            .map_err(|e| StoreError::Corrupt(format!("attachment ids: {e}")))?,
         status: r.try_get::<&str, _>("status")?.parse()?,
         draft_id: r.try_get("draft_id")?,
         attempts: r.try_get("attempts")?,
@@ -143,8 +148,8 @@ impl Store {
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO outbound_emails (source_key, mailbox_id, ticket_id, action_id,
                reply_to_message_id, internet_message_id, to_addresses, cc_addresses, subject,
-               body_html, status, created_at, updated_at, next_attempt_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+               body_html, attachment_ids, status, created_at, updated_at, next_attempt_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
              ON CONFLICT (source_key) DO NOTHING RETURNING id",
         )
         .bind(&new.source_key)
@@ -157,6 +162,7 @@ impl Store {
         .bind(new.cc.join(";"))
         .bind(&new.subject)
         .bind(&new.body_html)
+        .bind(serde_json::to_string(&new.attachment_ids).unwrap_or_else(|_| "[]".into()))
         .bind(ts(now))
         .bind(ts(now))
         .bind(ts(now))
@@ -423,6 +429,7 @@ mod tests {
             cc: vec![],
             subject: "[ID:7] Printer".into(),
             body_html: "<p>Done</p>".into(),
+            attachment_ids: vec![],
         }
     }
 

@@ -188,6 +188,14 @@ impl Core {
             (_, _, Some(text)) => text_to_html(text),
             _ => String::new(),
         };
+        let attachment_ids: Vec<i64> = psa
+            .list_attachments(action.ticket_id, Some(action.action_id))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.action_id == Some(action.action_id))
+            .map(|a| a.id)
+            .collect();
         let nonce: u32 = rand::random();
         let (id, _) = self
             .store()
@@ -206,6 +214,7 @@ impl Core {
                     cc: addresses(full.emailcc.as_deref()),
                     subject,
                     body_html: body,
+                    attachment_ids,
                 },
                 Utc::now(),
             )

@@ -20,7 +20,9 @@ pub mod agent_replies;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailroom_graph::{GraphClient, GraphError, GraphErrorKind, ItemBody, OutgoingMessage};
+use mailroom_graph::{
+    GraphClient, GraphError, GraphErrorKind, ItemBody, OutgoingAttachment, OutgoingMessage,
+};
 use mailroom_store::inbound::LogLine;
 use mailroom_store::outbound::{OutboundEmail, OutboundStatus};
 use serde_json::json;
@@ -92,12 +94,22 @@ impl Log {
     }
 }
 
-fn message_of(email: &OutboundEmail) -> OutgoingMessage {
+/// The largest file attached in one request (larger ones are named in the body instead).
+const MAX_ATTACHMENT: usize = 3 * 1024 * 1024;
+
+/// The email's PSA attachments: the files to attach, and what the body says about those too
+/// large to attach.
+struct Files {
+    attach: Vec<OutgoingAttachment>,
+    note: String,
+}
+
+fn message_of(email: &OutboundEmail, note: &str) -> OutgoingMessage {
     OutgoingMessage {
         subject: email.subject.clone(),
         body: ItemBody {
             content_type: "HTML".into(),
-            content: email.body_html.clone(),
+            content: format!("{}{note}", email.body_html),
         },
         to: email.to.clone(),
         cc: email.cc.clone(),
@@ -116,6 +128,26 @@ fn recipients(list: &[String]) -> serde_json::Value {
 async fn make_draft(
     graph: &GraphClient,
     email: &OutboundEmail,
+    files: &Files,
+    log: &Log,
+) -> Result<String, Failure> {
+    let id = make_bare_draft(graph, email, &files.note, log).await?;
+    for file in &files.attach {
+        graph
+            .add_attachment(&id, file)
+            .await
+            .map_err(|e| from_graph(e, "Attaching a file failed"))?;
+    }
+    if !files.attach.is_empty() {
+        log.info(format!("Attached {} file(s)", files.attach.len()));
+    }
+    Ok(id)
+}
+
+async fn make_bare_draft(
+    graph: &GraphClient,
+    email: &OutboundEmail,
+    note: &str,
     log: &Log,
 ) -> Result<String, Failure> {
     if let Some(original) = &email.reply_to_message_id {
@@ -127,7 +159,7 @@ async fn make_draft(
                         json!({
                             "internetMessageId": email.internet_message_id,
                             "subject": email.subject,
-                            "body": { "contentType": "HTML", "content": email.body_html },
+                            "body": { "contentType": "HTML", "content": format!("{}{note}", email.body_html) },
                             "toRecipients": recipients(&email.to),
                             "ccRecipients": recipients(&email.cc),
                         }),
@@ -147,7 +179,7 @@ async fn make_draft(
         }
     }
     let draft = graph
-        .create_draft(&message_of(email), Some(&email.internet_message_id))
+        .create_draft(&message_of(email, note), Some(&email.internet_message_id))
         .await
         .map_err(|e| from_graph(e, "Creating the draft failed"))?;
     log.info(format!(
@@ -255,7 +287,10 @@ impl Core {
                         log.info("Found its draft in Drafts (made before a stop)");
                         draft.id
                     }
-                    None => make_draft(&graph, email, log).await?,
+                    None => {
+                        let files = self.outbound_files(email, log).await?;
+                        make_draft(&graph, email, &files, log).await?
+                    }
                 };
                 store
                     .outbound_drafted(email.id, &id, Utc::now())
@@ -276,7 +311,8 @@ impl Core {
             }
             Err(e) if e.kind == GraphErrorKind::NotFound => {
                 log.info("The draft is gone from Drafts (deleted by hand?); making it again");
-                let id = make_draft(&graph, email, log).await?;
+                let files = self.outbound_files(email, log).await?;
+                let id = make_draft(&graph, email, &files, log).await?;
                 let _ = store.outbound_drafted(email.id, &id, Utc::now()).await;
                 graph
                     .send_draft(&id)
@@ -287,6 +323,62 @@ impl Core {
             }
             Err(e) => Err(from_graph(e, "Sending failed")),
         }
+    }
+
+    /// The email's PSA attachments, fetched from the PSA: files up to 3 MB to attach, and a
+    /// line in the body for each larger one (it stays on the ticket).
+    async fn outbound_files(&self, email: &OutboundEmail, log: &Log) -> Result<Files, Failure> {
+        let mut files = Files {
+            attach: Vec::new(),
+            note: String::new(),
+        };
+        if email.attachment_ids.is_empty() {
+            return Ok(files);
+        }
+        let psa = self.psa_client().await.map_err(|e| Failure::Transient {
+            code: "psa_unavailable",
+            message: format!("The PSA is needed for the attachments: {e}"),
+            retry_after: None,
+        })?;
+        let mut too_large = Vec::new();
+        for id in &email.attachment_ids {
+            let (meta, bytes) = psa
+                .get_attachment(*id)
+                .await
+                .map_err(|e| Failure::Transient {
+                    code: "psa_unavailable",
+                    message: format!("Attachment {id} could not be read from the PSA: {e}"),
+                    retry_after: None,
+                })?;
+            let name = meta
+                .filename
+                .clone()
+                .unwrap_or_else(|| format!("attachment-{id}"));
+            if bytes.len() > MAX_ATTACHMENT {
+                log.info(format!(
+                    "{name} ({:.1} MB) is too large to attach; the email names it instead",
+                    bytes.len() as f64 / 1_048_576.0
+                ));
+                too_large.push(mailroom_mailproc::escape_html(&name));
+                continue;
+            }
+            files.attach.push(OutgoingAttachment {
+                name,
+                content_type: meta
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                bytes,
+                content_id: None,
+            });
+        }
+        if !too_large.is_empty() {
+            files.note = format!(
+                "<p><em>Too large to attach (ask us for them): {}</em></p>",
+                too_large.join(", ")
+            );
+        }
+        Ok(files)
     }
 
     /// Sends every due outgoing email (oldest first); returns how many were handled.

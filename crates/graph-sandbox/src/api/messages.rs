@@ -267,6 +267,7 @@ pub(super) fn message_route(
         ("POST", ["move"]) => move_message(sb, req, mbid, folder, id),
         ("POST", ["reply"]) => reply(sb, req, g, mbid, folder, id),
         ("POST", ["createreply"]) => create_reply(sb, req, mbid, folder, id),
+        ("POST", ["attachments"]) => add_draft_attachment(sb, req, mbid, folder, id),
         ("POST", ["send"]) => send_draft(sb, g, mbid, folder, id),
         (_, [])
         | (_, ["$value"])

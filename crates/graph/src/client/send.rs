@@ -143,6 +143,34 @@ impl GraphClient {
             .await
     }
 
+    /// `POST /messages/{id}/attachments`: a file (at most 3 MB; larger files need an upload
+    /// session) added to a draft.
+    pub async fn add_attachment(
+        &self,
+        message_id: &str,
+        attachment: &OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        let mut body = json!({
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": attachment.name,
+            "contentType": attachment.content_type,
+            "contentBytes": STANDARD.encode(&attachment.bytes),
+        });
+        if let Some(cid) = &attachment.content_id {
+            body["contentId"] = json!(cid);
+            body["isInline"] = json!(true);
+        }
+        self.send(
+            Call::new(
+                http::Method::POST,
+                self.mailbox_url(&["messages", message_id, "attachments"]),
+            )
+            .json(body),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `POST /messages/{id}/send` of a draft (202): it leaves Drafts; its copy in Sent Items
     /// keeps the Internet Message-ID.
     pub async fn send_draft(&self, id: &str) -> Result<(), GraphError> {

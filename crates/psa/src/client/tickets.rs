@@ -173,6 +173,27 @@ impl PsaClient {
         self.post_one("Attachment", attachment).await
     }
 
+    /// One attachment with its content (`GET /Attachment/{id}?includedetails=true`).
+    pub async fn get_attachment(&self, id: i64) -> Result<(Attachment, Vec<u8>), PsaError> {
+        use base64::Engine as _;
+        let attachment: Attachment = self
+            .get_one(
+                &format!("Attachment/{id}"),
+                &[("includedetails".into(), "true".into())],
+            )
+            .await?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(attachment.data_base64.as_deref().unwrap_or_default().trim())
+            .map_err(|e| {
+                PsaError::new(
+                    ErrorKind::Protocol,
+                    None,
+                    format!("HaloPSA sent attachment {id} with content that is not base64: {e}"),
+                )
+            })?;
+        Ok((attachment, bytes))
+    }
+
     /// The attachments of a ticket (or of one of its actions).
     pub async fn list_attachments(
         &self,
