@@ -223,6 +223,10 @@ async fn the_certificate_webhook_and_end_to_end_test_go_green_and_red_in_the_win
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             s.find("#nav-integration").await.click().await.unwrap();
+            // The area renders again: wait for its cards before checking one.
+            s.wait_text("#step-webhook", "Signed with Mailroom's certificate")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
             // Broken in HaloPSA: the webhook switched off → red, with the reason.
             let hooks: serde_json::Value = http
