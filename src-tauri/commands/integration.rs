@@ -174,7 +174,7 @@ pub async fn integration_certificate_generate(
     let generated = state.core.generate_webhook_certificate().await?;
     // The receiver (which takes HaloPSA's webhook) runs once a certificate is kept.
     inbound.engine().refresh();
-    write_private_file(&path, &generated.pfx).map_err(|e| {
+    mailroom_engine::integration::write_private_file(&path, &generated.pfx).map_err(|e| {
         CoreError::InvalidInput(format!(
             "The certificate was generated and kept, but {} could not be written ({e}); generate it again to save the file elsewhere",
             path.display()
@@ -185,19 +185,6 @@ pub async fn integration_certificate_generate(
         path: path.display().to_string(),
         password: generated.password,
     }))
-}
-
-/// Writes `bytes` to `path`, readable by the user only (the PFX holds the private key).
-fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(bytes)
 }
 
 /// *Import PFX*: opens the native file picker and imports the chosen file with `password`

@@ -444,7 +444,8 @@ async fn setup_certificate(
             generated.certificate.not_after.format("%Y-%m-%d")
         );
         if let Some(path) = out {
-            write_private_file(path, &generated.pfx)?;
+            mailroom_engine::integration::write_private_file(path, &generated.pfx)
+                .map_err(|e| anyhow::anyhow!("{} cannot be written: {e}", path.display()))?;
             println!(
                 "PFX written to {}; its password (shown only now): {}",
                 path.display(),
@@ -453,22 +454,6 @@ async fn setup_certificate(
         }
     }
     Ok(core.upload_webhook_certificate().await?)
-}
-
-/// Writes `bytes` to `path`, readable by the user only (a PFX holds the private key).
-fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| anyhow::anyhow!("{} cannot be written: {e}", path.display()))
 }
 
 /// `setup all`: every step Mailroom can do through the API, in the wizard's order — the scope

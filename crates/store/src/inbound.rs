@@ -22,13 +22,15 @@ pub fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
+/// Reads a stored timestamp (RFC 3339).
+pub(crate) fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
 }
 
-fn parse_ts_opt(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
+/// Reads an optional stored timestamp.
+pub(crate) fn parse_ts_opt(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
     text.as_deref().map(parse_ts).transpose()
 }
 

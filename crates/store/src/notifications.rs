@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::inbound::ts;
-use crate::{Result, Store, StoreError};
+use crate::inbound::{parse_ts, ts};
+use crate::{Result, Store};
 
 /// A problem as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,12 +24,6 @@ pub struct StoredNotification {
     pub fix: String,
     pub created_at: DateTime<Utc>,
     pub digested_at: Option<DateTime<Utc>>,
-}
-
-fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
 }
 
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredNotification> {

@@ -14,7 +14,7 @@ use mailroom_trace::HttpExchange;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::inbound::{ts, LogLine};
+use crate::inbound::{parse_ts, parse_ts_opt as opt_ts, ts, LogLine};
 use crate::{Result, Store, StoreError};
 
 /// Where an outgoing email is.
@@ -91,16 +91,6 @@ pub struct OutboundAttempt {
     pub error_message: Option<String>,
     pub log: Vec<LogLine>,
     pub requests: Vec<HttpExchange>,
-}
-
-fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
-}
-
-fn opt_ts(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
-    text.as_deref().map(parse_ts).transpose()
 }
 
 fn list(text: &str) -> Vec<String> {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::inbound::ts;
+use crate::inbound::{parse_ts, ts};
 use crate::{Result, Store, StoreError};
 
 /// How many refused (not verified, not replayed) deliveries are kept.
@@ -135,12 +135,6 @@ pub enum Recorded {
     Applied { id: i64 },
     /// Its payload id was applied before (by delivery `first`): stored as a replay.
     Replay { id: i64, first: i64 },
-}
-
-fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
 }
 
 fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaDelivery> {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::inbound::ts;
+use crate::inbound::{parse_ts, parse_ts_opt, ts};
 use crate::{Result, Store, StoreError};
 
 /// How long per-minute rejection counters are kept.
@@ -119,16 +119,6 @@ pub struct StoredNotification {
     pub resource: Option<String>,
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
-}
-
-fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
-}
-
-fn parse_ts_opt(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
-    text.as_deref().map(parse_ts).transpose()
 }
 
 /// The minute bucket of a rejection counter.

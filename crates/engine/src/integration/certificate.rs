@@ -152,6 +152,19 @@ fn generate(common_name: &str, now: DateTime<Utc>) -> Result<CertificateCredenti
     .map_err(certificate_error)
 }
 
+/// Writes `bytes` to `path`, readable by the user only (a PFX holds the private key).
+pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
 impl Core {
     /// The kept webhook certificate (its public part), if any.
     pub async fn webhook_certificate(&self) -> Result<Option<WebhookCertificate>, CoreError> {

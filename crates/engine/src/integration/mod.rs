@@ -37,8 +37,8 @@ pub(crate) use access::{granted, sign_in_fix};
 pub use access::{requested_scopes, Permission, PERMISSIONS};
 pub(crate) use certificate::{same_thumbprint, CERTIFICATE_KEY};
 pub use certificate::{
-    CertificateOrigin, CertificateView, GeneratedCertificate, WebhookCertificate,
-    GENERATED_VALIDITY_DAYS, PSA_CERTIFICATE_NAME,
+    write_private_file, CertificateOrigin, CertificateView, GeneratedCertificate,
+    WebhookCertificate, GENERATED_VALIDITY_DAYS, PSA_CERTIFICATE_NAME,
 };
 pub use end_to_end::DELIVERY_WAIT;
 pub(crate) use resolve::RESOLVE_KEY;

@@ -134,20 +134,7 @@ pub(super) fn create_reply(
         Some(m) => parse_outgoing(m)?,
         None => parse_outgoing(&json!({}))?,
     };
-    if out.to.is_empty() {
-        out.to = if orig.reply_to.is_empty() {
-            vec![orig.from.clone()]
-        } else {
-            orig.reply_to.clone()
-        };
-    }
-    if out.subject.is_empty() {
-        out.subject = if orig.subject.to_ascii_lowercase().starts_with("re:") {
-            orig.subject.clone()
-        } else {
-            format!("RE: {}", orig.subject)
-        };
-    }
+    reply_defaults(&mut out, &orig);
     if out.content.is_empty() {
         let comment = body
             .get("comment")
@@ -165,10 +152,7 @@ pub(super) fn create_reply(
             orig.body_html
         );
     }
-    let mut references: Vec<String> = header(&orig, "References")
-        .map(|v| v.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default();
-    references.push(orig.internet_message_id.clone());
+    let references = reply_references(&orig);
     insert_draft(
         sb,
         req,

@@ -454,6 +454,37 @@ pub(super) fn send_mail(
     Ok(ApiResponse::empty(202))
 }
 
+/// A reply's defaults, as Exchange fills them: to the original's Reply-To (else its sender),
+/// subject `RE: …` (once).
+pub(super) fn reply_defaults(out: &mut Outgoing, orig: &Message) {
+    if out.to.is_empty() {
+        out.to = if orig.reply_to.is_empty() {
+            vec![orig.from.clone()]
+        } else {
+            orig.reply_to.clone()
+        };
+    }
+    if out.subject.is_empty() {
+        out.subject = if orig.subject.to_ascii_lowercase().starts_with("re:") {
+            orig.subject.clone()
+        } else {
+            format!("RE: {}", orig.subject)
+        };
+    }
+}
+
+/// A reply's References: the original's, then the original itself.
+pub(super) fn reply_references(orig: &Message) -> Vec<String> {
+    let mut references: Vec<String> = orig
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("References"))
+        .map(|(_, v)| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    references.push(orig.internet_message_id.clone());
+    references
+}
+
 pub(super) fn reply(
     sb: &GraphSandbox,
     req: &ApiRequest,
@@ -493,20 +524,7 @@ pub(super) fn reply(
             Some(m) => parse_outgoing(m)?,
             None => parse_outgoing(&json!({}))?,
         };
-        if out.to.is_empty() {
-            out.to = if orig.reply_to.is_empty() {
-                vec![orig.from.clone()]
-            } else {
-                orig.reply_to.clone()
-            };
-        }
-        if out.subject.is_empty() {
-            out.subject = if orig.subject.to_ascii_lowercase().starts_with("re:") {
-                orig.subject.clone()
-            } else {
-                format!("RE: {}", orig.subject)
-            };
-        }
+        reply_defaults(&mut out, &orig);
         if given_body.is_none() {
             let comment_html = comment
                 .unwrap_or_default()
@@ -524,13 +542,7 @@ pub(super) fn reply(
                 orig.body_html
             );
         }
-        let mut references: Vec<String> = orig
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("References"))
-            .map(|(_, v)| v.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default();
-        references.push(orig.internet_message_id.clone());
+        let references = reply_references(&orig);
         check_send_as(&st, g, mb, &out)?;
         transmit(
             &mut st,
