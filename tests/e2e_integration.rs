@@ -153,7 +153,7 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
             fill(s, "#psa-secret", "halo-sandbox-secret-5b1f0c2e9d7a").await;
             s.find("#psa-save").await.click().await.unwrap();
             wait_state(s, "#step-connection", "ok").await;
-            s.client.refresh().await.unwrap();
+            s.reload().await;
             s.find("#nav-integration").await.click().await.unwrap();
             s.wait_text("#step-connection", "Connected").await;
             assert_eq!(state(s, "#step-connection").await, "ok");

@@ -363,7 +363,7 @@ async fn the_certificate_webhook_and_end_to_end_test_go_green_and_red_in_the_win
             assert!(webhook.contains("Sign Request Body with a X.509 Certificate"), "{webhook}");
             assert!(webhook.to_lowercase().contains("empfangene zustellungen"), "{webhook}");
             s.screenshot("integration-german").await;
-            s.client.refresh().await.unwrap();
+            s.reload().await;
             s.wait_text("#nav-integration", "Integration").await;
             s.wait_text("#nav-monitoring", "Überwachung").await;
             s.find("#nav-integration").await.click().await.unwrap();

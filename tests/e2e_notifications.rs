@@ -46,7 +46,7 @@ async fn a_test_digest_goes_to_the_chosen_agent_and_shows_in_the_outbound_log() 
                 .unwrap();
             s.screenshot("notifications").await;
             // Kept: after a reload the agent is still chosen.
-            s.client.refresh().await.unwrap();
+            s.reload().await;
             s.find("#nav-monitoring").await.click().await.unwrap();
             s.wait_text("#notify-agents", "@").await;
             let checked = s

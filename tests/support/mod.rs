@@ -225,6 +225,13 @@ impl Session {
         Self::start_with(|_| async {}).await
     }
 
+    /// Reloads the page and waits until the UI has finished loading again (its handlers are
+    /// attached only then: a click before that does nothing).
+    pub async fn reload(&self) {
+        self.client.refresh().await.unwrap();
+        self.wait_ready().await;
+    }
+
     async fn wait_ready(&self) {
         let start = Instant::now();
         loop {
@@ -275,10 +282,28 @@ impl Session {
                 return text;
             }
             if start.elapsed() > Duration::from_secs(10) {
-                panic!("`{css}` never showed `{needle}`; last text: `{text}`");
+                let page = self.page_summary().await;
+                panic!("`{css}` never showed `{needle}`; last text: `{text}`; {page}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// What the page shows, for a failure's message: whether the UI finished loading, the
+    /// route, the view's first lines and the toasts.
+    async fn page_summary(&self) -> String {
+        self.client
+            .execute(
+                "const view = document.getElementById('view');
+                 const toasts = [...document.querySelectorAll('.toast')].map(t => t.textContent);
+                 return `ready: ${document.body && document.body.dataset.ready}, route: ${location.hash}, `
+                   + `view: ${view ? view.innerText.slice(0, 400) : '(none)'}, toasts: ${JSON.stringify(toasts)}`;",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "the page could not be read".into())
     }
 
     /// Runs a test body; on panic saves a screenshot as `tests/artifacts/<name>.png` and
