@@ -9,6 +9,7 @@ import { N_, locale, t } from './i18n.js';
 const KINDS = [
   ['email_failed', N_('An email failed after its last retry')],
   ['mailbox_disconnected', N_('A mailbox was disconnected or its consent revoked')],
+  ['subscription_lost', N_('A webhook mailbox\'s Graph subscription was lost')],
   ['credential_expiring', N_('A mailbox\'s secret or certificate expires soon')],
   ['psa_unreachable', N_('HaloPSA cannot be reached')],
 ];

@@ -394,6 +394,7 @@ export default {
   '{type} permissions needed: {permissions}': 'Benötigte {type} permissions: {permissions}',
   'An email failed after its last retry': 'Eine E-Mail ist nach dem letzten Versuch fehlgeschlagen',
   'A mailbox was disconnected or its consent revoked': 'Ein Postfach wurde getrennt oder seine Zustimmung widerrufen',
+  'A webhook mailbox\'s Graph subscription was lost': 'Das Graph-Abonnement eines Webhook-Postfachs ging verloren',
   'A mailbox\'s secret or certificate expires soon': 'Geheimnis oder Zertifikat eines Postfachs läuft bald ab',
   'HaloPSA cannot be reached': 'HaloPSA ist nicht erreichbar',
   'No problem recorded.': 'Kein Problem erfasst.',

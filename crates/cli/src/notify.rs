@@ -1,10 +1,13 @@
 //! `mailroom notify`: error notifications, headless.
 //! - `show [--json]`: who gets the digests, which problems, from which mailbox, how often, and
 //!   the newest problems;
-//! - `set [--agent ID]... [--from MAILBOX] [--every MINUTES] [--desktop on|off]`: changes them
-//!   (agents by their PSA id, read live);
+//! - `set [--agent ID]... [--from MAILBOX] [--every MINUTES] [--desktop on|off] [--on KIND]...
+//!   [--off KIND]... [--expiring-days N]`: changes them (agents by their PSA id, read live;
+//!   kinds: `email_failed`, `mailbox_disconnected`, `subscription_lost`, `credential_expiring`,
+//!   `psa_unreachable`);
 //! - `test`: sends a digest to each chosen agent now (a test one when no problem waits).
 
+use mailroom_engine::notifications::KINDS;
 use mailroom_engine::Core;
 
 #[derive(clap::Subcommand)]
@@ -28,6 +31,15 @@ pub enum NotifyCommand {
         /// Desktop notifications in the app: on or off.
         #[arg(long)]
         desktop: Option<String>,
+        /// Tell this kind of problem (repeat for several).
+        #[arg(long = "on", value_name = "KIND")]
+        turn_on: Vec<String>,
+        /// Do not tell this kind of problem (repeat for several).
+        #[arg(long = "off", value_name = "KIND")]
+        turn_off: Vec<String>,
+        /// Warn about credentials expiring within this many days.
+        #[arg(long)]
+        expiring_days: Option<i64>,
     },
     /// Send a digest to each chosen agent now.
     Test,
@@ -62,6 +74,20 @@ pub async fn run(core: &Core, command: &NotifyCommand) -> anyhow::Result<()> {
                 settings.digest_minutes
             );
             println!("desktop:   {}", if settings.desktop { "on" } else { "off" });
+            let told: Vec<&str> = KINDS
+                .iter()
+                .copied()
+                .filter(|k| settings.on.allows(k))
+                .collect();
+            println!(
+                "told:      {} (credentials: within {} days)",
+                if told.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    told.join(", ")
+                },
+                settings.on.expiring_days
+            );
             if settings.agents.is_empty() {
                 println!("agents:    none (mailroom notify set --agent ID)");
             }
@@ -90,6 +116,9 @@ pub async fn run(core: &Core, command: &NotifyCommand) -> anyhow::Result<()> {
             from,
             every,
             desktop,
+            turn_on,
+            turn_off,
+            expiring_days,
         } => {
             let mut settings = core.notification_settings().await?;
             if !agents.is_empty() {
@@ -127,6 +156,19 @@ pub async fn run(core: &Core, command: &NotifyCommand) -> anyhow::Result<()> {
                 Some("on") => settings.desktop = true,
                 Some("off") => settings.desktop = false,
                 Some(other) => anyhow::bail!("--desktop takes on or off, not '{other}'"),
+            }
+            for (kinds, on) in [(turn_on, true), (turn_off, false)] {
+                for kind in kinds {
+                    settings.on.set(kind, on).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no kind of problem '{kind}'; the kinds are: {}",
+                            KINDS.join(", ")
+                        )
+                    })?;
+                }
+            }
+            if let Some(days) = expiring_days {
+                settings.on.expiring_days = *days;
             }
             core.set_notification_settings(&settings).await?;
             println!("saved");

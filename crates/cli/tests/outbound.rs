@@ -70,4 +70,35 @@ fn notify_shows_its_settings_and_refuses_a_test_without_agents() {
     let bad = mailroom(dir.path(), &["notify", "set", "--every", "0"]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("between 1 and 1440"), "{}", text(&bad));
+
+    // Kinds of problems switched off and on by name; an unknown one names the kinds.
+    let set = mailroom(
+        dir.path(),
+        &[
+            "notify",
+            "set",
+            "--off",
+            "subscription_lost",
+            "--off",
+            "email_failed",
+            "--expiring-days",
+            "7",
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let show = mailroom(dir.path(), &["notify", "show"]);
+    assert!(
+        text(&show).contains(
+            "told:      mailbox_disconnected, credential_expiring, psa_unreachable (credentials: within 7 days)"
+        ),
+        "{}",
+        text(&show)
+    );
+    let unknown = mailroom(dir.path(), &["notify", "set", "--on", "tickets"]);
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown).contains("no kind of problem 'tickets'; the kinds are: email_failed, mailbox_disconnected, subscription_lost"),
+        "{}",
+        text(&unknown)
+    );
 }

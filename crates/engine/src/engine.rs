@@ -263,9 +263,9 @@ impl Inner {
     }
 
     /// Error notifications: the events that mean a problem (an email failed for good, a
-    /// mailbox's sign-in revoked, the PSA unreachable) and, every minute, expiring
-    /// credentials are recorded once each and published for the desktop; due digests to the
-    /// chosen agents are queued as outgoing mail (crates/engine notifications).
+    /// mailbox's sign-in revoked, a Graph subscription lost, the PSA unreachable) and, every
+    /// minute, expiring credentials are recorded once each and published for the desktop; due
+    /// digests to the chosen agents are queued as outgoing mail (crates/engine notifications).
     async fn watch_problems(self: Arc<Self>) {
         use crate::notifications::Problem;
         let mut rx = self.events.subscribe();
@@ -305,6 +305,23 @@ impl Inner {
                             title: format!("{name}: sign in again"),
                             detail: format!("Mailroom stopped reading this mailbox: {}", status.error.clone().unwrap_or_default()),
                             fix: "Open Mailroom and use Authorize on the mailbox's Incoming tab.".into(),
+                        });
+                    }
+                    Ok(EngineEvent::SubscriptionFailed { mailbox_id, detail }) => {
+                        let name = self
+                            .core
+                            .store()
+                            .mailbox(&mailbox_id)
+                            .await
+                            .map(|m| m.name)
+                            .unwrap_or_else(|_| mailbox_id.clone());
+                        problems.push(Problem {
+                            kind: "subscription_lost",
+                            key: format!("subscription_lost:{mailbox_id}:{}", chrono::Utc::now().format("%Y-%m-%d")),
+                            mailbox_id: Some(mailbox_id),
+                            title: format!("{name}: Microsoft 365 may stop telling Mailroom about new mail"),
+                            detail: format!("Its Graph subscription failed: {detail}"),
+                            fix: "Open the mailbox's Incoming tab and use Recreate subscription; its subscription events name the cause (a revoked permission, an unreachable notification URL).".into(),
                         });
                     }
                     Ok(EngineEvent::IntegrationBroken { step, summary, .. }) if step == "connection" => {

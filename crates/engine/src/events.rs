@@ -70,10 +70,18 @@ pub enum EngineEvent {
         /// What failed, in one line.
         summary: String,
     },
+    /// A mailbox's Graph subscription could not be renewed, reauthorized or recreated: Microsoft
+    /// 365 may stop telling Mailroom about new mail until it is (the subscription log says why).
+    SubscriptionFailed {
+        mailbox_id: String,
+        /// What failed (`renew: …`, `reauthorize: …`, `recreate: …`).
+        detail: String,
+    },
     /// A problem that needs someone was recorded (error notifications): the desktop shows it
     /// unless the admin turned desktop notifications off.
     NeedsAttention {
-        /// `email_failed`, `mailbox_disconnected`, `credential_expiring`, `psa_unreachable`.
+        /// `email_failed`, `mailbox_disconnected`, `subscription_lost`, `credential_expiring`,
+        /// `psa_unreachable`.
         kind: String,
         title: String,
         detail: String,

@@ -1,6 +1,6 @@
 //! Error notifications (the guide's "Send Error Notifications … to specific agents"): problems
 //! that need someone — an email that failed for good, a mailbox whose sign-in was revoked, a
-//! credential about to expire, the PSA unreachable — are recorded once each, published for the
+//! lost Graph subscription, a credential about to expire, the PSA unreachable — are recorded once each, published for the
 //! desktop (`EngineEvent::NeedsAttention`), and told to the chosen PSA agents in a digest
 //! email from a chosen connected mailbox, at most one per agent every `digest_minutes`.
 //!
@@ -27,6 +27,7 @@ const LAST_DIGEST_KEY: &str = "notifications.last_digest.";
 pub const KINDS: &[&str] = &[
     "email_failed",
     "mailbox_disconnected",
+    "subscription_lost",
     "credential_expiring",
     "psa_unreachable",
 ];
@@ -47,6 +48,8 @@ pub struct NotifyOn {
     pub email_failed: bool,
     /// A mailbox's sign-in was revoked or its consent withdrawn.
     pub mailbox_disconnected: bool,
+    /// A webhook mailbox's Graph subscription could not be renewed or recreated.
+    pub subscription_lost: bool,
     /// A mailbox's secret or certificate expires within `expiring_days`.
     pub credential_expiring: bool,
     pub expiring_days: i64,
@@ -59,6 +62,7 @@ impl Default for NotifyOn {
         NotifyOn {
             email_failed: true,
             mailbox_disconnected: true,
+            subscription_lost: true,
             credential_expiring: true,
             expiring_days: 14,
             psa_unreachable: true,
@@ -67,10 +71,26 @@ impl Default for NotifyOn {
 }
 
 impl NotifyOn {
-    fn allows(&self, kind: &str) -> bool {
+    /// Turns one kind of problem on or off; `None` for an unknown kind.
+    pub fn set(&mut self, kind: &str, on: bool) -> Option<()> {
+        let flag = match kind {
+            "email_failed" => &mut self.email_failed,
+            "mailbox_disconnected" => &mut self.mailbox_disconnected,
+            "subscription_lost" => &mut self.subscription_lost,
+            "credential_expiring" => &mut self.credential_expiring,
+            "psa_unreachable" => &mut self.psa_unreachable,
+            _ => return None,
+        };
+        *flag = on;
+        Some(())
+    }
+
+    /// Whether problems of `kind` are told (unknown kinds are).
+    pub fn allows(&self, kind: &str) -> bool {
         match kind {
             "email_failed" => self.email_failed,
             "mailbox_disconnected" => self.mailbox_disconnected,
+            "subscription_lost" => self.subscription_lost,
             "credential_expiring" => self.credential_expiring,
             "psa_unreachable" => self.psa_unreachable,
             _ => true,
@@ -398,5 +418,16 @@ mod tests {
         };
         assert!(!on.allows("email_failed"));
         assert!(on.allows("mailbox_disconnected"));
+    }
+
+    #[test]
+    fn every_kind_can_be_switched() {
+        let mut on = NotifyOn::default();
+        for kind in KINDS {
+            assert!(on.allows(kind), "{kind} is on by default");
+            on.set(kind, false).unwrap();
+            assert!(!on.allows(kind), "{kind} is switched off");
+        }
+        assert!(on.set("no_such_kind", false).is_none());
     }
 }

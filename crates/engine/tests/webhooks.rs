@@ -583,3 +583,42 @@ async fn a_full_queue_answers_503_with_retry_after_and_counts_the_drop() {
     t.hooks.shutdown();
     t.supervisor.shutdown().await;
 }
+
+/// A subscription Microsoft 365 removed that cannot be created again is a failed event in the
+/// subscription log and an engine event (error notifications tell it as "subscription lost").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_cannot_be_recreated_is_published() {
+    use mailroom_engine::events::EngineEvent;
+    use mailroom_sandbox::faults::{FaultRule, Service};
+    let t = setup(quiet()).await;
+    let id = t.h.mailbox.id.clone();
+    let first = t.hooks.create_subscription(&id).await.expect("created");
+    let mut rx = t.h.pipeline.events().subscribe();
+    // Graph refuses new subscriptions (e.g. Mail.Read revoked).
+    t.h.sb
+        .faults()
+        .add(FaultRule::fail_next(Service::Graph, "*/subscriptions", 5, 403).with_method("POST"))
+        .unwrap();
+    t.h.sb
+        .graph()
+        .fire_lifecycle(&first.subscription_id, LifecycleEvent::SubscriptionRemoved)
+        .unwrap();
+    t.wait_event("failed").await;
+    let detail = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(EngineEvent::SubscriptionFailed { mailbox_id, detail }) = rx.recv().await {
+                assert_eq!(mailbox_id, id);
+                break detail;
+            }
+        }
+    })
+    .await
+    .expect("the failure is published");
+    assert!(
+        detail.starts_with("recreate after Microsoft 365 removed it:"),
+        "{detail}"
+    );
+    assert!(!t.event_kinds().await.contains(&"recreated".to_string()));
+    t.hooks.shutdown();
+    t.supervisor.shutdown().await;
+}

@@ -606,6 +606,7 @@ impl Webhooks {
                     for (id, result) in self.renew_due().await {
                         if let Err(e) = result {
                             tracing::warn!(mailbox = %self.label(&id), "webhook: renewal failed: {e}");
+                            self.publish_failure(&id, format!("renew: {e}"));
                         }
                     }
                 }
@@ -658,6 +659,7 @@ impl Webhooks {
         for mailbox_id in scan {
             if let Err(e) = self.renew_if_due(&mailbox_id).await {
                 tracing::warn!(mailbox = %self.label(&mailbox_id), "webhook: renewal failed: {e}");
+                self.publish_failure(&mailbox_id, format!("renew: {e}"));
             }
             if !supervisor
                 .send(&mailbox_id, MailboxCommand::ScanNow(None))
@@ -712,6 +714,7 @@ impl Webhooks {
                     &format!("reauthorize: {e}"),
                 )
                 .await;
+                self.publish_failure(mailbox_id, format!("reauthorize: {e}"));
             }
         }
     }
@@ -733,9 +736,10 @@ impl Webhooks {
                 )
                 .await
             }
-            Err(e) => tracing::warn!(
-                mailbox = %self.label(mailbox_id),
-                "webhook: recreating the subscription failed: {e}"
+            // create_inner logged the failure.
+            Err(e) => self.publish_failure(
+                mailbox_id,
+                format!("recreate after Microsoft 365 removed it: {e}"),
             ),
         }
     }

@@ -4,6 +4,8 @@ use mailroom_graph::{GraphClient, Secret};
 use mailroom_secrets::{SecretKey, SecretKind, SecretValue};
 use mailroom_store::inbound::ts;
 
+use crate::events::EngineEvent;
+
 use super::{
     delete_client_state, random_client_state, StoredNotification, SubscriptionEvent,
     SubscriptionEventKind, SubscriptionRecord, WebhookError, Webhooks,
@@ -222,6 +224,20 @@ impl Webhooks {
             .store
             .webhook_notifications(mailbox_id, false)
             .await?)
+    }
+
+    /// Tells the engine that the mailbox's subscription may be lost (`detail`: what failed), for
+    /// error notifications. The failure itself is already in the subscription log.
+    pub(super) fn publish_failure(&self, mailbox_id: &str, detail: String) {
+        if let Some(supervisor) = &self.inner.supervisor {
+            supervisor
+                .pipeline()
+                .events()
+                .publish(EngineEvent::SubscriptionFailed {
+                    mailbox_id: mailbox_id.to_string(),
+                    detail,
+                });
+        }
     }
 
     /// Logs an event and appends it to the mailbox's subscription log (a store failure is
