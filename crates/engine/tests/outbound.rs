@@ -278,6 +278,9 @@ async fn a_mailbox_without_mail_send_fails_at_once_with_the_fix_and_resend_tries
     assert!(err.to_string().contains("not sent twice"), "{err}");
 }
 
+/// Files of the action go along: a small one in one request, a 7 MB one through an upload
+/// session (three ranges, bytes intact), and one that would take the email over Exchange's
+/// default 35 MB is named in the body instead.
 #[tokio::test]
 async fn the_actions_attachments_go_along_and_one_too_large_is_named() {
     let h = harness(default_settings()).await;
@@ -289,11 +292,19 @@ async fn the_actions_attachments_go_along_and_one_too_large_is_named() {
     let core = core_for(&h).await;
     let action_id = agent_emails(&h, ticket_id, "Here are the files.").await;
     let psa = psa_for(&h.sb);
-    for (name, len) in [("steps.txt", 1200usize), ("capture.bin", 4 * 1024 * 1024)] {
+    let capture: Vec<u8> = (0..7 * 1024 * 1024 + 123)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let files = [
+        ("steps.txt", vec![b'x'; 1200]),
+        ("capture.bin", capture.clone()),
+        ("dump.bin", vec![b'd'; 29 * 1024 * 1024]),
+    ];
+    for (name, bytes) in &files {
         let mut file = mailroom_psa::NewAttachment::from_bytes(
-            name,
+            *name,
             Some("application/octet-stream".into()),
-            &vec![b'x'; len],
+            bytes,
         );
         file.ticket_id = Some(ticket_id);
         file.action_id = Some(action_id);
@@ -310,17 +321,28 @@ async fn the_actions_attachments_go_along_and_one_too_large_is_named() {
             .unwrap()
             .attachment_ids
             .len(),
-        2
+        3
     );
     let sent = core.send_outbound(id, "new").await.unwrap();
     assert_eq!(sent.status, OutboundStatus::Sent, "{sent:?}");
     let mail = h.sb.graph().sent_mail(SUPPORT).pop().unwrap();
     let names: Vec<&str> = mail.attachments.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["steps.txt"]);
+    assert_eq!(names, ["steps.txt", "capture.bin"]);
+    assert!(
+        mail.attachments[1].content == capture,
+        "the uploaded bytes are intact"
+    );
     assert!(
         mail.body
-            .contains("Too large to attach (ask us for them): capture.bin"),
+            .contains("Too large to attach (ask us for them): dump.bin"),
         "{}",
         mail.body
+    );
+    // The attempt's log says how the large file went.
+    let attempts = core.store().outbound_attempts(id).await.unwrap();
+    let log = serde_json::to_string(&attempts).unwrap();
+    assert!(
+        log.contains("Uploading capture.bin (7.0 MB) through an upload session"),
+        "{log}"
     );
 }

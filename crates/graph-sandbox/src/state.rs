@@ -233,6 +233,26 @@ pub(crate) struct State {
     pub delta_pages: HashMap<String, DeltaPage>,
     pub subscriptions: Vec<Subscription>,
     pub limiters: HashMap<(String, String), Limiter>,
+    /// Attachment upload sessions by session id.
+    pub upload_sessions: HashMap<String, UploadSession>,
+}
+
+/// A large attachment being uploaded to a draft (`createUploadSession`, then `PUT`s).
+#[derive(Debug, Clone)]
+pub(crate) struct UploadSession {
+    /// The mailbox's user id and the draft's id.
+    pub mailbox_id: String,
+    pub message_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: usize,
+    pub inline: bool,
+    pub content_id: Option<String>,
+    /// The token the upload URL carries.
+    pub token: String,
+    pub expires: DateTime<Utc>,
+    /// The bytes received so far (ranges arrive in order).
+    pub received: Vec<u8>,
 }
 
 /// What [`State::insert_message`] needs.
@@ -275,6 +295,7 @@ impl State {
             delta_pages: HashMap::new(),
             subscriptions: Vec::new(),
             limiters: HashMap::new(),
+            upload_sessions: HashMap::new(),
         };
         for user in &seed.users {
             let root = make_id("AAMkAD", &format!("folder|{}|msgfolderroot", user.id));

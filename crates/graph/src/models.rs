@@ -235,7 +235,21 @@ pub struct DeltaPage {
     pub round_complete: bool,
 }
 
-/// A file to attach to an outgoing message (sent inline as base64; keep under 3 MB).
+/// An upload session for a large attachment (`createUploadSession`): the pre-authenticated
+/// URL the byte ranges are `PUT` to, and where the next range starts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub upload_url: String,
+    #[serde(default, alias = "ExpirationDateTime")]
+    pub expiration_date_time: Option<DateTime<Utc>>,
+    /// For Outlook attachments a single `"{start}"` (or `"0-"` at first).
+    #[serde(default)]
+    pub next_expected_ranges: Vec<String>,
+}
+
+/// A file to attach to an outgoing message: up to [`SIMPLE_ATTACHMENT_LIMIT`] in one request,
+/// up to [`MAX_ATTACHMENT`] through an upload session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingAttachment {
     pub name: String,
@@ -244,6 +258,15 @@ pub struct OutgoingAttachment {
     /// Set for inline images referenced as `cid:`.
     pub content_id: Option<String>,
 }
+
+/// The largest file attached in one `POST …/attachments` ("a file under 3 MB").
+pub const SIMPLE_ATTACHMENT_LIMIT: usize = 3 * 1024 * 1024;
+
+/// The largest file an upload session takes (150 MB).
+pub const MAX_ATTACHMENT: usize = 150 * 1024 * 1024;
+
+/// The bytes of one upload `PUT` (under the 4 MB Graph asks for; a multiple of 320 KiB).
+pub const UPLOAD_CHUNK: usize = 10 * 320 * 1024;
 
 /// A message to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -37,6 +37,9 @@ const SECRET_NAMES: &[&str] = &[
     "x-halo-signature",
     "cookie",
     "set-cookie",
+    // An attachment upload session's pre-authenticated URL and its token.
+    "authtoken",
+    "uploadurl",
 ];
 
 fn is_secret_name(name: &str) -> bool {
@@ -286,6 +289,19 @@ mod tests {
         ]);
         assert_eq!(headers[0].1, REDACTED);
         assert_eq!(headers[1].1, "application/json");
+    }
+
+    #[test]
+    fn upload_session_urls_are_redacted() {
+        let url = redact_url(
+            "https://outlook.office.com/api/v2.0/Users('a')/Messages('b')/AttachmentSessions('c')?authtoken=eyJhbG",
+        );
+        assert!(!url.contains("eyJhbG"), "{url}");
+        let body = redact_body(
+            r#"{"uploadUrl":"https://outlook.office.com/x?authtoken=eyJhbG","nextExpectedRanges":["0-"]}"#,
+        );
+        assert!(!body.contains("eyJhbG"), "{body}");
+        assert!(body.contains("nextExpectedRanges"), "{body}");
     }
 
     #[test]

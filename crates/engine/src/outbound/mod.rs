@@ -94,8 +94,10 @@ impl Log {
     }
 }
 
-/// The largest file attached in one request (larger ones are named in the body instead).
-const MAX_ATTACHMENT: usize = 3 * 1024 * 1024;
+/// How many bytes of files one email carries at most: Exchange Online's default maximum
+/// message size (35 MB, tenant-configurable; reference §3.5). A file that would go over it,
+/// or over Graph's 150 MB per file, is named in the body instead and stays on the ticket.
+const MAX_MESSAGE_FILES: usize = 35 * 1024 * 1024;
 
 /// The email's PSA attachments: the files to attach, and what the body says about those too
 /// large to attach.
@@ -133,8 +135,15 @@ async fn make_draft(
 ) -> Result<String, Failure> {
     let id = make_bare_draft(graph, email, &files.note, log).await?;
     for file in &files.attach {
+        if file.bytes.len() > mailroom_graph::models::SIMPLE_ATTACHMENT_LIMIT {
+            log.info(format!(
+                "Uploading {} ({:.1} MB) through an upload session",
+                file.name,
+                file.bytes.len() as f64 / 1_048_576.0
+            ));
+        }
         graph
-            .add_attachment(&id, file)
+            .attach(&id, file)
             .await
             .map_err(|e| from_graph(e, "Attaching a file failed"))?;
     }
@@ -325,8 +334,9 @@ impl Core {
         }
     }
 
-    /// The email's PSA attachments, fetched from the PSA: files up to 3 MB to attach, and a
-    /// line in the body for each larger one (it stays on the ticket).
+    /// The email's PSA attachments, fetched from the PSA: the files to attach while they fit
+    /// in [`MAX_MESSAGE_FILES`], and a line in the body for each that does not (it stays on
+    /// the ticket).
     async fn outbound_files(&self, email: &OutboundEmail, log: &Log) -> Result<Files, Failure> {
         let mut files = Files {
             attach: Vec::new(),
@@ -354,7 +364,10 @@ impl Core {
                 .filename
                 .clone()
                 .unwrap_or_else(|| format!("attachment-{id}"));
-            if bytes.len() > MAX_ATTACHMENT {
+            let carried: usize = files.attach.iter().map(|f| f.bytes.len()).sum();
+            if bytes.len() > mailroom_graph::models::MAX_ATTACHMENT
+                || carried + bytes.len() > MAX_MESSAGE_FILES
+            {
                 log.info(format!(
                     "{name} ({:.1} MB) is too large to attach; the email names it instead",
                     bytes.len() as f64 / 1_048_576.0

@@ -268,6 +268,9 @@ pub(super) fn message_route(
         ("POST", ["reply"]) => reply(sb, req, g, mbid, folder, id),
         ("POST", ["createreply"]) => create_reply(sb, req, mbid, folder, id),
         ("POST", ["attachments"]) => add_draft_attachment(sb, req, mbid, folder, id),
+        ("POST", ["attachments", "createuploadsession"]) => {
+            create_upload_session(sb, req, mbid, folder, id)
+        }
         ("POST", ["send"]) => send_draft(sb, g, mbid, folder, id),
         (_, [])
         | (_, ["$value"])

@@ -34,6 +34,7 @@ mod drafts;
 mod messages;
 mod send;
 mod subscriptions;
+mod uploads;
 mod users;
 use attachments::*;
 use batch::*;
@@ -44,6 +45,7 @@ use messages::*;
 use send::*;
 use subscriptions::*;
 pub(crate) use subscriptions::{lifecycle_job, notifications_for, subscription_view};
+use uploads::*;
 use users::*;
 
 const JSON_CT: &str = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8";
@@ -296,6 +298,7 @@ type ApiResult = Result<ApiResponse, ApiError>;
 pub(crate) fn router(sb: GraphSandbox) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", any(entry))
+        .route("/api/v2.0/{*rest}", any(upload_entry))
         .with_state(sb)
 }
 
@@ -306,22 +309,7 @@ async fn entry(AxState(sb): AxState<GraphSandbox>, req: Request) -> Response {
         .unwrap_or_default();
     // The configured root; else the request's authority (HTTP/2 carries it in the URI, not in
     // a Host header), over http.
-    let configured = sb.inner.base_url.lock().expect("base url lock").clone();
-    let root = configured.unwrap_or_else(|| {
-        let host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| "127.0.0.1".to_owned());
-        format!("http://{host}")
-    });
+    let root = request_root(&sb, &parts);
     let req = ApiRequest {
         method: parts.method.as_str().to_ascii_uppercase(),
         path: parts
@@ -345,6 +333,27 @@ async fn entry(AxState(sb): AxState<GraphSandbox>, req: Request) -> Response {
         base: format!("{root}/v1.0"),
     };
     handle(&sb, req).await.into_axum()
+}
+
+/// The root URL the client used: the configured one; else the request's authority (HTTP/2
+/// carries it in the URI, not in a Host header), over http.
+fn request_root(sb: &GraphSandbox, parts: &axum::http::request::Parts) -> String {
+    let configured = sb.inner.base_url.lock().expect("base url lock").clone();
+    configured.unwrap_or_else(|| {
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        format!("http://{host}")
+    })
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = ApiResponse> + Send>>;

@@ -8,10 +8,28 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use url::Url;
+
 use super::error::{GraphError, GraphErrorKind};
 use super::transport::Call;
 use super::GraphClient;
 use crate::models::*;
+
+/// The answer to a range that was not the last: where the next one starts.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RangeProgress {
+    #[serde(default)]
+    next_expected_ranges: Vec<String>,
+}
+
+/// What the upload session said to one range.
+enum RangeAnswer {
+    /// 201: the file is attached.
+    Done,
+    /// 200: the byte the next range starts at.
+    Next(usize),
+}
 
 impl GraphClient {
     pub(super) fn message_json(message: &OutgoingMessage) -> Value {
@@ -141,6 +159,166 @@ impl GraphClient {
     pub async fn update_draft(&self, id: &str, fields: Value) -> Result<Message, GraphError> {
         self.json(Call::new(http::Method::PATCH, self.mailbox_url(&["messages", id])).json(fields))
             .await
+    }
+
+    /// Adds a file to a draft the way Graph wants it for its size: in one request up to
+    /// [`SIMPLE_ATTACHMENT_LIMIT`], else through an upload session (up to [`MAX_ATTACHMENT`]).
+    pub async fn attach(
+        &self,
+        message_id: &str,
+        attachment: &OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        if attachment.bytes.len() <= SIMPLE_ATTACHMENT_LIMIT {
+            self.add_attachment(message_id, attachment).await
+        } else {
+            self.upload_attachment(message_id, attachment).await
+        }
+    }
+
+    /// `POST /messages/{id}/attachments/createUploadSession` (201): a session for a file of
+    /// 3 MB to 150 MB (needs `Mail.ReadWrite`).
+    pub async fn create_upload_session(
+        &self,
+        message_id: &str,
+        attachment: &OutgoingAttachment,
+    ) -> Result<UploadSession, GraphError> {
+        let mut item = json!({
+            "attachmentType": "file",
+            "name": attachment.name,
+            "size": attachment.bytes.len(),
+            "contentType": attachment.content_type,
+        });
+        if let Some(cid) = &attachment.content_id {
+            item["contentId"] = json!(cid);
+            item["isInline"] = json!(true);
+        }
+        self.json(
+            Call::new(
+                http::Method::POST,
+                self.mailbox_url(&["messages", message_id, "attachments", "createUploadSession"]),
+            )
+            .json(json!({ "AttachmentItem": item })),
+        )
+        .await
+    }
+
+    /// A large file through an upload session: sequential `PUT`s of [`UPLOAD_CHUNK`] bytes to
+    /// the session's pre-authenticated URL, each starting where the session says the next
+    /// range starts; the last one answers 201 and the file is on the draft.
+    pub async fn upload_attachment(
+        &self,
+        message_id: &str,
+        attachment: &OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        let total = attachment.bytes.len();
+        if total > MAX_ATTACHMENT {
+            return Err(GraphError::new(
+                GraphErrorKind::BadRequest,
+                format!(
+                    "{} is {:.1} MB; Graph attaches files up to 150 MB",
+                    attachment.name,
+                    total as f64 / 1_048_576.0
+                ),
+            ));
+        }
+        let session = self.create_upload_session(message_id, attachment).await?;
+        let url = Url::parse(&session.upload_url).map_err(|e| {
+            GraphError::new(
+                GraphErrorKind::InvalidResponse,
+                format!("the upload session's URL is not a URL: {e}"),
+            )
+        })?;
+        let mut start = 0usize;
+        loop {
+            let end = (start + UPLOAD_CHUNK).min(total);
+            match self
+                .put_range(&url, &attachment.bytes[start..end], start, total)
+                .await?
+            {
+                RangeAnswer::Done => return Ok(()),
+                RangeAnswer::Next(next) if next > start && next < total => start = next,
+                RangeAnswer::Next(next) => {
+                    return Err(GraphError::new(
+                        GraphErrorKind::InvalidResponse,
+                        format!(
+                            "the upload session expects byte {next} next after bytes {start}-{} of {total}",
+                            end - 1
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One `PUT` of bytes `start..start + bytes.len()` of `total` to an upload session. No
+    /// `Authorization` header: the URL carries its own token (Graph answers 401 to a bearer
+    /// token there). Throttling, 5xx and transport errors are retried like any call.
+    async fn put_range(
+        &self,
+        url: &Url,
+        bytes: &[u8],
+        start: usize,
+        total: usize,
+    ) -> Result<RangeAnswer, GraphError> {
+        let max_attempts = self.throttle.config().max_attempts.max(1);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let request = http::Request::builder()
+                .method(http::Method::PUT)
+                .uri(url.as_str())
+                .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                .header(
+                    http::header::CONTENT_RANGE,
+                    format!("bytes {start}-{}/{total}", start + bytes.len() - 1),
+                )
+                .body(bytes.to_vec())
+                .map_err(|e| GraphError::new(GraphErrorKind::BadRequest, e.to_string()))?;
+            let permit = self.throttle.acquire().await;
+            let result = crate::http::execute(
+                &self.http,
+                &self.clock,
+                mailroom_trace::Service::Graph,
+                request,
+            )
+            .await;
+            drop(permit);
+            let resp = match result {
+                Ok(resp) => resp,
+                Err(e) if attempt < max_attempts => {
+                    tracing::debug!("upload range retried after: {}", e.message);
+                    tokio::time::sleep(self.throttle.backoff(attempt, None)).await;
+                    continue;
+                }
+                Err(e) => return Err(GraphError::new(GraphErrorKind::Transport, e.message)),
+            };
+            match resp.status {
+                201 => return Ok(RangeAnswer::Done),
+                200..=299 => {
+                    let session: RangeProgress =
+                        serde_json::from_slice(&resp.body).map_err(|e| {
+                            GraphError::new(GraphErrorKind::InvalidResponse, e.to_string())
+                        })?;
+                    let next = session
+                        .next_expected_ranges
+                        .first()
+                        .and_then(|r| r.split('-').next())
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                        .ok_or_else(|| {
+                            GraphError::new(
+                                GraphErrorKind::InvalidResponse,
+                                "the upload session did not say where the next range starts",
+                            )
+                        })?;
+                    return Ok(RangeAnswer::Next(next));
+                }
+                429 | 503 | 504 if attempt < max_attempts => {
+                    let err = GraphError::from_response(&resp, self.clock.now());
+                    tokio::time::sleep(self.throttle.backoff(attempt, err.retry_after)).await;
+                }
+                _ => return Err(GraphError::from_response(&resp, self.clock.now())),
+            }
+        }
     }
 
     /// `POST /messages/{id}/attachments`: a file (at most 3 MB; larger files need an upload
