@@ -204,14 +204,27 @@ async fn a_send_interrupted_after_the_draft_or_after_graph_sent_it_finishes_with
         "{log}"
     );
 
-    // 2. Stopped after the draft was made, before its id was kept: the draft is found in
-    //    Drafts by its Message-ID and sent — once, and no draft is left behind.
-    agent_emails(&h, ticket_id, "Second answer").await;
+    // 2. Stopped after the draft was made, before its id was kept — and before the second of
+    //    its two files was attached: the draft is found in Drafts by its Message-ID, gets the
+    //    file it lacks, and is sent — once, each file once, and no draft is left behind.
+    let action_id = agent_emails(&h, ticket_id, "Second answer").await;
+    let psa = psa_for(&h.sb);
+    for (name, len) in [("a.txt", 10usize), ("b.txt", 20)] {
+        let mut file = mailroom_psa::NewAttachment::from_bytes(
+            name,
+            Some("text/plain".into()),
+            &vec![b'x'; len],
+        );
+        file.ticket_id = Some(ticket_id);
+        file.action_id = Some(action_id);
+        psa.upload_attachment(&file).await.unwrap();
+    }
     let ActionOutcome::Queued(second) = core.queue_agent_replies().await.unwrap()[0].1 else {
         panic!()
     };
     let email = core.store().outbound(second).await.unwrap().unwrap();
-    h.graph
+    let left = h
+        .graph
         .create_draft(
             &mailroom_graph::OutgoingMessage {
                 subject: email.subject.clone(),
@@ -226,10 +239,28 @@ async fn a_send_interrupted_after_the_draft_or_after_graph_sent_it_finishes_with
         )
         .await
         .unwrap();
+    h.graph
+        .add_attachment(
+            &left.id,
+            &mailroom_graph::OutgoingAttachment {
+                name: "a.txt".into(),
+                content_type: "text/plain".into(),
+                bytes: vec![b'x'; 10],
+                content_id: None,
+            },
+        )
+        .await
+        .unwrap();
     let after = core.send_outbound(second, "retry").await.unwrap();
     assert_eq!(after.status, OutboundStatus::Sent);
     let sent = h.sb.graph().sent_mail(SUPPORT);
     assert_eq!(sent.len(), 2, "{sent:#?}");
+    let names: Vec<&str> = sent[1]
+        .attachments
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["a.txt", "b.txt"]);
     assert!(h
         .graph
         .find_by_internet_message_id("drafts", &email.internet_message_id)
@@ -239,6 +270,10 @@ async fn a_send_interrupted_after_the_draft_or_after_graph_sent_it_finishes_with
     let log =
         serde_json::to_string(&core.store().outbound_attempts(second).await.unwrap()).unwrap();
     assert!(log.contains("Found its draft in Drafts"), "{log}");
+    assert!(
+        log.contains("Attached 1 file(s) the draft did not have yet"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -153,6 +153,45 @@ async fn make_draft(
     Ok(id)
 }
 
+/// A draft found after a stop may have been left before all its files were attached: the
+/// files it lacks (by name and size) are attached now, none twice.
+async fn complete_attachments(
+    graph: &GraphClient,
+    draft_id: &str,
+    files: &Files,
+    log: &Log,
+) -> Result<(), Failure> {
+    if files.attach.is_empty() {
+        return Ok(());
+    }
+    let mut present = graph
+        .attachment_summaries(draft_id)
+        .await
+        .map_err(|e| from_graph(e, "Reading the draft's attachments failed"))?;
+    let mut added = 0;
+    for file in &files.attach {
+        let size = file.bytes.len() as u64;
+        if let Some(i) = present
+            .iter()
+            .position(|(name, bytes)| *name == file.name && *bytes == size)
+        {
+            present.swap_remove(i);
+            continue;
+        }
+        graph
+            .attach(draft_id, file)
+            .await
+            .map_err(|e| from_graph(e, "Attaching a file failed"))?;
+        added += 1;
+    }
+    if added > 0 {
+        log.info(format!(
+            "Attached {added} file(s) the draft did not have yet"
+        ));
+    }
+    Ok(())
+}
+
 async fn make_bare_draft(
     graph: &GraphClient,
     email: &OutboundEmail,
@@ -294,6 +333,8 @@ impl Core {
                 let id = match found {
                     Some(draft) => {
                         log.info("Found its draft in Drafts (made before a stop)");
+                        let files = self.outbound_files(email, log).await?;
+                        complete_attachments(&graph, &draft.id, &files, log).await?;
                         draft.id
                     }
                     None => {

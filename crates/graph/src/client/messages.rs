@@ -133,6 +133,22 @@ impl GraphClient {
         Ok(resp.body)
     }
 
+    /// The names and sizes (bytes) of a message's attachments, without their content.
+    pub async fn attachment_summaries(&self, id: &str) -> Result<Vec<(String, u64)>, GraphError> {
+        let mut url = self.mailbox_url(&["messages", id, "attachments"]);
+        url.query_pairs_mut().append_pair("$select", "name,size");
+        let items: Vec<Value> = self.paged(Call::new(http::Method::GET, url), None).await?;
+        Ok(items
+            .iter()
+            .map(|item| {
+                (
+                    item["name"].as_str().unwrap_or_default().to_string(),
+                    item["size"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     /// Attachments with decoded bytes. File attachments without inline `contentBytes` (large
     /// ones) are fetched through `/attachments/{id}/$value`.
     pub async fn attachments(&self, id: &str) -> Result<Vec<Attachment>, GraphError> {
