@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod desktop;
 pub mod wizard;
 
 use std::future::Future;

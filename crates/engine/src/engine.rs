@@ -347,16 +347,31 @@ impl Inner {
                     }
                 }
             }
+            let mut noted = false;
             for problem in problems {
                 match self.core.note_problem(&problem, chrono::Utc::now()).await {
-                    Ok(Some(stored)) => self.events.publish(EngineEvent::NeedsAttention {
-                        kind: stored.kind,
-                        title: stored.title,
-                        detail: stored.detail,
-                        fix: stored.fix,
-                    }),
+                    Ok(Some(stored)) => {
+                        noted = true;
+                        self.events.publish(EngineEvent::NeedsAttention {
+                            kind: stored.kind,
+                            title: stored.title,
+                            detail: stored.detail,
+                            fix: stored.fix,
+                        })
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::warn!("a problem was not recorded: {e}"),
+                }
+            }
+            // A new problem goes out at once to each agent whose interval is over; the others
+            // get it in their next digest.
+            if noted {
+                if let Err(e) = self
+                    .core
+                    .queue_notification_digests(chrono::Utc::now(), false)
+                    .await
+                {
+                    tracing::warn!("notification digests not queued: {e}");
                 }
             }
         }
