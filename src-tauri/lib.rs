@@ -8,6 +8,7 @@
 //! - One instance per user: a second launch focuses the first window.
 
 mod commands;
+mod dialogs;
 mod notify;
 #[cfg(feature = "sandbox")]
 mod sandbox_mode;

@@ -18,10 +18,10 @@ use mailroom_engine::store_types::CredentialKind;
 use mailroom_engine::{CoreError, ErrorCode, Mailbox};
 use mailroom_secrets::SecretValue;
 use serde::Serialize;
-use tauri::{AppHandle, Manager, State};
-use tauri_plugin_dialog::DialogExt;
+use tauri::{AppHandle, State};
 use tauri_plugin_opener::OpenerExt;
 
+use crate::dialogs::{choose_pfx, PfxDialog};
 use crate::AppState;
 
 /// An error as the Incoming tab receives it.
@@ -61,24 +61,15 @@ pub async fn pfx_choose(
     app: AppHandle,
     connect: State<'_, ConnectState>,
 ) -> ConnectResult<Option<String>> {
-    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
-    let mut picker = app
-        .dialog()
-        .file()
-        .set_title("Choose the certificate (PFX with private key)")
-        .add_filter("PKCS#12 certificate", &["pfx", "p12"]);
-    if let Some(window) = app.get_webview_window("main") {
-        picker = picker.set_parent(&window);
-    }
-    picker.pick_file(move |file| {
-        let _ = chosen_tx.send(file);
-    });
-    let Some(file) = chosen_rx.await.ok().flatten() else {
+    let Some(path) = choose_pfx(
+        &app,
+        "Choose the certificate (PFX with private key)",
+        PfxDialog::Open,
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let path = file.into_path().map_err(|e| {
-        CoreError::InvalidInput(format!("The chosen certificate is not a local file: {e}"))
-    })?;
     let shown = path.display().to_string();
     *connect.chosen_pfx.lock().expect("lock") = Some(path);
     Ok(Some(shown))

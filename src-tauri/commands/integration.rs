@@ -10,12 +10,12 @@ use mailroom_engine::store_types::PsaDelivery;
 use mailroom_engine::ticket_tab::{TabAuthScheme, TabRejectionRecord, TabSettings};
 use mailroom_engine::CoreError;
 use serde::Serialize;
-use tauri::{AppHandle, Manager, State};
-use tauri_plugin_dialog::DialogExt;
+use tauri::{AppHandle, State};
 
 use super::inbound::InboundState;
 
 use super::UiResult;
+use crate::dialogs::{choose_pfx, PfxDialog};
 use crate::AppState;
 
 /// Every step with its last result, whether a PSA connection is saved, and the permissions
@@ -152,25 +152,17 @@ pub async fn integration_certificate_generate(
     state: State<'_, AppState>,
     inbound: State<'_, InboundState>,
 ) -> UiResult<Option<GeneratedView>> {
-    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
-    let mut dialog = app
-        .dialog()
-        .file()
-        .set_title("Save Mailroom's webhook certificate (PFX)")
-        .set_file_name("mailroom-webhooks.pfx")
-        .add_filter("PKCS#12 certificate", &["pfx"]);
-    if let Some(window) = app.get_webview_window("main") {
-        dialog = dialog.set_parent(&window);
-    }
-    dialog.save_file(move |file| {
-        let _ = chosen_tx.send(file);
-    });
-    let Some(file) = chosen_rx.await.ok().flatten() else {
+    let Some(path) = choose_pfx(
+        &app,
+        "Save Mailroom's webhook certificate (PFX)",
+        PfxDialog::Save {
+            file_name: "mailroom-webhooks.pfx",
+        },
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let path = file.into_path().map_err(|e| {
-        CoreError::InvalidInput(format!("The chosen place is not a local file: {e}"))
-    })?;
     let generated = state.core.generate_webhook_certificate().await?;
     // The receiver (which takes HaloPSA's webhook) runs once a certificate is kept.
     inbound.engine().refresh();
@@ -197,24 +189,15 @@ pub async fn integration_certificate_import(
     inbound: State<'_, InboundState>,
     password: String,
 ) -> UiResult<Option<WebhookCertificate>> {
-    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
-    let mut picker = app
-        .dialog()
-        .file()
-        .set_title("Choose the webhook certificate (PFX with private key)")
-        .add_filter("PKCS#12 certificate", &["pfx", "p12"]);
-    if let Some(window) = app.get_webview_window("main") {
-        picker = picker.set_parent(&window);
-    }
-    picker.pick_file(move |file| {
-        let _ = chosen_tx.send(file);
-    });
-    let Some(file) = chosen_rx.await.ok().flatten() else {
+    let Some(path) = choose_pfx(
+        &app,
+        "Choose the webhook certificate (PFX with private key)",
+        PfxDialog::Open,
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let path = file.into_path().map_err(|e| {
-        CoreError::InvalidInput(format!("The chosen certificate is not a local file: {e}"))
-    })?;
     let bytes = std::fs::read(&path)
         .map_err(|e| CoreError::InvalidInput(format!("{} cannot be read: {e}", path.display())))?;
     let certificate = state

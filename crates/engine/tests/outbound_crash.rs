@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use mailroom_engine::outbound::agent_replies::ActionOutcome;
 use mailroom_engine::Core;
-use mailroom_psa::NewAction;
 use mailroom_sandbox::{FaultRule, Service};
-use mailroom_secrets::{SecretKey, SecretKind, SecretValue, Secrets};
+use mailroom_secrets::Secrets;
 use mailroom_store::outbound::OutboundStatus;
-use mailroom_store::psa_webhooks::{DeliveryEffects, NewPsaDelivery, PsaAgentAction, Verification};
 
 const CHILD_ENV: &str = "MAILROOM_OUTBOUND_CHILD";
 
@@ -57,24 +55,7 @@ fn spawn_child(dir: &std::path::Path, service: &str) -> std::process::Child {
 async fn killed_between_the_send_and_its_record_every_email_exists_once() {
     let h = harness(default_settings()).await;
     let service = format!("mailroom-test-{}", uuid::Uuid::new_v4());
-    let core = Core::open_with_secrets(h.dir.path(), Secrets::with_service(&service))
-        .await
-        .unwrap();
-    core.secrets()
-        .set(
-            &SecretKey::new(&h.mailbox.id, SecretKind::ClientSecret),
-            &SecretValue::new(h.sb.tenant().daemon_app.client_secret.clone().unwrap()),
-        )
-        .unwrap();
-    let psa = &h.sb.tenant().psa;
-    core.set_psa_connection(
-        &h.sb.psa_url(),
-        &psa.client_id,
-        SecretValue::new(psa.client_secret.clone()),
-        Some(&psa.tenant),
-    )
-    .await
-    .unwrap();
+    let core = core_with_service(&h, &service).await;
 
     // Three tickets from email, an agent's email action on each.
     let mut ids = Vec::new();
@@ -84,50 +65,7 @@ async fn killed_between_the_send_and_its_record_every_email_exists_once() {
         let ticket_id = h.ticket_by_message_id(&original.internet_message_id)[0]["id"]
             .as_i64()
             .unwrap();
-        let action = psa_for(&h.sb)
-            .create_action(&NewAction {
-                ticket_id,
-                outcome_id: Some(7),
-                note_html: Some(format!("<p>About the {subject}: fixed.</p>")),
-                emailto: Some("pat@fabrikam.test".into()),
-                sendemail: Some(true),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let now = chrono::Utc::now();
-        h.store
-            .record_verified_psa_delivery(
-                &NewPsaDelivery {
-                    received_at: now,
-                    payload_id: Some(uuid::Uuid::new_v4().to_string()),
-                    webhook_id: None,
-                    event: Some("action added".into()),
-                    ticket_id: Some(ticket_id),
-                    action_id: Some(action.id),
-                    verification: Verification::Verified,
-                    detail: "test".into(),
-                    status: 200,
-                    headers: vec![],
-                    body: "{}".into(),
-                },
-                &DeliveryEffects {
-                    ticket: None,
-                    action: Some(PsaAgentAction {
-                        ticket_id,
-                        action_id: action.id,
-                        outcome: None,
-                        note: None,
-                        hidden_from_user: false,
-                        agent_id: Some(1),
-                        received_at: now,
-                        delivery_id: 0,
-                        handled_at: None,
-                    }),
-                },
-            )
-            .await
-            .unwrap();
+        agent_emails(&h, ticket_id, &format!("About the {subject}: fixed.")).await;
     }
     for (_, outcome) in core.queue_agent_replies().await.unwrap() {
         let ActionOutcome::Queued(id) = outcome else {

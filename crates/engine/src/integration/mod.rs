@@ -353,6 +353,14 @@ impl Core {
     }
 }
 
+/// Whether a URL the PSA holds is Mailroom's `ours` (case, spaces and a trailing `/` aside;
+/// a query string the admin added in the PSA, like the tab's `?ticket_id=`, too).
+pub(super) fn same_url(theirs: &str, ours: &str) -> bool {
+    let clean = |u: &str| u.trim().trim_end_matches('/').to_ascii_lowercase();
+    let bare = theirs.split('?').next().unwrap_or(theirs);
+    clean(theirs) == clean(ours) || clean(bare) == clean(ours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +415,16 @@ mod tests {
         );
         assert!(!failed.ok);
         assert_eq!(failed.summary, "The agent is API-only: no");
+    }
+
+    #[test]
+    fn urls_the_psa_holds_match_mailrooms() {
+        let ours = "http://127.0.0.1:8787/halo/tab";
+        assert!(same_url(" HTTP://127.0.0.1:8787/halo/tab/ ", ours));
+        assert!(same_url(
+            "http://127.0.0.1:8787/halo/tab?ticket_id=$FAULTID",
+            ours
+        ));
+        assert!(!same_url("http://127.0.0.1:8787/halo/webhook", ours));
     }
 }

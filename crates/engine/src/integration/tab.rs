@@ -3,15 +3,10 @@
 use mailroom_psa::ErrorKind;
 
 use super::scope::TICKET_TYPES_PATH;
-use super::{CheckItem, Clients, Step, StepResult};
+use super::{same_url, CheckItem, Clients, Step, StepResult};
 use crate::{Core, CoreError};
 
 const TABS_PATH: &str = "Configuration > Custom Objects > Custom Tabs";
-
-fn same_url(a: &str, b: &str) -> bool {
-    let clean = |u: &str| u.trim().trim_end_matches('/').to_ascii_lowercase();
-    clean(a) == clean(b) || clean(a.split('?').next().unwrap_or(a)) == clean(b)
-}
 
 pub(super) async fn check_tab(core: &Core, clients: &Clients) -> Result<Vec<CheckItem>, CoreError> {
     let client = &clients.psa;

@@ -8,7 +8,7 @@ use mailroom_store::psa_webhooks::Verification;
 use serde_json::{json, Value};
 
 use super::certificate::{same_thumbprint, CERTIFICATES_PATH, PSA_CERTIFICATE_NAME};
-use super::{CheckItem, Clients, Step, StepResult};
+use super::{same_url, CheckItem, Clients, Step, StepResult};
 use crate::{Core, CoreError};
 
 /// Where webhooks are set up in HaloPSA.
@@ -23,11 +23,6 @@ const AUTH_X509: i64 = 4;
 
 /// `Webhook.payload_type` of "Event information only" ([U]): no ticket object to index.
 const PAYLOAD_EVENT_ONLY: i64 = 2;
-
-fn same_url(a: &str, b: &str) -> bool {
-    let clean = |u: &str| u.trim().trim_end_matches('/').to_ascii_lowercase();
-    clean(a) == clean(b)
-}
 
 /// The event numbers a webhook is subscribed to.
 fn subscribed(webhook: &Webhook) -> Vec<i64> {

@@ -269,3 +269,90 @@ pub fn settings(v: Value) -> Value {
 pub fn default_settings() -> Value {
     json!({})
 }
+
+// — Agents' replies (outgoing mail tests).
+
+/// A core on the harness's data directory: the mailbox's client secret in the keyring, the
+/// sandbox PSA connected.
+pub async fn core_for(h: &Harness) -> mailroom_engine::Core {
+    core_with_service(h, &format!("mailroom-test-{}", uuid::Uuid::new_v4())).await
+}
+
+/// [`core_for`] with the keyring service named (a child process opens the same one).
+pub async fn core_with_service(h: &Harness, service: &str) -> mailroom_engine::Core {
+    use mailroom_secrets::{SecretKey, SecretKind, SecretValue, Secrets};
+    let core =
+        mailroom_engine::Core::open_with_secrets(h.dir.path(), Secrets::with_service(service))
+            .await
+            .unwrap();
+    core.secrets()
+        .set(
+            &SecretKey::new(&h.mailbox.id, SecretKind::ClientSecret),
+            &SecretValue::new(h.sb.tenant().daemon_app.client_secret.clone().unwrap()),
+        )
+        .unwrap();
+    let psa = &h.sb.tenant().psa;
+    core.set_psa_connection(
+        &h.sb.psa_url(),
+        &psa.client_id,
+        SecretValue::new(psa.client_secret.clone()),
+        Some(&psa.tenant),
+    )
+    .await
+    .unwrap();
+    core
+}
+
+/// An agent's email action on `ticket_id`, as HaloPSA's webhook reports it (recorded as a
+/// verified delivery would record it).
+pub async fn agent_emails(h: &Harness, ticket_id: i64, note: &str) -> i64 {
+    use mailroom_store::psa_webhooks::{
+        DeliveryEffects, NewPsaDelivery, PsaAgentAction, Verification,
+    };
+    let action = psa_for(&h.sb)
+        .create_action(&mailroom_psa::NewAction {
+            ticket_id,
+            outcome_id: Some(7),
+            note_html: Some(format!("<p>{note}</p>")),
+            emailto: Some("pat@fabrikam.test".into()),
+            hiddenfromuser: false,
+            sendemail: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    h.store
+        .record_verified_psa_delivery(
+            &NewPsaDelivery {
+                received_at: now,
+                payload_id: Some(uuid::Uuid::new_v4().to_string()),
+                webhook_id: None,
+                event: Some("action added".into()),
+                ticket_id: Some(ticket_id),
+                action_id: Some(action.id),
+                verification: Verification::Verified,
+                detail: "test".into(),
+                status: 200,
+                headers: vec![],
+                body: "{}".into(),
+            },
+            &DeliveryEffects {
+                ticket: None,
+                action: Some(PsaAgentAction {
+                    ticket_id,
+                    action_id: action.id,
+                    outcome: None,
+                    note: None,
+                    hidden_from_user: false,
+                    agent_id: Some(1),
+                    received_at: now,
+                    delivery_id: 0,
+                    handled_at: None,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    action.id
+}
