@@ -2,7 +2,9 @@
 //! starts with the PSA connected, so step 1 shows the connection; *Check* turns the agent step
 //! green with each permission and why Mailroom needs it; the scope step offers the PSA's ticket
 //! types and keeps the chosen ones; saving a wrong client secret turns the
-//! connection red with the fix, and the right one green again. Results survive a reload.
+//! connection red with the fix, and the right one green again. Results survive a reload. The
+//! tab, framed by the sandbox's agent ticket page, shows the ticket's emails with the right
+//! Iframe secret and only an error with a wrong one, which turns the tab step red.
 
 mod support;
 
@@ -217,6 +219,35 @@ async fn the_wizard_checks_the_connection_and_the_agent_through_the_psa() {
                 "{framed}"
             );
             s.screenshot("integration-tab-in-psa").await;
+
+            // A wrong tab secret in Mailroom: HaloPSA's next request is refused, the frame
+            // shows nothing but the error, and the tab step turns red naming the refusal.
+            s.back().await;
+            s.find("#nav-integration").await.click().await.unwrap();
+            open_step(s, "tab").await;
+            fill(s, "#tab-secret", "not-the-iframe-secret").await;
+            click_and_wait_for_check(s, "tab", "#tab-save").await;
+            s.client
+                .goto(&format!("{psa_url}/ticket?id={ticket_id}"))
+                .await
+                .unwrap();
+            s.find(&format!("#tab-{tab_id}"))
+                .await
+                .enter_frame()
+                .await
+                .unwrap();
+            let refused = s
+                .wait_text("body", "Mailroom cannot show this ticket")
+                .await;
+            assert!(
+                !refused.contains(ticket["summary"].as_str().unwrap()),
+                "{refused}"
+            );
+            s.back().await;
+            s.find("#nav-integration").await.click().await.unwrap();
+            click_and_wait_for_check(s, "tab", "#check-tab").await;
+            wait_state(s, "#step-tab", "failed").await;
+            s.wait_text("#step-tab .step-results", "was refused").await;
         })
         .await;
 }

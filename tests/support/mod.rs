@@ -233,6 +233,14 @@ impl Session {
         self.wait_ready().await;
     }
 
+    /// Goes back to the page before (the app, after a test visited the sandbox's pages in the
+    /// same window) and waits until the UI has loaded again.
+    pub async fn back(&self) {
+        self.client.enter_parent_frame().await.ok();
+        self.client.back().await.unwrap();
+        self.wait_ready().await;
+    }
+
     async fn wait_ready(&self) {
         let start = Instant::now();
         loop {
