@@ -24,6 +24,7 @@
 //! [`GraphSandbox::push_fault`], [`GraphSandbox::invalidate_delta_tokens`],
 //! [`GraphSandbox::hold_requests`].
 
+mod address_book;
 mod api;
 pub mod auth;
 mod mime;
@@ -45,7 +46,7 @@ pub use auth::{AccessGrant, StaticTokens, TokenRejection, TokenValidator};
 pub use publisher::{
     LifecycleEvent, NotificationKind, NotificationOutcome, NotificationRecord, PublisherOptions,
 };
-pub use seed::{GraphSeed, SeedUser};
+pub use seed::{generated_address_book, GraphSeed, SeedAddress, SeedContact, SeedUser};
 
 /// Errors of the sandbox's Rust API (HTTP errors are Graph-shaped responses instead).
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,15 @@ pub struct DeliveredMessage {
 }
 
 /// Inspection view of a stored message.
+/// A contact as the sandbox holds it (for tests and the control API).
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactView {
+    pub id: String,
+    pub folder_id: String,
+    #[serde(flatten)]
+    pub contact: SeedContact,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageView {
     pub id: String,
@@ -443,6 +453,61 @@ impl GraphSandbox {
             .collect();
         out.sort_by_key(|m| std::cmp::Reverse(m.received));
         out
+    }
+
+    /// The contacts of a mailbox's address book (every folder), oldest first: each with its
+    /// id and its folder's path (empty: the default *Contacts* folder).
+    pub fn contacts(&self, mailbox: &str) -> Vec<ContactView> {
+        let st = self.state();
+        let Some(mb) = st.mailbox_index(mailbox) else {
+            return Vec::new();
+        };
+        let book = &st.mailboxes[mb].book;
+        book.contacts
+            .iter()
+            .map(|c| ContactView {
+                id: c.id.clone(),
+                folder_id: c.folder_id.clone(),
+                contact: c.seed.clone(),
+            })
+            .collect()
+    }
+
+    /// Adds a contact to a mailbox's address book (in `contact.folder`, created as needed);
+    /// returns its id.
+    pub fn add_contact(&self, contact: SeedContact) -> Result<String, GraphSandboxError> {
+        let now = self.now();
+        let mut st = self.state();
+        let mb = st
+            .mailbox_index(&contact.mailbox)
+            .ok_or_else(|| GraphSandboxError::UnknownMailbox(contact.mailbox.clone()))?;
+        let owner = st.mailboxes[mb].user.id.clone();
+        Ok(st.mailboxes[mb].book.add(&owner, contact, now).0)
+    }
+
+    /// Changes a contact as Outlook would (its change key and delta follow); false when the
+    /// mailbox has no contact with that id.
+    pub fn update_contact(
+        &self,
+        mailbox: &str,
+        id: &str,
+        change: impl FnOnce(&mut SeedContact),
+    ) -> bool {
+        let now = self.now();
+        let mut st = self.state();
+        let Some(mb) = st.mailbox_index(mailbox) else {
+            return false;
+        };
+        st.mailboxes[mb].book.update(id, now, change)
+    }
+
+    /// Deletes a contact (delta reports it `@removed`); false when there is none.
+    pub fn delete_contact(&self, mailbox: &str, id: &str) -> bool {
+        let mut st = self.state();
+        let Some(mb) = st.mailbox_index(mailbox) else {
+            return false;
+        };
+        st.mailboxes[mb].book.remove(id)
     }
 
     /// Mail sent from a mailbox through sendMail/reply, oldest first.

@@ -132,21 +132,42 @@ pub struct DeliveryReport {
     pub original_headers: String,
 }
 
-/// A contact in a mailbox's default contacts folder.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// A contact in a mailbox's address book.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SeedContact {
     /// Mailbox (UPN, mail or object id) owning the contact.
     pub mailbox: String,
+    /// The contact folder, as a path of display names under the default *Contacts* folder
+    /// (`"Suppliers"`, `"Customers/Key accounts"`); none: the default folder itself.
+    pub folder: Option<String>,
     pub display_name: String,
     pub given_name: Option<String>,
+    pub middle_name: Option<String>,
     pub surname: Option<String>,
     /// Email addresses of the contact (name, address).
     pub email_addresses: Vec<(String, String)>,
     pub company_name: Option<String>,
     pub job_title: Option<String>,
+    pub department: Option<String>,
+    pub office_location: Option<String>,
     pub business_phones: Vec<String>,
+    pub home_phones: Vec<String>,
     pub mobile_phone: Option<String>,
+    pub business_address: Option<SeedAddress>,
+    pub business_home_page: Option<String>,
+    pub personal_notes: Option<String>,
+}
+
+/// A contact's postal address (Graph's `physicalAddress`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SeedAddress {
+    pub street: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub country_or_region: Option<String>,
+    pub postal_code: Option<String>,
 }
 
 /// Exchange mailbox permission kinds.
@@ -567,9 +588,212 @@ fn contact(
         company_name: company.map(str::to_owned),
         job_title: title.map(str::to_owned),
         business_phones: vec![phone.into()],
-        mobile_phone: None,
+        ..SeedContact::default()
     }
 }
+
+const GIVEN: [&str; 30] = [
+    "Avery",
+    "Zoë",
+    "José",
+    "Łukasz",
+    "Søren",
+    "Renée",
+    "Mia",
+    "Noah",
+    "Chloé",
+    "François",
+    "Jürgen",
+    "Siobhán",
+    "Olivia",
+    "Liam",
+    "Ines",
+    "Mateo",
+    "Aiko",
+    "Priya",
+    "Omar",
+    "Hannah",
+    "Björn",
+    "Camille",
+    "Diego",
+    "Elif",
+    "Farah",
+    "Gabriel",
+    "Hiroshi",
+    "Isabel",
+    "Jonas",
+    "Kavya",
+];
+const SURNAMES: [&str; 30] = [
+    "Müller",
+    "García",
+    "Nowak",
+    "Jensen",
+    "O'Brien",
+    "Nguyễn",
+    "Rossi",
+    "Dubois",
+    "Kowalski",
+    "Andersson",
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Taylor",
+    "Wilson",
+    "Fernández",
+    "Tanaka",
+    "Patel",
+    "Haddad",
+    "Schmidt",
+    "Lindqvist",
+    "Moreau",
+    "Silva",
+    "Yılmaz",
+    "Khan",
+    "Laurent",
+    "Sato",
+    "Costa",
+    "Weber",
+    "Iyer",
+];
+/// Companies and their mail domains: the first two match the sandbox PSA's sites.
+const COMPANIES: [(&str, &str); 6] = [
+    ("Fabrikam", "fabrikam.test"),
+    ("Northwind Traders", "northwind.test"),
+    ("Adatum", "adatum.test"),
+    ("Tailspin Toys", "tailspin.test"),
+    ("Litware", "litware.test"),
+    ("Wingtip Toys", "wingtip.test"),
+];
+const TITLES: [&str; 8] = [
+    "Office Manager",
+    "Engineer",
+    "Operations Lead",
+    "Account Manager",
+    "IT Coordinator",
+    "Finance Director",
+    "Receptionist",
+    "Head of Procurement",
+];
+const DEPARTMENTS: [&str; 5] = ["Operations", "Finance", "IT", "Sales", "Facilities"];
+const CITIES: [(&str, &str, &str); 4] = [
+    ("Seattle", "WA", "98101"),
+    ("Springfield", "IL", "62701"),
+    ("Austin", "TX", "73301"),
+    ("Portland", "OR", "97201"),
+];
+
+/// ASCII letters of a name for an address's local part (`Zoë` → `zoe`, `O'Brien` → `obrien`).
+fn ascii_local(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| {
+            let c = c.to_lowercase().next().unwrap_or(c);
+            let folded = match c {
+                'à' | 'á' | 'â' | 'ä' | 'å' | 'ã' => 'a',
+                'ç' => 'c',
+                'è' | 'é' | 'ê' | 'ë' | 'ễ' => 'e',
+                'ì' | 'í' | 'î' | 'ï' | 'ı' => 'i',
+                'ł' => 'l',
+                'ñ' => 'n',
+                'ò' | 'ó' | 'ô' | 'ö' | 'ø' => 'o',
+                'ù' | 'ú' | 'û' | 'ü' => 'u',
+                'ý' | 'ÿ' => 'y',
+                c if c.is_ascii_alphanumeric() => c,
+                _ => return None,
+            };
+            Some(folded)
+        })
+        .collect()
+}
+
+/// A realistic address book of `count` contacts for `mailbox`, the same every time: most in
+/// the default folder, some in *Suppliers* and *Customers/Key accounts*; names with accents;
+/// companies whose domains match the sandbox PSA's sites and ones that do not; and what real
+/// address books hold that an import must cope with — contacts with no address, with two or
+/// three, the same address in two folders, an invalid address, 500-character notes.
+pub fn generated_address_book(mailbox: &str, count: usize) -> Vec<SeedContact> {
+    let mut out: Vec<SeedContact> = Vec::with_capacity(count);
+    for i in 0..count {
+        let given = GIVEN[i % GIVEN.len()];
+        let surname = SURNAMES[(i / GIVEN.len() + i) % SURNAMES.len()];
+        let round = i / (GIVEN.len() * SURNAMES.len());
+        let (company, domain) = COMPANIES[(i / 3) % COMPANIES.len()];
+        let name = format!("{given} {surname}");
+        let local = format!(
+            "{}.{}{}",
+            ascii_local(given),
+            ascii_local(surname),
+            if round > 0 {
+                round.to_string()
+            } else {
+                String::new()
+            }
+        );
+        let folder = if i % 7 == 3 {
+            Some("Customers/Key accounts".to_owned())
+        } else if i % 5 == 1 {
+            Some("Suppliers".to_owned())
+        } else {
+            None
+        };
+        let mut emails = vec![(name.clone(), format!("{local}@{domain}"))];
+        if i % 11 == 4 {
+            emails.push((name.clone(), format!("{local}@mail.test")));
+        }
+        if i % 22 == 4 {
+            emails.push((name.clone(), format!("{}@{domain}", ascii_local(given))));
+        }
+        if i % 17 == 9 {
+            emails.clear();
+        }
+        if i % 31 == 30 {
+            emails = vec![(name.clone(), format!("{local} at {domain}"))];
+        }
+        let (city, state, postal) = CITIES[i % CITIES.len()];
+        let mut c = SeedContact {
+            mailbox: mailbox.into(),
+            folder,
+            display_name: name,
+            given_name: Some(given.into()),
+            surname: Some(surname.into()),
+            email_addresses: emails,
+            company_name: Some(company.into()),
+            job_title: Some(TITLES[i % TITLES.len()].into()),
+            department: Some(DEPARTMENTS[i % DEPARTMENTS.len()].into()),
+            office_location: (i % 4 == 0).then(|| format!("Building {}", i % 9 + 1)),
+            business_phones: vec![format!("+1 555 {:04}", 1000 + i % 9000)],
+            mobile_phone: (i % 3 == 0).then(|| format!("+1 555 {:04}", 5000 + i % 5000)),
+            business_address: Some(SeedAddress {
+                street: Some(format!("{} Main St", 10 + i % 90)),
+                city: Some(city.into()),
+                state: Some(state.into()),
+                country_or_region: Some("United States".into()),
+                postal_code: Some(postal.into()),
+            }),
+            business_home_page: Some(format!("https://www.{domain}")),
+            personal_notes: (i % 37 == 36).then(|| "Long note. ".repeat(46)[..500].to_owned()),
+            ..SeedContact::default()
+        };
+        // The same person filed twice: in another folder, with the same address.
+        if i % 29 == 28 && !out.is_empty() {
+            let earlier = &out[i / 2];
+            if !earlier.email_addresses.is_empty() {
+                c = SeedContact {
+                    folder: Some("Suppliers".into()),
+                    ..earlier.clone()
+                };
+                if earlier.folder.as_deref() == Some("Suppliers") {
+                    c.folder = None;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many contacts the default seed's generated address book of Contoso Support holds.
+pub const SUPPORT_ADDRESS_BOOK: usize = 300;
 
 impl Default for GraphSeed {
     fn default() -> Self {
@@ -630,7 +854,10 @@ impl Default for GraphSeed {
                     Some("Account Manager"),
                     "+1 555 0301",
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(generated_address_book(SUPPORT, SUPPORT_ADDRESS_BOOK))
+            .collect(),
             grants: vec![DelegateGrant {
                 mailbox: HELPDESK.into(),
                 delegate: "megan@contoso.test".into(),

@@ -120,13 +120,6 @@ impl Message {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Contact {
-    pub id: String,
-    pub created: DateTime<Utc>,
-    pub seed: crate::seed::SeedContact,
-}
-
 /// One entry of a mailbox's change log (drives delta).
 #[derive(Debug, Clone)]
 pub(crate) struct ChangeEvent {
@@ -143,7 +136,7 @@ pub(crate) struct Mailbox {
     pub user: SeedUser,
     pub folders: Vec<Folder>,
     pub messages: Vec<Message>,
-    pub contacts: Vec<Contact>,
+    pub book: crate::address_book::AddressBook,
     pub sent: Vec<crate::SentMail>,
     pub log: Vec<ChangeEvent>,
 }
@@ -235,6 +228,8 @@ pub(crate) struct State {
     pub limiters: HashMap<(String, String), Limiter>,
     /// Attachment upload sessions by session id.
     pub upload_sessions: HashMap<String, UploadSession>,
+    /// Contact delta rounds by token.
+    pub contact_deltas: crate::address_book::ContactDeltas,
 }
 
 /// A large attachment being uploaded to a draft (`createUploadSession`, then `PUT`s).
@@ -296,6 +291,7 @@ impl State {
             subscriptions: Vec::new(),
             limiters: HashMap::new(),
             upload_sessions: HashMap::new(),
+            contact_deltas: HashMap::new(),
         };
         for user in &seed.users {
             let root = make_id("AAMkAD", &format!("folder|{}|msgfolderroot", user.id));
@@ -317,7 +313,7 @@ impl State {
                 user: user.clone(),
                 folders,
                 messages: Vec::new(),
-                contacts: Vec::new(),
+                book: crate::address_book::AddressBook::new(&user.id),
                 sent: Vec::new(),
                 log: Vec::new(),
             });
@@ -347,16 +343,8 @@ impl State {
             let mb = state
                 .mailbox_index(&c.mailbox)
                 .ok_or_else(|| crate::GraphSandboxError::UnknownMailbox(c.mailbox.clone()))?;
-            let n = state.mailboxes[mb].contacts.len();
-            let id = make_id(
-                "AAMkAD",
-                &format!("contact|{}|{n}", state.mailboxes[mb].user.id),
-            );
-            state.mailboxes[mb].contacts.push(Contact {
-                id,
-                created: base,
-                seed: c.clone(),
-            });
+            let owner = state.mailboxes[mb].user.id.clone();
+            state.mailboxes[mb].book.add(&owner, c.clone(), base);
         }
         Ok(state)
     }

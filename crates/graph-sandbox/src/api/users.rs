@@ -124,9 +124,22 @@ pub(super) fn mailbox_route(
         )),
         ["messages", _, ..] => message_route(sb, req, g, mbid, None, &rest[1], &rest[2..]),
         ["sendmail"] if m == "POST" => send_mail(sb, req, g, mbid),
-        ["contacts"] if m == "GET" => list_contacts(sb, req, mbid),
+        ["contacts"] if m == "GET" => list_contacts(sb, req, mbid, None),
+        ["contacts", d] if is_delta(d) => Err(ApiError::bad(
+            "Change tracking is supported per contact folder: use /contactFolders/{id}/contacts/delta.",
+        )),
         ["contacts", _] if m == "GET" => get_contact(sb, req, mbid, &rest[1]),
-        [first, ..] if ["mailfolders", "messages", "sendmail", "contacts"].contains(first) => {
+        ["contactfolders"] if m == "GET" => list_contact_folders(sb, req, mbid, None),
+        ["contactfolders", _] if m == "GET" => get_contact_folder(sb, req, mbid, &rest[1]),
+        ["contactfolders", _, "childfolders"] if m == "GET" => {
+            list_contact_folders(sb, req, mbid, Some(&rest[1]))
+        }
+        ["contactfolders", _, "contacts"] if m == "GET" => list_contacts(sb, req, mbid, Some(&rest[1])),
+        ["contactfolders", _, "contacts", d] if m == "GET" && is_delta(d) => {
+            contacts_delta(sb, req, mbid, &rest[1])
+        }
+        ["contactfolders", _, "contacts", _] if m == "GET" => get_contact(sb, req, mbid, &rest[3]),
+        [first, ..] if ["mailfolders", "messages", "sendmail", "contacts", "contactfolders"].contains(first) => {
             Err(method_not_allowed(req))
         }
         [first, ..] => Err(ApiError::bad(&format!("Resource not found for the segment '{first}'."))),
