@@ -169,9 +169,35 @@ pub struct Contact {
     pub business_phones: Vec<String>,
     #[serde(default)]
     pub mobile_phone: Option<String>,
+    #[serde(default)]
+    pub parent_folder_id: Option<String>,
     /// All other fields (addresses, notes, …) for contact mappings.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// An Outlook contact folder. `parent_folder_id` of a top-level one is the default *Contacts*
+/// folder's id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactFolder {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub parent_folder_id: Option<String>,
+}
+
+/// One page of a contact folder's delta round.
+#[derive(Debug, Clone)]
+pub struct ContactDeltaPage {
+    /// Contacts added or changed (the whole folder in an initial round).
+    pub contacts: Vec<Contact>,
+    /// Ids reported with `@removed` (deleted, or moved to another folder).
+    pub removed_ids: Vec<String>,
+    /// A nextLink (more pages now) or the round's final deltaLink (store it).
+    pub next: DeltaCursor,
+    pub round_complete: bool,
 }
 
 /// A change-notification subscription.

@@ -982,3 +982,60 @@ async fn reply_drafts_carry_a_chosen_message_id_into_sent_items() {
         .unwrap_err();
     assert!(renamed.to_string().contains("sent message"), "{renamed}");
 }
+
+/// The address book through the client: every folder (nested ones too), each folder's
+/// contacts, and contact delta per folder — an unchanged folder costs one request; a change
+/// and a deletion come back in the next round.
+#[tokio::test]
+async fn contact_folders_contacts_and_contact_delta() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    let folders = graph.contact_folders().await.unwrap();
+    let mut names: Vec<&str> = folders.iter().map(|f| f.display_name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["Customers", "Key accounts", "Suppliers"]);
+    let default_id = graph
+        .probe_contacts()
+        .await
+        .unwrap()
+        .and_then(|c| c.parent_folder_id)
+        .unwrap();
+    let mut total = graph.contacts().await.unwrap().len();
+    for f in &folders {
+        total += graph.folder_contacts(Some(&f.id)).await.unwrap().len();
+    }
+    assert_eq!(total, sb.graph().contacts(SUPPORT).len());
+
+    let first = graph
+        .contact_delta_round(&default_id, &DeltaCursor::Initial)
+        .await
+        .unwrap();
+    assert!(first.round_complete);
+    assert_eq!(first.contacts.len(), graph.contacts().await.unwrap().len());
+    let collector = Collector::new();
+    let idle = mailroom_trace::with_sink(
+        collector.clone(),
+        graph.contact_delta_round(&default_id, &first.next),
+    )
+    .await
+    .unwrap();
+    assert!(idle.contacts.is_empty() && idle.removed_ids.is_empty());
+    assert_eq!(
+        collector.drain().len(),
+        1,
+        "an unchanged folder costs one request"
+    );
+
+    let changed = first.contacts[0].id.clone();
+    let deleted = first.contacts[1].id.clone();
+    sb.graph()
+        .update_contact(SUPPORT, &changed, |c| c.job_title = Some("Buyer".into()));
+    sb.graph().delete_contact(SUPPORT, &deleted);
+    let next = graph
+        .contact_delta_round(&default_id, &idle.next)
+        .await
+        .unwrap();
+    assert_eq!(next.contacts.len(), 1);
+    assert_eq!(next.contacts[0].job_title.as_deref(), Some("Buyer"));
+    assert_eq!(next.removed_ids, [deleted]);
+}

@@ -191,8 +191,18 @@ impl Core {
                     ),
                     Err(e) => ("failed", ConnectError::graph(&e, "me").to_string()),
                 },
-                "Contacts.Read" => match graph.contacts().await {
-                    Ok(c) => ("ok", format!("read {} contact(s)", c.len())),
+                "Contacts.Read" => match graph.probe_contacts().await {
+                    Ok(Some(c)) => (
+                        "ok",
+                        format!(
+                            "read the address book (first contact: {})",
+                            c.display_name.unwrap_or_default()
+                        ),
+                    ),
+                    Ok(None) => (
+                        "ok",
+                        "read the address book (its Contacts folder is empty)".to_string(),
+                    ),
                     Err(e) => ("failed", ConnectError::graph(&e, &shown).to_string()),
                 },
                 _ => (

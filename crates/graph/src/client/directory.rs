@@ -1,4 +1,4 @@
-//! The signed-in user, a user by UPN, and the mailbox's Outlook contacts.
+//! The signed-in user and a user by UPN.
 
 use super::error::GraphError;
 use super::transport::Call;
@@ -19,12 +19,5 @@ impl GraphClient {
             self.versioned(&["users", upn]),
         ))
         .await
-    }
-
-    /// All contacts of the default contacts folder (paged).
-    pub async fn contacts(&self) -> Result<Vec<Contact>, GraphError> {
-        let mut url = self.mailbox_url(&["contacts"]);
-        url.query_pairs_mut().append_pair("$top", "100");
-        self.paged(Call::new(http::Method::GET, url), None).await
     }
 }

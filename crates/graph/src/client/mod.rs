@@ -1,5 +1,6 @@
 //! The Microsoft Graph client for one mailbox.
 
+mod contacts;
 mod directory;
 mod error;
 mod messages;
