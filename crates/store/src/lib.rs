@@ -40,6 +40,7 @@ macro_rules! text_enum {
     };
 }
 
+pub mod contacts;
 mod data_dir;
 mod delta_cursor;
 pub mod inbound;
