@@ -6,6 +6,7 @@
 //!   keyring themselves.
 
 pub mod connect;
+pub mod contacts;
 pub mod engine;
 pub mod events;
 pub mod integration;

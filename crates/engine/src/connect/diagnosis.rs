@@ -152,7 +152,7 @@ impl ConnectError {
         }
     }
 
-    pub(super) fn graph(error: &GraphError, mailbox: &str) -> Self {
+    pub(crate) fn graph(error: &GraphError, mailbox: &str) -> Self {
         if let Some(identity) = &error.identity {
             return ConnectError::identity(identity);
         }

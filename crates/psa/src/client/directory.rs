@@ -4,6 +4,8 @@
 use super::PsaClient;
 use crate::error::PsaError;
 use crate::model::*;
+use reqwest::Method;
+use serde_json::{Map, Value};
 
 /// What "Test connection" found: who the API acts as and what it may do.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +96,45 @@ impl PsaClient {
     /// Creates a user (name, site and email at least).
     pub async fn create_user(&self, user: &NewUser) -> Result<User, PsaError> {
         self.post_one("Users", user).await
+    }
+
+    /// Every user as HaloPSA lists it (all its fields, as JSON), across pages.
+    pub async fn user_records(&self) -> Result<Vec<Map<String, Value>>, PsaError> {
+        self.get_paged("Users", "users", &[]).await
+    }
+
+    /// One user with every field (`GET /Users/{id}`), as JSON.
+    pub async fn user_record(&self, id: i64) -> Result<Map<String, Value>, PsaError> {
+        self.get_one(&format!("Users/{id}"), &[]).await
+    }
+
+    /// Creates or updates several users in one `POST /Users` (an element with `id` updates that
+    /// user). Returns what HaloPSA answered: every saved user, or only one when it answers a
+    /// list with a single object (reference §2: which it does is unconfirmed) — callers match
+    /// the answer to what they sent and read back what is missing.
+    pub async fn post_users(
+        &self,
+        users: &[Map<String, Value>],
+    ) -> Result<Vec<Map<String, Value>>, PsaError> {
+        let body = Value::Array(users.iter().cloned().map(Value::Object).collect());
+        let reply = self.call(Method::POST, "Users", &[], Some(&body)).await?;
+        let items = match reply {
+            Value::Array(items) => items,
+            Value::Object(_) => vec![reply],
+            Value::Null => Vec::new(),
+            other => {
+                return Err(PsaError::protocol(format!(
+                    "HaloPSA answered POST /api/Users with {other}, not users."
+                )))
+            }
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .collect())
     }
 
     /// All clients (customers), across pages.

