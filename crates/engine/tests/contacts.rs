@@ -150,3 +150,159 @@ async fn the_address_book_is_previewed_imported_on_the_right_sites_and_a_rerun_c
     assert_eq!(again.counts.unchanged as usize, c.create + c.update);
     assert_eq!(users_by_address(&h).len(), 2 + c.create);
 }
+
+#[tokio::test]
+async fn a_value_halopsa_refuses_fails_only_its_contact_and_nothing_is_created_twice() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let mut settings = ImportSettings {
+        default_site_id: Some(12),
+        ..ImportSettings::default()
+    };
+    // Notes into a text field of HaloPSA's usual width: the 500-character ones are refused.
+    settings
+        .mappings
+        .push(mailroom_engine::contacts::fields::FieldMapping {
+            outlook: "personalNotes".into(),
+            psa: "other1".into(),
+        });
+    core.set_contact_import_settings(settings).await.unwrap();
+    let long_notes =
+        h.sb.graph()
+            .contacts(SUPPORT)
+            .iter()
+            .filter(|c| {
+                c.contact
+                    .personal_notes
+                    .as_deref()
+                    .is_some_and(|n| n.len() > 255)
+            })
+            .count();
+    assert!(long_notes > 3);
+    let run = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.state, RunState::Finished);
+    let failed = core
+        .store()
+        .contact_import_rows(run.id, Some(ContactOutcome::Failed), 100, 0)
+        .await
+        .unwrap();
+    assert!(
+        !failed.is_empty() && failed.len() <= long_notes,
+        "{failed:?}"
+    );
+    for f in &failed {
+        let reason = f.reason.as_deref().unwrap();
+        assert!(
+            reason.contains("would be truncated") && reason.contains("other1"),
+            "{reason}"
+        );
+        let email = f.email.as_deref().unwrap();
+        assert!(
+            !users_by_address(&h).contains_key(email),
+            "{email} was created"
+        );
+    }
+    assert!(users_by_address(&h).values().all(|u| u.len() == 1));
+    let created = users_by_address(&h).len();
+
+    let again = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.counts.created, 0);
+    assert_eq!(again.counts.failed as usize, failed.len());
+    assert_eq!(users_by_address(&h).len(), created);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_between_batches_and_a_stopped_one_resumes_without_creating_twice() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    with_default_site(&core).await;
+
+    // Cancelled after the first batch of new users.
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let run = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            Some(Arc::new(move |p: ImportProgress| {
+                if p.counts.created > 0 {
+                    stop.cancel();
+                }
+            })),
+            cancel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.state, RunState::Cancelled);
+    assert_eq!(run.counts.created, 20, "one batch");
+    assert!(run.counts.done() < run.total);
+
+    // A stop in the middle of a batch: the run was running, an address was claimed and its
+    // user reached HaloPSA, but the answer never arrived.
+    let store = core.store();
+    let stopped = store
+        .start_contact_import(
+            &h.mailbox.id,
+            mailroom_store::contacts::ImportTrigger::Manual,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let preview = core.preview_contact_import(&h.mailbox.id).await.unwrap();
+    let next = preview
+        .contacts
+        .iter()
+        .find(|p| serde_json::to_value(p).unwrap()["action"] == "create")
+        .unwrap();
+    let email = next.email.clone().unwrap();
+    store
+        .claim_contact_email(&email, &h.mailbox.id, &next.contact_id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let landed = psa_for(&h.sb)
+        .create_user(&mailroom_psa::NewUser {
+            name: next.display_name.clone(),
+            site_id: next.site_id.unwrap(),
+            emailaddress: email.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.interrupt_contact_imports().await.unwrap(), 1);
+
+    let resumed = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resumed.id, stopped.id, "the interrupted run is resumed");
+    assert_eq!(resumed.state, RunState::Finished);
+    assert_eq!(users_by_address(&h)[&email].len(), 1);
+    assert_eq!(users_by_address(&h)[&email][0]["id"], landed.id);
+    assert!(
+        users_by_address(&h).values().all(|u| u.len() == 1),
+        "a user twice"
+    );
+    assert!(store.unsettled_contact_emails().await.unwrap().is_empty());
+    assert_eq!(resumed.counts.done(), resumed.total);
+}

@@ -207,6 +207,11 @@ pub struct HaloBehaviour {
     /// Emit date-times without the `Z` suffix, as .NET does for unspecified kinds (default
     /// false: RFC 3339 with `Z`, which is what the spec's `date-time` format requires).
     pub naive_datetimes: bool,
+    /// The longest value a user's text field takes ([U]: HaloPSA's columns are not in its
+    /// OpenAPI document; 255 is a common `nvarchar` width). `notes` is not limited.
+    pub user_field_max_chars: usize,
+    /// HaloPSA's answer to a value longer than its column ([U]: SQL Server's own message).
+    pub value_too_long_error: String,
 }
 
 impl Default for HaloBehaviour {
@@ -234,6 +239,8 @@ impl Default for HaloBehaviour {
             events: WebhookEvents::default(),
             webhook_timeout_secs: 30,
             naive_datetimes: false,
+            user_field_max_chars: 255,
+            value_too_long_error: "String or binary data would be truncated.".into(),
         }
     }
 }

@@ -483,6 +483,15 @@ impl State {
         match res {
             Res::Users => {
                 need_name(rec, "name", "Name")?;
+                let max = self.behaviour.user_field_max_chars;
+                if let Some((field, _)) = rec.iter().find(|(k, v)| {
+                    k.as_str() != "notes" && v.as_str().is_some_and(|t| t.chars().count() > max)
+                }) {
+                    return Err(business(format!(
+                        "{} (the value of {field} is longer than {max} characters)",
+                        self.behaviour.value_too_long_error
+                    )));
+                }
                 let Some(site_id) = int(rec, "site_id").filter(|s| *s > 0) else {
                     return Err(business("A Site must be selected for this User"));
                 };
