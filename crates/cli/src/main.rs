@@ -5,6 +5,7 @@
 mod bench;
 #[cfg(unix)]
 mod chaos;
+mod contacts;
 mod mailbox;
 mod mailbox_list;
 mod notify;
@@ -45,6 +46,9 @@ enum Command {
     /// Outgoing mail: agents' replies sent from the connected mailboxes.
     #[command(subcommand)]
     Outbound(outbound::OutboundCommand),
+    /// Contact imports: Outlook contacts into HaloPSA users.
+    #[command(subcommand)]
+    Contacts(contacts::ContactsCommand),
     /// Error notifications: digests of problems to chosen PSA agents.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
@@ -97,6 +101,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             subscription::run(&core, command).await
+        }
+        Command::Contacts(command) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            contacts::run(&core, command).await
         }
         Command::Notify(command) => {
             let core = open_core(&cli).await?;

@@ -38,7 +38,8 @@ pub enum OutboundCommand {
     },
 }
 
-async fn mailbox_id(core: &Core, key: &str) -> anyhow::Result<String> {
+/// The id of a mailbox named by name (any case) or id; the error lists the names.
+pub(crate) async fn mailbox_id(core: &Core, key: &str) -> anyhow::Result<String> {
     let mailboxes = core.mailboxes().await?;
     mailboxes
         .iter()
