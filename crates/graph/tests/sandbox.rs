@@ -1039,3 +1039,76 @@ async fn contact_folders_contacts_and_contact_delta() {
     assert_eq!(next.contacts[0].job_title.as_deref(), Some("Buyer"));
     assert_eq!(next.removed_ids, [deleted]);
 }
+
+/// Every folder's delta round continued together: an unchanged address book costs one
+/// `$batch` request; changes in two folders come back, each under its folder.
+#[tokio::test]
+async fn contact_delta_rounds_of_every_folder_in_one_batch() {
+    let sb = sandbox().await;
+    let graph = app_only_graph(&sb, SUPPORT);
+    let mut folders: Vec<String> = graph
+        .contact_folders()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    folders.push(
+        graph
+            .probe_contacts()
+            .await
+            .unwrap()
+            .and_then(|c| c.parent_folder_id)
+            .unwrap(),
+    );
+    let initial: Vec<(String, DeltaCursor)> = folders
+        .iter()
+        .map(|f| (f.clone(), DeltaCursor::Initial))
+        .collect();
+    let first = graph.contact_delta_rounds(&initial).await.unwrap();
+    let total: usize = first
+        .iter()
+        .map(|(_, r)| r.as_ref().unwrap().contacts.len())
+        .sum();
+    assert_eq!(total, sb.graph().contacts(SUPPORT).len());
+    let links: Vec<(String, DeltaCursor)> = first
+        .iter()
+        .map(|(f, r)| (f.clone(), r.as_ref().unwrap().next.clone()))
+        .collect();
+
+    let collector = Collector::new();
+    let idle = mailroom_trace::with_sink(collector.clone(), graph.contact_delta_rounds(&links))
+        .await
+        .unwrap();
+    assert_eq!(
+        collector.drain().len(),
+        1,
+        "an unchanged address book costs one request"
+    );
+    assert!(idle
+        .iter()
+        .all(|(_, r)| r.as_ref().unwrap().contacts.is_empty()));
+
+    let all = sb.graph().contacts(SUPPORT);
+    let in_a = &all[0];
+    let in_b = all.iter().find(|c| c.folder_id != in_a.folder_id).unwrap();
+    sb.graph()
+        .update_contact(SUPPORT, &in_a.id, |c| c.job_title = Some("Buyer".into()));
+    sb.graph().delete_contact(SUPPORT, &in_b.id);
+    let links: Vec<(String, DeltaCursor)> = idle
+        .iter()
+        .map(|(f, r)| (f.clone(), r.as_ref().unwrap().next.clone()))
+        .collect();
+    let changed = graph.contact_delta_rounds(&links).await.unwrap();
+    let of = |f: &str| {
+        changed
+            .iter()
+            .find(|(x, _)| x == f)
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap()
+    };
+    assert_eq!(of(&in_a.folder_id).contacts[0].id, in_a.id);
+    assert_eq!(of(&in_b.folder_id).removed_ids, [in_b.id.clone()]);
+}

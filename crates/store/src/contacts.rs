@@ -362,6 +362,27 @@ impl Store {
         .collect()
     }
 
+    /// The newest outcome recorded for a contact of a mailbox (its name and address when
+    /// Outlook reports it deleted and gives only its id).
+    pub async fn last_contact_row(
+        &self,
+        mailbox_id: &str,
+        contact_id: &str,
+    ) -> Result<Option<ImportRow>> {
+        sqlx::query(
+            "SELECT r.* FROM contact_import_rows r JOIN contact_import_runs u ON u.id = r.run_id
+             WHERE u.mailbox_id = ? AND r.contact_id = ? AND r.outcome != 'removed'
+             ORDER BY r.run_id DESC LIMIT 1",
+        )
+        .bind(mailbox_id)
+        .bind(contact_id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(row_from_row)
+        .transpose()
+    }
+
     /// The contacts a run has decided (a resumed run skips them).
     pub async fn decided_contacts(&self, run_id: i64) -> Result<HashSet<String>> {
         let ids: Vec<String> =
