@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::contacts::imports::ContactImports;
 use crate::events::{EngineEvent, EventBus, SyncStatus};
 use crate::pipeline::Pipeline;
 use crate::sync::{ScanReport, SyncOptions, SyncSupervisor};
@@ -57,6 +58,8 @@ pub struct EngineOptions {
     pub outbound_every: Duration,
     /// How often expiring credentials are looked for and due notification digests queued.
     pub problems_every: Duration,
+    /// How often the mailboxes' contact import schedules are looked at.
+    pub contact_schedule_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -71,6 +74,7 @@ impl Default for EngineOptions {
             integration_check_every: Duration::from_secs(3600),
             outbound_every: Duration::from_secs(5),
             problems_every: Duration::from_secs(60),
+            contact_schedule_every: Duration::from_secs(60),
         }
     }
 }
@@ -171,11 +175,14 @@ impl Engine {
             );
         }
         let (state, _) = watch::channel(EngineState::Starting);
+        let cancel = CancellationToken::new();
+        let imports = ContactImports::new(core.clone(), events.clone(), cancel.clone());
         let inner = Arc::new(Inner {
             core,
             events,
             options,
-            cancel: CancellationToken::new(),
+            imports,
+            cancel,
             state,
             refresh: Notify::new(),
             round: tokio::sync::Mutex::new(()),
@@ -209,6 +216,8 @@ struct Inner {
     core: Core,
     events: EventBus,
     options: EngineOptions,
+    /// Contact imports (started from the window or on schedule).
+    imports: Arc<ContactImports>,
     cancel: CancellationToken,
     state: watch::Sender<EngineState>,
     refresh: Notify,
@@ -255,6 +264,9 @@ impl Inner {
     /// The engine's task: the start-up rounds and the integration's checks, until cancelled.
     async fn supervise(self: Arc<Self>) {
         tokio::join!(
+            self.imports
+                .clone()
+                .schedule(self.options.contact_schedule_every),
             self.clone().bring_up_rounds(),
             self.clone().watch_integration(),
             self.clone().send_outbound_mail(),
@@ -687,6 +699,11 @@ impl EngineHandle {
             Some(s) => s.statuses(),
             None => Vec::new(),
         }
+    }
+
+    /// Contact imports: start, cancel, and what runs.
+    pub fn contact_imports(&self) -> &Arc<ContactImports> {
+        &self.inner.imports
     }
 
     /// The webhook receiver, when it runs.

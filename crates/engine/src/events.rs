@@ -77,6 +77,17 @@ pub enum EngineEvent {
         /// What failed (`renew: …`, `reauthorize: …`, `recreate: …`).
         detail: String,
     },
+    /// A contact import's progress (after each batch).
+    ContactImport {
+        progress: crate::contacts::run::ImportProgress,
+    },
+    /// A contact import ended (finished, cancelled, failed, or interrupted by a stop).
+    ContactImportDone {
+        mailbox_id: String,
+        run: Option<Box<mailroom_store::contacts::ImportRun>>,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
     /// A problem that needs someone was recorded (error notifications): the desktop shows it
     /// unless the admin turned desktop notifications off.
     NeedsAttention {

@@ -61,6 +61,9 @@ pub enum CoreError {
     /// A certificate could not be generated, read or used (the message says why and what to do).
     #[error("{0}")]
     Certificate(String),
+    /// The same work is already under way (an import of this mailbox runs).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// The closed set of error codes front ends switch on (never on message text).
@@ -109,6 +112,7 @@ impl CoreError {
             CoreError::Psa(_) => ErrorCode::PsaFailed,
             CoreError::NotConfigured(_) => ErrorCode::NotConfigured,
             CoreError::Certificate(_) => ErrorCode::CertificateInvalid,
+            CoreError::Busy(_) => ErrorCode::Conflict,
             CoreError::Webhook(e) => {
                 use webhooks::WebhookError as W;
                 match e {

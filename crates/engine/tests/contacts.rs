@@ -306,3 +306,212 @@ async fn a_cancelled_run_stops_between_batches_and_a_stopped_one_resumes_without
     assert!(store.unsettled_contact_emails().await.unwrap().is_empty());
     assert_eq!(resumed.counts.done(), resumed.total);
 }
+
+fn graph_requests(run: &mailroom_store::contacts::ImportRun) -> usize {
+    run.requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["service"] == "graph")
+        .count()
+}
+
+#[tokio::test]
+async fn a_scheduled_import_reads_only_what_changed_and_reports_deleted_contacts() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    with_default_site(&core).await;
+    let scheduled = RunOptions {
+        trigger: mailroom_store::contacts::ImportTrigger::Scheduled,
+        ..RunOptions::default()
+    };
+    let first = core
+        .run_contact_import(&h.mailbox.id, scheduled, None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(first.total as usize, h.sb.graph().contacts(SUPPORT).len());
+    assert!(first.counts.created > 200);
+
+    // Nothing changed: one Graph request, HaloPSA not read.
+    let idle = core
+        .run_contact_import(&h.mailbox.id, scheduled, None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(idle.total, 0);
+    assert_eq!(graph_requests(&idle), 1, "{}", idle.requests);
+    assert!(
+        idle.requests.as_array().unwrap().iter().all(|r| r["service"] != "psa"),
+        "no PSA request: {}",
+        idle.requests
+    );
+
+    // One changed, one added, one deleted.
+    let contacts = h.sb.graph().contacts(SUPPORT);
+    let changed = contacts
+        .iter()
+        .find(|c| {
+            c.contact
+                .email_addresses
+                .first()
+                .is_some_and(|(_, a)| a.ends_with("@northwind.test"))
+        })
+        .unwrap();
+    h.sb.graph().update_contact(SUPPORT, &changed.id, |c| {
+        c.job_title = Some("Chief Buyer".into())
+    });
+    let deleted = contacts
+        .iter()
+        .find(|c| {
+            c.id != changed.id
+                && c.contact
+                    .email_addresses
+                    .first()
+                    .is_some_and(|(_, a)| a.ends_with("@fabrikam.test") && a.contains('.'))
+        })
+        .unwrap();
+    let deleted_address = deleted.contact.email_addresses[0].1.to_lowercase();
+    h.sb.graph().delete_contact(SUPPORT, &deleted.id);
+    h.sb.graph()
+        .add_contact(mailroom_graph_sandbox::SeedContact {
+            mailbox: SUPPORT.into(),
+            folder: Some("Suppliers".into()),
+            display_name: "Ana Novak".into(),
+            email_addresses: vec![("Ana Novak".into(), "ana.novak@northwind.test".into())],
+            ..Default::default()
+        })
+        .unwrap();
+    let third = core
+        .run_contact_import(&h.mailbox.id, scheduled, None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(third.total, 3, "{:?}", third.counts);
+    assert_eq!(
+        (
+            third.counts.updated,
+            third.counts.created,
+            third.counts.removed
+        ),
+        (1, 1, 1)
+    );
+    let removed = core
+        .store()
+        .contact_import_rows(third.id, Some(ContactOutcome::Removed), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(removed[0].email.as_deref(), Some(deleted_address.as_str()));
+    assert!(
+        removed[0].reason.as_deref().unwrap().contains("is kept"),
+        "{:?}",
+        removed[0].reason
+    );
+    assert_eq!(
+        users_by_address(&h)[&deleted_address].len(),
+        1,
+        "never deleted in HaloPSA"
+    );
+    let by_address = users_by_address(&h);
+    assert_eq!(
+        by_address["ana.novak@northwind.test"][0]["site_id"].as_f64(),
+        Some(11.0)
+    );
+}
+
+#[tokio::test]
+async fn imports_run_in_the_background_one_per_mailbox_and_on_their_schedule() {
+    use mailroom_engine::contacts::imports::{ContactImports, ContactSchedule};
+    use mailroom_engine::events::{EngineEvent, EventBus};
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    with_default_site(&core).await;
+    let bus = EventBus::new();
+    let mut rx = bus.subscribe();
+    let imports = ContactImports::new(core.clone(), bus.clone(), CancellationToken::new());
+    imports
+        .start(
+            &h.mailbox.id,
+            mailroom_store::contacts::ImportTrigger::Manual,
+        )
+        .unwrap();
+    let again = imports
+        .start(
+            &h.mailbox.id,
+            mailroom_store::contacts::ImportTrigger::Manual,
+        )
+        .unwrap_err();
+    assert!(again.to_string().contains("already running"), "{again}");
+    let mut progress = 0;
+    let done = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            EngineEvent::ContactImport { .. } => progress += 1,
+            EngineEvent::ContactImportDone { run, error, .. } => break (run, error),
+            _ => {}
+        }
+    };
+    assert!(progress > 3);
+    assert_eq!(done.1, None);
+    assert_eq!(done.0.unwrap().state, RunState::Finished);
+
+    // The schedule: off by default; on, due at once, then not until the interval passed.
+    let now = chrono::Utc::now();
+    assert!(!core.contact_import_due(&h.mailbox.id, now).await.unwrap());
+    let bad = core
+        .set_contact_schedule(
+            &h.mailbox.id,
+            ContactSchedule {
+                enabled: true,
+                every_minutes: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("Import every 5 to 10080 minutes"),
+        "{bad}"
+    );
+    core.set_contact_schedule(
+        &h.mailbox.id,
+        ContactSchedule {
+            enabled: true,
+            every_minutes: 30,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(core.contact_import_due(&h.mailbox.id, now).await.unwrap());
+    let scheduler = tokio::spawn(
+        imports
+            .clone()
+            .schedule(std::time::Duration::from_millis(100)),
+    );
+    let scheduled = loop {
+        if let EngineEvent::ContactImportDone { run, .. } =
+            tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            break run.unwrap();
+        }
+    };
+    assert_eq!(
+        scheduled.trigger,
+        mailroom_store::contacts::ImportTrigger::Scheduled
+    );
+    assert_eq!(scheduled.counts.created, 0);
+    assert!(!core
+        .contact_import_due(&h.mailbox.id, chrono::Utc::now())
+        .await
+        .unwrap());
+    assert!(core
+        .contact_import_due(
+            &h.mailbox.id,
+            chrono::Utc::now() + chrono::Duration::minutes(31)
+        )
+        .await
+        .unwrap());
+    scheduler.abort();
+}

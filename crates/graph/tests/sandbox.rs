@@ -1110,5 +1110,8 @@ async fn contact_delta_rounds_of_every_folder_in_one_batch() {
             .unwrap()
     };
     assert_eq!(of(&in_a.folder_id).contacts[0].id, in_a.id);
-    assert_eq!(of(&in_b.folder_id).removed_ids, std::slice::from_ref(&in_b.id));
+    assert_eq!(
+        of(&in_b.folder_id).removed_ids,
+        std::slice::from_ref(&in_b.id)
+    );
 }

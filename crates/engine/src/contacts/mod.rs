@@ -4,6 +4,7 @@
 //! - [`fields`]: the Outlook and HaloPSA fields, the default mappings and their checks.
 //! - [`plan`]: the decisions (create / update / unchanged / skipped), without I/O — the preview.
 //! - [`run`]: carrying a plan out in batches, with progress, cancellation, claims and resume.
+//! - [`imports`]: imports in the running engine's background, and each mailbox's schedule.
 //!
 //! Invariants: one HaloPSA user per address — an address is claimed in the store before a user
 //! is created for it, and a claim left without an answer is settled by reading HaloPSA again
@@ -11,6 +12,7 @@
 //! PSA; a PSA user is only ever changed in mapped fields whose value differs.
 
 pub mod fields;
+pub mod imports;
 pub mod plan;
 pub mod run;
 
@@ -117,6 +119,66 @@ pub async fn read_address_book(
         }
     }
     Ok(book)
+}
+
+/// What changed in the address book since the stored delta links (a scheduled import).
+#[derive(Debug, Clone, Default)]
+pub struct AddressBookChanges {
+    /// Contacts added or changed (every contact of a folder read from scratch).
+    pub changed: Vec<SourceContact>,
+    /// Ids of contacts deleted (or moved out of a folder and not into another one read).
+    pub removed: Vec<String>,
+    /// The delta link of each folder, to store once the run is done.
+    pub cursors: Vec<(String, String)>,
+}
+
+/// Continues every folder's delta round from `stored` (one `$batch` request when nothing
+/// changed); without stored links, lists the folders and reads each from scratch. A folder
+/// whose link expired is read from scratch; one that no longer exists is dropped.
+pub async fn read_address_book_changes(
+    graph: &GraphClient,
+    stored: &[(String, String)],
+) -> Result<AddressBookChanges, mailroom_graph::GraphError> {
+    use mailroom_graph::{DeltaCursor, GraphErrorKind};
+    let cursors: Vec<(String, DeltaCursor)> = if stored.is_empty() {
+        let folders = graph.contact_folders().await?;
+        let default = match graph.probe_contacts().await? {
+            Some(c) => c.parent_folder_id,
+            None => folders.first().and_then(|f| f.parent_folder_id.clone()),
+        };
+        default
+            .into_iter()
+            .chain(folders.into_iter().map(|f| f.id))
+            .map(|id| (id, DeltaCursor::Initial))
+            .collect()
+    } else {
+        stored
+            .iter()
+            .map(|(f, l)| (f.clone(), DeltaCursor::Link(l.clone())))
+            .collect()
+    };
+    let mut out = AddressBookChanges::default();
+    for (folder, round) in graph.contact_delta_rounds(&cursors).await? {
+        let round = match round {
+            Err(e) if e.kind == GraphErrorKind::SyncStateNotFound => {
+                graph
+                    .contact_delta_round(&folder, &DeltaCursor::Initial)
+                    .await?
+            }
+            Err(e) if e.kind == GraphErrorKind::NotFound => continue,
+            other => other?,
+        };
+        out.changed
+            .extend(round.contacts.into_iter().map(|c| to_source(c, "")));
+        out.removed.extend(round.removed_ids);
+        if let DeltaCursor::Link(link) = round.next {
+            out.cursors.push((folder, link));
+        }
+    }
+    // A contact moved between folders is removed from one and added to the other.
+    out.removed
+        .retain(|id| !out.changed.iter().any(|c| c.id == *id));
+    Ok(out)
 }
 
 /// `Customers/Key accounts` for a nested folder.

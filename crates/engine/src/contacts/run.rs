@@ -23,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::fields::{psa_user_fields, validate_mappings};
 use super::plan::{plan, text_of, Action, Planned};
-use super::{complete_matched_users, read_address_book, read_psa_directory};
+use super::{
+    complete_matched_users, read_address_book, read_address_book_changes, read_psa_directory,
+    AddressBookChanges,
+};
 use crate::connect::ConnectError;
 use crate::{Core, CoreError};
 
@@ -48,7 +51,7 @@ impl Default for RunOptions {
 }
 
 /// Where a run is, after each batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImportProgress {
     pub run_id: i64,
     pub mailbox_id: String,
@@ -430,18 +433,36 @@ impl Core {
         };
         let decided = store.decided_contacts(run.id).await?;
         let run_requests = Collector::new();
+        let scheduled = run.trigger == ImportTrigger::Scheduled;
         let read = mailroom_trace::with_sink(run_requests.clone(), async {
             let graph = self.graph_client_for(&mailbox).await?;
-            let book = read_address_book(&graph)
-                .await
-                .map_err(|e| ConnectError::graph(&e, &mailbox.name))?;
+            let graph_failed =
+                |e: mailroom_graph::GraphError| ConnectError::graph(&e, &mailbox.name);
+            let changes = if scheduled {
+                let stored = store.contact_delta_cursors(mailbox_id).await?;
+                read_address_book_changes(&graph, &stored)
+                    .await
+                    .map_err(graph_failed)?
+            } else {
+                AddressBookChanges {
+                    changed: read_address_book(&graph)
+                        .await
+                        .map_err(graph_failed)?
+                        .contacts,
+                    ..AddressBookChanges::default()
+                }
+            };
+            if changes.changed.is_empty() {
+                // Nothing to match: HaloPSA is not read at all.
+                return Ok::<_, CoreError>((changes, None));
+            }
             let psa = self.psa_client().await?;
             let mut directory = read_psa_directory(&psa).await?;
-            complete_matched_users(&psa, &mut directory, &book.contacts, &settings).await?;
-            Ok::<_, CoreError>((book, psa, directory))
+            complete_matched_users(&psa, &mut directory, &changes.changed, &settings).await?;
+            Ok((changes, Some((psa, directory))))
         })
         .await;
-        let (book, psa, directory) = match read {
+        let (changes, reached) = match read {
             Ok(r) => r,
             Err(e) => {
                 store
@@ -455,6 +476,34 @@ impl Core {
                     .await?;
                 return Err(e);
             }
+        };
+        let removed_rows = self
+            .removed_rows(mailbox_id, &changes.removed, &decided)
+            .await?;
+        let total_removed = changes.removed.len() as i64;
+        let Some((psa, directory)) = reached else {
+            store
+                .set_contact_import_total(run.id, total_removed)
+                .await?;
+            store.record_contact_rows(run.id, &removed_rows).await?;
+            for (folder, link) in &changes.cursors {
+                store
+                    .set_contact_delta_cursor(mailbox_id, folder, link, Utc::now())
+                    .await?;
+            }
+            return Ok(store
+                .finish_contact_import(
+                    run.id,
+                    RunState::Finished,
+                    None,
+                    &exchanges_json(run_requests.drain()),
+                    Utc::now(),
+                )
+                .await?);
+        };
+        let book = super::AddressBook {
+            contacts: changes.changed.clone(),
+            folders: 0,
         };
         // Claims a stop left unanswered: HaloPSA's list, just read, says what exists.
         for email in store.unsettled_contact_emails().await? {
@@ -476,13 +525,9 @@ impl Core {
             &directory.sites,
             &settings,
         );
-        store
-            .set_contact_import_total(run.id, planned.len() as i64)
-            .await?;
-        let run = ImportRun {
-            total: planned.len() as i64,
-            ..run
-        };
+        let total = planned.len() as i64 + total_removed;
+        store.set_contact_import_total(run.id, total).await?;
+        let run = ImportRun { total, ..run };
         let counts = store
             .contact_import_run(run.id)
             .await?
@@ -501,9 +546,17 @@ impl Core {
             .iter()
             .filter(|p| !decided.contains(&p.contact_id))
             .collect();
+        runner.record(removed_rows).await?;
         let outcome = runner
             .carry_out(&todo, options.batch_size.max(1), &cancel)
             .await;
+        if matches!(outcome, Ok(true)) {
+            for (folder, link) in &changes.cursors {
+                store
+                    .set_contact_delta_cursor(mailbox_id, folder, link, Utc::now())
+                    .await?;
+            }
+        }
         let (state, error) = match &outcome {
             Ok(true) => (RunState::Finished, None),
             Ok(false) => (RunState::Cancelled, None),
@@ -520,6 +573,41 @@ impl Core {
             .await?;
         runner.report();
         outcome.map(|_| run)
+    }
+}
+
+impl Core {
+    /// Rows for contacts Outlook reports deleted: named from their last outcome; the HaloPSA
+    /// user is kept.
+    async fn removed_rows(
+        &self,
+        mailbox_id: &str,
+        removed: &[String],
+        decided: &std::collections::HashSet<String>,
+    ) -> Result<Vec<ImportRow>, CoreError> {
+        let mut rows = Vec::new();
+        for id in removed.iter().filter(|id| !decided.contains(*id)) {
+            let last = self.store().last_contact_row(mailbox_id, id).await?;
+            let user = last.as_ref().and_then(|r| r.psa_user_id);
+            rows.push(ImportRow {
+                contact_id: id.clone(),
+                display_name: last
+                    .as_ref()
+                    .map_or_else(|| "(a contact)".into(), |r| r.display_name.clone()),
+                email: last.as_ref().and_then(|r| r.email.clone()),
+                outcome: ContactOutcome::Removed,
+                reason: Some(match user {
+                    Some(u) => format!("Deleted in Outlook; HaloPSA user {u} is kept"),
+                    None => "Deleted in Outlook".into(),
+                }),
+                psa_user_id: user,
+                site_id: last.as_ref().and_then(|r| r.site_id),
+                changes: json!([]),
+                requests: json!([]),
+                at: Utc::now(),
+            });
+        }
+        Ok(rows)
     }
 }
 
