@@ -220,8 +220,11 @@ pub async fn connect_demo_tenant(core: &Core, sandbox: &Sandbox) -> Result<(), S
         ))
         .await
         .map_err(|e| e.to_string())?;
+    // Support's contacts are imported too: its sign-in asks for Contacts.Read.
+    let mut support_settings = settings.clone();
+    support_settings["contact_import"] = serde_json::json!(true);
     core.store()
-        .set_mailbox_settings(&support.id, &settings)
+        .set_mailbox_settings(&support.id, &support_settings)
         .await
         .map_err(|e| e.to_string())?;
     let (url, authorization) = core

@@ -88,7 +88,8 @@ async fn a_mailbox_has_incoming_contact_imports_and_inbound_log_tabs() {
                 .unwrap();
             assert!(s.text("#incoming-panel").await.contains("Not connected"));
             s.find("#tab-contacts").await.click().await.unwrap();
-            assert!(s.text("#empty-contacts").await.contains("Contacts.Read"));
+            s.wait_text("#contacts-permission", "Contacts.Read.Shared")
+                .await;
             s.find("#tab-log").await.click().await.unwrap();
             assert!(s
                 .text("#empty-inbound-log")

@@ -4,6 +4,7 @@
 
 import * as backend from './backend.js';
 import { confirmDialog, emptyState, h, toast } from './dom.js';
+import { contactImportsPanel } from './contact-imports.js';
 import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
 import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
@@ -163,14 +164,7 @@ function mailboxView(route) {
 function mailboxTab(mailbox, tab) {
   switch (tab) {
     case 'contacts':
-      return emptyState({
-        id: 'empty-contacts',
-        title: t('No contact imports yet'),
-        body: [
-          t('Import Outlook contacts from this mailbox as PSA users. Add field mappings first (Outlook field → PSA user field), then run an import.'),
-          t('The app registration needs the Contacts.Read permission for this.'),
-        ],
-      });
+      return contactImportsPanel(mailbox, state.mailboxes);
     case 'log':
       return inboundLogPanel(mailbox, state.mailboxes);
     case 'outbound':

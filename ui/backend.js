@@ -56,6 +56,15 @@ export const notificationsSet = (settings) => call('notifications_set', { settin
 export const notificationsAgents = () => call('notifications_agents');
 export const notificationsRecent = () => call('notifications_recent');
 export const notificationsTest = () => call('notifications_test');
+// Contact imports (ui/contact-imports.js).
+export const contactsSetup = (mailboxId) => call('contacts_setup', { mailboxId });
+export const contactsSettingsSet = (settings) => call('contacts_settings_set', { settings });
+export const contactsScheduleSet = (mailboxId, schedule) => call('contacts_schedule_set', { mailboxId, schedule });
+export const contactsPreview = (mailboxId) => call('contacts_preview', { mailboxId });
+export const contactsImportStart = (mailboxId) => call('contacts_import_start', { mailboxId });
+export const contactsImportCancel = (mailboxId) => call('contacts_import_cancel', { mailboxId });
+export const contactsRuns = (mailboxId = null) => call('contacts_runs', { mailboxId });
+export const contactsRunRows = (runId, outcome = null) => call('contacts_run_rows', { runId, outcome });
 // Outgoing mail (ui/outbound-log.js).
 export const outboundList = (mailboxId = null) => call('outbound_list', { mailboxId });
 export const outboundAttempts = (id) => call('outbound_attempts', { id });

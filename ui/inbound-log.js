@@ -4,6 +4,7 @@
 // All text goes through textContent (dom.js `h`).
 
 import * as backend from './backend.js';
+import { contactImportLog } from './contact-imports.js';
 import { h, toast } from './dom.js';
 import { N_, locale, t, tx, verbatim } from './i18n.js';
 import { notificationsSection } from './notifications.js';
@@ -60,6 +61,15 @@ function applyStatus(status) {
   engine.dropped = status.dropped_notifications ?? 0;
   for (const s of status.mailboxes) engine.statuses.set(s.mailbox_id, s);
   for (const listener of listeners) listener([{ type: 'engine', ...status.state }]);
+}
+
+/** Calls `listener` with each batch of live events while `el` is in the document. */
+export function onEngineEvents(el, listener) {
+  const wrapped = (events) => {
+    if (!el.isConnected) { listeners.delete(wrapped); return; }
+    listener(events);
+  };
+  listeners.add(wrapped);
 }
 
 /** Subscribes to live events and reads the engine's state once (at start-up). */
@@ -566,6 +576,7 @@ export function monitoringPanel(mailboxes) {
     parts.push(subscriptionEventsPanel(mailboxes));
     parts.push(logPanel({ mailbox: null, mailboxes }));
     parts.push(outboundSection(mailboxes));
+    parts.push(contactImportLog(null, mailboxes).el);
     parts.push(notificationsSection(mailboxes));
     parts.push(receiverSettings());
     body.replaceChildren(...parts);

@@ -340,7 +340,11 @@ async fn a_scheduled_import_reads_only_what_changed_and_reports_deleted_contacts
     assert_eq!(idle.total, 0);
     assert_eq!(graph_requests(&idle), 1, "{}", idle.requests);
     assert!(
-        idle.requests.as_array().unwrap().iter().all(|r| r["service"] != "psa"),
+        idle.requests
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["service"] != "psa"),
         "no PSA request: {}",
         idle.requests
     );

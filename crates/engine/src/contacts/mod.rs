@@ -245,7 +245,51 @@ async fn complete_matched_users(
     Ok(())
 }
 
+/// A Graph failure while reading the address book, in the admin's terms: a refused read
+/// names the permission and where to grant it.
+pub(crate) fn address_book_error(
+    e: mailroom_graph::GraphError,
+    mailbox: &mailroom_store::Mailbox,
+) -> CoreError {
+    use mailroom_store::MailboxMethod;
+    if e.kind != mailroom_graph::GraphErrorKind::AccessDenied {
+        return ConnectError::graph(&e, &mailbox.name).into();
+    }
+    let fix = match (mailbox.method, mailbox.shared_mailbox.is_some()) {
+        (MailboxMethod::Webhook, _) => "add the application permission Contacts.Read to the app registration and grant admin consent",
+        (MailboxMethod::Scan, true) => "add the delegated permission Contacts.Read.Shared to the app registration, then Authorize again on the Incoming tab (the signed-in user needs access to the shared mailbox)",
+        (MailboxMethod::Scan, false) => "add the delegated permission Contacts.Read to the app registration, then Authorize again on the Incoming tab",
+    };
+    CoreError::NotConfigured(format!(
+        "Microsoft 365 refused to read {}'s contacts ({}). To import contacts, {fix}.",
+        mailbox.name, e.message
+    ))
+}
+
 impl Core {
+    /// Marks a mailbox as one contacts are imported from: its sign-in asks for the contacts
+    /// permission and *Test connection* checks it.
+    pub async fn mark_contact_import(&self, mailbox_id: &str) -> Result<(), CoreError> {
+        let mailbox = self.store().mailbox(mailbox_id).await?;
+        if mailbox
+            .settings
+            .get("contact_import")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Ok(());
+        }
+        let mut settings = match mailbox.settings {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        settings.insert("contact_import".into(), Value::Bool(true));
+        self.store()
+            .set_mailbox_settings(mailbox_id, &Value::Object(settings))
+            .await?;
+        Ok(())
+    }
+
     /// The import settings (the defaults until saved).
     pub async fn contact_import_settings(&self) -> Result<ImportSettings, CoreError> {
         Ok(self
@@ -294,11 +338,12 @@ impl Core {
         let settings = self.contact_import_settings().await?;
         validate_mappings(&settings.mappings, &psa_user_fields())
             .map_err(CoreError::InvalidInput)?;
+        self.mark_contact_import(mailbox_id).await?;
         let mailbox = self.store().mailbox(mailbox_id).await?;
         let graph = self.graph_client_for(&mailbox).await?;
         let book = read_address_book(&graph)
             .await
-            .map_err(|e| ConnectError::graph(&e, &mailbox.name))?;
+            .map_err(|e| address_book_error(e, &mailbox))?;
         let psa = self.psa_client().await?;
         let mut directory = read_psa_directory(&psa).await?;
         complete_matched_users(&psa, &mut directory, &book.contacts, &settings).await?;

@@ -24,10 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::fields::{psa_user_fields, validate_mappings};
 use super::plan::{plan, text_of, Action, Planned};
 use super::{
-    complete_matched_users, read_address_book, read_address_book_changes, read_psa_directory,
-    AddressBookChanges,
+    address_book_error, complete_matched_users, read_address_book, read_address_book_changes,
+    read_psa_directory, AddressBookChanges,
 };
-use crate::connect::ConnectError;
 use crate::{Core, CoreError};
 
 /// Users sent in one `POST /Users`.
@@ -419,6 +418,7 @@ impl Core {
         let settings = self.contact_import_settings().await?;
         validate_mappings(&settings.mappings, &psa_user_fields())
             .map_err(CoreError::InvalidInput)?;
+        self.mark_contact_import(mailbox_id).await?;
         let mailbox = store.mailbox(mailbox_id).await?;
         let run = match store.interrupted_contact_import(mailbox_id).await? {
             Some(run) => {
@@ -436,8 +436,7 @@ impl Core {
         let scheduled = run.trigger == ImportTrigger::Scheduled;
         let read = mailroom_trace::with_sink(run_requests.clone(), async {
             let graph = self.graph_client_for(&mailbox).await?;
-            let graph_failed =
-                |e: mailroom_graph::GraphError| ConnectError::graph(&e, &mailbox.name);
+            let graph_failed = |e: mailroom_graph::GraphError| address_book_error(e, &mailbox);
             let changes = if scheduled {
                 let stored = store.contact_delta_cursors(mailbox_id).await?;
                 read_address_book_changes(&graph, &stored)
