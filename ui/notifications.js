@@ -12,6 +12,7 @@ const KINDS = [
   ['subscription_lost', N_('A webhook mailbox\'s Graph subscription was lost')],
   ['credential_expiring', N_('A mailbox\'s secret or certificate expires soon')],
   ['psa_unreachable', N_('HaloPSA cannot be reached')],
+  ['contacts_failed', N_('A contact import failed')],
 ];
 
 /** The problems recorded lately. */

@@ -448,6 +448,7 @@ export default {
   'Endpoints': 'Endpunkte',
 
   // Contact imports (ui/contact-imports.js).
+  'A contact import failed': 'Ein Kontaktimport ist fehlgeschlagen',
   'create': 'anlegen',
   'update': 'aktualisieren',
   'unchanged': 'unverändert',

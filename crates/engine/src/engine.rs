@@ -319,6 +319,29 @@ impl Inner {
                             fix: "Open Mailroom and use Authorize on the mailbox's Incoming tab.".into(),
                         });
                     }
+                    Ok(EngineEvent::ContactImportDone { mailbox_id, run, error }) => {
+                        let failed = run.as_ref().map_or(0, |r| r.counts.failed);
+                        if error.is_some() || failed > 0 {
+                            let name = self
+                                .core
+                                .store()
+                                .mailbox(&mailbox_id)
+                                .await
+                                .map(|m| m.name)
+                                .unwrap_or_else(|_| mailbox_id.clone());
+                            problems.push(Problem {
+                                kind: "contacts_failed",
+                                key: format!("contacts_failed:{mailbox_id}:{}", chrono::Utc::now().format("%Y-%m-%d")),
+                                mailbox_id: Some(mailbox_id),
+                                title: format!("{name}: contacts were not imported"),
+                                detail: match error {
+                                    Some(e) => format!("The import stopped: {e}"),
+                                    None => format!("{failed} contact(s) failed; the import log says why for each."),
+                                },
+                                fix: "Open the mailbox's Contact imports tab, fix what the import log names, then Import contacts again (nothing is created twice).".into(),
+                            });
+                        }
+                    }
                     Ok(EngineEvent::SubscriptionFailed { mailbox_id, detail }) => {
                         let name = self
                             .core

@@ -30,6 +30,7 @@ pub const KINDS: &[&str] = &[
     "subscription_lost",
     "credential_expiring",
     "psa_unreachable",
+    "contacts_failed",
 ];
 
 /// An agent who gets the digests.
@@ -55,6 +56,8 @@ pub struct NotifyOn {
     pub expiring_days: i64,
     /// Mailroom cannot sign in to the PSA.
     pub psa_unreachable: bool,
+    /// A contact import failed, or some of its contacts did.
+    pub contacts_failed: bool,
 }
 
 impl Default for NotifyOn {
@@ -66,6 +69,7 @@ impl Default for NotifyOn {
             credential_expiring: true,
             expiring_days: 14,
             psa_unreachable: true,
+            contacts_failed: true,
         }
     }
 }
@@ -79,6 +83,7 @@ impl NotifyOn {
             "subscription_lost" => &mut self.subscription_lost,
             "credential_expiring" => &mut self.credential_expiring,
             "psa_unreachable" => &mut self.psa_unreachable,
+            "contacts_failed" => &mut self.contacts_failed,
             _ => return None,
         };
         *flag = on;
@@ -93,6 +98,7 @@ impl NotifyOn {
             "subscription_lost" => self.subscription_lost,
             "credential_expiring" => self.credential_expiring,
             "psa_unreachable" => self.psa_unreachable,
+            "contacts_failed" => self.contacts_failed,
             _ => true,
         }
     }

@@ -461,7 +461,10 @@ async fn imports_run_in_the_background_one_per_mailbox_and_on_their_schedule() {
 
     // The schedule: off by default; on, due at once, then not until the interval passed.
     let now = chrono::Utc::now();
-    assert!(!core.contact_import_due(&h.mailbox.id, now).await.unwrap());
+    assert_eq!(
+        core.contact_import_due(&h.mailbox.id, now).await.unwrap(),
+        None
+    );
     let bad = core
         .set_contact_schedule(
             &h.mailbox.id,
@@ -485,7 +488,10 @@ async fn imports_run_in_the_background_one_per_mailbox_and_on_their_schedule() {
     )
     .await
     .unwrap();
-    assert!(core.contact_import_due(&h.mailbox.id, now).await.unwrap());
+    assert_eq!(
+        core.contact_import_due(&h.mailbox.id, now).await.unwrap(),
+        Some(mailroom_store::contacts::ImportTrigger::Scheduled)
+    );
     let scheduler = tokio::spawn(
         imports
             .clone()
@@ -506,16 +512,96 @@ async fn imports_run_in_the_background_one_per_mailbox_and_on_their_schedule() {
         mailroom_store::contacts::ImportTrigger::Scheduled
     );
     assert_eq!(scheduled.counts.created, 0);
-    assert!(!core
-        .contact_import_due(&h.mailbox.id, chrono::Utc::now())
-        .await
-        .unwrap());
+    assert_eq!(
+        core.contact_import_due(&h.mailbox.id, chrono::Utc::now())
+            .await
+            .unwrap(),
+        None
+    );
     assert!(core
         .contact_import_due(
             &h.mailbox.id,
             chrono::Utc::now() + chrono::Duration::minutes(31)
         )
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     scheduler.abort();
+}
+
+#[tokio::test]
+async fn a_run_halopsa_fails_mid_import_is_retried_with_back_off_and_finishes_without_duplicates() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    with_default_site(&core).await;
+    // HaloPSA fails the fourth POST of new users (a server error: never retried for a POST,
+    // since it may have saved them) and the run stops there.
+    h.sb.faults()
+        .add(
+            mailroom_sandbox::FaultRule::fail_next(
+                mailroom_sandbox::Service::Psa,
+                "/api/Users",
+                1,
+                500,
+            )
+            .with_method("POST")
+            .after(4),
+        )
+        .unwrap();
+    let failed = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(failed.to_string().contains("500"), "{failed}");
+    let run = core
+        .store()
+        .contact_import_runs(Some(&h.mailbox.id), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(run.state, RunState::Failed);
+    assert!(
+        run.counts.created > 0 && run.counts.done() < run.total,
+        "{:?}",
+        run.counts
+    );
+
+    // Retried after a minute, then after two.
+    let at = run.finished_at.unwrap();
+    assert_eq!(
+        core.contact_import_due(&h.mailbox.id, at).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        core.contact_import_due(&h.mailbox.id, at + chrono::Duration::seconds(61))
+            .await
+            .unwrap(),
+        Some(mailroom_store::contacts::ImportTrigger::Manual)
+    );
+
+    let done = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, RunState::Finished);
+    assert!(
+        users_by_address(&h).values().all(|u| u.len() == 1),
+        "a user twice"
+    );
+    assert_eq!(
+        core.contact_import_due(&h.mailbox.id, chrono::Utc::now())
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -1,6 +1,6 @@
 //! Imports in the background of the running engine: started from the window (one at a time
 //! per mailbox), cancelled from it, started on each mailbox's schedule, their progress
-//! published as [`EngineEvent::ContactImport`]. A stop of the engine drops an import where it
+//! published as [`EngineEvent::ContactImport`]; a failed import is tried again with back-off. A stop of the engine drops an import where it
 //! is (its run is marked interrupted and resumed by the next import of that mailbox; an
 //! address claimed mid-request is settled from HaloPSA's list then).
 
@@ -72,28 +72,51 @@ impl Core {
         Ok(schedule)
     }
 
-    /// Whether a mailbox's scheduled import is due at `now`: on, and its last scheduled run
-    /// started at least the interval ago (or never ran).
+    /// Whether an import of the mailbox is due at `now`, and with which trigger: a run that
+    /// failed (HaloPSA or Microsoft 365 unreachable, throttled past the wait) is tried again
+    /// after 1, 2, 4 … up to 60 minutes, at most [`IMPORT_RETRIES`] times, as email processing
+    /// is; otherwise the schedule's import when it is on and its interval has passed since the
+    /// last scheduled run started.
     pub async fn contact_import_due(
         &self,
         mailbox_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, CoreError> {
+    ) -> Result<Option<ImportTrigger>, CoreError> {
+        let runs = self
+            .store()
+            .contact_import_runs(Some(mailbox_id), 50)
+            .await?;
+        let failed_in_a_row = runs
+            .iter()
+            .take_while(|r| matches!(r.state, RunState::Failed | RunState::Interrupted))
+            .count();
+        if let Some(last) = runs.first().filter(|_| failed_in_a_row > 0) {
+            if failed_in_a_row > IMPORT_RETRIES {
+                // Given up until the admin starts one or the schedule comes round.
+            } else {
+                let wait =
+                    chrono::Duration::minutes((1i64 << (failed_in_a_row - 1).min(6)).min(60));
+                let since = last.finished_at.unwrap_or(last.started_at);
+                return Ok((now - since >= wait).then_some(last.trigger));
+            }
+        }
         let schedule = self.contact_schedule(mailbox_id).await?;
         if !schedule.enabled {
-            return Ok(false);
+            return Ok(None);
         }
-        let last = self
-            .store()
-            .contact_import_runs(Some(mailbox_id), 20)
-            .await?
+        let last = runs
             .into_iter()
             .find(|r| r.trigger == ImportTrigger::Scheduled);
-        Ok(last.is_none_or(|r| {
+        let due = last.is_none_or(|r| {
             now - r.started_at >= chrono::Duration::minutes(schedule.every_minutes.into())
-        }))
+        });
+        Ok(due.then_some(ImportTrigger::Scheduled))
     }
 }
+
+/// How often a failed import is tried again before Mailroom waits for the admin or the
+/// schedule.
+pub const IMPORT_RETRIES: usize = 6;
 
 /// The engine's contact imports.
 pub struct ContactImports {
@@ -238,10 +261,10 @@ impl ContactImports {
                     continue;
                 }
                 match self.core.contact_import_due(&m.id, Utc::now()).await {
-                    Ok(true) => {
-                        let _ = self.start(&m.id, ImportTrigger::Scheduled);
+                    Ok(Some(trigger)) => {
+                        let _ = self.start(&m.id, trigger);
                     }
-                    Ok(false) => {}
+                    Ok(None) => {}
                     Err(e) => tracing::warn!(mailbox = %m.name, "contact schedule unreadable: {e}"),
                 }
             }
