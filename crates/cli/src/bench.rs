@@ -40,6 +40,8 @@ enum BenchKind {
     Chaos(crate::chaos::ChaosArgs),
     /// Webhook mode: N emails delivered one at a time; notification → ticket latency.
     Webhook(WebhookArgs),
+    /// A contact import of N contacts under the PSA's rate limit (needs a keyring).
+    Contacts(crate::bench_contacts::ContactsArgs),
 }
 
 #[derive(clap::Args)]
@@ -115,6 +117,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.kind {
         BenchKind::Backlog(a) => backlog(a).await,
         BenchKind::Webhook(a) => webhook(a).await,
+        BenchKind::Contacts(a) => crate::bench_contacts::contacts(a).await,
         #[cfg(unix)]
         BenchKind::Chaos(a) => crate::chaos::chaos(a).await,
     }

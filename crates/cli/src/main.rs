@@ -3,6 +3,7 @@
 //! Each subcommand group lives in its own module; this file only parses and dispatches.
 
 mod bench;
+mod bench_contacts;
 #[cfg(unix)]
 mod chaos;
 mod contacts;

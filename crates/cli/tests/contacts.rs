@@ -145,3 +145,33 @@ async fn mappings_settings_dry_run_and_an_import_that_a_second_run_leaves_alone(
     );
     common::forget_secrets(&core, &mailbox);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contacts_benchmark_reports_its_figures_and_no_user_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailroom(
+        dir.path(),
+        &[
+            "bench",
+            "contacts",
+            "--contacts",
+            "60",
+            "--latency-ms",
+            "1",
+            "--json",
+        ],
+    )
+    .await;
+    let report = json(&out);
+    assert_eq!(report["contacts"], 60);
+    assert_eq!(report["duplicates"], 0);
+    assert_eq!(report["second"]["created"], 0);
+    assert!(report["first"]["created"].as_i64().unwrap() > 40);
+    assert!(
+        report["first"]["psa_requests_per_contact"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(report["first"]["contacts_per_second"].as_f64().unwrap() > 0.0);
+}
