@@ -322,6 +322,11 @@ pub async fn run(core: &Core, command: &ContactsCommand) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
+            // One engine per data directory: the app (or `mailroom run`) imports from its own
+            // window; a run a stopped process left is taken up again under the lock.
+            let _lock =
+                mailroom_store::DataDirLock::acquire(core.data_dir(), "mailroom contacts import")?;
+            core.store().interrupt_contact_imports().await?;
             let cancel = CancellationToken::new();
             let on_ctrl_c = cancel.clone();
             tokio::spawn(async move {

@@ -131,6 +131,9 @@ struct Runner<'a> {
     started: Instant,
     decided_here: i64,
     counts: ImportCounts,
+    /// Addresses whose users a stopped process created without hearing back, found in
+    /// HaloPSA when this run started: their contacts count as created.
+    settled: std::collections::HashSet<String>,
 }
 
 impl Runner<'_> {
@@ -505,6 +508,7 @@ impl Core {
             folders: 0,
         };
         // Claims a stop left unanswered: HaloPSA's list, just read, says what exists.
+        let mut settled = std::collections::HashSet::new();
         for email in store.unsettled_contact_emails().await? {
             match directory
                 .users
@@ -514,6 +518,7 @@ impl Core {
                 Some(u) => {
                     let id = u.get("id").and_then(Value::as_i64).unwrap_or_default();
                     store.link_contact_email(&email, id, Utc::now()).await?;
+                    settled.insert(email);
                 }
                 None => store.release_contact_email(&email).await?,
             }
@@ -540,6 +545,7 @@ impl Core {
             progress,
             started: Instant::now(),
             decided_here: 0,
+            settled,
         };
         let todo: Vec<&Planned> = planned
             .iter()
@@ -629,6 +635,17 @@ impl Runner<'_> {
                     None,
                     json!([]),
                 )),
+                Action::Unchanged { user_id, .. }
+                    if p.email.as_ref().is_some_and(|e| self.settled.contains(e)) =>
+                {
+                    rows.push(row(
+                        p,
+                        ContactOutcome::Created,
+                        Some("Created before Mailroom stopped; found in HaloPSA".into()),
+                        Some(*user_id),
+                        json!([]),
+                    ))
+                }
                 Action::Unchanged { user_id, note } => rows.push(row(
                     p,
                     ContactOutcome::Unchanged,
