@@ -62,10 +62,11 @@ pub async fn contacts_setup(
         },
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
+    let (psa_fields, _) = core.contact_psa_fields().await;
     Ok(ContactsSetup {
         settings: core.contact_import_settings().await?,
         outlook_fields: CONTACT_FIELDS,
-        psa_fields: core.contact_psa_fields(),
+        psa_fields,
         sites,
         sites_error,
         schedule: core.contact_schedule(&mailbox_id).await?,

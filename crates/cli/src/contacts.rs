@@ -139,7 +139,10 @@ pub async fn run(core: &Core, command: &ContactsCommand) -> anyhow::Result<()> {
     match command {
         ContactsCommand::Mappings(MappingsCommand::Show { json }) => {
             let settings = core.contact_import_settings().await?;
-            let psa_fields = core.contact_psa_fields();
+            let (psa_fields, unread) = core.contact_psa_fields().await;
+            if let Some(why) = unread {
+                eprintln!("HaloPSA's custom fields could not be read: {why}");
+            }
             if *json {
                 println!(
                     "{}",

@@ -605,3 +605,95 @@ async fn a_run_halopsa_fails_mid_import_is_retried_with_back_off_and_finishes_wi
         None
     );
 }
+
+#[tokio::test]
+async fn custom_fields_halopsa_exposes_are_mapping_targets() {
+    use mailroom_engine::contacts::fields::FieldMapping;
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let (fields, unread) = core.contact_psa_fields().await;
+    assert_eq!(unread, None);
+    let cost = fields
+        .iter()
+        .find(|f| f.key == "custom:CFCostCentre")
+        .unwrap();
+    assert_eq!(cost.custom_id, Some(171));
+    assert!(cost.label.contains("Cost centre"));
+
+    let mut settings = ImportSettings {
+        default_site_id: Some(12),
+        ..ImportSettings::default()
+    };
+    settings.mappings.push(FieldMapping {
+        outlook: "officeLocation".into(),
+        psa: "custom:CFCostCentre".into(),
+    });
+    let mut gone = settings.clone();
+    gone.mappings.push(FieldMapping {
+        outlook: "businessHomePage".into(),
+        psa: "custom:CFRetired".into(),
+    });
+    let refused = core.set_contact_import_settings(gone).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("no user field 'custom:CFRetired'"),
+        "{refused}"
+    );
+    core.set_contact_import_settings(settings).await.unwrap();
+
+    let run = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.counts.failed, 0);
+    let contact =
+        h.sb.graph()
+            .contacts(SUPPORT)
+            .into_iter()
+            .find(|c| {
+                c.contact.office_location.is_some()
+                    && c.contact
+                        .email_addresses
+                        .first()
+                        .is_some_and(|(_, a)| a.ends_with("@northwind.test"))
+            })
+            .unwrap();
+    let address = contact.contact.email_addresses[0].1.to_lowercase();
+    let user = &users_by_address(&h)[&address][0];
+    let value = user["customfields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "CFCostCentre")
+        .unwrap()["value"]
+        .clone();
+    assert_eq!(value, contact.contact.office_location.clone().unwrap());
+
+    // Changed in Outlook: updated in HaloPSA's custom field; the rest unchanged.
+    h.sb.graph().update_contact(SUPPORT, &contact.id, |c| {
+        c.office_location = Some("Building 42".into())
+    });
+    let again = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.counts.updated, again.counts.created),
+        (1, 0),
+        "{:?}",
+        again.counts
+    );
+    let user = &users_by_address(&h)[&address][0];
+    assert!(user["customfields"].to_string().contains("Building 42"));
+}

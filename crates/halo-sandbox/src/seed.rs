@@ -275,6 +275,10 @@ pub struct HaloSeed {
     pub tabs: Vec<Value>,
     /// Certificates with private keys, for webhook signing.
     pub certificates: Vec<SeedCertificate>,
+    /// The custom fields users have (`CustomField`: id, name, label, characterlimit): a
+    /// single user's read lists each with its value; lists leave them out ([U]: which lists
+    /// carry them). Set through `customfields: [{id | name, value}]` in `POST /Users`.
+    pub user_custom_fields: Vec<Value>,
     /// Id given to the first ticket created through the API.
     pub first_ticket_id: i64,
     /// Defaults applied to new tickets that do not name them.
@@ -369,6 +373,10 @@ impl Default for HaloSeed {
             tickets: Vec::new(),
             tabs: Vec::new(),
             certificates: Vec::new(),
+            user_custom_fields: vec![
+                json!({"id": 171, "name": "CFCostCentre", "label": "Cost centre", "type": 0, "characterlimit": 20, "usage": 2}),
+                json!({"id": 172, "name": "CFLinkedIn", "label": "LinkedIn profile", "type": 0, "characterlimit": 200, "usage": 2}),
+            ],
             first_ticket_id: 1000,
             default_tickettype_id: 1,
             default_status_id: 1,

@@ -136,20 +136,48 @@ pub enum FieldKind {
     SiteName,
 }
 
-/// A HaloPSA user field (`Users` schema) a mapping can write.
+/// A HaloPSA user field (`Users` schema) a mapping can write. A custom field's key is
+/// `custom:<name>` and it carries HaloPSA's id for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PsaUserField {
     pub key: String,
     pub label: String,
     pub kind: FieldKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_id: Option<i64>,
 }
+
+/// The key prefix of custom fields.
+pub const CUSTOM_PREFIX: &str = "custom:";
 
 fn field(key: &str, label: &str, kind: FieldKind) -> PsaUserField {
     PsaUserField {
         key: key.into(),
         label: label.into(),
         kind,
+        custom_id: None,
     }
+}
+
+/// The custom fields a user record lists (`customfields: [{id, name, label}]`), as mapping
+/// targets.
+pub fn custom_fields_of(user: &serde_json::Map<String, Value>) -> Vec<PsaUserField> {
+    user.get("customfields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let name = f.get("name")?.as_str()?;
+            let id = f.get("id")?.as_f64()? as i64;
+            let label = f.get("label").and_then(Value::as_str).unwrap_or(name);
+            Some(PsaUserField {
+                key: format!("{CUSTOM_PREFIX}{name}"),
+                label: format!("{label} (custom)"),
+                kind: FieldKind::Text,
+                custom_id: Some(id),
+            })
+        })
+        .collect()
 }
 
 /// The built-in HaloPSA user fields (from the `Users` schema of the PSA's OpenAPI document).

@@ -201,18 +201,34 @@ fn folder_path(
     names.join("/")
 }
 
-/// What the import reads from HaloPSA: its users (indexed by address) and sites.
+/// What the import reads from HaloPSA: its users (indexed by address), sites and the user
+/// fields a mapping can write.
 pub struct PsaDirectory {
     pub users: UserIndex,
     pub sites: Vec<Site>,
+    pub fields: Vec<PsaUserField>,
 }
 
-/// Reads HaloPSA's users and sites; a matched user whose listed record lacks a mapped field is
-/// read whole before it is compared.
+/// Reads HaloPSA's users and sites, and the user fields (custom ones from a user's record).
 pub async fn read_psa_directory(psa: &PsaClient) -> Result<PsaDirectory, mailroom_psa::PsaError> {
     let sites = psa.list_sites(None).await?;
+    let fields = read_psa_fields(psa).await?;
     let users = UserIndex::new(psa.user_records().await?);
-    Ok(PsaDirectory { users, sites })
+    Ok(PsaDirectory {
+        users,
+        sites,
+        fields,
+    })
+}
+
+/// The HaloPSA user fields a mapping can write: the `Users` schema's, and the custom fields
+/// one user's record lists (`GET /Users/{id}`; HaloPSA has no users yet: none).
+pub async fn read_psa_fields(psa: &PsaClient) -> Result<Vec<PsaUserField>, mailroom_psa::PsaError> {
+    let mut fields = psa_user_fields();
+    if let Some(id) = psa.any_user_id().await? {
+        fields.extend(fields::custom_fields_of(&psa.user_record(id).await?));
+    }
+    Ok(fields)
 }
 
 /// Reads in whole the users an update is planned for because their listed record lacks a
@@ -224,16 +240,25 @@ async fn complete_matched_users(
     contacts: &[SourceContact],
     settings: &ImportSettings,
 ) -> Result<(), mailroom_psa::PsaError> {
-    let first = plan(contacts, &directory.users, &directory.sites, settings);
+    let first = plan(
+        contacts,
+        &directory.users,
+        &directory.sites,
+        settings,
+        &directory.fields,
+    );
     let mut incomplete: Vec<i64> = Vec::new();
     for p in &first {
-        let plan::Action::Update { user_id, changes } = &p.action else {
+        let plan::Action::Update {
+            user_id, changes, ..
+        } = &p.action
+        else {
             continue;
         };
         let listed = directory.users.matching(&p.addresses);
         if listed
             .first()
-            .is_some_and(|u| changes.iter().any(|c| !u.contains_key(&c.field)))
+            .is_some_and(|u| changes.iter().any(|c| !plan::has_field(u, &c.field)))
         {
             incomplete.push(*user_id);
         }
@@ -299,9 +324,14 @@ impl Core {
             .unwrap_or_default())
     }
 
-    /// The HaloPSA user fields a mapping can write.
-    pub fn contact_psa_fields(&self) -> Vec<PsaUserField> {
-        psa_user_fields()
+    /// The HaloPSA user fields a mapping can write, read live (custom fields included);
+    /// the `Users` schema's alone, with why, when HaloPSA cannot be read.
+    pub async fn contact_psa_fields(&self) -> (Vec<PsaUserField>, Option<String>) {
+        let read = async { Ok::<_, CoreError>(read_psa_fields(&self.psa_client().await?).await?) };
+        match read.await {
+            Ok(fields) => (fields, None),
+            Err(e) => (psa_user_fields(), Some(e.to_string())),
+        }
     }
 
     /// Saves the import settings after checking them (mappings, excluded domains).
@@ -309,8 +339,23 @@ impl Core {
         &self,
         settings: ImportSettings,
     ) -> Result<ImportSettings, CoreError> {
-        validate_mappings(&settings.mappings, &psa_user_fields())
-            .map_err(CoreError::InvalidInput)?;
+        // Checked against HaloPSA's fields; while HaloPSA cannot be read, a custom field is
+        // taken on trust (the import checks it again against HaloPSA).
+        let (mut known, unread) = self.contact_psa_fields().await;
+        if unread.is_some() {
+            for m in &settings.mappings {
+                if m.psa.starts_with(fields::CUSTOM_PREFIX) && !known.iter().any(|f| f.key == m.psa)
+                {
+                    known.push(PsaUserField {
+                        key: m.psa.clone(),
+                        label: m.psa.clone(),
+                        kind: fields::FieldKind::Text,
+                        custom_id: None,
+                    });
+                }
+            }
+        }
+        validate_mappings(&settings.mappings, &known).map_err(CoreError::InvalidInput)?;
         let mut settings = settings;
         let mut domains = Vec::new();
         for d in &settings.excluded_domains {
@@ -336,8 +381,6 @@ impl Core {
     /// written anywhere.
     pub async fn preview_contact_import(&self, mailbox_id: &str) -> Result<Preview, CoreError> {
         let settings = self.contact_import_settings().await?;
-        validate_mappings(&settings.mappings, &psa_user_fields())
-            .map_err(CoreError::InvalidInput)?;
         self.mark_contact_import(mailbox_id).await?;
         let mailbox = self.store().mailbox(mailbox_id).await?;
         let graph = self.graph_client_for(&mailbox).await?;
@@ -346,12 +389,15 @@ impl Core {
             .map_err(|e| address_book_error(e, &mailbox))?;
         let psa = self.psa_client().await?;
         let mut directory = read_psa_directory(&psa).await?;
+        validate_mappings(&settings.mappings, &directory.fields)
+            .map_err(CoreError::InvalidInput)?;
         complete_matched_users(&psa, &mut directory, &book.contacts, &settings).await?;
         let contacts = plan(
             &book.contacts,
             &directory.users,
             &directory.sites,
             &settings,
+            &directory.fields,
         );
         Ok(Preview {
             mailbox_id: mailbox_id.to_string(),

@@ -8,7 +8,7 @@ use mailroom_psa::Site;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::fields::{contact_value, psa_user_fields, FieldKind};
+use super::fields::{contact_value, FieldKind, PsaUserField, CUSTOM_PREFIX};
 use super::ImportSettings;
 
 /// A contact as read from Outlook: its id, the folder it is in, and Graph's JSON.
@@ -49,10 +49,11 @@ pub enum Action {
     Create {
         fields: Map<String, Value>,
     },
-    /// The PSA user with these changes.
+    /// The PSA user with these changes (`fields`: what is posted with its id).
     Update {
         user_id: i64,
         changes: Vec<Change>,
+        fields: Map<String, Value>,
     },
     Unchanged {
         user_id: i64,
@@ -88,6 +89,55 @@ pub struct UserIndex {
 }
 
 const USER_EMAIL_FIELDS: [&str; 3] = ["emailaddress", "email2", "email3"];
+
+/// A user field's value as text; `custom:<name>` reads the custom field of that name.
+pub fn field_text(record: &Map<String, Value>, key: &str) -> Option<String> {
+    let Some(name) = key.strip_prefix(CUSTOM_PREFIX) else {
+        return text_of(record, key);
+    };
+    let field = record
+        .get("customfields")?
+        .as_array()?
+        .iter()
+        .find(|f| f.get("name").and_then(Value::as_str) == Some(name))?;
+    match field.get("value")? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether a listed record carries `key` at all (a list may leave fields out).
+pub fn has_field(record: &Map<String, Value>, key: &str) -> bool {
+    if key.starts_with(CUSTOM_PREFIX) {
+        record.contains_key("customfields")
+    } else {
+        record.contains_key(key)
+    }
+}
+
+/// The body of a `POST /Users` for these field values: custom fields as
+/// `customfields: [{id, value}]`, the others by name.
+fn body_of(values: &[(String, String)], fields: &[PsaUserField]) -> Map<String, Value> {
+    let mut body = Map::new();
+    let mut custom = Vec::new();
+    for (key, value) in values {
+        match fields
+            .iter()
+            .find(|f| f.key == *key)
+            .and_then(|f| f.custom_id)
+        {
+            Some(id) => custom.push(serde_json::json!({"id": id, "value": value})),
+            None => {
+                body.insert(key.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    if !custom.is_empty() {
+        body.insert("customfields".into(), Value::Array(custom));
+    }
+    body
+}
 
 pub fn text_of(record: &Map<String, Value>, key: &str) -> Option<String> {
     match record.get(key)? {
@@ -197,11 +247,10 @@ pub fn plan(
     users: &UserIndex,
     sites: &[Site],
     settings: &ImportSettings,
+    fields: &[PsaUserField],
 ) -> Vec<Planned> {
-    let kinds: HashMap<String, FieldKind> = psa_user_fields()
-        .into_iter()
-        .map(|f| (f.key, f.kind))
-        .collect();
+    let kinds: HashMap<String, FieldKind> =
+        fields.iter().map(|f| (f.key.clone(), f.kind)).collect();
     let mut claimed: HashMap<String, String> = HashMap::new();
     let excluded: Vec<String> = settings
         .excluded_domains
@@ -224,32 +273,44 @@ pub fn plan(
                     reason: String::new(),
                 },
             };
-            planned.action = decide(
-                c,
-                &mut planned,
+            let context = Context {
                 users,
                 sites,
                 settings,
-                &kinds,
-                &excluded,
-                &mut claimed,
-            );
+                kinds: &kinds,
+                fields,
+                excluded: &excluded,
+            };
+            planned.action = decide(c, &mut planned, &context, &mut claimed);
             planned
         })
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every decision reads.
+struct Context<'a> {
+    users: &'a UserIndex,
+    sites: &'a [Site],
+    settings: &'a ImportSettings,
+    kinds: &'a HashMap<String, FieldKind>,
+    fields: &'a [PsaUserField],
+    excluded: &'a [String],
+}
+
 fn decide(
     c: &SourceContact,
     planned: &mut Planned,
-    users: &UserIndex,
-    sites: &[Site],
-    settings: &ImportSettings,
-    kinds: &HashMap<String, FieldKind>,
-    excluded: &[String],
+    cx: &Context<'_>,
     claimed: &mut HashMap<String, String>,
 ) -> Action {
+    let Context {
+        users,
+        sites,
+        settings,
+        kinds,
+        fields,
+        excluded,
+    } = *cx;
     let skip = |reason: String| Action::Skip { reason };
     // The mapped values, and the addresses among them.
     let mut values: Vec<(String, FieldKind, String)> = Vec::new();
@@ -326,10 +387,10 @@ fn decide(
         let changes: Vec<Change> = values
             .iter()
             .filter(|(_, kind, _)| *kind != FieldKind::SiteName)
-            .filter_map(|(field, _, to)| {
-                let from = text_of(user, field);
+            .filter_map(|(field, kind, to)| {
+                let from = field_text(user, field);
                 let same = from.as_deref().is_some_and(|f| {
-                    if kinds.get(field) == Some(&FieldKind::Email) {
+                    if *kind == FieldKind::Email {
                         f.eq_ignore_ascii_case(to)
                     } else {
                         f == to
@@ -348,7 +409,15 @@ fn decide(
                 note: None,
             }
         } else {
-            Action::Update { user_id, changes }
+            let posted: Vec<(String, String)> = changes
+                .iter()
+                .map(|c| (c.field.clone(), c.to.clone()))
+                .collect();
+            Action::Update {
+                user_id,
+                fields: body_of(&posted, fields),
+                changes,
+            }
         };
     }
     // A new user: its site by name (a `site` mapping), by email domain, else the default.
@@ -378,16 +447,17 @@ fn decide(
     };
     planned.site_id = Some(site.id);
     planned.site_name = site.name.clone();
-    let mut fields = Map::new();
-    for (field, kind, value) in &values {
-        if *kind != FieldKind::SiteName {
-            fields.insert(field.clone(), Value::String(value.clone()));
-        }
+    let mut posted: Vec<(String, String)> = values
+        .iter()
+        .filter(|(_, kind, _)| *kind != FieldKind::SiteName)
+        .map(|(field, _, value)| (field.clone(), value.clone()))
+        .collect();
+    if !posted.iter().any(|(k, _)| k == "name") {
+        posted.push(("name".into(), planned.display_name.clone()));
     }
-    if !fields.contains_key("name") {
-        fields.insert("name".into(), Value::String(planned.display_name.clone()));
-    }
-    fields.insert("emailaddress".into(), Value::String(primary));
+    posted.retain(|(k, _)| k != "emailaddress");
+    posted.push(("emailaddress".into(), primary));
+    let mut fields = body_of(&posted, fields);
     fields.insert("site_id".into(), Value::from(site.id));
     Action::Create { fields }
 }
@@ -403,7 +473,7 @@ fn folder_label(folder: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contacts::fields::default_mappings;
+    use crate::contacts::fields::{default_mappings, psa_user_fields};
     use serde_json::json;
 
     fn site(id: i64, name: &str, domain: &str) -> Site {
@@ -463,6 +533,7 @@ mod tests {
             &UserIndex::default(),
             &sites(),
             &settings(),
+            &psa_user_fields(),
         );
         let sites: Vec<Option<i64>> = out.iter().map(|p| p.site_id).collect();
         assert_eq!(sites, [Some(10), Some(11), Some(12)]);
@@ -483,8 +554,12 @@ mod tests {
             &users,
             &sites(),
             &settings(),
+            &psa_user_fields(),
         );
-        let Action::Update { user_id, changes } = &out[0].action else {
+        let Action::Update {
+            user_id, changes, ..
+        } = &out[0].action
+        else {
             panic!("{:?}", out[0].action)
         };
         assert_eq!(*user_id, 100);
@@ -502,6 +577,7 @@ mod tests {
             &users,
             &sites(),
             &settings(),
+            &psa_user_fields(),
         );
         assert_eq!(
             out[0].action,
@@ -523,6 +599,7 @@ mod tests {
             &users,
             &sites(),
             &off,
+            &psa_user_fields(),
         );
         assert!(matches!(
             out[0].action,
@@ -554,6 +631,7 @@ mod tests {
             &users,
             &sites(),
             &none_default,
+            &psa_user_fields(),
         );
         let reasons: Vec<String> = out
             .iter()

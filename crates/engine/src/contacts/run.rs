@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::fields::{psa_user_fields, validate_mappings};
+use super::fields::validate_mappings;
 use super::plan::{plan, text_of, Action, Planned};
 use super::{
     address_book_error, complete_matched_users, read_address_book, read_address_book_changes,
@@ -173,12 +173,11 @@ impl Runner<'_> {
         let body: Vec<Map<String, Value>> = batch
             .iter()
             .filter_map(|p| match &p.action {
-                Action::Update { user_id, changes } => {
-                    let mut m = Map::new();
+                Action::Update {
+                    user_id, fields, ..
+                } => {
+                    let mut m = fields.clone();
                     m.insert("id".into(), json!(user_id));
-                    for c in changes {
-                        m.insert(c.field.clone(), json!(c.to));
-                    }
                     Some(m)
                 }
                 _ => None,
@@ -193,7 +192,9 @@ impl Runner<'_> {
                     .iter()
                     .map(|p| {
                         let (user, changes) = match &p.action {
-                            Action::Update { user_id, changes } => (*user_id, json!(changes)),
+                            Action::Update {
+                                user_id, changes, ..
+                            } => (*user_id, json!(changes)),
                             _ => unreachable!("only updates are batched here"),
                         };
                         ImportRow {
@@ -214,7 +215,9 @@ impl Runner<'_> {
             Err(e) => {
                 let p = batch[0];
                 let (user, changes) = match &p.action {
-                    Action::Update { user_id, changes } => (*user_id, json!(changes)),
+                    Action::Update {
+                        user_id, changes, ..
+                    } => (*user_id, json!(changes)),
                     _ => unreachable!("only updates are batched here"),
                 };
                 let failed = ImportRow {
@@ -419,8 +422,6 @@ impl Core {
     ) -> Result<ImportRun, CoreError> {
         let store = self.store();
         let settings = self.contact_import_settings().await?;
-        validate_mappings(&settings.mappings, &psa_user_fields())
-            .map_err(CoreError::InvalidInput)?;
         self.mark_contact_import(mailbox_id).await?;
         let mailbox = store.mailbox(mailbox_id).await?;
         let run = match store.interrupted_contact_import(mailbox_id).await? {
@@ -460,6 +461,8 @@ impl Core {
             }
             let psa = self.psa_client().await?;
             let mut directory = read_psa_directory(&psa).await?;
+            validate_mappings(&settings.mappings, &directory.fields)
+                .map_err(CoreError::InvalidInput)?;
             complete_matched_users(&psa, &mut directory, &changes.changed, &settings).await?;
             Ok((changes, Some((psa, directory))))
         })
@@ -528,6 +531,7 @@ impl Core {
             &directory.users,
             &directory.sites,
             &settings,
+            &directory.fields,
         );
         let total = planned.len() as i64 + total_removed;
         store.set_contact_import_total(run.id, total).await?;

@@ -76,6 +76,8 @@ pub(crate) struct State {
     pub attachment_bytes: HashMap<i64, Vec<u8>>,
     pub signers: HashMap<i64, SigningCert>,
     pub deliveries: Vec<WebhookDelivery>,
+    /// The custom fields of users (definitions).
+    pub user_custom_fields: Vec<Value>,
 }
 
 /// Reads an integer, also from a double (`Users.site_id`, `Site.client_id` are doubles).
@@ -161,6 +163,7 @@ impl State {
             attachment_bytes: HashMap::new(),
             signers: HashMap::new(),
             deliveries: Vec::new(),
+            user_custom_fields: seed.user_custom_fields.clone(),
         };
         let seed_caller = Caller {
             client_id: String::new(),

@@ -68,6 +68,29 @@ impl State {
                     .collect();
                 out.insert("attachments".into(), Value::Array(atts));
             }
+            Res::Users if detail => {
+                let stored = rec.get("customfields").and_then(Value::as_array);
+                let fields: Vec<Value> = self
+                    .user_custom_fields
+                    .iter()
+                    .map(|def| {
+                        let mut f = def.clone();
+                        let value = stored
+                            .into_iter()
+                            .flatten()
+                            .find(|v| v.get("id") == def.get("id"))
+                            .and_then(|v| v.get("value").cloned())
+                            .unwrap_or(Value::Null);
+                        f["value"] = value.clone();
+                        f["display"] = value;
+                        f
+                    })
+                    .collect();
+                out.insert("customfields".into(), Value::Array(fields));
+            }
+            Res::Users => {
+                out.remove("customfields");
+            }
             _ => {}
         }
         debug_assert!(out.keys().all(|k| has_prop(res.schema(), k)));

@@ -54,6 +54,58 @@ impl State {
         Ok((out, events))
     }
 
+    /// A user's custom field values after a write: each posted `{id | name, value}` must name
+    /// one of the users' custom fields and keep to its character limit ([U]: HaloPSA's exact
+    /// message); values not posted are kept.
+    fn merge_user_custom_fields(
+        &self,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Result<Value, ApiError> {
+        let mut values: Vec<Value> = old.and_then(Value::as_array).cloned().unwrap_or_default();
+        for item in new.as_array().into_iter().flatten() {
+            let def = self
+                .user_custom_fields
+                .iter()
+                .find(|d| {
+                    (item
+                        .get("id")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|id| id > 0)
+                        && d.get("id") == item.get("id"))
+                        || (item.get("name").and_then(Value::as_str).is_some()
+                            && d.get("name") == item.get("name"))
+                })
+                .ok_or_else(|| {
+                    business(format!(
+                        "Custom field {} does not exist",
+                        item.get("name")
+                            .or(item.get("id"))
+                            .cloned()
+                            .unwrap_or(Value::Null)
+                    ))
+                })?;
+            let value = item.get("value").cloned().unwrap_or(Value::Null);
+            let limit = def
+                .get("characterlimit")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Some(text) = value.as_str() {
+                if limit > 0 && text.chars().count() as i64 > limit {
+                    return Err(business(format!(
+                        "{} cannot be longer than {limit} characters",
+                        def.get("label")
+                            .and_then(Value::as_str)
+                            .unwrap_or("A custom field")
+                    )));
+                }
+            }
+            values.retain(|v| v.get("id") != def.get("id"));
+            values.push(json!({"id": def["id"], "value": value}));
+        }
+        Ok(Value::Array(values))
+    }
+
     pub(super) fn upsert(
         &mut self,
         res: Res,
@@ -109,6 +161,11 @@ impl State {
             .unwrap_or_default();
         let old = existing.map(|_| rec.clone());
         for (k, v) in input.iter() {
+            if res == Res::Users && k == "customfields" {
+                let merged = self.merge_user_custom_fields(rec.get("customfields"), v)?;
+                rec.insert(k.clone(), merged);
+                continue;
+            }
             rec.insert(k.clone(), v.clone());
         }
         let mut events = Vec::new();

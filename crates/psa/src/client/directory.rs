@@ -103,6 +103,18 @@ impl PsaClient {
         self.get_paged("Users", "users", &[]).await
     }
 
+    /// The id of some user (`GET /Users?count=1`), to read the fields users have.
+    pub async fn any_user_id(&self) -> Result<Option<i64>, PsaError> {
+        let users: Vec<Map<String, Value>> = self
+            .get_list("Users", "users", &[("count".to_string(), "1".to_string())])
+            .await?;
+        Ok(users
+            .first()
+            .and_then(|u| u.get("id"))
+            .and_then(|v| v.as_f64())
+            .map(|id| id as i64))
+    }
+
     /// One user with every field (`GET /Users/{id}`), as JSON.
     pub async fn user_record(&self, id: i64) -> Result<Map<String, Value>, PsaError> {
         self.get_one(&format!("Users/{id}"), &[]).await
