@@ -579,3 +579,45 @@ async fn webhook(args: &WebhookArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The sandbox's support@-style mailbox added as a *Webhooks* mailbox with the daemon app's
+/// secret, and the sandbox's HaloPSA as the PSA connection (the set-up the keyring-backed
+/// benchmarks share).
+pub(crate) async fn add_sandbox_mailbox_and_psa(
+    core: &mailroom_engine::Core,
+    sb: &Sandbox,
+    address: &str,
+) -> anyhow::Result<mailroom_engine::Mailbox> {
+    use mailroom_engine::mailboxes::MailboxSetup;
+    use mailroom_secrets::SecretValue;
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: "Support".into(),
+                method: MailboxMethod::Webhook,
+                cloud: mailroom_engine::store_types::Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap_or_default(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some(address.into()),
+            },
+            None,
+            None,
+        )
+        .await?;
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await?;
+    Ok(mailbox)
+}

@@ -10,11 +10,9 @@ use std::time::Instant;
 
 use mailroom_engine::contacts::run::{RunOptions, DEFAULT_BATCH};
 use mailroom_engine::contacts::ImportSettings;
-use mailroom_engine::mailboxes::MailboxSetup;
-use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
 use mailroom_engine::Core;
 use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, SandboxSeed, Service};
-use mailroom_secrets::{SecretValue, Secrets};
+use mailroom_secrets::Secrets;
 use mailroom_trace::Collector;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -136,35 +134,7 @@ pub async fn contacts(args: &ContactsArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(core: &Core, sb: &Sandbox, args: &ContactsArgs) -> anyhow::Result<ContactsReport> {
-    let t = sb.tenant();
-    let mailbox = core
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap_or_default(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some(MAILBOX.into()),
-            },
-            None,
-            None,
-        )
-        .await?;
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await?;
+    let mailbox = crate::bench::add_sandbox_mailbox_and_psa(core, sb, MAILBOX).await?;
     core.store()
         .set_setting(
             mailroom_engine::psa_connection::PSA_RATE_LIMIT_SETTING,

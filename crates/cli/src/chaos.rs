@@ -18,13 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailroom_engine::mailboxes::MailboxSetup;
-use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
 use mailroom_engine::webhooks::WebhookSettings;
 use mailroom_engine::Core;
 use mailroom_graph_sandbox::{DeliveredMessage, InboundMail};
 use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, SandboxSeed, Service};
-use mailroom_secrets::{SecretValue, Secrets};
+use mailroom_secrets::Secrets;
 use mailroom_store::Store;
 use serde::Serialize;
 
@@ -133,28 +131,7 @@ pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
 }
 
 async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
-    let t = sb.tenant();
-    let mailbox = core
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap_or_default(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some(MAILBOX.into()),
-            },
-            None,
-            None,
-        )
-        .await?;
+    let mailbox = crate::bench::add_sandbox_mailbox_and_psa(core, sb, MAILBOX).await?;
     core.connect_app_only(&mailbox.id).await?;
     // No public URL: the mailbox has no subscription and is read by its fallback scan, every
     // second here, so that the backlog is worked through continuously.
@@ -163,13 +140,6 @@ async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
         fallback_interval_secs: Some(1),
         ..Default::default()
     })
-    .await?;
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
     .await?;
     Ok(())
 }

@@ -274,6 +274,16 @@ impl Inner {
         );
     }
 
+    /// A mailbox's name for a message (its id when it is gone).
+    async fn mailbox_name(&self, mailbox_id: &str) -> String {
+        self.core
+            .store()
+            .mailbox(mailbox_id)
+            .await
+            .map(|m| m.name)
+            .unwrap_or_else(|_| mailbox_id.to_string())
+    }
+
     /// Error notifications: the events that mean a problem (an email failed for good, a
     /// mailbox's sign-in revoked, a Graph subscription lost, the PSA unreachable) and, every
     /// minute, expiring credentials are recorded once each and published for the desktop; due
@@ -303,13 +313,7 @@ impl Inner {
                         });
                     }
                     Ok(EngineEvent::MailboxSync(status)) if status.state == crate::events::SyncState::NeedsSignIn => {
-                        let name = self
-                            .core
-                            .store()
-                            .mailbox(&status.mailbox_id)
-                            .await
-                            .map(|m| m.name)
-                            .unwrap_or_else(|_| status.mailbox_id.clone());
+                        let name = self.mailbox_name(&status.mailbox_id).await;
                         problems.push(Problem {
                             kind: "mailbox_disconnected",
                             key: format!("mailbox_disconnected:{}:{}", status.mailbox_id, chrono::Utc::now().format("%Y-%m-%d")),
@@ -322,13 +326,7 @@ impl Inner {
                     Ok(EngineEvent::ContactImportDone { mailbox_id, run, error }) => {
                         let failed = run.as_ref().map_or(0, |r| r.counts.failed);
                         if error.is_some() || failed > 0 {
-                            let name = self
-                                .core
-                                .store()
-                                .mailbox(&mailbox_id)
-                                .await
-                                .map(|m| m.name)
-                                .unwrap_or_else(|_| mailbox_id.clone());
+                            let name = self.mailbox_name(&mailbox_id).await;
                             problems.push(Problem {
                                 kind: "contacts_failed",
                                 key: format!("contacts_failed:{mailbox_id}:{}", chrono::Utc::now().format("%Y-%m-%d")),
@@ -343,13 +341,7 @@ impl Inner {
                         }
                     }
                     Ok(EngineEvent::SubscriptionFailed { mailbox_id, detail }) => {
-                        let name = self
-                            .core
-                            .store()
-                            .mailbox(&mailbox_id)
-                            .await
-                            .map(|m| m.name)
-                            .unwrap_or_else(|_| mailbox_id.clone());
+                        let name = self.mailbox_name(&mailbox_id).await;
                         problems.push(Problem {
                             kind: "subscription_lost",
                             key: format!("subscription_lost:{mailbox_id}:{}", chrono::Utc::now().format("%Y-%m-%d")),
