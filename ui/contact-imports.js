@@ -157,17 +157,18 @@ function scheduleForm(mailbox, schedule) {
     h('p', { class: 'subtle' }, t('Scheduled imports read only what changed in Outlook since the last one. A contact deleted in Outlook is reported, never deleted in HaloPSA.')));
 }
 
-function planDetail(p) {
+function planDetail(p, labels) {
   switch (p.action) {
     case 'create': return t('on {site}', { site: p.site_name ?? p.site_id });
-    case 'update': return p.changes.map((c) => `${c.field}: ${c.from ?? '—'} → ${c.to}`).join('; ');
+    case 'update': return p.changes.map((c) => `${labels.get(c.field) ?? c.field}: ${c.from ?? '—'} → ${c.to}`).join('; ');
     case 'unchanged': return p.note ?? '';
     default: return p.reason ?? '';
   }
 }
 
 /** The preview: counts as chips (a click filters) and every contact's decision. */
-function previewView(preview) {
+function previewView(preview, psaFields) {
+  const labels = new Map(psaFields.map((f) => [f.key, verbatim(f.label)]));
   let only = null;
   const tbody = h('tbody', { id: 'preview-rows' });
   const paint = () => fill(tbody, preview.contacts
@@ -177,7 +178,7 @@ function previewView(preview) {
       h('td', {}, pill(p.action)),
       h('td', {}, p.display_name, p.folder ? h('span', { class: 'subtle' }, ` · ${p.folder}`) : null),
       h('td', {}, p.email ?? '—'),
-      h('td', {}, planDetail(p)))));
+      h('td', {}, planDetail(p, labels)))));
   const c = preview.counts;
   const chip = (action, n) => {
     const el = h('button', { class: `count-chip status-${TONE[action]}`, type: 'button', 'data-count': action }, `${word(OUTCOMES, action)}: ${n}`);
@@ -330,7 +331,7 @@ export function contactImportsPanel(mailbox, mailboxes) {
       previewButton.disabled = true;
       fill(previewSlot, h('p', { class: 'subtle' }, t('Reading the address book and HaloPSA…')));
       try {
-        fill(previewSlot, previewView(await backend.contactsPreview(mailbox.id)));
+        fill(previewSlot, previewView(await backend.contactsPreview(mailbox.id), setup.psa_fields));
       } catch (e) {
         fill(previewSlot, h('p', { class: 'callout error', id: 'contacts-preview-error' }, e.message));
       } finally {
