@@ -697,3 +697,52 @@ async fn custom_fields_halopsa_exposes_are_mapping_targets() {
     let user = &users_by_address(&h)[&address][0];
     assert!(user["customfields"].to_string().contains("Building 42"));
 }
+
+#[tokio::test]
+async fn a_grant_withdrawn_before_an_import_is_named_and_nothing_is_written() {
+    use mailroom_graph_sandbox::seed::{AccessRight, ApplicationAccessPolicy, DAEMON_APP_ID};
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    with_default_site(&core).await;
+    // The tenant's admin puts the mailbox out of the app's reach.
+    h.sb.graph().clear_access_policies(DAEMON_APP_ID);
+    h.sb.graph().add_access_policy(ApplicationAccessPolicy {
+        app_id: DAEMON_APP_ID.into(),
+        access_right: AccessRight::DenyAccess,
+        mailboxes: vec![SUPPORT.into()],
+    });
+    let preview = core
+        .preview_contact_import(&h.mailbox.id)
+        .await
+        .unwrap_err();
+    assert!(
+        preview.to_string().contains("Application Access Policy"),
+        "{preview}"
+    );
+    let users = h.sb.halo().users().len();
+    let run = core
+        .run_contact_import(
+            &h.mailbox.id,
+            RunOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        run.to_string().contains("Test-ApplicationAccessPolicy"),
+        "{run}"
+    );
+    assert_eq!(h.sb.halo().users().len(), users, "nothing written");
+    let stored = core
+        .store()
+        .contact_import_runs(Some(&h.mailbox.id), 1)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].state, RunState::Failed);
+    assert!(stored[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("Application Access Policy"));
+}

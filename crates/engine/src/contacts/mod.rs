@@ -280,6 +280,12 @@ pub(crate) fn address_book_error(
     if e.kind != mailroom_graph::GraphErrorKind::AccessDenied {
         return ConnectError::graph(&e, &mailbox.name).into();
     }
+    if e.message.contains("OData is disabled") {
+        return CoreError::NotConfigured(format!(
+            "Microsoft 365 refused to read {}'s contacts: an Application Access Policy keeps this app registration out of the mailbox ({}). Add the mailbox to the policy's mail-enabled security group, or change the policy (Get-ApplicationAccessPolicy; Test-ApplicationAccessPolicy -Identity <mailbox> -AppId <client id>).",
+            mailbox.name, e.message
+        ));
+    }
     let fix = match (mailbox.method, mailbox.shared_mailbox.is_some()) {
         (MailboxMethod::Webhook, _) => "add the application permission Contacts.Read to the app registration and grant admin consent",
         (MailboxMethod::Scan, true) => "add the delegated permission Contacts.Read.Shared to the app registration, then Authorize again on the Incoming tab (the signed-in user needs access to the shared mailbox)",
