@@ -7,7 +7,7 @@
 
 import * as backend from './backend.js';
 import { fill, h, toast } from './dom.js';
-import { N_, t, verbatim } from './i18n.js';
+import { N_, t, tx, verbatim } from './i18n.js';
 
 const CLOUD_LABELS = {
   global: N_('Microsoft Graph global service'),
@@ -66,6 +66,17 @@ function testResult(result) {
       ? h('p', { class: 'callout error', id: 'missing-permissions' }, t('Missing: {permissions}. Add them in Entra (API permissions) and grant admin consent.', { permissions: result.missing.join(', ') }))
       : null,
     probes,
+    result.checks.length ? h('h3', {}, t('Mailbox checks')) : null,
+    result.checks.length ? h('ul', { class: 'checks', id: 'mailbox-checks' }, result.checks.map((c) => {
+      const ok = c.state === 'ok';
+      const mark = ok ? '✓' : (c.state === 'failed' ? '✕' : '–');
+      return h('li', { class: `check ${ok ? 'check-ok' : (c.state === 'failed' ? 'check-failed' : 'check-optional')}`, 'data-check': c.id, 'data-state': c.state },
+        h('span', { class: 'check-mark', 'aria-hidden': 'true' }, mark),
+        h('div', {},
+          h('strong', {}, tx(c.title)), ' — ', tx(c.detail),
+          c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: tx(c.fix) })) : null,
+          c.request_id ? h('div', { class: 'subtle' }, t('Request id: {id}', { id: c.request_id })) : null));
+    })) : null,
     h('h3', {}, t('Inbox of {mailbox}', { mailbox: result.mailbox })),
     result.messages.length
       ? h('ul', { class: 'inbox-list', id: 'inbox-messages' }, result.messages.map((m) =>

@@ -447,6 +447,9 @@ export default {
   'Send a test email': 'Test-E-Mail senden',
   'Endpoints': 'Endpunkte',
 
+  // Mailbox checks (ui/mailbox-incoming.js).
+  'Mailbox checks': 'Postfachprüfungen',
+  'Request id: {id}': 'Anfrage-ID: {id}',
   // Contact imports (ui/contact-imports.js).
   'A contact import failed': 'Ein Kontaktimport ist fehlgeschlagen',
   'create': 'anlegen',

@@ -55,6 +55,17 @@ pub enum ConnectCommand {
         /// Mailbox name or id.
         mailbox: String,
     },
+    /// Name a mailbox a Webhooks mailbox's application must not reach (a canary): `test` then
+    /// tries to read it and says whether the application is restricted.
+    Canary {
+        /// Mailbox name or id.
+        mailbox: String,
+        /// The canary's address.
+        address: Option<String>,
+        /// Forget the canary.
+        #[arg(long, conflicts_with = "address")]
+        none: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -265,6 +276,12 @@ pub async fn run(core: &Core, command: &ConnectCommand) -> anyhow::Result<()> {
                 for p in &test.probes {
                     println!("  {:<24} {:<10} {}", p.permission, p.outcome, p.detail);
                 }
+                for c in &test.checks {
+                    println!("  {:<24} {:<10} {}", c.id, c.state, c.detail);
+                    if let Some(fix) = &c.fix {
+                        println!("  {:<24} {:<10} fix: {fix}", "", "");
+                    }
+                }
                 println!("Inbox:");
                 for msg in &test.messages {
                     println!("  {} — {}", msg.subject, msg.from);
@@ -278,6 +295,30 @@ pub async fn run(core: &Core, command: &ConnectCommand) -> anyhow::Result<()> {
             } else {
                 bail!("the connection test found problems")
             }
+        }
+        ConnectCommand::Canary {
+            mailbox,
+            address,
+            none,
+        } => {
+            let m = find(core, mailbox).await?;
+            if address.is_none() && !none {
+                let canary = m
+                    .settings
+                    .get(mailroom_engine::connect::checks::CANARY_SETTING)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("none");
+                println!("canary of {}: {canary}", m.name);
+                return Ok(());
+            }
+            core.set_canary_address(&m.id, address.as_deref())
+                .await
+                .map_err(explain)?;
+            match address {
+                Some(a) => println!("{}: `mailroom mailbox test` now tries to read {a}", m.name),
+                None => println!("{}: no canary", m.name),
+            }
+            Ok(())
         }
         ConnectCommand::Disconnect { mailbox } => {
             let m = find(core, mailbox).await?;

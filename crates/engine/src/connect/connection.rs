@@ -12,6 +12,7 @@ use mailroom_secrets::SecretKind;
 use mailroom_store::{Mailbox, MailboxMethod};
 use serde::Serialize;
 
+use super::checks::MailboxCheck;
 use super::credentials::{credential_warning, CredentialWarning};
 use super::diagnosis::{consent_missing, ConnectError};
 use super::{access_method, display_ref, mailbox_ref};
@@ -63,6 +64,8 @@ pub struct ConnectionTest {
     pub missing: Vec<String>,
     pub probes: Vec<PermissionProbe>,
     pub warning: Option<CredentialWarning>,
+    /// What the guides only advise, checked (the application's blast radius).
+    pub checks: Vec<MailboxCheck>,
     /// Whether every probe passed and nothing is missing.
     pub ok: bool,
 }
@@ -235,6 +238,11 @@ impl Core {
                     .collect()
             })
             .unwrap_or_default();
+        let checks: Vec<MailboxCheck> =
+            super::checks::blast_radius(&mailbox, app.cloud.graph_url(), tokens.provider())
+                .await
+                .into_iter()
+                .collect();
         let ok = missing.is_empty() && probes.iter().all(|p| p.outcome != "failed");
         Ok(ConnectionTest {
             mailbox_id: mailbox.id.clone(),
@@ -245,6 +253,7 @@ impl Core {
             missing,
             probes,
             warning: credential_warning(&mailbox, Utc::now()),
+            checks,
             ok,
         })
     }

@@ -15,6 +15,7 @@
 //! - App-only access is probed on `users/{upn}/mailFolders/inbox/messages`, never on
 //!   `users/{upn}` (which needs `User.Read.All`, a permission the daemon does not hold).
 
+pub mod checks;
 mod connection;
 mod credentials;
 mod diagnosis;

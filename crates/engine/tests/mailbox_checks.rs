@@ -1,0 +1,88 @@
+//! What the guides only advise, checked by *Test connection* (issue 25): the blast radius of a
+//! Webhooks mailbox's application, read through a canary mailbox the admin names — refused
+//! with Graph's documented answer for an Application Access Policy (green), readable (red, with
+//! both remedies), unnamed or not a mailbox (not checked, with what to do). Needs a Secret
+//! Service.
+
+mod common;
+
+use common::*;
+use mailroom_engine::connect::checks::MailboxCheck;
+use mailroom_graph_sandbox::seed::DAEMON_APP_ID;
+
+async fn blast_radius(core: &mailroom_engine::Core, mailbox_id: &str) -> MailboxCheck {
+    let test = core.test_connection(mailbox_id).await.unwrap();
+    test.checks
+        .into_iter()
+        .find(|c| c.id == "blast_radius")
+        .expect("a Webhooks mailbox has the check")
+}
+
+#[tokio::test]
+async fn the_application_blast_radius_is_read_through_a_canary_mailbox() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+
+    let unnamed = blast_radius(&core, &h.mailbox.id).await;
+    assert_eq!(unnamed.state, "not_checked");
+    assert!(unnamed.fix.unwrap().contains("canary"));
+
+    // Bad input: not an address; the processed mailbox itself.
+    let bad = core
+        .set_canary_address(&h.mailbox.id, Some("megan at contoso"))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("is not an email address"), "{bad}");
+    let own = core
+        .set_canary_address(&h.mailbox.id, Some(SUPPORT))
+        .await
+        .unwrap_err();
+    assert!(own.to_string().contains("another mailbox"), "{own}");
+
+    // The seeded tenant restricts the application to Support and Helpdesk: Megan is out of
+    // reach, as Graph says with its documented ErrorAccessDenied.
+    core.set_canary_address(&h.mailbox.id, Some("megan@contoso.test"))
+        .await
+        .unwrap();
+    let restricted = blast_radius(&core, &h.mailbox.id).await;
+    assert_eq!(restricted.state, "ok", "{restricted:?}");
+    assert!(restricted.detail.contains("Restricted"), "{restricted:?}");
+    assert!(restricted.request_id.is_some());
+
+    // The policy lifted: the application reads every mailbox — red, with both remedies.
+    h.sb.graph().clear_access_policies(DAEMON_APP_ID);
+    let open = blast_radius(&core, &h.mailbox.id).await;
+    assert_eq!(open.state, "failed", "{open:?}");
+    assert!(
+        open.detail.contains("every mailbox in your tenant"),
+        "{open:?}"
+    );
+    let fix = open.fix.unwrap();
+    assert!(
+        fix.contains("New-ApplicationAccessPolicy -AppId c0ffee00-0000-4000-8000-000000000003"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("Test-ApplicationAccessPolicy -Identity megan@contoso.test"),
+        "{fix}"
+    );
+    assert!(fix.contains("New-ManagementRoleAssignment"), "{fix}");
+
+    // A canary that is no mailbox of the tenant is said to be so.
+    core.set_canary_address(&h.mailbox.id, Some("nobody@contoso.test"))
+        .await
+        .unwrap();
+    let nobody = blast_radius(&core, &h.mailbox.id).await;
+    assert_eq!(nobody.state, "not_checked", "{nobody:?}");
+    assert!(
+        nobody.detail.contains("is not a mailbox of this tenant"),
+        "{nobody:?}"
+    );
+
+    // Forgotten again.
+    core.set_canary_address(&h.mailbox.id, None).await.unwrap();
+    assert_eq!(
+        blast_radius(&core, &h.mailbox.id).await.state,
+        "not_checked"
+    );
+}
