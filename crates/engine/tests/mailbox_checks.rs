@@ -86,3 +86,61 @@ async fn the_application_blast_radius_is_read_through_a_canary_mailbox() {
         "not_checked"
     );
 }
+
+fn identity_of(test: &mailroom_engine::connect::ConnectionTest) -> MailboxCheck {
+    test.checks
+        .iter()
+        .find(|c| c.id == "identity")
+        .cloned()
+        .expect("a Webhooks mailbox has the check")
+}
+
+#[tokio::test]
+async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_directory() {
+    // Without a directory permission (the seeded application has none): not checked, and why.
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let plain = identity_of(&core.test_connection(&h.mailbox.id).await.unwrap());
+    assert_eq!(plain.state, "not_checked", "{plain:?}");
+    assert!(plain.fix.unwrap().contains("User.Read.All"));
+
+    // With User.Read.All: the address is the user's own.
+    let mut seed = empty_seed();
+    for app in &mut seed.identity.apps {
+        if app.client_id == DAEMON_APP_ID {
+            app.application_permissions.push("User.Read.All".into());
+        }
+    }
+    let h = harness_with_seed(default_settings(), seed).await;
+    let core = core_for(&h).await;
+    let ok = identity_of(&core.test_connection(&h.mailbox.id).await.unwrap());
+    assert_eq!(ok.state, "ok", "{ok:?}");
+    assert!(ok.detail.contains("Contoso Support"), "{ok:?}");
+
+    // A mailbox address no user of the tenant has.
+    let wrong = add_mailbox(
+        &h.store,
+        &h.sb,
+        "Typo",
+        "suport@contoso.test",
+        default_settings(),
+    )
+    .await;
+    core.secrets()
+        .set(
+            &mailroom_secrets::SecretKey::new(
+                &wrong.id,
+                mailroom_secrets::SecretKind::ClientSecret,
+            ),
+            &mailroom_secrets::SecretValue::new(
+                h.sb.tenant().daemon_app.client_secret.clone().unwrap(),
+            ),
+        )
+        .unwrap();
+    let typo = identity_of(&core.test_connection(&wrong.id).await.unwrap());
+    assert_eq!(typo.state, "failed", "{typo:?}");
+    assert!(
+        typo.detail.contains("No user or shared mailbox"),
+        "{typo:?}"
+    );
+}

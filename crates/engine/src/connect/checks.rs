@@ -1,6 +1,7 @@
 //! What the guides only advise, checked (issue 25): the blast radius of an app-only
 //! application — can it read a mailbox that must stay out of its reach (a *canary* the admin
-//! names)? Each finding has a state, what was found and the fix beside it.
+//! names)? — and the identity of a Webhooks mailbox: does its address belong to the user the
+//! directory names? Each finding has a state, what was found and the fix beside it.
 
 use mailroom_graph::{GraphClient, GraphErrorKind, MailboxRef, MessageQuery};
 use mailroom_store::{Mailbox, MailboxMethod};
@@ -15,7 +16,7 @@ pub const CANARY_SETTING: &str = "canary_address";
 /// A finding of *Test connection*.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MailboxCheck {
-    /// `blast_radius`.
+    /// `blast_radius`, `identity`.
     pub id: String,
     pub title: String,
     /// `ok`, `failed`, `unknown` (an answer whose shape is not documented: shown verbatim), or
@@ -161,4 +162,99 @@ pub(super) async fn blast_radius(
             e.request_id.clone(),
         ),
     })
+}
+
+/// Permissions that let an app-only token read a user's directory entry.
+const DIRECTORY_READ: [&str; 3] = ["User.Read.All", "User.ReadBasic.All", "Directory.Read.All"];
+
+/// The identity of a Webhooks mailbox: `GET /users/{address}` must resolve, and the address
+/// must be the user's principal name, mail or one of its proxy addresses. Without a directory
+/// permission the token cannot read the entry: not checked, with the grant that would allow it.
+pub(super) async fn identity(
+    mailbox: &Mailbox,
+    graph_root: url::Url,
+    tokens: std::sync::Arc<dyn mailroom_graph::TokenProvider>,
+    granted: &[String],
+) -> Option<MailboxCheck> {
+    if mailbox.method != MailboxMethod::Webhook {
+        return None;
+    }
+    let address = mailbox.mailbox_address.clone()?;
+    let check = |state: &str, detail: String, fix: Option<String>, request_id: Option<String>| {
+        MailboxCheck {
+            id: "identity".into(),
+            title: "The mailbox's identity".into(),
+            state: state.into(),
+            detail,
+            fix,
+            request_id,
+        }
+    };
+    if !granted
+        .iter()
+        .any(|g| DIRECTORY_READ.iter().any(|d| g.eq_ignore_ascii_case(d)))
+    {
+        return Some(check(
+            "not_checked",
+            format!("The application may not read the directory, so Mailroom cannot confirm that {address} is the user principal name or an address of the mailbox's owner."),
+            Some("Grant the application permission User.Read.All (with admin consent) to have Test connection check it.".into()),
+            None,
+        ));
+    }
+    let graph = GraphClient::new(graph_root, tokens, MailboxRef::User(address.clone()));
+    match graph
+        .user_selecting(
+            &address,
+            &["id", "displayName", "userPrincipalName", "mail", "proxyAddresses"],
+        )
+        .await
+    {
+        Ok(user) => {
+            let wanted = address.to_lowercase();
+            let upn = user.user_principal_name.clone().unwrap_or_default();
+            let mail = user.mail.clone().unwrap_or_default();
+            let proxies: Vec<String> = user
+                .other
+                .get("proxyAddresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|p| p.split_once(':').map_or(p, |(_, a)| a).to_lowercase())
+                .collect();
+            let name = user.display_name.clone().unwrap_or_default();
+            if upn.to_lowercase() == wanted || mail.to_lowercase() == wanted || proxies.contains(&wanted) {
+                Some(check(
+                    "ok",
+                    format!("{address} is {name} (user principal name {upn})."),
+                    None,
+                    None,
+                ))
+            } else {
+                Some(check(
+                    "failed",
+                    format!("{address} resolves to {name}, whose user principal name is {upn} and whose addresses are {}: not this address.", if proxies.is_empty() { mail.clone() } else { proxies.join(", ") }),
+                    Some(format!("Enter the mailbox's own address (its user principal name, {upn}, is safest) as the mailbox address, or add {address} to that mailbox in Exchange.")),
+                    None,
+                ))
+            }
+        }
+        Err(e) if e.kind == GraphErrorKind::NotFound || e.code.as_deref() == Some("Request_ResourceNotFound") => Some(check(
+            "failed",
+            format!("No user or shared mailbox of this tenant has the address {address}."),
+            Some("Check the mailbox address for a typo, and that the mailbox exists in this tenant.".into()),
+            e.request_id.clone(),
+        )),
+        Err(e) => Some(check(
+            "unknown",
+            format!(
+                "Reading {address}'s directory entry got HTTP {} {} — {}",
+                e.status.map(|s| s.to_string()).unwrap_or_else(|| "(none)".into()),
+                e.code.clone().unwrap_or_default(),
+                e.message
+            ),
+            None,
+            e.request_id.clone(),
+        )),
+    }
 }

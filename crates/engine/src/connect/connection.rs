@@ -238,11 +238,14 @@ impl Core {
                     .collect()
             })
             .unwrap_or_default();
-        let checks: Vec<MailboxCheck> =
-            super::checks::blast_radius(&mailbox, app.cloud.graph_url(), tokens.provider())
-                .await
-                .into_iter()
-                .collect();
+        let checks: Vec<MailboxCheck> = [
+            super::checks::identity(&mailbox, app.cloud.graph_url(), tokens.provider(), &granted)
+                .await,
+            super::checks::blast_radius(&mailbox, app.cloud.graph_url(), tokens.provider()).await,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let ok = missing.is_empty() && probes.iter().all(|p| p.outcome != "failed");
         Ok(ConnectionTest {
             mailbox_id: mailbox.id.clone(),

@@ -60,6 +60,15 @@ pub(super) async fn user_route(
             ));
         }
         let mut v = user_json(user);
+        // Outside the default property set: only when selected, as Graph's.
+        let select = select_list(req);
+        if select
+            .iter()
+            .flatten()
+            .any(|p| p.eq_ignore_ascii_case("proxyAddresses"))
+        {
+            v["proxyAddresses"] = json!([format!("SMTP:{}", user.mail)]);
+        }
         v["@odata.context"] = json!(format!("{}/$metadata#users/$entity", req.base));
         return Ok(ApiResponse::json(200, apply_select(v, &select_list(req))));
     }

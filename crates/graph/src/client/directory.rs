@@ -12,6 +12,15 @@ impl GraphClient {
             .await
     }
 
+    /// `GET /users/{upn}?$select=…` (properties outside the default set, such as
+    /// `proxyAddresses`, come only when selected).
+    pub async fn user_selecting(&self, upn: &str, select: &[&str]) -> Result<User, GraphError> {
+        let mut url = self.versioned(&["users", upn]);
+        url.query_pairs_mut()
+            .append_pair("$select", &select.join(","));
+        self.json(Call::new(http::Method::GET, url)).await
+    }
+
     /// `GET /users/{upn}`.
     pub async fn user(&self, upn: &str) -> Result<User, GraphError> {
         self.json(Call::new(
