@@ -55,6 +55,17 @@ pub enum ConnectCommand {
         /// Mailbox name or id.
         mailbox: String,
     },
+    /// Name the account whose inbox a scan mailbox processes: `authorize` pre-fills it and
+    /// refuses a sign-in by any other account.
+    SignInAs {
+        /// Mailbox name or id.
+        mailbox: String,
+        /// The account's sign-in address.
+        account: Option<String>,
+        /// Accept whoever signs in.
+        #[arg(long, conflicts_with = "account")]
+        anyone: bool,
+    },
     /// Name a mailbox a Webhooks mailbox's application must not reach (a canary): `test` then
     /// tries to read it and says whether the application is restricted.
     Canary {
@@ -295,6 +306,30 @@ pub async fn run(core: &Core, command: &ConnectCommand) -> anyhow::Result<()> {
             } else {
                 bail!("the connection test found problems")
             }
+        }
+        ConnectCommand::SignInAs {
+            mailbox,
+            account,
+            anyone,
+        } => {
+            let m = find(core, mailbox).await?;
+            if account.is_none() && !anyone {
+                let expected = m
+                    .settings
+                    .get(mailroom_engine::connect::EXPECTED_ACCOUNT_SETTING)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("anyone");
+                println!("{} signs in as: {expected}", m.name);
+                return Ok(());
+            }
+            core.set_expected_account(&m.id, account.as_deref())
+                .await
+                .map_err(explain)?;
+            match account {
+                Some(a) => println!("{}: only {a} may sign in (pre-filled at authorize)", m.name),
+                None => println!("{}: anyone who signs in", m.name),
+            }
+            Ok(())
         }
         ConnectCommand::Canary {
             mailbox,

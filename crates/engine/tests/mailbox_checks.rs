@@ -144,3 +144,74 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
         "{typo:?}"
     );
 }
+
+#[tokio::test]
+async fn a_sign_in_by_another_account_than_the_named_one_is_refused_and_nothing_stored() {
+    use mailroom_secrets::{SecretKey, SecretKind};
+    use std::time::Duration;
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let setup: mailroom_engine::mailboxes::MailboxSetup =
+        serde_json::from_value(serde_json::json!({
+            "name": "Support scan",
+            "method": "scan",
+            "cloud": "custom",
+            "authority_url": h.sb.authority_url(),
+            "graph_url": h.sb.graph_url(),
+            "tenant_id": h.sb.tenant().tenant_id,
+            "client_id": h.sb.tenant().desktop_app.client_id,
+            "credential_kind": "public",
+        }))
+        .unwrap();
+    let mailbox = core.add_mailbox(setup).await.unwrap();
+    let bad = core
+        .set_expected_account(&mailbox.id, Some("support at contoso"))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("is not an account name"), "{bad}");
+    core.set_expected_account(&mailbox.id, Some(SUPPORT))
+        .await
+        .unwrap();
+
+    // The sign-in page is pre-filled with the account whose inbox is processed …
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query.get("login_hint").map(String::as_str), Some(SUPPORT));
+    // … and Megan, signing in instead, is refused: nothing stored, not connected.
+    mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), "megan@contoso.test")
+        .await
+        .unwrap();
+    let refused = core
+        .finish_authorization(auth, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("megan@contoso.test signed in, but Support scan processes the inbox of support@contoso.test"),
+        "{refused}"
+    );
+    assert!(core
+        .secrets()
+        .get(&SecretKey::new(&mailbox.id, SecretKind::RefreshToken))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        core.store()
+            .mailbox(&mailbox.id)
+            .await
+            .unwrap()
+            .connected_account,
+        None
+    );
+
+    // The right account connects.
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), SUPPORT)
+        .await
+        .unwrap();
+    let connected = core
+        .finish_authorization(auth, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(connected.account, SUPPORT);
+    let _ = core.secrets().delete_owner(&mailbox.id);
+}

@@ -43,7 +43,7 @@ pub use credentials::{
 };
 pub use diagnosis::{diagnose_text, ConnectError, DiagnosisReport};
 pub use mailroom_graph::CancellationToken;
-pub use sign_in::Authorization;
+pub use sign_in::{Authorization, EXPECTED_ACCOUNT_SETTING};
 
 /// Parses an expiry date typed by an admin (`YYYY-MM-DD`, end of that day UTC, or RFC 3339).
 pub fn parse_expiry_date(text: &str) -> Result<DateTime<Utc>, CoreError> {

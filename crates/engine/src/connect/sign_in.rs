@@ -10,7 +10,7 @@ use mailroom_graph::{
     GraphClient, LoopbackSignIn, MailboxRef, PendingSignIn, SignInOptions,
 };
 use mailroom_secrets::{SecretKey, SecretKind, SecretValue};
-use mailroom_store::MailboxMethod;
+use mailroom_store::{Mailbox, MailboxMethod};
 
 use super::connection::Connection;
 use super::diagnosis::ConnectError;
@@ -73,7 +73,13 @@ impl Core {
             } => delegated_scopes(shared_mailbox, contacts),
             AccessMethod::Webhooks { .. } => unreachable!("scan mailbox"),
         };
-        let (url, pending) = LoopbackSignIn::start(&app, &scopes, SignInOptions::default())
+        // The account whose inbox is processed, when the admin named it: pre-filled, and any
+        // other account refused when the browser comes back.
+        let options = SignInOptions {
+            login_hint: expected_account(&mailbox),
+            ..SignInOptions::default()
+        };
+        let (url, pending) = LoopbackSignIn::start(&app, &scopes, options)
             .await
             .map_err(|e| CoreError::from(ConnectError::sign_in(&e)))?;
         tracing::info!(mailbox = %mailbox.name, redirect_uri = %pending.redirect_uri(), "sign-in started");
@@ -131,6 +137,15 @@ impl Core {
             display_name = me.display_name;
         }
         let account = account.unwrap_or_else(|| "(unknown account)".into());
+        if let Some(expected) = expected_account(&mailbox) {
+            if !account.eq_ignore_ascii_case(&expected) {
+                tracing::warn!(mailbox = %mailbox.name, %account, %expected, "another account signed in; refused");
+                return Err(CoreError::InvalidInput(format!(
+                    "{account} signed in, but {} processes the inbox of {expected}: nothing was stored. Authorize again and sign in as {expected} (a private browser window avoids an account the browser remembers).",
+                    mailbox.name
+                )));
+            }
+        }
         self.secrets()
             .set_async(
                 SecretKey::new(&mailbox.id, SecretKind::RefreshToken),
@@ -150,5 +165,58 @@ impl Core {
             granted,
             missing,
         })
+    }
+}
+
+/// The mailbox setting naming the account whose inbox a (non-shared) scan mailbox processes.
+pub const EXPECTED_ACCOUNT_SETTING: &str = "expected_account";
+
+/// The account a scan mailbox must be signed in as: named by the admin, and only for the
+/// signed-in user's own inbox (a shared mailbox is opened by whichever delegate signs in).
+fn expected_account(mailbox: &Mailbox) -> Option<String> {
+    if mailbox.method != MailboxMethod::Scan || mailbox.shared_mailbox.is_some() {
+        return None;
+    }
+    mailbox
+        .settings
+        .get(EXPECTED_ACCOUNT_SETTING)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+impl Core {
+    /// Names (or, with `None`, forgets) the account whose inbox a scan mailbox processes: the
+    /// sign-in pre-fills it and refuses any other account.
+    pub async fn set_expected_account(
+        &self,
+        mailbox_id: &str,
+        account: Option<&str>,
+    ) -> Result<(), CoreError> {
+        let mailbox = self.store().mailbox(mailbox_id).await?;
+        if mailbox.method != MailboxMethod::Scan || mailbox.shared_mailbox.is_some() {
+            return Err(CoreError::InvalidInput(
+                "Only a scan mailbox of the signed-in user's own inbox has an expected account (a shared mailbox is opened by any delegate; a Webhooks mailbox has its address).".into(),
+            ));
+        }
+        let account = account.map(str::trim).filter(|a| !a.is_empty());
+        if let Some(a) = account {
+            if !mailroom_mailproc::Mailbox::new(a, None).is_some_and(|m| m.is_valid_addr_spec()) {
+                return Err(CoreError::InvalidInput(format!(
+                    "'{a}' is not an account name; write the user's sign-in address, e.g. support@contoso.com."
+                )));
+            }
+        }
+        let mut settings = match mailbox.settings {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        match account {
+            Some(a) => settings.insert(EXPECTED_ACCOUNT_SETTING.into(), a.to_lowercase().into()),
+            None => settings.remove(EXPECTED_ACCOUNT_SETTING),
+        };
+        self.store()
+            .set_mailbox_settings(mailbox_id, &serde_json::Value::Object(settings))
+            .await?;
+        Ok(())
     }
 }
