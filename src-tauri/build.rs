@@ -22,6 +22,8 @@ const COMMANDS: &[&str] = &[
     "contacts_import_cancel",
     "contacts_runs",
     "contacts_run_rows",
+    "mailbox_canary_set",
+    "mailbox_sign_in_as_set",
     "outbound_list",
     "outbound_attempts",
     "outbound_resend",

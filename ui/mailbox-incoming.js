@@ -300,6 +300,31 @@ export function incomingPanel(mailbox, { onChanged }) {
     return section;
   };
 
+  // What the guides only advise, checked: a Webhooks mailbox names a canary its application must
+  // not reach; a scan mailbox of a user's own inbox names the account that must sign in.
+  const safetySection = (m) => {
+    const webhook = m.method !== 'scan';
+    if (!webhook && m.shared_mailbox) return null;
+    const key = webhook ? 'canary_address' : 'expected_account';
+    const input = h('input', { type: 'email', id: 'safety-address', value: m.settings?.[key] ?? '', placeholder: webhook ? 'ceo@contoso.com' : 'support@contoso.com' });
+    const save = h('button', { class: 'button', type: 'button', id: 'safety-save' }, t('Save'));
+    save.addEventListener('click', () => run(save, async () => {
+      const value = input.value.trim() || null;
+      if (webhook) await backend.mailboxCanarySet(mailbox.id, value);
+      else await backend.mailboxSignInAsSet(mailbox.id, value);
+      toast(t('Saved.'));
+      await onChanged();
+    }));
+    return h('section', { class: 'safety', id: 'safety-checks' },
+      h('h3', {}, t('Safety checks')),
+      h('label', { class: 'field' },
+        h('span', { class: 'field-label' }, webhook ? t('A mailbox this application must not reach') : t('Only this account may sign in')),
+        h('div', { class: 'form-actions' }, input, save),
+        h('span', { class: 'field-hint' }, webhook
+          ? t('Test connection tries to read it with the application\'s token: if it can, the application can read every mailbox in your tenant, and the fix is shown.')
+          : t('Authorize pre-fills it and refuses a sign-in by any other account, so nobody\'s own inbox is processed by mistake.'))));
+  };
+
   const render = (status, { signInAgain = null } = {}) => {
     lastStatus = status;
     const m = status.mailbox;
@@ -334,6 +359,8 @@ export function incomingPanel(mailbox, { onChanged }) {
       items.push(...connectFlow());
     }
     items.push(replyOutcomeSection());
+    const safety = safetySection(m);
+    if (safety) items.push(safety);
     items.push(output);
     panel.replaceChildren(...items);
   };

@@ -30,3 +30,29 @@ pub async fn remove_mailbox(
     inbound.engine().stop_mailbox(&id).await;
     Ok(state.core.remove_mailbox(&id).await?)
 }
+
+/// Names (or forgets) the mailbox a Webhooks mailbox's application must not reach.
+#[tauri::command]
+pub async fn mailbox_canary_set(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+    address: Option<String>,
+) -> UiResult<()> {
+    Ok(state
+        .core
+        .set_canary_address(&mailbox_id, address.as_deref())
+        .await?)
+}
+
+/// Names (or forgets) the account that must sign in to a scan mailbox.
+#[tauri::command]
+pub async fn mailbox_sign_in_as_set(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+    account: Option<String>,
+) -> UiResult<()> {
+    Ok(state
+        .core
+        .set_expected_account(&mailbox_id, account.as_deref())
+        .await?)
+}

@@ -448,6 +448,12 @@ export default {
   'Endpoints': 'Endpunkte',
 
   // Mailbox checks (ui/mailbox-incoming.js).
+  'Safety checks': 'Sicherheitsprüfungen',
+  'Saved.': 'Gespeichert.',
+  'A mailbox this application must not reach': 'Ein Postfach, das diese Anwendung nicht erreichen darf',
+  'Only this account may sign in': 'Nur dieses Konto darf sich anmelden',
+  'Test connection tries to read it with the application\'s token: if it can, the application can read every mailbox in your tenant, and the fix is shown.': '„Verbindung testen“ versucht, es mit dem Token der Anwendung zu lesen: Gelingt das, kann die Anwendung jedes Postfach Ihres Mandanten lesen, und die Behebung wird angezeigt.',
+  'Authorize pre-fills it and refuses a sign-in by any other account, so nobody\'s own inbox is processed by mistake.': '„Autorisieren“ trägt es vor und lehnt die Anmeldung mit jedem anderen Konto ab, damit nicht versehentlich ein fremdes Postfach verarbeitet wird.',
   'Mailbox checks': 'Postfachprüfungen',
   'Request id: {id}': 'Anfrage-ID: {id}',
   // Contact imports (ui/contact-imports.js).
