@@ -132,7 +132,9 @@ export function incomingPanel(mailbox, { onChanged }) {
     const warning = h('p', { class: 'callout warning', id: 'authorize-warning' },
       mailbox.shared_mailbox
         ? t('The account that signs in must have Full Access to {mailbox}; that shared mailbox\'s inbox will be processed and its mail turned into tickets.', { mailbox: mailbox.shared_mailbox })
-        : t('The inbox of the account that signs in will be processed: its mail is turned into tickets and moved. Sign in with the support mailbox, not your own account.'));
+        : mailbox.settings?.expected_account
+          ? t('The inbox of {account} will be processed: its mail is turned into tickets and moved. Only {account} can complete this sign-in.', { account: mailbox.settings.expected_account })
+          : t('The inbox of the account that signs in will be processed: its mail is turned into tickets and moved. Sign in with the support mailbox, not your own account.'));
     const b = h('button', { class: 'button primary', id: 'authorize' }, t('Authorize'));
     const waiting = h('div', { class: 'authorize-waiting', id: 'authorize-waiting', hidden: true });
     b.addEventListener('click', () => run(b, async () => {

@@ -449,6 +449,7 @@ export default {
 
   // Mailbox checks (ui/mailbox-incoming.js).
   'Safety checks': 'Sicherheitsprüfungen',
+  'The inbox of {account} will be processed: its mail is turned into tickets and moved. Only {account} can complete this sign-in.': 'Das Postfach von {account} wird verarbeitet: Seine E-Mails werden zu Tickets und verschoben. Nur {account} kann diese Anmeldung abschließen.',
   'Saved.': 'Gespeichert.',
   'A mailbox this application must not reach': 'Ein Postfach, das diese Anwendung nicht erreichen darf',
   'Only this account may sign in': 'Nur dieses Konto darf sich anmelden',
