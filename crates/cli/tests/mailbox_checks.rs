@@ -3,23 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-async fn mailroom(dir: &std::path::Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
-    command.args(args).env("MAILROOM_DATA_DIR", dir);
-    tokio::task::spawn_blocking(move || command.output().expect("run mailroom"))
-        .await
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{mailroom, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_canary_is_tried_by_the_connection_test() {

@@ -92,8 +92,7 @@ pub enum EngineEvent {
     /// unless the admin turned desktop notifications off.
     NeedsAttention {
         /// `email_failed`, `mailbox_disconnected`, `subscription_lost`, `credential_expiring`,
-        /// `contacts_failed`,
-        /// `psa_unreachable`.
+        /// `psa_unreachable`, `contacts_failed`.
         kind: String,
         title: String,
         detail: String,

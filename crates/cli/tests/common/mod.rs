@@ -92,3 +92,23 @@ pub fn forget_secrets(core: &Core, mailbox: &Mailbox) {
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
     let _ = core.secrets().delete_owner(&mailbox.id);
 }
+
+/// Runs `mailroom ARGS` on `dir` off the async runtime (the sandbox serves on it meanwhile).
+#[allow(dead_code)]
+pub async fn mailroom(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    command.args(args).env("MAILROOM_DATA_DIR", dir);
+    tokio::task::spawn_blocking(move || command.output().expect("run mailroom"))
+        .await
+        .unwrap()
+}
+
+/// What a run printed, stdout then stderr.
+#[allow(dead_code)]
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -28,6 +28,13 @@ pub struct MailboxCheck {
     pub request_id: Option<String>,
 }
 
+/// Whether Graph refused a mailbox because an Application Access Policy keeps the app out:
+/// `ErrorAccessDenied` with "Access to OData is disabled." (reference §7.1; a missing permission
+/// says "Access is denied. Check credentials and try again." instead).
+pub fn refused_by_access_policy(e: &mailroom_graph::GraphError) -> bool {
+    e.kind == GraphErrorKind::AccessDenied && e.message.contains("OData is disabled")
+}
+
 /// The two remedies (reference §7), for a client id.
 pub fn restrict_app_fix(client_id: &str, mailbox: &str, canary: &str) -> String {
     format!(
@@ -135,7 +142,7 @@ pub(super) async fn blast_radius(
             Some(restrict_app_fix(&mailbox.client_id, &target, &canary)),
             None,
         ),
-        Err(e) if e.kind == GraphErrorKind::AccessDenied && e.message.contains("OData is disabled") => check(
+        Err(e) if refused_by_access_policy(&e) => check(
             "ok",
             format!("Restricted: reading {canary} was refused (an Application Access Policy keeps it out)."),
             None,

@@ -52,14 +52,6 @@ impl Default for ImportSettings {
     }
 }
 
-/// The address book as read for an import: the contacts in folder order (the default folder
-/// first), each with its folder's path.
-#[derive(Debug, Clone, Default)]
-pub struct AddressBook {
-    pub contacts: Vec<SourceContact>,
-    pub folders: usize,
-}
-
 /// What the preview shows: every contact's decision and the counts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preview {
@@ -105,17 +97,18 @@ fn to_source(contact: Contact, folder: &str) -> SourceContact {
 /// first, named by its path).
 pub async fn read_address_book(
     graph: &GraphClient,
-) -> Result<AddressBook, mailroom_graph::GraphError> {
-    let mut book = AddressBook::default();
-    for c in graph.contacts().await? {
-        book.contacts.push(to_source(c, ""));
-    }
+) -> Result<Vec<SourceContact>, mailroom_graph::GraphError> {
+    let mut book: Vec<SourceContact> = graph
+        .contacts()
+        .await?
+        .into_iter()
+        .map(|c| to_source(c, ""))
+        .collect();
     let folders = graph.contact_folders().await?;
-    book.folders = folders.len() + 1;
     for f in &folders {
         let path = folder_path(&folders, f);
         for c in graph.folder_contacts(Some(&f.id)).await? {
-            book.contacts.push(to_source(c, &path));
+            book.push(to_source(c, &path));
         }
     }
     Ok(book)
@@ -212,8 +205,13 @@ pub struct PsaDirectory {
 /// Reads HaloPSA's users and sites, and the user fields (custom ones from a user's record).
 pub async fn read_psa_directory(psa: &PsaClient) -> Result<PsaDirectory, mailroom_psa::PsaError> {
     let sites = psa.list_sites(None).await?;
-    let fields = read_psa_fields(psa).await?;
-    let users = UserIndex::new(psa.user_records().await?);
+    let records = psa.user_records().await?;
+    let first = records
+        .first()
+        .and_then(|u| u.get("id"))
+        .and_then(Value::as_i64);
+    let fields = psa_fields_of(psa, first).await?;
+    let users = UserIndex::new(records);
     Ok(PsaDirectory {
         users,
         sites,
@@ -224,8 +222,16 @@ pub async fn read_psa_directory(psa: &PsaClient) -> Result<PsaDirectory, mailroo
 /// The HaloPSA user fields a mapping can write: the `Users` schema's, and the custom fields
 /// one user's record lists (`GET /Users/{id}`; HaloPSA has no users yet: none).
 pub async fn read_psa_fields(psa: &PsaClient) -> Result<Vec<PsaUserField>, mailroom_psa::PsaError> {
+    psa_fields_of(psa, psa.any_user_id().await?).await
+}
+
+/// [`read_psa_fields`] from a user already known (`None`: HaloPSA has no users yet).
+async fn psa_fields_of(
+    psa: &PsaClient,
+    user_id: Option<i64>,
+) -> Result<Vec<PsaUserField>, mailroom_psa::PsaError> {
     let mut fields = psa_user_fields();
-    if let Some(id) = psa.any_user_id().await? {
+    if let Some(id) = user_id {
         fields.extend(fields::custom_fields_of(&psa.user_record(id).await?));
     }
     Ok(fields)
@@ -280,7 +286,7 @@ pub(crate) fn address_book_error(
     if e.kind != mailroom_graph::GraphErrorKind::AccessDenied {
         return ConnectError::graph(&e, &mailbox.name).into();
     }
-    if e.message.contains("OData is disabled") {
+    if crate::connect::checks::refused_by_access_policy(&e) {
         return CoreError::NotConfigured(format!(
             "Microsoft 365 refused to read {}'s contacts: an Application Access Policy keeps this app registration out of the mailbox ({}). Add the mailbox to the policy's mail-enabled security group, or change the policy (Get-ApplicationAccessPolicy; Test-ApplicationAccessPolicy -Identity <mailbox> -AppId <client id>).",
             mailbox.name, e.message
@@ -397,9 +403,9 @@ impl Core {
         let mut directory = read_psa_directory(&psa).await?;
         validate_mappings(&settings.mappings, &directory.fields)
             .map_err(CoreError::InvalidInput)?;
-        complete_matched_users(&psa, &mut directory, &book.contacts, &settings).await?;
+        complete_matched_users(&psa, &mut directory, &book, &settings).await?;
         let contacts = plan(
-            &book.contacts,
+            &book,
             &directory.users,
             &directory.sites,
             &settings,

@@ -448,10 +448,7 @@ impl Core {
                     .map_err(graph_failed)?
             } else {
                 AddressBookChanges {
-                    changed: read_address_book(&graph)
-                        .await
-                        .map_err(graph_failed)?
-                        .contacts,
+                    changed: read_address_book(&graph).await.map_err(graph_failed)?,
                     ..AddressBookChanges::default()
                 }
             };
@@ -506,10 +503,6 @@ impl Core {
                 )
                 .await?);
         };
-        let book = super::AddressBook {
-            contacts: changes.changed.clone(),
-            folders: 0,
-        };
         // Claims a stop left unanswered: HaloPSA's list, just read, says what exists.
         let mut settled = std::collections::HashSet::new();
         for email in store.unsettled_contact_emails().await? {
@@ -527,7 +520,7 @@ impl Core {
             }
         }
         let planned = plan(
-            &book.contacts,
+            &changes.changed,
             &directory.users,
             &directory.sites,
             &settings,

@@ -197,7 +197,21 @@ impl GraphClient {
 }
 
 fn parse_delta_page(page: &Value) -> Result<ContactDeltaPage, GraphError> {
-    let mut contacts = Vec::new();
+    let (contacts, removed_ids, next, round_complete) = split_delta_page(page)?;
+    Ok(ContactDeltaPage {
+        contacts,
+        removed_ids,
+        next,
+        round_complete,
+    })
+}
+
+/// One delta page of any item type: the items, the ids reported `@removed`, where to continue,
+/// and whether that is the round's final deltaLink (messages and contacts alike).
+pub(super) fn split_delta_page<T: serde::de::DeserializeOwned>(
+    page: &Value,
+) -> Result<(Vec<T>, Vec<String>, DeltaCursor, bool), GraphError> {
+    let mut items = Vec::new();
     let mut removed_ids = Vec::new();
     for item in page["value"].as_array().into_iter().flatten() {
         if item.get("@removed").is_some() {
@@ -206,7 +220,7 @@ fn parse_delta_page(page: &Value) -> Result<ContactDeltaPage, GraphError> {
             }
             continue;
         }
-        contacts.push(
+        items.push(
             serde_json::from_value(item.clone())
                 .map_err(|e| GraphError::new(GraphErrorKind::InvalidResponse, e.to_string()))?,
         );
@@ -218,13 +232,8 @@ fn parse_delta_page(page: &Value) -> Result<ContactDeltaPage, GraphError> {
     } else {
         return Err(GraphError::new(
             GraphErrorKind::InvalidResponse,
-            "contact delta page has neither @odata.nextLink nor @odata.deltaLink",
+            "delta page has neither @odata.nextLink nor @odata.deltaLink",
         ));
     };
-    Ok(ContactDeltaPage {
-        contacts,
-        removed_ids,
-        next,
-        round_complete,
-    })
+    Ok((items, removed_ids, next, round_complete))
 }

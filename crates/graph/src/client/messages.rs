@@ -55,30 +55,8 @@ impl GraphClient {
         let call = Call::new(http::Method::GET, url)
             .prefer(format!("odata.maxpagesize={}", self.delta_page_size));
         let page: Value = self.json(call).await?;
-        let mut messages = Vec::new();
-        let mut removed_ids = Vec::new();
-        for item in page["value"].as_array().into_iter().flatten() {
-            if item.get("@removed").is_some() {
-                if let Some(id) = item["id"].as_str() {
-                    removed_ids.push(id.to_string());
-                }
-                continue;
-            }
-            messages
-                .push(serde_json::from_value(item.clone()).map_err(|e| {
-                    GraphError::new(GraphErrorKind::InvalidResponse, e.to_string())
-                })?);
-        }
-        let (next, round_complete) = if let Some(n) = page["@odata.nextLink"].as_str() {
-            (DeltaCursor::Link(n.to_string()), false)
-        } else if let Some(d) = page["@odata.deltaLink"].as_str() {
-            (DeltaCursor::Link(d.to_string()), true)
-        } else {
-            return Err(GraphError::new(
-                GraphErrorKind::InvalidResponse,
-                "delta page has neither @odata.nextLink nor @odata.deltaLink",
-            ));
-        };
+        let (messages, removed_ids, next, round_complete) =
+            super::contacts::split_delta_page(&page)?;
         Ok(DeltaPage {
             messages,
             removed_ids,
