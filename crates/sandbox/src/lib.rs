@@ -568,14 +568,20 @@ impl Drop for Sandbox {
 /// For the CLI: start, print the summary, wait for Ctrl-C, shut down.
 pub async fn run_until_ctrl_c(opts: SandboxOptions) -> Result<(), SandboxError> {
     let sandbox = Sandbox::start(opts).await?;
+    // The handler is in place before "Press Ctrl-C" is printed: a Ctrl-C
+    // that follows the prompt at once must stop the sandbox cleanly, not
+    // kill it with the default disposition.
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(SandboxError::Signal)?;
+    #[cfg(not(unix))]
+    let mut interrupt = tokio::signal::windows::ctrl_c().map_err(SandboxError::Signal)?;
     println!("{}", sandbox.summary());
     if let Some(ca) = sandbox.ca_certificate_pem() {
         println!("CA certificate to trust:\n{ca}");
     }
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(SandboxError::Signal)?;
+    interrupt.recv().await;
     sandbox.shutdown().await;
     Ok(())
 }
