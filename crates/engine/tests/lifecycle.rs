@@ -183,6 +183,50 @@ async fn a_stop_in_the_middle_of_a_batch_returns_within_2s_and_loses_nothing() {
     assert_one_ticket_each(&h, &delivered);
 }
 
+/// The stop lands while every attempt in flight waits in the middle of a database write (another
+/// process holds SQLite's write lock), so each holds one of the store's connections: the stop
+/// still returns within 2 s once the lock is let go, instead of waiting out the pool's 30 s
+/// acquire timeout with attempts that each wait for a connection another one holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_every_attempt_waits_for_the_database_returns_within_2s() {
+    use sqlx::Connection as _;
+    let h = harness(default_settings()).await;
+    h.sb.faults()
+        .add(FaultRule::latency(Service::Psa, "/api/*", 100))
+        .unwrap();
+    let delivered: Vec<_> = (0..30)
+        .map(|i| {
+            h.deliver(mail(
+                "pat@fabrikam.test",
+                "Pat Smith",
+                &format!("Locked {i}"),
+            ))
+        })
+        .collect();
+    let engine = supervisor(&h);
+    engine.start_mailbox(h.mailbox.clone(), h.graph.clone());
+    wait_until("a ticket is written", || async { !h.tickets().is_empty() }).await;
+
+    let url = format!("sqlite://{}", h.store.path().display());
+    let mut other_process = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+    // Every attempt in flight reaches its next write and waits for the lock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stop = tokio::spawn(timed_stop(engine));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+    let took = stop.await.unwrap();
+    assert!(took < STOP_BUDGET, "stopped in {took:?}");
+    assert_no_claims(&h).await;
+    assert!(h.tickets().len() < delivered.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_reading_the_inbox_returns_within_2s() {
     let h = harness(default_settings()).await;

@@ -277,17 +277,7 @@ impl Pipeline {
         let result = tokio::select! {
             biased;
             result = &mut work => Some(result),
-            _ = cancel.cancelled() => {
-                let write_in_flight = matches!(
-                    self.store.psa_write(email.id).await,
-                    Ok(Some(w)) if !w.confirmed
-                );
-                if write_in_flight {
-                    tokio::time::timeout(WRITE_GRACE, &mut work).await.ok()
-                } else {
-                    None
-                }
-            }
+            _ = cancel.cancelled() => self.after_cancel(email.id, work.as_mut()).await,
         };
         drop(work);
         let now = self.clock.now();
@@ -420,6 +410,30 @@ impl Pipeline {
             result: "interrupted".into(),
         });
         Ok(AttemptOutcome::Interrupted)
+    }
+
+    /// What is left of a cancelled attempt: its result when it ends while the store is asked
+    /// whether its PSA write is on its way, or within [`WRITE_GRACE`] when it is; else nothing.
+    ///
+    /// `work` keeps being driven while the store is asked. It may hold one of the pool's
+    /// connections in the middle of a query; with as many attempts in flight as the pool has
+    /// connections, attempts that all stopped driving their work to ask the store would wait
+    /// for a connection none of them gives back (until the pool's acquire timeout, 30 s).
+    async fn after_cancel<F: std::future::Future>(
+        &self,
+        email_id: i64,
+        mut work: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
+        let write = tokio::select! {
+            biased;
+            result = work.as_mut() => return Some(result),
+            write = self.store.psa_write(email_id) => write,
+        };
+        if matches!(write, Ok(Some(w)) if !w.confirmed) {
+            tokio::time::timeout(WRITE_GRACE, work).await.ok()
+        } else {
+            None
+        }
     }
 
     pub(super) async fn run(
