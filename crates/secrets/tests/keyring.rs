@@ -4,13 +4,23 @@
 
 use mailroom_secrets::{SecretKey, SecretKind, SecretValue, Secrets};
 
-fn secrets() -> Secrets {
-    Secrets::with_service(format!("mailroom-test-{}", uuid::Uuid::new_v4()))
+/// One test at a time talks to the Secret Service: the daemon answers one client at a time,
+/// and five tests at once on a loaded machine pushed single calls past D-Bus's 25 s reply
+/// timeout ("did not receive a reply").
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A store under a service name of its own, and the turn to use the keyring.
+fn secrets() -> (Secrets, std::sync::MutexGuard<'static, ()>) {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    (
+        Secrets::with_service(format!("mailroom-test-{}", uuid::Uuid::new_v4())),
+        turn,
+    )
 }
 
 #[test]
 fn stores_reads_and_deletes_through_fresh_entries() {
-    let secrets = secrets();
+    let (secrets, _turn) = secrets();
     secrets.self_check().expect("keyring self-check");
     let key = SecretKey::new("mailbox-a", SecretKind::RefreshToken);
     assert_eq!(secrets.get(&key).unwrap(), None);
@@ -32,7 +42,7 @@ fn stores_reads_and_deletes_through_fresh_entries() {
 
 #[test]
 fn deleting_an_owner_removes_all_its_entries_only() {
-    let secrets = secrets();
+    let (secrets, _turn) = secrets();
     let a_secret = SecretKey::new("mailbox-a", SecretKind::ClientSecret);
     let a_cert = SecretKey::new("mailbox-a", SecretKind::Certificate);
     let b_secret = SecretKey::new("mailbox-b", SecretKind::ClientSecret);
@@ -49,7 +59,7 @@ fn deleting_an_owner_removes_all_its_entries_only() {
 #[test]
 fn large_values_fit() {
     // A PEM certificate with its private key is a few kilobytes.
-    let secrets = secrets();
+    let (secrets, _turn) = secrets();
     let key = SecretKey::new("mailbox-c", SecretKind::Certificate);
     let pem = "-----BEGIN PRIVATE KEY-----\n".to_string() + &"A".repeat(6000);
     secrets.set(&key, &SecretValue::new(pem.clone())).unwrap();
@@ -61,7 +71,7 @@ fn large_values_fit() {
 fn two_stores_keep_apart_the_same_owner_and_kind() {
     // The PSA connection's owner id is the same constant in every data directory: scoping by
     // store id is what keeps the sandbox's secret from replacing (or deleting) the real one.
-    let base = secrets();
+    let (base, _turn) = secrets();
     let real = base.scoped("store-real");
     let sandbox = base.scoped("store-sandbox");
     let key = SecretKey::new("default", SecretKind::PsaClientSecret);
@@ -86,7 +96,7 @@ fn two_stores_keep_apart_the_same_owner_and_kind() {
 
 #[test]
 fn an_unscoped_entry_is_adopted_once_and_never_overwrites() {
-    let base = secrets();
+    let (base, _turn) = secrets();
     let store = base.scoped("store-a");
     let secret = SecretKey::new("mbx-1", SecretKind::ClientSecret);
     let token = SecretKey::new("mbx-1", SecretKind::RefreshToken);
