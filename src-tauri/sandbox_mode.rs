@@ -227,6 +227,9 @@ pub async fn connect_demo_tenant(core: &Core, sandbox: &Sandbox) -> Result<(), S
         .set_mailbox_settings(&support.id, &support_settings)
         .await
         .map_err(|e| e.to_string())?;
+    core.set_expected_account(&support.id, Some(&support_upn))
+        .await
+        .map_err(|e| e.to_string())?;
     let (url, authorization) = core
         .start_authorization(&support.id)
         .await
@@ -258,6 +261,11 @@ pub async fn connect_demo_tenant(core: &Core, sandbox: &Sandbox) -> Result<(), S
         .map_err(|e| e.to_string())?;
     core.store()
         .set_mailbox_settings(&helpdesk.id, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The safety checks have something to try: the CFO's mailbox must stay out of reach (and
+    // is not, until a policy is applied — as in a new tenant).
+    core.set_canary_address(&helpdesk.id, tenant.canary_mailbox.as_deref())
         .await
         .map_err(|e| e.to_string())?;
     core.connect_app_only(&helpdesk.id)

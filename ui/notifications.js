@@ -13,6 +13,7 @@ const KINDS = [
   ['credential_expiring', N_('A mailbox\'s secret or certificate expires soon')],
   ['psa_unreachable', N_('HaloPSA cannot be reached')],
   ['contacts_failed', N_('A contact import failed')],
+  ['mailbox_check_failed', N_('A mailbox safety check turned red')],
 ];
 
 /** The problems recorded lately. */

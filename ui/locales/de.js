@@ -459,6 +459,7 @@ export default {
   'Request id: {id}': 'Anfrage-ID: {id}',
   // Contact imports (ui/contact-imports.js).
   'A contact import failed': 'Ein Kontaktimport ist fehlgeschlagen',
+  'A mailbox safety check turned red': 'Eine Sicherheitsprüfung eines Postfachs ist rot',
   'create': 'anlegen',
   'update': 'aktualisieren',
   'unchanged': 'unverändert',

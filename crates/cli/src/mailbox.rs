@@ -66,6 +66,15 @@ pub enum ConnectCommand {
         #[arg(long, conflicts_with = "account")]
         anyone: bool,
     },
+    /// Run the mailbox's safety checks now (blast radius, identity, who signs in) and record
+    /// them; exits non-zero when one is red. The engine runs them again once a day.
+    Check {
+        /// Mailbox name or id.
+        mailbox: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Name a mailbox a Webhooks mailbox's application must not reach (a canary): `test` then
     /// tries to read it and says whether the application is restricted.
     Canary {
@@ -306,6 +315,39 @@ pub async fn run(core: &Core, command: &ConnectCommand) -> anyhow::Result<()> {
             } else {
                 bail!("the connection test found problems")
             }
+        }
+        ConnectCommand::Check { mailbox, json } => {
+            let m = find(core, mailbox).await?;
+            let found = core
+                .check_mailbox(
+                    &m.id,
+                    mailroom_clock::Clock::now(&*mailroom_clock::system()),
+                )
+                .await
+                .map_err(explain)?;
+            if *json {
+                print_json(&found)?;
+            } else {
+                if let Some(at) = found.checked_at {
+                    println!("Checked {} at {}", m.name, at.to_rfc3339());
+                }
+                for c in &found.checks {
+                    println!("  {:<24} {:<10} {}", c.title, c.state, c.detail);
+                    if let Some(fix) = &c.fix {
+                        println!("  {:<24} {:<10} fix: {fix}", "", "");
+                    }
+                    if let Some(id) = &c.request_id {
+                        println!("  {:<24} {:<10} request id: {id}", "", "");
+                    }
+                }
+                if found.checks.is_empty() {
+                    println!("  (no checks apply to this mailbox)");
+                }
+            }
+            if found.checks.iter().any(|c| c.state == "failed") {
+                bail!("a mailbox check is red")
+            }
+            Ok(())
         }
         ConnectCommand::SignInAs {
             mailbox,

@@ -4,7 +4,7 @@
 //! - `set [--agent ID]... [--from MAILBOX] [--every MINUTES] [--desktop on|off] [--on KIND]...
 //!   [--off KIND]... [--expiring-days N]`: changes them (agents by their PSA id, read live;
 //!   kinds: `email_failed`, `mailbox_disconnected`, `subscription_lost`, `credential_expiring`,
-//!   `psa_unreachable`, `contacts_failed`);
+//!   `psa_unreachable`, `contacts_failed`, `mailbox_check_failed`);
 //! - `test`: sends a digest to each chosen agent now (a test one when no problem waits).
 
 use mailroom_engine::notifications::KINDS;

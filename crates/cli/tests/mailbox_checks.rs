@@ -17,11 +17,11 @@ async fn a_named_canary_is_tried_by_the_connection_test() {
         "{}",
         text(&bad)
     );
-    let set = mailroom(dir, &["mailbox", "canary", "Support", "megan@contoso.test"]).await;
+    let set = mailroom(dir, &["mailbox", "canary", "Support", "diego@contoso.test"]).await;
     assert!(set.status.success(), "{}", text(&set));
     let shown = mailroom(dir, &["mailbox", "canary", "Support"]).await;
     assert!(
-        text(&shown).contains("canary of Support: megan@contoso.test"),
+        text(&shown).contains("canary of Support: diego@contoso.test"),
         "{}",
         text(&shown)
     );
@@ -35,6 +35,28 @@ async fn a_named_canary_is_tried_by_the_connection_test() {
         .find(|c| c["id"] == "blast_radius")
         .unwrap()
         .clone();
-    assert_eq!(check["state"], "ok", "{check}");
+    // The seeded tenant, like a new one, restricts nothing: red, with the remedies.
+    assert_eq!(check["state"], "failed", "{check}");
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("New-ApplicationAccessPolicy"),
+        "{check}"
+    );
+
+    // Check now: recorded with its time; red, so a scheduled run can alert on the exit code.
+    let check = mailroom(dir, &["mailbox", "check", "Support", "--json"]).await;
+    assert!(!check.status.success(), "{}", text(&check));
+    let found: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(found["checked_at"].is_string(), "{found}");
+    assert!(found["next_check_at"].is_string(), "{found}");
+    let blast = found["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "blast_radius")
+        .unwrap();
+    assert_eq!(blast["state"], "failed", "{found}");
     common::forget_secrets(&core, &mailbox);
 }

@@ -89,7 +89,7 @@ fn notify_shows_its_settings_and_refuses_a_test_without_agents() {
     let show = mailroom(dir.path(), &["notify", "show"]);
     assert!(
         text(&show).contains(
-            "told:      mailbox_disconnected, credential_expiring, psa_unreachable, contacts_failed (credentials: within 7 days)"
+            "told:      mailbox_disconnected, credential_expiring, psa_unreachable, contacts_failed, mailbox_check_failed (credentials: within 7 days)"
         ),
         "{}",
         text(&show)

@@ -369,6 +369,23 @@ impl Inner {
                         Ok(found) => problems.extend(found),
                         Err(e) => tracing::info!("expiring credentials not checked: {e}"),
                     }
+                    // The daily re-check of the mailbox checks; a stop does not wait for it.
+                    let recheck = self.core.recheck_due_mailboxes(chrono::Utc::now());
+                    let rechecked = tokio::select! {
+                        _ = self.cancel.cancelled() => break,
+                        found = recheck => found,
+                    };
+                    match rechecked {
+                        Ok(red) => problems.extend(red.into_iter().map(|(mailbox, check)| Problem {
+                            kind: "mailbox_check_failed",
+                            key: format!("mailbox_check_failed:{}:{}:{}", mailbox.id, check.id, chrono::Utc::now().format("%Y-%m-%d")),
+                            mailbox_id: Some(mailbox.id.clone()),
+                            title: format!("{}: {}", mailbox.name, check.title),
+                            detail: check.detail,
+                            fix: check.fix.unwrap_or_else(|| "Open the mailbox's Incoming tab: its safety checks say what to do.".into()),
+                        })),
+                        Err(e) => tracing::info!("mailbox checks not re-run: {e}"),
+                    }
                     if let Err(e) = self.core.queue_notification_digests(chrono::Utc::now(), false).await {
                         tracing::warn!("notification digests not queued: {e}");
                     }

@@ -31,6 +31,7 @@ pub const KINDS: &[&str] = &[
     "credential_expiring",
     "psa_unreachable",
     "contacts_failed",
+    "mailbox_check_failed",
 ];
 
 /// An agent who gets the digests.
@@ -58,6 +59,9 @@ pub struct NotifyOn {
     pub psa_unreachable: bool,
     /// A contact import failed, or some of its contacts did.
     pub contacts_failed: bool,
+    /// The daily re-check found a mailbox check red (the application reads other mailboxes,
+    /// the address is not the mailbox's, another account signed in).
+    pub mailbox_check_failed: bool,
 }
 
 impl Default for NotifyOn {
@@ -70,6 +74,7 @@ impl Default for NotifyOn {
             expiring_days: 14,
             psa_unreachable: true,
             contacts_failed: true,
+            mailbox_check_failed: true,
         }
     }
 }
@@ -84,6 +89,7 @@ impl NotifyOn {
             "credential_expiring" => &mut self.credential_expiring,
             "psa_unreachable" => &mut self.psa_unreachable,
             "contacts_failed" => &mut self.contacts_failed,
+            "mailbox_check_failed" => &mut self.mailbox_check_failed,
             _ => return None,
         };
         *flag = on;
@@ -99,6 +105,7 @@ impl NotifyOn {
             "credential_expiring" => self.credential_expiring,
             "psa_unreachable" => self.psa_unreachable,
             "contacts_failed" => self.contacts_failed,
+            "mailbox_check_failed" => self.mailbox_check_failed,
             _ => true,
         }
     }

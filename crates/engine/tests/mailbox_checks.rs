@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use mailroom_engine::connect::checks::MailboxCheck;
-use mailroom_graph_sandbox::seed::DAEMON_APP_ID;
+use mailroom_graph_sandbox::seed::{CANARY_MAILBOX, DAEMON_APP_ID};
 
 async fn blast_radius(core: &mailroom_engine::Core, mailbox_id: &str) -> MailboxCheck {
     let test = core.test_connection(mailbox_id).await.unwrap();
@@ -39,18 +39,11 @@ async fn the_application_blast_radius_is_read_through_a_canary_mailbox() {
         .unwrap_err();
     assert!(own.to_string().contains("another mailbox"), "{own}");
 
-    // The seeded tenant restricts the application to Support and Helpdesk: Megan is out of
-    // reach, as Graph says with its documented ErrorAccessDenied.
-    core.set_canary_address(&h.mailbox.id, Some("megan@contoso.test"))
+    // The seeded tenant, like a new one, restricts nothing: the application reads the
+    // seeded canary (the CFO's inbox) — red, with both remedies.
+    core.set_canary_address(&h.mailbox.id, Some(CANARY_MAILBOX))
         .await
         .unwrap();
-    let restricted = blast_radius(&core, &h.mailbox.id).await;
-    assert_eq!(restricted.state, "ok", "{restricted:?}");
-    assert!(restricted.detail.contains("Restricted"), "{restricted:?}");
-    assert!(restricted.request_id.is_some());
-
-    // The policy lifted: the application reads every mailbox — red, with both remedies.
-    h.sb.graph().clear_access_policies(DAEMON_APP_ID);
     let open = blast_radius(&core, &h.mailbox.id).await;
     assert_eq!(open.state, "failed", "{open:?}");
     assert!(
@@ -63,10 +56,40 @@ async fn the_application_blast_radius_is_read_through_a_canary_mailbox() {
         "{fix}"
     );
     assert!(
-        fix.contains("Test-ApplicationAccessPolicy -Identity megan@contoso.test"),
+        fix.contains("Test-ApplicationAccessPolicy -Identity diego@contoso.test"),
         "{fix}"
     );
     assert!(fix.contains("New-ManagementRoleAssignment"), "{fix}");
+
+    // The admin applies a restricting policy (through the sandbox's control API, as the
+    // Exchange cmdlet would): the canary is out of reach, as Graph says with its documented
+    // ErrorAccessDenied — green.
+    let http = reqwest::Client::new();
+    let policies = format!("{}/graph/access-policies", h.sb.control_url());
+    let applied = http
+        .post(&policies)
+        .json(&serde_json::json!({
+            "appId": DAEMON_APP_ID,
+            "accessRight": "RestrictAccess",
+            "mailboxes": [SUPPORT, HELPDESK],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(applied.status(), 201);
+    let restricted = blast_radius(&core, &h.mailbox.id).await;
+    assert_eq!(restricted.state, "ok", "{restricted:?}");
+    assert!(restricted.detail.contains("Restricted"), "{restricted:?}");
+    assert!(restricted.request_id.is_some());
+
+    // Lifted again: red again.
+    let lifted = http
+        .delete(format!("{policies}/{DAEMON_APP_ID}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    assert_eq!(blast_radius(&core, &h.mailbox.id).await.state, "failed");
 
     // A canary that is no mailbox of the tenant is said to be so.
     core.set_canary_address(&h.mailbox.id, Some("nobody@contoso.test"))
@@ -113,9 +136,39 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
     }
     let h = harness_with_seed(default_settings(), seed).await;
     let core = core_for(&h).await;
-    let ok = identity_of(&core.test_connection(&h.mailbox.id).await.unwrap());
+    let test = core.test_connection(&h.mailbox.id).await.unwrap();
+    let ok = identity_of(&test);
     assert_eq!(ok.state, "ok", "{ok:?}");
     assert!(ok.detail.contains("Contoso Support"), "{ok:?}");
+
+    // No canary named, but the application may read the directory: a few other mailboxes
+    // are sampled instead, and named.
+    let sampled = test
+        .checks
+        .iter()
+        .find(|c| c.id == "blast_radius")
+        .unwrap()
+        .clone();
+    assert_eq!(sampled.state, "failed", "{sampled:?}");
+    assert!(
+        sampled
+            .detail
+            .contains("sampled from the directory: megan@contoso.test, alex@contoso.test, helpdesk@contoso.test"),
+        "{sampled:?}"
+    );
+    // Helpdesk, served by Mailroom with the same application, is in its reach on purpose: a
+    // policy for both keeps the others out, and Helpdesk is no longer sampled.
+    add_mailbox(&h.store, &h.sb, "Helpdesk", HELPDESK, default_settings()).await;
+    restrict_daemon_to_support(&h.sb);
+    let restricted = blast_radius(&core, &h.mailbox.id).await;
+    assert_eq!(restricted.state, "ok", "{restricted:?}");
+    assert!(
+        restricted.detail.contains(
+            "reading megan@contoso.test, alex@contoso.test, diego@contoso.test was refused"
+        ),
+        "{restricted:?}"
+    );
+    assert!(restricted.detail.contains("sampled from the directory"));
 
     // A mailbox address no user of the tenant has.
     let wrong = add_mailbox(
@@ -213,5 +266,120 @@ async fn a_sign_in_by_another_account_than_the_named_one_is_refused_and_nothing_
         .await
         .unwrap();
     assert_eq!(connected.account, SUPPORT);
+    let _ = core.secrets().delete_owner(&mailbox.id);
+}
+
+#[tokio::test]
+async fn the_checks_are_recorded_and_run_again_once_a_day() {
+    use chrono::{Duration, Utc};
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    core.set_canary_address(&h.mailbox.id, Some(CANARY_MAILBOX))
+        .await
+        .unwrap();
+    let never = core.mailbox_checks(&h.mailbox.id).await.unwrap();
+    assert_eq!((never.checked_at, never.checks.len()), (None, 0));
+
+    // Check now: recorded, with the time of the next re-check.
+    h.store
+        .set_mailbox_connection(&h.mailbox.id, Some(SUPPORT))
+        .await
+        .unwrap();
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
+    let first = core.check_mailbox(&h.mailbox.id, now).await.unwrap();
+    assert_eq!(first.checked_at, Some(now));
+    assert_eq!(first.next_check_at, Some(now + Duration::hours(24)));
+    let ids: Vec<&str> = first.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["identity", "blast_radius"]);
+    let stored = core.mailbox_checks(&h.mailbox.id).await.unwrap();
+    assert_eq!(stored.checks, first.checks);
+
+    // Within the day nothing is due; a day on, the re-check runs and hands back what is red.
+    assert!(core
+        .recheck_due_mailboxes(now + Duration::hours(23))
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + Duration::hours(24);
+    let red = core.recheck_due_mailboxes(later).await.unwrap();
+    assert_eq!(red.len(), 1, "{red:?}");
+    assert_eq!(red[0].1.id, "blast_radius");
+    assert_eq!(
+        core.mailbox_checks(&h.mailbox.id).await.unwrap().checked_at,
+        Some(later)
+    );
+
+    // Restricted since: the next day's re-check is green and says so.
+    restrict_daemon_to_support(&h.sb);
+    let next = later + Duration::hours(24);
+    assert!(core.recheck_due_mailboxes(next).await.unwrap().is_empty());
+    let green = core.mailbox_checks(&h.mailbox.id).await.unwrap();
+    assert_eq!(green.checked_at, Some(next));
+    assert!(green
+        .checks
+        .iter()
+        .any(|c| c.id == "blast_radius" && c.state == "ok"));
+}
+
+#[tokio::test]
+async fn a_scan_mailbox_says_who_signs_in() {
+    use std::time::Duration;
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let setup: mailroom_engine::mailboxes::MailboxSetup =
+        serde_json::from_value(serde_json::json!({
+            "name": "Megan's inbox",
+            "method": "scan",
+            "cloud": "custom",
+            "authority_url": h.sb.authority_url(),
+            "graph_url": h.sb.graph_url(),
+            "tenant_id": h.sb.tenant().tenant_id,
+            "client_id": h.sb.tenant().desktop_app.client_id,
+            "credential_kind": "public",
+        }))
+        .unwrap();
+    let mailbox = core.add_mailbox(setup).await.unwrap();
+    let sign_in = |checks: mailroom_engine::connect::checks::MailboxChecks| {
+        checks
+            .checks
+            .into_iter()
+            .find(|c| c.id == "sign_in")
+            .unwrap()
+    };
+    let now = chrono::Utc::now();
+    let nobody = sign_in(core.check_mailbox(&mailbox.id, now).await.unwrap());
+    assert_eq!(nobody.state, "not_checked");
+    assert!(
+        nobody.detail.contains("whoever completes the sign-in"),
+        "{nobody:?}"
+    );
+
+    // Megan signs in before anyone is named; naming someone else afterwards turns it red.
+    let (url, auth) = core.start_authorization(&mailbox.id).await.unwrap();
+    mailroom_sandbox::sign_in::complete_sign_in(url.as_str(), "megan@contoso.test")
+        .await
+        .unwrap();
+    core.finish_authorization(auth, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let unnamed = sign_in(core.check_mailbox(&mailbox.id, now).await.unwrap());
+    assert_eq!(unnamed.state, "not_checked");
+    assert!(unnamed.fix.unwrap().contains("Name megan@contoso.test"));
+    core.set_expected_account(&mailbox.id, Some("megan@contoso.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sign_in(core.check_mailbox(&mailbox.id, now).await.unwrap()).state,
+        "ok"
+    );
+    core.set_expected_account(&mailbox.id, Some("alex@contoso.test"))
+        .await
+        .unwrap();
+    let wrong = sign_in(core.check_mailbox(&mailbox.id, now).await.unwrap());
+    assert_eq!(wrong.state, "failed", "{wrong:?}");
+    assert!(
+        wrong.detail.contains("megan@contoso.test is signed in, but the account named for this mailbox is alex@contoso.test"),
+        "{wrong:?}"
+    );
     let _ = core.secrets().delete_owner(&mailbox.id);
 }

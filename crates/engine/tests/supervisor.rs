@@ -111,7 +111,8 @@ async fn import_now_processes_mail_and_publishes_events() {
 #[tokio::test]
 async fn import_now_reports_permission_problems_plainly() {
     let h = harness(default_settings()).await;
-    // The daemon app's access policy excludes alex@.
+    // An application access policy keeps the daemon app out of alex@.
+    restrict_daemon_to_support(&h.sb);
     let alex = add_mailbox(&h.store, &h.sb, "Alex", "alex@contoso.test", json!({})).await;
     let supervisor = SyncSupervisor::new(h.pipeline.clone(), SyncOptions::default());
     supervisor.start_mailbox(alex.clone(), graph_for(&h.sb, "alex@contoso.test"));

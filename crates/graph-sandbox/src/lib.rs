@@ -46,7 +46,10 @@ pub use auth::{AccessGrant, StaticTokens, TokenRejection, TokenValidator};
 pub use publisher::{
     LifecycleEvent, NotificationKind, NotificationOutcome, NotificationRecord, PublisherOptions,
 };
-pub use seed::{generated_address_book, GraphSeed, SeedAddress, SeedContact, SeedUser};
+pub use seed::{
+    generated_address_book, AccessRight, ApplicationAccessPolicy, GraphSeed, SeedAddress,
+    SeedContact, SeedUser,
+};
 
 /// Errors of the sandbox's Rust API (HTTP errors are Graph-shaped responses instead).
 #[derive(Debug, thiserror::Error)]
@@ -648,6 +651,29 @@ impl GraphSandbox {
     /// Adds an application access policy (takes effect immediately; Exchange: up to 30 min).
     pub fn add_access_policy(&self, policy: seed::ApplicationAccessPolicy) {
         self.state().policies.push(policy);
+    }
+
+    /// Adds an application access policy whose every scope member is a mailbox of the tenant
+    /// (Exchange refuses a policy scope group it cannot resolve); names the first unknown one.
+    pub fn try_add_access_policy(
+        &self,
+        policy: seed::ApplicationAccessPolicy,
+    ) -> Result<(), String> {
+        let mut st = self.state();
+        if let Some(unknown) = policy
+            .mailboxes
+            .iter()
+            .find(|m| st.mailbox_index(m).is_none())
+        {
+            return Err(format!("{unknown} is no mailbox of the tenant"));
+        }
+        st.policies.push(policy);
+        Ok(())
+    }
+
+    /// The application access policies in force.
+    pub fn access_policies(&self) -> Vec<seed::ApplicationAccessPolicy> {
+        self.state().policies.clone()
     }
 
     /// Removes every application access policy of `app_id`.

@@ -21,6 +21,13 @@ pub const ALEX_USER_ID: &str = "8a3c1f52-6d0e-4b7a-9c21-5e4f3a2b1c03";
 /// Object id of the shared mailbox `helpdesk@contoso.test`.
 pub const HELPDESK_USER_ID: &str = "8a3c1f52-6d0e-4b7a-9c21-5e4f3a2b1c04";
 /// Client id of the "Mailroom Desktop" public client.
+/// Id of Diego Siciliani (CFO): the mailbox the seeded tenant's admin names as the canary that
+/// the webhooks application must not reach.
+pub const DIEGO_USER_ID: &str = "8a3c1f52-6d0e-4b7a-9c21-5e4f3a2b1c05";
+/// The seeded canary mailbox: an executive's inbox no mail-to-ticket application should read.
+/// The seed restricts nothing (a new tenant's app-only grant reaches every mailbox), so the
+/// blast-radius check finds it readable until a policy is applied through the control API.
+pub const CANARY_MAILBOX: &str = "diego@contoso.test";
 pub const DESKTOP_APP_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
 /// Client id of the "Mailroom Web" confidential client.
 pub const WEB_APP_ID: &str = "c0ffee00-0000-4000-8000-000000000002";
@@ -568,6 +575,23 @@ fn default_messages() -> Vec<SeedMessage> {
         html: false,
         id: "slides-0301@contoso.test",
     }));
+    // --- diego@ (the canary): mail no mail-to-ticket application has any business reading ---
+    out.push(msg(M {
+        mailbox: CANARY_MAILBOX,
+        folder: "inbox",
+        minutes_ago: 720,
+        read: false,
+        from: ("megan@contoso.test", "Megan Bowen"),
+        to: CANARY_MAILBOX,
+        subject: "Salary review: figures for the board (confidential)",
+        text: "Diego,
+
+The salary review figures are in the finance share. Please do not forward.
+
+Megan",
+        html: true,
+        id: "salary-review-0400@contoso.test",
+    }));
     out
 }
 
@@ -816,6 +840,13 @@ impl Default for GraphSeed {
                     Some("Marketing Assistant"),
                 ),
                 user(HELPDESK_USER_ID, "helpdesk", "Contoso Helpdesk", true, None),
+                user(
+                    DIEGO_USER_ID,
+                    "diego",
+                    "Diego Siciliani",
+                    false,
+                    Some("Chief Financial Officer"),
+                ),
             ],
             messages: default_messages(),
             contacts: vec![
@@ -863,11 +894,9 @@ impl Default for GraphSeed {
                 delegate: "megan@contoso.test".into(),
                 rights: vec![MailboxRight::FullAccess, MailboxRight::SendAs],
             }],
-            policies: vec![ApplicationAccessPolicy {
-                app_id: DAEMON_APP_ID.into(),
-                access_right: AccessRight::RestrictAccess,
-                mailboxes: vec![SUPPORT.into(), HELPDESK.into()],
-            }],
+            // As in a new tenant: nothing restricts the webhooks application (the control
+            // API's `POST /graph/access-policies` applies a policy at run time).
+            policies: Vec::new(),
             base_time: None,
         }
     }

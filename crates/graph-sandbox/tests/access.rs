@@ -121,6 +121,22 @@ async fn app_only_rules_and_access_policy() {
         r.message(),
         "/me request is only valid with delegated authentication flow."
     );
+    // A new tenant restricts nothing: the application reads every mailbox, the canary too.
+    for open in [
+        SUPPORT,
+        HELPDESK,
+        mailroom_graph_sandbox::seed::CANARY_MAILBOX,
+    ] {
+        let r = e.get("daemon", &format!("users/{open}/messages")).await;
+        assert_eq!(r.status, 200, "{open}");
+    }
+    assert!(e.sb.access_policies().is_empty());
+    e.sb.try_add_access_policy(ApplicationAccessPolicy {
+        app_id: DAEMON_APP_ID.into(),
+        access_right: AccessRight::RestrictAccess,
+        mailboxes: vec![SUPPORT.into(), HELPDESK.into()],
+    })
+    .unwrap();
     assert_eq!(
         e.get(
             "daemon",
@@ -136,7 +152,11 @@ async fn app_only_rules_and_access_policy() {
             .status,
         200
     );
-    for blocked in ["megan@contoso.test", "alex@contoso.test"] {
+    for blocked in [
+        "megan@contoso.test",
+        "alex@contoso.test",
+        mailroom_graph_sandbox::seed::CANARY_MAILBOX,
+    ] {
         let r = e.get("daemon", &format!("users/{blocked}/messages")).await;
         assert_eq!(r.status, 403);
         assert_eq!(r.code(), "ErrorAccessDenied");
@@ -146,6 +166,16 @@ async fn app_only_rules_and_access_policy() {
     assert_eq!(
         r.message(),
         "Access is denied. Check credentials and try again."
+    );
+    // A policy scope group must resolve.
+    let unknown = e.sb.try_add_access_policy(ApplicationAccessPolicy {
+        app_id: DAEMON_APP_ID.into(),
+        access_right: AccessRight::RestrictAccess,
+        mailboxes: vec!["nobody@contoso.test".into()],
+    });
+    assert_eq!(
+        unknown.unwrap_err(),
+        "nobody@contoso.test is no mailbox of the tenant"
     );
     // DenyAccess policies block only the listed mailboxes.
     e.sb.clear_access_policies(DAEMON_APP_ID);
@@ -195,4 +225,57 @@ async fn not_found_variants() {
     assert_eq!(r.status, 404);
     let r = e.get("support", "me/bogus").await;
     assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn the_users_collection_pages_and_needs_a_directory_permission() {
+    let e = env().await;
+    // Mail permissions alone do not list the directory.
+    let r = e.get("daemon", "users").await;
+    assert_eq!((r.status, r.code()), (403, "Authorization_RequestDenied"));
+    // Delegated: User.Read is the signed-in user's own object only.
+    assert_eq!(e.get("support-readonly", "users").await.status, 403);
+
+    let first = e
+        .get(
+            "directory",
+            "users?$top=2&$select=id,userPrincipalName,proxyAddresses",
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let page = first.body["value"].as_array().unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0]["userPrincipalName"], SUPPORT);
+    assert_eq!(page[0]["proxyAddresses"][0], format!("SMTP:{SUPPORT}"));
+    assert!(
+        page[0].get("displayName").is_none(),
+        "only what is selected"
+    );
+    let next = first.body["@odata.nextLink"].as_str().unwrap();
+    assert!(next.contains("%24skiptoken="), "{next}");
+    let mut seen: Vec<String> = page
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_string())
+        .collect();
+    let mut link = Some(next.to_string());
+    while let Some(url) = link {
+        let r = e.get("directory", &url).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        for u in r.body["value"].as_array().unwrap() {
+            seen.push(u["userPrincipalName"].as_str().unwrap().to_string());
+        }
+        link = r.body["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    assert_eq!(
+        seen,
+        [
+            SUPPORT,
+            "megan@contoso.test",
+            "alex@contoso.test",
+            HELPDESK,
+            mailroom_graph_sandbox::seed::CANARY_MAILBOX
+        ]
+    );
+    let bad = e.get("directory", "users?$top=1000").await;
+    assert_eq!((bad.status, bad.code()), (400, "Request_BadRequest"));
 }

@@ -321,6 +321,13 @@ async fn subscription_access_rules() {
     let r = receiver().await;
     let mut b = sub_body(&r, 60);
     b["resource"] = json!("users/megan@contoso.test/mailFolders('Inbox')/messages");
+    // An application access policy keeps the daemon app to the support mailboxes.
+    e.sb.try_add_access_policy(mailroom_graph_sandbox::ApplicationAccessPolicy {
+        app_id: mailroom_graph_sandbox::seed::DAEMON_APP_ID.into(),
+        access_right: mailroom_graph_sandbox::AccessRight::RestrictAccess,
+        mailboxes: vec!["support@contoso.test".into(), HELPDESK.into()],
+    })
+    .unwrap();
     let resp = e.post("daemon", "subscriptions", b.clone()).await;
     assert_eq!(
         (resp.status, resp.message()),

@@ -327,6 +327,17 @@ async fn client_credentials_with_secret_roles_and_access_policy() {
         .unwrap();
     assert!(inbox.len() > 5, "paging follows nextLink: {}", inbox.len());
 
+    // An application access policy keeps the application to the support mailboxes.
+    sb.graph()
+        .try_add_access_policy(mailroom_graph_sandbox::ApplicationAccessPolicy {
+            app_id: mailroom_graph_sandbox::seed::DAEMON_APP_ID.into(),
+            access_right: mailroom_graph_sandbox::AccessRight::RestrictAccess,
+            mailboxes: vec![
+                "support@contoso.test".into(),
+                "helpdesk@contoso.test".into(),
+            ],
+        })
+        .unwrap();
     let denied = app_only_graph(&sb, "megan@contoso.test")
         .list_messages("inbox", &MessageQuery::default())
         .await

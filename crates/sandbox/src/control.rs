@@ -9,6 +9,7 @@
 //! | `GET /graph/subscriptions` | | active Graph subscriptions |
 //! | `POST /graph/subscriptions/{id}/lifecycle` | `{event: "reauthorizationRequired" \| "subscriptionRemoved" \| "missed"}` | sends a lifecycle notification |
 //! | `GET /graph/notifications` | | publisher log (change and lifecycle notifications) |
+//! | `GET /graph/access-policies` · `POST /graph/access-policies` · `DELETE /graph/access-policies/{app_id}` | `POST`: `{appId, accessRight: "RestrictAccess" \| "DenyAccess", mailboxes: [address]}` | Exchange application access policies: list · apply one (201; 400 naming a member that is no mailbox) · lift every policy of an application (204; 404 when it has none). Applied at once (Exchange: up to 30 min); a mailbox out of reach answers app-only requests with the documented 403 `ErrorAccessDenied` "Access to OData is disabled." |
 //! | `GET /psa/tickets` · `/psa/actions` · `/psa/users` · `/psa/clients` · `/psa/sites` · `/psa/attachments` · `/psa/webhooks` · `/psa/tabs` | | HaloPSA records |
 //! | `POST /psa/tabs/{id}/secure-url` | | turns on the custom tab's *Send secure URL parameter* and answers its Iframe secret (`{tab_id, iframe_secret}`), as HaloPSA's tab screen shows it; the PSA's `GET /ticket?id=N` then frames the tab with the signed parameter |
 //! | `GET /stats/requests` · `DELETE /stats/requests` | | request counters per service, method, route · reset |
@@ -49,6 +50,14 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/graph/subscriptions", get(subscriptions))
         .route("/graph/subscriptions/{id}/lifecycle", post(lifecycle))
         .route("/graph/notifications", get(notifications))
+        .route(
+            "/graph/access-policies",
+            get(access_policies).post(apply_access_policy),
+        )
+        .route(
+            "/graph/access-policies/{app_id}",
+            delete(lift_access_policies),
+        )
         .route("/psa/{what}", get(psa))
         .route("/psa/tabs/{id}/secure-url", post(tab_secure_url))
         .route("/stats/requests", get(stats).delete(reset_stats))
@@ -126,6 +135,37 @@ async fn lifecycle(
         Ok(sent) => Json(json!({"sent": sent})).into_response(),
         Err(e) => bad(StatusCode::NOT_FOUND, e),
     }
+}
+
+async fn access_policies(State(s): State<Shared>) -> Response {
+    Json(s.graph.access_policies()).into_response()
+}
+
+async fn apply_access_policy(
+    State(s): State<Shared>,
+    Json(policy): Json<mailroom_graph_sandbox::ApplicationAccessPolicy>,
+) -> Response {
+    let shown = json!(policy);
+    match s.graph.try_add_access_policy(policy) {
+        Ok(()) => (StatusCode::CREATED, Json(shown)).into_response(),
+        Err(e) => bad(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn lift_access_policies(State(s): State<Shared>, Path(app_id): Path<String>) -> Response {
+    let had = s
+        .graph
+        .access_policies()
+        .iter()
+        .any(|p| p.app_id.eq_ignore_ascii_case(&app_id));
+    if !had {
+        return bad(
+            StatusCode::NOT_FOUND,
+            format!("no application access policy for {app_id}"),
+        );
+    }
+    s.graph.clear_access_policies(&app_id);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn notifications(State(s): State<Shared>) -> Response {

@@ -213,6 +213,9 @@ pub struct SeededTenant {
     pub users: Vec<TenantUser>,
     /// UPN of the (first) shared mailbox, if any.
     pub shared_mailbox: Option<String>,
+    /// The mailbox an admin names as the canary the webhooks application must not reach
+    /// (the CFO's, when the seed has it). Nothing restricts the application at start.
+    pub canary_mailbox: Option<String>,
     /// "Mailroom Desktop" (public client).
     pub desktop_app: AppCredentials,
     /// "Mailroom Web" (confidential, Web platform).
@@ -380,6 +383,13 @@ impl Sandbox {
                 .iter()
                 .find(|u| u.shared)
                 .map(|u| u.user_principal_name.clone()),
+            canary_mailbox: users
+                .iter()
+                .find(|u| {
+                    u.user_principal_name
+                        .eq_ignore_ascii_case(mailroom_graph_sandbox::seed::CANARY_MAILBOX)
+                })
+                .map(|u| u.user_principal_name.clone()),
             users,
             desktop_app: app_credentials(&id_seed, identity::DESKTOP_APP_ID),
             web_app: app_credentials(&id_seed, identity::WEB_APP_ID),
@@ -542,6 +552,8 @@ impl Sandbox {
                 u.display_name,
                 if u.shared {
                     " (shared, cannot sign in)"
+                } else if t.canary_mailbox.as_ref() == Some(&u.user_principal_name) {
+                    " (canary: keep it out of Mailroom Daemon's reach)"
                 } else {
                     ""
                 }

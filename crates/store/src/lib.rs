@@ -45,6 +45,7 @@ mod data_dir;
 mod delta_cursor;
 pub mod inbound;
 mod lock;
+pub mod mailbox_checks;
 mod mailboxes;
 pub mod notifications;
 pub mod outbound;

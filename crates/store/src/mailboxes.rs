@@ -265,10 +265,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn scan_mailbox(name: &str) -> NewMailbox {
+    pub(crate) fn scan_mailbox(name: &str) -> NewMailbox {
         NewMailbox {
             name: name.into(),
             method: MailboxMethod::Scan,

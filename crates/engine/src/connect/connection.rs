@@ -238,14 +238,10 @@ impl Core {
                     .collect()
             })
             .unwrap_or_default();
-        let checks: Vec<MailboxCheck> = [
-            super::checks::identity(&mailbox, app.cloud.graph_url(), tokens.provider(), &granted)
-                .await,
-            super::checks::blast_radius(&mailbox, app.cloud.graph_url(), tokens.provider()).await,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let checks: Vec<MailboxCheck> = self
+            .run_checks(&mailbox, app.cloud.graph_url(), tokens.provider(), &granted)
+            .await;
+        self.record_checks(&mailbox.id, &checks, Utc::now()).await?;
         let ok = missing.is_empty() && probes.iter().all(|p| p.outcome != "failed");
         Ok(ConnectionTest {
             mailbox_id: mailbox.id.clone(),

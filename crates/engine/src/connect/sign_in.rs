@@ -173,7 +173,7 @@ pub const EXPECTED_ACCOUNT_SETTING: &str = "expected_account";
 
 /// The account a scan mailbox must be signed in as: named by the admin, and only for the
 /// signed-in user's own inbox (a shared mailbox is opened by whichever delegate signs in).
-fn expected_account(mailbox: &Mailbox) -> Option<String> {
+pub(super) fn expected_account(mailbox: &Mailbox) -> Option<String> {
     if mailbox.method != MailboxMethod::Scan || mailbox.shared_mailbox.is_some() {
         return None;
     }

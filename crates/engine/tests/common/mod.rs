@@ -35,6 +35,18 @@ pub struct Harness {
     pub options: SyncOptions,
 }
 
+/// Applies the Application Access Policy a careful admin sets up: the daemon application
+/// reaches the support mailboxes only (the seeded tenant, like a new one, restricts nothing).
+pub fn restrict_daemon_to_support(sb: &Sandbox) {
+    sb.graph()
+        .try_add_access_policy(mailroom_graph_sandbox::ApplicationAccessPolicy {
+            app_id: mailroom_graph_sandbox::seed::DAEMON_APP_ID.into(),
+            access_right: mailroom_graph_sandbox::AccessRight::RestrictAccess,
+            mailboxes: vec![SUPPORT.into(), HELPDESK.into()],
+        })
+        .expect("the support mailboxes are in the tenant");
+}
+
 pub fn empty_seed() -> SandboxSeed {
     let mut seed = SandboxSeed::default();
     seed.graph.messages.clear();

@@ -513,11 +513,7 @@ async fn dispatch(sb: &GraphSandbox, req: &ApiRequest) -> ApiResult {
         }
         "users" => match segs.get(1) {
             Some(u) => user_route(sb, req, &grant, u, &segs[2..]).await,
-            None => Err(ApiError::new(
-                403,
-                "Authorization_RequestDenied",
-                "Insufficient privileges to complete the operation.",
-            )),
+            None => list_users(sb, req, &grant),
         },
         "subscriptions" => subscriptions_route(sb, req, &grant, &segs[1..]).await,
         other => Err(ApiError::bad(&format!(

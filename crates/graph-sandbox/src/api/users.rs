@@ -2,6 +2,115 @@
 
 use super::*;
 
+/// Whether the token may read user objects: app-only `User.Read.All` (or wider); delegated
+/// `User.Read` for the signed-in user's own object, `User.ReadBasic.All` (or wider) for others.
+fn may_read_users(g: &AccessGrant, own: bool) -> Result<(), ApiError> {
+    let ok = if g.is_app_only() {
+        has_any(
+            &g.roles,
+            &[
+                "User.Read.All",
+                "User.ReadBasic.All",
+                "User.ReadWrite.All",
+                "Directory.Read.All",
+            ],
+        )
+    } else if own {
+        has_any(
+            &g.scopes,
+            &[
+                "User.Read",
+                "User.ReadBasic.All",
+                "User.Read.All",
+                "Directory.Read.All",
+            ],
+        )
+    } else {
+        has_any(
+            &g.scopes,
+            &["User.ReadBasic.All", "User.Read.All", "Directory.Read.All"],
+        )
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ))
+    }
+}
+
+/// A user as Graph returns it under `$select` (`proxyAddresses` is outside the default
+/// property set: only when selected, as Graph's).
+fn selected_user_json(user: &crate::SeedUser, select: &Option<Vec<String>>) -> Value {
+    let mut v = user_json(user);
+    if select
+        .iter()
+        .flatten()
+        .any(|p| p.eq_ignore_ascii_case("proxyAddresses"))
+    {
+        v["proxyAddresses"] = json!([format!("SMTP:{}", user.mail)]);
+    }
+    apply_select(v, select)
+}
+
+/// `GET /users`: the tenant's users (licensed and shared mailboxes alike), `$top` 1–999
+/// (default 100) and `$select`; further pages through `@odata.nextLink` with an opaque
+/// `$skiptoken`, as Graph's directory pages.
+pub(super) fn list_users(sb: &GraphSandbox, req: &ApiRequest, g: &AccessGrant) -> ApiResult {
+    if req.method != "GET" {
+        return Err(method_not_allowed(req));
+    }
+    may_read_users(g, false)?;
+    let top = match req.q("$top") {
+        None => 100,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if (1..=999).contains(&n) => n,
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    "Request_BadRequest",
+                    &format!(
+                        "Invalid page size specified: '{t}'. Must be between 1 and 999 inclusive."
+                    ),
+                ))
+            }
+        },
+    };
+    let skip = match req.q("$skiptoken") {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("users-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ApiError::new(400, "Request_BadRequest", "Invalid skip token."))?,
+    };
+    let st = sb.state();
+    let select = select_list(req);
+    let users: Vec<Value> = st
+        .mailboxes
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|m| selected_user_json(&m.user, &select))
+        .collect();
+    let mut body = json!({
+        "@odata.context": format!("{}/$metadata#users", req.base),
+        "value": users,
+    });
+    if skip + top < st.mailboxes.len() {
+        let mut q: Vec<(String, String)> = req
+            .query_pairs()
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("$skiptoken"))
+            .collect();
+        q.push(("$skiptoken".into(), format!("users-{}", skip + top)));
+        body["@odata.nextLink"] = json!(req.link(&q));
+    }
+    Ok(ApiResponse::json(200, body))
+}
+
 pub(super) async fn user_route(
     sb: &GraphSandbox,
     req: &ApiRequest,
@@ -26,51 +135,11 @@ pub(super) async fn user_route(
             .user_id
             .as_deref()
             .is_some_and(|u| u.eq_ignore_ascii_case(&user.id));
-        let ok = if g.is_app_only() {
-            has_any(
-                &g.roles,
-                &[
-                    "User.Read.All",
-                    "User.ReadBasic.All",
-                    "User.ReadWrite.All",
-                    "Directory.Read.All",
-                ],
-            )
-        } else if own {
-            has_any(
-                &g.scopes,
-                &[
-                    "User.Read",
-                    "User.ReadBasic.All",
-                    "User.Read.All",
-                    "Directory.Read.All",
-                ],
-            )
-        } else {
-            has_any(
-                &g.scopes,
-                &["User.ReadBasic.All", "User.Read.All", "Directory.Read.All"],
-            )
-        };
-        if !ok {
-            return Err(ApiError::new(
-                403,
-                "Authorization_RequestDenied",
-                "Insufficient privileges to complete the operation.",
-            ));
-        }
-        let mut v = user_json(user);
-        // Outside the default property set: only when selected, as Graph's.
+        may_read_users(g, own)?;
         let select = select_list(req);
-        if select
-            .iter()
-            .flatten()
-            .any(|p| p.eq_ignore_ascii_case("proxyAddresses"))
-        {
-            v["proxyAddresses"] = json!([format!("SMTP:{}", user.mail)]);
-        }
+        let mut v = selected_user_json(user, &select);
         v["@odata.context"] = json!(format!("{}/$metadata#users/$entity", req.base));
-        return Ok(ApiResponse::json(200, apply_select(v, &select_list(req))));
+        return Ok(ApiResponse::json(200, v));
     }
     let lower: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
     let need = match (req.method.as_str(), lower[0].as_str()) {

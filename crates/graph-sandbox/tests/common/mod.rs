@@ -132,6 +132,10 @@ pub fn install_tokens(tokens: &StaticTokens, now: DateTime<Utc>) {
         ),
     );
     tokens.insert(
+        "directory",
+        app(DAEMON_APP_ID, &["Mail.ReadWrite", "User.Read.All"], exp),
+    );
+    tokens.insert(
         "noroles",
         app("c0ffee00-0000-4000-8000-0000000000ff", &[], exp),
     );

@@ -21,6 +21,16 @@ impl GraphClient {
         self.json(Call::new(http::Method::GET, url)).await
     }
 
+    /// `GET /users?$top={top}&$select=…`: the first `top` users of the directory (one page;
+    /// app-only it needs `User.Read.All` or `User.ReadBasic.All`).
+    pub async fn users(&self, top: usize, select: &[&str]) -> Result<Vec<User>, GraphError> {
+        let mut url = self.versioned(&["users"]);
+        url.query_pairs_mut()
+            .append_pair("$top", &top.clamp(1, 999).to_string())
+            .append_pair("$select", &select.join(","));
+        self.paged(Call::new(http::Method::GET, url), Some(1)).await
+    }
+
     /// `GET /users/{upn}`.
     pub async fn user(&self, upn: &str) -> Result<User, GraphError> {
         self.json(Call::new(
