@@ -37,6 +37,8 @@ export const listMailboxes = () => call('list_mailboxes');
 export const addMailbox = (setup) => call('add_mailbox', { setup });
 export const removeMailbox = (id) => call('remove_mailbox', { id });
 export const mailboxCanarySet = (mailboxId, address) => call('mailbox_canary_set', { mailboxId, address });
+export const mailboxChecks = (mailboxId) => call('mailbox_checks', { mailboxId });
+export const mailboxCheckNow = (mailboxId) => call('mailbox_check_now', { mailboxId });
 export const mailboxSignInAsSet = (mailboxId, account) => call('mailbox_sign_in_as_set', { mailboxId, account });
 export const sandboxInfo = () => call('sandbox_info');
 export const sandboxSendTestEmail = () => call('sandbox_send_test_email');

@@ -79,10 +79,14 @@ function guidance(form) {
       t('Without further restriction, application permissions reach every mailbox in the tenant. '),
       t('Limit the app to this mailbox with an application access policy '),
       h('code', {}, verbatim('New-ApplicationAccessPolicy -AppId <client id> -PolicyScopeGroupId <group> -AccessRight RestrictAccess')),
-      t(' or Exchange RBAC for Applications. Changes take up to 30 minutes.')));
+      t(' or Exchange RBAC for Applications. Changes take up to 30 minutes.'),
+      ' ',
+      h('a', { href: '', 'data-focus': 'mb-canary', id: 'access-policy-check-link' }, t('Mailroom checks it: name a mailbox the application must not reach.'))));
   } else {
     items.push(h('p', { class: 'callout' },
-      t('The account that signs in has its own inbox processed — or, with a shared mailbox set, the shared mailbox, for which it needs Full Access.')));
+      t('The account that signs in has its own inbox processed — or, with a shared mailbox set, the shared mailbox, for which it needs Full Access.'),
+      ' ',
+      h('a', { href: '', 'data-focus': 'mb-sign-in-as', id: 'sign-in-as-link' }, t('Name that account: any other is refused.'))));
   }
   return items;
 }
@@ -119,10 +123,15 @@ export function mailboxForm({ onSaved }) {
       field(t('PFX password'), h('input', { name: 'pfx_password', id: 'mb-pfx-password', type: 'password', autocomplete: 'off' }))),
     h('div', { class: 'scan-only' },
       field(t('Shared mailbox (optional)'), h('input', { name: 'shared_mailbox', id: 'mb-shared', type: 'email', placeholder: 'helpdesk@contoso.com' }),
-        t('Leave empty to process the signed-in user\'s own inbox.'))),
+        t('Leave empty to process the signed-in user\'s own inbox.')),
+      h('div', { class: 'own-inbox-only' },
+        field(t('Only this account may sign in (optional)'), h('input', { name: 'sign_in_as', id: 'mb-sign-in-as', type: 'email', placeholder: 'support@contoso.com' }),
+          t('Authorize pre-fills it and refuses a sign-in by any other account, so nobody\'s own inbox is processed by mistake.')))),
     h('div', { class: 'webhook-only', hidden: true },
       field(t('Mailbox address'), h('input', { name: 'mailbox_address', id: 'mb-address', type: 'email', placeholder: 'support@contoso.com' }),
-        t('A licensed or shared mailbox whose UPN matches this address.'))),
+        t('A licensed or shared mailbox whose UPN matches this address.')),
+      field(t('A mailbox this application must not reach (optional)'), h('input', { name: 'canary', id: 'mb-canary', type: 'email', placeholder: 'ceo@contoso.com' }),
+        t('A canary such as the CEO\'s mailbox: Test connection and the daily re-check try to read it with the application\'s token, and show the fix if they can.'))),
     error,
     h('div', { class: 'form-actions' },
       h('button', { type: 'submit', class: 'button primary', id: 'mb-save' }, t('Save mailbox')),
@@ -134,6 +143,7 @@ export function mailboxForm({ onSaved }) {
     form.querySelector('.custom-cloud').hidden = form.cloud.value !== 'custom';
     form.querySelector('.scan-only').hidden = method !== 'scan';
     form.querySelector('.webhook-only').hidden = method !== 'webhook';
+    form.querySelector('.own-inbox-only').hidden = form.shared_mailbox.value.trim() !== '';
     form.querySelector('#credential_kind-public').disabled = method === 'webhook';
     form.querySelector('#credential_kind-certificate').disabled = method === 'scan';
     if (method === 'webhook' && credential === 'public') form.querySelector('#credential_kind-secret').checked = true;
@@ -155,6 +165,15 @@ export function mailboxForm({ onSaved }) {
       error.hidden = false;
     }
   });
+  // The guidance's links lead to the form's field that puts the advice to a live check.
+  side.addEventListener('click', (event) => {
+    const link = event.target.closest('a[data-focus]');
+    if (!link) return;
+    event.preventDefault();
+    const input = form.querySelector(`#${link.dataset.focus}`);
+    input.scrollIntoView({ block: 'center' });
+    input.focus();
+  });
   form.addEventListener('input', sync);
   form.addEventListener('change', sync);
   form.addEventListener('submit', async (event) => {
@@ -165,10 +184,27 @@ export function mailboxForm({ onSaved }) {
       secretExpiresOn: data.credential_kind === 'secret' ? (data.secret_expires_on || null) : null,
       pfxPassword: data.credential_kind === 'certificate' ? (data.pfx_password ?? '') : null,
     };
-    for (const key of ['secret_expires_on', 'pfx_password']) delete data[key];
+    // The safety settings go to the saved mailbox; their addresses are checked first, so a
+    // mistake is told before anything is saved.
+    const canary = data.method === 'webhook' ? data.canary.trim() : '';
+    const signInAs = data.method === 'scan' && !data.shared_mailbox.trim() ? data.sign_in_as.trim() : '';
+    for (const key of ['secret_expires_on', 'pfx_password', 'canary', 'sign_in_as']) delete data[key];
     if (data.credential_kind !== 'secret') delete data.client_secret;
+    const badAddress = [['#mb-canary', canary], ['#mb-sign-in-as', signInAs]]
+      .find(([id, value]) => value && !form.querySelector(id).checkValidity());
+    const sameAsMailbox = canary && canary.toLowerCase() === (data.mailbox_address ?? '').trim().toLowerCase();
+    if (badAddress || sameAsMailbox) {
+      error.textContent = sameAsMailbox
+        ? t('The mailbox that must stay out of reach must be another mailbox than the one Mailroom processes.')
+        : t('\'{value}\' is not an email address.', { value: badAddress[1] });
+      error.dataset.code = 'invalid_input';
+      error.hidden = false;
+      return;
+    }
     try {
       const mailbox = await backend.saveMailbox(data, extras);
+      if (canary) await backend.mailboxCanarySet(mailbox.id, canary);
+      if (signInAs) await backend.mailboxSignInAsSet(mailbox.id, signInAs);
       form.reset();
       const shown = form.querySelector('#mb-pfx-path');
       shown.textContent = t('No file chosen');

@@ -51,6 +51,23 @@ function details(mailbox, connected = Boolean(mailbox.connected_account)) {
     locked ? h('p', { class: 'subtle', id: 'locked-note' }, t('These settings are locked while the mailbox is connected. Disconnect first to change them.')) : null);
 }
 
+/** The findings of the mailbox checks: a mark, what was found, the fix beside it. */
+function checksList(checks, id) {
+  return h('ul', { class: 'checks', id }, checks.map((c) => {
+    const ok = c.state === 'ok';
+    const mark = ok ? '✓' : (c.state === 'failed' ? '✕' : '–');
+    return h('li', { class: `check ${ok ? 'check-ok' : (c.state === 'failed' ? 'check-failed' : 'check-optional')}`, 'data-check': c.id, 'data-state': c.state },
+      h('span', { class: 'check-mark', 'aria-hidden': 'true' }, mark),
+      h('div', {},
+        h('strong', {}, tx(c.title)), ' — ', tx(c.detail),
+        c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: tx(c.fix) })) : null,
+        c.request_id ? h('div', { class: 'subtle' }, t('Request id: {id}', { id: c.request_id })) : null));
+  }));
+}
+
+/** "2026-12-07T13:47:21.123Z" → "2026-12-07 13:47". */
+const minute = (time) => time.slice(0, 16).replace('T', ' ');
+
 function testResult(result) {
   const probes = h('table', { class: 'probes', id: 'permission-probes' },
     h('thead', {}, h('tr', {}, h('th', {}, t('Permission')), h('th', {}, t('Granted')), h('th', {}, t('Probe')), h('th', {}, t('Detail')))),
@@ -67,16 +84,7 @@ function testResult(result) {
       : null,
     probes,
     result.checks.length ? h('h3', {}, t('Mailbox checks')) : null,
-    result.checks.length ? h('ul', { class: 'checks', id: 'mailbox-checks' }, result.checks.map((c) => {
-      const ok = c.state === 'ok';
-      const mark = ok ? '✓' : (c.state === 'failed' ? '✕' : '–');
-      return h('li', { class: `check ${ok ? 'check-ok' : (c.state === 'failed' ? 'check-failed' : 'check-optional')}`, 'data-check': c.id, 'data-state': c.state },
-        h('span', { class: 'check-mark', 'aria-hidden': 'true' }, mark),
-        h('div', {},
-          h('strong', {}, tx(c.title)), ' — ', tx(c.detail),
-          c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: tx(c.fix) })) : null,
-          c.request_id ? h('div', { class: 'subtle' }, t('Request id: {id}', { id: c.request_id })) : null));
-    })) : null,
+    result.checks.length ? checksList(result.checks, 'mailbox-checks') : null,
     h('h3', {}, t('Inbox of {mailbox}', { mailbox: result.mailbox })),
     result.messages.length
       ? h('ul', { class: 'inbox-list', id: 'inbox-messages' }, result.messages.map((m) =>
@@ -317,14 +325,32 @@ export function incomingPanel(mailbox, { onChanged }) {
       toast(t('Saved.'));
       await onChanged();
     }));
+    // The last findings (Test connection, Check now, the daily re-check) and when they ran.
+    const findings = h('div', { class: 'safety-findings', id: 'safety-findings' });
+    const showFindings = (found) => {
+      const when = found.checked_at
+        ? t('Last checked {time} UTC · next check {next} UTC', { time: minute(found.checked_at), next: minute(found.next_check_at) })
+        : t('Not checked yet: Check now runs the checks, and Mailroom runs them again every day.');
+      findings.replaceChildren(
+        h('p', { class: 'subtle', id: 'safety-checked-at', 'data-checked': found.checked_at ? 'true' : 'false' }, when),
+        found.checks.length ? checksList(found.checks, 'safety-check-list') : null);
+    };
+    const checkNow = h('button', { class: 'button', type: 'button', id: 'safety-check-now' }, t('Check now'));
+    checkNow.addEventListener('click', () => run(checkNow, async () => {
+      showFindings(await backend.mailboxCheckNow(mailbox.id));
+    }));
+    backend.mailboxChecks(mailbox.id).then(showFindings).catch(showError);
     return h('section', { class: 'safety', id: 'safety-checks' },
-      h('h3', {}, t('Safety checks')),
+      h('header', { class: 'section-head' },
+        h('h3', {}, t('Safety checks')),
+        m.connected_account ? checkNow : null),
       h('label', { class: 'field' },
         h('span', { class: 'field-label' }, webhook ? t('A mailbox this application must not reach') : t('Only this account may sign in')),
         h('div', { class: 'form-actions' }, input, save),
         h('span', { class: 'field-hint' }, webhook
-          ? t('Test connection tries to read it with the application\'s token: if it can, the application can read every mailbox in your tenant, and the fix is shown.')
-          : t('Authorize pre-fills it and refuses a sign-in by any other account, so nobody\'s own inbox is processed by mistake.'))));
+          ? t('Mailroom tries to read it with the application\'s token: if it can, the application can read every mailbox in your tenant, and the fix is shown. With User.Read.All it samples other mailboxes when none is named.')
+          : t('Authorize pre-fills it and refuses a sign-in by any other account, so nobody\'s own inbox is processed by mistake.'))),
+      findings);
   };
 
   const render = (status, { signInAgain = null } = {}) => {

@@ -31,6 +31,24 @@ pub async fn remove_mailbox(
     Ok(state.core.remove_mailbox(&id).await?)
 }
 
+/// The mailbox's last safety-check findings and when they were made.
+#[tauri::command]
+pub async fn mailbox_checks(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+) -> UiResult<mailroom_engine::connect::checks::MailboxChecks> {
+    Ok(state.core.mailbox_checks(&mailbox_id).await?)
+}
+
+/// *Check now*: runs the mailbox's safety checks and records them.
+#[tauri::command]
+pub async fn mailbox_check_now(
+    state: State<'_, AppState>,
+    mailbox_id: String,
+) -> UiResult<mailroom_engine::connect::checks::MailboxChecks> {
+    Ok(state.core.check_mailbox_now(&mailbox_id).await?)
+}
+
 /// Names (or forgets) the mailbox a Webhooks mailbox's application must not reach.
 #[tauri::command]
 pub async fn mailbox_canary_set(

@@ -145,6 +145,11 @@ impl Core {
         self.record_checks(&mailbox.id, &checks, now).await
     }
 
+    /// [`Core::check_mailbox`] at the current time (*Check now*).
+    pub async fn check_mailbox_now(&self, mailbox_id: &str) -> Result<MailboxChecks, CoreError> {
+        self.check_mailbox(mailbox_id, Utc::now()).await
+    }
+
     /// The last recorded findings of a mailbox (none when it was never checked).
     pub async fn mailbox_checks(&self, mailbox_id: &str) -> Result<MailboxChecks, CoreError> {
         self.store().mailbox(mailbox_id).await?;
