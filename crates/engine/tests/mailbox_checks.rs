@@ -139,7 +139,7 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
     let test = core.test_connection(&h.mailbox.id).await.unwrap();
     let ok = identity_of(&test);
     assert_eq!(ok.state, "ok", "{ok:?}");
-    assert!(ok.detail.contains("Contoso Support"), "{ok:?}");
+    assert!(ok.detail.contains("is the user Contoso Support"), "{ok:?}");
 
     // No canary named, but the application may read the directory: a few other mailboxes
     // are sampled instead, and named.
@@ -169,6 +169,28 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
         "{restricted:?}"
     );
     assert!(restricted.detail.contains("sampled from the directory"));
+
+    // A shared mailbox is named as such.
+    let helpdesk = h.store.mailboxes().await.unwrap();
+    let helpdesk = helpdesk.iter().find(|m| m.name == "Helpdesk").unwrap();
+    core.secrets()
+        .set(
+            &mailroom_secrets::SecretKey::new(
+                &helpdesk.id,
+                mailroom_secrets::SecretKind::ClientSecret,
+            ),
+            &mailroom_secrets::SecretValue::new(
+                h.sb.tenant().daemon_app.client_secret.clone().unwrap(),
+            ),
+        )
+        .unwrap();
+    let shared = identity_of(&core.test_connection(&helpdesk.id).await.unwrap());
+    assert!(
+        shared
+            .detail
+            .contains("is the shared mailbox Contoso Helpdesk"),
+        "{shared:?}"
+    );
 
     // A mailbox address no user of the tenant has.
     let wrong = add_mailbox(

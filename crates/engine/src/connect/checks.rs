@@ -562,7 +562,14 @@ pub(super) async fn identity(
     match graph
         .user_selecting(
             &address,
-            &["id", "displayName", "userPrincipalName", "mail", "proxyAddresses"],
+            &[
+                "id",
+                "displayName",
+                "userPrincipalName",
+                "mail",
+                "proxyAddresses",
+                "accountEnabled",
+            ],
         )
         .await
     {
@@ -580,10 +587,17 @@ pub(super) async fn identity(
                 .map(|p| p.split_once(':').map_or(p, |(_, a)| a).to_lowercase())
                 .collect();
             let name = user.display_name.clone().unwrap_or_default();
+            // A shared mailbox's account is disabled: say so, it is what admins expect there.
+            let shared = user.other.get("accountEnabled") == Some(&Value::Bool(false));
+            let kind = if shared {
+                "the shared mailbox"
+            } else {
+                "the user"
+            };
             if upn.to_lowercase() == wanted || mail.to_lowercase() == wanted || proxies.contains(&wanted) {
                 Some(check(
                     "ok",
-                    format!("{address} is {name} (user principal name {upn})."),
+                    format!("{address} is {kind} {name} (user principal name {upn})."),
                     None,
                     None,
                 ))

@@ -42,16 +42,22 @@ fn may_read_users(g: &AccessGrant, own: bool) -> Result<(), ApiError> {
     }
 }
 
-/// A user as Graph returns it under `$select` (`proxyAddresses` is outside the default
-/// property set: only when selected, as Graph's).
+/// A user as Graph returns it under `$select` (`proxyAddresses` and `accountEnabled` are
+/// outside the default property set: only when selected, as Graph's).
 fn selected_user_json(user: &crate::SeedUser, select: &Option<Vec<String>>) -> Value {
     let mut v = user_json(user);
-    if select
-        .iter()
-        .flatten()
-        .any(|p| p.eq_ignore_ascii_case("proxyAddresses"))
-    {
+    let selected = |name: &str| {
+        select
+            .iter()
+            .flatten()
+            .any(|p| p.eq_ignore_ascii_case(name))
+    };
+    if selected("proxyAddresses") {
         v["proxyAddresses"] = json!([format!("SMTP:{}", user.mail)]);
+    }
+    // A shared mailbox's account is disabled (nobody signs in to it).
+    if selected("accountEnabled") {
+        v["accountEnabled"] = json!(!user.shared);
     }
     apply_select(v, select)
 }
