@@ -333,7 +333,7 @@ export function incomingPanel(mailbox, { onChanged }) {
         : t('Not checked yet: Check now runs the checks, and Mailroom runs them again every day.');
       findings.replaceChildren(
         h('p', { class: 'subtle', id: 'safety-checked-at', 'data-checked': found.checked_at ? 'true' : 'false' }, when),
-        found.checks.length ? checksList(found.checks, 'safety-check-list') : null);
+        ...(found.checks.length ? [checksList(found.checks, 'safety-check-list')] : []));
     };
     const checkNow = h('button', { class: 'button', type: 'button', id: 'safety-check-now' }, t('Check now'));
     checkNow.addEventListener('click', () => run(checkNow, async () => {
