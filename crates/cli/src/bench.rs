@@ -42,6 +42,8 @@ enum BenchKind {
     Webhook(WebhookArgs),
     /// A contact import of N contacts under the PSA's rate limit (needs a keyring).
     Contacts(crate::bench_contacts::ContactsArgs),
+    /// The inbound log's queries at N entries: p50/p99 of each, and the database's size.
+    Log(crate::bench_log::LogArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +120,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchKind::Backlog(a) => backlog(a).await,
         BenchKind::Webhook(a) => webhook(a).await,
         BenchKind::Contacts(a) => crate::bench_contacts::contacts(a).await,
+        BenchKind::Log(a) => crate::bench_log::log(a).await,
         #[cfg(unix)]
         BenchKind::Chaos(a) => crate::chaos::chaos(a).await,
     }

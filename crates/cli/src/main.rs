@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_contacts;
+mod bench_log;
 #[cfg(unix)]
 mod chaos;
 mod contacts;

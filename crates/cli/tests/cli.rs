@@ -129,3 +129,40 @@ fn the_backlog_benchmark_reports_no_duplicates_and_nothing_lost() {
     );
     assert!(report["ceiling_emails_per_second"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn the_log_benchmark_times_every_query_the_log_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailroom(
+        dir.path(),
+        &["bench", "log", "--rows", "3000", "--runs", "2", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["rows"], 3000);
+    assert!(report["file_bytes"].as_u64().unwrap() > 0);
+    let queries = report["queries"].as_array().unwrap();
+    let named = |name: &str| {
+        queries
+            .iter()
+            .find(|q| q["query"] == name)
+            .unwrap_or_else(|| panic!("{name} is timed: {queries:?}"))
+    };
+    for name in [
+        "first page",
+        "status failed",
+        "mailbox 3",
+        "search common word",
+        "deep page (9/10 down)",
+        "counts, one mailbox",
+    ] {
+        let q = named(name);
+        assert!(q["p99_ms"].as_f64().unwrap() >= q["p50_ms"].as_f64().unwrap());
+    }
+    assert_eq!(named("first page")["rows"], 100);
+    assert_eq!(named("search rare word")["rows"], 12);
+}

@@ -259,6 +259,12 @@ pub struct LogQuery {
     pub limit: Option<i64>,
 }
 
+/// The most full-text hits a log search fetches by id; a search matching more walks the log.
+pub const SEARCH_LIST_MAX: i64 = 2000;
+
+/// How many log keys a search that matches many emails walks per full-text query.
+const SEARCH_WALK_CHUNK: i64 = 1000;
+
 fn fts_query(search: &str) -> Option<String> {
     let words: Vec<String> = search
         .split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.' && c != '_' && c != '-')
@@ -804,16 +810,70 @@ impl Store {
     }
 
     /// A page of the inbound log, newest first, with optional filters.
+    ///
+    /// Every form answers from an index at a million entries (`mailroom bench log`): the
+    /// keyset is a row value (`(received_at, id) < (?, ?)`, which the indexes serve). A search
+    /// whose words match few emails (at most [`SEARCH_LIST_MAX`]) fetches those by id and sorts
+    /// them; one that matches many walks the filtered log newest first in chunks of keys (from
+    /// the indexes alone) and asks the full-text index once per chunk, for the chunk's id
+    /// range, until a page is found.
     pub async fn inbound_log(&self, q: &LogQuery) -> Result<Vec<InboundEmail>> {
-        let mut sql = String::from("SELECT e.* FROM inbound_emails e");
-        let mut binds: Vec<String> = Vec::new();
-        let mut clauses: Vec<String> = Vec::new();
-        if let Some(search) = q.search.as_deref().and_then(fts_query) {
-            clauses.push(
-                "e.id IN (SELECT rowid FROM inbound_search WHERE inbound_search MATCH ?)".into(),
-            );
-            binds.push(search);
+        let limit = q.limit.unwrap_or(100).clamp(1, 500);
+        let Some(search) = q.search.as_deref().and_then(fts_query) else {
+            return self.log_page(q, None, limit).await;
+        };
+        let hits: Vec<i64> = sqlx::query_scalar(
+            "SELECT rowid FROM inbound_search WHERE inbound_search MATCH ? LIMIT ?",
+        )
+        .bind(&search)
+        .bind(SEARCH_LIST_MAX + 1)
+        .fetch_all(self.pool())
+        .await?;
+        if hits.len() as i64 <= SEARCH_LIST_MAX {
+            return self.log_page(q, Some(&hits), limit).await;
         }
+        let mut found: Vec<i64> = Vec::new();
+        let mut walk = LogQuery {
+            search: None,
+            ..q.clone()
+        };
+        loop {
+            let keys = self.log_keys(&walk, SEARCH_WALK_CHUNK).await?;
+            let (Some(newest), Some(oldest)) = (keys.first(), keys.last()) else {
+                break;
+            };
+            let (low, high) = keys.iter().fold((newest.1, newest.1), |(lo, hi), (_, id)| {
+                (lo.min(*id), hi.max(*id))
+            });
+            let matching: std::collections::HashSet<i64> = sqlx::query_scalar(
+                "SELECT rowid FROM inbound_search
+                 WHERE inbound_search MATCH ? AND rowid BETWEEN ? AND ?",
+            )
+            .bind(&search)
+            .bind(low)
+            .bind(high)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .collect();
+            found.extend(
+                keys.iter()
+                    .map(|(_, id)| *id)
+                    .filter(|id| matching.contains(id)),
+            );
+            if found.len() as i64 >= limit || (keys.len() as i64) < SEARCH_WALK_CHUNK {
+                break;
+            }
+            walk.before = Some(*oldest);
+        }
+        found.truncate(limit as usize);
+        self.log_page(q, Some(&found), limit).await
+    }
+
+    /// The filters of a log query (mailbox, status, keyset) as SQL clauses and their values.
+    fn log_filters(q: &LogQuery) -> (Vec<String>, Vec<String>) {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
         if let Some(mailbox) = &q.mailbox_id {
             clauses.push("e.mailbox_id = ?".into());
             binds.push(mailbox.clone());
@@ -827,23 +887,64 @@ impl Store {
             binds.extend(states.iter().map(|s| s.to_string()));
         }
         if let Some((at, id)) = q.before {
-            clauses.push("(e.received_at < ? OR (e.received_at = ? AND e.id < ?))".into());
-            binds.push(ts(at));
+            clauses.push("(e.received_at, e.id) < (?, ?)".into());
             binds.push(ts(at));
             binds.push(id.to_string());
         }
+        (clauses, binds)
+    }
+
+    /// A page of whole entries, filtered; with `ids`, only those (looked up by id first).
+    async fn log_page(
+        &self,
+        q: &LogQuery,
+        ids: Option<&[i64]>,
+        limit: i64,
+    ) -> Result<Vec<InboundEmail>> {
+        let (clauses, binds) = Self::log_filters(q);
+        let mut sql = String::from("SELECT e.* FROM ");
+        let mut all_binds = Vec::new();
+        if let Some(ids) = ids {
+            // CROSS JOIN keeps this join order: the ids first, each looked up by its key.
+            sql.push_str("json_each(?) AS hit CROSS JOIN inbound_emails e ON e.id = hit.value");
+            all_binds.push(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+        } else {
+            sql.push_str("inbound_emails e");
+        }
+        all_binds.extend(binds);
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
         }
         sql.push_str(" ORDER BY e.received_at DESC, e.id DESC LIMIT ?");
-        let limit = q.limit.unwrap_or(100).clamp(1, 500);
         let mut query = sqlx::query(&sql);
-        for b in &binds {
+        for b in &all_binds {
             query = query.bind(b);
         }
         let rows = query.bind(limit).fetch_all(self.pool()).await?;
         rows.iter().map(InboundEmail::from_row).collect()
+    }
+
+    /// The keys `(received_at, id)` of a page, filtered: the indexes alone answer.
+    async fn log_keys(&self, q: &LogQuery, limit: i64) -> Result<Vec<(DateTime<Utc>, i64)>> {
+        let (clauses, binds) = Self::log_filters(q);
+        let mut sql = String::from("SELECT e.received_at, e.id FROM inbound_emails e");
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY e.received_at DESC, e.id DESC LIMIT ?");
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        query
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|(at, id)| Ok((parse_ts(&at)?, id)))
+            .collect()
     }
 
     /// Every attempt of an email with its requests and log, oldest first.
@@ -963,26 +1064,47 @@ impl Store {
     /// Emails not finished yet (`seen`, `claimed`, `psa_written`, `retrying`), of one mailbox
     /// or of all.
     pub async fn unfinished_count(&self, mailbox_id: Option<&str>) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbound_emails
-             WHERE state IN ('seen', 'claimed', 'psa_written', 'retrying')
-               AND (? IS NULL OR mailbox_id = ?)",
-        )
-        .bind(mailbox_id)
-        .bind(mailbox_id)
-        .fetch_one(self.pool())
-        .await?)
+        // From the counters the triggers keep (migration 0016): a few rows, never the table.
+        let n = match mailbox_id {
+            Some(m) => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(n), 0) FROM inbound_state_counts WHERE mailbox_id = ?
+                       AND state IN ('seen', 'claimed', 'psa_written', 'retrying')",
+                )
+                .bind(m)
+                .fetch_one(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(n), 0) FROM inbound_state_counts
+                     WHERE state IN ('seen', 'claimed', 'psa_written', 'retrying')",
+                )
+                .fetch_one(self.pool())
+                .await?
+            }
+        };
+        Ok(n)
     }
 
     /// Number of emails per log status, of one mailbox or of all (for the Monitoring header).
     pub async fn status_counts(&self, mailbox_id: Option<&str>) -> Result<Vec<(LogStatus, i64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, COUNT(*) FROM inbound_emails WHERE (? IS NULL OR mailbox_id = ?) GROUP BY state",
-        )
-        .bind(mailbox_id)
-        .bind(mailbox_id)
-        .fetch_all(self.pool())
-        .await?;
+        // From the counters the triggers keep (migration 0016): a few rows, never the table.
+        let rows: Vec<(String, i64)> = match mailbox_id {
+            Some(m) => {
+                sqlx::query_as(
+                    "SELECT state, n FROM inbound_state_counts WHERE mailbox_id = ? AND n > 0",
+                )
+                .bind(m)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => sqlx::query_as(
+                "SELECT state, SUM(n) FROM inbound_state_counts GROUP BY state HAVING SUM(n) > 0",
+            )
+            .fetch_all(self.pool())
+            .await?,
+        };
         let mut out: Vec<(LogStatus, i64)> = Vec::new();
         for (state, n) in rows {
             let status = EmailState::parse(&state)?.status();

@@ -53,6 +53,7 @@ mod psa_connections;
 pub mod psa_webhooks;
 mod settings;
 mod store_id;
+pub mod synthetic;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,513 @@
+//! A realistic inbound log of any size, for `mailroom bench log`: emails across three mailboxes
+//! in the states a working installation has, each with its attempts, their HTTP exchanges (a
+//! Graph read and a PSA write, with bodies of the usual size) and processing log lines. The same
+//! seed gives the same log; the figures the benchmark queries with come back with it.
+
+use chrono::{DateTime, Duration, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::QueryBuilder;
+
+use crate::inbound::ts;
+use crate::{Cloud, CredentialKind, MailboxMethod, NewMailbox, Result, Store};
+
+/// A word about one subject in six has (a common search).
+pub const COMMON_WORD: &str = "invoice";
+/// A word only [`RARE_ROWS`] subjects have (a rare search).
+pub const RARE_WORD: &str = "quokka";
+/// How many subjects have [`RARE_WORD`].
+pub const RARE_ROWS: usize = 12;
+
+/// What was built, and the parameters the benchmark's queries use.
+#[derive(Debug, Clone)]
+pub struct SyntheticLog {
+    pub mailbox_ids: Vec<String>,
+    pub rows: usize,
+    /// The `(received_at, id)` of the entry nine tenths down the log: a deep page's keyset.
+    pub deep_page_before: (DateTime<Utc>, i64),
+    /// An email with the usual attempts, requests and log (for the detail view).
+    pub sample_email_id: i64,
+}
+
+const SUBJECTS: [&str; 12] = [
+    "Printer on the {n} floor not working",
+    "Cannot log in to the VPN",
+    "RE: Laptop replacement for {name}",
+    "Outlook keeps asking for my password",
+    "New starter on Monday: {name}",
+    "Invoice {n} overdue",
+    "Shared drive is full",
+    "RE: RE: Wi-Fi drops in meeting room {n}",
+    "Phone system: voicemail not arriving",
+    "Password reset for {name}",
+    "FW: invoice query from accounts",
+    "Teams meeting audio problems",
+];
+const NAMES: [&str; 10] = [
+    "Pat Smith",
+    "Lee Chen",
+    "Dana Whitaker",
+    "Jordan Reyes",
+    "Sam Taylor",
+    "Alex Kim",
+    "Robin Fox",
+    "Casey Morgan",
+    "Morgan Lee",
+    "Jamie Park",
+];
+const COMPANIES: [&str; 8] = [
+    "fabrikam",
+    "northwind",
+    "adatum",
+    "tailspin",
+    "litware",
+    "proseware",
+    "woodgrove",
+    "contoso",
+];
+
+/// One email of a batch, before it is inserted.
+struct Picked {
+    k: usize,
+    state: &'static str,
+    mailbox: usize,
+    from: String,
+    name: &'static str,
+    subject: String,
+    received: DateTime<Utc>,
+}
+
+fn mailbox(name: &str, address: &str) -> NewMailbox {
+    NewMailbox {
+        name: name.into(),
+        method: MailboxMethod::Webhook,
+        cloud: Cloud::Global,
+        authority_url: None,
+        graph_url: None,
+        tenant_id: "6f1c2d3e-0a4b-4c5d-8e9f-0123456789ab".into(),
+        client_id: "c0ffee00-0000-4000-8000-000000000003".into(),
+        credential_kind: CredentialKind::Secret,
+        shared_mailbox: None,
+        mailbox_address: Some(address.into()),
+    }
+}
+
+/// State of the `i`-th email: mostly done, some skipped, a few failed, retrying or pending.
+fn state(roll: u32) -> &'static str {
+    match roll {
+        0..=892 => "done",
+        893..=962 => "skipped",
+        963..=987 => "failed",
+        988..=997 => "retrying",
+        _ => "seen",
+    }
+}
+
+impl Store {
+    /// Adds three mailboxes and `rows` emails received one every 30 s up to `now`, with their
+    /// attempts, requests and log lines, in batches of a few thousand per transaction.
+    pub async fn fill_synthetic_log(
+        &self,
+        rows: usize,
+        now: DateTime<Utc>,
+    ) -> Result<SyntheticLog> {
+        let mut mailbox_ids = Vec::new();
+        for (name, address) in [
+            ("Support", "support@contoso.test"),
+            ("Helpdesk", "helpdesk@contoso.test"),
+            ("Billing", "billing@contoso.test"),
+        ] {
+            mailbox_ids.push(self.add_mailbox(&mailbox(name, address)).await?.id);
+        }
+        let mut rng = StdRng::seed_from_u64(14);
+        let first = now - Duration::seconds(30 * rows as i64);
+        let graph_body = format!(
+            "{{\"id\":\"AAMkAGI2{}\",\"subject\":\"…\",\"from\":{{\"emailAddress\":{{\"address\":\"…\"}}}},\"body\":{{\"contentType\":\"html\",\"content\":\"{}\"}}}}",
+            "x".repeat(40),
+            "<p>Hello team, …</p>".repeat(20)
+        );
+        let psa_request = format!(
+            "[{{\"summary\":\"…\",\"details\":\"{}\",\"tickettype_id\":1,\"client_id\":12,\"site_id\":31,\"user_id\":4411}}]",
+            "Hello team, … ".repeat(20)
+        );
+        let psa_response = "{\"id\":73311,\"summary\":\"…\",\"status_id\":1,\"tickettype_id\":1}";
+        let headers =
+            "[[\"content-type\",\"application/json\"],[\"authorization\",\"Bearer [redacted]\"]]";
+        let mut deep_page_before = None;
+        let mut sample_email_id = 0;
+        const BATCH: usize = 400;
+        let mut i = 0;
+        while i < rows {
+            let n = BATCH.min(rows - i);
+            let mut tx = self.pool().begin().await?;
+            let mut emails = QueryBuilder::new(
+                "INSERT INTO inbound_emails (mailbox_id, dedupe_key, graph_message_id, internet_message_id,
+                 conversation_id, received_at, from_address, from_name, subject, state, outcome,
+                 skip_reason, ticket_id, attempts, error_code, error_message, created_at, updated_at) ",
+            );
+            let mut picked = Vec::with_capacity(n);
+            for k in i..i + n {
+                let roll: u32 = rng.gen_range(0..1000);
+                let st = state(roll);
+                let mailbox = match rng.gen_range(0..10) {
+                    0..=5 => 0,
+                    6..=8 => 1,
+                    _ => 2,
+                };
+                let name = NAMES[rng.gen_range(0..NAMES.len())];
+                let company = COMPANIES[rng.gen_range(0..COMPANIES.len())];
+                let from = format!(
+                    "{}{}@{company}.test",
+                    name.split(' ').next().unwrap_or("user").to_lowercase(),
+                    rng.gen_range(0..400)
+                );
+                let mut subject = SUBJECTS[rng.gen_range(0..SUBJECTS.len())]
+                    .replace("{n}", &rng.gen_range(1..9999).to_string())
+                    .replace("{name}", name);
+                if k % (rows / RARE_ROWS).max(1) == 7 % rows.max(1) {
+                    subject.push_str(&format!(" ({RARE_WORD} project)"));
+                }
+                let received = first + Duration::seconds(30 * k as i64);
+                picked.push(Picked {
+                    k,
+                    state: st,
+                    mailbox,
+                    from,
+                    name,
+                    subject,
+                    received,
+                });
+            }
+            emails.push_values(
+                picked.iter(),
+                |mut b,
+                 Picked {
+                     k,
+                     state: st,
+                     mailbox,
+                     from,
+                     name,
+                     subject,
+                     received,
+                 }| {
+                    let done = *st == "done";
+                    b.push_bind(&mailbox_ids[*mailbox])
+                        .push_bind(format!("<m{k}@synthetic.test>"))
+                        .push_bind(format!("AAMkAGI2{k:012}"))
+                        .push_bind(format!("<m{k}@synthetic.test>"))
+                        .push_bind(format!("conv-{}", k / 3))
+                        .push_bind(ts(*received))
+                        .push_bind(from.as_str())
+                        .push_bind(*name)
+                        .push_bind(subject.as_str())
+                        .push_bind(*st)
+                        .push_bind(done.then_some("ticket_created"))
+                        .push_bind((*st == "skipped").then_some("auto_reply"))
+                        .push_bind(done.then_some(10_000 + *k as i64))
+                        .push_bind(if *st == "seen" { 0 } else { 1 })
+                        .push_bind(
+                            (*st == "failed" || *st == "retrying").then_some("psa_unavailable"),
+                        )
+                        .push_bind(
+                            (*st == "failed" || *st == "retrying")
+                                .then_some("HaloPSA answered 503 Service Unavailable."),
+                        )
+                        .push_bind(ts(*received))
+                        .push_bind(ts(*received));
+                },
+            );
+            emails.push(" RETURNING id");
+            let ids: Vec<i64> = emails.build_query_scalar().fetch_all(&mut *tx).await?;
+            let attempted: Vec<(i64, &Picked)> = ids
+                .iter()
+                .copied()
+                .zip(picked.iter())
+                .filter(|(_, p)| p.state != "seen")
+                .collect();
+            for (id, p) in ids.iter().zip(picked.iter()) {
+                if p.k == rows / 10 {
+                    deep_page_before = Some((p.received, *id));
+                }
+                if p.state == "done" && sample_email_id == 0 {
+                    sample_email_id = *id;
+                }
+            }
+            if !attempted.is_empty() {
+                let mut attempts = QueryBuilder::new(
+                    "INSERT INTO processing_attempts (email_id, number, trigger, started_at, finished_at,
+                     result, error_code, error_message) ",
+                );
+                attempts.push_values(attempted.iter(), |mut b, (id, p)| {
+                    let result = match p.state {
+                        "done" => "processed",
+                        "skipped" => "skipped",
+                        _ => "failed",
+                    };
+                    b.push_bind(*id)
+                        .push_bind(1)
+                        .push_bind("webhook")
+                        .push_bind(ts(p.received))
+                        .push_bind(ts(p.received + Duration::milliseconds(840)))
+                        .push_bind(result)
+                        .push_bind((result == "failed").then_some("psa_unavailable"))
+                        .push_bind(
+                            (result == "failed")
+                                .then_some("HaloPSA answered 503 Service Unavailable."),
+                        );
+                });
+                attempts.push(" RETURNING id");
+                let attempt_ids: Vec<i64> =
+                    attempts.build_query_scalar().fetch_all(&mut *tx).await?;
+                let mut requests = QueryBuilder::new(
+                    "INSERT INTO attempt_requests (attempt_id, seq, service, method, url, status,
+                     duration_ms, started_at, request_headers, request_body, response_headers,
+                     response_body, error) ",
+                );
+                requests.push_values(
+                    attempt_ids
+                        .iter()
+                        .zip(attempted.iter())
+                        .flat_map(|(a, (_, p))| [(*a, 0, p), (*a, 1, p)]),
+                    |mut b, (attempt, seq, p)| {
+                        let graph = seq == 0;
+                        let failed = p.state == "failed" || p.state == "retrying";
+                        b.push_bind(attempt)
+                            .push_bind(seq)
+                            .push_bind(if graph { "graph" } else { "psa" })
+                            .push_bind(if graph { "GET" } else { "POST" })
+                            .push_bind(if graph {
+                                format!(
+                                    "https://graph.microsoft.com/v1.0/users/{}/messages/AAMkAGI2{:012}?$expand=attachments",
+                                    "support@contoso.test", p.k
+                                )
+                            } else {
+                                "https://contoso.halopsa.com/api/Tickets".to_string()
+                            })
+                            .push_bind(if !graph && failed { 503 } else { 200 })
+                            .push_bind(if graph { 180 } else { 420 })
+                            .push_bind(ts(p.received))
+                            .push_bind(headers)
+                            .push_bind((!graph).then_some(psa_request.as_str()))
+                            .push_bind(headers)
+                            .push_bind(if graph {
+                                graph_body.as_str()
+                            } else {
+                                psa_response
+                            })
+                            .push_bind(None::<String>);
+                    },
+                );
+                requests.build().execute(&mut *tx).await?;
+                let mut log = QueryBuilder::new(
+                    "INSERT INTO attempt_log (attempt_id, seq, at, level, message) ",
+                );
+                log.push_values(
+                    attempt_ids
+                        .iter()
+                        .zip(attempted.iter())
+                        .flat_map(|(a, (_, p))| (0..4).map(move |seq| (*a, seq, p))),
+                    |mut b, (attempt, seq, p)| {
+                        let message = match seq {
+                            0 => {
+                                format!("Attempt 1 (webhook) for \"{}\" from {}", p.subject, p.from)
+                            }
+                            1 => format!("Sender {} matched user 4411 on site 31.", p.from),
+                            2 => "Created ticket 73311.".to_string(),
+                            _ => "Done.".to_string(),
+                        };
+                        b.push_bind(attempt)
+                            .push_bind(seq)
+                            .push_bind(ts(p.received + Duration::milliseconds(200 * seq)))
+                            .push_bind("info")
+                            .push_bind(message);
+                    },
+                );
+                log.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            i += n;
+        }
+        Ok(SyntheticLog {
+            mailbox_ids,
+            rows,
+            deep_page_before: deep_page_before.unwrap_or((now, i64::MAX)),
+            sample_email_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::{LogQuery, LogStatus, SEARCH_LIST_MAX};
+
+    /// Pages through a log query to its end.
+    async fn all_pages(store: &Store, q: LogQuery) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .inbound_log(&LogQuery {
+                    before,
+                    limit: Some(100),
+                    ..q.clone()
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some((last.received_at, last.id));
+            out.extend(page.iter().map(|e| e.id));
+        }
+        out
+    }
+
+    /// The same answer by brute force: every entry whose sender or subject has the word.
+    async fn brute_force(store: &Store, word: &str, mailbox: Option<&str>) -> Vec<i64> {
+        let like = format!("%{word}%");
+        sqlx::query_scalar(
+            "SELECT id FROM inbound_emails
+             WHERE (subject LIKE ? OR from_address LIKE ? OR from_name LIKE ?)
+               AND (? IS NULL OR mailbox_id = ?)
+             ORDER BY received_at DESC, id DESC",
+        )
+        .bind(&like)
+        .bind(&like)
+        .bind(&like)
+        .bind(mailbox)
+        .bind(mailbox)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn searches_pages_and_counts_answer_what_a_scan_of_the_table_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+        let built = store.fill_synthetic_log(15_000, Utc::now()).await.unwrap();
+
+        // A word in more subjects than a search fetches by id: the log is walked.
+        let common = brute_force(&store, COMMON_WORD, None).await;
+        assert!(common.len() as i64 > SEARCH_LIST_MAX, "{}", common.len());
+        let search = |mailbox: Option<String>, word: &str| LogQuery {
+            search: Some(word.to_string()),
+            mailbox_id: mailbox,
+            ..Default::default()
+        };
+        assert_eq!(all_pages(&store, search(None, COMMON_WORD)).await, common);
+        let second = built.mailbox_ids[1].clone();
+        assert_eq!(
+            all_pages(&store, search(Some(second.clone()), COMMON_WORD)).await,
+            brute_force(&store, COMMON_WORD, Some(&second)).await
+        );
+        // A rare word: its few entries, fetched by id.
+        let rare = all_pages(&store, search(None, RARE_WORD)).await;
+        assert_eq!(rare.len(), RARE_ROWS);
+        assert_eq!(rare, brute_force(&store, RARE_WORD, None).await);
+
+        // Paging without a search visits every entry once, newest first.
+        let everything = all_pages(&store, LogQuery::default()).await;
+        assert_eq!(everything.len(), 15_000);
+        let failed = all_pages(
+            &store,
+            LogQuery {
+                status: Some(LogStatus::Failed),
+                mailbox_id: Some(second.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let failed_by_scan: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM inbound_emails WHERE state = 'failed' AND mailbox_id = ?
+             ORDER BY received_at DESC, id DESC",
+        )
+        .bind(&second)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(failed, failed_by_scan);
+
+        // The kept counters follow inserts, state changes and deletes.
+        let by_scan = |mailbox: Option<String>| {
+            let store = store.clone();
+            async move {
+                let mut rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*) FROM inbound_emails
+                     WHERE (? IS NULL OR mailbox_id = ?) GROUP BY state",
+                )
+                .bind(&mailbox)
+                .bind(&mailbox)
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+                rows.sort();
+                rows
+            }
+        };
+        let kept = |mailbox: Option<String>| {
+            let store = store.clone();
+            async move {
+                let mut rows: Vec<(String, i64)> = store
+                    .status_counts(mailbox.as_deref())
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(s, n)| {
+                        (
+                            serde_json::to_value(s)
+                                .unwrap()
+                                .as_str()
+                                .unwrap()
+                                .to_string(),
+                            n,
+                        )
+                    })
+                    .collect();
+                rows.sort();
+                rows
+            }
+        };
+        let as_statuses = |rows: Vec<(String, i64)>| {
+            let mut out: Vec<(String, i64)> = Vec::new();
+            for (state, n) in rows {
+                let status = crate::inbound::EmailState::parse(&state).unwrap().status();
+                let name = serde_json::to_value(status)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                match out.iter_mut().find(|(s, _)| *s == name) {
+                    Some(e) => e.1 += n,
+                    None => out.push((name, n)),
+                }
+            }
+            out.sort();
+            out
+        };
+        assert_eq!(kept(None).await, as_statuses(by_scan(None).await));
+        let now = Utc::now();
+        for id in &failed[..3] {
+            store.requeue(*id, now).await.unwrap();
+        }
+        store.mark_done(failed[3], now).await.unwrap();
+        assert_eq!(
+            kept(Some(second.clone())).await,
+            as_statuses(by_scan(Some(second.clone())).await)
+        );
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbound_emails WHERE mailbox_id = ?
+               AND state IN ('seen', 'claimed', 'psa_written', 'retrying')",
+        )
+        .bind(&second)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            store.unfinished_count(Some(&second)).await.unwrap(),
+            unfinished
+        );
+        store.delete_mailbox(&second).await.unwrap();
+        assert!(kept(Some(second)).await.is_empty());
+        assert_eq!(kept(None).await, as_statuses(by_scan(None).await));
+    }
+}
