@@ -13,6 +13,7 @@ mod mailbox_list;
 mod notify;
 mod outbound;
 mod psa;
+mod retention;
 mod run;
 mod sandbox;
 mod subscription;
@@ -54,6 +55,8 @@ enum Command {
     /// Error notifications: digests of problems to chosen PSA agents.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
+    /// How long processing details are kept; the database's size; prune now.
+    Retention(retention::RetentionArgs),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
@@ -118,6 +121,11 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             outbound::run(&core, command).await
+        }
+        Command::Retention(args) => {
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init(core.data_dir(), false);
+            retention::run(&core, args).await
         }
         Command::Psa(command) => {
             let core = open_core(&cli).await?;

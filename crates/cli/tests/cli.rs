@@ -166,3 +166,46 @@ fn the_log_benchmark_times_every_query_the_log_runs() {
     assert_eq!(named("first page")["rows"], 100);
     assert_eq!(named("search rare word")["rows"], 12);
 }
+
+#[test]
+fn retention_shows_and_changes_what_is_kept_and_refuses_bodies_kept_longer_than_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = mailroom(dir.path(), &["retention", "--json"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["settings"]["request_bodies_days"], 30);
+    assert_eq!(shown["settings"]["attempts_days"], 180);
+    assert!(shown["size"]["bytes"].as_u64().unwrap() > 0);
+
+    let longer = mailroom(dir.path(), &["retention", "--request-bodies-days", "200"]);
+    assert!(!longer.status.success());
+    assert!(
+        String::from_utf8_lossy(&longer.stderr).contains("cannot be kept longer"),
+        "{}",
+        String::from_utf8_lossy(&longer.stderr)
+    );
+
+    let set = mailroom(
+        dir.path(),
+        &[
+            "retention",
+            "--request-bodies-days",
+            "7",
+            "--attempts-days",
+            "90",
+            "--prune-now",
+        ],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let text = String::from_utf8_lossy(&set.stdout);
+    assert!(text.contains("Request bodies kept 7 days"), "{text}");
+    assert!(text.contains("Pruned 0 attempt(s)"), "{text}");
+}

@@ -60,6 +60,9 @@ pub struct EngineOptions {
     pub problems_every: Duration,
     /// How often the mailboxes' contact import schedules are looked at.
     pub contact_schedule_every: Duration,
+    /// How often old attempts and request bodies are pruned (also once at start; see
+    /// [`crate::retention`]).
+    pub prune_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -75,6 +78,7 @@ impl Default for EngineOptions {
             outbound_every: Duration::from_secs(5),
             problems_every: Duration::from_secs(60),
             contact_schedule_every: Duration::from_secs(60),
+            prune_every: Duration::from_secs(3600),
         }
     }
 }
@@ -270,8 +274,24 @@ impl Inner {
             self.clone().bring_up_rounds(),
             self.clone().watch_integration(),
             self.clone().send_outbound_mail(),
+            self.clone().prune_periodically(),
             self.watch_problems()
         );
+    }
+
+    /// Retention: prunes at start and every `prune_every`, in batches that leave processing
+    /// its turn; a stop ends a pass between two batches.
+    async fn prune_periodically(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.core.prune(chrono::Utc::now(), &self.cancel).await {
+                tracing::warn!("old processing details were not pruned: {e}");
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(self.options.prune_every) => {}
+            }
+        }
     }
 
     /// A mailbox's name for a message (its id when it is gone).

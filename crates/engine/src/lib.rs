@@ -20,6 +20,7 @@ pub mod preferences;
 pub mod psa_check;
 pub mod psa_connection;
 pub mod psa_webhook;
+pub mod retention;
 pub mod sync;
 pub mod ticket_tab;
 pub mod webhooks;

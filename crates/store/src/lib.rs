@@ -51,6 +51,7 @@ pub mod notifications;
 pub mod outbound;
 mod psa_connections;
 pub mod psa_webhooks;
+pub mod retention;
 mod settings;
 mod store_id;
 pub mod synthetic;
@@ -139,7 +140,10 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            // Pages freed by retention can be given back (takes effect when the file is
+            // created; an older database reuses its free pages instead).
+            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)

@@ -113,8 +113,8 @@ impl Store {
     ) -> Result<SyntheticLog> {
         let mut mailbox_ids = Vec::new();
         for (name, address) in [
-            ("Support", "support@contoso.test"),
-            ("Helpdesk", "helpdesk@contoso.test"),
+            ("Service desk", "servicedesk@contoso.test"),
+            ("Sales", "sales@contoso.test"),
             ("Billing", "billing@contoso.test"),
         ] {
             mailbox_ids.push(self.add_mailbox(&mailbox(name, address)).await?.id);
@@ -278,7 +278,7 @@ impl Store {
                             .push_bind(if graph {
                                 format!(
                                     "https://graph.microsoft.com/v1.0/users/{}/messages/AAMkAGI2{:012}?$expand=attachments",
-                                    "support@contoso.test", p.k
+                                    "servicedesk@contoso.test", p.k
                                 )
                             } else {
                                 "https://contoso.halopsa.com/api/Tickets".to_string()
