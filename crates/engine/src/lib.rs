@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod contacts;
+pub mod dashboard;
 pub mod engine;
 pub mod events;
 pub mod integration;

@@ -41,6 +41,7 @@ macro_rules! text_enum {
 }
 
 pub mod contacts;
+pub mod dashboard;
 mod data_dir;
 mod delta_cursor;
 pub mod inbound;

@@ -1,0 +1,138 @@
+//! The home dashboard: one card per mailbox (its connection, the last 24 hours' emails per
+//! status, the oldest email not yet finished), emails per hour over 24 hours and per day over
+//! 30 days, and the database's size. Everything comes from kept counters and index seeks, so
+//! it answers at once however long the log.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use mailroom_store::inbound::LogStatus;
+use mailroom_store::retention::StoreSize;
+use mailroom_store::{Mailbox, MailboxMethod};
+use serde::Serialize;
+
+use crate::{Core, CoreError};
+
+/// Emails per status in a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub processed: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub retrying: i64,
+    pub pending: i64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, status: LogStatus, n: i64) {
+        match status {
+            LogStatus::Processed => self.processed += n,
+            LogStatus::Skipped => self.skipped += n,
+            LogStatus::Failed => self.failed += n,
+            LogStatus::Retrying => self.retrying += n,
+            LogStatus::Pending => self.pending += n,
+        }
+    }
+}
+
+/// One mailbox's card.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MailboxCard {
+    pub id: String,
+    pub name: String,
+    pub method: MailboxMethod,
+    pub address: Option<String>,
+    pub connected_account: Option<String>,
+    pub credential_expires_at: Option<DateTime<Utc>>,
+    /// Emails received in the last 24 hours, by status.
+    pub last_24h: StatusCounts,
+    /// When the oldest email not yet finished was received.
+    pub oldest_unfinished_at: Option<DateTime<Utc>>,
+}
+
+/// One bar of a chart: a period's emails by status, all mailboxes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Start of the hour or day (UTC).
+    pub start: DateTime<Utc>,
+    #[serde(flatten)]
+    pub counts: StatusCounts,
+}
+
+/// The dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dashboard {
+    pub generated_at: DateTime<Utc>,
+    pub mailboxes: Vec<MailboxCard>,
+    /// The last 24 hours, hour by hour (oldest first, the current hour last).
+    pub hourly: Vec<Bucket>,
+    /// The last 30 days, day by day (UTC; the current day last).
+    pub daily: Vec<Bucket>,
+    pub store: StoreSize,
+}
+
+fn card(mailbox: &Mailbox) -> MailboxCard {
+    MailboxCard {
+        id: mailbox.id.clone(),
+        name: mailbox.name.clone(),
+        method: mailbox.method,
+        address: mailbox
+            .mailbox_address
+            .clone()
+            .or_else(|| mailbox.shared_mailbox.clone()),
+        connected_account: mailbox.connected_account.clone(),
+        credential_expires_at: mailbox.credential_expires_at,
+        last_24h: StatusCounts::default(),
+        oldest_unfinished_at: None,
+    }
+}
+
+impl Core {
+    /// The dashboard as of `now`.
+    pub async fn dashboard(&self, now: DateTime<Utc>) -> Result<Dashboard, CoreError> {
+        let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
+        let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
+        let first_day = day - Duration::days(29);
+        let first_hour = hour - Duration::hours(23);
+        let mut hourly: BTreeMap<DateTime<Utc>, StatusCounts> = (0..24)
+            .map(|i| (first_hour + Duration::hours(i), StatusCounts::default()))
+            .collect();
+        let mut daily: BTreeMap<DateTime<Utc>, StatusCounts> = (0..30)
+            .map(|i| (first_day + Duration::days(i), StatusCounts::default()))
+            .collect();
+        let mut mailboxes: Vec<MailboxCard> =
+            self.store().mailboxes().await?.iter().map(card).collect();
+        for count in self.store().hourly_counts(first_day).await? {
+            let Ok(start) = chrono::NaiveDateTime::parse_from_str(
+                &format!("{}:00:00", count.hour),
+                "%Y-%m-%dT%H:%M:%S",
+            ) else {
+                continue;
+            };
+            let start = start.and_utc();
+            let status = count.state.status();
+            if let Some(bucket) =
+                daily.get_mut(&start.duration_trunc(Duration::days(1)).unwrap_or(start))
+            {
+                bucket.add(status, count.n);
+            }
+            if let Some(bucket) = hourly.get_mut(&start) {
+                bucket.add(status, count.n);
+                if let Some(card) = mailboxes.iter_mut().find(|c| c.id == count.mailbox_id) {
+                    card.last_24h.add(status, count.n);
+                }
+            }
+        }
+        for card in &mut mailboxes {
+            card.oldest_unfinished_at = self.store().oldest_unfinished(&card.id).await?;
+        }
+        let bucket = |(start, counts): (DateTime<Utc>, StatusCounts)| Bucket { start, counts };
+        Ok(Dashboard {
+            generated_at: now,
+            mailboxes,
+            hourly: hourly.into_iter().map(bucket).collect(),
+            daily: daily.into_iter().map(bucket).collect(),
+            store: self.store().size().await?,
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! The home dashboard (issue 14): each mailbox's last 24 hours match the log's counts, the
+//! charts' buckets add up, and the oldest unfinished email is found. Needs a Secret Service
+//! (the harness's core).
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::*;
+use mailroom_store::inbound::LogStatus;
+
+#[tokio::test]
+async fn the_cards_and_charts_match_the_log() {
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let now = Utc::now();
+    // 600 entries over the last five hours, in three other mailboxes.
+    let built = h.store.fill_synthetic_log(600, now).await.unwrap();
+    let dashboard = core.dashboard(now).await.unwrap();
+    assert_eq!(dashboard.hourly.len(), 24);
+    assert_eq!(dashboard.daily.len(), 30);
+    for id in &built.mailbox_ids {
+        let card = dashboard.mailboxes.iter().find(|c| &c.id == id).unwrap();
+        let counts = h.store.status_counts(Some(id)).await.unwrap();
+        let of = |s: LogStatus| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+        assert_eq!(
+            card.last_24h.processed,
+            of(LogStatus::Processed),
+            "{card:?}"
+        );
+        assert_eq!(card.last_24h.failed, of(LogStatus::Failed), "{card:?}");
+        assert_eq!(card.last_24h.pending, of(LogStatus::Pending), "{card:?}");
+        if of(LogStatus::Pending) + of(LogStatus::Retrying) > 0 {
+            assert!(card.oldest_unfinished_at.unwrap() <= now);
+        }
+    }
+    let in_hours: i64 = dashboard
+        .hourly
+        .iter()
+        .map(|b| {
+            b.counts.processed
+                + b.counts.skipped
+                + b.counts.failed
+                + b.counts.retrying
+                + b.counts.pending
+        })
+        .sum();
+    assert_eq!(in_hours, 600);
+    let today = dashboard.daily.last().unwrap();
+    let in_days: i64 = dashboard
+        .daily
+        .iter()
+        .map(|b| {
+            b.counts.processed
+                + b.counts.skipped
+                + b.counts.failed
+                + b.counts.retrying
+                + b.counts.pending
+        })
+        .sum();
+    assert_eq!(in_days, 600);
+    assert!(today.start <= now);
+    // The harness's own mailbox has a card with nothing in it.
+    let support = dashboard
+        .mailboxes
+        .iter()
+        .find(|c| c.name == "Support")
+        .unwrap();
+    assert_eq!(support.last_24h.processed, 0);
+    assert_eq!(support.oldest_unfinished_at, None);
+    assert!(dashboard.store.bytes > 0);
+}
