@@ -4,7 +4,7 @@
 
 mod common;
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use common::*;
 use mailroom_store::inbound::LogStatus;
 
