@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "contacts_runs",
     "contacts_run_rows",
     "mailbox_canary_set",
+    "dashboard",
     "mailbox_checks",
     "mailbox_check_now",
     "mailbox_sign_in_as_set",

@@ -192,6 +192,7 @@ pub fn run() {
             commands::contacts::contacts_runs,
             commands::contacts::contacts_run_rows,
             commands::mailboxes::mailbox_canary_set,
+            commands::inbound::dashboard,
             commands::mailboxes::mailbox_checks,
             commands::mailboxes::mailbox_check_now,
             commands::mailboxes::mailbox_sign_in_as_set,

@@ -80,7 +80,10 @@ async fn a_mailbox_has_incoming_contact_imports_and_inbound_log_tabs() {
     .await;
     session
         .run("mailbox_tabs", async |s| {
-            assert!(s.text("#pick-mailbox").await.contains("Choose a mailbox"));
+            // The first view is the dashboard, with a card for the mailbox.
+            s.wait_text("#mailbox-cards", "Helpdesk").await;
+            let card = s.text("[data-card='Helpdesk']").await;
+            assert!(card.contains("Not connected"), "{card}");
             s.find("[data-mailbox='Helpdesk']")
                 .await
                 .click()

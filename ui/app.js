@@ -5,6 +5,7 @@
 import * as backend from './backend.js';
 import { confirmDialog, emptyState, h, toast } from './dom.js';
 import { contactImportsPanel } from './contact-imports.js';
+import { dashboardView } from './dashboard.js';
 import { mailboxForm } from './mailbox-form.js';
 import { incomingPanel } from './mailbox-incoming.js';
 import { inboundLogPanel, monitoringPanel, watchEngine } from './inbound-log.js';
@@ -69,11 +70,7 @@ function homeView() {
       action: h('a', { class: 'button primary', href: '#/add-mailbox', id: 'empty-add-mailbox' }, t('Add a mailbox')),
     });
   }
-  return emptyState({
-    id: 'pick-mailbox',
-    title: t('Choose a mailbox'),
-    body: t('Pick a mailbox on the left to see how its mail is reached and processed.'),
-  });
+  return dashboardView();
 }
 
 function addMailboxView() {

@@ -47,6 +47,7 @@ export const sandboxSendTestEmail = () => call('sandbox_send_test_email');
 export const engineRefresh = () => call('engine_refresh');
 export const engineStatus = () => call('engine_status');
 export const inboundLog = (query) => call('inbound_log', { query });
+export const dashboard = () => call('dashboard');
 export const inboundAttempts = (emailId) => call('inbound_attempts', { emailId });
 export const inboundReprocess = (emailId) => call('inbound_reprocess', { emailId });
 export const inboundImportNow = (mailboxId) => call('inbound_import_now', { mailboxId });

@@ -112,6 +112,14 @@ pub async fn inbound_log(state: State<'_, AppState>, query: LogQuery) -> UiResul
     Ok(InboundPage { items, counts })
 }
 
+/// The home dashboard: a card per mailbox, the charts' buckets, the database's size.
+#[tauri::command]
+pub async fn dashboard(
+    state: State<'_, AppState>,
+) -> UiResult<mailroom_engine::dashboard::Dashboard> {
+    Ok(state.core.dashboard().await?)
+}
+
 /// Every attempt of an email with its requests and processing log.
 #[tauri::command]
 pub async fn inbound_attempts(

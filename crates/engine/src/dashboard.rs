@@ -46,6 +46,8 @@ pub struct MailboxCard {
     pub credential_expires_at: Option<DateTime<Utc>>,
     /// Emails received in the last 24 hours, by status.
     pub last_24h: StatusCounts,
+    /// Every email of the mailbox's log, by status (the log's own counts).
+    pub total: StatusCounts,
     /// When the oldest email not yet finished was received.
     pub oldest_unfinished_at: Option<DateTime<Utc>>,
 }
@@ -83,13 +85,19 @@ fn card(mailbox: &Mailbox) -> MailboxCard {
         connected_account: mailbox.connected_account.clone(),
         credential_expires_at: mailbox.credential_expires_at,
         last_24h: StatusCounts::default(),
+        total: StatusCounts::default(),
         oldest_unfinished_at: None,
     }
 }
 
 impl Core {
+    /// The dashboard now.
+    pub async fn dashboard(&self) -> Result<Dashboard, CoreError> {
+        self.dashboard_at(Utc::now()).await
+    }
+
     /// The dashboard as of `now`.
-    pub async fn dashboard(&self, now: DateTime<Utc>) -> Result<Dashboard, CoreError> {
+    pub async fn dashboard_at(&self, now: DateTime<Utc>) -> Result<Dashboard, CoreError> {
         let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
         let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
         let first_day = day - Duration::days(29);
@@ -125,6 +133,9 @@ impl Core {
         }
         for card in &mut mailboxes {
             card.oldest_unfinished_at = self.store().oldest_unfinished(&card.id).await?;
+            for (status, n) in self.store().status_counts(Some(&card.id)).await? {
+                card.total.add(status, n);
+            }
         }
         let bucket = |(start, counts): (DateTime<Utc>, StatusCounts)| Bucket { start, counts };
         Ok(Dashboard {

@@ -15,7 +15,7 @@ async fn the_cards_and_charts_match_the_log() {
     let now = Utc::now();
     // 600 entries over the last five hours, in three other mailboxes.
     let built = h.store.fill_synthetic_log(600, now).await.unwrap();
-    let dashboard = core.dashboard(now).await.unwrap();
+    let dashboard = core.dashboard_at(now).await.unwrap();
     assert_eq!(dashboard.hourly.len(), 24);
     assert_eq!(dashboard.daily.len(), 30);
     for id in &built.mailbox_ids {
@@ -29,6 +29,10 @@ async fn the_cards_and_charts_match_the_log() {
         );
         assert_eq!(card.last_24h.failed, of(LogStatus::Failed), "{card:?}");
         assert_eq!(card.last_24h.pending, of(LogStatus::Pending), "{card:?}");
+        assert_eq!(
+            card.total, card.last_24h,
+            "every entry is from the last five hours"
+        );
         if of(LogStatus::Pending) + of(LogStatus::Retrying) > 0 {
             assert!(card.oldest_unfinished_at.unwrap() <= now);
         }

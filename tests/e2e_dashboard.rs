@@ -1,0 +1,82 @@
+//! The home dashboard through the real window, on the sandbox tenant (issue 14): a card per
+//! sandbox mailbox whose last-24-hours counts match the mailbox's inbound log, and the two
+//! charts drawn. Saves a screenshot of the view.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Session;
+
+#[tokio::test]
+async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
+    Session::start_with_args(|_| async {}, &["--sandbox"])
+        .await
+        .run("dashboard", async |s| {
+            s.wait_text("#mailbox-cards", "Support").await;
+            // Support's seeded inbox is processed: wait until its card counts some, then
+            // compare with its log's own counts.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let processed = loop {
+                s.reload().await;
+                s.wait_text("#mailbox-cards", "Support").await;
+                let n: u64 = s
+                    .text("[data-card='Support'] [data-count='processed'] .count-n")
+                    .await
+                    .trim()
+                    .parse()
+                    .unwrap();
+                let pending: u64 = s
+                    .text("[data-card='Support'] [data-count='pending'] .count-n")
+                    .await
+                    .trim()
+                    .parse()
+                    .unwrap();
+                if n > 0 && pending == 0 {
+                    break n;
+                }
+                assert!(Instant::now() < deadline, "Support's mail is processed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let charts = s
+                    .client
+                    .execute(
+                        "return [document.querySelectorAll('#chart-hourly canvas, #chart-daily canvas').length, document.querySelector('.charts').textContent];",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                if charts[0] == serde_json::json!(2) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "both charts are drawn: {charts}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(s.text("#store-size").await.contains("MB"));
+            s.screenshot("dashboard").await;
+            let total_text = s.text("[data-card='Support'] [data-total]").await;
+            let total: u64 = total_text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a total: {total_text}"));
+            assert!(total >= processed);
+
+            // The card's count leads to the mailbox's log, whose processed count is the same.
+            s.find("[data-card='Support'] [data-count='processed']")
+                .await
+                .click()
+                .await
+                .unwrap();
+            let chip = s
+                .wait_text("#log-counts [data-count='processed']", ":")
+                .await;
+            assert!(
+                chip.ends_with(&format!(": {total}")),
+                "the log counts {chip}, the card {total} in all ({processed} in the last 24 hours)"
+            );
+        })
+        .await;
+}
