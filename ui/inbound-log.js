@@ -186,7 +186,10 @@ async function detailsView(email, close) {
     const attempts = await backend.inboundAttempts(email.id);
     panel.append(h('div', { class: 'attempts' },
       attempts.length ? attempts.slice().reverse().map(attemptView)
-        : h('p', { class: 'subtle' }, t('Not processed yet.'))));
+        : h('p', { class: 'subtle', id: 'attempts-none' }, email.attempts > 0
+          // Its attempts were older than the retention allows (mailroom retention).
+          ? t('The details of its {n} attempt(s) were removed by retention (mailroom retention says how long they are kept).', { n: email.attempts })
+          : t('Not processed yet.'))));
   } catch (error) {
     panel.append(h('p', { class: 'error-text' }, error.message));
   }
