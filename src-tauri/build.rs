@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "contacts_run_rows",
     "mailbox_canary_set",
     "dashboard",
+    "inbound_export_csv",
     "mailbox_checks",
     "mailbox_check_now",
     "mailbox_sign_in_as_set",

@@ -47,3 +47,31 @@ pub async fn choose_pfx(
         .map(Some)
         .map_err(|e| CoreError::InvalidInput(format!("The chosen place is not a local file: {e}")))
 }
+
+/// Shows a save dialog titled `title` proposing `file_name` (files of `filter` with
+/// `extensions`) and answers the chosen local path, or `None` when cancelled.
+pub async fn choose_save_file(
+    app: &AppHandle,
+    title: &str,
+    file_name: &str,
+    filter: &str,
+    extensions: &[&str],
+) -> Result<Option<PathBuf>, CoreError> {
+    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app.dialog().file().set_title(title);
+    if let Some(window) = app.get_webview_window("main") {
+        dialog = dialog.set_parent(&window);
+    }
+    dialog
+        .set_file_name(file_name)
+        .add_filter(filter, extensions)
+        .save_file(move |file| {
+            let _ = chosen_tx.send(file);
+        });
+    let Some(file) = chosen_rx.await.ok().flatten() else {
+        return Ok(None);
+    };
+    file.into_path()
+        .map(Some)
+        .map_err(|e| CoreError::InvalidInput(format!("The chosen place is not a local file: {e}")))
+}

@@ -193,6 +193,7 @@ pub fn run() {
             commands::contacts::contacts_run_rows,
             commands::mailboxes::mailbox_canary_set,
             commands::inbound::dashboard,
+            commands::inbound::inbound_export_csv,
             commands::mailboxes::mailbox_checks,
             commands::mailboxes::mailbox_check_now,
             commands::mailboxes::mailbox_sign_in_as_set,

@@ -1,6 +1,6 @@
 //! The home dashboard through the real window, on the sandbox tenant (issue 14): a card per
-//! sandbox mailbox whose last-24-hours counts match the mailbox's inbound log, and the two
-//! charts drawn. Saves a screenshot of the view.
+//! sandbox mailbox whose totals match the mailbox's inbound log, the two charts drawn, and the
+//! log's *Export CSV* writing the filtered rows. Saves a screenshot of the view.
 
 mod support;
 
@@ -76,6 +76,30 @@ async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
             assert!(
                 chip.ends_with(&format!(": {total}")),
                 "the log counts {chip}, the card {total} in all ({processed} in the last 24 hours)"
+            );
+
+            // Export CSV writes the rows under the filter: the processed ones, every page.
+            s.client
+                .execute(
+                    "const select = document.getElementById('log-status'); select.value = 'processed'; select.dispatchEvent(new Event('change'));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let csv_path = dir.path().join("processed.csv");
+            s.find("#log-export").await.click().await.unwrap();
+            s.answer_native_dialog("Export the inbound log", &csv_path, true)
+                .await;
+            s.wait_text("#toast", &format!("Exported {total} emails"))
+                .await;
+            let csv = std::fs::read_to_string(&csv_path).expect("the CSV was written where chosen");
+            let lines: Vec<&str> = csv.lines().collect();
+            assert!(lines[0].starts_with("received_at,mailbox,from_address"), "{csv}");
+            assert_eq!(lines.len() as u64, total + 1, "{csv}");
+            assert!(
+                lines[1..].iter().all(|l| l.contains(",Support,") && l.contains(",processed,")),
+                "{csv}"
             );
         })
         .await;

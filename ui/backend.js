@@ -48,6 +48,8 @@ export const engineRefresh = () => call('engine_refresh');
 export const engineStatus = () => call('engine_status');
 export const inboundLog = (query) => call('inbound_log', { query });
 export const dashboard = () => call('dashboard');
+/** Opens the native save dialog; resolves to {path, rows}, or null when cancelled. */
+export const inboundExportCsv = (query) => call('inbound_export_csv', { query });
 export const inboundAttempts = (emailId) => call('inbound_attempts', { emailId });
 export const inboundReprocess = (emailId) => call('inbound_reprocess', { emailId });
 export const inboundImportNow = (mailboxId) => call('inbound_import_now', { mailboxId });

@@ -340,7 +340,18 @@ function logPanel({ mailbox, mailboxes }) {
       searchTimer = setTimeout(() => { query.search = e.target.value.trim() || null; load(true); }, 250);
     } });
 
-  const toolbar = h('div', { class: 'log-toolbar' }, statusSelect, search,
+  const exportButton = h('button', { class: 'button', id: 'log-export', onclick: async (e) => {
+    e.target.disabled = true;
+    try {
+      const done = await backend.inboundExportCsv({ ...query, before: null, limit: null });
+      if (done) toast(t('Exported {rows} emails to {path}.', done));
+    } catch (error) {
+      toast(error.message, 'error');
+    } finally {
+      e.target.disabled = false;
+    }
+  } }, t('Export CSV'));
+  const toolbar = h('div', { class: 'log-toolbar' }, statusSelect, search, exportButton,
     mailbox ? h('button', { class: 'button', id: 'import-now', onclick: async (e) => {
       e.target.disabled = true;
       try {

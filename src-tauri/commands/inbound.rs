@@ -120,6 +120,39 @@ pub async fn dashboard(
     Ok(state.core.dashboard().await?)
 }
 
+/// Where an export went.
+#[derive(Debug, Serialize)]
+pub struct Exported {
+    pub path: String,
+    pub rows: usize,
+}
+
+/// *Export CSV*: the log under the shown filter, to a file the admin picks in the native save
+/// dialog; `None` when the dialog was cancelled.
+#[tauri::command]
+pub async fn inbound_export_csv(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    query: LogQuery,
+) -> UiResult<Option<Exported>> {
+    let Some(path) = crate::dialogs::choose_save_file(
+        &app,
+        "Export the inbound log",
+        "mailroom-inbound-log.csv",
+        "CSV",
+        &["csv"],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let rows = state.core.export_inbound_csv(&query, &path).await?;
+    Ok(Some(Exported {
+        path: path.display().to_string(),
+        rows,
+    }))
+}
+
 /// Every attempt of an email with its requests and processing log.
 #[tauri::command]
 pub async fn inbound_attempts(

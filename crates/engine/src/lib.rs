@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod dashboard;
 pub mod engine;
 pub mod events;
+pub mod export;
 pub mod integration;
 pub mod logging;
 pub mod mailboxes;

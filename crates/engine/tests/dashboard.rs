@@ -73,3 +73,56 @@ async fn the_cards_and_charts_match_the_log() {
     assert_eq!(support.oldest_unfinished_at, None);
     assert!(dashboard.store.bytes > 0);
 }
+
+#[tokio::test]
+async fn export_csv_writes_every_page_under_the_filter() {
+    use mailroom_store::inbound::LogQuery;
+    let h = harness(default_settings()).await;
+    let core = core_for(&h).await;
+    let built = h.store.fill_synthetic_log(1200, Utc::now()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.csv");
+    let rows = core
+        .export_inbound_csv(&LogQuery::default(), &all)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1200);
+    let text = std::fs::read_to_string(&all).unwrap();
+    assert_eq!(text.lines().count(), 1201, "a header and every entry");
+    // It reads back as one record per entry.
+    let mut reader = csv::Reader::from_path(&all).unwrap();
+    assert_eq!(reader.records().count(), 1200);
+
+    let second = built.mailbox_ids[1].clone();
+    let filtered = dir.path().join("failed.csv");
+    let rows = core
+        .export_inbound_csv(
+            &LogQuery {
+                mailbox_id: Some(second.clone()),
+                status: Some(LogStatus::Failed),
+                ..Default::default()
+            },
+            &filtered,
+        )
+        .await
+        .unwrap();
+    let counts = h.store.status_counts(Some(&second)).await.unwrap();
+    let failed = counts
+        .iter()
+        .find(|(s, _)| *s == LogStatus::Failed)
+        .map_or(0, |(_, n)| *n);
+    assert_eq!(rows as i64, failed);
+    let text = std::fs::read_to_string(&filtered).unwrap();
+    assert!(text
+        .lines()
+        .skip(1)
+        .all(|l| l.contains(",Sales,") && l.contains(",failed,")));
+
+    // A place that cannot be written is said so.
+    let nowhere = dir.path().join("missing").join("x.csv");
+    let err = core
+        .export_inbound_csv(&LogQuery::default(), &nowhere)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Could not write"), "{err}");
+}
