@@ -101,6 +101,35 @@ async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
                 lines[1..].iter().all(|l| l.contains(",Support,") && l.contains(",processed,")),
                 "{csv}"
             );
+
+            // The keyboard: ↓ to the second row, Enter opens it, Esc closes it and the focus
+            // goes back to its row.
+            let key = |k: &str| {
+                format!(
+                    "document.activeElement.dispatchEvent(new KeyboardEvent('keydown', {{key: '{k}', bubbles: true}}));"
+                )
+            };
+            let script = format!(
+                "document.querySelector('#log-rows tr').focus(); {} const second = document.activeElement.dataset.email; {} return second;",
+                key("ArrowDown"),
+                key("Enter")
+            );
+            let second = s.client.execute(&script, vec![]).await.unwrap();
+            let second = second.as_str().unwrap().to_string();
+            s.wait_text("#log-details-slot", "Attempt").await;
+            s.client
+                .execute(&key("Escape"), vec![])
+                .await
+                .unwrap();
+            let focused = s
+                .client
+                .execute(
+                    "return [document.querySelector('#log-details-slot').childElementCount, document.activeElement.dataset.email];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(focused, serde_json::json!([0, second]));
         })
         .await;
 }

@@ -104,8 +104,21 @@ function countdown(iso) {
   return `${secs} s`;
 }
 
+/** "5 min ago", "3 h ago", "2 days ago"; the absolute time is the cell's tooltip. */
+function relTime(iso) {
+  const minutes = Math.round((Date.now() - new Date(iso)) / 60000);
+  if (minutes < 1) return t('just now');
+  if (minutes < 60) return t('{n} min ago', { n: minutes });
+  if (minutes < 48 * 60) return t('{n} h ago', { n: Math.round(minutes / 60) });
+  return t('{n} days ago', { n: Math.round(minutes / 1440) });
+}
+
+const STATUS_ICONS = { processed: '✓', skipped: '⤼', failed: '✕', retrying: '↻', pending: '…' };
+
 function statusCell(email) {
-  const el = h('span', { class: `status status-${email.status}`, 'data-status': email.status }, statusWord(email.status));
+  const el = h('span', { class: `status status-${email.status}`, 'data-status': email.status },
+    h('span', { class: 'status-icon', 'aria-hidden': 'true' }, STATUS_ICONS[email.status] ?? ''),
+    statusWord(email.status));
   if (email.status === 'retrying' && email.next_attempt_at) {
     const next = h('span', { class: 'countdown', 'data-countdown': email.next_attempt_at });
     next.textContent = t(' (next try in {wait})', { wait: countdown(email.next_attempt_at) });
@@ -122,9 +135,20 @@ function ticketCell(email) {
 
 function row(email, { showMailbox, mailboxes, onOpen }) {
   const mailbox = showMailbox ? (mailboxes.find((m) => m.id === email.mailbox_id)?.name ?? '') : null;
+  // ↑/↓ move between rows, Enter opens one, Esc (on the panel) closes it.
+  const move = (tr, step) => {
+    const next = step > 0 ? tr.nextElementSibling : tr.previousElementSibling;
+    if (next) next.focus();
+  };
   return h('tr', { 'data-email': email.id, class: 'log-row', tabindex: '0', onclick: () => onOpen(email),
-    onkeydown: (e) => { if (e.key === 'Enter') onOpen(email); } },
-  h('td', {}, fmtTime(email.received_at)),
+    onkeydown: (e) => {
+      if (e.key === 'Enter') onOpen(email);
+      else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+        e.preventDefault();
+        move(e.currentTarget, e.key === 'ArrowDown' ? 1 : -1);
+      }
+    } },
+  h('td', { title: fmtTime(email.received_at), 'data-time': email.received_at }, relTime(email.received_at)),
   showMailbox ? h('td', {}, mailbox) : null,
   h('td', { title: email.from_address }, email.from_name || email.from_address),
   h('td', {}, email.subject || t('(no subject)')),
@@ -371,6 +395,13 @@ function logPanel({ mailbox, mailboxes }) {
       h('th', {}, t('From')), h('th', {}, t('Subject')), h('th', {}, t('Status')), h('th', {}, t('Ticket')))),
     tbody);
   const root = h('div', { class: 'inbound-log' }, toolbar, counts, table, empty, more, detailsSlot);
+  // Esc closes an open email and puts the focus back on its row.
+  root.addEventListener('keydown', (e) => {
+    const shown = detailsSlot.querySelector('[data-email]');
+    if (e.key !== 'Escape' || !shown) return;
+    detailsSlot.replaceChildren();
+    tbody.querySelector(`tr[data-email="${shown.dataset.email}"]`)?.focus();
+  });
 
   // Live updates and countdowns while the panel is in the document.
   listeners.add(listener);

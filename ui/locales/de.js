@@ -564,6 +564,10 @@ export default {
   'The details of its {n} attempt(s) were removed by retention (mailroom retention says how long they are kept).': 'Die Details seiner {n} Versuche wurden durch die Aufbewahrungsregel entfernt (mailroom retention zeigt, wie lange sie aufbewahrt werden).',
   'Exported {rows} emails to {path}.': '{rows} E-Mails nach {path} exportiert.',
   'Export CSV': 'CSV exportieren',
+  'just now': 'gerade eben',
+  '{n} min ago': 'vor {n} Min.',
+  '{n} h ago': 'vor {n} Std.',
+  '{n} days ago': 'vor {n} Tagen',
   // — Texts the engine writes (check results). A key's {name} stands for any text, so the
   // — English the engine wrote is matched as a pattern (ui/i18n.js `tx`).
   'Connected': 'Verbunden',
