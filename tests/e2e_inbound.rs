@@ -112,6 +112,14 @@ async fn delivered_mail_becomes_a_ticket_and_a_psa_failure_is_retried() {
             // The seeded inbox is processed on its own: the log fills with processed mail.
             s.wait_text("#log-rows", "processed").await;
             wait_until_settled(s).await;
+            // Helpdesk's seeded mail too (Monitoring lists every mailbox's): the one failing
+            // ticket creation below must be the test email's, not a Helpdesk ticket's.
+            s.find("#nav-monitoring").await.click().await.unwrap();
+            s.wait_text("#log-rows", "processed").await;
+            wait_until_settled(s).await;
+            s.find("[data-mailbox='Support']").await.click().await.unwrap();
+            s.find("#tab-log").await.click().await.unwrap();
+            s.wait_text("#log-rows", "processed").await;
 
             // The next ticket creation fails with a server error.
             let fault = serde_json::json!({
