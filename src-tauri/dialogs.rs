@@ -22,30 +22,21 @@ pub async fn choose_pfx(
     title: &str,
     kind: PfxDialog<'_>,
 ) -> Result<Option<PathBuf>, CoreError> {
-    let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
-    let mut dialog = app.dialog().file().set_title(title);
-    if let Some(window) = app.get_webview_window("main") {
-        dialog = dialog.set_parent(&window);
-    }
+    const FILTER: &str = "PKCS#12 certificate";
     match kind {
-        PfxDialog::Open => dialog
-            .add_filter("PKCS#12 certificate", &["pfx", "p12"])
-            .pick_file(move |file| {
-                let _ = chosen_tx.send(file);
-            }),
-        PfxDialog::Save { file_name } => dialog
-            .set_file_name(file_name)
-            .add_filter("PKCS#12 certificate", &["pfx"])
-            .save_file(move |file| {
-                let _ = chosen_tx.send(file);
-            }),
+        PfxDialog::Open => {
+            let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
+            dialog(app, title)
+                .add_filter(FILTER, &["pfx", "p12"])
+                .pick_file(move |file| {
+                    let _ = chosen_tx.send(file);
+                });
+            chosen(chosen_rx).await
+        }
+        PfxDialog::Save { file_name } => {
+            choose_save_file(app, title, file_name, FILTER, &["pfx"]).await
+        }
     }
-    let Some(file) = chosen_rx.await.ok().flatten() else {
-        return Ok(None);
-    };
-    file.into_path()
-        .map(Some)
-        .map_err(|e| CoreError::InvalidInput(format!("The chosen place is not a local file: {e}")))
 }
 
 /// Shows a save dialog titled `title` proposing `file_name` (files of `filter` with
@@ -58,17 +49,29 @@ pub async fn choose_save_file(
     extensions: &[&str],
 ) -> Result<Option<PathBuf>, CoreError> {
     let (chosen_tx, chosen_rx) = tokio::sync::oneshot::channel();
-    let mut dialog = app.dialog().file().set_title(title);
-    if let Some(window) = app.get_webview_window("main") {
-        dialog = dialog.set_parent(&window);
-    }
-    dialog
+    dialog(app, title)
         .set_file_name(file_name)
         .add_filter(filter, extensions)
         .save_file(move |file| {
             let _ = chosen_tx.send(file);
         });
-    let Some(file) = chosen_rx.await.ok().flatten() else {
+    chosen(chosen_rx).await
+}
+
+/// A file dialog titled `title` over the main window.
+fn dialog(app: &AppHandle, title: &str) -> tauri_plugin_dialog::FileDialogBuilder<tauri::Wry> {
+    let dialog = app.dialog().file().set_title(title);
+    match app.get_webview_window("main") {
+        Some(window) => dialog.set_parent(&window),
+        None => dialog,
+    }
+}
+
+/// The local path the dialog answered, `None` when cancelled.
+async fn chosen(
+    rx: tokio::sync::oneshot::Receiver<Option<tauri_plugin_dialog::FilePath>>,
+) -> Result<Option<PathBuf>, CoreError> {
+    let Some(file) = rx.await.ok().flatten() else {
         return Ok(None);
     };
     file.into_path()
