@@ -24,6 +24,11 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
+    /// Every email counted, whatever its status.
+    pub fn total(&self) -> i64 {
+        self.processed + self.skipped + self.failed + self.retrying + self.pending
+    }
+
     fn add(&mut self, status: LogStatus, n: i64) {
         match status {
             LogStatus::Processed => self.processed += n,

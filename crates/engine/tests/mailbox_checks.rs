@@ -110,6 +110,39 @@ async fn the_application_blast_radius_is_read_through_a_canary_mailbox() {
     );
 }
 
+/// A scan mailbox (delegated sign-in with the sandbox's desktop app) named `name`.
+async fn add_scan_mailbox(
+    core: &mailroom_engine::Core,
+    h: &Harness,
+    name: &str,
+) -> mailroom_store::Mailbox {
+    let setup: mailroom_engine::mailboxes::MailboxSetup =
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "method": "scan",
+            "cloud": "custom",
+            "authority_url": h.sb.authority_url(),
+            "graph_url": h.sb.graph_url(),
+            "tenant_id": h.sb.tenant().tenant_id,
+            "client_id": h.sb.tenant().desktop_app.client_id,
+            "credential_kind": "public",
+        }))
+        .unwrap();
+    core.add_mailbox(setup).await.unwrap()
+}
+
+/// The sandbox daemon app's client secret, in the keyring for mailbox `id`.
+fn give_daemon_secret(core: &mailroom_engine::Core, h: &Harness, id: &str) {
+    core.secrets()
+        .set(
+            &mailroom_secrets::SecretKey::new(id, mailroom_secrets::SecretKind::ClientSecret),
+            &mailroom_secrets::SecretValue::new(
+                h.sb.tenant().daemon_app.client_secret.clone().unwrap(),
+            ),
+        )
+        .unwrap();
+}
+
 fn identity_of(test: &mailroom_engine::connect::ConnectionTest) -> MailboxCheck {
     test.checks
         .iter()
@@ -173,17 +206,7 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
     // A shared mailbox is named as such.
     let helpdesk = h.store.mailboxes().await.unwrap();
     let helpdesk = helpdesk.iter().find(|m| m.name == "Helpdesk").unwrap();
-    core.secrets()
-        .set(
-            &mailroom_secrets::SecretKey::new(
-                &helpdesk.id,
-                mailroom_secrets::SecretKind::ClientSecret,
-            ),
-            &mailroom_secrets::SecretValue::new(
-                h.sb.tenant().daemon_app.client_secret.clone().unwrap(),
-            ),
-        )
-        .unwrap();
+    give_daemon_secret(&core, &h, &helpdesk.id);
     let shared = identity_of(&core.test_connection(&helpdesk.id).await.unwrap());
     assert!(
         shared
@@ -201,17 +224,7 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
         default_settings(),
     )
     .await;
-    core.secrets()
-        .set(
-            &mailroom_secrets::SecretKey::new(
-                &wrong.id,
-                mailroom_secrets::SecretKind::ClientSecret,
-            ),
-            &mailroom_secrets::SecretValue::new(
-                h.sb.tenant().daemon_app.client_secret.clone().unwrap(),
-            ),
-        )
-        .unwrap();
+    give_daemon_secret(&core, &h, &wrong.id);
     let typo = identity_of(&core.test_connection(&wrong.id).await.unwrap());
     assert_eq!(typo.state, "failed", "{typo:?}");
     assert!(
@@ -226,19 +239,7 @@ async fn a_sign_in_by_another_account_than_the_named_one_is_refused_and_nothing_
     use std::time::Duration;
     let h = harness(default_settings()).await;
     let core = core_for(&h).await;
-    let setup: mailroom_engine::mailboxes::MailboxSetup =
-        serde_json::from_value(serde_json::json!({
-            "name": "Support scan",
-            "method": "scan",
-            "cloud": "custom",
-            "authority_url": h.sb.authority_url(),
-            "graph_url": h.sb.graph_url(),
-            "tenant_id": h.sb.tenant().tenant_id,
-            "client_id": h.sb.tenant().desktop_app.client_id,
-            "credential_kind": "public",
-        }))
-        .unwrap();
-    let mailbox = core.add_mailbox(setup).await.unwrap();
+    let mailbox = add_scan_mailbox(&core, &h, "Support scan").await;
     let bad = core
         .set_expected_account(&mailbox.id, Some("support at contoso"))
         .await
@@ -348,19 +349,7 @@ async fn a_scan_mailbox_says_who_signs_in() {
     use std::time::Duration;
     let h = harness(default_settings()).await;
     let core = core_for(&h).await;
-    let setup: mailroom_engine::mailboxes::MailboxSetup =
-        serde_json::from_value(serde_json::json!({
-            "name": "Megan's inbox",
-            "method": "scan",
-            "cloud": "custom",
-            "authority_url": h.sb.authority_url(),
-            "graph_url": h.sb.graph_url(),
-            "tenant_id": h.sb.tenant().tenant_id,
-            "client_id": h.sb.tenant().desktop_app.client_id,
-            "credential_kind": "public",
-        }))
-        .unwrap();
-    let mailbox = core.add_mailbox(setup).await.unwrap();
+    let mailbox = add_scan_mailbox(&core, &h, "Megan's inbox").await;
     let sign_in = |checks: mailroom_engine::connect::checks::MailboxChecks| {
         checks
             .checks

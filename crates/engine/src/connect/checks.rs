@@ -4,7 +4,7 @@
 //! directory names? Each finding has a state, what was found and the fix beside it.
 
 use chrono::{DateTime, Utc};
-use mailroom_graph::{granted_permissions, GraphClient, GraphErrorKind, MailboxRef, MessageQuery};
+use mailroom_graph::{granted_permissions, GraphClient, GraphErrorKind, MailboxRef};
 use mailroom_store::{Mailbox, MailboxMethod};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -265,19 +265,9 @@ async fn reach(
         tokens.clone(),
         MailboxRef::User(address.to_string()),
     );
-    let read = graph
-        .list_messages(
-            "inbox",
-            &MessageQuery {
-                top: Some(1),
-                max_pages: Some(1),
-                select: vec!["id".into()],
-                ..Default::default()
-            },
-        )
-        .await;
+    let read = graph.probe_inbox().await;
     match read {
-        Ok(_) => Reach::Read,
+        Ok(()) => Reach::Read,
         Err(e) if refused_by_access_policy(&e) => Reach::Refused(e.request_id),
         Err(e)
             if e.kind == GraphErrorKind::NotFound

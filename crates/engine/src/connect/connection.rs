@@ -85,17 +85,7 @@ impl Core {
         let target = mailbox_ref(&mailbox);
         let graph = GraphClient::new(app.cloud.graph_url(), tokens.provider(), target.clone());
         let address = mailbox.mailbox_address.clone().unwrap_or_default();
-        let probe = graph
-            .list_messages(
-                "inbox",
-                &MessageQuery {
-                    top: Some(1),
-                    max_pages: Some(1),
-                    select: vec!["id".into()],
-                    ..Default::default()
-                },
-            )
-            .await;
+        let probe = graph.probe_inbox().await;
         let set = tokens.current().await;
         let granted = set.as_ref().map(granted_permissions).unwrap_or_default();
         let missing = missing_permissions(&granted, &required_permissions(access_method(&mailbox)));

@@ -11,6 +11,22 @@ use super::GraphClient;
 use crate::models::*;
 
 impl GraphClient {
+    /// Reads the id of the inbox's newest message, nothing more: whether the token may read
+    /// this mailbox (app-only connect, the blast-radius check).
+    pub async fn probe_inbox(&self) -> Result<(), GraphError> {
+        self.list_messages(
+            "inbox",
+            &MessageQuery {
+                top: Some(1),
+                max_pages: Some(1),
+                select: vec!["id".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Lists messages of a folder (well-known name like `inbox`, or an id), following
     /// `@odata.nextLink` verbatim.
     pub async fn list_messages(
