@@ -110,7 +110,7 @@ async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
                 )
             };
             let script = format!(
-                "document.querySelector('#log-rows tr').focus(); {} const second = document.activeElement.dataset.email; {} return second;",
+                "document.querySelector('#log-rows tr.log-row').focus(); {} const second = document.activeElement.dataset.email; {} return second;",
                 key("ArrowDown"),
                 key("Enter")
             );

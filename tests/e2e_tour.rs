@@ -41,6 +41,19 @@ async fn tour_of_the_sandbox_window() {
                 .unwrap();
             s.wait_text("#log-rows", "processed").await;
             s.screenshot("tour-3-inbound-log").await;
+            // The other tabs of a mailbox, and the add-mailbox form.
+            s.find("#tab-outbound").await.click().await.unwrap();
+            s.find("#outbound-log").await;
+            s.screenshot("tour-3b-outbound-log").await;
+            s.find("#tab-contacts").await.click().await.unwrap();
+            s.wait_text(".view", "Import").await;
+            s.screenshot("tour-3c-contact-imports").await;
+            s.client
+                .execute("location.hash = '#/add-mailbox';", vec![])
+                .await
+                .unwrap();
+            s.find("#mailbox-form").await;
+            s.screenshot("tour-3d-add-mailbox").await;
 
             s.client
                 .execute("location.hash = '#/monitoring';", vec![])

@@ -7,7 +7,7 @@
 import * as backend from './backend.js';
 import { fill, h, toast } from './dom.js';
 import { N_, locale, t, verbatim } from './i18n.js';
-import { onEngineEvents } from './inbound-log.js';
+import { onEngineEvents } from './live.js';
 
 const OUTCOMES = {
   create: N_('create'),

@@ -31,6 +31,22 @@ export function fill(el, ...children) {
   return el;
 }
 
+/** A button that copies `value` to the clipboard and says so for a moment. */
+export function copyButton(value, label = t('Copy'), attrs = {}) {
+  const button = h('button', { type: 'button', class: 'button small copy', 'data-copy': value, ...attrs }, label);
+  button.addEventListener('click', async (e) => {
+    e.stopPropagation();
+    try {
+      await navigator.clipboard.writeText(value);
+      button.textContent = t('Copied');
+      setTimeout(() => { button.textContent = label; }, 1500);
+    } catch {
+      toast(t('Copy it by hand: {value}', { value }), 'error');
+    }
+  });
+  return button;
+}
+
 export function emptyState({ id, title, body, action }) {
   return h('section', { class: 'empty-state', id },
     h('h2', {}, title),

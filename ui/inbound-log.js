@@ -1,233 +1,82 @@
-// The inbound log (per mailbox) and Monitoring (all mailboxes): every email with its status
-// and ticket, filters, keyset paging, a details view with each attempt's requests and
-// processing log, Reprocess, retry countdowns and live updates streamed over a Tauri Channel.
-// All text goes through textContent (dom.js `h`).
+// The inbound log, per mailbox (its Inbound log tab) and for every mailbox (Monitoring): every
+// email with its status and ticket, filters, keyset paging as the list scrolls, only the rows
+// in view in the document, a details drawer beside the list, live updates from the engine's
+// Channel, Export CSV. All text goes through textContent (dom.js `h`).
 
 import * as backend from './backend.js';
-import { contactImportLog } from './contact-imports.js';
-import { h, toast } from './dom.js';
-import { N_, locale, t, tx, verbatim } from './i18n.js';
-import { notificationsSection } from './notifications.js';
-import { outboundSection } from './outbound-log.js';
+import { emailDetails } from './email-details.js';
+import { fill, h, toast } from './dom.js';
+import { N_, locale, t } from './i18n.js';
+import { STATUSES, countdown, fmtTime, relTime, statusCell, statusWord, ticketCell } from './log-cells.js';
+import { onEngineEvents } from './live.js';
+import { liveTail } from './live-tail.js';
 
-const PAGE = 100;
-const STATUSES = [
-  ['', N_('All statuses')],
-  ['processed', N_('Processed')],
-  ['skipped', N_('Skipped')],
-  ['failed', N_('Failed')],
-  ['retrying', N_('Retrying')],
-  ['pending', N_('Pending')],
+/** The time filter's spans back from now, in hours (a negative span: older than). */
+const RANGES = [
+  ['', N_('Any time')],
+  ['1', N_('Last hour')],
+  ['24', N_('Last 24 hours')],
+  ['168', N_('Last 7 days')],
+  ['720', N_('Last 30 days')],
+  ['-720', N_('Older than 30 days')],
 ];
-/** An email's status as the log writes it (lower case, as a word in a sentence). */
-const STATUS_WORDS = {
-  processed: N_('processed'),
-  skipped: N_('skipped'),
-  failed: N_('failed'),
-  retrying: N_('retrying'),
-  pending: N_('pending'),
-  processing: N_('processing'),
-};
-const statusWord = (status) => (STATUS_WORDS[status] ? t(STATUS_WORDS[status]) : status);
 
-// One live subscription for the whole window; views register listeners. The engine starts
-// with the app and keeps itself up: the window only shows its state (`engine` below), from
-// `engine_status` once and then from the `engine` and `mailbox_sync` events.
-const listeners = new Set();
-let subscribed = false;
-const engine = { state: { state: 'starting' }, statuses: new Map() };
-
-function onBatch(events) {
-  for (const event of events) {
-    if (event.type === 'mailbox_sync') engine.statuses.set(event.mailbox_id, event);
-    if (event.type === 'engine') engine.state = event;
-  }
-  for (const listener of listeners) listener(events);
+/** `since`/`until` of a span from RANGES, from now. */
+function rangeBounds(span) {
+  if (!span) return { since: null, until: null };
+  const hours = Number(span);
+  const at = new Date(Date.now() - Math.abs(hours) * 3600 * 1000).toISOString();
+  return hours > 0 ? { since: at, until: null } : { since: null, until: at };
 }
 
-async function ensureSubscribed() {
-  if (subscribed) return;
-  subscribed = true;
-  try {
-    await backend.inboundSubscribe(onBatch);
-  } catch (error) {
-    subscribed = false;
-    toast(t('Live updates are unavailable: {error}', { error: error.message }), 'error');
-  }
-}
-
-function applyStatus(status) {
-  engine.state = status.state;
-  engine.dropped = status.dropped_notifications ?? 0;
-  for (const s of status.mailboxes) engine.statuses.set(s.mailbox_id, s);
-  for (const listener of listeners) listener([{ type: 'engine', ...status.state }]);
-}
-
-/** Calls `listener` with each batch of live events while `el` is in the document. */
-export function onEngineEvents(el, listener) {
-  const wrapped = (events) => {
-    if (!el.isConnected) { listeners.delete(wrapped); return; }
-    listener(events);
-  };
-  listeners.add(wrapped);
-}
-
-/** Subscribes to live events and reads the engine's state once (at start-up). */
-export async function watchEngine() {
-  await ensureSubscribed();
-  try {
-    applyStatus(await backend.engineStatus());
-  } catch (error) {
-    toast(error.message, 'error');
-  }
-}
-
-/** Asks the engine to pick up a change now (a mailbox connected, the PSA connection saved). */
-export async function refreshEngine() {
-  try {
-    applyStatus(await backend.engineRefresh());
-  } catch (error) {
-    toast(error.message, 'error');
-  }
-}
-
-function fmtTime(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  return d.toLocaleString(locale());
-}
-
-function countdown(iso) {
-  const secs = Math.max(0, Math.round((new Date(iso) - Date.now()) / 1000));
-  if (secs >= 3600) return `${Math.floor(secs / 3600)} h ${Math.floor((secs % 3600) / 60)} min`;
-  if (secs >= 60) return `${Math.floor(secs / 60)} min ${secs % 60} s`;
-  return `${secs} s`;
-}
-
-/** "5 min ago", "3 h ago", "2 days ago"; the absolute time is the cell's tooltip. */
-function relTime(iso) {
-  const minutes = Math.round((Date.now() - new Date(iso)) / 60000);
-  if (minutes < 1) return t('just now');
-  if (minutes < 60) return t('{n} min ago', { n: minutes });
-  if (minutes < 48 * 60) return t('{n} h ago', { n: Math.round(minutes / 60) });
-  return t('{n} days ago', { n: Math.round(minutes / 1440) });
-}
-
-const STATUS_ICONS = { processed: '✓', skipped: '⤼', failed: '✕', retrying: '↻', pending: '…' };
-
-function statusCell(email) {
-  const el = h('span', { class: `status status-${email.status}`, 'data-status': email.status },
-    h('span', { class: 'status-icon', 'aria-hidden': 'true' }, STATUS_ICONS[email.status] ?? ''),
-    statusWord(email.status));
-  if (email.status === 'retrying' && email.next_attempt_at) {
-    const next = h('span', { class: 'countdown', 'data-countdown': email.next_attempt_at });
-    next.textContent = t(' (next try in {wait})', { wait: countdown(email.next_attempt_at) });
-    return h('span', {}, el, next);
-  }
-  return el;
-}
-
-function ticketCell(email) {
-  if (!email.ticket_id) return email.skip_reason ? h('span', { class: 'subtle' }, email.skip_reason) : '';
-  const what = email.outcome === 'action_added' ? t('Ticket {id} (update)', { id: email.ticket_id }) : t('Ticket {id}', { id: email.ticket_id });
-  return h('span', { 'data-ticket': email.ticket_id }, what);
-}
-
-function row(email, { showMailbox, mailboxes, onOpen }) {
-  const mailbox = showMailbox ? (mailboxes.find((m) => m.id === email.mailbox_id)?.name ?? '') : null;
-  // ↑/↓ move between rows, Enter opens one, Esc (on the panel) closes it.
-  const move = (tr, step) => {
-    const next = step > 0 ? tr.nextElementSibling : tr.previousElementSibling;
-    if (next) next.focus();
-  };
-  return h('tr', { 'data-email': email.id, class: 'log-row', tabindex: '0', onclick: () => onOpen(email),
-    onkeydown: (e) => {
-      if (e.key === 'Enter') onOpen(email);
-      else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-        e.preventDefault();
-        move(e.currentTarget, e.key === 'ArrowDown' ? 1 : -1);
-      }
-    } },
-  h('td', { title: fmtTime(email.received_at), 'data-time': email.received_at }, relTime(email.received_at)),
-  showMailbox ? h('td', {}, mailbox) : null,
-  h('td', { title: email.from_address }, email.from_name || email.from_address),
-  h('td', {}, email.subject || t('(no subject)')),
-  h('td', {}, statusCell(email)),
-  h('td', {}, ticketCell(email)));
-}
-
-function requestView(r) {
-  const summary = `${r.method} ${r.url} → ${r.status ?? r.error ?? t('no response')} (${r.duration_ms} ms)`;
-  return h('details', { class: 'request' },
-    h('summary', {}, summary),
-    h('div', { class: 'request-body' },
-      h('h4', {}, t('Request headers')),
-      h('pre', {}, (r.request_headers || []).map(([k, v]) => `${k}: ${v}`).join('\n')),
-      r.request_body ? [h('h4', {}, t('Request body')), h('pre', {}, r.request_body)] : null,
-      h('h4', {}, t('Response headers')),
-      h('pre', {}, (r.response_headers || []).map(([k, v]) => `${k}: ${v}`).join('\n')),
-      r.response_body ? [h('h4', {}, t('Response body')), h('pre', {}, r.response_body)] : null));
-}
-
-function attemptView(a) {
-  const result = a.result ?? t('running');
-  return h('section', { class: 'attempt', 'data-attempt': a.number },
-    h('h3', {}, t('Attempt {n} — {trigger} — {result}', { n: a.number, trigger: a.trigger, result })),
-    h('p', { class: 'subtle' }, `${fmtTime(a.started_at)}${a.finished_at ? ` → ${fmtTime(a.finished_at)}` : ''}`),
-    a.error_message ? h('p', { class: 'error-text' }, a.error_message, h('span', { class: 'error-code' }, a.error_code)) : null,
-    h('h4', {}, t('Requests ({n})', { n: a.requests.length })),
-    a.requests.length ? a.requests.map(requestView) : h('p', { class: 'subtle' }, t('No requests.')),
-    h('h4', {}, t('Processing log')),
-    h('ol', { class: 'processing-log' }, a.log.map((l) =>
-      h('li', { class: `log-${l.level}` }, `${new Date(l.at).toLocaleTimeString(locale())} ${l.message}`))));
-}
-
-async function detailsView(email, close) {
-  const panel = h('aside', { class: 'log-details', id: 'log-details', 'data-email': email.id });
-  const reprocess = h('button', { class: 'button', id: 'reprocess', onclick: async () => {
-    try {
-      await backend.inboundReprocess(email.id);
-      toast(t('Queued for processing again.'));
-    } catch (error) {
-      toast(error.message, 'error');
-    }
-  } }, t('Reprocess'));
-  const header = h('header', { class: 'view-header' },
-    h('div', { class: 'view-title' },
-      h('h2', {}, email.subject || t('(no subject)')),
-      reprocess,
-      h('button', { class: 'button subtle-button', onclick: close }, t('Close'))),
-    h('dl', { class: 'facts' },
-      h('dt', {}, t('From')), h('dd', {}, `${email.from_name} <${email.from_address}>`),
-      h('dt', {}, t('Received')), h('dd', {}, fmtTime(email.received_at)),
-      h('dt', {}, t('Status')), h('dd', {}, statusCell(email)),
-      h('dt', {}, t('Ticket')), h('dd', {}, ticketCell(email)),
-      email.skip_detail ? [h('dt', {}, t('Why skipped')), h('dd', {}, email.skip_detail)] : null,
-      email.error_message ? [h('dt', {}, t('Last error')), h('dd', {}, email.error_message, h('span', { class: 'error-code' }, email.error_code))] : null,
-      h('dt', {}, verbatim('Message-ID')), h('dd', {}, email.internet_message_id ?? '')));
-  panel.append(header);
-  try {
-    const attempts = await backend.inboundAttempts(email.id);
-    panel.append(h('div', { class: 'attempts' },
-      attempts.length ? attempts.slice().reverse().map(attemptView)
-        : h('p', { class: 'subtle', id: 'attempts-none' }, email.attempts > 0
-          // Its attempts were older than the retention allows (mailroom retention).
-          ? t('The details of its {n} attempt(s) were removed by retention (mailroom retention says how long they are kept).', { n: email.attempts })
-          : t('Not processed yet.'))));
-  } catch (error) {
-    panel.append(h('p', { class: 'error-text' }, error.message));
-  }
-  return panel;
-}
+/** Rows fetched per page (keyset paging; the next page loads as the list nears its end). */
+const PAGE = 200;
+/** Every row is one line of this height (styles.css `.log-row td`), so only the rows in view
+ *  are in the document: a long log scrolls as lightly as a short one. */
+const ROW = 37;
+/** Rows rendered above and below the visible ones. */
+const OVERSCAN = 12;
 
 /**
- * The log list. `mailbox` = one mailbox (its Inbound log tab) or null (Monitoring).
+ * The log list with its details drawer. `mailbox` = one mailbox (its Inbound log tab) or null
+ * (Monitoring).
  */
-function logPanel({ mailbox, mailboxes }) {
-  const query = { mailbox_id: mailbox ? mailbox.id : null, status: null, search: null, limit: PAGE };
+export function logPanel({ mailbox, mailboxes }) {
+  const query = { mailbox_id: mailbox ? mailbox.id : null, status: null, search: null, sender: null, ticket_id: null, since: null, until: null, limit: PAGE };
+  // The time filter is a span back from now, turned into `since`/`until` at each load.
+  let range = '';
   const items = [];
   const showMailbox = !mailbox;
+  const mailboxName = (id) => mailboxes.find((m) => m.id === id)?.name ?? '';
+  let exhausted = false;
+  let loading = false;
+  let loadError = null;
+  let focusIndex = -1;
+  let openEmail = null;
+  // Every email listed or streamed, by id (the live tail names a step's email from it).
+  const seen = new Map();
+
   const tbody = h('tbody', { id: 'log-rows' });
+  // Column widths sit on the header cells (a fixed table layout reads them there), so a column
+  // the open drawer leaves no room for (`.c-narrow-hide`) can be hidden with its cells.
+  const table = h('table', { class: 'log-table log-table-fixed', id: 'inbound-log' },
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col', class: 'c-time' }, t('Received')),
+      showMailbox ? h('th', { scope: 'col', class: 'c-mailbox c-narrow-hide' }, t('Mailbox')) : null,
+      h('th', { scope: 'col', class: 'c-from c-narrow-hide' }, t('From')), h('th', { scope: 'col', class: 'c-subject' }, t('Subject')),
+      h('th', { scope: 'col', class: 'c-status' }, t('Status')), h('th', { scope: 'col', class: 'c-ticket c-narrow-hide' }, t('Ticket')))),
+    tbody);
+  const scroller = h('div', { class: 'log-scroll', id: 'log-scroll' }, table);
+  const footer = h('div', { class: 'log-footer', id: 'log-footer', 'aria-live': 'polite' });
+  const emptyText = mailbox ? t('No email processed yet. Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.')
+      : (mailboxes.length === 0
+        ? t('Add a mailbox first; its emails will show here as they are processed, with retries and errors.')
+        : t('No email processed yet. Emails of every mailbox appear here live as they are processed.'));
+  const empty = h('p', { class: 'subtle empty-log', id: mailbox ? 'empty-inbound-log' : 'empty-monitoring', hidden: true }, emptyText);
+  const drawer = h('div', { class: 'log-drawer', id: 'log-details-slot' });
+  const split = h('div', { class: 'log-split' }, h('div', { class: 'log-list' }, scroller, empty, footer), drawer);
+
+  // — The counts line —
   const counts = h('div', { class: 'log-counts', id: 'log-counts' });
   // The counts line follows the same events as the rows: `known` is the last status seen of
   // every email shown or streamed, so a change moves one count to another. An email never seen
@@ -238,6 +87,7 @@ function logPanel({ mailbox, mailboxes }) {
     const order = ['processed', 'skipped', 'retrying', 'failed', 'pending'];
     counts.replaceChildren(...order.filter((s) => tally.get(s)).map((s) =>
       h('span', { class: `count-chip status-${s}`, 'data-count': s }, `${statusWord(s)}: ${tally.get(s)}`)));
+    paintFooter();
   };
   const setCounts = (pairs) => {
     tally.clear();
@@ -276,93 +126,264 @@ function logPanel({ mailbox, mailboxes }) {
     }
     reconcileCounts();
   };
-  const more = h('button', { class: 'button', id: 'log-more', hidden: true, onclick: () => load(false) }, t('Load more'));
-  const empty = h('p', { class: 'subtle empty-log', id: mailbox ? 'empty-inbound-log' : 'empty-monitoring', hidden: true },
-    mailbox ? t('No email processed yet. Every email this mailbox receives appears here with its status, the ticket it created or updated, and each processing attempt.')
-      : (mailboxes.length === 0
-        ? t('Add a mailbox first; its emails will show here as they are processed, with retries and errors.')
-        : t('No email processed yet. Emails of every mailbox appear here live as they are processed.')));
-  const detailsSlot = h('div', { id: 'log-details-slot' });
-  let loading = false;
 
-  const open = async (email) => {
-    const close = () => detailsSlot.replaceChildren();
-    detailsSlot.replaceChildren(await detailsView(email, close));
+  /** "200 of 1,234 emails", what is loading, or why the next page failed. */
+  function paintFooter() {
+    const total = query.search || query.sender || query.ticket_id || range ? null
+      : query.status ? (tally.get(query.status) ?? 0)
+        : [...tally.values()].reduce((a, b) => a + b, 0);
+    const shown = total === null || !exhausted || items.length < total
+      ? t('{shown} of {total} emails', { shown: items.length.toLocaleString(locale()), total: total === null ? '…' : total.toLocaleString(locale()) })
+      : t('{n} emails', { n: items.length.toLocaleString(locale()) });
+    if (loadError) {
+      footer.replaceChildren(h('span', { class: 'error-text' }, t('Could not load the inbound log: {error}', { error: loadError })),
+        h('button', { class: 'button small', id: 'log-retry', onclick: () => load(items.length === 0) }, t('Try again')));
+    } else {
+      fill(footer, h('span', {}, items.length ? shown : ''), loading ? h('span', { class: 'subtle', id: 'log-loading' }, t('Loading…')) : null);
+    }
+  }
+
+  // — Rows: only those in view (plus OVERSCAN) are in the document —
+  function row(email, index) {
+    const selected = openEmail && openEmail.id === email.id;
+    return h('tr', { 'data-email': email.id, 'data-index': index, class: `log-row${selected ? ' selected' : ''}`, tabindex: '0',
+      'aria-selected': selected ? 'true' : 'false', onclick: () => { focusIndex = index; open(email); } },
+    h('td', { title: fmtTime(email.received_at), 'data-time': email.received_at }, relTime(email.received_at)),
+    showMailbox ? h('td', { class: 'c-narrow-hide', title: mailboxName(email.mailbox_id) }, mailboxName(email.mailbox_id)) : null,
+    h('td', { class: 'c-narrow-hide', title: `${email.from_name} <${email.from_address}>` }, email.from_name || email.from_address),
+    h('td', { title: email.subject }, email.subject || t('(no subject)')),
+    h('td', {}, statusCell(email)),
+    h('td', { class: 'c-narrow-hide' }, ticketCell(email)));
+  }
+  const spacer = (height) => {
+    const cell = h('td', { colspan: showMailbox ? 6 : 5 });
+    cell.style.height = `${height}px`; // through the CSSOM: the CSP refuses style attributes
+    return h('tr', { class: 'log-spacer', 'aria-hidden': 'true' }, cell);
   };
 
-  function matches(email) {
-    if (query.mailbox_id && email.mailbox_id !== query.mailbox_id) return false;
-    if (query.status && email.status !== query.status) return false;
-    if (query.search) return false; // search results are reloaded, not patched live
-    return true;
+  let rendered = null;
+  function render(force = true) {
+    const view = scroller.clientHeight || 600;
+    const first = Math.max(0, Math.floor(scroller.scrollTop / ROW) - OVERSCAN);
+    const last = Math.min(items.length, Math.ceil((scroller.scrollTop + view) / ROW) + OVERSCAN);
+    const key = `${first}:${last}:${items.length}`;
+    if (!force && key === rendered) return;
+    rendered = key;
+    const hadFocus = tbody.contains(document.activeElement);
+    tbody.replaceChildren(
+      ...(first > 0 ? [spacer(first * ROW)] : []),
+      ...items.slice(first, last).map((e, k) => row(e, first + k)),
+      ...(last < items.length ? [spacer((items.length - last) * ROW)] : []));
+    empty.hidden = items.length > 0 || loading || loadError !== null;
+    const filtered = Boolean(query.status || query.search || query.sender || query.ticket_id || range);
+    empty.textContent = filtered ? t('No email matches these filters.') : emptyText;
+    if (hadFocus) tbody.querySelector(`tr[data-index="${focusIndex}"]`)?.focus({ preventScroll: true });
+    if (!exhausted && !loading && !loadError && last >= items.length - OVERSCAN && items.length > 0) load(false);
+  }
+  let frame = 0;
+  scroller.addEventListener('scroll', () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => { frame = 0; render(false); });
+  });
+
+  /** Scrolls so the row at `index` is in view, renders, and focuses it. */
+  function focusRow(index) {
+    if (items.length === 0) return;
+    focusIndex = Math.max(0, Math.min(items.length - 1, index));
+    const head = table.tHead.offsetHeight;
+    const top = focusIndex * ROW;
+    if (top < scroller.scrollTop) scroller.scrollTop = top;
+    else if (top + ROW + head > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = top + ROW + head - scroller.clientHeight;
+    render(true);
+    tbody.querySelector(`tr[data-index="${focusIndex}"]`)?.focus({ preventScroll: true });
+  }
+  // ↑/↓ (and Page Up/Down, Home/End) move between rows, Enter opens one, Esc closes it.
+  tbody.addEventListener('keydown', (e) => {
+    const tr = e.target.closest('tr.log-row');
+    if (!tr) return;
+    const index = Number(tr.dataset.index);
+    const page = Math.max(1, Math.floor(scroller.clientHeight / ROW) - 1);
+    const to = { ArrowDown: index + 1, ArrowUp: index - 1, PageDown: index + page, PageUp: index - page, Home: 0, End: items.length - 1 }[e.key];
+    if (to !== undefined) {
+      e.preventDefault();
+      focusRow(to);
+    } else if (e.key === 'Enter') {
+      focusIndex = index;
+      open(items[index]);
+    }
+  });
+  tbody.addEventListener('focusin', (e) => {
+    const tr = e.target.closest('tr.log-row');
+    if (tr) focusIndex = Number(tr.dataset.index);
+  });
+
+  // — The drawer —
+  const detailKey = (e) => `${e.status}:${e.attempts}:${e.ticket_id}:${e.next_attempt_at}`;
+  async function open(email) {
+    openEmail = email;
+    split.classList.add('has-drawer');
+    render(true);
+    const panel = await emailDetails(email, close, filterBy);
+    if (openEmail?.id === email.id) drawer.replaceChildren(panel);
+  }
+  function close() {
+    const was = openEmail;
+    openEmail = null;
+    drawer.replaceChildren();
+    split.classList.remove('has-drawer');
+    render(true);
+    if (was) {
+      const index = items.findIndex((e) => e.id === was.id);
+      if (index >= 0) focusRow(index);
+    }
+  }
+  async function refreshDrawer(email) {
+    if (!openEmail || openEmail.id !== email.id || detailKey(openEmail) === detailKey(email)) return;
+    openEmail = email;
+    const scrollTop = drawer.scrollTop;
+    const panel = await emailDetails(email, close, filterBy);
+    if (openEmail?.id !== email.id) return;
+    drawer.replaceChildren(panel);
+    drawer.scrollTop = scrollTop;
   }
 
-  function renderRows() {
-    tbody.replaceChildren(...items.map((e) => row(e, { showMailbox, mailboxes, onOpen: open })));
-    empty.hidden = items.length > 0;
-  }
-
+  // — Loading pages —
   async function load(reset) {
     if (loading) return;
     loading = true;
+    loadError = null;
+    paintFooter();
     try {
       if (reset) {
-        items.length = 0;
         delete query.before;
+        Object.assign(query, rangeBounds(range));
       } else if (items.length) {
         const last = items[items.length - 1];
         query.before = [last.received_at, last.id];
       }
       const page = await backend.inboundLog(query);
+      if (reset) {
+        items.length = 0;
+        scroller.scrollTop = 0;
+        focusIndex = -1;
+      }
       // Live events may have added rows while the page was on its way: those are newer, keep
       // them and skip the page's copy, so no email is listed twice.
       const shown = new Set(items.map((e) => e.id));
       items.push(...page.items.filter((e) => !shown.has(e.id)));
-      for (const e of page.items) known.set(e.id, e.status);
-      more.hidden = page.items.length < PAGE;
+      for (const e of page.items) { known.set(e.id, e.status); seen.set(e.id, e); }
+      exhausted = page.items.length < PAGE;
       setCounts(page.counts);
-      renderRows();
     } catch (error) {
-      toast(t('Could not load the inbound log: {error}', { error: error.message }), 'error');
+      loadError = error.message;
     } finally {
       loading = false;
+      paintFooter();
+      render(true);
     }
   }
 
-  const listener = (events) => {
+  function matches(email) {
+    if (query.mailbox_id && email.mailbox_id !== query.mailbox_id) return false;
+    if (query.status && email.status !== query.status) return false;
+    if (query.search) return false; // search results are reloaded, not patched live
+    if (query.sender && email.from_address !== query.sender.toLowerCase()) return false;
+    if (query.ticket_id && email.ticket_id !== query.ticket_id) return false;
+    if (query.since && new Date(email.received_at) < new Date(query.since)) return false;
+    if (query.until && new Date(email.received_at) >= new Date(query.until)) return false;
+    return true;
+  }
+  const newestFirst = (a, b) => (a.received_at < b.received_at ? 1 : a.received_at > b.received_at ? -1 : b.id - a.id);
+
+  onEngineEvents(split, (events) => {
     // The stream fell behind and dropped events: the rows cannot be patched, reload them.
     if (events.some((e) => e.type === 'resync')) { load(true); return; }
     let changed = false;
+    // Rows added above the first one in view push the view down: scroll by as much, so what
+    // the admin reads stays where it is.
+    const firstInView = Math.floor(scroller.scrollTop / ROW);
+    let addedAbove = 0;
     for (const event of events) {
       if (event.type !== 'email') continue;
       const email = event.email;
+      seen.set(email.id, email);
       countEvent(email, event.new);
       const i = items.findIndex((e) => e.id === email.id);
       if (i >= 0) {
-        if (matches(email) || !query.status) items[i] = email; else items.splice(i, 1);
+        if (matches(email) || !query.status) items[i] = email;
+        else {
+          items.splice(i, 1);
+          if (i < firstInView) addedAbove -= 1;
+        }
         changed = true;
-      } else if (matches(email)) {
-        items.unshift(email);
-        items.sort((a, b) => (a.received_at < b.received_at ? 1 : a.received_at > b.received_at ? -1 : b.id - a.id));
+      } else if (matches(email) && (exhausted || items.length === 0 || newestFirst(email, items[items.length - 1]) <= 0)) {
+        let at = items.findIndex((e) => newestFirst(email, e) < 0);
+        if (at < 0) at = items.length;
+        items.splice(at, 0, email);
+        if (at < firstInView) addedAbove += 1;
         changed = true;
       }
-      const open = detailsSlot.querySelector(`[data-email="${email.id}"]`);
-      if (open && event.type === 'email') {
-        detailsView(email, () => detailsSlot.replaceChildren()).then((p) => detailsSlot.replaceChildren(p));
-      }
+      refreshDrawer(email);
     }
-    if (changed) renderRows();
-  };
+    if (!changed) return;
+    if (addedAbove && scroller.scrollTop > 0) scroller.scrollTop += addedAbove * ROW;
+    render(true);
+    paintFooter();
+  });
 
+  // — Toolbar —
   const statusSelect = h('select', { id: 'log-status', 'aria-label': t('Status'),
-    onchange: (e) => { query.status = e.target.value || null; load(true); } },
+    onchange: () => applyFilters() },
   STATUSES.map(([v, label]) => h('option', { value: v }, t(label))));
   let searchTimer;
   const search = h('input', { type: 'search', id: 'log-search', placeholder: t('Search sender or subject'), 'aria-label': t('Search'),
     oninput: (e) => {
       clearTimeout(searchTimer);
-      searchTimer = setTimeout(() => { query.search = e.target.value.trim() || null; load(true); }, 250);
+      searchTimer = setTimeout(() => applyFilters(), 250);
     } });
+  // Sender, ticket and time: a second row of filters, with one button to clear them all.
+  const rangeSelect = h('select', { id: 'log-range', 'aria-label': t('Received'),
+    onchange: (e) => { range = e.target.value; applyFilters(); } },
+  RANGES.map(([v, label]) => h('option', { value: v }, t(label))));
+  const sender = h('input', { id: 'log-sender', type: 'text', placeholder: t('Sender address'), 'aria-label': t('Sender address'), autocomplete: 'off' });
+  const ticket = h('input', { id: 'log-ticket', type: 'text', inputmode: 'numeric', placeholder: t('Ticket number'), 'aria-label': t('Ticket number'), autocomplete: 'off' });
+  const filterError = h('span', { class: 'field-error', id: 'log-filter-error', role: 'alert', hidden: true });
+  const clearFilters = h('button', { type: 'button', class: 'link-button', id: 'log-clear-filters', hidden: true }, t('Clear filters'));
+  let filterTimer;
+  const onFilterInput = () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(applyFilters, 300);
+  };
+  sender.addEventListener('input', onFilterInput);
+  ticket.addEventListener('input', onFilterInput);
+  function applyFilters() {
+    const number = ticket.value.trim().replace(/^#/, '');
+    const badTicket = number !== '' && !/^\d{1,12}$/.test(number);
+    ticket.setAttribute('aria-invalid', String(badTicket));
+    filterError.hidden = !badTicket;
+    filterError.textContent = badTicket ? t('A ticket number is digits only, like 1042.') : '';
+    if (badTicket) return;
+    query.sender = sender.value.trim() || null;
+    query.ticket_id = number ? Number(number) : null;
+    query.status = statusSelect.value || null;
+    query.search = search.value.trim() || null;
+    clearFilters.hidden = !(query.sender || query.ticket_id || range || query.status || query.search);
+    load(true);
+  }
+  clearFilters.addEventListener('click', () => {
+    for (const input of [sender, ticket, search]) input.value = '';
+    statusSelect.value = '';
+    rangeSelect.value = '';
+    range = '';
+    applyFilters();
+  });
+  /** The drawer's "all from this sender" / "all of this ticket". */
+  function filterBy({ sender: from, ticket: id }) {
+    if (from !== undefined) sender.value = from;
+    if (id !== undefined) ticket.value = String(id);
+    applyFilters();
+  }
+  const filters = h('div', { class: 'log-filters' }, rangeSelect, sender, ticket, filterError, clearFilters);
 
   const exportButton = h('button', { class: 'button', id: 'log-export', onclick: async (e) => {
     e.target.disabled = true;
@@ -375,7 +396,25 @@ function logPanel({ mailbox, mailboxes }) {
       e.target.disabled = false;
     }
   } }, t('Export CSV'));
-  const toolbar = h('div', { class: 'log-toolbar' }, statusSelect, search, exportButton,
+  // *Live*: the tail of processing steps above the list; the choice is remembered.
+  const tailSlot = h('div', { class: 'tail-slot' });
+  const liveButton = h('button', { type: 'button', class: 'button toggle', id: 'log-live', 'aria-pressed': 'false',
+    title: t('Show each processing step as it happens') }, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), t('Live'));
+  const setLive = (on) => {
+    liveButton.setAttribute('aria-pressed', String(on));
+    localStorage.setItem('mailroom.liveTail', on ? '1' : '0');
+    tailSlot.replaceChildren(on ? liveTail({
+      mailboxId: query.mailbox_id,
+      describe: (step) => {
+        const email = seen.get(step.email_id);
+        const subject = email ? (email.subject || t('(no subject)')) : `#${step.email_id}`;
+        return showMailbox ? `${mailboxName(step.mailbox_id)} · ${subject}` : subject;
+      },
+      onOpen: (id) => { if (seen.has(id)) open(seen.get(id)); },
+    }) : '');
+  };
+  liveButton.addEventListener('click', () => setLive(liveButton.getAttribute('aria-pressed') !== 'true'));
+  const toolbar = h('div', { class: 'log-toolbar' }, statusSelect, search, liveButton, exportButton,
     mailbox ? h('button', { class: 'button', id: 'import-now', onclick: async (e) => {
       e.target.disabled = true;
       try {
@@ -389,33 +428,20 @@ function logPanel({ mailbox, mailboxes }) {
       }
     } }, t('Import emails')) : null);
 
-  const table = h('table', { class: 'log-table', id: 'inbound-log' },
-    h('thead', {}, h('tr', {},
-      h('th', {}, t('Received')), showMailbox ? h('th', {}, t('Mailbox')) : null,
-      h('th', {}, t('From')), h('th', {}, t('Subject')), h('th', {}, t('Status')), h('th', {}, t('Ticket')))),
-    tbody);
-  const root = h('div', { class: 'inbound-log' }, toolbar, counts, table, empty, more, detailsSlot);
+  const root = h('div', { class: 'inbound-log' }, toolbar, filters, counts, tailSlot, split);
+  if (localStorage.getItem('mailroom.liveTail') === '1') setLive(true);
   // Esc closes an open email and puts the focus back on its row.
   root.addEventListener('keydown', (e) => {
-    const shown = detailsSlot.querySelector('[data-email]');
-    if (e.key !== 'Escape' || !shown) return;
-    detailsSlot.replaceChildren();
-    tbody.querySelector(`tr[data-email="${shown.dataset.email}"]`)?.focus();
+    if (e.key === 'Escape' && openEmail) close();
   });
-
-  // Live updates and countdowns while the panel is in the document.
-  listeners.add(listener);
+  // Countdowns tick while the panel is in the document; the rows follow the window's height.
   const ticker = setInterval(() => {
-    if (!root.isConnected) {
-      listeners.delete(listener);
-      clearInterval(ticker);
-      return;
-    }
+    if (!root.isConnected) { clearInterval(ticker); return; }
     for (const el of root.querySelectorAll('[data-countdown]')) {
       el.textContent = t(' (next try in {wait})', { wait: countdown(el.dataset.countdown) });
     }
   }, 1000);
-  ensureSubscribed();
+  new ResizeObserver(() => render(false)).observe(scroller);
   load(true);
   return root;
 }
@@ -423,208 +449,4 @@ function logPanel({ mailbox, mailboxes }) {
 /** The *Inbound log* tab of a mailbox. */
 export function inboundLogPanel(mailbox, mailboxes = []) {
   return logPanel({ mailbox, mailboxes });
-}
-
-/** No PSA connection yet: where to make one. */
-function psaMissing() {
-  return h('section', { class: 'psa-card', id: 'psa-missing' },
-    h('div', { class: 'psa-card-head' },
-      h('div', {}, h('h2', {}, t('HaloPSA is not connected')),
-        h('p', { class: 'subtle' }, t('Mail is read but no ticket is created until Mailroom can sign in to your PSA.'))),
-      h('a', { class: 'button primary', href: '#/integration', id: 'go-integration' }, t('Set up the integration'))));
-}
-
-function engineLine(mailboxes) {
-  const el = h('div', { class: 'engine-status', id: 'engine-status' });
-  const paint = () => {
-    const st = engine.state;
-    if (st.state !== 'running' && !(st.state === 'degraded' && st.mailboxes > 0)) {
-      const text = {
-        starting: t('Starting…'),
-        degraded: st.retry_at
-          ? t('Not processing: {reason} (trying again at {time})', { reason: st.reason, time: fmtTime(st.retry_at) })
-          : t('Not processing: {reason}', { reason: st.reason }),
-        stopping: t('Stopping…'),
-        stopped: t('Stopped.'),
-      }[st.state] ?? t('Not processing yet.');
-      el.replaceChildren(h('p', { class: st.state === 'degraded' ? 'error-text' : 'subtle', 'data-engine-state': st.state }, text));
-      return;
-    }
-    const rows = mailboxes.map((m) => {
-      const s = engine.statuses.get(m.id);
-      const text = s ? `${s.state}${s.last_sync_at ? t(', last scan {time}', { time: fmtTime(s.last_sync_at) }) : ''}${s.error ? ` — ${s.error}` : ''}` : t('not synced (connect it first)');
-      return h('li', { 'data-mailbox-status': m.id }, `${m.name}: ${text}`);
-    });
-    const degraded = st.state === 'degraded'
-      ? h('p', { class: 'error-text', 'data-engine-state': st.state }, t('Degraded: {reason}', { reason: st.reason }))
-      : null;
-    const dropped = engine.dropped
-      ? h('p', { class: 'callout warning', id: 'dropped-notifications' },
-        t('The webhook receiver turned away {n} notification(s) because its queue was full; Microsoft Graph sends them again, and the fallback scan catches any it gives up on.', { n: engine.dropped }))
-      : null;
-    el.replaceChildren(...[degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows), dropped].filter(Boolean));
-  };
-  paint();
-  const listener = (events) => {
-    if (!el.isConnected) { listeners.delete(listener); return; }
-    if (events.some((e) => e.type === 'mailbox_sync' || e.type === 'engine')) paint();
-  };
-  listeners.add(listener);
-  return { el, paint };
-}
-
-/** The PSA connection in one line: URL, client, tenant. */
-export function connectionLine(conn) {
-  return conn.tenant
-    ? t('{url} · client {client} · tenant {tenant}', { url: conn.base_url, client: conn.client_id, tenant: conn.tenant })
-    : t('{url} · client {client}', { url: conn.base_url, client: conn.client_id });
-}
-
-/** The PSA connection with *Test connection*: each check green or red, with its fix. */
-function psaCard(conn) {
-  const results = h('ul', { class: 'checks', id: 'psa-checks' });
-  const button = h('button', { class: 'button', id: 'psa-test', type: 'button' }, t('Test connection'));
-  button.addEventListener('click', async () => {
-    button.disabled = true;
-    results.replaceChildren(h('li', { class: 'subtle' }, t('Checking…')));
-    try {
-      const report = await backend.psaTest();
-      results.replaceChildren(...report.checks.map((c) =>
-        h('li', { class: `check ${c.ok ? 'check-ok' : 'check-failed'}`, 'data-check': c.id, 'data-ok': String(c.ok) },
-          h('span', { class: 'check-mark', 'aria-hidden': 'true' }, c.ok ? '✓' : '✕'),
-          h('div', {},
-            h('strong', {}, tx(c.label)), ' — ', tx(c.detail),
-            c.fix ? h('div', { class: 'check-fix' }, t('Fix: {fix}', { fix: tx(c.fix) })) : null))));
-    } catch (error) {
-      results.replaceChildren(h('li', { class: 'check check-failed', 'data-code': error.code }, error.message));
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return h('section', { class: 'psa-card', id: 'psa-card' },
-    h('div', { class: 'psa-card-head' },
-      h('div', {}, h('h2', {}, verbatim('HaloPSA')),
-        h('p', { class: 'subtle' }, connectionLine(conn))),
-      button),
-    results);
-}
-
-/** *Subscription events* of every Webhooks mailbox (Monitoring), polled while shown. */
-function subscriptionEventsPanel(mailboxes) {
-  const tbody = h('tbody', { id: 'subscription-events-rows' });
-  const empty = h('p', { class: 'subtle', id: 'empty-subscription-events', hidden: true },
-    t('No subscription events yet. Creating, renewing or cancelling a Webhooks mailbox\'s subscription, and lifecycle notifications, appear here.'));
-  const root = h('section', { class: 'subscription-events', id: 'monitoring-subscription-events' },
-    h('h2', {}, t('Subscription events')),
-    h('table', { class: 'log-table' },
-      h('thead', {}, h('tr', {},
-        h('th', {}, t('Time')), h('th', {}, t('Mailbox')), h('th', {}, t('Event')), h('th', {}, t('Detail')))),
-      tbody),
-    empty);
-  let last = null;
-  const refresh = async () => {
-    try {
-      const events = await backend.subscriptionEventsAll();
-      const key = events.length ? `${events[0].id}:${events.length}` : '';
-      if (key === last) return;
-      last = key;
-      tbody.replaceChildren(...events.map((e) => h('tr', { 'data-subscription-event': e.id, 'data-kind': e.kind },
-        h('td', {}, fmtTime(e.at)),
-        h('td', {}, mailboxes.find((m) => m.id === e.mailbox_id)?.name ?? e.mailbox_id),
-        h('td', {}, e.kind),
-        h('td', {}, e.detail))));
-      empty.hidden = events.length > 0;
-    } catch (error) {
-      empty.hidden = false;
-      empty.textContent = t('Could not load subscription events: {error}', { error: error.message });
-    }
-  };
-  refresh();
-  const timer = setInterval(() => {
-    if (!root.isConnected) { clearInterval(timer); return; }
-    refresh();
-  }, 3000);
-  return root;
-}
-
-/** The webhook receiver's settings: where Graph's notifications are received. */
-function receiverSettings() {
-  const error = h('p', { class: 'form-error', id: 'receiver-error', role: 'alert', hidden: true });
-  const form = h('form', { class: 'form receiver-form', id: 'receiver-form' },
-    h('h2', {}, t('Webhook receiver')),
-    h('p', { class: 'subtle' }, t('Graph posts change notifications for Webhooks mailboxes here. Behind a tunnel or reverse proxy, enter its public HTTPS URL. Changes apply at the next start; recreate subscriptions after changing the URL or port.')),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Bind address')),
-      h('input', { id: 'receiver-bind', placeholder: '127.0.0.1' })),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Port')),
-      h('input', { id: 'receiver-port', type: 'number', min: '0', max: '65535', placeholder: '47130' })),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Public base URL')),
-      h('input', { id: 'receiver-url', placeholder: 'https://hooks.example.com/mailroom' })),
-    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Fallback scan every (minutes)')),
-      h('span', { class: 'field-hint' }, t('Webhooks mailboxes are also read on this schedule, to catch notifications Microsoft Graph lost.')),
-      h('input', { id: 'receiver-fallback', type: 'number', min: '1', max: '1440', placeholder: '15' })),
-    error,
-    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'button', id: 'receiver-save' }, t('Save receiver settings'))));
-  let current = {};
-  backend.webhookSettingsGet().then((s) => {
-    current = s;
-    form.querySelector('#receiver-bind').value = s.bind_address ?? '';
-    form.querySelector('#receiver-port').value = s.port ?? '';
-    form.querySelector('#receiver-url').value = s.public_base_url ?? '';
-    form.querySelector('#receiver-fallback').value = s.fallback_interval_secs ? String(Math.round(s.fallback_interval_secs / 60)) : '';
-  }).catch((e) => toast(e.message, 'error'));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    error.hidden = true;
-    const text = (id) => form.querySelector(id).value.trim() || null;
-    const port = text('#receiver-port');
-    const fallback = text('#receiver-fallback');
-    if (fallback !== null && !(Number(fallback) >= 1 && Number(fallback) <= 1440)) {
-      error.textContent = t('The fallback scan interval must be between 1 and 1440 minutes.');
-      error.dataset.code = 'invalid_input';
-      error.hidden = false;
-      return;
-    }
-    const settings = { ...current, bind_address: text('#receiver-bind'), port: port === null ? null : Number(port), public_base_url: text('#receiver-url'),
-      fallback_interval_secs: fallback === null ? null : Math.round(Number(fallback) * 60) };
-    try {
-      await backend.webhookSettingsSet(settings);
-      current = settings;
-      toast(t('Receiver settings saved; they apply at the next start.'));
-    } catch (e) {
-      error.textContent = e.message;
-      error.dataset.code = e.code;
-      error.hidden = false;
-    }
-  });
-  return form;
-}
-
-/** The global *Monitoring* view. */
-export function monitoringPanel(mailboxes) {
-  const body = h('div', {});
-  const root = h('div', { id: 'monitoring' },
-    h('header', { class: 'view-header' }, h('h1', {}, t('Monitoring')),
-      h('p', { class: 'subtle' }, t('Every email across all mailboxes, as it is processed.'))),
-    body);
-  (async () => {
-    // Fresh figures each time Monitoring opens (the dropped-notification count is not streamed).
-    try { applyStatus(await backend.engineStatus()); } catch { /* the stream keeps the state */ }
-    const status = engineLine(mailboxes);
-    let conn = null;
-    try { conn = await backend.psaConnectionGet(); } catch { conn = null; }
-    const parts = [status.el];
-    if (!conn) {
-      parts.push(psaMissing());
-    } else {
-      parts.push(psaCard(conn));
-    }
-    parts.push(subscriptionEventsPanel(mailboxes));
-    parts.push(logPanel({ mailbox: null, mailboxes }));
-    parts.push(outboundSection(mailboxes));
-    parts.push(contactImportLog(null, mailboxes).el);
-    parts.push(notificationsSection(mailboxes));
-    parts.push(receiverSettings());
-    body.replaceChildren(...parts);
-  })();
-  return root;
 }

@@ -6,7 +6,8 @@
 
 import * as backend from './backend.js';
 import { fill, h, toast } from './dom.js';
-import { connectionLine, refreshEngine } from './inbound-log.js';
+import { refreshEngine } from './live.js';
+import { connectionLine } from './monitoring.js';
 import { LANGUAGES, language, locale, setLanguage, t, tx, verbatim } from './i18n.js';
 import { certificateCard, testCard, webhookCard } from './integration-webhook.js';
 import { copyable, createForMe, setting, stepCard } from './wizard.js';

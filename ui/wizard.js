@@ -1,22 +1,13 @@
 // The wizard's building blocks, shared by the Integration area's step cards: a card with its
 // state pill, instructions and check results; copyable values; *Create it for me* buttons.
 
-import { fill, h, toast } from './dom.js';
+import { copyButton, fill, h, toast } from './dom.js';
 import { N_, locale, t, tx } from './i18n.js';
 
 /** A value the admin types into the PSA, with a copy button. */
 export function copyable(value, id) {
-  const button = h('button', { type: 'button', class: 'button small copy', 'data-copy': value, title: t('Copy "{value}"', { value }) }, t('Copy'));
-  button.addEventListener('click', async () => {
-    try {
-      await navigator.clipboard.writeText(value);
-      button.textContent = t('Copied');
-      setTimeout(() => { button.textContent = t('Copy'); }, 1500);
-    } catch {
-      toast(t('Copy it by hand: {value}', { value }), 'error');
-    }
-  });
-  return h('span', { class: 'copyable', id }, h('code', {}, value), button);
+  return h('span', { class: 'copyable', id }, h('code', {}, value),
+    copyButton(value, t('Copy'), { title: t('Copy "{value}"', { value }) }));
 }
 
 /** *Create it for me*: a button that runs `action` (resolving to the step's new result),

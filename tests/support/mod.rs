@@ -217,6 +217,8 @@ impl Session {
             xvfb: session_parts.1.take(),
             _serial: serial,
         };
+        // Every screenshot shows the window at the size the issue reviews it at.
+        let _ = session.client.set_window_rect(0, 0, 1280, 800).await;
         session.wait_ready().await;
         session
     }

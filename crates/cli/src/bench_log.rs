@@ -167,6 +167,62 @@ pub async fn log(args: &LogArgs) -> anyhow::Result<()> {
         })
         .await?,
     );
+    // The filters beside status and mailbox: a busy sender (one email in fifty), a ticket,
+    // the last 24 hours, and a day a month back.
+    let now = chrono::Utc::now();
+    let filters: [(&str, LogQuery); 6] = [
+        (
+            "sender (busy)",
+            LogQuery {
+                sender: Some(built.busy_sender.clone()),
+                ..Default::default()
+            },
+        ),
+        (
+            "sender (busy), mailbox 3, status failed",
+            LogQuery {
+                sender: Some(built.busy_sender.clone()),
+                mailbox_id: smallest.clone(),
+                status: Some(LogStatus::Failed),
+                ..Default::default()
+            },
+        ),
+        (
+            "ticket",
+            LogQuery {
+                ticket_id: Some(built.sample_ticket_id),
+                ..Default::default()
+            },
+        ),
+        (
+            "last 24 hours, status failed",
+            LogQuery {
+                since: Some(now - chrono::Duration::hours(24)),
+                status: Some(LogStatus::Failed),
+                ..Default::default()
+            },
+        ),
+        (
+            "one day a month back, mailbox 2",
+            LogQuery {
+                since: Some(now - chrono::Duration::days(31)),
+                until: Some(now - chrono::Duration::days(30)),
+                mailbox_id: built.mailbox_ids.get(1).cloned(),
+                ..Default::default()
+            },
+        ),
+        (
+            "search common word, last 7 days",
+            LogQuery {
+                search: Some(COMMON_WORD.to_string()),
+                since: Some(now - chrono::Duration::days(7)),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, q) in filters {
+        queries.push(time(name, runs, || log(q.clone())).await?);
+    }
     queries.push(
         time("counts, all mailboxes", runs, || {
             let store = store.clone();

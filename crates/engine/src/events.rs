@@ -49,6 +49,15 @@ pub struct SyncStatus {
 pub enum EngineEvent {
     /// An inbound-log row was added (`new`) or changed; carries the row as it is now.
     Email { email: Box<InboundEmail>, new: bool },
+    /// A line of an attempt's processing log, as it is written (the UI's live tail).
+    Step {
+        email_id: i64,
+        mailbox_id: String,
+        at: DateTime<Utc>,
+        /// `info`, `warn` or `error`.
+        level: String,
+        message: String,
+    },
     /// A processing attempt finished.
     AttemptFinished {
         email_id: i64,

@@ -254,6 +254,14 @@ pub struct LogQuery {
     pub status: Option<LogStatus>,
     /// Words matched against sender and subject (full-text, prefix match per word).
     pub search: Option<String>,
+    /// Only mail from this address (exact, case-insensitive).
+    pub sender: Option<String>,
+    /// Only mail that created or updated this PSA ticket.
+    pub ticket_id: Option<i64>,
+    /// Only mail received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only mail received before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Return entries older than this one (`received_at`, `id`) — the last row of the page before.
     pub before: Option<(DateTime<Utc>, i64)>,
     pub limit: Option<i64>,
@@ -870,13 +878,31 @@ impl Store {
         self.log_page(q, Some(&found), limit).await
     }
 
-    /// The filters of a log query (mailbox, status, keyset) as SQL clauses and their values.
+    /// The filters of a log query (mailbox, status, sender, ticket, time range, keyset) as SQL
+    /// clauses and their values. Each is served by an index (migrations 0002, 0009, 0016, 0019).
     fn log_filters(q: &LogQuery) -> (Vec<String>, Vec<String>) {
         let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<String> = Vec::new();
         if let Some(mailbox) = &q.mailbox_id {
             clauses.push("e.mailbox_id = ?".into());
             binds.push(mailbox.clone());
+        }
+        if let Some(sender) = q.sender.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            // Addresses are stored lower-case (the pipeline's sighting).
+            clauses.push("e.from_address = ?".into());
+            binds.push(sender.to_lowercase());
+        }
+        if let Some(ticket) = q.ticket_id {
+            clauses.push("e.ticket_id = ?".into());
+            binds.push(ticket.to_string());
+        }
+        if let Some(since) = q.since {
+            clauses.push("e.received_at >= ?".into());
+            binds.push(ts(since));
+        }
+        if let Some(until) = q.until {
+            clauses.push("e.received_at < ?".into());
+            binds.push(ts(until));
         }
         if let Some(status) = q.status {
             let states = status.states();

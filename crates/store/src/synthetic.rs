@@ -27,7 +27,15 @@ pub struct SyntheticLog {
     pub deep_page_before: (DateTime<Utc>, i64),
     /// An email with the usual attempts, requests and log (for the detail view).
     pub sample_email_id: i64,
+    /// The ticket the sample email created (the log's ticket filter).
+    pub sample_ticket_id: i64,
+    /// A sender with one email in fifty (a monitoring system's alerts): the sender filter's
+    /// hardest case.
+    pub busy_sender: String,
 }
+
+/// The sender of one email in fifty.
+const BUSY_SENDER: &str = "alerts@monitoring.test";
 
 const SUBJECTS: [&str; 12] = [
     "Printer on the {n} floor not working",
@@ -135,6 +143,7 @@ impl Store {
             "[[\"content-type\",\"application/json\"],[\"authorization\",\"Bearer [redacted]\"]]";
         let mut deep_page_before = None;
         let mut sample_email_id = 0;
+        let mut sample_ticket_id = 0;
         const BATCH: usize = 400;
         let mut i = 0;
         while i < rows {
@@ -156,11 +165,14 @@ impl Store {
                 };
                 let name = NAMES[rng.gen_range(0..NAMES.len())];
                 let company = COMPANIES[rng.gen_range(0..COMPANIES.len())];
-                let from = format!(
+                let mut from = format!(
                     "{}{}@{company}.test",
                     name.split(' ').next().unwrap_or("user").to_lowercase(),
                     rng.gen_range(0..400)
                 );
+                if k % 50 == 3 {
+                    from = BUSY_SENDER.to_string();
+                }
                 let mut subject = SUBJECTS[rng.gen_range(0..SUBJECTS.len())]
                     .replace("{n}", &rng.gen_range(1..9999).to_string())
                     .replace("{name}", name);
@@ -230,6 +242,7 @@ impl Store {
                 }
                 if p.state == "done" && sample_email_id == 0 {
                     sample_email_id = *id;
+                    sample_ticket_id = 10_000 + p.k as i64;
                 }
             }
             if !attempted.is_empty() {
@@ -332,6 +345,8 @@ impl Store {
             rows,
             deep_page_before: deep_page_before.unwrap_or((now, i64::MAX)),
             sample_email_id,
+            sample_ticket_id,
+            busy_sender: BUSY_SENDER.to_string(),
         })
     }
 }
@@ -426,6 +441,95 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(failed, failed_by_scan);
+
+        // Sender, ticket and time range, alone and with the other filters, page through the
+        // same entries a scan finds.
+        let scan = |filter: &str, binds: Vec<String>| {
+            let store = store.clone();
+            let sql = format!(
+                "SELECT id FROM inbound_emails WHERE {filter} ORDER BY received_at DESC, id DESC"
+            );
+            async move {
+                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                for b in binds {
+                    q = q.bind(b);
+                }
+                q.fetch_all(store.pool()).await.unwrap()
+            }
+        };
+        let busy = built.busy_sender.clone();
+        let from_busy = all_pages(
+            &store,
+            LogQuery {
+                sender: Some(busy.to_uppercase()),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(from_busy.len(), 300);
+        assert_eq!(
+            from_busy,
+            scan("from_address = ?", vec![busy.clone()]).await
+        );
+        let busy_processed_second = all_pages(
+            &store,
+            LogQuery {
+                sender: Some(busy.clone()),
+                mailbox_id: Some(second.clone()),
+                status: Some(LogStatus::Processed),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            busy_processed_second,
+            scan(
+                "from_address = ? AND mailbox_id = ? AND state = 'done'",
+                vec![busy.clone(), second.clone()]
+            )
+            .await
+        );
+        let ticket = all_pages(
+            &store,
+            LogQuery {
+                ticket_id: Some(built.sample_ticket_id),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(ticket, vec![built.sample_email_id]);
+        let (since, until) = {
+            let ids: Vec<(String,)> = sqlx::query_as(
+                "SELECT received_at FROM inbound_emails ORDER BY received_at LIMIT 2 OFFSET 5000",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            let since = crate::inbound::parse_ts(&ids[0].0).unwrap();
+            (since, since + Duration::hours(6))
+        };
+        let window = all_pages(
+            &store,
+            LogQuery {
+                since: Some(since),
+                until: Some(until),
+                search: Some(COMMON_WORD.into()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let in_window = scan(
+            "received_at >= ? AND received_at < ?
+             AND (subject LIKE ?3 OR from_address LIKE ?3 OR from_name LIKE ?3)",
+            vec![
+                crate::inbound::ts(since),
+                crate::inbound::ts(until),
+                format!("%{COMMON_WORD}%"),
+            ],
+        )
+        .await;
+        assert!(!in_window.is_empty());
+        assert_eq!(window, in_window);
 
         // The kept counters follow inserts, state changes and deletes.
         let by_scan = |mailbox: Option<String>| {

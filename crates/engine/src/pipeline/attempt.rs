@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::psa_writes::NewTicketParts;
 use super::settings::ProcessingSettings;
 use super::{mailbox_addresses, Pipeline};
-use crate::events::EngineEvent;
+use crate::events::{EngineEvent, EventBus};
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -127,25 +127,45 @@ impl StepError {
     }
 }
 
-/// The processing log of one attempt.
+/// The processing log of one attempt. Each line is also published as it is written
+/// ([`EngineEvent::Step`]), for the UI's live tail; the attempt stores the lines when it ends.
 pub(super) struct StepLog {
     clock: SharedClock,
     lines: Mutex<Vec<LogLine>>,
+    tap: Option<StepTap>,
+}
+
+/// Where a [`StepLog`] publishes its lines, and for which email.
+pub(super) struct StepTap {
+    pub(super) events: EventBus,
+    pub(super) email_id: i64,
+    pub(super) mailbox_id: String,
 }
 
 impl StepLog {
-    pub(super) fn new(clock: SharedClock) -> Self {
+    pub(super) fn new(clock: SharedClock, tap: Option<StepTap>) -> Self {
         StepLog {
             clock,
             lines: Mutex::new(Vec::new()),
+            tap,
         }
     }
 
     pub(super) fn push(&self, level: &str, message: impl Into<String>) {
         let message = message.into();
         tracing::debug!(level, "{message}");
+        let at = self.clock.now();
+        if let Some(tap) = &self.tap {
+            tap.events.publish(EngineEvent::Step {
+                email_id: tap.email_id,
+                mailbox_id: tap.mailbox_id.clone(),
+                at,
+                level: level.into(),
+                message: message.clone(),
+            });
+        }
         self.lines.lock().expect("log lock").push(LogLine {
-            at: self.clock.now(),
+            at,
             level: level.into(),
             message,
         });
@@ -259,7 +279,14 @@ impl Pipeline {
             .start_attempt(email.id, trigger, self.clock.now())
             .await?;
         let number = email.attempts + 1;
-        let log = StepLog::new(self.clock.clone());
+        let log = StepLog::new(
+            self.clock.clone(),
+            Some(StepTap {
+                events: self.events.clone(),
+                email_id: email.id,
+                mailbox_id: mailbox.id.clone(),
+            }),
+        );
         log.info(format!(
             "Attempt {number} ({}) for \"{}\" from {}",
             serde_json::to_value(trigger)
