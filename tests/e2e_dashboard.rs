@@ -43,18 +43,52 @@ async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
                 let charts = s
                     .client
                     .execute(
-                        "return [document.querySelectorAll('#chart-hourly canvas, #chart-daily canvas').length, document.querySelector('.charts').textContent];",
+                        "return [document.querySelectorAll('#chart-hourly canvas, #chart-daily canvas, #chart-requests canvas').length, document.querySelector('.charts').textContent];",
                         vec![],
                     )
                     .await
                     .unwrap();
-                if charts[0] == serde_json::json!(2) {
+                if charts[0] == serde_json::json!(3) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "both charts are drawn: {charts}");
+                assert!(Instant::now() < deadline, "the three charts are drawn: {charts}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             assert!(s.text("#store-size").await.contains("MB"));
+            // The PSA card: reachable, with the rate limit's headroom once mail was processed.
+            s.wait_text("#psa-status", "Reachable").await;
+            let headroom = s.text("#psa-headroom").await;
+            assert!(headroom.contains("of 300 requests left"), "{headroom}");
+            // Retention: bodies kept longer than their attempts is refused and says why; a
+            // valid change is saved and read back.
+            s.wait_text("#retention-form", "Keep").await;
+            let set = |bodies: &str, attempts: &str| {
+                format!(
+                    "document.querySelector('#retention-bodies').value = '{bodies}';                      document.querySelector('#retention-attempts').value = '{attempts}';                      document.querySelector('#retention-save').click(); return true;"
+                )
+            };
+            s.client.execute(&set("90", "60"), vec![]).await.unwrap();
+            s.wait_text("#retention-error", "longer").await;
+            s.client.execute(&set("14", "90"), vec![]).await.unwrap();
+            s.wait_text("#toast", "Retention saved").await;
+            s.reload().await;
+            s.wait_text("#retention-form", "Keep").await;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let values = s
+                    .client
+                    .execute(
+                        "return [document.querySelector('#retention-bodies').value, document.querySelector('#retention-attempts').value];",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                if values == serde_json::json!(["14", "90"]) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the saved retention is read back: {values}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             s.screenshot("dashboard").await;
             let total_text = s.text("[data-card='Support'] [data-total]").await;
             let total: u64 = total_text

@@ -48,6 +48,9 @@ export const engineRefresh = () => call('engine_refresh');
 export const engineStatus = () => call('engine_status');
 export const inboundLog = (query) => call('inbound_log', { query });
 export const dashboard = () => call('dashboard');
+export const retentionGet = () => call('retention_get');
+export const retentionSet = (settings) => call('retention_set', { settings });
+export const retentionPruneNow = () => call('retention_prune_now');
 /** Opens the native save dialog; resolves to {path, rows}, or null when cancelled. */
 export const inboundExportCsv = (query) => call('inbound_export_csv', { query });
 export const inboundAttempts = (emailId) => call('inbound_attempts', { emailId });

@@ -1,10 +1,11 @@
 // The home dashboard: a card per mailbox (connection, the last 24 hours by status, the oldest
 // email not yet finished; each links to the mailbox's log), emails per hour over 24 hours and
-// per day over 30 days (uPlot, ui/vendor), and the database's size.
+// per day over 30 days (uPlot, ui/vendor), requests to Graph and HaloPSA per hour, the PSA's
+// rate-limit headroom, and the database's size with its retention settings.
 
 import * as backend from './backend.js';
-import { h } from './dom.js';
-import { t } from './i18n.js';
+import { h, toast } from './dom.js';
+import { t, verbatim } from './i18n.js';
 
 const STATUSES = [
   ['processed', 'var(--ok)'],
@@ -59,15 +60,18 @@ function mailboxCard(card, sync, now) {
       card.credential_expires_at ? h('dd', {}, card.credential_expires_at.slice(0, 10)) : null));
 }
 
-/** A bar chart of `buckets` (processed, failed, skipped) drawn by uPlot into `el`. */
-function chart(el, buckets, { hourly }) {
+/**
+ * A chart drawn by uPlot into `el`: `series` is a list of [key, colour, label, kind] read from
+ * each of `buckets` (kind 'bar' or 'line').
+ */
+function chart(el, buckets, { hourly, series }) {
   if (!window.uPlot) throw new Error(t('the chart library (ui/vendor/uPlot.iife.min.js) did not load'));
   const style = getComputedStyle(document.documentElement);
   const colour = (v) => style.getPropertyValue(v.slice(4, -1)).trim() || '#888';
   const xs = buckets.map((b) => Date.parse(b.start) / 1000);
-  const data = [xs, ...STATUSES.map(([s]) => buckets.map((b) => b[s]))];
+  const data = [xs, ...series.map(([key]) => buckets.map((b) => b[key]))];
   const bars = window.uPlot.paths.bars({ size: [0.6, 24] });
-  const plot = new window.uPlot({
+  return new window.uPlot({
     width: Math.max(320, el.clientWidth || 520),
     height: 180,
     legend: { show: true },
@@ -79,10 +83,102 @@ function chart(el, buckets, { hourly }) {
     ],
     series: [
       {},
-      ...STATUSES.map(([s, c]) => ({ label: t(s), stroke: colour(c), fill: colour(c), paths: bars, points: { show: false } })),
+      ...series.map(([, c, label, kind]) => (kind === 'line'
+        ? { label, stroke: colour(c), width: 2, points: { show: false } }
+        : { label, stroke: colour(c), fill: colour(c), paths: bars, points: { show: false } })),
     ],
   }, data, el);
-  return plot;
+}
+
+const EMAIL_SERIES = () => STATUSES.map(([s, c]) => [s, c, t(s), 'bar']);
+const REQUEST_SERIES = () => [
+  ['graph', 'var(--accent)', verbatim('Microsoft Graph'), 'line'],
+  ['psa', 'var(--ok)', verbatim('HaloPSA'), 'line'],
+  ['throttled', 'var(--warn)', t('throttled (429)'), 'bar'],
+  ['failed', 'var(--err)', t('failed (5xx, no answer)'), 'bar'],
+];
+
+/** The PSA: connected or not, the rate limit's rolling window, 429 back-off, the last hour. */
+function psaCard(conn, usage, lastHour) {
+  if (!conn) {
+    return h('article', { class: 'status-card', id: 'psa-status', 'data-health': 'off' },
+      h('h3', {}, verbatim('HaloPSA')),
+      h('p', { class: 'health health-off' }, t('Not connected: no ticket is created until it is.')),
+      h('a', { class: 'button small', href: '#/integration' }, t('Set up the integration')));
+  }
+  const failing = lastHour && lastHour.psa > 0 && lastHour.failed >= lastHour.psa;
+  const health = usage?.backing_off || failing ? 'warning' : 'ok';
+  const healthText = usage?.backing_off
+    ? t('Rate limited: requests wait until {time}', { time: new Date(usage.resume_at).toLocaleTimeString() })
+    : failing ? t('Not answering: every request of the last hour failed') : t('Reachable');
+  const used = usage ? usage.used : 0;
+  const limit = usage ? usage.limit : null;
+  const meter = limit ? h('progress', { class: 'meter', max: String(limit), value: String(used), 'aria-label': t('Rate limit used') }) : null;
+  return h('article', { class: 'status-card', id: 'psa-status', 'data-health': health },
+    h('h3', {}, verbatim('HaloPSA')),
+    h('p', { class: `health health-${health}`, title: conn.base_url }, healthText),
+    h('dl', { class: 'card-facts' },
+      h('dt', {}, t('Rate limit')),
+      h('dd', { id: 'psa-headroom' }, limit
+        ? t('{left} of {limit} requests left in the rolling {minutes} minutes', { left: limit - used, limit, minutes: Math.round(usage.window_secs / 60) })
+        : t('known once mail is processed')),
+      meter ? h('dd', { class: 'meter-row' }, meter) : null,
+      h('dt', {}, t('Last hour')),
+      h('dd', {}, t('{n} requests, {throttled} throttled, {failed} failed', { n: lastHour?.psa ?? 0, throttled: lastHour?.throttled ?? 0, failed: lastHour?.failed ?? 0 })),
+      usage ? h('dt', {}, t('429 answers')) : null,
+      usage ? h('dd', {}, t('{n} since Mailroom started', { n: usage.rate_limited_total })) : null));
+}
+
+/** The database: its size, how long things are kept, *Prune now*. */
+function storageCard(size) {
+  const sizeLine = h('p', { class: 'subtle', id: 'store-size' },
+    t('Database: {size} ({free} free). Old attempts and request bodies are pruned every hour.',
+      { size: megabytes(size.bytes), free: megabytes(size.free_bytes) }));
+  const bodies = h('input', { id: 'retention-bodies', type: 'number', min: '1', max: '3650', required: true });
+  const attempts = h('input', { id: 'retention-attempts', type: 'number', min: '1', max: '3650', required: true });
+  const error = h('p', { class: 'form-error', id: 'retention-error', role: 'alert', hidden: true });
+  const save = h('button', { type: 'submit', class: 'button', id: 'retention-save' }, t('Save'));
+  const prune = h('button', { type: 'button', class: 'button', id: 'retention-prune' }, t('Prune now'));
+  const form = h('form', { class: 'retention-form', id: 'retention-form' },
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Keep request and response bodies (days)')), bodies),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Keep attempts, requests and processing logs (days)')), attempts),
+    error, h('div', { class: 'form-actions' }, save, prune));
+  backend.retentionGet().then((r) => {
+    bodies.value = String(r.request_bodies_days);
+    attempts.value = String(r.attempts_days);
+  }).catch((e) => { error.textContent = e.message; error.hidden = false; });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const settings = { request_bodies_days: Number(bodies.value), attempts_days: Number(attempts.value) };
+    if (!Number.isInteger(settings.request_bodies_days) || !Number.isInteger(settings.attempts_days)) {
+      error.textContent = t('Enter whole days, from 1 to 3650.');
+      error.hidden = false;
+      return;
+    }
+    try {
+      await backend.retentionSet(settings);
+      toast(t('Retention saved; the next pruning pass applies it.'));
+    } catch (e) {
+      error.textContent = e.message;
+      error.dataset.code = e.code;
+      error.hidden = false;
+    }
+  });
+  prune.addEventListener('click', async () => {
+    prune.disabled = true;
+    try {
+      const r = await backend.retentionPruneNow();
+      toast(t('Pruned {attempts} attempts and {bodies} request bodies; {freed} given back to the disk.',
+        { attempts: r.attempts, bodies: r.request_bodies, freed: megabytes(r.reclaimed_bytes) }));
+    } catch (e) {
+      toast(e.message, 'error');
+    } finally {
+      prune.disabled = false;
+    }
+  });
+  return h('article', { class: 'status-card storage-card', id: 'storage' },
+    h('h3', {}, t('Storage')), sizeLine, form);
 }
 
 /** Renders the dashboard into a new element. */
@@ -92,23 +188,24 @@ export function dashboardView() {
       h('p', { class: 'subtle' }, t('Each mailbox\'s last 24 hours, and the mail processed over time.'))));
   const body = h('div', { class: 'dashboard-body' }, h('p', { class: 'subtle', id: 'dashboard-loading' }, t('Loading…')));
   view.append(body);
-  Promise.all([backend.dashboard(), backend.engineStatus().catch(() => null)]).then(([d, engine]) => {
+  Promise.all([backend.dashboard(), backend.engineStatus().catch(() => null), backend.psaConnectionGet().catch(() => null)]).then(([d, engine, conn]) => {
     const now = new Date(d.generated_at);
     const syncOf = (id) => engine?.mailboxes?.find((m) => m.mailbox_id === id);
     const hourly = h('div', { class: 'chart', id: 'chart-hourly' });
     const daily = h('div', { class: 'chart', id: 'chart-daily' });
+    const requests = h('div', { class: 'chart', id: 'chart-requests' });
     body.replaceChildren(
       h('section', { class: 'mailbox-cards', id: 'mailbox-cards' }, d.mailboxes.map((c) => mailboxCard(c, syncOf(c.id), now))),
       h('section', { class: 'charts' },
         h('article', { class: 'chart-card' }, h('h3', {}, t('Last 24 hours, per hour')), hourly),
         h('article', { class: 'chart-card' }, h('h3', {}, t('Last 30 days, per day')), daily)),
-      h('p', { class: 'subtle', id: 'store-size' },
-        t('Database: {size} ({free} free). Old attempts and request bodies are pruned every hour (mailroom retention).',
-          { size: megabytes(d.store.bytes), free: megabytes(d.store.free_bytes) })));
+      h('section', { class: 'charts' },
+        h('article', { class: 'chart-card' }, h('h3', {}, t('Requests while processing mail, per hour')), requests),
+        h('div', { class: 'side-cards' }, psaCard(conn, engine?.psa, d.requests[d.requests.length - 1]), storageCard(d.store))));
     requestAnimationFrame(() => {
-      for (const [el, buckets, hourlyChart] of [[hourly, d.hourly, true], [daily, d.daily, false]]) {
+      for (const [el, buckets, hourlyChart, series] of [[hourly, d.hourly, true, EMAIL_SERIES()], [daily, d.daily, false, EMAIL_SERIES()], [requests, d.requests, true, REQUEST_SERIES()]]) {
         try {
-          chart(el, buckets, { hourly: hourlyChart });
+          chart(el, buckets, { hourly: hourlyChart, series });
         } catch (e) {
           el.replaceChildren(h('p', { class: 'callout error chart-error' }, t('The chart could not be drawn: {error}', { error: e.message })));
         }

@@ -54,8 +54,8 @@ export async function emailDetails(email, close, filterBy) {
     panel.append(h('div', { class: 'attempts' },
       attempts.length ? attempts.slice().reverse().map(attemptView)
         : h('p', { class: 'subtle', id: 'attempts-none' }, email.attempts > 0
-          // Its attempts were older than the retention allows (mailroom retention).
-          ? t('The details of its {n} attempt(s) were removed by retention (mailroom retention says how long they are kept).', { n: email.attempts })
+          // Its attempts were older than the retention allows (the dashboard's storage card).
+          ? t('The details of its {n} attempt(s) were removed by retention (the Overview\'s Storage card says how long they are kept).', { n: email.attempts })
           : t('Not processed yet.'))));
   } catch (error) {
     panel.append(h('p', { class: 'error-text' }, error.message));

@@ -66,6 +66,8 @@ pub struct EngineStatus {
     /// Notifications the webhook receiver answered 503 because its queue was full (Graph
     /// retries them; a growing number means the engine cannot keep up).
     pub dropped_notifications: u64,
+    /// The PSA client's rate-limit window and back-off, while mail is processed.
+    pub psa: Option<mailroom_engine::engine::PsaUsage>,
 }
 
 fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
@@ -74,6 +76,7 @@ fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
         report: engine.report(),
         mailboxes: engine.statuses(),
         dropped_notifications: engine.webhooks().map_or(0, |w| w.dropped_notifications()),
+        psa: engine.psa_usage(),
     }
 }
 

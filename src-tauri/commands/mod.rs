@@ -9,6 +9,7 @@ pub mod mailboxes;
 pub mod notifications;
 pub mod outbound;
 pub mod psa;
+pub mod retention;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod webhooks;

@@ -75,7 +75,21 @@ pub struct Dashboard {
     pub hourly: Vec<Bucket>,
     /// The last 30 days, day by day (UTC; the current day last).
     pub daily: Vec<Bucket>,
+    /// Requests made while processing mail over the last 24 hours, hour by hour.
+    pub requests: Vec<RequestBucket>,
     pub store: StoreSize,
+}
+
+/// One hour of requests made while processing mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RequestBucket {
+    pub start: DateTime<Utc>,
+    pub graph: i64,
+    pub psa: i64,
+    /// Answered 429, either service.
+    pub throttled: i64,
+    /// Answered 5xx or not at all, either service.
+    pub failed: i64,
 }
 
 fn card(mailbox: &Mailbox) -> MailboxCard {
@@ -93,6 +107,13 @@ fn card(mailbox: &Mailbox) -> MailboxCard {
         total: StatusCounts::default(),
         oldest_unfinished_at: None,
     }
+}
+
+/// The start of a stored hour (`YYYY-MM-DDTHH`, UTC).
+fn hour_start(hour: &str) -> Option<DateTime<Utc>> {
+    chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00:00"), "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 impl Core {
@@ -116,13 +137,9 @@ impl Core {
         let mut mailboxes: Vec<MailboxCard> =
             self.store().mailboxes().await?.iter().map(card).collect();
         for count in self.store().hourly_counts(first_day).await? {
-            let Ok(start) = chrono::NaiveDateTime::parse_from_str(
-                &format!("{}:00:00", count.hour),
-                "%Y-%m-%dT%H:%M:%S",
-            ) else {
+            let Some(start) = hour_start(&count.hour) else {
                 continue;
             };
-            let start = start.and_utc();
             let status = count.state.status();
             if let Some(bucket) =
                 daily.get_mut(&start.duration_trunc(Duration::days(1)).unwrap_or(start))
@@ -142,12 +159,36 @@ impl Core {
                 card.total.add(status, n);
             }
         }
+        let mut requests: BTreeMap<DateTime<Utc>, RequestBucket> = (0..24)
+            .map(|i| {
+                let start = first_hour + Duration::hours(i);
+                (
+                    start,
+                    RequestBucket {
+                        start,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        for hour in self.store().request_hourly_counts(first_hour).await? {
+            let Some(bucket) = hour_start(&hour.hour).and_then(|h| requests.get_mut(&h)) else {
+                continue;
+            };
+            match hour.service.as_str() {
+                "graph" => bucket.graph += hour.requests,
+                _ => bucket.psa += hour.requests,
+            }
+            bucket.throttled += hour.throttled;
+            bucket.failed += hour.failed;
+        }
         let bucket = |(start, counts): (DateTime<Utc>, StatusCounts)| Bucket { start, counts };
         Ok(Dashboard {
             generated_at: now,
             mailboxes,
             hourly: hourly.into_iter().map(bucket).collect(),
             daily: daily.into_iter().map(bucket).collect(),
+            requests: requests.into_values().collect(),
             store: self.store().size().await?,
         })
     }

@@ -753,6 +753,23 @@ impl EngineHandle {
         }
     }
 
+    /// The PSA client's rate-limit window (requests in it now, the window) and its 429
+    /// back-off, while the engine processes mail.
+    pub fn psa_usage(&self) -> Option<PsaUsage> {
+        let up = self.inner.up.lock().expect("engine lock");
+        let psa = up.supervisor.as_ref()?.pipeline().psa().clone();
+        let (used, window) = psa.limiter().usage();
+        let throttle = psa.throttle_state();
+        Some(PsaUsage {
+            used,
+            limit: window.requests,
+            window_secs: window.window.as_secs(),
+            backing_off: throttle.backing_off,
+            resume_at: throttle.resume_at,
+            rate_limited_total: throttle.rate_limited_total,
+        })
+    }
+
     /// Contact imports: start, cancel, and what runs.
     pub fn contact_imports(&self) -> &Arc<ContactImports> {
         &self.inner.imports
@@ -860,4 +877,19 @@ impl EngineHandle {
         }
         self.inner.publish(EngineState::Stopped);
     }
+}
+
+/// The PSA client's rate-limit window and 429 back-off ([`EngineHandle::psa_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PsaUsage {
+    /// Requests sent within the rolling window.
+    pub used: u32,
+    /// Requests the window allows (HaloPSA's hosted limit: 300 per 5 minutes).
+    pub limit: u32,
+    pub window_secs: u64,
+    /// Whether the PSA answered 429 and requests wait for a probe.
+    pub backing_off: bool,
+    pub resume_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// 429 replies since the engine started.
+    pub rate_limited_total: u64,
 }

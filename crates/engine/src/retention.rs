@@ -91,6 +91,11 @@ impl Core {
         Ok(self.store().size().await?)
     }
 
+    /// Prunes now what the settings no longer keep (the admin's *Prune now*).
+    pub async fn prune_now(&self) -> Result<PruneReport, CoreError> {
+        self.prune(Utc::now(), &CancellationToken::new()).await
+    }
+
     /// Prunes everything older than the settings allow at `now`, batch by batch, then gives
     /// the freed pages back; stops between batches when `cancel` fires.
     pub async fn prune(

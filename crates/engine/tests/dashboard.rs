@@ -52,6 +52,28 @@ async fn the_cards_and_charts_match_the_log() {
     assert_eq!(support.last_24h.processed, 0);
     assert_eq!(support.oldest_unfinished_at, None);
     assert!(dashboard.store.bytes > 0);
+
+    // The requests chart: each attempt made one Graph read and one PSA write; the PSA
+    // answered 503 to the failed and retrying ones.
+    assert_eq!(dashboard.requests.len(), 24);
+    let (mut attempted, mut failing) = (0, 0);
+    for id in &built.mailbox_ids {
+        for (status, n) in h.store.status_counts(Some(id)).await.unwrap() {
+            if status != LogStatus::Pending {
+                attempted += n;
+            }
+            if matches!(status, LogStatus::Failed | LogStatus::Retrying) {
+                failing += n;
+            }
+        }
+    }
+    let sum = |f: fn(&mailroom_engine::dashboard::RequestBucket) -> i64| {
+        dashboard.requests.iter().map(f).sum::<i64>()
+    };
+    assert_eq!(sum(|b| b.graph), attempted);
+    assert_eq!(sum(|b| b.psa), attempted);
+    assert_eq!(sum(|b| b.failed), failing);
+    assert_eq!(sum(|b| b.throttled), 0);
 }
 
 #[tokio::test]

@@ -635,6 +635,11 @@ async fn the_psa_webhook_is_created_signed_and_the_end_to_end_test_goes_green_th
     let hooks_in_psa = psa_for(&sb).webhooks().await.unwrap();
     assert_eq!(hooks_in_psa.len(), 1, "{hooks_in_psa:?}");
     assert_eq!(hooks_in_psa[0].authentication_type, Some(4));
+    assert_eq!(
+        hooks_in_psa[0].log_retention_policy_days,
+        Some(180),
+        "HaloPSA keeps its delivery log as long as Mailroom keeps attempts"
+    );
 
     core.set_ticket_tab(SecretValue::new("tab-secret"), Default::default())
         .await

@@ -52,11 +52,34 @@ async fn import_now_processes_mail_and_publishes_events() {
         email.internet_message_id.as_deref(),
         Some(d.internet_message_id.as_str())
     );
-    next_matching(
-        &mut rx,
-        |e| matches!(e, EngineEvent::AttemptFinished { result, .. } if result == "processed"),
-    )
-    .await;
+    // Each line of the processing log is published as it is written (the live tail), before
+    // the attempt finishes, and stored with the attempt.
+    let mut steps = Vec::new();
+    while let EngineEvent::Step {
+        email_id,
+        mailbox_id,
+        message,
+        ..
+    } = next_matching(&mut rx, |e| {
+        matches!(e, EngineEvent::Step { .. })
+            || matches!(e, EngineEvent::AttemptFinished { result, .. } if result == "processed")
+    })
+    .await
+    {
+        assert_eq!(
+            (email_id, mailbox_id.as_str()),
+            (email.id, h.mailbox.id.as_str())
+        );
+        steps.push(message);
+    }
+    assert!(steps[0].starts_with("Attempt 1"), "{steps:?}");
+    assert!(
+        steps.iter().any(|m| m.starts_with("Created ticket")),
+        "{steps:?}"
+    );
+    let stored = h.store.attempts(email.id).await.unwrap();
+    let stored: Vec<String> = stored[0].log.iter().map(|l| l.message.clone()).collect();
+    assert_eq!(stored, steps, "the tail shows what the attempt stores");
     next_matching(&mut rx, |e| {
         matches!(e, EngineEvent::MailboxSync(s) if s.state == SyncState::Idle && s.last_sync_at.is_some())
     })

@@ -92,6 +92,15 @@ impl RollingLimiter {
         }
     }
 
+    /// How many requests the rolling window holds now, and the window itself (headroom =
+    /// `window.requests - used`).
+    pub fn usage(&self) -> (u32, RollingWindow) {
+        let now = self.clock.now();
+        let mut state = self.state.lock().expect("limiter lock");
+        self.prune(&mut state, now);
+        (state.entries.len() as u32, self.limit)
+    }
+
     /// Takes a slot now if one is free, or says how long until one frees up.
     pub fn try_acquire(&self) -> Result<Permit, Duration> {
         let now = self.clock.now();

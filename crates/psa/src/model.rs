@@ -465,6 +465,9 @@ pub struct Webhook {
     pub payload_type: Option<i64>,
     #[serde(deserialize_with = "ids::opt")]
     pub last_status: Option<i64>,
+    /// Days HaloPSA keeps the webhook's delivery log.
+    #[serde(deserialize_with = "ids::opt")]
+    pub log_retention_policy_days: Option<i64>,
     /// Subscribed events (`UnameNotification`), kept raw.
     pub events: Option<Vec<Value>>,
 }

@@ -1,5 +1,6 @@
 //! What the dashboard reads: emails per received hour, mailbox and state (kept by triggers,
-//! migration 0018) and the oldest email a mailbox has not finished.
+//! migration 0018), requests per hour and service (migration 0020), and the oldest email a
+//! mailbox has not finished.
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +17,43 @@ pub struct HourCount {
     pub n: i64,
 }
 
+/// HTTP requests made while processing mail in one hour, to one service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestHour {
+    /// `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
+    /// `graph` or `psa`.
+    pub service: String,
+    pub requests: i64,
+    /// Answered 429 Too Many Requests.
+    pub throttled: i64,
+    /// Answered 5xx, or not at all.
+    pub failed: i64,
+}
+
 impl Store {
+    /// Requests per hour and service made since `since` (its hour included), oldest first.
+    pub async fn request_hourly_counts(&self, since: DateTime<Utc>) -> Result<Vec<RequestHour>> {
+        let from = ts(since)[..13].to_string();
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT hour, service, requests, throttled, failed FROM request_hourly_counts
+             WHERE hour >= ? ORDER BY hour, service",
+        )
+        .bind(from)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, service, requests, throttled, failed)| RequestHour {
+                hour,
+                service,
+                requests,
+                throttled,
+                failed,
+            })
+            .collect())
+    }
+
     /// Emails per hour, mailbox and state, received since `since` (its hour included).
     pub async fn hourly_counts(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>> {
         let from = ts(since)[..13].to_string();

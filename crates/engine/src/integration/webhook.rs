@@ -294,6 +294,8 @@ impl Core {
         };
         let url = self.psa_webhook_url().await?;
         let settings = self.psa_webhook_settings().await?;
+        // HaloPSA keeps the webhook's own delivery log as long as Mailroom keeps its attempts.
+        let log_days = self.retention().await?.attempts_days;
         let webhooks = admin.webhooks().await?;
         let existing = webhooks
             .iter()
@@ -309,6 +311,7 @@ impl Core {
             "authentication_type": AUTH_X509,
             "certificate_id": cert.id,
             "payload_type": 0,
+            "log_retention_policy_days": log_days,
             "events": events_body(existing, &settings.events.named()),
         });
         if let Some(id) = existing.and_then(|w| w.id.clone()) {
