@@ -134,6 +134,42 @@ async fn the_log_scrolls_lightly_opens_a_drawer_and_tails_live() {
             .await;
             assert_eq!(closed, serde_json::json!([0, 900]));
 
+            // Filters: the drawer's "All from this sender" keeps that sender's mail only; a
+            // ticket number keeps its email; a ticket that is not a number says so.
+            eval(s, "document.querySelector('#log-rows tr.log-row[data-index=\"30\"]').click(); return true;").await;
+            s.find("#filter-sender").await.click().await.unwrap();
+            wait_until(
+                s,
+                "const rows = [...document.querySelectorAll('#log-rows tr.log-row')];                  return document.querySelector('#log-sender').value === 'kim@fabrikam.test' && rows.length > 0                     && rows.every(r => r.querySelector('td[title]').title.includes('kim@fabrikam.test') || r.textContent.includes('Kim Lee'));",
+                "only Kim's mail is listed",
+                Duration::from_secs(10),
+            )
+            .await;
+            s.find("#log-clear-filters").await.click().await.unwrap();
+            let ticket = eval(s, "return document.querySelector('#log-rows [data-ticket]').dataset.ticket;").await;
+            let ticket = ticket.as_str().unwrap().to_string();
+            s.find("#log-ticket").await.send_keys(&ticket).await.unwrap();
+            wait_until(
+                s,
+                &format!(
+                    "const rows = [...document.querySelectorAll('#log-rows tr.log-row')];                      return rows.length === 1 && rows[0].querySelector('[data-ticket]')?.dataset.ticket === '{ticket}';"
+                ),
+                "the ticket's one email is listed",
+                Duration::from_secs(10),
+            )
+            .await;
+            s.find("#log-ticket").await.send_keys("x").await.unwrap();
+            s.wait_text("#log-filter-error", "digits only").await;
+            s.find("#log-clear-filters").await.click().await.unwrap();
+            wait_until(
+                s,
+                "return document.querySelector('#log-footer').textContent.includes('emails')                     && document.querySelectorAll('#log-rows tr.log-row').length > 1                     && document.querySelector('#log-filter-error').hidden                     && document.querySelector('#log-clear-filters').hidden;",
+                "clearing the filters lists everything again",
+                Duration::from_secs(10),
+            )
+            .await;
+            s.find("#log-details-close").await.click().await.unwrap();
+
             // Live: a failing email's steps show as they happen, and its row turns failed.
             // (The webview remembers the toggle between runs: turn it on only if it is off.)
             let live = s.find("#log-live").await;

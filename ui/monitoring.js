@@ -202,12 +202,22 @@ export function monitoringPanel(mailboxes) {
     } else {
       parts.push(psaCard(conn));
     }
-    parts.push(subscriptionEventsPanel(mailboxes));
-    parts.push(logPanel({ mailbox: null, mailboxes }));
-    parts.push(outboundSection(mailboxes));
-    parts.push(contactImportLog(null, mailboxes).el);
-    parts.push(notificationsSection(mailboxes));
-    parts.push(receiverSettings());
+    // The sections below, in the order an admin looks for them, with a bar to jump to each.
+    const inbound = h('section', { class: 'monitor-section', id: 'monitoring-inbound' },
+      h('h2', {}, t('Incoming mail')), logPanel({ mailbox: null, mailboxes }));
+    const contacts = contactImportLog(null, mailboxes).el;
+    contacts.classList.add('monitor-section');
+    const sections = [
+      [t('Incoming mail'), inbound],
+      [t('Outgoing mail'), outboundSection(mailboxes)],
+      [t('Subscription events'), subscriptionEventsPanel(mailboxes)],
+      [t('Contact imports'), contacts],
+      [t('Error notifications'), notificationsSection(mailboxes)],
+      [t('Webhook receiver'), receiverSettings()],
+    ];
+    parts.push(h('nav', { class: 'section-nav', 'aria-label': t('Sections') },
+      sections.map(([label, el]) => h('button', { type: 'button', class: 'section-link', onclick: () => el.scrollIntoView({ block: 'start', behavior: 'smooth' }) }, label))));
+    parts.push(...sections.map(([, el]) => el));
     body.replaceChildren(...parts);
   })();
   return root;

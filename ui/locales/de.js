@@ -96,6 +96,8 @@ export default {
   '{n} fields': '{n} Felder',
   'No headers.': 'Keine Header.',
   'Copy URL': 'URL kopieren',
+  'Incoming mail': 'Eingehende E-Mails',
+  'Sections': 'Abschnitte',
   'All from this sender': 'Alle von diesem Absender',
   'All mail of this ticket': 'Alle E-Mails dieses Tickets',
   'Any time': 'Beliebige Zeit',
