@@ -458,11 +458,11 @@ fn handle_api(
                 ApiError::model("", format!("The request body is not valid JSON: {e}"))
             })?;
             let path_id = segments.get(1).copied();
-            let (items, jobs) = {
+            let (items, jobs, answer) = {
                 let mut state = inner.state.lock().expect("halo sandbox state lock");
                 let (items, events) = state.post(res, body, &caller, now, path_id)?;
                 let jobs = state.jobs_for(&events, caller.agent_id, now);
-                (items, jobs)
+                (items, jobs, state.behaviour.post_answer)
             };
             crate::spawn_deliveries(inner, jobs);
             let status = if res == Res::Actions {
@@ -470,7 +470,7 @@ fn handle_api(
             } else {
                 StatusCode::OK
             };
-            let body = if items.len() == 1 {
+            let body = if items.len() == 1 || answer == crate::seed::PostAnswer::FirstRecord {
                 items.into_iter().next().unwrap_or(Value::Null)
             } else {
                 Value::Array(items)

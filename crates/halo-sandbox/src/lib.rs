@@ -48,8 +48,8 @@ use tokio::task::JoinHandle;
 pub use agent_page::TabParameter;
 pub use certs::CertificateError;
 pub use seed::{
-    HaloBehaviour, HaloSeed, RateLimit, SeedApplication, SeedCertificate, SignatureConfig,
-    SignatureEncoding, SignaturePadding, WebhookEvents,
+    HaloBehaviour, HaloSeed, PostAnswer, RateLimit, SeedApplication, SeedCertificate,
+    SignatureConfig, SignatureEncoding, SignaturePadding, WebhookEvents,
 };
 pub use webhook::WebhookDelivery;
 

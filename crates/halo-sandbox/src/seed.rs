@@ -166,6 +166,17 @@ impl Default for WebhookEvents {
     }
 }
 
+/// What HaloPSA answers to a POST of several records (reference §2: [U]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostAnswer {
+    /// Every saved record, as a list (a single record as the object itself).
+    #[default]
+    EveryRecord,
+    /// Only the first saved record, as an object.
+    FirstRecord,
+}
+
 /// Behaviour switches, mostly for facts the reference marks unconfirmed ([U]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -212,6 +223,13 @@ pub struct HaloBehaviour {
     pub user_field_max_chars: usize,
     /// HaloPSA's answer to a value longer than its column ([U]: SQL Server's own message).
     pub value_too_long_error: String,
+    /// What a POST of several records answers ([U]).
+    pub post_answer: PostAnswer,
+    /// Whether one record HaloPSA refuses in a POST of several refuses the whole request with
+    /// nothing saved, as one database transaction would ([U]). Off (the default): the records
+    /// before the refused one stay saved and the answer is the 400 alone — the variant a client
+    /// must be most careful with (resending the batch would create those records twice).
+    pub reject_whole_batch: bool,
 }
 
 impl Default for HaloBehaviour {
@@ -241,6 +259,8 @@ impl Default for HaloBehaviour {
             naive_datetimes: false,
             user_field_max_chars: 255,
             value_too_long_error: "String or binary data would be truncated.".into(),
+            post_answer: PostAnswer::EveryRecord,
+            reject_whole_batch: false,
         }
     }
 }

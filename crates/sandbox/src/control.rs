@@ -58,6 +58,10 @@ pub(crate) fn router(shared: Shared) -> Router {
             "/graph/access-policies/{app_id}",
             delete(lift_access_policies),
         )
+        .route(
+            "/psa/behaviour",
+            get(psa_behaviour).post(change_psa_behaviour),
+        )
         .route("/psa/{what}", get(psa))
         .route("/psa/tabs/{id}/secure-url", post(tab_secure_url))
         .route("/stats/requests", get(stats).delete(reset_stats))
@@ -190,6 +194,38 @@ async fn psa(State(s): State<Shared>, Path(what): Path<String>) -> Response {
         }
     };
     Json(v).into_response()
+}
+
+async fn psa_behaviour(State(s): State<Shared>) -> Response {
+    Json(s.halo.behaviour()).into_response()
+}
+
+/// Changes the PSA's behaviour switches: the posted fields replace the current ones (e.g.
+/// `{"post_answer": "first_record", "reject_whole_batch": false}`); answers the result.
+async fn change_psa_behaviour(State(s): State<Shared>, Json(change): Json<Value>) -> Response {
+    let Value::Object(change) = change else {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "post a JSON object of behaviour fields",
+        );
+    };
+    let mut current = serde_json::to_value(s.halo.behaviour()).unwrap_or_default();
+    for (key, value) in change {
+        if current.get(&key).is_none() {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("'{key}' is not a PSA behaviour switch"),
+            );
+        }
+        current[&key] = value;
+    }
+    match serde_json::from_value::<mailroom_halo_sandbox::HaloBehaviour>(current) {
+        Ok(next) => {
+            s.halo.update_behaviour(|b| *b = next.clone());
+            Json(next).into_response()
+        }
+        Err(e) => bad(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 async fn tab_secure_url(State(s): State<Shared>, Path(id): Path<i64>) -> Response {

@@ -238,6 +238,12 @@ pub fn record(exchange: HttpExchange) {
     let _ = SINK.try_with(|sink| sink.record(exchange));
 }
 
+/// Hands an exchange made on behalf of several scopes (one request for a batch of records) to
+/// this scope's sink only: the tap saw it once, when it was made.
+pub fn record_shared(exchange: HttpExchange) {
+    let _ = SINK.try_with(|sink| sink.record(exchange));
+}
+
 /// A sink that keeps exchanges in memory (the engine drains it into the store per attempt).
 #[derive(Default)]
 pub struct Collector {

@@ -133,6 +133,9 @@ pub(super) struct StepLog {
     clock: SharedClock,
     lines: Mutex<Vec<LogLine>>,
     tap: Option<StepTap>,
+    /// The attempt's place among those that may still join a ticket batch (released at its
+    /// ticket, or when the attempt ends).
+    write_slot: Option<super::batch::WriteSlot>,
 }
 
 /// Where a [`StepLog`] publishes its lines, and for which email.
@@ -148,7 +151,18 @@ impl StepLog {
             clock,
             lines: Mutex::new(Vec::new()),
             tap,
+            write_slot: None,
         }
+    }
+
+    /// The log of an attempt that holds `slot` among the attempts that may join a batch.
+    pub(super) fn with_write_slot(mut self, slot: super::batch::WriteSlot) -> Self {
+        self.write_slot = Some(slot);
+        self
+    }
+
+    pub(super) fn write_slot(&self) -> Option<&super::batch::WriteSlot> {
+        self.write_slot.as_ref()
     }
 
     pub(super) fn push(&self, level: &str, message: impl Into<String>) {
@@ -286,7 +300,8 @@ impl Pipeline {
                 email_id: email.id,
                 mailbox_id: mailbox.id.clone(),
             }),
-        );
+        )
+        .with_write_slot(self.tickets.slot());
         log.info(format!(
             "Attempt {number} ({}) for \"{}\" from {}",
             serde_json::to_value(trigger)

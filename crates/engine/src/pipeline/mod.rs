@@ -20,6 +20,7 @@
 //! (failed at once with an actionable message; the admin can *Reprocess*).
 
 mod attempt;
+mod batch;
 mod close_request;
 mod directory;
 mod post_actions;
@@ -39,6 +40,7 @@ use crate::events::{EngineEvent, EventBus};
 use directory::DirectoryCache;
 
 pub use attempt::{AttemptOutcome, WRITE_GRACE};
+pub use batch::BatchConfig;
 pub use settings::{PipelineConfig, ProcessedMail, ProcessingSettings, ReplyVisibility};
 
 /// The pipeline shared by all mailbox tasks.
@@ -54,6 +56,8 @@ pub struct Pipeline {
     active_claims: Mutex<HashSet<String>>,
     folders: Mutex<HashMap<(String, String), String>>,
     reprocess: Mutex<HashSet<i64>>,
+    /// New tickets of attempts running at the same time, sent in one POST.
+    tickets: batch::TicketBatcher,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -88,6 +92,7 @@ impl Pipeline {
         events: EventBus,
     ) -> Self {
         Pipeline {
+            tickets: batch::TicketBatcher::new(config.batch),
             store,
             psa,
             clock,
@@ -135,6 +140,11 @@ impl Pipeline {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Ticket batches sent so far, by size (size → count).
+    pub fn ticket_batch_sizes(&self) -> std::collections::HashMap<usize, u64> {
+        self.tickets.sizes()
     }
 
     pub fn psa(&self) -> &PsaClient {

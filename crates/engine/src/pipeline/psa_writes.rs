@@ -9,12 +9,14 @@ use mailroom_mailproc::{
     SenderMatch,
 };
 use mailroom_psa::{
-    normalize_message_id, ErrorKind as PsaKind, NewAction, NewAttachment, NewTicket, Update,
+    normalize_message_id, ErrorKind as PsaKind, NewAction, NewAttachment, NewTicket, PsaError,
+    Update,
 };
 use mailroom_store::inbound::{InboundEmail, PsaWriteKind};
 use mailroom_store::StoreError;
 
 use super::attempt::{StepError, StepLog};
+use super::batch::BatchAnswer;
 use super::settings::{ProcessingSettings, ReplyVisibility};
 use super::Pipeline;
 
@@ -149,11 +151,49 @@ impl Pipeline {
         self.store
             .record_psa_intent(email.id, PsaWriteKind::Ticket, &key, None, self.clock.now())
             .await?;
-        let created = self.psa.create_ticket(&ticket).await?;
-        log.info(format!(
-            "Created ticket {} \"{}\" (Message-ID {key})",
-            created.id, parts.summary
-        ));
+        let created = match self
+            .tickets
+            .create(&self.psa, ticket, key.clone(), log.write_slot())
+            .await?
+        {
+            BatchAnswer::Created { ticket, batch } => {
+                log.info(format!(
+                    "Created ticket {} \"{}\" (Message-ID {key}){}",
+                    ticket.id,
+                    parts.summary,
+                    if batch > 1 {
+                        format!(" in one request with {} other new ticket(s)", batch - 1)
+                    } else {
+                        String::new()
+                    }
+                ));
+                *ticket
+            }
+            BatchAnswer::NotListed => {
+                log.info(format!(
+                    "HaloPSA's answer to the batch did not list this ticket; looking it up by Message-ID {key}"
+                ));
+                let found = self
+                    .psa
+                    .find_tickets_by_message_id(&key)
+                    .await?
+                    .into_iter()
+                    .min_by_key(|t| t.id)
+                    .ok_or_else(|| {
+                        // Retried: the retry's lookup finds it if HaloPSA lists it late.
+                        StepError::Psa(PsaError::new(
+                            PsaKind::Server,
+                            None,
+                            format!("HaloPSA accepted the batch but lists no ticket with Message-ID {key} yet; trying again"),
+                        ))
+                    })?;
+                log.info(format!(
+                    "Created ticket {} \"{}\" (Message-ID {key}), found by its Message-ID",
+                    found.id, parts.summary
+                ));
+                found
+            }
+        };
         self.confirm(email, created.id, created.id, "ticket_created", None)
             .await?;
         if !inline.is_empty() {

@@ -131,6 +131,8 @@ pub struct PipelineConfig {
     pub directory_ttl: Duration,
     /// Window of the loop guard (mails of a sender with the same subject).
     pub loop_window: Duration,
+    /// How new tickets of emails processed at the same time share one POST.
+    pub batch: super::BatchConfig,
 }
 
 impl Default for PipelineConfig {
@@ -140,6 +142,7 @@ impl Default for PipelineConfig {
             retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(3600)),
             directory_ttl: Duration::from_secs(600),
             loop_window: Duration::from_secs(3600),
+            batch: super::BatchConfig::default(),
         }
     }
 }

@@ -36,10 +36,29 @@ impl State {
                 ))
             }
         };
+        // One refused record refuses the whole request with nothing saved: what the loop below
+        // changes is put back from this copy.
+        let undo = (items.len() > 1 && self.behaviour.reject_whole_batch).then(|| {
+            (
+                self.records.clone(),
+                self.next_ids.clone(),
+                self.attachment_bytes.clone(),
+            )
+        });
         let mut out = Vec::new();
         let mut events = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            let (saved, mut ev) = self.upsert_at(res, item, caller, now, false, i)?;
+            let (saved, mut ev) = match self.upsert_at(res, item, caller, now, false, i) {
+                Ok(done) => done,
+                Err(e) => {
+                    if let Some((records, next_ids, attachment_bytes)) = undo {
+                        self.records = records;
+                        self.next_ids = next_ids;
+                        self.attachment_bytes = attachment_bytes;
+                    }
+                    return Err(e);
+                }
+            };
             let mut shown = self.present(res, &saved, true);
             if res == Res::Application {
                 // The secret is shown once, in the answer to the POST that set it.

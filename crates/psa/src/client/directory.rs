@@ -4,7 +4,6 @@
 use super::PsaClient;
 use crate::error::PsaError;
 use crate::model::*;
-use reqwest::Method;
 use serde_json::{Map, Value};
 
 /// What "Test connection" found: who the API acts as and what it may do.
@@ -128,19 +127,10 @@ impl PsaClient {
         &self,
         users: &[Map<String, Value>],
     ) -> Result<Vec<Map<String, Value>>, PsaError> {
-        let body = Value::Array(users.iter().cloned().map(Value::Object).collect());
-        let reply = self.call(Method::POST, "Users", &[], Some(&body)).await?;
-        let items = match reply {
-            Value::Array(items) => items,
-            Value::Object(_) => vec![reply],
-            Value::Null => Vec::new(),
-            other => {
-                return Err(PsaError::protocol(format!(
-                    "HaloPSA answered POST /api/Users with {other}, not users."
-                )))
-            }
-        };
-        Ok(items
+        let records = users.iter().cloned().map(Value::Object).collect();
+        Ok(self
+            .post_many("Users", records)
+            .await?
             .into_iter()
             .filter_map(|v| match v {
                 Value::Object(map) => Some(map),

@@ -53,6 +53,22 @@ impl PsaClient {
         self.post_one("Tickets", ticket).await
     }
 
+    /// Creates several tickets in one `POST /Tickets`. Returns the tickets HaloPSA answered —
+    /// every one, or only the first (see [`PsaClient::post_many`]); match them to what was sent
+    /// by their `email_message_id`.
+    pub async fn create_tickets(&self, tickets: &[NewTicket]) -> Result<Vec<Ticket>, PsaError> {
+        let records = tickets
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PsaError::protocol(format!("Could not encode the tickets: {e}")))?;
+        let answered = self.post_many("Tickets", records).await?;
+        answered
+            .into_iter()
+            .map(|record| self.decode("POST /api/Tickets", record))
+            .collect()
+    }
+
     /// Updates a ticket (`id` plus the changed fields).
     pub async fn update_ticket(&self, update: &Update) -> Result<Ticket, PsaError> {
         self.post_one("Tickets", update).await

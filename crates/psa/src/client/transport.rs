@@ -440,6 +440,28 @@ impl PsaClient {
         self.decode(&format!("POST /api/{resource}"), object)
     }
 
+    /// Creates or updates several records in one `POST /api/<resource>`. Returns the records
+    /// HaloPSA answered: every saved one, or only one when it answers a list with a single
+    /// object (reference §2: which it does is unconfirmed) — callers match the answer to what
+    /// they sent, by a field each record carries, and read back what is missing.
+    pub async fn post_many(
+        &self,
+        resource: &str,
+        records: Vec<Value>,
+    ) -> Result<Vec<Value>, PsaError> {
+        let reply = self
+            .call(Method::POST, resource, &[], Some(&Value::Array(records)))
+            .await?;
+        match reply {
+            Value::Array(items) => Ok(items.into_iter().filter(Value::is_object).collect()),
+            Value::Object(_) => Ok(vec![reply]),
+            Value::Null => Ok(Vec::new()),
+            other => Err(PsaError::protocol(format!(
+                "HaloPSA answered POST /api/{resource} with {other}, not records."
+            ))),
+        }
+    }
+
     /// A lookup list (bare array, or an envelope under `plural`).
     pub(super) async fn get_list<T: DeserializeOwned>(
         &self,

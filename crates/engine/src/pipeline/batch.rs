@@ -1,0 +1,365 @@
+//! Batched ticket creation: the new tickets of emails processed at the same time go to the PSA
+//! in one `POST /Tickets` of several records (issue 15), instead of one request each.
+//!
+//! There is no batching task. The first attempt that wants a ticket while no batch is open
+//! opens one and leads it: it waits — never longer than [`BatchConfig::max_wait`] — while other
+//! attempts in flight may still join (see [`WriteSlot`]), then sends the batch and hands each
+//! member its answer. A lone email (a webhook, an idle mailbox) has nobody to wait for and is
+//! sent at once; nothing is held back to fill a batch.
+//!
+//! Answers are matched to members by the Message-ID each ticket carries
+//! (`email_message_id`), never by position: HaloPSA may answer a list with every record or
+//! with one ([U], reference §2), so a member missing from the answer is told so and looks its
+//! ticket up, exactly as after a crash. A batch refused as invalid (400) is settled so that
+//! the refused record fails alone with its own error and the others go through, none twice
+//! (see [`send`]).
+//!
+//! Invariants: every member stored its write intent before it joined (the caller's job), so
+//! a batch lost anywhere — a crash, a stop, a dropped leader — is reconciled by the next
+//! attempt; a batch holds at most one email of a conversation, because a conversation's emails
+//! are processed one after the other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailroom_psa::{
+    normalize_message_id, ErrorKind as PsaKind, NewTicket, PsaClient, PsaError, Ticket,
+};
+use mailroom_trace::{Collector, HttpExchange};
+use tokio::sync::oneshot;
+
+/// How batches form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most records in one POST (1 turns batching off).
+    pub max_records: usize,
+    /// Most bytes of JSON in one POST: attachments travel inside the ticket, so a large email
+    /// makes a small batch (one larger than this goes alone).
+    pub max_bytes: usize,
+    /// Longest time the first member waits for others to join.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_records: 20,
+            max_bytes: 8 * 1024 * 1024,
+            max_wait: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a member of a batch learns.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum BatchAnswer {
+    /// The PSA listed this member's ticket in its answer to a POST of `batch` tickets.
+    Created { ticket: Box<Ticket>, batch: usize },
+    /// The request succeeded but the answer did not list this member's ticket: look it up.
+    NotListed,
+}
+
+struct Member {
+    ticket: NewTicket,
+    key: String,
+    /// The requests made for this member (its batch's POSTs, its lookup): each member's
+    /// attempt records them as its own.
+    exchanges: Vec<HttpExchange>,
+    answer: oneshot::Sender<(Result<BatchAnswer, PsaError>, Vec<HttpExchange>)>,
+}
+
+impl Member {
+    fn answer(self, result: Result<BatchAnswer, PsaError>) {
+        let _ = self.answer.send((result, self.exchanges));
+    }
+}
+
+/// Runs `future` with the exchanges it makes collected apart (not in the caller's attempt).
+async fn traced<T>(future: impl std::future::Future<Output = T>) -> (T, Vec<HttpExchange>) {
+    let collector = Collector::new();
+    let out = mailroom_trace::with_sink(collector.clone(), future).await;
+    (out, collector.drain())
+}
+
+struct Open {
+    /// Which batch this is (its leader takes only its own).
+    id: u64,
+    members: Vec<Member>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Batches {
+    next_id: u64,
+    /// The batch others may still join.
+    open: Option<Open>,
+    /// Batches that filled up before their leader woke to send them.
+    sealed: HashMap<u64, Open>,
+}
+
+/// Batches of new tickets (one per pipeline).
+pub(super) struct TicketBatcher {
+    config: BatchConfig,
+    batches: Mutex<Batches>,
+    /// Attempts in flight that may still ask for a ticket.
+    may_join: Arc<AtomicUsize>,
+    /// Batches sent, by size (`sizes[n]` = batches of n records), for the benchmark.
+    sizes: Mutex<HashMap<usize, u64>>,
+}
+
+/// An attempt's place among those that may still join a batch; given up when the attempt
+/// asks for its ticket, or when it ends without one (drop).
+pub(super) struct WriteSlot {
+    may_join: Arc<AtomicUsize>,
+    held: AtomicBool,
+}
+
+impl WriteSlot {
+    /// Gives the place up (once).
+    pub(super) fn release(&self) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            self.may_join.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for WriteSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl TicketBatcher {
+    pub(super) fn new(config: BatchConfig) -> Self {
+        TicketBatcher {
+            config,
+            batches: Mutex::new(Batches::default()),
+            may_join: Arc::new(AtomicUsize::new(0)),
+            sizes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for an attempt that starts now.
+    pub(super) fn slot(&self) -> WriteSlot {
+        self.may_join.fetch_add(1, Ordering::AcqRel);
+        WriteSlot {
+            may_join: self.may_join.clone(),
+            held: AtomicBool::new(true),
+        }
+    }
+
+    /// Batches sent so far, by size (size → count).
+    pub(super) fn sizes(&self) -> HashMap<usize, u64> {
+        self.sizes.lock().expect("batch sizes lock").clone()
+    }
+
+    /// Creates `ticket` (whose `email_message_id` is `key`), in a batch with the tickets of
+    /// other attempts in flight when there are any. `slot` is the asking attempt's place.
+    pub(super) async fn create(
+        &self,
+        psa: &PsaClient,
+        ticket: NewTicket,
+        key: String,
+        slot: Option<&WriteSlot>,
+    ) -> Result<BatchAnswer, PsaError> {
+        let bytes = serde_json::to_vec(&ticket).map(|b| b.len()).unwrap_or(0);
+        let (tx, rx) = oneshot::channel();
+        let member = Member {
+            ticket,
+            key,
+            exchanges: Vec::new(),
+            answer: tx,
+        };
+        let leads = {
+            let mut b = self.batches.lock().expect("batch lock");
+            let fits = b.open.as_ref().is_some_and(|o| {
+                o.members.len() < self.config.max_records
+                    && o.bytes + bytes <= self.config.max_bytes
+            });
+            if fits {
+                let open = b.open.as_mut().expect("an open batch");
+                open.bytes += bytes;
+                open.members.push(member);
+                None
+            } else {
+                // The open batch is full: its leader sends it when it wakes.
+                if let Some(full) = b.open.take() {
+                    b.sealed.insert(full.id, full);
+                }
+                let id = b.next_id;
+                b.next_id += 1;
+                b.open = Some(Open {
+                    id,
+                    members: vec![member],
+                    bytes,
+                });
+                Some(id)
+            }
+        };
+        if let Some(slot) = slot {
+            slot.release();
+        }
+        if let Some(id) = leads {
+            if let Some(batch) = self.wait_to_send(id).await {
+                self.count(batch.members.len());
+                send(psa, batch.members).await;
+            }
+        }
+        match rx.await {
+            Ok((result, exchanges)) => {
+                for exchange in exchanges {
+                    mailroom_trace::record_shared(exchange);
+                }
+                result
+            }
+            // Its leader stopped (Mailroom stopping): a passing failure, retried; the stored
+            // intent makes the retry look the ticket up first.
+            Err(_) => Err(PsaError::new(
+                PsaKind::Transport,
+                None,
+                "The batch this ticket was in was not sent to the end; the next attempt looks the ticket up.",
+            )),
+        }
+    }
+
+    /// The leader of batch `id` waits — at most `max_wait` — while the batch has room and
+    /// other attempts may still join, then takes it.
+    async fn wait_to_send(&self, id: u64) -> Option<Open> {
+        let deadline = tokio::time::Instant::now() + self.config.max_wait;
+        loop {
+            {
+                let mut b = self.batches.lock().expect("batch lock");
+                if let Some(sealed) = b.sealed.remove(&id) {
+                    return Some(sealed);
+                }
+                // Not open any more: someone else sent it.
+                let open = b.open.as_ref().filter(|o| o.id == id)?;
+                if open.members.len() >= self.config.max_records
+                    || self.may_join.load(Ordering::Acquire) == 0
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return b.open.take();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn count(&self, size: usize) {
+        *self
+            .sizes
+            .lock()
+            .expect("batch sizes lock")
+            .entry(size)
+            .or_default() += 1;
+    }
+}
+
+/// Sends `members` in one POST and answers each. A batch refused as invalid (400) may have
+/// been saved up to the refused record (a PSA without one transaction per request) or not at
+/// all ([U]): its members are looked up in order until one is missing. Those found are
+/// answered; when some were found the first missing one is the refused record and goes alone;
+/// when none was, the batch is split in halves and sent again until the refused record is
+/// alone — never a member sent twice.
+async fn send(psa: &PsaClient, members: Vec<Member>) {
+    let mut queue = vec![members];
+    while let Some(mut members) = queue.pop() {
+        let tickets: Vec<NewTicket> = members.iter().map(|m| m.ticket.clone()).collect();
+        let (result, exchanges) = traced(psa.create_tickets(&tickets)).await;
+        for m in &mut members {
+            m.exchanges.extend(exchanges.iter().cloned());
+        }
+        match result {
+            Ok(answered) => answer_all(members, answered),
+            Err(e) if e.kind == PsaKind::Validation && members.len() > 1 => {
+                let mut members = members.into_iter();
+                let mut found = Vec::new();
+                let mut missing = None;
+                for mut m in members.by_ref() {
+                    let (looked_up, exchanges) = traced(lookup(psa, &m.key)).await;
+                    m.exchanges.extend(exchanges);
+                    match looked_up {
+                        Ok(Some(ticket)) => found.push((m, ticket)),
+                        Ok(None) => {
+                            missing = Some(m);
+                            break;
+                        }
+                        Err(e) => {
+                            // Unknown which landed: each member's retry looks its ticket up.
+                            m.answer(Err(e.clone()));
+                            for m in members.by_ref() {
+                                m.answer(Err(e.clone()));
+                            }
+                            break;
+                        }
+                    }
+                }
+                let rest: Vec<Member> = members.collect();
+                let saved_some = !found.is_empty();
+                let batch = found.len();
+                for (m, ticket) in found {
+                    m.answer(Ok(BatchAnswer::Created {
+                        ticket: Box::new(ticket),
+                        batch,
+                    }));
+                }
+                let Some(missing) = missing else { continue };
+                if saved_some {
+                    // Saved up to the refused record: it goes alone, the rest as a batch.
+                    if !rest.is_empty() {
+                        queue.push(rest);
+                    }
+                    queue.push(vec![missing]);
+                } else {
+                    let mut first = vec![missing];
+                    first.extend(rest);
+                    let second = first.split_off(first.len() / 2);
+                    queue.push(second);
+                    queue.push(first);
+                }
+            }
+            Err(e) => {
+                for m in members {
+                    m.answer(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Answers each member from the tickets HaloPSA listed, matched by Message-ID.
+fn answer_all(members: Vec<Member>, answered: Vec<Ticket>) {
+    let mut by_key: HashMap<String, Ticket> = HashMap::new();
+    for ticket in answered {
+        let key = ticket
+            .email_message_id
+            .as_deref()
+            .or(ticket.internet_message_id.as_deref())
+            .map(normalize_message_id);
+        if let Some(key) = key {
+            by_key.entry(key).or_insert(ticket);
+        }
+    }
+    let batch = members.len();
+    for m in members {
+        let answer = match by_key.remove(&normalize_message_id(&m.key)) {
+            Some(ticket) => BatchAnswer::Created {
+                ticket: Box::new(ticket),
+                batch,
+            },
+            None => BatchAnswer::NotListed,
+        };
+        m.answer(Ok(answer));
+    }
+}
+
+/// The ticket created for Message-ID `key`, if any (the oldest, should there be two).
+async fn lookup(psa: &PsaClient, key: &str) -> Result<Option<Ticket>, PsaError> {
+    Ok(psa
+        .find_tickets_by_message_id(key)
+        .await?
+        .into_iter()
+        .min_by_key(|t| t.id))
+}

@@ -1,0 +1,154 @@
+//! Batched PSA writes (issue 15): emails processed at the same time share one `POST /Tickets`;
+//! every email gets exactly one ticket whatever HaloPSA answers — every record or only the
+//! first — and a record HaloPSA refuses fails alone, whether HaloPSA refuses the whole request
+//! or saves the records before it. A lone email is sent at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mailroom_psa::Method;
+use mailroom_sandbox::Service;
+use mailroom_store::inbound::{EmailState, LogStatus};
+
+/// Senders the PSA does not know go to its default user (no user is created per email).
+fn batch_settings() -> serde_json::Value {
+    serde_json::json!({"sender_policy": {
+        "unknown_sender": "use_default_user", "default_user_id": 101, "default_site_id": 10}})
+}
+
+fn ticket_posts(h: &Harness) -> u64 {
+    h.sb.faults().count(Service::Psa, "POST", "/api/Tickets")
+}
+
+/// Delivers `n` new emails from different senders (different conversations).
+fn deliver_many(
+    h: &Harness,
+    n: usize,
+    subject: &str,
+) -> Vec<mailroom_graph_sandbox::DeliveredMessage> {
+    (0..n)
+        .map(|i| {
+            h.deliver(mail(
+                &format!("caller{i}@contoso-partner.test"),
+                &format!("Caller {i}"),
+                &format!("{subject} {i}"),
+            ))
+        })
+        .collect()
+}
+
+/// Every delivered email is processed with exactly one ticket carrying its Message-ID.
+async fn each_has_one_ticket(h: &Harness, delivered: &[mailroom_graph_sandbox::DeliveredMessage]) {
+    for d in delivered {
+        assert_eq!(
+            h.ticket_by_message_id(&d.internet_message_id).len(),
+            1,
+            "{}",
+            d.internet_message_id
+        );
+        let email = h.email_for(d).await;
+        assert_eq!(email.status, LogStatus::Processed, "{email:?}");
+    }
+}
+
+#[tokio::test]
+async fn emails_processed_together_share_one_post_and_each_gets_one_ticket() {
+    let h = harness(batch_settings()).await;
+    let delivered = deliver_many(&h, 6, "Laptop will not boot");
+    let before = ticket_posts(&h);
+    let report = h.scan().await;
+    assert_eq!(report.processed, 6, "{report:?}");
+    each_has_one_ticket(&h, &delivered).await;
+    let posts = ticket_posts(&h) - before;
+    assert!(posts < 6, "{posts} POST /Tickets for 6 emails");
+    assert!(
+        h.pipeline.ticket_batch_sizes().keys().any(|size| *size > 1),
+        "{:?}",
+        h.pipeline.ticket_batch_sizes()
+    );
+    // Each email's own attempt records the shared request and says so.
+    let email = h.email_for(&delivered[0]).await;
+    let attempt = &h.store.attempts(email.id).await.unwrap()[0];
+    assert!(
+        attempt
+            .requests
+            .iter()
+            .any(|r| r.method == "POST" && r.url.ends_with("/api/Tickets")),
+        "{:#?}",
+        attempt.requests
+    );
+}
+
+#[tokio::test]
+async fn a_lone_email_is_sent_at_once() {
+    let h = harness(batch_settings()).await;
+    let d = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Just one"));
+    let started = Instant::now();
+    h.scan().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.ticket_by_message_id(&d.internet_message_id).len(), 1);
+    assert_eq!(h.pipeline.ticket_batch_sizes().get(&1), Some(&1));
+}
+
+#[tokio::test]
+async fn an_answer_with_only_the_first_ticket_is_completed_by_lookups() {
+    let h = harness(batch_settings()).await;
+    h.sb.halo().update_behaviour(|b| {
+        b.post_answer = mailroom_halo_sandbox::PostAnswer::FirstRecord;
+    });
+    let delivered = deliver_many(&h, 5, "Monitor flickers");
+    let report = h.scan().await;
+    assert_eq!(report.processed, 5, "{report:?}");
+    each_has_one_ticket(&h, &delivered).await;
+    assert_eq!(h.tickets().len(), 5, "no ticket twice");
+}
+
+/// Pat's user is deleted in HaloPSA after Mailroom cached it: a ticket for Pat is refused
+/// (400 "User 100 does not exist") inside a batch with four others.
+async fn refused_record_fails_alone(whole_batch: bool) {
+    let h = harness(batch_settings()).await;
+    h.sb.halo()
+        .update_behaviour(|b| b.reject_whole_batch = whole_batch);
+    let first = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Warm-up"));
+    h.scan().await;
+    assert_eq!(h.ticket_by_message_id(&first.internet_message_id).len(), 1);
+    psa_for(&h.sb)
+        .call(Method::DELETE, "Users/100", &[], None)
+        .await
+        .expect("user 100 deleted");
+
+    let mut delivered = deliver_many(&h, 4, "Keyboard missing keys");
+    let pats = h.deliver(mail("pat@fabrikam.test", "Pat Smith", "Second request"));
+    delivered.insert(2, pats.clone());
+    let report = h.scan().await;
+    assert_eq!((report.processed, report.failed), (4, 1), "{report:?}");
+    let email = h.email_for(&pats).await;
+    assert_eq!(email.state, EmailState::Failed);
+    assert!(
+        email
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("User 100 does not exist")),
+        "{email:?}"
+    );
+    assert!(h.ticket_by_message_id(&pats.internet_message_id).is_empty());
+    delivered.remove(2);
+    each_has_one_ticket(&h, &delivered).await;
+    assert_eq!(h.tickets().len(), 5, "the warm-up and four: none twice");
+}
+
+#[tokio::test]
+async fn a_refused_record_fails_alone_when_the_whole_batch_is_refused() {
+    refused_record_fails_alone(true).await;
+}
+
+#[tokio::test]
+async fn a_refused_record_fails_alone_when_the_records_before_it_were_saved() {
+    refused_record_fails_alone(false).await;
+}
