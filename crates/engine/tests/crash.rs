@@ -125,6 +125,115 @@ fn spawn_child(spec: &ChildSpec) -> std::process::Child {
         .expect("child starts")
 }
 
+/// What the child needs to run the engine on `db` against `sb`.
+fn child_spec(sb: &mailroom_sandbox::Sandbox, db: &std::path::Path, mailbox_id: &str) -> ChildSpec {
+    let t = sb.tenant();
+    ChildSpec {
+        db: db.display().to_string(),
+        mailbox_id: mailbox_id.to_string(),
+        authority_url: sb.authority_url(),
+        graph_url: sb.graph_url(),
+        psa_url: sb.psa_url(),
+        tenant_id: t.tenant_id.clone(),
+        daemon_client_id: t.daemon_app.client_id.clone(),
+        daemon_secret: t.daemon_app.client_secret.clone().unwrap(),
+        psa_client_id: t.psa.client_id.clone(),
+        psa_secret: t.psa.client_secret.clone(),
+        psa_tenant: t.psa.tenant.clone(),
+        lease_secs: 300,
+    }
+}
+
+/// Each delivered email has exactly one ticket or action (by Message-ID) in the sandbox PSA.
+fn exactly_one_each(
+    sb: &mailroom_sandbox::Sandbox,
+    delivered: &[mailroom_graph_sandbox::DeliveredMessage],
+) {
+    let tickets = sb.halo().tickets();
+    let actions = sb.halo().actions();
+    let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
+    for d in delivered {
+        let mid = norm(&d.internet_message_id);
+        let t = tickets
+            .iter()
+            .filter(|t| t["email_message_id"].as_str().map(norm).as_deref() == Some(&mid))
+            .count();
+        let a = actions
+            .iter()
+            .filter(|a| a["email_message_id"].as_str().map(norm).as_deref() == Some(&mid))
+            .count();
+        assert_eq!(
+            t + a,
+            1,
+            "{} → {t} ticket(s), {a} action(s)",
+            d.internet_message_id
+        );
+    }
+    assert_eq!(tickets.len() + actions.len(), delivered.len());
+}
+
+/// Issue 15: the kill lands after HaloPSA saved a batch of tickets and before Mailroom read
+/// its answer (HaloPSA holds it back): the restart finds each of them by its Message-ID and
+/// creates none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_batch_was_saved_and_before_its_answer_every_email_has_one_ticket() {
+    let sb = sandbox().await;
+    sb.faults()
+        .add(FaultRule::late_answer(Service::Psa, "/api/Tickets", 30_000))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mailroom.db");
+    let store = Store::open(&db).await.unwrap();
+    let mailbox = add_mailbox(&store, &sb, "Support", SUPPORT, default_settings()).await;
+    store.close().await;
+    let delivered: Vec<_> = (0..8)
+        .map(|i| {
+            sb.graph()
+                .deliver(mail(
+                    "pat@fabrikam.test",
+                    "Pat Smith",
+                    &format!("Batch crash {i}"),
+                ))
+                .unwrap()
+        })
+        .collect();
+    let spec = child_spec(&sb, &db, &mailbox.id);
+    let mut child = spawn_child(&spec);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // A batch of several is saved; its answer is held back 30 s.
+    while sb.halo().tickets().len() < 2 {
+        assert!(Instant::now() < deadline, "no batch was saved within 120 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let saved = sb.halo().tickets().len();
+    eprintln!("killed with {saved} ticket(s) saved in one batch");
+    {
+        let store = Store::open(&db).await.unwrap();
+        let confirmed = store
+            .inbound_log(&mailroom_store::inbound::LogQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.ticket_id.is_some())
+            .count();
+        assert_eq!(confirmed, 0, "nothing was confirmed before the kill");
+        store.close().await;
+    }
+    sb.faults().clear(None);
+    let status = tokio::task::spawn_blocking(move || spawn_child(&spec).wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "restarted engine finished cleanly");
+    exactly_one_each(&sb, &delivered);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or_action() {
     let sb = sandbox().await;
@@ -156,21 +265,7 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
         delivered.push(sb.graph().deliver(reply).unwrap());
     }
 
-    let t = sb.tenant();
-    let spec = ChildSpec {
-        db: db.display().to_string(),
-        mailbox_id: mailbox.id.clone(),
-        authority_url: sb.authority_url(),
-        graph_url: sb.graph_url(),
-        psa_url: sb.psa_url(),
-        tenant_id: t.tenant_id.clone(),
-        daemon_client_id: t.daemon_app.client_id.clone(),
-        daemon_secret: t.daemon_app.client_secret.clone().unwrap(),
-        psa_client_id: t.psa.client_id.clone(),
-        psa_secret: t.psa.client_secret.clone(),
-        psa_tenant: t.psa.tenant.clone(),
-        lease_secs: 300,
-    };
+    let spec = child_spec(&sb, &db, &mailbox.id);
 
     let mut child = spawn_child(&spec);
     // Wait until the child has written some (but, with the latency, not all) PSA objects. The
@@ -216,8 +311,6 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
         "the restart did not wait for the lease"
     );
 
-    let tickets = sb.halo().tickets();
-    let actions = sb.halo().actions();
     {
         let store = Store::open(&db).await.unwrap();
         for e in store
@@ -239,25 +332,7 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
             }
         }
     }
-    let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
-    for d in &delivered {
-        let mid = norm(&d.internet_message_id);
-        let t = tickets
-            .iter()
-            .filter(|t| t["email_message_id"].as_str().map(norm).as_deref() == Some(&mid))
-            .count();
-        let a = actions
-            .iter()
-            .filter(|a| a["email_message_id"].as_str().map(norm).as_deref() == Some(&mid))
-            .count();
-        assert_eq!(
-            t + a,
-            1,
-            "{} → {t} ticket(s), {a} action(s)",
-            d.internet_message_id
-        );
-    }
-    assert_eq!(tickets.len() + actions.len(), delivered.len());
+    exactly_one_each(&sb, &delivered);
 
     let store = Store::open(&db).await.unwrap();
     let emails = store
