@@ -330,13 +330,13 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     let window = args.psa_window_secs.max(1) as f64;
     let limit = args.psa_requests.max(1) as f64;
     let t_graph_concurrency = nf * g * latency / GRAPH_CONCURRENCY;
-    // Graph's 10,000 per 10 minutes, as the client enforces it per mailbox: a token bucket
-    // whose burst plus refill over one window never exceeds the window's budget.
+    // Graph's own limits (reference §6), not the client's: 10,000 requests in any 10 minutes
+    // per app and mailbox — a rolling window admits them at once, then as many per window.
     let throttle = mailroom_graph::ThrottleConfig::default();
-    let graph_burst = throttle.burst as f64;
-    let graph_rate =
-        (throttle.requests_per_window as f64 - graph_burst) / throttle.window.as_secs_f64();
-    let t_graph_rate = ((graph_requests - graph_burst) / graph_rate).max(0.0);
+    let graph_limit = throttle.requests_per_window as f64;
+    let graph_window = throttle.window.as_secs_f64();
+    let graph_rate = graph_limit / graph_window;
+    let t_graph_rate = ((graph_requests / graph_limit).ceil() - 1.0).max(0.0) * graph_window;
     // A rolling window admits `limit` requests at once, then `limit` more per window.
     let t_psa_window = ((psa_requests / limit).ceil() - 1.0).max(0.0) * window;
     let bounds = [
@@ -345,7 +345,7 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
             t_graph_concurrency,
         ),
         (
-            "Graph 10,000 requests per 10 minutes (per-mailbox token bucket)",
+            "Graph 10,000 requests per 10 minutes per mailbox",
             t_graph_rate,
         ),
         ("HaloPSA rolling window", t_psa_window),

@@ -1,6 +1,11 @@
-//! Per-mailbox throttling: concurrency cap, token bucket, shared Retry-After gate and backoff
-//! (reference §6: Outlook allows 4 concurrent requests and 10,000 requests per 10 minutes per
-//! app and mailbox).
+//! Per-mailbox throttling: concurrency cap, Graph's rolling window, shared Retry-After gate
+//! and backoff (reference §6: Outlook allows 4 concurrent requests and 10,000 requests per 10
+//! minutes per app and mailbox).
+//!
+//! The window is tracked as Graph counts it — the requests of the last 10 minutes — so nothing
+//! waits while fewer than 10,000 were sent (a backlog runs at the concurrency bound); when the
+//! server says otherwise (a 429 with `Retry-After`) the gate holds every request of the mailbox
+//! for as long as it asks.
 
 use std::time::Duration;
 
@@ -18,12 +23,10 @@ pub use mailroom_http::parse_retry_after;
 pub struct ThrottleConfig {
     /// Requests in flight per mailbox (Outlook: 4).
     pub max_in_flight: usize,
-    /// Requests allowed per `window` (Outlook: 10,000 per 10 minutes).
+    /// Requests allowed in any `window` (Outlook: 10,000 per 10 minutes).
     pub requests_per_window: u32,
-    /// The window of `requests_per_window`.
+    /// The rolling window of `requests_per_window`.
     pub window: Duration,
-    /// Bucket capacity (burst). Burst + rate × window never exceeds `requests_per_window`.
-    pub burst: u32,
     /// Attempts per request for retryable failures (429/503/504/transport), including the first.
     pub max_attempts: u32,
     /// First backoff; doubles each attempt, with jitter (a `Retry-After` is its floor).
@@ -40,7 +43,6 @@ impl Default for ThrottleConfig {
             max_in_flight: 4,
             requests_per_window: 10_000,
             window: Duration::from_secs(600),
-            burst: 100,
             max_attempts: 5,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
@@ -49,19 +51,14 @@ impl Default for ThrottleConfig {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: DateTime<Utc>,
-}
-
 /// Throttle state for one mailbox; share one instance among all clients of that mailbox.
 #[derive(Debug)]
 pub struct MailboxThrottle {
     config: ThrottleConfig,
     clock: SharedClock,
     in_flight: Semaphore,
-    bucket: std::sync::Mutex<Bucket>,
+    /// When each request of the current window was sent, oldest first.
+    sent: std::sync::Mutex<std::collections::VecDeque<DateTime<Utc>>>,
     gate: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
@@ -72,13 +69,9 @@ fn to_std(d: chrono::Duration) -> Duration {
 impl MailboxThrottle {
     /// New throttle state.
     pub fn new(config: ThrottleConfig, clock: SharedClock) -> Self {
-        let now = clock.now();
         MailboxThrottle {
             in_flight: Semaphore::new(config.max_in_flight.max(1)),
-            bucket: std::sync::Mutex::new(Bucket {
-                tokens: config.burst.max(1) as f64,
-                last: now,
-            }),
+            sent: std::sync::Mutex::new(std::collections::VecDeque::new()),
             gate: std::sync::Mutex::new(None),
             config,
             clock,
@@ -88,12 +81,6 @@ impl MailboxThrottle {
     /// The configuration.
     pub fn config(&self) -> &ThrottleConfig {
         &self.config
-    }
-
-    fn rate_per_sec(&self) -> f64 {
-        let c = &self.config;
-        let budget = c.requests_per_window.saturating_sub(c.burst).max(1) as f64;
-        budget / c.window.as_secs_f64().max(1.0)
     }
 
     /// How long the Retry-After gate is still closed.
@@ -113,34 +100,39 @@ impl MailboxThrottle {
         }
     }
 
-    fn take_token(&self) -> Option<Duration> {
-        let rate = self.rate_per_sec();
-        let capacity = self.config.burst.max(1) as f64;
+    /// Counts a request in the rolling window now, or says how long until the window has room.
+    fn take_slot(&self) -> Option<Duration> {
         let now = self.clock.now();
-        let mut b = self.bucket.lock().expect("bucket lock");
-        let elapsed = to_std(now - b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(capacity);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            None
-        } else {
-            // `rate` is at least 1 per window, so this is finite; saturate all the same.
-            Some(mailroom_http::saturating_secs_f64(
-                (1.0 - b.tokens) / rate,
-                self.config.window,
-            ))
+        let window = chrono::Duration::from_std(self.config.window).unwrap_or_default();
+        let mut sent = self.sent.lock().expect("window lock");
+        while sent.front().is_some_and(|at| *at + window <= now) {
+            sent.pop_front();
         }
+        if sent.len() < self.config.requests_per_window.max(1) as usize {
+            sent.push_back(now);
+            return None;
+        }
+        let oldest = *sent.front().expect("a full window");
+        // Never a zero wait (clock granularity): never spin.
+        Some(to_std(oldest + window - now).max(Duration::from_millis(1)))
     }
 
-    /// Waits for the Retry-After gate, a bucket token and an in-flight slot.
+    /// Requests counted in the rolling window now (for monitoring and tests).
+    pub fn in_window(&self) -> usize {
+        let now = self.clock.now();
+        let window = chrono::Duration::from_std(self.config.window).unwrap_or_default();
+        let sent = self.sent.lock().expect("window lock");
+        sent.iter().filter(|at| **at + window > now).count()
+    }
+
+    /// Waits for the Retry-After gate, room in the rolling window and an in-flight slot.
     pub async fn acquire(&self) -> SemaphorePermit<'_> {
         loop {
             if let Some(wait) = self.gate_remaining() {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            match self.take_token() {
+            match self.take_slot() {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => break,
             }
@@ -193,29 +185,30 @@ mod tests {
     }
 
     #[test]
-    fn bucket_budget_stays_under_the_window_limit() {
+    fn nothing_waits_under_the_window_limit_and_the_oldest_request_frees_the_next_slot() {
         let clock = mailroom_clock::ManualClock::frozen(Utc::now());
         let t = MailboxThrottle::new(
             ThrottleConfig {
                 requests_per_window: 100,
                 window: Duration::from_secs(10),
-                burst: 5,
                 ..Default::default()
             },
             clock.clone(),
         );
-        for _ in 0..5 {
-            assert_eq!(t.take_token(), None);
+        // The whole window's budget at once: no request waits.
+        for _ in 0..100 {
+            assert_eq!(t.take_slot(), None);
         }
-        let wait = t.take_token().expect("bucket empty");
-        // 95 tokens per 10 s → one token every ~105 ms.
-        assert!(wait > Duration::from_millis(100) && wait < Duration::from_millis(110));
-        clock.advance(chrono::Duration::seconds(10));
-        // Refill is capped at the burst size.
-        for _ in 0..5 {
-            assert_eq!(t.take_token(), None);
+        assert_eq!(t.in_window(), 100);
+        // The 101st waits until the oldest leaves the window.
+        assert_eq!(t.take_slot(), Some(Duration::from_secs(10)));
+        clock.advance(chrono::Duration::seconds(4));
+        assert_eq!(t.take_slot(), Some(Duration::from_secs(6)));
+        clock.advance(chrono::Duration::seconds(6));
+        for _ in 0..100 {
+            assert_eq!(t.take_slot(), None);
         }
-        assert!(t.take_token().is_some());
+        assert!(t.take_slot().is_some());
     }
 
     #[test]
