@@ -90,7 +90,7 @@ struct BacklogArgs {
     #[arg(long, default_value_t = 300)]
     psa_window_secs: u64,
     /// Conversations processed at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 24)]
     concurrency: usize,
 }
 

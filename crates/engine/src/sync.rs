@@ -46,7 +46,7 @@ pub struct SyncOptions {
     pub batch: i64,
     /// Conversations processed at the same time per mailbox (the Graph client still keeps at
     /// most 4 requests in flight; more conversations keep those slots busy while others wait
-    /// for the PSA).
+    /// for the PSA, and let new tickets and replies gather into batched PSA writes).
     pub concurrency: usize,
 }
 
@@ -57,7 +57,7 @@ impl Default for SyncOptions {
             interval_override: None,
             lease: Duration::from_secs(300),
             batch: 50,
-            concurrency: 8,
+            concurrency: 24,
         }
     }
 }

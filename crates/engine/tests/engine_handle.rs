@@ -175,7 +175,7 @@ async fn stopping_the_engine_mid_batch_leaves_no_claim() {
         .faults()
         .add(FaultRule::latency(Service::Psa, "/api/*", 300))
         .unwrap();
-    let delivered: Vec<_> = (0..20)
+    let delivered: Vec<_> = (0..60)
         .map(|i| {
             sb.graph()
                 .deliver(mail("pat@fabrikam.test", "Pat Smith", &format!("Exit {i}")))

@@ -147,7 +147,7 @@ async fn a_stop_in_the_middle_of_a_batch_returns_within_2s_and_loses_nothing() {
         h.sb.faults()
             .add(FaultRule::latency(Service::Psa, "/api/*", 400))
             .unwrap();
-    let delivered: Vec<_> = (0..20)
+    let delivered: Vec<_> = (0..60)
         .map(|i| {
             h.deliver(mail(
                 "pat@fabrikam.test",

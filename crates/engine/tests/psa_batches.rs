@@ -152,3 +152,67 @@ async fn a_refused_record_fails_alone_when_the_whole_batch_is_refused() {
 async fn a_refused_record_fails_alone_when_the_records_before_it_were_saved() {
     refused_record_fails_alone(false).await;
 }
+
+#[tokio::test]
+async fn replies_share_one_post_of_actions_and_a_conversation_keeps_its_order() {
+    let h = harness(batch_settings()).await;
+    let originals = deliver_many(&h, 3, "Printer jams");
+    h.scan().await;
+    each_has_one_ticket(&h, &originals).await;
+    let before = h.sb.faults().count(Service::Psa, "POST", "/api/Actions");
+
+    let reply = |to: &mailroom_graph_sandbox::DeliveredMessage, i: usize, subject: &str| {
+        let mut m = mail(
+            &format!("caller{i}@contoso-partner.test"),
+            &format!("Caller {i}"),
+            subject,
+        );
+        m.in_reply_to = Some(to.internet_message_id.clone());
+        h.deliver(m)
+    };
+    let a2 = reply(&originals[0], 0, "RE: Printer jams 0");
+    let b2 = reply(&originals[1], 1, "RE: Printer jams 1");
+    let c2 = reply(&originals[2], 2, "RE: Printer jams 2");
+    let a3 = reply(&a2, 0, "RE: RE: Printer jams 0");
+    let report = h.scan().await;
+    assert_eq!(report.processed, 4, "{report:?}");
+    let posts = h.sb.faults().count(Service::Psa, "POST", "/api/Actions") - before;
+    assert!(posts < 4, "{posts} POST /Actions for 4 replies");
+    assert!(
+        h.pipeline.action_batch_sizes().keys().any(|size| *size > 1),
+        "{:?}",
+        h.pipeline.action_batch_sizes()
+    );
+    // Every reply is one action on its ticket; A's two replies in the order received.
+    let ticket_of = |d: &mailroom_graph_sandbox::DeliveredMessage| {
+        h.ticket_by_message_id(&d.internet_message_id)[0]["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let action_id = |ticket: i64, d: &mailroom_graph_sandbox::DeliveredMessage| {
+        let mine: Vec<i64> = h
+            .actions_of(ticket)
+            .iter()
+            .filter(|a| {
+                a["email_message_id"]
+                    .as_str()
+                    .map(|m| m.trim_matches(['<', '>']))
+                    == Some(d.internet_message_id.trim_matches(['<', '>']))
+            })
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(mine.len(), 1, "{}", d.internet_message_id);
+        mine[0]
+    };
+    let a = ticket_of(&originals[0]);
+    assert!(
+        action_id(a, &a2) < action_id(a, &a3),
+        "A's replies keep their order"
+    );
+    action_id(ticket_of(&originals[1]), &b2);
+    action_id(ticket_of(&originals[2]), &c2);
+    for d in [&a2, &b2, &c2, &a3] {
+        let email = h.email_for(d).await;
+        assert_eq!(email.outcome.as_deref(), Some("action_added"), "{email:?}");
+    }
+}

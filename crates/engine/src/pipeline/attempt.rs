@@ -301,7 +301,7 @@ impl Pipeline {
                 mailbox_id: mailbox.id.clone(),
             }),
         )
-        .with_write_slot(self.tickets.slot());
+        .with_write_slot(self.slots.slot());
         log.info(format!(
             "Attempt {number} ({}) for \"{}\" from {}",
             serde_json::to_value(trigger)

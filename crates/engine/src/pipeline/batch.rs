@@ -1,5 +1,6 @@
-//! Batched ticket creation: the new tickets of emails processed at the same time go to the PSA
-//! in one `POST /Tickets` of several records (issue 15), instead of one request each.
+//! Batched PSA writes: the new tickets of emails processed at the same time go to the PSA in
+//! one `POST /Tickets` of several records, and their actions (replies) in one `POST /Actions`
+//! (issue 15), instead of one request each.
 //!
 //! There is no batching task. The first attempt that wants a ticket while no batch is open
 //! opens one and leads it: it waits — never longer than [`BatchConfig::max_wait`] — while other
@@ -24,8 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::future::Future;
+
 use mailroom_psa::{
-    normalize_message_id, ErrorKind as PsaKind, NewTicket, PsaClient, PsaError, Ticket,
+    normalize_message_id, Action, ErrorKind as PsaKind, NewAction, NewTicket, PsaClient, PsaError,
+    Ticket,
 };
 use mailroom_trace::{Collector, HttpExchange};
 use tokio::sync::oneshot;
@@ -52,26 +56,98 @@ impl Default for BatchConfig {
     }
 }
 
+/// A kind of record written in batches: how a batch is posted, how an answered record names
+/// its email (the Message-ID it carries), and how a record is looked up.
+pub(super) trait BatchRecord: Clone + serde::Serialize + Send + Sync + 'static {
+    type Created: Send + 'static;
+    fn post(
+        psa: &PsaClient,
+        records: &[Self],
+    ) -> impl Future<Output = Result<Vec<Self::Created>, PsaError>> + Send;
+    fn created_key(created: &Self::Created) -> Option<String>;
+    /// The record created for Message-ID `key`, if any.
+    fn lookup(
+        psa: &PsaClient,
+        record: &Self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Self::Created>, PsaError>> + Send;
+}
+
+impl BatchRecord for NewTicket {
+    type Created = Ticket;
+    async fn post(psa: &PsaClient, records: &[Self]) -> Result<Vec<Ticket>, PsaError> {
+        psa.create_tickets(records).await
+    }
+    fn created_key(created: &Ticket) -> Option<String> {
+        created
+            .email_message_id
+            .clone()
+            .or_else(|| created.internet_message_id.clone())
+    }
+    /// The oldest ticket with that Message-ID, should there be two.
+    async fn lookup(psa: &PsaClient, _: &Self, key: &str) -> Result<Option<Ticket>, PsaError> {
+        Ok(psa
+            .find_tickets_by_message_id(key)
+            .await?
+            .into_iter()
+            .min_by_key(|t| t.id))
+    }
+}
+
+impl BatchRecord for NewAction {
+    type Created = Action;
+    async fn post(psa: &PsaClient, records: &[Self]) -> Result<Vec<Action>, PsaError> {
+        psa.create_actions(records).await
+    }
+    fn created_key(created: &Action) -> Option<String> {
+        created.email_message_id.clone()
+    }
+    /// The action with that Message-ID on the record's ticket (none when the ticket does not
+    /// exist: that is what a batch with this record may have been refused for).
+    async fn lookup(psa: &PsaClient, record: &Self, key: &str) -> Result<Option<Action>, PsaError> {
+        let wanted = normalize_message_id(key);
+        let actions = match psa.list_actions(record.ticket_id).await {
+            Ok(actions) => actions,
+            Err(e) if matches!(e.kind, PsaKind::NotFound | PsaKind::Validation) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(actions
+            .into_iter()
+            .filter(|a| {
+                a.email_message_id
+                    .as_deref()
+                    .is_some_and(|m| normalize_message_id(m) == wanted)
+            })
+            .min_by_key(|a| a.id))
+    }
+}
+
 /// What a member of a batch learns.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum BatchAnswer {
-    /// The PSA listed this member's ticket in its answer to a POST of `batch` tickets.
-    Created { ticket: Box<Ticket>, batch: usize },
-    /// The request succeeded but the answer did not list this member's ticket: look it up.
+pub(super) enum BatchAnswer<C> {
+    /// The PSA listed this member's record in its answer to a POST of `batch` records.
+    Created { record: Box<C>, batch: usize },
+    /// The request succeeded but the answer did not list this member's record: look it up.
     NotListed,
 }
 
-struct Member {
-    ticket: NewTicket,
+struct Member<R: BatchRecord> {
+    record: R,
     key: String,
     /// The requests made for this member (its batch's POSTs, its lookup): each member's
     /// attempt records them as its own.
     exchanges: Vec<HttpExchange>,
-    answer: oneshot::Sender<(Result<BatchAnswer, PsaError>, Vec<HttpExchange>)>,
+    answer: oneshot::Sender<Answered<R>>,
 }
 
-impl Member {
-    fn answer(self, result: Result<BatchAnswer, PsaError>) {
+/// A member's answer with the requests made for it.
+type Answered<R> = (
+    Result<BatchAnswer<<R as BatchRecord>::Created>, PsaError>,
+    Vec<HttpExchange>,
+);
+
+impl<R: BatchRecord> Member<R> {
+    fn answer(self, result: Result<BatchAnswer<R::Created>, PsaError>) {
         let _ = self.answer.send((result, self.exchanges));
     }
 }
@@ -83,34 +159,64 @@ async fn traced<T>(future: impl std::future::Future<Output = T>) -> (T, Vec<Http
     (out, collector.drain())
 }
 
-struct Open {
+struct Open<R: BatchRecord> {
     /// Which batch this is (its leader takes only its own).
     id: u64,
-    members: Vec<Member>,
+    members: Vec<Member<R>>,
     bytes: usize,
 }
 
-#[derive(Default)]
-struct Batches {
+struct Batches<R: BatchRecord> {
     next_id: u64,
     /// The batch others may still join.
-    open: Option<Open>,
+    open: Option<Open<R>>,
     /// Batches that filled up before their leader woke to send them.
-    sealed: HashMap<u64, Open>,
+    sealed: HashMap<u64, Open<R>>,
 }
 
-/// Batches of new tickets (one per pipeline).
-pub(super) struct TicketBatcher {
+/// Batches of one kind of record (one per kind and pipeline).
+pub(super) struct Batcher<R: BatchRecord> {
     config: BatchConfig,
-    batches: Mutex<Batches>,
-    /// Attempts in flight that may still ask for a ticket.
+    batches: Mutex<Batches<R>>,
+    /// Attempts in flight that may still write (shared by every kind: see [`WriteSlots`]).
     may_join: Arc<AtomicUsize>,
     /// Batches sent, by size (`sizes[n]` = batches of n records), for the benchmark.
     sizes: Mutex<HashMap<usize, u64>>,
 }
 
+/// The attempts in flight that may still write to the PSA, which a batch's leader waits for.
+#[derive(Default)]
+pub(super) struct WriteSlots {
+    may_join: Arc<AtomicUsize>,
+}
+
+impl WriteSlots {
+    /// A place for an attempt that starts now.
+    pub(super) fn slot(&self) -> WriteSlot {
+        self.may_join.fetch_add(1, Ordering::AcqRel);
+        WriteSlot {
+            may_join: self.may_join.clone(),
+            held: AtomicBool::new(true),
+        }
+    }
+
+    /// A batcher of `R` whose leaders wait for these slots.
+    pub(super) fn batcher<R: BatchRecord>(&self, config: BatchConfig) -> Batcher<R> {
+        Batcher {
+            config,
+            batches: Mutex::new(Batches {
+                next_id: 0,
+                open: None,
+                sealed: HashMap::new(),
+            }),
+            may_join: self.may_join.clone(),
+            sizes: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
 /// An attempt's place among those that may still join a batch; given up when the attempt
-/// asks for its ticket, or when it ends without one (drop).
+/// asks for its write, or when it ends without one (drop).
 pub(super) struct WriteSlot {
     may_join: Arc<AtomicUsize>,
     held: AtomicBool,
@@ -131,43 +237,25 @@ impl Drop for WriteSlot {
     }
 }
 
-impl TicketBatcher {
-    pub(super) fn new(config: BatchConfig) -> Self {
-        TicketBatcher {
-            config,
-            batches: Mutex::new(Batches::default()),
-            may_join: Arc::new(AtomicUsize::new(0)),
-            sizes: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A place for an attempt that starts now.
-    pub(super) fn slot(&self) -> WriteSlot {
-        self.may_join.fetch_add(1, Ordering::AcqRel);
-        WriteSlot {
-            may_join: self.may_join.clone(),
-            held: AtomicBool::new(true),
-        }
-    }
-
+impl<R: BatchRecord> Batcher<R> {
     /// Batches sent so far, by size (size → count).
     pub(super) fn sizes(&self) -> HashMap<usize, u64> {
         self.sizes.lock().expect("batch sizes lock").clone()
     }
 
-    /// Creates `ticket` (whose `email_message_id` is `key`), in a batch with the tickets of
+    /// Creates `record` (whose `email_message_id` is `key`), in a batch with the records of
     /// other attempts in flight when there are any. `slot` is the asking attempt's place.
     pub(super) async fn create(
         &self,
         psa: &PsaClient,
-        ticket: NewTicket,
+        record: R,
         key: String,
         slot: Option<&WriteSlot>,
-    ) -> Result<BatchAnswer, PsaError> {
-        let bytes = serde_json::to_vec(&ticket).map(|b| b.len()).unwrap_or(0);
+    ) -> Result<BatchAnswer<R::Created>, PsaError> {
+        let bytes = serde_json::to_vec(&record).map(|b| b.len()).unwrap_or(0);
         let (tx, rx) = oneshot::channel();
         let member = Member {
-            ticket,
+            record,
             key,
             exchanges: Vec::new(),
             answer: tx,
@@ -219,14 +307,14 @@ impl TicketBatcher {
             Err(_) => Err(PsaError::new(
                 PsaKind::Transport,
                 None,
-                "The batch this ticket was in was not sent to the end; the next attempt looks the ticket up.",
+                "The batch this write was in was not sent to the end; the next attempt looks the record up.",
             )),
         }
     }
 
     /// The leader of batch `id` waits — at most `max_wait` — while the batch has room and
     /// other attempts may still join, then takes it.
-    async fn wait_to_send(&self, id: u64) -> Option<Open> {
+    async fn wait_to_send(&self, id: u64) -> Option<Open<R>> {
         let deadline = tokio::time::Instant::now() + self.config.max_wait;
         loop {
             {
@@ -263,11 +351,11 @@ impl TicketBatcher {
 /// answered; when some were found the first missing one is the refused record and goes alone;
 /// when none was, the batch is split in halves and sent again until the refused record is
 /// alone — never a member sent twice.
-async fn send(psa: &PsaClient, members: Vec<Member>) {
+async fn send<R: BatchRecord>(psa: &PsaClient, members: Vec<Member<R>>) {
     let mut queue = vec![members];
     while let Some(mut members) = queue.pop() {
-        let tickets: Vec<NewTicket> = members.iter().map(|m| m.ticket.clone()).collect();
-        let (result, exchanges) = traced(psa.create_tickets(&tickets)).await;
+        let records: Vec<R> = members.iter().map(|m| m.record.clone()).collect();
+        let (result, exchanges) = traced(R::post(psa, &records)).await;
         for m in &mut members {
             m.exchanges.extend(exchanges.iter().cloned());
         }
@@ -278,7 +366,7 @@ async fn send(psa: &PsaClient, members: Vec<Member>) {
                 let mut found = Vec::new();
                 let mut missing = None;
                 for mut m in members.by_ref() {
-                    let (looked_up, exchanges) = traced(lookup(psa, &m.key)).await;
+                    let (looked_up, exchanges) = traced(R::lookup(psa, &m.record, &m.key)).await;
                     m.exchanges.extend(exchanges);
                     match looked_up {
                         Ok(Some(ticket)) => found.push((m, ticket)),
@@ -296,12 +384,12 @@ async fn send(psa: &PsaClient, members: Vec<Member>) {
                         }
                     }
                 }
-                let rest: Vec<Member> = members.collect();
+                let rest: Vec<Member<R>> = members.collect();
                 let saved_some = !found.is_empty();
                 let batch = found.len();
-                for (m, ticket) in found {
+                for (m, record) in found {
                     m.answer(Ok(BatchAnswer::Created {
-                        ticket: Box::new(ticket),
+                        record: Box::new(record),
                         batch,
                     }));
                 }
@@ -329,37 +417,23 @@ async fn send(psa: &PsaClient, members: Vec<Member>) {
     }
 }
 
-/// Answers each member from the tickets HaloPSA listed, matched by Message-ID.
-fn answer_all(members: Vec<Member>, answered: Vec<Ticket>) {
-    let mut by_key: HashMap<String, Ticket> = HashMap::new();
-    for ticket in answered {
-        let key = ticket
-            .email_message_id
-            .as_deref()
-            .or(ticket.internet_message_id.as_deref())
-            .map(normalize_message_id);
-        if let Some(key) = key {
-            by_key.entry(key).or_insert(ticket);
+/// Answers each member from the records HaloPSA listed, matched by Message-ID.
+fn answer_all<R: BatchRecord>(members: Vec<Member<R>>, answered: Vec<R::Created>) {
+    let mut by_key: HashMap<String, R::Created> = HashMap::new();
+    for record in answered {
+        if let Some(key) = R::created_key(&record).as_deref().map(normalize_message_id) {
+            by_key.entry(key).or_insert(record);
         }
     }
     let batch = members.len();
     for m in members {
         let answer = match by_key.remove(&normalize_message_id(&m.key)) {
-            Some(ticket) => BatchAnswer::Created {
-                ticket: Box::new(ticket),
+            Some(record) => BatchAnswer::Created {
+                record: Box::new(record),
                 batch,
             },
             None => BatchAnswer::NotListed,
         };
         m.answer(Ok(answer));
     }
-}
-
-/// The ticket created for Message-ID `key`, if any (the oldest, should there be two).
-async fn lookup(psa: &PsaClient, key: &str) -> Result<Option<Ticket>, PsaError> {
-    Ok(psa
-        .find_tickets_by_message_id(key)
-        .await?
-        .into_iter()
-        .min_by_key(|t| t.id))
 }

@@ -56,8 +56,12 @@ pub struct Pipeline {
     active_claims: Mutex<HashSet<String>>,
     folders: Mutex<HashMap<(String, String), String>>,
     reprocess: Mutex<HashSet<i64>>,
+    /// The attempts in flight that may still write to the PSA (batch leaders wait for them).
+    slots: batch::WriteSlots,
     /// New tickets of attempts running at the same time, sent in one POST.
-    tickets: batch::TicketBatcher,
+    tickets: batch::Batcher<mailroom_psa::NewTicket>,
+    /// Actions (replies) of attempts running at the same time, sent in one POST.
+    actions: batch::Batcher<mailroom_psa::NewAction>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -91,8 +95,11 @@ impl Pipeline {
         config: PipelineConfig,
         events: EventBus,
     ) -> Self {
+        let slots = batch::WriteSlots::default();
         Pipeline {
-            tickets: batch::TicketBatcher::new(config.batch),
+            tickets: slots.batcher(config.batch),
+            actions: slots.batcher(config.batch),
+            slots,
             store,
             psa,
             clock,
@@ -145,6 +152,11 @@ impl Pipeline {
     /// Ticket batches sent so far, by size (size → count).
     pub fn ticket_batch_sizes(&self) -> std::collections::HashMap<usize, u64> {
         self.tickets.sizes()
+    }
+
+    /// Action batches sent so far, by size (size → count).
+    pub fn action_batch_sizes(&self) -> std::collections::HashMap<usize, u64> {
+        self.actions.sizes()
     }
 
     pub fn psa(&self) -> &PsaClient {

@@ -156,7 +156,10 @@ impl Pipeline {
             .create(&self.psa, ticket, key.clone(), log.write_slot())
             .await?
         {
-            BatchAnswer::Created { ticket, batch } => {
+            BatchAnswer::Created {
+                record: ticket,
+                batch,
+            } => {
                 log.info(format!(
                     "Created ticket {} \"{}\" (Message-ID {key}){}",
                     ticket.id,
@@ -512,8 +515,44 @@ impl Pipeline {
                 self.clock.now(),
             )
             .await?;
-        let created = match self.psa.create_action(&action).await {
-            Ok(a) => a,
+        let answer = self
+            .actions
+            .create(&self.psa, action, key.clone(), log.write_slot())
+            .await;
+        let created = match answer {
+            Ok(BatchAnswer::Created { record, batch }) => {
+                if batch > 1 {
+                    log.info(format!(
+                        "Sent in one request with {} other action(s)",
+                        batch - 1
+                    ));
+                }
+                *record
+            }
+            Ok(BatchAnswer::NotListed) => {
+                log.info(format!(
+                    "HaloPSA's answer to the batch did not list this action; looking for Message-ID {key} on ticket {ticket_id}"
+                ));
+                let wanted = normalize_message_id(&key);
+                self.psa
+                    .list_actions(ticket_id)
+                    .await?
+                    .into_iter()
+                    .filter(|a| {
+                        a.email_message_id
+                            .as_deref()
+                            .is_some_and(|m| normalize_message_id(m) == wanted)
+                    })
+                    .min_by_key(|a| a.id)
+                    .ok_or_else(|| {
+                        // Retried: the retry's lookup finds it if HaloPSA lists it late.
+                        StepError::Psa(PsaError::new(
+                            PsaKind::Server,
+                            None,
+                            format!("HaloPSA accepted the batch but lists no action with Message-ID {key} on ticket {ticket_id} yet; trying again"),
+                        ))
+                    })?
+            }
             Err(e) if e.kind == PsaKind::NotFound => {
                 return Err(StepError::Permanent {
                     code: "ticket_not_found",

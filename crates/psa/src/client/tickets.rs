@@ -170,6 +170,22 @@ impl PsaClient {
         self.post_one("Actions", action).await
     }
 
+    /// Adds several actions (to any tickets) in one `POST /Actions`. Returns the actions
+    /// HaloPSA answered — every one, or only the first (see [`PsaClient::post_many`]); match
+    /// them to what was sent by their `email_message_id`.
+    pub async fn create_actions(&self, actions: &[NewAction]) -> Result<Vec<Action>, PsaError> {
+        let records = actions
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PsaError::protocol(format!("Could not encode the actions: {e}")))?;
+        let answered = self.post_many("Actions", records).await?;
+        answered
+            .into_iter()
+            .map(|record| self.decode("POST /api/Actions", record))
+            .collect()
+    }
+
     /// The actions of a ticket, with HTML note/email bodies and attachments.
     pub async fn list_actions(&self, ticket_id: i64) -> Result<Vec<Action>, PsaError> {
         let query: Vec<(String, String)> = vec![
