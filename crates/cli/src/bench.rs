@@ -109,6 +109,11 @@ struct BacklogReport {
     psa_requests_per_email: f64,
     /// PSA requests by method and route, per email (so that a regression names its call).
     psa_routes_per_email: Vec<(String, f64)>,
+    /// Tickets per `POST /Tickets` and actions per `POST /Actions`, on average.
+    mean_ticket_batch: f64,
+    mean_action_batch: f64,
+    /// Seconds from the email's arrival (all before the start) to its ticket or action, p99.
+    p99_seconds_to_ticket: f64,
     tickets: usize,
     actions: usize,
     duplicates: usize,
@@ -234,12 +239,13 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         psa,
         graph,
     } = bench_tenant(args.latency_ms, args.psa_requests, args.psa_window_secs).await?;
+    let events = EventBus::new();
     let pipeline = Arc::new(Pipeline::new(
         store.clone(),
         psa,
         clock,
         PipelineConfig::default(),
-        EventBus::new(),
+        events.clone(),
     ));
 
     // The backlog.
@@ -279,6 +285,26 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let started = Instant::now();
+    // When each email was processed (its ticket or action written and confirmed), from the
+    // engine's events: every email arrived before the start.
+    let mut rx = events.subscribe();
+    let done_at = tokio::spawn(async move {
+        let mut at = std::collections::HashMap::<i64, f64>::new();
+        loop {
+            match rx.recv().await {
+                Ok(mailroom_engine::events::EngineEvent::Email { email, .. })
+                    if email.status == mailroom_store::inbound::LogStatus::Processed =>
+                {
+                    at.entry(email.id)
+                        .or_insert_with(|| started.elapsed().as_secs_f64());
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        at
+    });
     loop {
         let report = scan_once(&pipeline, &mailbox, &graph, &options, &Default::default()).await?;
         tracing::debug!(?report, "bench scan");
@@ -288,6 +314,25 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let ticket_batches = pipeline.ticket_batch_sizes();
+    let action_batches = pipeline.action_batch_sizes();
+    drop(pipeline);
+    drop(events);
+    let mut to_ticket: Vec<f64> = done_at.await?.into_values().collect();
+    to_ticket.sort_by(f64::total_cmp);
+    let p99_to_ticket = to_ticket
+        .get(((to_ticket.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    let mean = |sizes: &std::collections::HashMap<usize, u64>| {
+        let batches: u64 = sizes.values().sum();
+        let records: u64 = sizes.iter().map(|(size, n)| *size as u64 * n).sum();
+        if batches == 0 {
+            0.0
+        } else {
+            records as f64 / batches as f64
+        }
+    };
     let graph_requests = sb.faults().total(Service::Graph) as f64;
     let psa_requests = sb.faults().total(Service::Psa) as f64;
     let mut psa_routes: Vec<(String, u64)> = sb
@@ -384,6 +429,9 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(route, count)| (route.clone(), *count as f64 / nf))
             .collect(),
+        mean_ticket_batch: mean(&ticket_batches),
+        mean_action_batch: mean(&action_batches),
+        p99_seconds_to_ticket: p99_to_ticket,
         tickets: tickets.len(),
         actions: actions.len(),
         duplicates,
@@ -421,6 +469,14 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         for (route, per_email) in &report.psa_routes_per_email {
             println!("    {route:<34} {per_email:>6.3}");
         }
+        println!(
+            "  records per POST           {:>10.1} tickets, {:.1} actions",
+            report.mean_ticket_batch, report.mean_action_batch
+        );
+        println!(
+            "  arrival to ticket, p99     {:>10.2} s",
+            report.p99_seconds_to_ticket
+        );
         println!(
             "  tickets / actions          {:>5} / {}",
             report.tickets, report.actions
