@@ -146,14 +146,10 @@ pub fn run() {
         builder = builder.plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             tray::show_main_window(app);
         }));
-    }
-    let result = builder
-        .plugin(tauri_plugin_opener::init())
-        .plugin(tauri_plugin_dialog::init())
-        .plugin(tauri_plugin_notification::init())
         // The window reopens at the size and place the admin left it (never hidden: a window
-        // closed to the tray opens shown).
-        .plugin(
+        // closed to the tray opens shown). The state is kept per user, so an explicit data
+        // directory (tests, portable installs) opens at the configured size instead.
+        builder = builder.plugin(
             tauri_plugin_window_state::Builder::default()
                 .with_state_flags(
                     tauri_plugin_window_state::StateFlags::SIZE
@@ -161,7 +157,12 @@ pub fn run() {
                         | tauri_plugin_window_state::StateFlags::MAXIMIZED,
                 )
                 .build(),
-        )
+        );
+    }
+    let result = builder
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
         .manage(commands::connect::ConnectState::default())
         .setup(|app| {
             start(app);

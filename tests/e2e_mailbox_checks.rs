@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::Session;
 
 #[tokio::test]
@@ -31,8 +33,14 @@ async fn the_incoming_tab_shows_the_safety_checks_with_the_time_of_the_last_chec
             s.wait_text("#safety-checked-at", "Not checked yet").await;
 
             s.find("#safety-check-now").await.click().await.unwrap();
+            // The checks read several mailboxes through the sandbox: more than a moment while
+            // the engine processes the seeded mail.
             let findings = s
-                .wait_text("#safety-check-list", "every mailbox in your tenant")
+                .wait_text_for(
+                    "#safety-check-list",
+                    "every mailbox in your tenant",
+                    Duration::from_secs(40),
+                )
                 .await;
             assert!(
                 findings.contains("New-ApplicationAccessPolicy"),

@@ -283,6 +283,13 @@ impl Session {
 
     /// Waits (up to 10 s) until the element's text contains `needle`, and returns the text.
     pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        self.wait_text_for(css, needle, Duration::from_secs(10))
+            .await
+    }
+
+    /// [`Session::wait_text`] with its own time limit (work that calls out to the sandbox
+    /// several times, on a loaded machine).
+    pub async fn wait_text_for(&self, css: &str, needle: &str, limit: Duration) -> String {
         let start = Instant::now();
         loop {
             let text = match self.client.find(Locator::Css(css)).await {
@@ -292,7 +299,7 @@ impl Session {
             if text.contains(needle) {
                 return text;
             }
-            if start.elapsed() > Duration::from_secs(10) {
+            if start.elapsed() > limit {
                 let page = self.page_summary().await;
                 panic!("`{css}` never showed `{needle}`; last text: `{text}`; {page}");
             }
