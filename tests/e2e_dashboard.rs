@@ -55,6 +55,9 @@ async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             assert!(s.text("#store-size").await.contains("MB"));
+            // The Webhooks mailbox names when its Graph subscription is renewed by.
+            s.wait_text("[data-card='Helpdesk (shared)'] [data-subscription]", "renewed before")
+                .await;
             // The PSA card: reachable, with the rate limit's headroom once mail was processed.
             s.wait_text("#psa-status", "Reachable").await;
             let headroom = s.text("#psa-headroom").await;

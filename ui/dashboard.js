@@ -56,6 +56,9 @@ function mailboxCard(card, sync, now) {
       h('dt', {}, t('Oldest unprocessed')),
       h('dd', { 'data-oldest': card.oldest_unfinished_at ? 'true' : 'false' },
         card.oldest_unfinished_at ? t('received {age} ago', { age: age(card.oldest_unfinished_at, now) }) : t('nothing waiting')),
+      card.subscription_expires_at ? h('dt', {}, t('Subscription')) : null,
+      card.subscription_expires_at ? h('dd', { 'data-subscription': 'true', title: new Date(card.subscription_expires_at).toLocaleString() },
+        t('renewed before {date}', { date: card.subscription_expires_at.slice(0, 10) })) : null,
       card.credential_expires_at ? h('dt', {}, t('Credential expires')) : null,
       card.credential_expires_at ? h('dd', {}, card.credential_expires_at.slice(0, 10)) : null));
 }

@@ -612,6 +612,7 @@ export default {
   'Retention saved; the next pruning pass applies it.': 'Aufbewahrung gespeichert; die nächste Bereinigung wendet sie an.',
   'Pruned {attempts} attempts and {bodies} request bodies; {freed} given back to the disk.': '{attempts} Versuche und {bodies} Anfrageinhalte bereinigt; {freed} an die Festplatte zurückgegeben.',
   'Storage': 'Speicher',
+  'renewed before {date}': 'wird vor dem {date} erneuert',
   'Requests while processing mail, per hour': 'Anfragen bei der Mailverarbeitung, je Stunde',
   'The chart could not be drawn: {error}': 'Das Diagramm konnte nicht gezeichnet werden: {error}',
   'the chart library (ui/vendor/uPlot.iife.min.js) did not load': 'die Diagrammbibliothek (ui/vendor/uPlot.iife.min.js) wurde nicht geladen',

@@ -49,6 +49,8 @@ pub struct MailboxCard {
     pub address: Option<String>,
     pub connected_account: Option<String>,
     pub credential_expires_at: Option<DateTime<Utc>>,
+    /// When the Graph subscription of a Webhooks mailbox expires (renewed before it does).
+    pub subscription_expires_at: Option<DateTime<Utc>>,
     /// Emails received in the last 24 hours, by status.
     pub last_24h: StatusCounts,
     /// Every email of the mailbox's log, by status (the log's own counts).
@@ -103,6 +105,7 @@ fn card(mailbox: &Mailbox) -> MailboxCard {
             .or_else(|| mailbox.shared_mailbox.clone()),
         connected_account: mailbox.connected_account.clone(),
         credential_expires_at: mailbox.credential_expires_at,
+        subscription_expires_at: None,
         last_24h: StatusCounts::default(),
         total: StatusCounts::default(),
         oldest_unfinished_at: None,
@@ -155,6 +158,11 @@ impl Core {
         }
         for card in &mut mailboxes {
             card.oldest_unfinished_at = self.store().oldest_unfinished(&card.id).await?;
+            card.subscription_expires_at = self
+                .store()
+                .webhook_subscription(&card.id)
+                .await?
+                .map(|s| s.expires_at);
             for (status, n) in self.store().status_counts(Some(&card.id)).await? {
                 card.total.add(status, n);
             }

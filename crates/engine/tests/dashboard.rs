@@ -15,6 +15,18 @@ async fn the_cards_and_charts_match_the_log() {
     let now = Utc::now();
     // 600 entries over the last five hours, in three other mailboxes.
     let built = h.store.fill_synthetic_log(600, now).await.unwrap();
+    // The first mailbox receives mail through a Graph subscription.
+    let expires = now + chrono::Duration::days(3);
+    h.store
+        .put_webhook_subscription(
+            &built.mailbox_ids[0],
+            "sub-1",
+            "users/x/messages",
+            expires,
+            now,
+        )
+        .await
+        .unwrap();
     let dashboard = core.dashboard_at(now).await.unwrap();
     assert_eq!(dashboard.hourly.len(), 24);
     assert_eq!(dashboard.daily.len(), 30);
@@ -52,6 +64,16 @@ async fn the_cards_and_charts_match_the_log() {
     assert_eq!(support.last_24h.processed, 0);
     assert_eq!(support.oldest_unfinished_at, None);
     assert!(dashboard.store.bytes > 0);
+    let subscriptions: Vec<_> = dashboard
+        .mailboxes
+        .iter()
+        .map(|c| c.subscription_expires_at.map(|at| at.timestamp()))
+        .collect();
+    assert_eq!(
+        subscriptions.iter().flatten().collect::<Vec<_>>(),
+        vec![&expires.timestamp()],
+        "only the subscribed mailbox names its expiry"
+    );
 
     // The requests chart: each attempt made one Graph read and one PSA write; the PSA
     // answered 503 to the failed and retrying ones.
