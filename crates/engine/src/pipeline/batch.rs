@@ -122,13 +122,12 @@ impl BatchRecord for NewAction {
     }
 }
 
-/// What a member of a batch learns.
+/// What a member of a batch learns: its record was created by a POST of `batch` records
+/// (listed in HaloPSA's answer, or found by its Message-ID when the answer did not list it).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum BatchAnswer<C> {
-    /// The PSA listed this member's record in its answer to a POST of `batch` records.
-    Created { record: Box<C>, batch: usize },
-    /// The request succeeded but the answer did not list this member's record: look it up.
-    NotListed,
+pub(super) struct Created<C> {
+    pub(super) record: Box<C>,
+    pub(super) batch: usize,
 }
 
 struct Member<R: BatchRecord> {
@@ -142,12 +141,12 @@ struct Member<R: BatchRecord> {
 
 /// A member's answer with the requests made for it.
 type Answered<R> = (
-    Result<BatchAnswer<<R as BatchRecord>::Created>, PsaError>,
+    Result<Created<<R as BatchRecord>::Created>, PsaError>,
     Vec<HttpExchange>,
 );
 
 impl<R: BatchRecord> Member<R> {
-    fn answer(self, result: Result<BatchAnswer<R::Created>, PsaError>) {
+    fn answer(self, result: Result<Created<R::Created>, PsaError>) {
         let _ = self.answer.send((result, self.exchanges));
     }
 }
@@ -251,7 +250,7 @@ impl<R: BatchRecord> Batcher<R> {
         record: R,
         key: String,
         slot: Option<&WriteSlot>,
-    ) -> Result<BatchAnswer<R::Created>, PsaError> {
+    ) -> Result<Created<R::Created>, PsaError> {
         let bytes = serde_json::to_vec(&record).map(|b| b.len()).unwrap_or(0);
         let (tx, rx) = oneshot::channel();
         let member = Member {
@@ -360,7 +359,7 @@ async fn send<R: BatchRecord>(psa: &PsaClient, members: Vec<Member<R>>) {
             m.exchanges.extend(exchanges.iter().cloned());
         }
         match result {
-            Ok(answered) => answer_all(members, answered),
+            Ok(answered) => answer_all(psa, members, answered).await,
             Err(e) if e.kind == PsaKind::Validation && members.len() > 1 => {
                 let mut members = members.into_iter();
                 let mut found = Vec::new();
@@ -388,7 +387,7 @@ async fn send<R: BatchRecord>(psa: &PsaClient, members: Vec<Member<R>>) {
                 let saved_some = !found.is_empty();
                 let batch = found.len();
                 for (m, record) in found {
-                    m.answer(Ok(BatchAnswer::Created {
+                    m.answer(Ok(Created {
                         record: Box::new(record),
                         batch,
                     }));
@@ -417,8 +416,14 @@ async fn send<R: BatchRecord>(psa: &PsaClient, members: Vec<Member<R>>) {
     }
 }
 
-/// Answers each member from the records HaloPSA listed, matched by Message-ID.
-fn answer_all<R: BatchRecord>(members: Vec<Member<R>>, answered: Vec<R::Created>) {
+/// Answers each member from the records HaloPSA listed, matched by Message-ID; a member the
+/// answer does not list (HaloPSA may answer with one record only) is looked up, exactly as
+/// after a crash.
+async fn answer_all<R: BatchRecord>(
+    psa: &PsaClient,
+    members: Vec<Member<R>>,
+    answered: Vec<R::Created>,
+) {
     let mut by_key: HashMap<String, R::Created> = HashMap::new();
     for record in answered {
         if let Some(key) = R::created_key(&record).as_deref().map(normalize_message_id) {
@@ -426,14 +431,30 @@ fn answer_all<R: BatchRecord>(members: Vec<Member<R>>, answered: Vec<R::Created>
         }
     }
     let batch = members.len();
-    for m in members {
-        let answer = match by_key.remove(&normalize_message_id(&m.key)) {
-            Some(record) => BatchAnswer::Created {
-                record: Box::new(record),
-                batch,
-            },
-            None => BatchAnswer::NotListed,
+    for mut m in members {
+        let record = match by_key.remove(&normalize_message_id(&m.key)) {
+            Some(record) => Ok(record),
+            None => {
+                let (found, exchanges) = traced(R::lookup(psa, &m.record, &m.key)).await;
+                m.exchanges.extend(exchanges);
+                found.and_then(|found| {
+                    // Retried: the retry's lookup finds it if HaloPSA lists it late.
+                    found.ok_or_else(|| {
+                        PsaError::new(
+                            PsaKind::Server,
+                            None,
+                            format!(
+                                "HaloPSA accepted the batch but lists no record with Message-ID {} yet; trying again",
+                                m.key
+                            ),
+                        )
+                    })
+                })
+            }
         };
-        m.answer(Ok(answer));
+        m.answer(record.map(|record| Created {
+            record: Box::new(record),
+            batch,
+        }));
     }
 }

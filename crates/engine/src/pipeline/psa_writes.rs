@@ -9,14 +9,13 @@ use mailroom_mailproc::{
     SenderMatch,
 };
 use mailroom_psa::{
-    normalize_message_id, ErrorKind as PsaKind, NewAction, NewAttachment, NewTicket, PsaError,
-    Update,
+    normalize_message_id, ErrorKind as PsaKind, NewAction, NewAttachment, NewTicket, Update,
 };
 use mailroom_store::inbound::{InboundEmail, PsaWriteKind};
 use mailroom_store::StoreError;
 
 use super::attempt::{StepError, StepLog};
-use super::batch::BatchAnswer;
+use super::batch::Created;
 use super::settings::{ProcessingSettings, ReplyVisibility};
 use super::Pipeline;
 
@@ -151,52 +150,23 @@ impl Pipeline {
         self.store
             .record_psa_intent(email.id, PsaWriteKind::Ticket, &key, None, self.clock.now())
             .await?;
-        let created = match self
+        let Created {
+            record: created,
+            batch,
+        } = self
             .tickets
             .create(&self.psa, ticket, key.clone(), log.write_slot())
-            .await?
-        {
-            BatchAnswer::Created {
-                record: ticket,
-                batch,
-            } => {
-                log.info(format!(
-                    "Created ticket {} \"{}\" (Message-ID {key}){}",
-                    ticket.id,
-                    parts.summary,
-                    if batch > 1 {
-                        format!(" in one request with {} other new ticket(s)", batch - 1)
-                    } else {
-                        String::new()
-                    }
-                ));
-                *ticket
+            .await?;
+        log.info(format!(
+            "Created ticket {} \"{}\" (Message-ID {key}){}",
+            created.id,
+            parts.summary,
+            if batch > 1 {
+                format!(" in one request with {} other new ticket(s)", batch - 1)
+            } else {
+                String::new()
             }
-            BatchAnswer::NotListed => {
-                log.info(format!(
-                    "HaloPSA's answer to the batch did not list this ticket; looking it up by Message-ID {key}"
-                ));
-                let found = self
-                    .psa
-                    .find_tickets_by_message_id(&key)
-                    .await?
-                    .into_iter()
-                    .min_by_key(|t| t.id)
-                    .ok_or_else(|| {
-                        // Retried: the retry's lookup finds it if HaloPSA lists it late.
-                        StepError::Psa(PsaError::new(
-                            PsaKind::Server,
-                            None,
-                            format!("HaloPSA accepted the batch but lists no ticket with Message-ID {key} yet; trying again"),
-                        ))
-                    })?;
-                log.info(format!(
-                    "Created ticket {} \"{}\" (Message-ID {key}), found by its Message-ID",
-                    found.id, parts.summary
-                ));
-                found
-            }
-        };
+        ));
         self.confirm(email, created.id, created.id, "ticket_created", None)
             .await?;
         if !inline.is_empty() {
@@ -520,7 +490,7 @@ impl Pipeline {
             .create(&self.psa, action, key.clone(), log.write_slot())
             .await;
         let created = match answer {
-            Ok(BatchAnswer::Created { record, batch }) => {
+            Ok(Created { record, batch }) => {
                 if batch > 1 {
                     log.info(format!(
                         "Sent in one request with {} other action(s)",
@@ -528,30 +498,6 @@ impl Pipeline {
                     ));
                 }
                 *record
-            }
-            Ok(BatchAnswer::NotListed) => {
-                log.info(format!(
-                    "HaloPSA's answer to the batch did not list this action; looking for Message-ID {key} on ticket {ticket_id}"
-                ));
-                let wanted = normalize_message_id(&key);
-                self.psa
-                    .list_actions(ticket_id)
-                    .await?
-                    .into_iter()
-                    .filter(|a| {
-                        a.email_message_id
-                            .as_deref()
-                            .is_some_and(|m| normalize_message_id(m) == wanted)
-                    })
-                    .min_by_key(|a| a.id)
-                    .ok_or_else(|| {
-                        // Retried: the retry's lookup finds it if HaloPSA lists it late.
-                        StepError::Psa(PsaError::new(
-                            PsaKind::Server,
-                            None,
-                            format!("HaloPSA accepted the batch but lists no action with Message-ID {key} on ticket {ticket_id} yet; trying again"),
-                        ))
-                    })?
             }
             Err(e) if e.kind == PsaKind::NotFound => {
                 return Err(StepError::Permanent {

@@ -57,16 +57,7 @@ impl PsaClient {
     /// every one, or only the first (see [`PsaClient::post_many`]); match them to what was sent
     /// by their `email_message_id`.
     pub async fn create_tickets(&self, tickets: &[NewTicket]) -> Result<Vec<Ticket>, PsaError> {
-        let records = tickets
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PsaError::protocol(format!("Could not encode the tickets: {e}")))?;
-        let answered = self.post_many("Tickets", records).await?;
-        answered
-            .into_iter()
-            .map(|record| self.decode("POST /api/Tickets", record))
-            .collect()
+        self.post_records("Tickets", tickets).await
     }
 
     /// Updates a ticket (`id` plus the changed fields).
@@ -174,16 +165,7 @@ impl PsaClient {
     /// HaloPSA answered — every one, or only the first (see [`PsaClient::post_many`]); match
     /// them to what was sent by their `email_message_id`.
     pub async fn create_actions(&self, actions: &[NewAction]) -> Result<Vec<Action>, PsaError> {
-        let records = actions
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PsaError::protocol(format!("Could not encode the actions: {e}")))?;
-        let answered = self.post_many("Actions", records).await?;
-        answered
-            .into_iter()
-            .map(|record| self.decode("POST /api/Actions", record))
-            .collect()
+        self.post_records("Actions", actions).await
     }
 
     /// The actions of a ticket, with HTML note/email bodies and attachments.

@@ -462,6 +462,25 @@ impl PsaClient {
         }
     }
 
+    /// [`PsaClient::post_many`] of typed records, decoding what HaloPSA answered.
+    pub(super) async fn post_records<B: Serialize, T: DeserializeOwned>(
+        &self,
+        resource: &str,
+        records: &[B],
+    ) -> Result<Vec<T>, PsaError> {
+        let values = records
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PsaError::protocol(format!("Could not encode the {resource}: {e}")))?;
+        let what = format!("POST /api/{resource}");
+        self.post_many(resource, values)
+            .await?
+            .into_iter()
+            .map(|record| self.decode(&what, record))
+            .collect()
+    }
+
     /// A lookup list (bare array, or an envelope under `plural`).
     pub(super) async fn get_list<T: DeserializeOwned>(
         &self,
