@@ -40,6 +40,16 @@ pub enum PsaCommand {
         #[arg(long, env = "MAILROOM_PSA_CLIENT_SECRET", hide_env_values = true)]
         client_secret: Option<String>,
     },
+    /// Show or change how PSA writes are batched: new tickets (and replies) of emails processed
+    /// together share one request.
+    Batching {
+        /// Most records in one request (1 sends each on its own; default 20).
+        #[arg(long)]
+        records: Option<u32>,
+        /// Longest wait for other emails to share a request, in milliseconds (default 250).
+        #[arg(long)]
+        wait_ms: Option<u32>,
+    },
     /// Show the saved connection and each integration step's last check.
     Show {
         /// Print JSON instead of a list.
@@ -173,6 +183,20 @@ pub async fn run(core: &Core, command: &PsaCommand) -> anyhow::Result<()> {
             if !result.ok {
                 anyhow::bail!("saved, but Mailroom cannot sign in to the PSA (see above)");
             }
+            Ok(())
+        }
+        PsaCommand::Batching { records, wait_ms } => {
+            let mut batching = core.psa_batching().await?;
+            if records.is_some() || wait_ms.is_some() {
+                batching.max_records = records.unwrap_or(batching.max_records);
+                batching.max_wait_ms = wait_ms.unwrap_or(batching.max_wait_ms);
+                core.set_psa_batching(batching).await?;
+                println!("Saved; the engine applies it when it next starts.");
+            }
+            println!(
+                "Up to {} record(s) per request; an email waits at most {} ms for others to share it.",
+                batching.max_records, batching.max_wait_ms
+            );
             Ok(())
         }
         PsaCommand::Show { json } => {

@@ -209,3 +209,33 @@ fn retention_shows_and_changes_what_is_kept_and_refuses_bodies_kept_longer_than_
     assert!(text.contains("Request bodies kept 7 days"), "{text}");
     assert!(text.contains("Pruned 0 attempt(s)"), "{text}");
 }
+
+#[test]
+fn psa_batching_shows_the_defaults_saves_a_change_and_refuses_nonsense() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shown = text(mailroom(dir.path(), &["psa", "batching"]));
+    assert!(shown.contains("Up to 20 record(s) per request"), "{shown}");
+    assert!(shown.contains("at most 250 ms"), "{shown}");
+    let saved = text(mailroom(
+        dir.path(),
+        &["psa", "batching", "--records", "5", "--wait-ms", "100"],
+    ));
+    assert!(saved.contains("Saved"), "{saved}");
+    let refused = mailroom(dir.path(), &["psa", "batching", "--records", "0"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("1 to 100 records"), "{error}");
+    let again = text(mailroom(dir.path(), &["psa", "batching"]));
+    assert!(
+        again.contains("Up to 5 record(s)") && again.contains("100 ms"),
+        "{again}"
+    );
+}

@@ -226,15 +226,83 @@ pub type SharedPipeline = Arc<Pipeline>;
 
 impl Pipeline {
     /// The production pipeline of a [`crate::Core`]: its store, its PSA connection (secret from
-    /// the keyring), the system clock and default tuning.
+    /// the keyring), the system clock, the admin's batching of PSA writes, default tuning.
     pub async fn from_core(core: &crate::Core, events: EventBus) -> Result<Self, crate::CoreError> {
+        let config = PipelineConfig {
+            batch: core.psa_batching().await?.config(),
+            ..PipelineConfig::default()
+        };
         Ok(Pipeline::new(
             core.store().clone(),
             core.psa_client().await?,
             mailroom_clock::system(),
-            PipelineConfig::default(),
+            config,
             events,
         ))
+    }
+}
+
+/// Settings key of [`PsaBatching`].
+const BATCHING_KEY: &str = "psa_batching";
+
+/// How PSA writes are batched, as the admin sets it (`mailroom psa batching`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PsaBatching {
+    /// Most records in one POST (1 sends each on its own).
+    pub max_records: u32,
+    /// Longest time an email waits for others to share its POST, in milliseconds.
+    pub max_wait_ms: u32,
+}
+
+impl Default for PsaBatching {
+    fn default() -> Self {
+        let d = BatchConfig::default();
+        PsaBatching {
+            max_records: d.max_records as u32,
+            max_wait_ms: d.max_wait.as_millis() as u32,
+        }
+    }
+}
+
+impl PsaBatching {
+    /// The batcher's configuration.
+    pub fn config(self) -> BatchConfig {
+        BatchConfig {
+            max_records: self.max_records.max(1) as usize,
+            max_wait: std::time::Duration::from_millis(self.max_wait_ms.into()),
+            ..BatchConfig::default()
+        }
+    }
+}
+
+impl crate::Core {
+    /// How PSA writes are batched (the defaults until changed).
+    pub async fn psa_batching(&self) -> Result<PsaBatching, crate::CoreError> {
+        Ok(self
+            .store()
+            .setting::<PsaBatching>(BATCHING_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Changes how PSA writes are batched: 1 to 100 records per POST, a wait of 0 to 2,000 ms.
+    /// The engine applies it when it next starts its pipeline.
+    pub async fn set_psa_batching(&self, batching: PsaBatching) -> Result<(), crate::CoreError> {
+        if !(1..=100).contains(&batching.max_records) {
+            return Err(crate::CoreError::InvalidInput(format!(
+                "Send 1 to 100 records per request, not {}.",
+                batching.max_records
+            )));
+        }
+        if batching.max_wait_ms > 2_000 {
+            return Err(crate::CoreError::InvalidInput(format!(
+                "Wait at most 2,000 ms for others to share a request, not {} ms: longer holds every email back.",
+                batching.max_wait_ms
+            )));
+        }
+        self.store().set_setting(BATCHING_KEY, &batching).await?;
+        Ok(())
     }
 }
 
