@@ -109,7 +109,7 @@ function psaCard(conn, usage, lastHour) {
       h('p', { class: 'health health-off' }, t('Not connected: no ticket is created until it is.')),
       h('a', { class: 'button small', href: '#/integration' }, t('Set up the integration')));
   }
-  const failing = lastHour && lastHour.psa > 0 && lastHour.failed >= lastHour.psa;
+  const failing = lastHour && lastHour.psa > 0 && lastHour.psa_failed >= lastHour.psa;
   const health = usage?.backing_off || failing ? 'warning' : 'ok';
   const healthText = usage?.backing_off
     ? t('Rate limited: requests wait until {time}', { time: new Date(usage.resume_at).toLocaleTimeString() })
@@ -127,7 +127,7 @@ function psaCard(conn, usage, lastHour) {
         : t('known once mail is processed')),
       meter ? h('dd', { class: 'meter-row' }, meter) : null,
       h('dt', {}, t('Last hour')),
-      h('dd', {}, t('{n} requests, {throttled} throttled, {failed} failed', { n: lastHour?.psa ?? 0, throttled: lastHour?.throttled ?? 0, failed: lastHour?.failed ?? 0 })),
+      h('dd', {}, t('{n} requests, {throttled} throttled, {failed} failed', { n: lastHour?.psa ?? 0, throttled: lastHour?.psa_throttled ?? 0, failed: lastHour?.psa_failed ?? 0 })),
       usage ? h('dt', {}, t('429 answers')) : null,
       usage ? h('dd', {}, t('{n} since Mailroom started', { n: usage.rate_limited_total })) : null));
 }

@@ -92,6 +92,9 @@ pub struct RequestBucket {
     pub throttled: i64,
     /// Answered 5xx or not at all, either service.
     pub failed: i64,
+    /// Of `throttled` and `failed`, the PSA's own (the dashboard's HaloPSA card).
+    pub psa_throttled: i64,
+    pub psa_failed: i64,
 }
 
 fn card(mailbox: &Mailbox) -> MailboxCard {
@@ -185,7 +188,11 @@ impl Core {
             };
             match hour.service.as_str() {
                 "graph" => bucket.graph += hour.requests,
-                _ => bucket.psa += hour.requests,
+                _ => {
+                    bucket.psa += hour.requests;
+                    bucket.psa_throttled += hour.throttled;
+                    bucket.psa_failed += hour.failed;
+                }
             }
             bucket.throttled += hour.throttled;
             bucket.failed += hour.failed;

@@ -758,7 +758,7 @@ impl EngineHandle {
     pub fn psa_usage(&self) -> Option<PsaUsage> {
         let up = self.inner.up.lock().expect("engine lock");
         let psa = up.supervisor.as_ref()?.pipeline().psa().clone();
-        let (used, window) = psa.limiter().usage();
+        let (used, window) = (psa.limiter().in_window() as u32, psa.limiter().limit());
         let throttle = psa.throttle_state();
         Some(PsaUsage {
             used,

@@ -95,6 +95,11 @@ async fn the_cards_and_charts_match_the_log() {
     assert_eq!(sum(|b| b.graph), attempted);
     assert_eq!(sum(|b| b.psa), attempted);
     assert_eq!(sum(|b| b.failed), failing);
+    assert_eq!(
+        sum(|b| b.psa_failed),
+        failing,
+        "only the PSA's writes failed"
+    );
     assert_eq!(sum(|b| b.throttled), 0);
 }
 

@@ -117,8 +117,9 @@ impl MailboxThrottle {
         Some(to_std(oldest + window - now).max(Duration::from_millis(1)))
     }
 
-    /// Requests counted in the rolling window now (for monitoring and tests).
-    pub fn in_window(&self) -> usize {
+    /// Requests counted in the rolling window now.
+    #[cfg(test)]
+    fn in_window(&self) -> usize {
         let now = self.clock.now();
         let window = chrono::Duration::from_std(self.config.window).unwrap_or_default();
         let sent = self.sent.lock().expect("window lock");

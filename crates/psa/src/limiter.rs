@@ -92,13 +92,9 @@ impl RollingLimiter {
         }
     }
 
-    /// How many requests the rolling window holds now, and the window itself (headroom =
-    /// `window.requests - used`).
-    pub fn usage(&self) -> (u32, RollingWindow) {
-        let now = self.clock.now();
-        let mut state = self.state.lock().expect("limiter lock");
-        self.prune(&mut state, now);
-        (state.entries.len() as u32, self.limit)
+    /// The rolling window this limiter keeps (headroom = `requests - in_window()`).
+    pub fn limit(&self) -> RollingWindow {
+        self.limit
     }
 
     /// Takes a slot now if one is free, or says how long until one frees up.
