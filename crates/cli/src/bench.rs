@@ -92,6 +92,27 @@ struct BacklogArgs {
     /// Conversations processed at once.
     #[arg(long, default_value_t = 24)]
     concurrency: usize,
+    /// What happens to a processed email in the mailbox (the mailbox's setting), which decides
+    /// the Graph requests each email costs.
+    #[arg(long, value_enum, default_value_t = ProcessedMailArg::Move)]
+    processed_mail: ProcessedMailArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ProcessedMailArg {
+    Move,
+    MarkRead,
+    Leave,
+}
+
+impl ProcessedMailArg {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::Move => "move",
+            Self::MarkRead => "mark_read",
+            Self::Leave => "leave",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -105,7 +126,11 @@ struct BacklogReport {
     ratio: f64,
     steady_state_ceiling_emails_per_second: f64,
     binding_limit: String,
+    /// The mailbox's processed-mail setting of this run.
+    processed_mail: String,
     graph_requests_per_email: f64,
+    /// Graph requests by method and route, per email.
+    graph_routes_per_email: Vec<(String, f64)>,
     psa_requests_per_email: f64,
     /// PSA requests by method and route, per email (so that a regression names its call).
     psa_routes_per_email: Vec<(String, f64)>,
@@ -239,6 +264,13 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         psa,
         graph,
     } = bench_tenant(args.latency_ms, args.psa_requests, args.psa_window_secs).await?;
+    store
+        .set_mailbox_settings(
+            &mailbox.id,
+            &serde_json::json!({"processed_mail": args.processed_mail.setting()}),
+        )
+        .await?;
+    let mailbox = store.mailbox(&mailbox.id).await?;
     let events = EventBus::new();
     let pipeline = Arc::new(Pipeline::new(
         store.clone(),
@@ -335,14 +367,33 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     };
     let graph_requests = sb.faults().total(Service::Graph) as f64;
     let psa_requests = sb.faults().total(Service::Psa) as f64;
-    let mut psa_routes: Vec<(String, u64)> = sb
-        .faults()
-        .request_counts()
-        .into_iter()
-        .filter(|c| c.service == Service::Psa)
-        .map(|c| (format!("{} {}", c.method, c.route), c.count))
-        .collect();
-    psa_routes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let routes = |service: Service| {
+        let mut routes: Vec<(String, f64)> = sb
+            .faults()
+            .request_counts()
+            .into_iter()
+            .filter(|c| c.service == service)
+            .map(|c| {
+                (
+                    format!("{} {}", c.method, route_template(&c.route)),
+                    c.count,
+                )
+            })
+            .fold(
+                std::collections::BTreeMap::<String, u64>::new(),
+                |mut acc, (route, count)| {
+                    *acc.entry(route).or_default() += count;
+                    acc
+                },
+            )
+            .into_iter()
+            .map(|(route, count)| (route, count as f64 / n as f64))
+            .collect();
+        routes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        routes
+    };
+    let graph_routes = routes(Service::Graph);
+    let psa_routes = routes(Service::Psa);
 
     // Exactly once: count PSA objects per delivered Message-ID.
     let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
@@ -423,12 +474,11 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         ratio: rate / ceiling,
         steady_state_ceiling_emails_per_second: steady,
         binding_limit: binding.to_string(),
+        processed_mail: args.processed_mail.setting().to_string(),
         graph_requests_per_email: g,
+        graph_routes_per_email: graph_routes,
         psa_requests_per_email: p,
-        psa_routes_per_email: psa_routes
-            .iter()
-            .map(|(route, count)| (route.clone(), *count as f64 / nf))
-            .collect(),
+        psa_routes_per_email: psa_routes,
         mean_ticket_batch: mean(&ticket_batches),
         mean_action_batch: mean(&action_batches),
         p99_seconds_to_ticket: p99_to_ticket,
@@ -459,9 +509,12 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
             report.steady_state_ceiling_emails_per_second
         );
         println!(
-            "  Graph requests per email   {:>10.2}",
-            report.graph_requests_per_email
+            "  Graph requests per email   {:>10.2}  (processed mail: {})",
+            report.graph_requests_per_email, report.processed_mail
         );
+        for (route, per_email) in &report.graph_routes_per_email {
+            println!("    {route:<34} {per_email:>6.3}");
+        }
         println!(
             "  PSA requests per email     {:>10.2}",
             report.psa_requests_per_email
@@ -679,4 +732,23 @@ pub(crate) async fn add_sandbox_mailbox_and_psa(
     )
     .await?;
     Ok(mailbox)
+}
+
+/// A request path with its message id as `{id}` (Graph's routes are counted by raw path), so
+/// that requests of the same kind add up.
+fn route_template(route: &str) -> String {
+    let segments: Vec<&str> = route.split('/').collect();
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let after_messages = i > 0 && segments[i - 1] == "messages";
+            if after_messages && *s != "delta" {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }

@@ -128,6 +128,27 @@ fn the_backlog_benchmark_reports_no_duplicates_and_nothing_lost() {
         "every email became exactly one ticket or action"
     );
     assert!(report["ceiling_emails_per_second"].as_f64().unwrap() > 0.0);
+    // The delta round reads the messages: per email, Graph sees only its move.
+    assert_eq!(report["processed_mail"], "move");
+    let graph_routes = report["graph_routes_per_email"].as_array().unwrap();
+    let per_email = |route: &str| {
+        graph_routes
+            .iter()
+            .find(|r| r[0].as_str().is_some_and(|r| r.ends_with(route)))
+            .and_then(|r| r[1].as_f64())
+    };
+    assert_eq!(
+        per_email("/messages/{id}/move"),
+        Some(1.0),
+        "{graph_routes:?}"
+    );
+    assert!(
+        !graph_routes
+            .iter()
+            .any(|r| r[0].as_str().unwrap().starts_with("GET")
+                && r[0].as_str().unwrap().ends_with("/messages/{id}")),
+        "{graph_routes:?}"
+    );
 }
 
 #[test]

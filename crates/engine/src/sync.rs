@@ -143,7 +143,10 @@ pub async fn intake(
             .unwrap_or(DeltaCursor::Initial),
     };
     loop {
-        let page = match graph.delta(INTAKE_FOLDER, &cursor).await {
+        let page = match graph
+            .delta_selecting(INTAKE_FOLDER, &cursor, Pipeline::delta_fields())
+            .await
+        {
             Ok(page) => page,
             Err(e) if e.kind == GraphErrorKind::SyncStateNotFound && !report.resynced => {
                 tracing::info!(mailbox = %mailbox.name, "delta state expired; full resync");
@@ -170,6 +173,7 @@ pub async fn intake(
                 .await?;
             if new {
                 report.new += 1;
+                pipeline.offer_read_message(id, msg);
                 pipeline.publish_email(id, true).await;
             }
         }

@@ -51,9 +51,26 @@ async fn new_mail_becomes_one_ticket_for_the_known_sender_with_a_full_attempt_re
             .any(|(m, u)| m == "POST" && u.ends_with("/api/Tickets")),
         "{methods:#?}"
     );
-    assert!(methods
-        .iter()
-        .any(|(m, u)| m == "GET" && u.contains("/messages/")));
+    // The delta round read the message: the attempt's only Graph request moves it.
+    assert!(
+        !methods
+            .iter()
+            .any(|(m, u)| m == "GET" && u.contains("/messages/")),
+        "{methods:#?}"
+    );
+    assert!(
+        methods
+            .iter()
+            .any(|(m, u)| m == "POST" && u.contains("/messages/") && u.ends_with("/move")),
+        "{methods:#?}"
+    );
+    assert!(
+        a.log.iter().any(|l| l
+            .message
+            .contains("Read the message in the mailbox's delta round")),
+        "{:#?}",
+        a.log
+    );
     assert!(a.requests.iter().all(|r| r
         .request_headers
         .iter()
@@ -376,6 +393,15 @@ async fn permanent_psa_errors_fail_at_once_and_reprocess_recovers() {
     let attempts = h.store.attempts(e.id).await.unwrap();
     assert_eq!(attempts.last().unwrap().trigger, "reprocess");
     assert_eq!(h.ticket_by_message_id(&d.internet_message_id).len(), 1);
+    // The first attempt used the message the delta round read; a reprocess reads it afresh.
+    let reads = |a: &mailroom_store::inbound::AttemptDetail| {
+        a.requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.url.contains("/messages/"))
+            .count()
+    };
+    assert_eq!(reads(&attempts[0]), 0);
+    assert_eq!(reads(attempts.last().unwrap()), 1);
 
     // Reprocessing a processed email never writes again.
     h.pipeline.request_reprocess(e.id).await.unwrap();

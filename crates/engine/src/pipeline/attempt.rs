@@ -224,8 +224,11 @@ pub(super) fn to_graph_message(
     gm
 }
 
+/// Every field an attempt reads, and the intake (which selects them in the delta round; it
+/// skips drafts by `isDraft`).
 pub(super) const MESSAGE_FIELDS: &[&str] = &[
     "id",
+    "isDraft",
     "subject",
     "from",
     "sender",
@@ -507,12 +510,24 @@ impl Pipeline {
             });
         }
 
-        // 1. Fetch.
-        log.info(format!(
-            "Fetching the message from Graph ({})",
-            email.graph_message_id
-        ));
-        let msg = match graph.message(&email.graph_message_id, MESSAGE_FIELDS).await {
+        // 1. Fetch: the delta round read most messages already (see the `prefetch` module).
+        let read = match self.prefetched.take(email.id) {
+            Some(m) => {
+                log.info(format!(
+                    "Read the message in the mailbox's delta round ({})",
+                    email.graph_message_id
+                ));
+                Ok(m)
+            }
+            None => {
+                log.info(format!(
+                    "Fetching the message from Graph ({})",
+                    email.graph_message_id
+                ));
+                graph.message(&email.graph_message_id, MESSAGE_FIELDS).await
+            }
+        };
+        let msg = match read {
             Ok(m) => m,
             Err(e) if e.kind == GraphErrorKind::NotFound => {
                 log.warn("The message is no longer in the mailbox (deleted or moved before it was processed).");

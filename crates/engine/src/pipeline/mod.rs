@@ -24,6 +24,7 @@ mod batch;
 mod close_request;
 mod directory;
 mod post_actions;
+mod prefetch;
 mod psa_writes;
 mod settings;
 
@@ -62,6 +63,8 @@ pub struct Pipeline {
     tickets: batch::Batcher<mailroom_psa::NewTicket>,
     /// Actions (replies) of attempts running at the same time, sent in one POST.
     actions: batch::Batcher<mailroom_psa::NewAction>,
+    /// Messages the delta round read, for the attempts that process them.
+    prefetched: prefetch::Prefetched,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -110,7 +113,19 @@ impl Pipeline {
             folders: Default::default(),
             reprocess: Default::default(),
             active_claims: Default::default(),
+            prefetched: prefetch::Prefetched::new(prefetch::DEFAULT_BUDGET_BYTES),
         }
+    }
+
+    /// The message fields the intake selects in the delta round: everything an attempt reads.
+    pub(crate) fn delta_fields() -> &'static [&'static str] {
+        attempt::MESSAGE_FIELDS
+    }
+
+    /// Keeps `msg`, read in the delta round, for the attempt that processes email `id` (see
+    /// the `prefetch` module).
+    pub(crate) fn offer_read_message(&self, id: i64, msg: &mailroom_graph::Message) {
+        self.prefetched.offer(id, msg);
     }
 
     /// Registers a processing pass's claim token (until [`Pipeline::claims_done`]).
@@ -178,6 +193,8 @@ impl Pipeline {
     /// Queues an email for processing again (the *Reprocess* button); its next attempt is
     /// labelled `reprocess`. A confirmed PSA write is never repeated.
     pub async fn request_reprocess(&self, email_id: i64) -> Result<(), StoreError> {
+        // A reprocess reads the message as it is now.
+        self.prefetched.forget(email_id);
         self.store.requeue(email_id, self.clock.now()).await?;
         self.reprocess
             .lock()
