@@ -96,6 +96,10 @@ struct BacklogArgs {
     /// the Graph requests each email costs.
     #[arg(long, value_enum, default_value_t = ProcessedMailArg::Move)]
     processed_mail: ProcessedMailArg,
+    /// Senders the PSA does not know yet (on a site's domain: each becomes a user), besides
+    /// the two it knows; the emails go round all senders.
+    #[arg(long, default_value_t = 0)]
+    new_senders: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -137,6 +141,9 @@ struct BacklogReport {
     /// Tickets per `POST /Tickets` and actions per `POST /Actions`, on average.
     mean_ticket_batch: f64,
     mean_action_batch: f64,
+    /// Users per `POST /Users`, on average, and users created (one per new sender).
+    mean_user_batch: f64,
+    users_created: usize,
     /// Seconds from the email's arrival (all before the start) to its ticket or action, p99.
     p99_seconds_to_ticket: f64,
     tickets: usize,
@@ -281,17 +288,21 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     ));
 
     // The backlog.
-    let senders = [
-        ("pat@fabrikam.test", "Pat Smith"),
-        ("lee@fabrikam.test", "Lee Chen"),
+    let mut senders = vec![
+        ("pat@fabrikam.test".to_string(), "Pat Smith".to_string()),
+        ("lee@fabrikam.test".to_string(), "Lee Chen".to_string()),
     ];
+    senders.extend(
+        (0..args.new_senders).map(|i| (format!("caller{i}@fabrikam.test"), format!("Caller {i}"))),
+    );
+    let users_before = sb.halo().users().len();
     let mut delivered = Vec::with_capacity(n);
     for i in 0..n {
-        let (from, name) = senders[i % senders.len()];
+        let (from, name) = &senders[i % senders.len()];
         let mut mail = InboundMail {
             to: MAILBOX.into(),
-            from: from.into(),
-            from_name: Some(name.into()),
+            from: from.clone(),
+            from_name: Some(name.clone()),
             subject: format!("Backlog issue {i}"),
             body_html: Some(format!("<p>Problem number {i}, please help.</p>")),
             ..Default::default()
@@ -348,6 +359,7 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let ticket_batches = pipeline.ticket_batch_sizes();
     let action_batches = pipeline.action_batch_sizes();
+    let user_batches = pipeline.user_batch_sizes();
     drop(pipeline);
     drop(events);
     let mut to_ticket: Vec<f64> = done_at.await?.into_values().collect();
@@ -481,6 +493,8 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
         psa_routes_per_email: psa_routes,
         mean_ticket_batch: mean(&ticket_batches),
         mean_action_batch: mean(&action_batches),
+        mean_user_batch: mean(&user_batches),
+        users_created: sb.halo().users().len() - users_before,
         p99_seconds_to_ticket: p99_to_ticket,
         tickets: tickets.len(),
         actions: actions.len(),
@@ -526,6 +540,12 @@ async fn backlog(args: &BacklogArgs) -> anyhow::Result<()> {
             "  records per POST           {:>10.1} tickets, {:.1} actions",
             report.mean_ticket_batch, report.mean_action_batch
         );
+        if report.users_created > 0 {
+            println!(
+                "  users created              {:>10}  ({:.1} per POST)",
+                report.users_created, report.mean_user_batch
+            );
+        }
         println!(
             "  arrival to ticket, p99     {:>10.2} s",
             report.p99_seconds_to_ticket

@@ -216,3 +216,63 @@ async fn replies_share_one_post_of_actions_and_a_conversation_keeps_its_order() 
         assert_eq!(email.outcome.as_deref(), Some("action_added"), "{email:?}");
     }
 }
+
+/// New senders of emails processed together get their users in one `POST /Users`; two emails
+/// from the same new sender (two conversations) get one user between them.
+#[tokio::test]
+async fn new_senders_processed_together_share_one_users_post_and_none_is_created_twice() {
+    let h = harness(serde_json::json!({"sender_policy": {"default_site_id": 12}})).await;
+    let mut delivered = deliver_many(&h, 6, "Printer jams");
+    delivered.push(h.deliver(mail(
+        "caller0@contoso-partner.test",
+        "Caller 0",
+        "A second, unrelated question",
+    )));
+    let users_before = h.sb.halo().users().len();
+    let report = h.scan().await;
+    assert_eq!(report.processed, 7, "{report:?}");
+    each_has_one_ticket(&h, &delivered).await;
+
+    let users = h.sb.halo().users();
+    assert_eq!(users.len(), users_before + 6, "one user per new sender");
+    for (i, d) in delivered.iter().enumerate() {
+        let address = format!("caller{}@contoso-partner.test", i % 6);
+        let user = users
+            .iter()
+            .find(|u| u["emailaddress"] == address.as_str())
+            .unwrap_or_else(|| panic!("no user {address}"));
+        assert_eq!(user["site_id"].as_f64(), Some(12.0));
+        assert_eq!(
+            h.ticket_by_message_id(&d.internet_message_id)[0]["user_id"].as_f64(),
+            user["id"].as_f64(),
+            "{address}"
+        );
+    }
+    let posts = h.sb.faults().count(Service::Psa, "POST", "/api/Users");
+    assert!(posts < 6, "{posts} POST /Users for 6 new senders");
+    assert!(
+        h.pipeline.user_batch_sizes().keys().any(|size| *size > 1),
+        "{:?}",
+        h.pipeline.user_batch_sizes()
+    );
+}
+
+/// A user batch HaloPSA answers with its first user only: the others are found by address.
+#[tokio::test]
+async fn a_users_answer_with_only_the_first_user_is_completed_by_lookups() {
+    let h = harness(serde_json::json!({"sender_policy": {"default_site_id": 12}})).await;
+    h.sb.halo().update_behaviour(|b| {
+        b.post_answer = mailroom_halo_sandbox::PostAnswer::FirstRecord;
+    });
+    let delivered = deliver_many(&h, 5, "Scanner offline");
+    let users_before = h.sb.halo().users().len();
+    let report = h.scan().await;
+    assert_eq!(report.processed, 5, "{report:?}");
+    each_has_one_ticket(&h, &delivered).await;
+    assert_eq!(h.sb.halo().users().len(), users_before + 5);
+    for d in &delivered {
+        assert!(h.ticket_by_message_id(&d.internet_message_id)[0]["user_id"]
+            .as_f64()
+            .is_some_and(|id| id > 0.0));
+    }
+}

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use mailroom_clock::SharedClock;
 use mailroom_graph::{GraphClient, GraphError, GraphErrorKind, Message};
 use mailroom_mailproc::{
-    plan, Context, Directory, GraphAttachment, GraphMessage, ParsedEmail, Plan,
+    plan, Context, Directory, GraphAttachment, GraphMessage, ParsedEmail, Plan, SenderMatch,
 };
 use mailroom_psa::{canonical_message_id, normalize_message_id, ErrorKind as PsaKind, PsaError};
 use mailroom_store::inbound::{AttemptTrigger, EmailState, InboundEmail, LogLine, PsaWriteKind};
@@ -136,6 +136,9 @@ pub(super) struct StepLog {
     /// The attempt's place among those that may still join a ticket batch (released at its
     /// ticket, or when the attempt ends).
     write_slot: Option<super::batch::WriteSlot>,
+    /// The attempt's place among those that may still create a user (released once its plan
+    /// needs none, or at its user).
+    user_slot: Option<super::batch::WriteSlot>,
 }
 
 /// Where a [`StepLog`] publishes its lines, and for which email.
@@ -152,6 +155,7 @@ impl StepLog {
             lines: Mutex::new(Vec::new()),
             tap,
             write_slot: None,
+            user_slot: None,
         }
     }
 
@@ -163,6 +167,23 @@ impl StepLog {
 
     pub(super) fn write_slot(&self) -> Option<&super::batch::WriteSlot> {
         self.write_slot.as_ref()
+    }
+
+    /// The log of an attempt that holds `slot` among the attempts that may create a user.
+    pub(super) fn with_user_slot(mut self, slot: super::batch::WriteSlot) -> Self {
+        self.user_slot = Some(slot);
+        self
+    }
+
+    pub(super) fn user_slot(&self) -> Option<&super::batch::WriteSlot> {
+        self.user_slot.as_ref()
+    }
+
+    /// This attempt creates no user (its plan needs none, or another attempt is creating it).
+    pub(super) fn release_user_slot(&self) {
+        if let Some(slot) = &self.user_slot {
+            slot.release();
+        }
     }
 
     pub(super) fn push(&self, level: &str, message: impl Into<String>) {
@@ -304,7 +325,8 @@ impl Pipeline {
                 mailbox_id: mailbox.id.clone(),
             }),
         )
-        .with_write_slot(self.slots.slot());
+        .with_write_slot(self.slots.slot())
+        .with_user_slot(self.user_slots.slot());
         log.info(format!(
             "Attempt {number} ({}) for \"{}\" from {}",
             serde_json::to_value(trigger)
@@ -649,6 +671,16 @@ impl Pipeline {
             plan(&parsed, &ctx)
         };
         log.info(format!("Plan: {}", the_plan.label()));
+        let creates_user = matches!(
+            &the_plan,
+            Plan::NewTicket {
+                user: SenderMatch::NewUserOnSite { .. } | SenderMatch::NewUserOnDefaultSite { .. },
+                ..
+            }
+        );
+        if !creates_user {
+            log.release_user_slot();
+        }
 
         // 3. Execute.
         let executed = match the_plan {

@@ -1,6 +1,9 @@
 //! Batched PSA writes: the new tickets of emails processed at the same time go to the PSA in
-//! one `POST /Tickets` of several records, and their actions (replies) in one `POST /Actions`
-//! (issue 15), instead of one request each.
+//! one `POST /Tickets` of several records, their actions (replies) in one `POST /Actions`, and
+//! the users created for their new senders in one `POST /Users` (issue 15), instead of one
+//! request each. Users are keyed by their email address where tickets and actions are keyed
+//! by Message-ID, and have their own slots (an attempt may still create a user until its plan
+//! says it will not).
 //!
 //! There is no batching task. The first attempt that wants a ticket while no batch is open
 //! opens one and leads it: it waits — never longer than [`BatchConfig::max_wait`] — while other
@@ -28,8 +31,8 @@ use std::time::Duration;
 use std::future::Future;
 
 use mailroom_psa::{
-    normalize_message_id, Action, ErrorKind as PsaKind, NewAction, NewTicket, PsaClient, PsaError,
-    Ticket,
+    normalize_message_id, Action, ErrorKind as PsaKind, NewAction, NewTicket, NewUser, PsaClient,
+    PsaError, Ticket, User,
 };
 use mailroom_trace::{Collector, HttpExchange};
 use tokio::sync::oneshot;
@@ -60,6 +63,8 @@ impl Default for BatchConfig {
 /// its email (the Message-ID it carries), and how a record is looked up.
 pub(super) trait BatchRecord: Clone + serde::Serialize + Send + Sync + 'static {
     type Created: Send + 'static;
+    /// What the key of a record is, for messages ("Message-ID", "email address").
+    const KEY_NAME: &'static str = "Message-ID";
     fn post(
         psa: &PsaClient,
         records: &[Self],
@@ -119,6 +124,27 @@ impl BatchRecord for NewAction {
                     .is_some_and(|m| normalize_message_id(m) == wanted)
             })
             .min_by_key(|a| a.id))
+    }
+}
+
+impl BatchRecord for NewUser {
+    type Created = User;
+    const KEY_NAME: &'static str = "email address";
+    async fn post(psa: &PsaClient, records: &[Self]) -> Result<Vec<User>, PsaError> {
+        psa.create_users(records).await
+    }
+    fn created_key(created: &User) -> Option<String> {
+        created.emailaddress.clone()
+    }
+    /// The user with that email address (an active one first, then the oldest).
+    async fn lookup(psa: &PsaClient, _: &Self, key: &str) -> Result<Option<User>, PsaError> {
+        let found = psa.find_users_by_email(key, None).await?;
+        Ok(found
+            .iter()
+            .filter(|u| !u.inactive.unwrap_or(false))
+            .min_by_key(|u| u.id)
+            .or_else(|| found.iter().min_by_key(|u| u.id))
+            .cloned())
     }
 }
 
@@ -444,7 +470,8 @@ async fn answer_all<R: BatchRecord>(
                             PsaKind::Server,
                             None,
                             format!(
-                                "HaloPSA accepted the batch but lists no record with Message-ID {} yet; trying again",
+                                "HaloPSA accepted the batch but lists no record with {} {} yet; trying again",
+                                R::KEY_NAME,
                                 m.key
                             ),
                         )

@@ -8,7 +8,11 @@ use mailroom_mailproc::{Directory, DirectorySite, DirectoryUser, SenderMatch};
 use mailroom_psa::{ErrorKind as PsaKind, NewUser};
 
 use super::attempt::{StepError, StepLog};
+use super::batch::Created;
 use super::Pipeline;
+
+/// How long a lookup that found no user for an address is trusted before creating one.
+const NEGATIVE_LOOKUP_TRUSTED: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Default)]
 pub(super) struct DirectoryCache {
@@ -147,32 +151,7 @@ impl Pipeline {
                 email,
                 ..
             } => {
-                // Looked up again right before creating: another mailbox may have created it.
-                let existing = self.psa.find_users_by_email(email, None).await?;
-                let user = match existing.into_iter().next() {
-                    Some(u) => {
-                        log.info(format!("User {email} already exists in the PSA ({})", u.id));
-                        u
-                    }
-                    None => {
-                        let u = self
-                            .psa
-                            .create_user(&NewUser {
-                                name: name.display.clone(),
-                                site_id: *site_id,
-                                emailaddress: email.clone(),
-                                firstname: Some(name.first.clone()).filter(|s| !s.is_empty()),
-                                surname: Some(name.last.clone()).filter(|s| !s.is_empty()),
-                                extra: Default::default(),
-                            })
-                            .await?;
-                        log.info(format!(
-                            "Created PSA user {} \"{}\" <{email}> on site {site_id}",
-                            u.id, name.display
-                        ));
-                        u
-                    }
-                };
+                let user = self.create_user_once(*site_id, name, email, log).await?;
                 let dir_user = DirectoryUser {
                     id: user.id,
                     name: user.name.clone().unwrap_or_default(),
@@ -198,5 +177,98 @@ impl Pipeline {
                 (None, None, None)
             }
         })
+    }
+
+    /// The PSA user for a new sender, created once: one creation per address at a time (a
+    /// second email from the same sender waits and finds the first one's user), in a batch with
+    /// the users of other attempts in flight. A "not a user" lookup older than
+    /// [`NEGATIVE_LOOKUP_TRUSTED`] is repeated first: another Mailroom may have created it.
+    async fn create_user_once(
+        &self,
+        site_id: i64,
+        name: &mailroom_mailproc::PersonName,
+        email: &str,
+        log: &StepLog,
+    ) -> Result<mailroom_psa::User, StepError> {
+        let key = email.trim().to_lowercase();
+        let lock = self
+            .user_locks
+            .lock()
+            .expect("user locks")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _creating = match lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Another attempt is creating this user: this one will not create it, and
+                // waits for it without holding up a user batch.
+                log.release_user_slot();
+                lock.clone().lock_owned().await
+            }
+        };
+        let cached = self.directory.lock().await.users.get(&key).cloned();
+        let trusted = chrono::Duration::from_std(NEGATIVE_LOOKUP_TRUSTED)
+            .unwrap_or_else(|_| chrono::Duration::seconds(30));
+        let existing = match cached {
+            Some((_, Some(u))) => Some((u.id, u.site_id, u.client_id, u.name)),
+            Some((at, None)) if self.clock.now() - at < trusted => None,
+            _ => self
+                .psa
+                .find_users_by_email(&key, None)
+                .await?
+                .into_iter()
+                .next()
+                .map(|u| {
+                    (
+                        u.id,
+                        u.site_id.unwrap_or(site_id),
+                        u.client_id.unwrap_or_default(),
+                        u.name.unwrap_or_default(),
+                    )
+                }),
+        };
+        if let Some((id, site_id, client_id, name)) = existing {
+            log.release_user_slot();
+            log.info(format!("User {email} already exists in the PSA ({id})"));
+            return Ok(mailroom_psa::User {
+                id,
+                name: Some(name),
+                emailaddress: Some(email.to_string()),
+                site_id: Some(site_id),
+                client_id: Some(client_id),
+                ..Default::default()
+            });
+        }
+        let Created {
+            record: user,
+            batch,
+        } = self
+            .users
+            .create(
+                &self.psa,
+                NewUser {
+                    name: name.display.clone(),
+                    site_id,
+                    emailaddress: email.to_string(),
+                    firstname: Some(name.first.clone()).filter(|s| !s.is_empty()),
+                    surname: Some(name.last.clone()).filter(|s| !s.is_empty()),
+                    extra: Default::default(),
+                },
+                key.clone(),
+                log.user_slot(),
+            )
+            .await?;
+        log.info(format!(
+            "Created PSA user {} \"{}\" <{email}> on site {site_id}{}",
+            user.id,
+            name.display,
+            if batch > 1 {
+                format!(" in one request with {} other new user(s)", batch - 1)
+            } else {
+                String::new()
+            }
+        ));
+        Ok(*user)
     }
 }

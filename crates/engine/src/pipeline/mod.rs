@@ -63,6 +63,13 @@ pub struct Pipeline {
     tickets: batch::Batcher<mailroom_psa::NewTicket>,
     /// Actions (replies) of attempts running at the same time, sent in one POST.
     actions: batch::Batcher<mailroom_psa::NewAction>,
+    /// The attempts in flight that may still create a user (user batch leaders wait for them).
+    user_slots: batch::WriteSlots,
+    /// Users created for the new senders of attempts running at the same time, in one POST.
+    users: batch::Batcher<mailroom_psa::NewUser>,
+    /// One creation at a time per new sender's address (lower-cased): two emails from the
+    /// same new sender never create two users.
+    user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Messages the delta round read, for the attempts that process them.
     prefetched: prefetch::Prefetched,
 }
@@ -99,7 +106,11 @@ impl Pipeline {
         events: EventBus,
     ) -> Self {
         let slots = batch::WriteSlots::default();
+        let user_slots = batch::WriteSlots::default();
         Pipeline {
+            users: user_slots.batcher(config.batch),
+            user_slots,
+            user_locks: Default::default(),
             tickets: slots.batcher(config.batch),
             actions: slots.batcher(config.batch),
             slots,
@@ -172,6 +183,11 @@ impl Pipeline {
     /// Action batches sent so far, by size (size → count).
     pub fn action_batch_sizes(&self) -> std::collections::HashMap<usize, u64> {
         self.actions.sizes()
+    }
+
+    /// User batches sent so far, by size (size → count).
+    pub fn user_batch_sizes(&self) -> std::collections::HashMap<usize, u64> {
+        self.users.sizes()
     }
 
     pub fn psa(&self) -> &PsaClient {

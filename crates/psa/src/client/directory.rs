@@ -97,6 +97,13 @@ impl PsaClient {
         self.post_one("Users", user).await
     }
 
+    /// Creates several users in one `POST /Users`. Returns the users HaloPSA answered — every
+    /// one, or only the first (see [`PsaClient::post_many`]); match them to what was sent by
+    /// their `emailaddress`.
+    pub async fn create_users(&self, users: &[NewUser]) -> Result<Vec<User>, PsaError> {
+        self.post_records("Users", users).await
+    }
+
     /// Every user as HaloPSA lists it (all its fields, as JSON), across pages.
     pub async fn user_records(&self) -> Result<Vec<Map<String, Value>>, PsaError> {
         self.get_paged("Users", "users", &[]).await
