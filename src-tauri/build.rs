@@ -63,6 +63,8 @@ const COMMANDS: &[&str] = &[
     "psa_connection_get",
     "psa_connection_set",
     "psa_outcomes",
+    "psa_batching_get",
+    "psa_batching_set",
     "psa_reply_outcome_get",
     "psa_reply_outcome_set",
     "psa_reply_visibility_set",

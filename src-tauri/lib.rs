@@ -244,6 +244,8 @@ pub fn run() {
             commands::psa::psa_connection_get,
             commands::psa::psa_connection_set,
             commands::psa::psa_outcomes,
+            commands::psa::psa_batching_get,
+            commands::psa::psa_batching_set,
             commands::psa::psa_reply_outcome_get,
             commands::psa::psa_reply_outcome_set,
             commands::psa::psa_reply_visibility_set,

@@ -93,6 +93,30 @@ async fn the_dashboard_shows_each_mailbox_with_counts_that_match_its_log() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             s.screenshot("dashboard").await;
+            // Batched writes: folded under their summary; a change is saved, summarised and
+            // read back.
+            s.wait_text("#batching-summary", "up to 20 per request").await;
+            s.client
+                .execute(
+                    "document.querySelector('#batching-summary').click();                      document.querySelector('#batching-records').value = '5';                      document.querySelector('#batching-wait').value = '100';                      document.querySelector('#batching-save').click(); return true;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            s.wait_text("#toast", "Batching saved").await;
+            s.wait_text("#batching-summary", "up to 5 per request, waiting at most 100 ms")
+                .await;
+            s.client
+                .execute(
+                    "document.querySelector('#batching').scrollIntoView({block: 'end', behavior: 'instant'}); return true;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.screenshot("dashboard-batching").await;
+            s.reload().await;
+            s.wait_text("#batching-summary", "up to 5 per request").await;
             let total_text = s.text("[data-card='Support'] [data-total]").await;
             let total: u64 = total_text
                 .split_whitespace()

@@ -82,6 +82,9 @@ export const outboundResend = (id) => call('outbound_resend', { id });
 export const outboundDefaultGet = () => call('outbound_default_get');
 export const outboundDefaultSet = (mailboxId) => call('outbound_default_set', { mailboxId });
 export const psaConnectionGet = () => call('psa_connection_get');
+// How PSA writes are batched: {max_records, max_wait_ms}; applied by the running engine at once.
+export const psaBatchingGet = () => call('psa_batching_get');
+export const psaBatchingSet = (batching) => call('psa_batching_set', { batching });
 export const psaConnectionSet = ({ baseUrl, clientId, clientSecret, tenant }) =>
   call('psa_connection_set', { baseUrl, clientId, clientSecret, tenant });
 // The outcome of actions added for replies, chosen from the PSA's Outcome list

@@ -129,7 +129,50 @@ function psaCard(conn, usage, lastHour) {
       h('dt', {}, t('Last hour')),
       h('dd', {}, t('{n} requests, {throttled} throttled, {failed} failed', { n: lastHour?.psa ?? 0, throttled: lastHour?.psa_throttled ?? 0, failed: lastHour?.psa_failed ?? 0 })),
       usage ? h('dt', {}, t('429 answers')) : null,
-      usage ? h('dd', {}, t('{n} since Mailroom started', { n: usage.rate_limited_total })) : null));
+      usage ? h('dd', {}, t('{n} since Mailroom started', { n: usage.rate_limited_total })) : null),
+    batchingForm());
+}
+
+/**
+ * Batched writes: how many tickets (or replies, or new users) share one request to HaloPSA and
+ * how long an email waits for others — folded under a summary of the current values.
+ */
+function batchingForm() {
+  const summary = h('summary', { id: 'batching-summary' }, t('Batched writes'));
+  const records = h('input', { id: 'batching-records', type: 'number', min: '1', max: '100', required: true });
+  const wait = h('input', { id: 'batching-wait', type: 'number', min: '0', max: '2000', step: '10', required: true });
+  const error = h('p', { class: 'form-error', id: 'batching-error', role: 'alert', hidden: true });
+  const save = h('button', { type: 'submit', class: 'button', id: 'batching-save' }, t('Save'));
+  const show = (b) => {
+    records.value = String(b.max_records);
+    wait.value = String(b.max_wait_ms);
+    summary.textContent = t('Batched writes: up to {records} per request, waiting at most {ms} ms', { records: b.max_records, ms: b.max_wait_ms });
+  };
+  const form = h('form', { class: 'retention-form', id: 'batching-form' },
+    h('p', { class: 'subtle form-hint' }, t('Emails processed at the same time share one request to HaloPSA, which spares its rate limit. A lone email is sent at once; 1 sends every ticket on its own.')),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Records per request')), records),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Longest wait (ms)')), wait),
+    error, h('div', { class: 'form-actions' }, save));
+  backend.psaBatchingGet().then(show).catch((e) => { error.textContent = e.message; error.hidden = false; });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const batching = { max_records: Number(records.value), max_wait_ms: Number(wait.value) };
+    if (!Number.isInteger(batching.max_records) || !Number.isInteger(batching.max_wait_ms)) {
+      error.textContent = t('Enter whole numbers: 1 to 100 records, 0 to 2,000 ms.');
+      error.hidden = false;
+      return;
+    }
+    try {
+      show(await backend.psaBatchingSet(batching));
+      toast(t('Batching saved; the next emails use it.'));
+    } catch (e) {
+      error.textContent = e.message;
+      error.dataset.code = e.code;
+      error.hidden = false;
+    }
+  });
+  return h('details', { class: 'batching', id: 'batching' }, summary, form);
 }
 
 /** The database: its size, how long things are kept, *Prune now*. */

@@ -4,7 +4,7 @@
 
 use mailroom_engine::integration::{Step, StepResult};
 use mailroom_engine::outcomes::{OutcomeList, ReplyOutcomeSetting};
-use mailroom_engine::pipeline::ReplyVisibility;
+use mailroom_engine::pipeline::{PsaBatching, ReplyVisibility};
 use mailroom_engine::psa_check::PsaTestReport;
 use mailroom_engine::psa_connection::PsaConnection;
 use tauri::State;
@@ -105,4 +105,20 @@ pub async fn psa_connection_set(
         connection: conn,
         check,
     })
+}
+
+/// How PSA writes are batched (records per request, the longest wait for others).
+#[tauri::command]
+pub async fn psa_batching_get(state: State<'_, AppState>) -> UiResult<PsaBatching> {
+    Ok(state.core.psa_batching().await?)
+}
+
+/// Changes the batching of PSA writes; the running engine applies it at once.
+#[tauri::command]
+pub async fn psa_batching_set(
+    inbound: State<'_, InboundState>,
+    batching: PsaBatching,
+) -> UiResult<PsaBatching> {
+    inbound.engine().set_psa_batching(batching).await?;
+    Ok(batching)
 }

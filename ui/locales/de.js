@@ -625,6 +625,13 @@ export default {
   '{n} min ago': 'vor {n} Min.',
   '{n} h ago': 'vor {n} Std.',
   '{n} days ago': 'vor {n} Tagen',
+  'Batched writes': 'Gebündelte Schreibvorgänge',
+  'Batched writes: up to {records} per request, waiting at most {ms} ms': 'Gebündelte Schreibvorgänge: bis zu {records} je Anfrage, höchstens {ms} ms Wartezeit',
+  'Emails processed at the same time share one request to HaloPSA, which spares its rate limit. A lone email is sent at once; 1 sends every ticket on its own.': 'Gleichzeitig verarbeitete E-Mails teilen sich eine Anfrage an HaloPSA, was dessen Ratenbegrenzung schont. Eine einzelne E-Mail wird sofort gesendet; 1 sendet jedes Ticket einzeln.',
+  'Records per request': 'Datensätze je Anfrage',
+  'Longest wait (ms)': 'Längste Wartezeit (ms)',
+  'Enter whole numbers: 1 to 100 records, 0 to 2,000 ms.': 'Geben Sie ganze Zahlen ein: 1 bis 100 Datensätze, 0 bis 2.000 ms.',
+  'Batching saved; the next emails use it.': 'Bündelung gespeichert; die nächsten E-Mails verwenden sie.',
   // — Texts the engine writes (check results). A key's {name} stands for any text, so the
   // — English the engine wrote is matched as a pattern (ui/i18n.js `tx`).
   'Connected': 'Verbunden',

@@ -770,6 +770,27 @@ impl EngineHandle {
         })
     }
 
+    /// Changes how PSA writes are batched (see [`crate::Core::set_psa_batching`]) and applies
+    /// it to the running pipeline at once.
+    pub async fn set_psa_batching(
+        &self,
+        batching: crate::pipeline::PsaBatching,
+    ) -> Result<(), EngineError> {
+        self.inner.core.set_psa_batching(batching).await?;
+        let pipeline = self
+            .inner
+            .up
+            .lock()
+            .expect("engine lock")
+            .supervisor
+            .as_ref()
+            .map(|s| s.pipeline().clone());
+        if let Some(pipeline) = pipeline {
+            pipeline.set_batching(batching.config());
+        }
+        Ok(())
+    }
+
     /// Contact imports: start, cancel, and what runs.
     pub fn contact_imports(&self) -> &Arc<ContactImports> {
         &self.inner.imports

@@ -276,3 +276,26 @@ async fn a_users_answer_with_only_the_first_user_is_completed_by_lookups() {
             .is_some_and(|id| id > 0.0));
     }
 }
+
+/// The admin turns batching off while the engine runs: the next emails go one per POST.
+#[tokio::test]
+async fn batching_changed_while_running_applies_to_the_next_emails() {
+    let h = harness(batch_settings()).await;
+    h.pipeline
+        .set_batching(mailroom_engine::pipeline::BatchConfig {
+            max_records: 1,
+            ..Default::default()
+        });
+    let delivered = deliver_many(&h, 4, "Headset crackles");
+    let before = ticket_posts(&h);
+    let report = h.scan().await;
+    assert_eq!(report.processed, 4, "{report:?}");
+    each_has_one_ticket(&h, &delivered).await;
+    assert_eq!(ticket_posts(&h) - before, 4);
+    let sizes = h.pipeline.ticket_batch_sizes();
+    assert_eq!(
+        sizes.keys().copied().collect::<Vec<_>>(),
+        vec![1],
+        "{sizes:?}"
+    );
+}

@@ -201,7 +201,8 @@ struct Batches<R: BatchRecord> {
 
 /// Batches of one kind of record (one per kind and pipeline).
 pub(super) struct Batcher<R: BatchRecord> {
-    config: BatchConfig,
+    /// Changed while the engine runs ([`Batcher::set_config`]); each batch reads it as it forms.
+    config: Mutex<BatchConfig>,
     batches: Mutex<Batches<R>>,
     /// Attempts in flight that may still write (shared by every kind: see [`WriteSlots`]).
     may_join: Arc<AtomicUsize>,
@@ -228,7 +229,7 @@ impl WriteSlots {
     /// A batcher of `R` whose leaders wait for these slots.
     pub(super) fn batcher<R: BatchRecord>(&self, config: BatchConfig) -> Batcher<R> {
         Batcher {
-            config,
+            config: Mutex::new(config),
             batches: Mutex::new(Batches {
                 next_id: 0,
                 open: None,
@@ -263,6 +264,15 @@ impl Drop for WriteSlot {
 }
 
 impl<R: BatchRecord> Batcher<R> {
+    /// How batches form from now on (a batch already open keeps filling to the new bounds).
+    pub(super) fn set_config(&self, config: BatchConfig) {
+        *self.config.lock().expect("batch config lock") = config;
+    }
+
+    fn config(&self) -> BatchConfig {
+        *self.config.lock().expect("batch config lock")
+    }
+
     /// Batches sent so far, by size (size → count).
     pub(super) fn sizes(&self) -> HashMap<usize, u64> {
         self.sizes.lock().expect("batch sizes lock").clone()
@@ -279,6 +289,7 @@ impl<R: BatchRecord> Batcher<R> {
     ) -> Result<Created<R::Created>, PsaError> {
         let bytes = serde_json::to_vec(&record).map(|b| b.len()).unwrap_or(0);
         let (tx, rx) = oneshot::channel();
+        let config = self.config();
         let member = Member {
             record,
             key,
@@ -288,8 +299,7 @@ impl<R: BatchRecord> Batcher<R> {
         let leads = {
             let mut b = self.batches.lock().expect("batch lock");
             let fits = b.open.as_ref().is_some_and(|o| {
-                o.members.len() < self.config.max_records
-                    && o.bytes + bytes <= self.config.max_bytes
+                o.members.len() < config.max_records && o.bytes + bytes <= config.max_bytes
             });
             if fits {
                 let open = b.open.as_mut().expect("an open batch");
@@ -340,7 +350,8 @@ impl<R: BatchRecord> Batcher<R> {
     /// The leader of batch `id` waits — at most `max_wait` — while the batch has room and
     /// other attempts may still join, then takes it.
     async fn wait_to_send(&self, id: u64) -> Option<Open<R>> {
-        let deadline = tokio::time::Instant::now() + self.config.max_wait;
+        let config = self.config();
+        let deadline = tokio::time::Instant::now() + config.max_wait;
         loop {
             {
                 let mut b = self.batches.lock().expect("batch lock");
@@ -349,7 +360,7 @@ impl<R: BatchRecord> Batcher<R> {
                 }
                 // Not open any more: someone else sent it.
                 let open = b.open.as_ref().filter(|o| o.id == id)?;
-                if open.members.len() >= self.config.max_records
+                if open.members.len() >= config.max_records
                     || self.may_join.load(Ordering::Acquire) == 0
                     || tokio::time::Instant::now() >= deadline
                 {

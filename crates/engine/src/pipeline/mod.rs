@@ -185,6 +185,13 @@ impl Pipeline {
         self.actions.sizes()
     }
 
+    /// How PSA writes batch from now on (the admin changed the setting while the engine runs).
+    pub fn set_batching(&self, batch: BatchConfig) {
+        self.tickets.set_config(batch);
+        self.actions.set_config(batch);
+        self.users.set_config(batch);
+    }
+
     /// User batches sent so far, by size (size → count).
     pub fn user_batch_sizes(&self) -> std::collections::HashMap<usize, u64> {
         self.users.sizes()
@@ -320,7 +327,8 @@ impl crate::Core {
     }
 
     /// Changes how PSA writes are batched: 1 to 100 records per POST, a wait of 0 to 2,000 ms.
-    /// The engine applies it when it next starts its pipeline.
+    /// A pipeline reads it when it starts; a running engine applies it at once
+    /// ([`crate::engine::EngineHandle::set_psa_batching`]).
     pub async fn set_psa_batching(&self, batching: PsaBatching) -> Result<(), crate::CoreError> {
         if !(1..=100).contains(&batching.max_records) {
             return Err(crate::CoreError::InvalidInput(format!(
