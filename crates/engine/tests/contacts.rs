@@ -153,7 +153,20 @@ async fn the_address_book_is_previewed_imported_on_the_right_sites_and_a_rerun_c
 
 #[tokio::test]
 async fn a_value_halopsa_refuses_fails_only_its_contact_and_nothing_is_created_twice() {
+    a_refused_value_fails_only_its_contact(false).await;
+}
+
+/// The same when HaloPSA refuses a whole batch for one bad user (saving none of it): the
+/// batch is split until the bad user is alone, without reading every user back.
+#[tokio::test]
+async fn a_whole_batch_refused_for_one_value_is_split_and_fails_only_its_contact() {
+    a_refused_value_fails_only_its_contact(true).await;
+}
+
+async fn a_refused_value_fails_only_its_contact(whole_batch: bool) {
     let h = harness(default_settings()).await;
+    h.sb.halo()
+        .update_behaviour(|b| b.reject_whole_batch = whole_batch);
     let core = core_for(&h).await;
     let mut settings = ImportSettings {
         default_site_id: Some(12),
@@ -179,6 +192,9 @@ async fn a_value_halopsa_refuses_fails_only_its_contact_and_nothing_is_created_t
             })
             .count();
     assert!(long_notes > 3);
+    let reads_before =
+        h.sb.faults()
+            .count(mailroom_sandbox::Service::Psa, "GET", "/api/Users");
     let run = core
         .run_contact_import(
             &h.mailbox.id,
@@ -212,6 +228,17 @@ async fn a_value_halopsa_refuses_fails_only_its_contact_and_nothing_is_created_t
     }
     assert!(users_by_address(&h).values().all(|u| u.len() == 1));
     let created = users_by_address(&h).len();
+    // A refused batch costs a read-back of its first users (until one is missing) and of the
+    // lone refused one — not one of each user it held.
+    let reads =
+        h.sb.faults()
+            .count(mailroom_sandbox::Service::Psa, "GET", "/api/Users")
+            - reads_before;
+    assert!(
+        reads < (created as u64 + failed.len() as u64) / 2,
+        "{reads} read-backs for {created} users created and {} refused",
+        failed.len()
+    );
 
     let again = core
         .run_contact_import(

@@ -5,7 +5,9 @@
 //! Never a second user for one address: each new user's address is claimed in the store before
 //! the batch is sent and linked to the user HaloPSA answered with. When a batch fails or the
 //! answer lacks a user, the batch's addresses are read back from HaloPSA: found ones are linked
-//! (they were created), missing ones are sent again one at a time. Claims left unanswered by a
+//! (they were created), missing ones are sent again one at a time; a batch refused as invalid
+//! is settled with as few requests as the refusal allows ([`Runner::settle_refused_batch`]),
+//! so one bad value does not cost a read-back per user. Claims left unanswered by a
 //! stop are settled the same way — by HaloPSA's user list — before the next run creates anything.
 
 use std::sync::Arc;
@@ -207,10 +209,10 @@ impl Runner<'_> {
             }
             Err(e) if stops_run(&e) => Err(e.into()),
             Err(_) if batch.len() > 1 => {
-                for p in batch {
-                    Box::pin(self.updates(&[p])).await?;
-                }
-                Ok(())
+                // Updates are idempotent: halves go again until the refused one is alone.
+                let (first, second) = batch.split_at(batch.len() / 2);
+                Box::pin(self.updates(first)).await?;
+                Box::pin(self.updates(second)).await
             }
             Err(e) => {
                 let p = batch[0];
@@ -319,6 +321,11 @@ impl Runner<'_> {
                 return Err(e.clone().into());
             }
         }
+        if let Some(e) = error.as_ref() {
+            if e.kind == ErrorKind::Validation && unanswered.len() > 1 {
+                return self.settle_refused_batch(unanswered, requests).await;
+            }
+        }
         // Some users may exist without HaloPSA having said so: read them back.
         let mut again: Vec<&Planned> = Vec::new();
         let mut rows = Vec::new();
@@ -393,6 +400,66 @@ impl Runner<'_> {
                 self.record(rows).await
             }
         }
+    }
+
+    /// A batch of new users HaloPSA refused as invalid (400): it may have saved the users before
+    /// the refused one (no transaction per request) or none ([U], reference §2). They are read
+    /// back in order until one is missing — found ones were created. When some were found, the
+    /// missing one is the refused user and goes alone, the rest as a batch; when none was, the
+    /// batch goes again in halves until the refused user is alone. Reading back every user (and
+    /// sending each alone) would spend HaloPSA's rate limit on a whole batch for one bad value.
+    async fn settle_refused_batch(
+        &mut self,
+        unanswered: Vec<&Planned>,
+        mut requests: Value,
+    ) -> Result<(), CoreError> {
+        let store = self.core.store();
+        let mut rows = Vec::new();
+        let mut missing_at = unanswered.len();
+        for (i, p) in unanswered.iter().enumerate() {
+            let email = p.email.as_deref().unwrap_or_default();
+            let collector = Collector::new();
+            let found = mailroom_trace::with_sink(collector.clone(), self.read_back(email)).await?;
+            if let (Value::Array(list), Value::Array(more)) =
+                (&mut requests, exchanges_json(collector.drain()))
+            {
+                list.extend(more);
+            }
+            match found {
+                Some(id) => {
+                    store.link_contact_email(email, id, Utc::now()).await?;
+                    rows.push(ImportRow {
+                        requests: requests.clone(),
+                        ..row(p, ContactOutcome::Created, None, Some(id), fields_of(p))
+                    });
+                }
+                None => {
+                    missing_at = i;
+                    break;
+                }
+            }
+        }
+        self.record(rows).await?;
+        let rest = &unanswered[missing_at..];
+        for p in rest {
+            store
+                .release_contact_email(p.email.as_deref().unwrap_or_default())
+                .await?;
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let (first, second) = if missing_at > 0 {
+            // Saved up to the refused user: it goes alone, the rest together.
+            rest.split_at(1)
+        } else {
+            rest.split_at(rest.len() / 2)
+        };
+        Box::pin(self.creates(first)).await?;
+        if !second.is_empty() {
+            Box::pin(self.creates(second)).await?;
+        }
+        Ok(())
     }
 
     /// The HaloPSA user with this address, read now (several: the lowest id).
