@@ -266,8 +266,11 @@ async fn process_claimed(
             }
         }
         use futures_util::StreamExt as _;
+        let backlog = pipeline.backlog_pass(chains.len(), options.concurrency.max(1));
+        let backlog = &backlog;
         let mut results = futures_util::stream::iter(chains)
             .map(|chain| async move {
+                backlog.started();
                 let mut outcomes = Vec::new();
                 for email in chain {
                     if cancel.is_cancelled() {

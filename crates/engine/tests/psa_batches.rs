@@ -299,3 +299,31 @@ async fn batching_changed_while_running_applies_to_the_next_emails() {
         "{sizes:?}"
     );
 }
+
+/// A backlog whose attempts need no request before their write (the delta round read every
+/// message) still fills its batches: leaders wait for conversations about to start, not only
+/// for attempts already in flight (which queue at their move, after their write).
+#[tokio::test]
+async fn a_backlog_fills_its_batches() {
+    let h = harness(batch_settings()).await;
+    // Graph answers in 20 ms, four requests at a time per mailbox.
+    h.sb.faults()
+        .add(mailroom_sandbox::FaultRule::latency(
+            Service::Graph,
+            "*",
+            20,
+        ))
+        .unwrap();
+    let n = 200;
+    let delivered = deliver_many(&h, n, "Backlogged");
+    let report = h.scan().await;
+    assert_eq!(report.processed, n, "{report:?}");
+    each_has_one_ticket(&h, &delivered).await;
+    let sizes = h.pipeline.ticket_batch_sizes();
+    let batches: u64 = sizes.values().sum();
+    let mean = n as f64 / batches as f64;
+    assert!(
+        mean >= 8.0,
+        "{mean:.1} tickets per POST ({batches} POSTs for {n} emails): {sizes:?}"
+    );
+}

@@ -206,6 +206,8 @@ pub(super) struct Batcher<R: BatchRecord> {
     batches: Mutex<Batches<R>>,
     /// Attempts in flight that may still write (shared by every kind: see [`WriteSlots`]).
     may_join: Arc<AtomicUsize>,
+    /// Conversations claimed and not started yet (see [`Backlog`]).
+    backlog: Arc<Backlog>,
     /// Batches sent, by size (`sizes[n]` = batches of n records), for the benchmark.
     sizes: Mutex<HashMap<usize, u64>>,
 }
@@ -226,8 +228,12 @@ impl WriteSlots {
         }
     }
 
-    /// A batcher of `R` whose leaders wait for these slots.
-    pub(super) fn batcher<R: BatchRecord>(&self, config: BatchConfig) -> Batcher<R> {
+    /// A batcher of `R` whose leaders wait for these slots, and for `backlog`.
+    pub(super) fn batcher<R: BatchRecord>(
+        &self,
+        config: BatchConfig,
+        backlog: Arc<Backlog>,
+    ) -> Batcher<R> {
         Batcher {
             config: Mutex::new(config),
             batches: Mutex::new(Batches {
@@ -236,8 +242,71 @@ impl WriteSlots {
                 sealed: HashMap::new(),
             }),
             may_join: self.may_join.clone(),
+            backlog,
             sizes: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+/// Conversations claimed for processing whose attempts have not started yet, and the
+/// concurrency of the passes that claimed them. While there is such a backlog, a batch's leader
+/// also waits for attempts yet to start (a pass starts a conversation as soon as one of its
+/// attempts in flight ends) — unless the batch already holds as many members as the passes
+/// run at once, when nobody could start. Without it, a pass whose attempts need no request of
+/// their own before their write (the delta round read the message) sends batches of whoever
+/// happens to be at the write at the same moment: two or three records, and the PSA's rate
+/// limit binds. A lone email (its pass has nothing waiting) is still sent at once.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    waiting: AtomicUsize,
+    capacity: AtomicUsize,
+}
+
+impl Backlog {
+    /// A processing pass of `conversations` claimed conversations, `concurrency` at a time.
+    pub(crate) fn pass(self: &Arc<Self>, conversations: usize, concurrency: usize) -> BacklogPass {
+        self.waiting.fetch_add(conversations, Ordering::AcqRel);
+        self.capacity.fetch_add(concurrency, Ordering::AcqRel);
+        BacklogPass {
+            backlog: self.clone(),
+            left: AtomicUsize::new(conversations),
+            concurrency,
+        }
+    }
+
+    /// Whether a batch of `members` may still grow from conversations not started yet.
+    fn may_grow(&self, members: usize) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0 && members < self.capacity.load(Ordering::Acquire)
+    }
+}
+
+/// One pass's share of the [`Backlog`]; what it did not start is given up when it ends.
+#[derive(Debug)]
+pub struct BacklogPass {
+    backlog: Arc<Backlog>,
+    left: AtomicUsize,
+    concurrency: usize,
+}
+
+impl BacklogPass {
+    /// One of the pass's conversations starts.
+    pub(crate) fn started(&self) {
+        let took = self
+            .left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if took.is_ok() {
+            self.backlog.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for BacklogPass {
+    fn drop(&mut self) {
+        let left = self.left.swap(0, Ordering::AcqRel);
+        self.backlog.waiting.fetch_sub(left, Ordering::AcqRel);
+        self.backlog
+            .capacity
+            .fetch_sub(self.concurrency, Ordering::AcqRel);
     }
 }
 
@@ -348,7 +417,8 @@ impl<R: BatchRecord> Batcher<R> {
     }
 
     /// The leader of batch `id` waits — at most `max_wait` — while the batch has room and
-    /// other attempts may still join, then takes it.
+    /// other attempts may still join (in flight, or about to start: see [`Backlog`]), then
+    /// takes it.
     async fn wait_to_send(&self, id: u64) -> Option<Open<R>> {
         let config = self.config();
         let deadline = tokio::time::Instant::now() + config.max_wait;
@@ -360,8 +430,10 @@ impl<R: BatchRecord> Batcher<R> {
                 }
                 // Not open any more: someone else sent it.
                 let open = b.open.as_ref().filter(|o| o.id == id)?;
+                let others_coming = self.may_join.load(Ordering::Acquire) > 0
+                    || self.backlog.may_grow(open.members.len());
                 if open.members.len() >= config.max_records
-                    || self.may_join.load(Ordering::Acquire) == 0
+                    || !others_coming
                     || tokio::time::Instant::now() >= deadline
                 {
                     return b.open.take();
@@ -494,5 +566,37 @@ async fn answer_all<R: BatchRecord>(
             record: Box::new(record),
             batch,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_lets_batches_grow_until_its_passes_have_started_everything() {
+        let backlog = Arc::new(Backlog::default());
+        assert!(
+            !backlog.may_grow(1),
+            "nothing claimed: a lone email goes at once"
+        );
+        let pass = backlog.pass(3, 2);
+        assert!(backlog.may_grow(1));
+        assert!(
+            !backlog.may_grow(2),
+            "as many members as the pass runs at once: nobody could start"
+        );
+        pass.started();
+        pass.started();
+        assert!(backlog.may_grow(1));
+        pass.started();
+        pass.started(); // more starts than claimed are not counted twice
+        assert!(!backlog.may_grow(1), "everything started");
+        let other = backlog.pass(5, 4);
+        other.started();
+        drop(other);
+        drop(pass);
+        assert_eq!(backlog.waiting.load(Ordering::Acquire), 0);
+        assert_eq!(backlog.capacity.load(Ordering::Acquire), 0);
     }
 }

@@ -63,6 +63,8 @@ pub struct Pipeline {
     tickets: batch::Batcher<mailroom_psa::NewTicket>,
     /// Actions (replies) of attempts running at the same time, sent in one POST.
     actions: batch::Batcher<mailroom_psa::NewAction>,
+    /// Conversations claimed and not started yet, which batch leaders wait for too.
+    backlog: Arc<batch::Backlog>,
     /// The attempts in flight that may still create a user (user batch leaders wait for them).
     user_slots: batch::WriteSlots,
     /// Users created for the new senders of attempts running at the same time, in one POST.
@@ -107,12 +109,14 @@ impl Pipeline {
     ) -> Self {
         let slots = batch::WriteSlots::default();
         let user_slots = batch::WriteSlots::default();
+        let backlog = Arc::new(batch::Backlog::default());
         Pipeline {
-            users: user_slots.batcher(config.batch),
+            users: user_slots.batcher(config.batch, backlog.clone()),
+            tickets: slots.batcher(config.batch, backlog.clone()),
+            actions: slots.batcher(config.batch, backlog.clone()),
+            backlog,
             user_slots,
             user_locks: Default::default(),
-            tickets: slots.batcher(config.batch),
-            actions: slots.batcher(config.batch),
             slots,
             store,
             psa,
@@ -126,6 +130,16 @@ impl Pipeline {
             active_claims: Default::default(),
             prefetched: prefetch::Prefetched::new(prefetch::DEFAULT_BUDGET_BYTES),
         }
+    }
+
+    /// A processing pass's claimed `conversations`, started `concurrency` at a time (see
+    /// [`batch::Backlog`]).
+    pub(crate) fn backlog_pass(
+        &self,
+        conversations: usize,
+        concurrency: usize,
+    ) -> batch::BacklogPass {
+        self.backlog.pass(conversations, concurrency)
     }
 
     /// The message fields the intake selects in the delta round: everything an attempt reads.
