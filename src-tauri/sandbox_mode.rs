@@ -90,7 +90,7 @@ pub async fn reset_data_dir(dir: &Path, secrets: &mailroom_secrets::Secrets) -> 
             .collect();
         owners.push(mailroom_engine::psa_connection::PSA_CONNECTION_ID.to_string());
         for owner in owners {
-            if let Err(e) = core.secrets().delete_owner_async(owner.clone()).await {
+            if let Err(e) = core.secrets().delete_owner(&owner).await {
                 tracing::warn!(owner = %owner, "sandbox reset: a keyring entry stays: {e}");
             }
         }

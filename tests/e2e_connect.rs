@@ -300,6 +300,7 @@ async fn connect_delegated_and_app_only_through_the_window() {
                     &id,
                     mailroom_secrets::SecretKind::RefreshToken,
                 ))
+                .await
                 .unwrap()
                 .expect("refresh token in the keyring");
             needles_ref.push(rt.expose().to_string());
@@ -317,6 +318,7 @@ async fn connect_delegated_and_app_only_through_the_window() {
                     &id,
                     mailroom_secrets::SecretKind::RefreshToken,
                 ))
+                .await
                 .unwrap()
                 .expect("rotated refresh token");
             needles_ref.push(rotated.expose().to_string());
@@ -328,6 +330,7 @@ async fn connect_delegated_and_app_only_through_the_window() {
                     &id,
                     mailroom_secrets::SecretKind::RefreshToken,
                 ))
+                .await
                 .unwrap()
                 .is_none());
 

@@ -550,5 +550,6 @@ async fn the_wizards_check_results_are_in_the_german_catalogue() {
     );
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
 }

@@ -672,7 +672,7 @@ async fn webhook(args: &WebhookArgs) -> anyhow::Result<()> {
     hooks.cancel_subscription(&mailbox.id).await.ok();
     hooks.shutdown();
     supervisor.shutdown().await;
-    let _ = secrets.delete_owner(&mailbox.id);
+    let _ = secrets.delete_owner(&mailbox.id).await;
 
     latencies.sort_by(f64::total_cmp);
     injected.sort_by(f64::total_cmp);

@@ -92,11 +92,12 @@ pub async fn contacts(args: &ContactsArgs) -> anyhow::Result<()> {
     let core = Core::open_with_secrets(dir.path(), Secrets::with_service(&keyring)).await?;
     let result = bench(&core, &sb, args).await;
     for mailbox in core.mailboxes().await.unwrap_or_default() {
-        let _ = core.secrets().delete_owner(&mailbox.id);
+        let _ = core.secrets().delete_owner(&mailbox.id).await;
     }
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
     sb.shutdown().await;
     let report = result?;
     if args.json {

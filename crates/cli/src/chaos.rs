@@ -111,7 +111,7 @@ pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     };
     // Leave no keyring entries behind, whatever happened.
     for mailbox in core.mailboxes().await.unwrap_or_default() {
-        let _ = core.secrets().delete_owner(&mailbox.id);
+        let _ = core.secrets().delete_owner(&mailbox.id).await;
     }
     sb.shutdown().await;
     let report = result?;

@@ -128,7 +128,7 @@ async fn mappings_settings_dry_run_and_an_import_that_a_second_run_leaves_alone(
         "{}",
         text(&skipped)
     );
-    common::forget_secrets(&core, &mailbox);
+    common::forget_secrets(&core, &mailbox).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

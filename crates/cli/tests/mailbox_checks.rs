@@ -58,5 +58,5 @@ async fn a_named_canary_is_tried_by_the_connection_test() {
         .find(|c| c["id"] == "blast_radius")
         .unwrap();
     assert_eq!(blast["state"], "failed", "{found}");
-    common::forget_secrets(&core, &mailbox);
+    common::forget_secrets(&core, &mailbox).await;
 }

@@ -225,5 +225,6 @@ async fn connect_then_check_every_step_and_name_a_wrong_secret() {
     let core = mailroom_engine::Core::open(dir.path()).await.unwrap();
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
 }

@@ -88,7 +88,7 @@ async fn run_processes_mail_until_ctrl_c() {
         text.contains(&format!("ticket {}", tickets[0]["id"])),
         "{text}"
     );
-    common::forget_secrets(&core, &mailbox);
+    common::forget_secrets(&core, &mailbox).await;
 }
 
 /// Issue 22: Ctrl-C while the PSA refuses every request (the client is in its 429 back-off,
@@ -161,5 +161,5 @@ async fn ctrl_c_during_a_psa_back_off_exits_within_2s_and_leaves_no_claim() {
         mailroom_store::inbound::EmailState::Claimed,
         "the email was released"
     );
-    common::forget_secrets(&core, &mailbox);
+    common::forget_secrets(&core, &mailbox).await;
 }

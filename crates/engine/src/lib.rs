@@ -201,7 +201,7 @@ async fn adopt_unscoped_entries(store: &Store, secrets: &Secrets) -> Result<(), 
         owners.push(conn.id);
     }
     for owner in owners {
-        let moved = secrets.adopt_unscoped_async(owner.clone()).await?;
+        let moved = secrets.adopt_unscoped(&owner).await?;
         if moved > 0 {
             tracing::info!(owner = %owner, moved, "keyring entries scoped to this data directory");
         }

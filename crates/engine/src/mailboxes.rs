@@ -165,7 +165,7 @@ impl Core {
         let mailbox = self.store().add_mailbox(&record).await?;
         if let Some(secret) = setup.client_secret {
             let key = SecretKey::new(&mailbox.id, SecretKind::ClientSecret);
-            if let Err(e) = self.secrets().set_async(key, secret).await {
+            if let Err(e) = self.secrets().set(&key, &secret).await {
                 // Leave nothing half-configured behind; a rollback that fails is reported
                 // with its cause, the original error is returned.
                 if let Err(rollback) = self.store().delete_mailbox(&mailbox.id).await {
@@ -184,9 +184,7 @@ impl Core {
     /// Removes a mailbox and every secret it owns.
     pub async fn remove_mailbox(&self, id: &str) -> Result<(), CoreError> {
         let mailbox = self.store().mailbox(id).await?;
-        self.secrets()
-            .delete_owner_async(mailbox.id.clone())
-            .await?;
+        self.secrets().delete_owner(&mailbox.id).await?;
         self.store().delete_mailbox(id).await?;
         tracing::info!(mailbox = %mailbox.name, "mailbox removed");
         Ok(())

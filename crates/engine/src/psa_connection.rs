@@ -68,10 +68,12 @@ impl Core {
             ));
         }
         let tenant = tenant.map(str::trim).filter(|t| !t.is_empty());
-        self.secrets().set(
-            &SecretKey::new(PSA_CONNECTION_ID, SecretKind::PsaClientSecret),
-            &secret,
-        )?;
+        self.secrets()
+            .set(
+                &SecretKey::new(PSA_CONNECTION_ID, SecretKind::PsaClientSecret),
+                &secret,
+            )
+            .await?;
         self.store()
             .upsert_psa_connection(
                 &mailroom_store::NewPsaConnection {
@@ -123,7 +125,8 @@ impl Core {
         })?;
         let secret = self
             .secrets()
-            .get(&SecretKey::new(&conn.id, SecretKind::PsaClientSecret))?
+            .get(&SecretKey::new(&conn.id, SecretKind::PsaClientSecret))
+            .await?
             .ok_or_else(|| {
                 CoreError::NotConfigured(
                     "the HaloPSA client secret is missing from the keyring; enter it again".into(),

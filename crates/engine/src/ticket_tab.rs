@@ -87,7 +87,7 @@ impl Core {
             ));
         }
         self.secrets()
-            .set_async(tab_secret_key(), SecretValue::new(secret.expose().trim()))
+            .set(&tab_secret_key(), &SecretValue::new(secret.expose().trim()))
             .await?;
         let settings = TabSettings { scheme };
         self.store()
@@ -106,7 +106,7 @@ impl Core {
         let Some(settings) = self.ticket_tab_settings().await? else {
             return Ok(None);
         };
-        let Some(secret) = self.secrets().get_async(tab_secret_key()).await? else {
+        let Some(secret) = self.secrets().get(&tab_secret_key()).await? else {
             return Ok(None);
         };
         let mut url = url::Url::parse(&self.ticket_tab_url().await?).map_err(|e| {
@@ -186,7 +186,7 @@ pub(crate) async fn answer(
     let csp = content_security_policy(frame_ancestor.as_deref());
     let settings: Option<TabSettings> = store.setting(TAB_SETTINGS_KEY).await.ok().flatten();
     let secret = match settings {
-        Some(_) => secrets.get_async(tab_secret_key()).await.ok().flatten(),
+        Some(_) => secrets.get(&tab_secret_key()).await.ok().flatten(),
         None => None,
     };
     let scheme = settings.unwrap_or_default().scheme;

@@ -94,8 +94,11 @@ async fn browser_sign_in(authorize: &Url, upn: &str) -> Result<String, String> {
     Ok(landing.body)
 }
 
-fn keyring(core: &Core, owner: &str, kind: SecretKind) -> Option<SecretValue> {
-    core.secrets().get(&SecretKey::new(owner, kind)).unwrap()
+async fn keyring(core: &Core, owner: &str, kind: SecretKind) -> Option<SecretValue> {
+    core.secrets()
+        .get(&SecretKey::new(owner, kind))
+        .await
+        .unwrap()
 }
 
 fn code_and_diagnosis(err: &CoreError) -> (ErrorCode, String, String) {
@@ -166,8 +169,9 @@ async fn public_client_authorize_test_rotate_and_disconnect() {
     assert!(connection.missing.is_empty(), "{:?}", connection.missing);
     let stored = core.store().mailbox(&mailbox.id).await.unwrap();
     assert_eq!(stored.connected_account.as_deref(), Some(SUPPORT));
-    let first_rt =
-        keyring(&core, &mailbox.id, SecretKind::RefreshToken).expect("refresh token in keyring");
+    let first_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken)
+        .await
+        .expect("refresh token in keyring");
 
     // Test connection refreshes (rotating the refresh token, persisted) and lists the inbox.
     let test = core.test_connection(&mailbox.id).await.unwrap();
@@ -179,7 +183,9 @@ async fn public_client_authorize_test_rotate_and_disconnect() {
         .probes
         .iter()
         .any(|p| p.permission == "User.Read" && p.outcome == "ok"));
-    let second_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken).unwrap();
+    let second_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken)
+        .await
+        .unwrap();
     assert_ne!(
         first_rt, second_rt,
         "the rotated refresh token was persisted"
@@ -191,11 +197,16 @@ async fn public_client_authorize_test_rotate_and_disconnect() {
         graph.me().await.unwrap().user_principal_name.as_deref(),
         Some(SUPPORT)
     );
-    let current_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken).unwrap();
+    let current_rt = keyring(&core, &mailbox.id, SecretKind::RefreshToken)
+        .await
+        .unwrap();
 
     let after = core.disconnect_mailbox(&mailbox.id).await.unwrap();
     assert_eq!(after.connected_account, None);
-    assert_eq!(keyring(&core, &mailbox.id, SecretKind::RefreshToken), None);
+    assert_eq!(
+        keyring(&core, &mailbox.id, SecretKind::RefreshToken).await,
+        None
+    );
     assert_eq!(
         core.test_connection(&mailbox.id).await.unwrap_err().code(),
         ErrorCode::NotConnected
@@ -278,7 +289,7 @@ async fn confidential_client_with_secret_signs_in_and_mismatches_are_diagnosed()
     let unconnected = core.store().mailbox(&web_without.id).await.unwrap();
     assert_eq!(unconnected.connected_account, None);
     assert_eq!(
-        keyring(&core, &web_without.id, SecretKind::RefreshToken),
+        keyring(&core, &web_without.id, SecretKind::RefreshToken).await,
         None
     );
 
@@ -612,6 +623,7 @@ async fn app_only_certificates_from_rcgen_and_openssl() {
             .expect("thumbprint stored");
         assert!(mailbox.credential_expires_at.is_some());
         assert!(keyring(&core, &mailbox.id, SecretKind::Certificate)
+            .await
             .unwrap()
             .expose()
             .contains("PRIVATE KEY"));
@@ -638,7 +650,10 @@ async fn app_only_certificates_from_rcgen_and_openssl() {
             );
         }
         core.remove_mailbox(&mailbox.id).await.unwrap();
-        assert_eq!(keyring(&core, &mailbox.id, SecretKind::Certificate), None);
+        assert_eq!(
+            keyring(&core, &mailbox.id, SecretKind::Certificate).await,
+            None
+        );
     }
     core.store().close().await;
     assert_not_on_disk(dir.path(), &needles);

@@ -160,5 +160,5 @@ async fn killed_mid_import_and_restarted_no_user_is_created_twice() {
         .await
         .unwrap()
         .is_empty());
-    let _ = core.secrets().delete_owner(&h.mailbox.id);
+    let _ = core.secrets().delete_owner(&h.mailbox.id).await;
 }

@@ -155,9 +155,10 @@ async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
         .await
         .unwrap();
     assert!(emails.iter().all(|e| e.state != EmailState::Claimed));
-    core.secrets().delete_owner(&mailbox.id).unwrap();
+    core.secrets().delete_owner(&mailbox.id).await.unwrap();
     core.secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await
         .unwrap();
 }
 
@@ -238,9 +239,10 @@ async fn stopping_the_engine_mid_batch_leaves_no_claim() {
             .count();
         assert_eq!(n, 1, "{}", d.internet_message_id);
     }
-    core.secrets().delete_owner(&mailbox.id).unwrap();
+    core.secrets().delete_owner(&mailbox.id).await.unwrap();
     core.secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await
         .unwrap();
 }
 
@@ -362,8 +364,9 @@ async fn a_revoked_sign_in_is_reported_once_and_resumes_after_a_new_sign_in() {
         }
     }
     engine.stop().await;
-    core.secrets().delete_owner(&mailbox.id).unwrap();
+    core.secrets().delete_owner(&mailbox.id).await.unwrap();
     core.secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await
         .unwrap();
 }

@@ -316,7 +316,8 @@ async fn the_tab_step_finds_the_tab_and_the_ticket_types_that_allow_it() {
     assert!(item(&result, "requests").optional);
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
 }
 
 /// *Create it for me* of the tab step creates the tab and allows it on the chosen ticket types,
@@ -376,7 +377,8 @@ async fn create_it_for_me_makes_the_tab_once_and_allows_it_on_the_chosen_types()
         .is_empty());
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
 }
 
 /// The engine checks the integration at start and then periodically: a step that was green and
@@ -414,6 +416,7 @@ async fn a_step_that_breaks_later_is_announced_by_the_periodic_check() {
             ),
             &SecretValue::new("rotated-away"),
         )
+        .await
         .unwrap();
     let broken = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         loop {
@@ -439,7 +442,8 @@ async fn a_step_that_breaks_later_is_announced_by_the_periodic_check() {
     engine.stop().await;
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
 }
 
 /// The resolve action: named exactly, its button, the chosen closed status, hidden from the

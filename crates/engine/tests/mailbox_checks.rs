@@ -132,7 +132,7 @@ async fn add_scan_mailbox(
 }
 
 /// The sandbox daemon app's client secret, in the keyring for mailbox `id`.
-fn give_daemon_secret(core: &mailroom_engine::Core, h: &Harness, id: &str) {
+async fn give_daemon_secret(core: &mailroom_engine::Core, h: &Harness, id: &str) {
     core.secrets()
         .set(
             &mailroom_secrets::SecretKey::new(id, mailroom_secrets::SecretKind::ClientSecret),
@@ -140,6 +140,7 @@ fn give_daemon_secret(core: &mailroom_engine::Core, h: &Harness, id: &str) {
                 h.sb.tenant().daemon_app.client_secret.clone().unwrap(),
             ),
         )
+        .await
         .unwrap();
 }
 
@@ -206,7 +207,7 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
     // A shared mailbox is named as such.
     let helpdesk = h.store.mailboxes().await.unwrap();
     let helpdesk = helpdesk.iter().find(|m| m.name == "Helpdesk").unwrap();
-    give_daemon_secret(&core, &h, &helpdesk.id);
+    give_daemon_secret(&core, &h, &helpdesk.id).await;
     let shared = identity_of(&core.test_connection(&helpdesk.id).await.unwrap());
     assert!(
         shared
@@ -224,7 +225,7 @@ async fn the_mailbox_identity_is_checked_when_the_application_may_read_the_direc
         default_settings(),
     )
     .await;
-    give_daemon_secret(&core, &h, &wrong.id);
+    give_daemon_secret(&core, &h, &wrong.id).await;
     let typo = identity_of(&core.test_connection(&wrong.id).await.unwrap());
     assert_eq!(typo.state, "failed", "{typo:?}");
     assert!(
@@ -268,6 +269,7 @@ async fn a_sign_in_by_another_account_than_the_named_one_is_refused_and_nothing_
     assert!(core
         .secrets()
         .get(&SecretKey::new(&mailbox.id, SecretKind::RefreshToken))
+        .await
         .unwrap()
         .is_none());
     assert_eq!(
@@ -289,7 +291,7 @@ async fn a_sign_in_by_another_account_than_the_named_one_is_refused_and_nothing_
         .await
         .unwrap();
     assert_eq!(connected.account, SUPPORT);
-    let _ = core.secrets().delete_owner(&mailbox.id);
+    let _ = core.secrets().delete_owner(&mailbox.id).await;
 }
 
 #[tokio::test]
@@ -392,5 +394,5 @@ async fn a_scan_mailbox_says_who_signs_in() {
         wrong.detail.contains("megan@contoso.test is signed in, but the account named for this mailbox is alex@contoso.test"),
         "{wrong:?}"
     );
-    let _ = core.secrets().delete_owner(&mailbox.id);
+    let _ = core.secrets().delete_owner(&mailbox.id).await;
 }

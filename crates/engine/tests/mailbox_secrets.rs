@@ -39,6 +39,7 @@ async fn the_client_secret_lives_in_the_keyring_only() {
     let stored = core
         .secrets()
         .get(&key)
+        .await
         .unwrap()
         .expect("secret in keyring");
     assert_eq!(stored.expose(), SECRET);
@@ -57,7 +58,7 @@ async fn the_client_secret_lives_in_the_keyring_only() {
         .await
         .unwrap();
     core.remove_mailbox(&mailbox.id).await.unwrap();
-    assert_eq!(core.secrets().get(&key).unwrap(), None);
+    assert_eq!(core.secrets().get(&key).await.unwrap(), None);
     assert!(core.mailboxes().await.unwrap().is_empty());
 }
 
@@ -95,27 +96,35 @@ async fn two_data_directories_never_share_a_keyring_entry() {
         .await
         .unwrap();
     let key = SecretKey::new(PSA_CONNECTION_ID, SecretKind::PsaClientSecret);
-    let read = |core: &Core| {
+    let read = async |core: &Core| {
         core.secrets()
             .get(&key)
+            .await
             .unwrap()
             .map(|v| v.expose().to_string())
     };
-    assert_eq!(read(&real).as_deref(), Some("production-secret"));
-    assert_eq!(read(&sandbox).as_deref(), Some("sandbox-secret"));
+    assert_eq!(read(&real).await.as_deref(), Some("production-secret"));
+    assert_eq!(read(&sandbox).await.as_deref(), Some("sandbox-secret"));
 
     // What a sandbox reset does: delete every entry its records own.
-    sandbox.secrets().delete_owner(PSA_CONNECTION_ID).unwrap();
-    assert_eq!(read(&sandbox), None);
-    assert_eq!(read(&real).as_deref(), Some("production-secret"));
+    sandbox
+        .secrets()
+        .delete_owner(PSA_CONNECTION_ID)
+        .await
+        .unwrap();
+    assert_eq!(read(&sandbox).await, None);
+    assert_eq!(read(&real).await.as_deref(), Some("production-secret"));
 
     // Reopening finds its own entry again (the store id is kept in the database).
     real.store().close().await;
     let real = Core::open_with_secrets(real_dir.path(), Secrets::with_service(&service))
         .await
         .unwrap();
-    assert_eq!(read(&real).as_deref(), Some("production-secret"));
-    real.secrets().delete_owner(PSA_CONNECTION_ID).unwrap();
+    assert_eq!(read(&real).await.as_deref(), Some("production-secret"));
+    real.secrets()
+        .delete_owner(PSA_CONNECTION_ID)
+        .await
+        .unwrap();
 }
 
 /// A data directory from before entries were scoped adopts its own unscoped entries the first
@@ -150,6 +159,7 @@ async fn a_data_directory_from_before_scoping_adopts_its_entries() {
     store.close().await;
     unscoped
         .set(&key, &SecretValue::new("production-secret"))
+        .await
         .unwrap();
 
     // A fresh (sandbox) data directory must not take it.
@@ -157,21 +167,21 @@ async fn a_data_directory_from_before_scoping_adopts_its_entries() {
     let fresh = Core::open_with_secrets(fresh_dir.path(), Secrets::with_service(&service))
         .await
         .unwrap();
-    assert_eq!(fresh.secrets().get(&key).unwrap(), None);
-    assert!(unscoped.get(&key).unwrap().is_some());
+    assert_eq!(fresh.secrets().get(&key).await.unwrap(), None);
+    assert!(unscoped.get(&key).await.unwrap().is_some());
 
     let old = Core::open_with_secrets(old_dir.path(), Secrets::with_service(&service))
         .await
         .unwrap();
-    let adopted = old.secrets().get(&key).unwrap().expect("adopted");
+    let adopted = old.secrets().get(&key).await.unwrap().expect("adopted");
     assert_eq!(adopted.expose(), "production-secret");
     assert_eq!(
-        unscoped.get(&key).unwrap(),
+        unscoped.get(&key).await.unwrap(),
         None,
         "the unscoped name is gone"
     );
     old.psa_client()
         .await
         .expect("the PSA client finds its secret");
-    old.secrets().delete_owner(PSA_CONNECTION_ID).unwrap();
+    old.secrets().delete_owner(PSA_CONNECTION_ID).await.unwrap();
 }

@@ -35,6 +35,7 @@ async fn the_psa_unreachable_is_told_once_to_the_chosen_agent_and_on_the_desktop
             &SecretKey::new(&mailbox.id, SecretKind::ClientSecret),
             &SecretValue::new(sb.tenant().daemon_app.client_secret.clone().unwrap()),
         )
+        .await
         .unwrap();
     // Refused: an agent without an address, and an interval of zero.
     let mut settings = NotificationSettings {
@@ -82,6 +83,7 @@ async fn the_psa_unreachable_is_told_once_to_the_chosen_agent_and_on_the_desktop
             ),
             &SecretValue::new("rotated-away"),
         )
+        .await
         .unwrap();
     let (title, fix) = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -142,6 +144,7 @@ async fn the_psa_unreachable_is_told_once_to_the_chosen_agent_and_on_the_desktop
     engine.stop().await;
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
-    let _ = core.secrets().delete_owner(&mailbox.id);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
+    let _ = core.secrets().delete_owner(&mailbox.id).await;
 }

@@ -127,5 +127,5 @@ async fn killed_between_the_send_and_its_record_every_email_exists_once() {
         assert_eq!(email.status, OutboundStatus::Sent);
         assert!(message_ids.contains(&email.internet_message_id.as_str()));
     }
-    let _ = core.secrets().delete_owner(&h.mailbox.id);
+    let _ = core.secrets().delete_owner(&h.mailbox.id).await;
 }

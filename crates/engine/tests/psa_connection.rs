@@ -37,6 +37,7 @@ async fn psa_connection_round_trips_and_builds_a_working_client() {
     let stored = core
         .secrets()
         .get(&SecretKey::new(&conn.id, SecretKind::PsaClientSecret))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(stored.expose(), creds.client_secret);
@@ -48,6 +49,7 @@ async fn psa_connection_round_trips_and_builds_a_working_client() {
     assert_eq!(me.name.as_deref(), Some("Mailroom API"));
     core.secrets()
         .delete(&SecretKey::new(&conn.id, SecretKind::PsaClientSecret))
+        .await
         .unwrap();
 }
 
@@ -139,5 +141,6 @@ async fn the_psa_test_names_each_check_and_its_fix() {
     assert!(!report.ok);
     core.secrets()
         .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await
         .unwrap();
 }

@@ -136,6 +136,7 @@ async fn the_tab_shows_a_verified_tickets_emails_and_refuses_everything_else() {
 
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
     hooks.shutdown();
 }

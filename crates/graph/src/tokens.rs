@@ -26,8 +26,13 @@ pub trait TokenProvider: Send + Sync {
 /// Tokens are refreshed this long before they expire.
 pub const REFRESH_MARGIN_MINUTES: i64 = 5;
 
-/// Called with the new token set whenever the refresh token rotates; persist it (keyring).
-pub type RotationCallback = Arc<dyn Fn(&TokenSet) + Send + Sync>;
+/// Called with the new token set whenever the refresh token rotates; persist it (the secret
+/// store). The new access token is handed out only once the returned future has finished.
+pub type RotationCallback = Arc<
+    dyn Fn(TokenSet) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Delegated tokens: holds the refresh token, refreshes 5 minutes before expiry, and reports
 /// every rotation to the persistence callback before handing out the new access token.
@@ -45,14 +50,14 @@ impl DelegatedTokens {
         identity: IdentityClient,
         app: AppRegistration,
         tokens: TokenSet,
-        on_rotate: impl Fn(&TokenSet) + Send + Sync + 'static,
+        on_rotate: RotationCallback,
     ) -> Self {
         DelegatedTokens {
             identity,
             app,
             state: tokio::sync::Mutex::new(tokens),
             rejected: Mutex::new(None),
-            on_rotate: Arc::new(on_rotate),
+            on_rotate,
         }
     }
 
@@ -61,7 +66,7 @@ impl DelegatedTokens {
         identity: IdentityClient,
         app: AppRegistration,
         refresh_token: Secret,
-        on_rotate: impl Fn(&TokenSet) + Send + Sync + 'static,
+        on_rotate: RotationCallback,
     ) -> Self {
         let expired = TokenSet {
             access_token: Secret::new(""),
@@ -100,7 +105,7 @@ impl DelegatedTokens {
         if fresh.account.is_none() {
             fresh.account = state.account.clone();
         }
-        (self.on_rotate)(&fresh);
+        (self.on_rotate)(fresh.clone()).await;
         *state = fresh;
         Ok(state.access_token.clone())
     }

@@ -169,7 +169,10 @@ async fn public_sign_in_refresh_rotation_and_graph_me() {
         identity(&sb),
         app.clone(),
         refreshed,
-        move |t: &TokenSet| seen.lock().unwrap().push(t.clone()),
+        Arc::new(move |t: TokenSet| {
+            seen.lock().unwrap().push(t);
+            Box::pin(async {})
+        }),
     ));
     let graph = graph_for(&sb, provider.clone(), MailboxRef::Me);
     let me = graph.me().await.unwrap();

@@ -1,13 +1,17 @@
-//! Credentials in the OS keyring, and nowhere else.
+//! Credentials in the OS keyring — or, on a server, sealed in the database — and nowhere else.
 //!
 //! Every client secret, refresh token, certificate private key and webhook client state that
-//! Mailroom holds goes through this module. The backend is the platform's own store, through
-//! the `keyring` crate:
+//! Mailroom holds goes through this module. The desktop's backend is the platform's own store,
+//! through the `keyring` crate:
 //! - Linux: the Secret Service (GNOME Keyring, KWallet) for persistence, with the kernel
 //!   keyutils keyring as a session cache (`linux-native-sync-persistent`). On a headless
 //!   machine a Secret Service must be running and unlocked (the test command starts one with
 //!   `dbus-run-session` + `gnome-keyring-daemon --unlock`).
 //! - Windows: the Credential Manager. macOS: the login Keychain.
+//!
+//! A server (`mailroom serve`, several workers on one database) has no desktop keyring: with a
+//! key in `MAILROOM_SECRETS_KEY` (or a file in `MAILROOM_SECRETS_KEY_FILE`) secrets are sealed
+//! with AES-256-GCM and kept in the database instead ([`sealed`]). The API is the same.
 //!
 //! Invariants:
 //! - [`SecretValue`] never prints, logs or serializes its contents (`Debug` shows
@@ -21,7 +25,11 @@
 //! - A keyring that silently drops writes (keyring's mock backend) is detected by
 //!   [`Secrets::self_check`] and reported as [`SecretsError::Unavailable`].
 
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
+
+pub mod sealed;
 
 /// Keyring service name used for every entry.
 pub const DEFAULT_SERVICE: &str = "Mailroom";
@@ -124,7 +132,7 @@ impl From<String> for SecretValue {
     }
 }
 
-/// Errors from the keyring.
+/// Errors from the secret store.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error(
@@ -138,13 +146,29 @@ pub enum SecretsError {
     Backend { entry: String, detail: String },
 }
 
-/// The keyring, under one service name, scoped to one store (data directory).
+/// Where secrets are kept: the OS keyring under one service name (the desktop), or sealed in
+/// the database ([`sealed`]: a server, several workers) — either way scoped to one store.
 #[derive(Debug, Clone)]
 pub struct Secrets {
-    service: String,
+    backend: Backend,
     /// The store id every entry name starts with; `None` only for the unscoped names of
     /// entries written before scoping (read by [`Secrets::adopt_unscoped`]).
     scope: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Keyring { service: String },
+    Sealed(sealed::Sealed),
+}
+
+/// Which backend a [`Secrets`] uses (for status lines; never the secrets themselves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The OS keyring, under this service name.
+    Keyring { service: String },
+    /// Sealed in the database, with the key of this id.
+    Sealed { key_id: String },
 }
 
 impl Default for Secrets {
@@ -154,37 +178,52 @@ impl Default for Secrets {
 }
 
 impl Secrets {
-    /// Uses `$MAILROOM_KEYRING_SERVICE` if set, else [`DEFAULT_SERVICE`].
+    /// The keyring under `$MAILROOM_KEYRING_SERVICE` if set, else [`DEFAULT_SERVICE`].
     pub fn from_env() -> Self {
         let service = std::env::var(SERVICE_ENV)
             .ok()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_SERVICE.to_string());
-        Secrets {
-            service,
-            scope: None,
-        }
+        Self::with_service(service)
     }
 
-    /// Uses an explicit service name.
+    /// The keyring under an explicit service name.
     pub fn with_service(service: impl Into<String>) -> Self {
         Secrets {
-            service: service.into(),
+            backend: Backend::Keyring {
+                service: service.into(),
+            },
             scope: None,
         }
     }
 
-    /// The same keyring, with every entry scoped to `store_id` (a store's
-    /// `mailroom_store::StoreId`). `Core::open` scopes its keyring this way.
+    /// Secrets sealed with `keys` in `storage` (see [`sealed`]).
+    pub fn sealed(keys: sealed::SealingKeys, storage: Arc<dyn sealed::SealedStorage>) -> Self {
+        Secrets {
+            backend: Backend::Sealed(sealed::Sealed::new(keys, storage)),
+            scope: None,
+        }
+    }
+
+    /// The same backend, with every entry scoped to `store_id` (a store's
+    /// `mailroom_store::StoreId`). `Core::open` scopes its secrets this way.
     pub fn scoped(&self, store_id: impl Into<String>) -> Self {
         Secrets {
-            service: self.service.clone(),
+            backend: self.backend.clone(),
             scope: Some(store_id.into()),
         }
     }
 
-    pub fn service(&self) -> &str {
-        &self.service
+    /// Which backend this is.
+    pub fn backend(&self) -> BackendKind {
+        match &self.backend {
+            Backend::Keyring { service } => BackendKind::Keyring {
+                service: service.clone(),
+            },
+            Backend::Sealed(sealed) => BackendKind::Sealed {
+                key_id: sealed.current_key_id().to_string(),
+            },
+        }
     }
 
     /// The store id entries are scoped to, if any.
@@ -192,7 +231,7 @@ impl Secrets {
         self.scope.as_deref()
     }
 
-    /// The entry name (`user`) of a key in this keyring.
+    /// The entry name (`user`) of a key in this backend.
     pub fn entry_name(&self, key: &SecretKey) -> String {
         match &self.scope {
             Some(scope) => format!("{scope}/{}", key.unscoped_user()),
@@ -200,24 +239,19 @@ impl Secrets {
         }
     }
 
-    fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, SecretsError> {
-        keyring::Entry::new(&self.service, &self.entry_name(key))
-            .map_err(|e| map_err(&self.entry_name(key), e))
-    }
-
     fn unscoped(&self) -> Self {
         Secrets {
-            service: self.service.clone(),
+            backend: self.backend.clone(),
             scope: None,
         }
     }
 
     /// Moves the entries an owner had before entries were scoped (`<owner>/<kind>`) to this
-    /// keyring's scoped names, unless a scoped entry already exists. Returns how many moved.
+    /// backend's scoped names, unless a scoped entry already exists. Returns how many moved.
     ///
     /// Only the store whose records name `owner` may call this, once (when its store id is
     /// created): an unscoped entry is otherwise indistinguishable between data directories.
-    pub fn adopt_unscoped(&self, owner: &str) -> Result<usize, SecretsError> {
+    pub async fn adopt_unscoped(&self, owner: &str) -> Result<usize, SecretsError> {
         if self.scope.is_none() {
             return Ok(0);
         }
@@ -225,92 +259,110 @@ impl Secrets {
         let mut moved = 0;
         for kind in SecretKind::ALL {
             let key = SecretKey::new(owner, kind);
-            let Some(value) = legacy.get(&key)? else {
+            let Some(value) = legacy.get(&key).await? else {
                 continue;
             };
-            if self.get(&key)?.is_none() {
-                self.set(&key, &value)?;
+            if self.get(&key).await?.is_none() {
+                self.set(&key, &value).await?;
                 moved += 1;
             }
-            legacy.delete(&key)?;
+            legacy.delete(&key).await?;
         }
         Ok(moved)
     }
 
     /// Stores (or replaces) a secret.
-    pub fn set(&self, key: &SecretKey, value: &SecretValue) -> Result<(), SecretsError> {
-        self.entry(key)?
-            .set_password(value.expose())
-            .map_err(|e| map_err(&self.entry_name(key), e))?;
-        tracing::debug!(entry = %self.entry_name(key), "secret stored");
+    pub async fn set(&self, key: &SecretKey, value: &SecretValue) -> Result<(), SecretsError> {
+        let name = self.entry_name(key);
+        match &self.backend {
+            Backend::Keyring { service } => {
+                let (service, entry, value) = (service.clone(), name.clone(), value.clone());
+                blocking(move || {
+                    keyring_entry(&service, &entry)?
+                        .set_password(value.expose())
+                        .map_err(|e| map_err(&entry, e))
+                })
+                .await?
+            }
+            Backend::Sealed(sealed) => sealed.set(&name, value).await?,
+        }
+        tracing::debug!(entry = %name, "secret stored");
         Ok(())
     }
 
     /// Reads a secret; `None` when there is none.
-    pub fn get(&self, key: &SecretKey) -> Result<Option<SecretValue>, SecretsError> {
-        match self.entry(key)?.get_password() {
-            Ok(value) => Ok(Some(SecretValue::new(value))),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(map_err(&self.entry_name(key), e)),
+    pub async fn get(&self, key: &SecretKey) -> Result<Option<SecretValue>, SecretsError> {
+        let name = self.entry_name(key);
+        match &self.backend {
+            Backend::Keyring { service } => {
+                let service = service.clone();
+                blocking(
+                    move || match keyring_entry(&service, &name)?.get_password() {
+                        Ok(value) => Ok(Some(SecretValue::new(value))),
+                        Err(keyring::Error::NoEntry) => Ok(None),
+                        Err(e) => Err(map_err(&name, e)),
+                    },
+                )
+                .await
+            }
+            Backend::Sealed(sealed) => sealed.get(&name).await,
         }
     }
 
     /// Removes a secret; removing a missing one is not an error.
-    pub fn delete(&self, key: &SecretKey) -> Result<(), SecretsError> {
-        match self.entry(key)?.delete_credential() {
-            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(map_err(&self.entry_name(key), e)),
+    pub async fn delete(&self, key: &SecretKey) -> Result<(), SecretsError> {
+        let name = self.entry_name(key);
+        match &self.backend {
+            Backend::Keyring { service } => {
+                let service = service.clone();
+                blocking(
+                    move || match keyring_entry(&service, &name)?.delete_credential() {
+                        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+                        Err(e) => Err(map_err(&name, e)),
+                    },
+                )
+                .await
+            }
+            Backend::Sealed(sealed) => sealed.delete(&name).await,
         }
     }
 
     /// Removes every secret an owner (a mailbox or PSA connection) has.
-    pub fn delete_owner(&self, owner: &str) -> Result<(), SecretsError> {
+    pub async fn delete_owner(&self, owner: &str) -> Result<(), SecretsError> {
         for kind in SecretKind::ALL {
-            self.delete(&SecretKey::new(owner, kind))?;
+            self.delete(&SecretKey::new(owner, kind)).await?;
         }
         Ok(())
     }
 
-    /// Writes, reads back through a fresh entry and deletes a probe value, so that a backend
-    /// that accepts writes but keeps nothing is caught at start-up rather than at the first
-    /// token refresh.
-    pub fn self_check(&self) -> Result<(), SecretsError> {
-        let probe = SecretKey::new("self-check", SecretKind::ClientState);
-        let value = SecretValue::new(format!("probe-{}", std::process::id()));
-        self.set(&probe, &value)?;
-        let read = self.get(&probe)?;
-        self.delete(&probe)?;
-        match read {
-            Some(read) if read == value => Ok(()),
-            _ => Err(SecretsError::Unavailable {
-                detail: "the keyring accepted a value but did not keep it".into(),
-            }),
+    /// Reseals every sealed secret with the current key (after a key rotation; see [`sealed`]).
+    /// Returns how many were resealed; the keyring has nothing to rotate.
+    pub async fn rotate(&self) -> Result<usize, SecretsError> {
+        match &self.backend {
+            Backend::Keyring { .. } => Ok(0),
+            Backend::Sealed(sealed) => sealed.rotate().await,
         }
     }
 
-    /// [`Secrets::set`] off the async runtime's worker threads.
-    pub async fn set_async(&self, key: SecretKey, value: SecretValue) -> Result<(), SecretsError> {
-        let this = self.clone();
-        blocking(move || this.set(&key, &value)).await
+    /// Writes, reads back and deletes a probe value, so that a backend that accepts writes but
+    /// keeps nothing is caught at start-up rather than at the first token refresh.
+    pub async fn self_check(&self) -> Result<(), SecretsError> {
+        let probe = SecretKey::new("self-check", SecretKind::ClientState);
+        let value = SecretValue::new(format!("probe-{}", std::process::id()));
+        self.set(&probe, &value).await?;
+        let read = self.get(&probe).await?;
+        self.delete(&probe).await?;
+        match read {
+            Some(read) if read == value => Ok(()),
+            _ => Err(SecretsError::Unavailable {
+                detail: "the secret store accepted a value but did not keep it".into(),
+            }),
+        }
     }
+}
 
-    /// [`Secrets::get`] off the async runtime's worker threads.
-    pub async fn get_async(&self, key: SecretKey) -> Result<Option<SecretValue>, SecretsError> {
-        let this = self.clone();
-        blocking(move || this.get(&key)).await
-    }
-
-    /// [`Secrets::adopt_unscoped`] off the async runtime's worker threads.
-    pub async fn adopt_unscoped_async(&self, owner: String) -> Result<usize, SecretsError> {
-        let this = self.clone();
-        blocking(move || this.adopt_unscoped(&owner)).await
-    }
-
-    /// [`Secrets::delete_owner`] off the async runtime's worker threads.
-    pub async fn delete_owner_async(&self, owner: String) -> Result<(), SecretsError> {
-        let this = self.clone();
-        blocking(move || this.delete_owner(&owner)).await
-    }
+fn keyring_entry(service: &str, entry: &str) -> Result<keyring::Entry, SecretsError> {
+    keyring::Entry::new(service, entry).map_err(|e| map_err(entry, e))
 }
 
 async fn blocking<T: Send + 'static>(

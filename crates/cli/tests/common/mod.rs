@@ -86,11 +86,12 @@ pub async fn configured_data_dir(sb: &Sandbox) -> (tempfile::TempDir, Core, Mail
 
 /// Deletes the keyring entries [`configured_data_dir`] made.
 #[allow(dead_code)]
-pub fn forget_secrets(core: &Core, mailbox: &Mailbox) {
+pub async fn forget_secrets(core: &Core, mailbox: &Mailbox) {
     let _ = core
         .secrets()
-        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID);
-    let _ = core.secrets().delete_owner(&mailbox.id);
+        .delete_owner(mailroom_engine::psa_connection::PSA_CONNECTION_ID)
+        .await;
+    let _ = core.secrets().delete_owner(&mailbox.id).await;
 }
 
 /// Runs `mailroom ARGS` on `dir` off the async runtime (the sandbox serves on it meanwhile).

@@ -132,9 +132,9 @@ impl Core {
         refuse_expired(&mailbox.name, cert, Utc::now())?;
         let bundle = cert.to_pem_bundle();
         self.secrets()
-            .set_async(
-                SecretKey::new(&mailbox.id, SecretKind::Certificate),
-                SecretValue::new(bundle.expose()),
+            .set(
+                &SecretKey::new(&mailbox.id, SecretKind::Certificate),
+                &SecretValue::new(bundle.expose()),
             )
             .await?;
         let info = CertificateInfo {

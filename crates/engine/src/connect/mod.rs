@@ -179,19 +179,13 @@ impl Core {
         owner: &str,
         kind: SecretKind,
     ) -> Result<Option<SecretValue>, CoreError> {
-        Ok(self
-            .secrets()
-            .get_async(SecretKey::new(owner, kind))
-            .await?)
+        Ok(self.secrets().get(&SecretKey::new(owner, kind)).await?)
     }
 
     async fn delete_secret(&self, owner: &str, kind: SecretKind) -> Result<(), CoreError> {
         let secrets = self.secrets().clone();
         let key = SecretKey::new(owner, kind);
-        tokio::task::spawn_blocking(move || secrets.delete(&key))
-            .await
-            .map_err(|e| CoreError::InvalidInput(format!("keyring task failed: {e}")))??;
-        Ok(())
+        Ok(secrets.delete(&key).await?)
     }
 
     /// The app registration of a mailbox, with its credential loaded from the keyring.
@@ -249,14 +243,18 @@ impl Core {
                     identity,
                     app.clone(),
                     Secret::new(refresh.expose()),
-                    move |set: &TokenSet| {
-                        if let Some(rt) = &set.refresh_token {
-                            let key = SecretKey::new(owner.clone(), SecretKind::RefreshToken);
-                            if let Err(e) = secrets.set(&key, &SecretValue::new(rt.expose())) {
-                                tracing::warn!(mailbox = %owner, "could not persist the rotated refresh token: {e}");
+                    Arc::new(move |set: TokenSet| {
+                        let (secrets, owner) = (secrets.clone(), owner.clone());
+                        Box::pin(async move {
+                            if let Some(rt) = &set.refresh_token {
+                                let key = SecretKey::new(owner.clone(), SecretKind::RefreshToken);
+                                let value = SecretValue::new(rt.expose());
+                                if let Err(e) = secrets.set(&key, &value).await {
+                                    tracing::warn!(mailbox = %owner, "could not persist the rotated refresh token: {e}");
+                                }
                             }
-                        }
-                    },
+                        })
+                    }),
                 );
                 Tokens::Delegated(Arc::new(tokens))
             }

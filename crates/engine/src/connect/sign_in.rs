@@ -147,9 +147,9 @@ impl Core {
             }
         }
         self.secrets()
-            .set_async(
-                SecretKey::new(&mailbox.id, SecretKind::RefreshToken),
-                SecretValue::new(refresh.expose()),
+            .set(
+                &SecretKey::new(&mailbox.id, SecretKind::RefreshToken),
+                &SecretValue::new(refresh.expose()),
             )
             .await?;
         self.store()

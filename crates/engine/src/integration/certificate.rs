@@ -237,7 +237,7 @@ impl Core {
         now: DateTime<Utc>,
     ) -> Result<WebhookCertificate, CoreError> {
         self.secrets()
-            .set_async(key(), SecretValue::new(cred.to_pem_bundle().expose()))
+            .set(&key(), &SecretValue::new(cred.to_pem_bundle().expose()))
             .await?;
         let certificate = WebhookCertificate::of(cred, origin, now);
         self.store()
@@ -251,7 +251,7 @@ impl Core {
     async fn webhook_certificate_credential(
         &self,
     ) -> Result<Option<CertificateCredential>, CoreError> {
-        let Some(bundle) = self.secrets().get_async(key()).await? else {
+        let Some(bundle) = self.secrets().get(&key()).await? else {
             return Ok(None);
         };
         CertificateCredential::from_pem_bundle(bundle.expose())

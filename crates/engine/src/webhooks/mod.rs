@@ -281,16 +281,11 @@ impl crate::Core {
 async fn delete_client_state(secrets: &Secrets, mailbox_id: &str) {
     let secrets = secrets.clone();
     let key = SecretKey::new(mailbox_id, SecretKind::ClientState);
-    match tokio::task::spawn_blocking(move || secrets.delete(&key)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(
+    if let Err(e) = secrets.delete(&key).await {
+        tracing::warn!(
             mailbox_id,
             "webhook: cannot delete the clientState secret: {e}"
-        ),
-        Err(e) => tracing::warn!(
-            mailbox_id,
-            "webhook: cannot delete the clientState secret: {e}"
-        ),
+        );
     }
 }
 

@@ -307,7 +307,7 @@ impl Webhooks {
         let Some(value) = self
             .inner
             .secrets
-            .get_async(SecretKey::new(mailbox_id, SecretKind::ClientState))
+            .get(&SecretKey::new(mailbox_id, SecretKind::ClientState))
             .await?
         else {
             tracing::warn!(

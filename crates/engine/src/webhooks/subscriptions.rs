@@ -49,7 +49,7 @@ impl Webhooks {
         let key = SecretKey::new(mailbox_id, SecretKind::ClientState);
         self.inner
             .secrets
-            .set_async(key, SecretValue::new(state.clone()))
+            .set(&key, &SecretValue::new(state.clone()))
             .await?;
         let resource = graph.inbox_resource();
         let expiration =

@@ -302,6 +302,7 @@ pub async fn core_with_service(h: &Harness, service: &str) -> mailroom_engine::C
             &SecretKey::new(&h.mailbox.id, SecretKind::ClientSecret),
             &SecretValue::new(h.sb.tenant().daemon_app.client_secret.clone().unwrap()),
         )
+        .await
         .unwrap();
     let psa = &h.sb.tenant().psa;
     core.set_psa_connection(
