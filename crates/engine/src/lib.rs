@@ -23,6 +23,7 @@ pub mod psa_check;
 pub mod psa_connection;
 pub mod psa_webhook;
 pub mod retention;
+mod sealed_storage;
 pub mod sync;
 pub mod ticket_tab;
 pub mod webhooks;
@@ -140,9 +141,33 @@ pub struct Core {
 }
 
 impl Core {
-    /// Opens the store in `data_dir` (created if missing), with the keyring scoped to it.
+    /// Opens the store in `data_dir` (created if missing), with the secret store scoped to
+    /// it: secrets sealed in the database when the environment names a secrets key
+    /// (`MAILROOM_SECRETS_KEY` or `MAILROOM_SECRETS_KEY_FILE`: a server), else the OS keyring.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, CoreError> {
-        Self::open_with_secrets(data_dir, Secrets::from_env()).await
+        match mailroom_secrets::sealed::SealingKeys::from_env()? {
+            Some(keys) => Self::open_sealed(data_dir, keys).await,
+            None => Self::open_with_secrets(data_dir, Secrets::from_env()).await,
+        }
+    }
+
+    /// Opens the store in `data_dir` with its secrets sealed by `keys` in its own database
+    /// (see `mailroom_secrets::sealed`). Keyring entries are not read: a data directory that
+    /// moves from the keyring to sealed secrets has its credentials entered again.
+    pub async fn open_sealed(
+        data_dir: impl AsRef<Path>,
+        keys: mailroom_secrets::sealed::SealingKeys,
+    ) -> Result<Self, CoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        let store = Store::open(data_dir.join(mailroom_store::DATABASE_FILE)).await?;
+        let store_id = store.store_id().await?;
+        let storage = std::sync::Arc::new(sealed_storage::StoreSealedStorage::new(store.clone()));
+        let secrets = Secrets::sealed(keys, storage).scoped(&store_id.id);
+        Ok(Core {
+            data_dir,
+            store,
+            secrets,
+        })
     }
 
     /// Like [`Core::open`] with an explicit keyring service (benchmarks and tests that must not

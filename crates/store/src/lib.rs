@@ -53,6 +53,7 @@ pub mod outbound;
 mod psa_connections;
 pub mod psa_webhooks;
 pub mod retention;
+pub mod sealed_secrets;
 mod settings;
 mod store_id;
 pub mod synthetic;
