@@ -16,6 +16,7 @@ mod psa;
 mod retention;
 mod run;
 mod sandbox;
+mod secrets;
 mod subscription;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,9 @@ enum Command {
     Notify(notify::NotifyCommand),
     /// How long processing details are kept; the database's size; prune now.
     Retention(retention::RetentionArgs),
+    /// The secret store: the OS keyring, or sealed in the database (a server).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Run the local sandbox tenant (Microsoft identity platform, Graph and HaloPSA).
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
@@ -121,6 +125,12 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             outbound::run(&core, command).await
+        }
+        // A new key needs no data directory (nor a key to open one with).
+        Command::Secrets(secrets::SecretsCommand::NewKey { file }) => secrets::new_key(file),
+        Command::Secrets(command) => {
+            let core = open_core(&cli).await?;
+            secrets::run(&core, command).await
         }
         Command::Retention(args) => {
             let core = open_core(&cli).await?;
