@@ -65,6 +65,9 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run the sync loop for every connected mailbox until Ctrl-C.
     Run(run::RunArgs),
+    /// Run as an always-on service: the sync loop, the webhook receivers, health and metrics
+    /// endpoints, JSON logs; stops on SIGTERM.
+    Serve(run::ServeArgs),
     /// Benchmarks against the in-process sandbox.
     Bench(bench::BenchArgs),
 }
@@ -105,6 +108,12 @@ async fn main() -> anyhow::Result<()> {
             let core = open_core(&cli).await?;
             let _log = mailroom_engine::logging::init(core.data_dir(), false);
             run::run(&core, &lock, args).await
+        }
+        Command::Serve(args) => {
+            let lock = mailroom_store::DataDirLock::acquire(&data_dir(&cli)?, "mailroom serve")?;
+            let core = open_core(&cli).await?;
+            let _log = mailroom_engine::logging::init_json(core.data_dir());
+            run::serve(&core, &lock, args).await
         }
         Command::Subscription(command) => {
             let core = open_core(&cli).await?;

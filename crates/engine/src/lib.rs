@@ -15,6 +15,7 @@ pub mod integration;
 pub mod logging;
 pub mod mailboxes;
 pub mod notifications;
+pub mod ops;
 pub mod outbound;
 pub mod outcomes;
 pub mod pipeline;

@@ -40,3 +40,25 @@ pub fn init(data_dir: &Path, stderr: bool) -> Option<WorkerGuard> {
         .ok()?;
     Some(guard)
 }
+
+/// Like [`init`] for a service: the daily files, and JSON lines on standard output (one
+/// object per event, for journald or a log shipper).
+pub fn init_json(data_dir: &Path) -> Option<WorkerGuard> {
+    let dir = log_dir(data_dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(LOG_FILE_PREFIX)
+        .max_log_files(14)
+        .build(&dir)
+        .ok()?;
+    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
+        .with(fmt::layer().json().with_writer(std::io::stdout))
+        .try_init()
+        .ok()?;
+    Some(guard)
+}

@@ -54,6 +54,26 @@ impl Store {
             .collect())
     }
 
+    /// Requests per service since the counts began (what `/metrics` exposes as counters).
+    pub async fn request_totals(&self) -> Result<Vec<RequestHour>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT service, SUM(requests), SUM(throttled), SUM(failed) FROM request_hourly_counts
+             GROUP BY service ORDER BY service",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(service, requests, throttled, failed)| RequestHour {
+                hour: String::new(),
+                service,
+                requests,
+                throttled,
+                failed,
+            })
+            .collect())
+    }
+
     /// Emails per hour, mailbox and state, received since `since` (its hour included).
     pub async fn hourly_counts(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>> {
         let from = ts(since)[..13].to_string();

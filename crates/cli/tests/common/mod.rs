@@ -65,7 +65,14 @@ pub async fn connected_app_only_mailbox(
 pub async fn configured_data_dir(sb: &Sandbox) -> (tempfile::TempDir, Core, Mailbox) {
     let dir = tempfile::tempdir().expect("temp dir");
     let core = Core::open(dir.path()).await.expect("core");
-    let mailbox = connected_app_only_mailbox(&core, sb, "Support", "support@contoso.test").await;
+    let mailbox = configure(&core, sb).await;
+    (dir, core, mailbox)
+}
+
+/// What [`configured_data_dir`] sets up, on `core` (whichever secret store it uses).
+#[allow(dead_code)]
+pub async fn configure(core: &Core, sb: &Sandbox) -> Mailbox {
+    let mailbox = connected_app_only_mailbox(core, sb, "Support", "support@contoso.test").await;
     core.set_webhook_settings(&mailroom_engine::webhooks::WebhookSettings {
         port: Some(0),
         ..Default::default()
@@ -81,7 +88,7 @@ pub async fn configured_data_dir(sb: &Sandbox) -> (tempfile::TempDir, Core, Mail
     )
     .await
     .expect("PSA connection");
-    (dir, core, mailbox)
+    mailbox
 }
 
 /// Deletes the keyring entries [`configured_data_dir`] made.

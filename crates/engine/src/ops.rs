@@ -1,0 +1,243 @@
+//! The operations endpoints of a headless Mailroom (`mailroom serve`), on an address of their
+//! own — never the webhook receiver's public one:
+//! - `GET /healthz`: the process answers and its engine has not stopped (liveness).
+//! - `GET /readyz`: the engine is up and syncing (readiness); 503 with the reason while it
+//!   starts, is degraded (no PSA connection, no usable mailbox) or stops.
+//! - `GET /metrics`: Prometheus metrics, read at scrape time from the store's kept counters
+//!   and the running engine: emails by mailbox and status, queue depth and the oldest
+//!   unprocessed email's age per mailbox, Graph and HaloPSA requests with the throttled and
+//!   failed ones, the PSA rate limit's use.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{EngineHandle, EngineState};
+use crate::Core;
+
+#[derive(Clone)]
+struct Ops {
+    core: Core,
+    engine: std::sync::Arc<EngineHandle>,
+}
+
+/// Serves the operations endpoints on `addr` until `cancel`; returns the bound address (port 0
+/// picks a free one).
+pub async fn serve(
+    addr: SocketAddr,
+    core: Core,
+    engine: std::sync::Arc<EngineHandle>,
+    cancel: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Ops { core, engine });
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!("the operations endpoints stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+async fn healthz(State(ops): State<Ops>) -> Response {
+    match ops.engine.state() {
+        EngineState::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "stopped\n").into_response(),
+        _ => (StatusCode::OK, "ok\n").into_response(),
+    }
+}
+
+async fn readyz(State(ops): State<Ops>) -> Response {
+    match ops.engine.state() {
+        EngineState::Running { mailboxes } => (
+            StatusCode::OK,
+            format!("ready: {mailboxes} mailbox(es) syncing\n"),
+        )
+            .into_response(),
+        EngineState::Degraded { reason, .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: {reason}\n"),
+        )
+            .into_response(),
+        EngineState::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+        EngineState::Stopping | EngineState::Stopped => {
+            (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response()
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailboxLabels {
+    mailbox: String,
+    mailbox_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EmailLabels {
+    mailbox: String,
+    mailbox_id: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+async fn metrics(State(ops): State<Ops>) -> Response {
+    match render_metrics(&ops).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics could not be read: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The metrics now, in the OpenMetrics text format.
+async fn render_metrics(ops: &Ops) -> Result<String, crate::CoreError> {
+    let dashboard = ops.core.dashboard().await?;
+    let totals = ops.core.store().request_totals().await?;
+    let mut registry = Registry::with_prefix("mailroom");
+
+    let up = Gauge::<i64>::default();
+    up.set(matches!(ops.engine.state(), EngineState::Running { .. }) as i64);
+    registry.register(
+        "up",
+        "Whether the engine is up and syncing (1) or not (0)",
+        up,
+    );
+
+    let emails = Family::<EmailLabels, Counter>::default();
+    let queue = Family::<MailboxLabels, Gauge>::default();
+    let oldest = Family::<MailboxLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for card in &dashboard.mailboxes {
+        let mailbox = MailboxLabels {
+            mailbox: card.name.clone(),
+            mailbox_id: card.id.clone(),
+        };
+        for (status, n) in [
+            ("processed", card.total.processed),
+            ("failed", card.total.failed),
+            ("skipped", card.total.skipped),
+        ] {
+            emails
+                .get_or_create(&EmailLabels {
+                    mailbox: card.name.clone(),
+                    mailbox_id: card.id.clone(),
+                    status: status.into(),
+                })
+                .inc_by(n.max(0) as u64);
+        }
+        queue
+            .get_or_create(&mailbox)
+            .set(card.total.pending + card.total.retrying);
+        let age = card
+            .oldest_unfinished_at
+            .map(|at| (dashboard.generated_at - at).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        oldest.get_or_create(&mailbox).set(age);
+    }
+    registry.register(
+        "emails",
+        "Emails finished, by mailbox and status (processed, failed, skipped)",
+        emails,
+    );
+    registry.register(
+        "queue_depth",
+        "Emails not finished yet (pending or waiting for a retry), by mailbox",
+        queue,
+    );
+    registry.register(
+        "oldest_unprocessed_age_seconds",
+        "Age of the oldest email not finished yet, by mailbox (0 when none waits)",
+        oldest,
+    );
+
+    let requests = Family::<ServiceLabels, Counter>::default();
+    let throttled = Family::<ServiceLabels, Counter>::default();
+    let failed = Family::<ServiceLabels, Counter>::default();
+    for t in &totals {
+        let service = ServiceLabels {
+            service: t.service.clone(),
+        };
+        requests
+            .get_or_create(&service)
+            .inc_by(t.requests.max(0) as u64);
+        throttled
+            .get_or_create(&service)
+            .inc_by(t.throttled.max(0) as u64);
+        failed
+            .get_or_create(&service)
+            .inc_by(t.failed.max(0) as u64);
+    }
+    registry.register(
+        "requests",
+        "HTTP requests made while processing mail, by service (graph, psa)",
+        requests,
+    );
+    registry.register(
+        "requests_throttled",
+        "Requests answered 429 Too Many Requests, by service",
+        throttled,
+    );
+    registry.register(
+        "requests_failed",
+        "Requests answered 5xx or not at all, by service",
+        failed,
+    );
+
+    if let Some(usage) = ops.engine.psa_usage() {
+        let used = Gauge::<i64>::default();
+        used.set(usage.used.into());
+        registry.register(
+            "psa_rate_limit_used",
+            "HaloPSA requests in the current rolling window",
+            used,
+        );
+        let limit = Gauge::<i64>::default();
+        limit.set(usage.limit.into());
+        registry.register(
+            "psa_rate_limit",
+            "HaloPSA requests allowed per rolling window",
+            limit,
+        );
+        let limited = Counter::<u64>::default();
+        limited.inc_by(usage.rate_limited_total);
+        registry.register(
+            "psa_rate_limited",
+            "HaloPSA 429 answers since this process started",
+            limited,
+        );
+    }
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|e| crate::CoreError::InvalidInput(format!("metrics encoding: {e}")))?;
+    Ok(text)
+}
