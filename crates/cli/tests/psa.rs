@@ -18,13 +18,7 @@ async fn mailroom(dir: &std::path::Path, args: &[&str], secret: Option<&str>) ->
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::text;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_then_check_every_step_and_name_a_wrong_secret() {

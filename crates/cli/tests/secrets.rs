@@ -18,13 +18,7 @@ async fn mailroom(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::text;
 
 /// Whether `psa check` finds the connection working (it needs the client secret); what it
 /// said when not.

@@ -756,8 +756,7 @@ impl EngineHandle {
     /// The PSA client's rate-limit window (requests in it now, the window) and its 429
     /// back-off, while the engine processes mail.
     pub fn psa_usage(&self) -> Option<PsaUsage> {
-        let up = self.inner.up.lock().expect("engine lock");
-        let psa = up.supervisor.as_ref()?.pipeline().psa().clone();
+        let psa = self.pipeline()?.psa().clone();
         let (used, window) = (psa.limiter().in_window() as u32, psa.limiter().limit());
         let throttle = psa.throttle_state();
         Some(PsaUsage {
@@ -770,6 +769,17 @@ impl EngineHandle {
         })
     }
 
+    /// The running pipeline, while the engine is up.
+    fn pipeline(&self) -> Option<Arc<crate::pipeline::Pipeline>> {
+        self.inner
+            .up
+            .lock()
+            .expect("engine lock")
+            .supervisor
+            .as_ref()
+            .map(|s| s.pipeline().clone())
+    }
+
     /// Changes how PSA writes are batched (see [`crate::Core::set_psa_batching`]) and applies
     /// it to the running pipeline at once.
     pub async fn set_psa_batching(
@@ -777,15 +787,7 @@ impl EngineHandle {
         batching: crate::pipeline::PsaBatching,
     ) -> Result<(), EngineError> {
         self.inner.core.set_psa_batching(batching).await?;
-        let pipeline = self
-            .inner
-            .up
-            .lock()
-            .expect("engine lock")
-            .supervisor
-            .as_ref()
-            .map(|s| s.pipeline().clone());
-        if let Some(pipeline) = pipeline {
+        if let Some(pipeline) = self.pipeline() {
             pipeline.set_batching(batching.config());
         }
         Ok(())
@@ -860,14 +862,7 @@ impl EngineHandle {
         self.inner.publish(EngineState::Stopping);
         self.inner.cancel.cancel();
         let inner = self.inner.clone();
-        let pipeline = self
-            .inner
-            .up
-            .lock()
-            .expect("engine lock")
-            .supervisor
-            .as_ref()
-            .map(|s| s.pipeline().clone());
+        let pipeline = self.pipeline();
         let stopping = async move {
             let _ = task.await;
             let up = std::mem::take(&mut *inner.up.lock().expect("engine lock"));

@@ -148,6 +148,15 @@ impl BatchRecord for NewUser {
     }
 }
 
+/// " in one request with N other <what>" for a record created in a batch of `batch`, else "".
+pub(super) fn shared_with(batch: usize, what: &str) -> String {
+    if batch > 1 {
+        format!(" in one request with {} other {what}", batch - 1)
+    } else {
+        String::new()
+    }
+}
+
 /// What a member of a batch learns: its record was created by a POST of `batch` records
 /// (listed in HaloPSA's answer, or found by its Message-ID when the answer did not list it).
 #[derive(Debug, Clone, PartialEq)]

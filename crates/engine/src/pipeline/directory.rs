@@ -263,11 +263,7 @@ impl Pipeline {
             "Created PSA user {} \"{}\" <{email}> on site {site_id}{}",
             user.id,
             name.display,
-            if batch > 1 {
-                format!(" in one request with {} other new user(s)", batch - 1)
-            } else {
-                String::new()
-            }
+            super::batch::shared_with(batch, "new user(s)")
         ));
         Ok(*user)
     }

@@ -161,11 +161,7 @@ impl Pipeline {
             "Created ticket {} \"{}\" (Message-ID {key}){}",
             created.id,
             parts.summary,
-            if batch > 1 {
-                format!(" in one request with {} other new ticket(s)", batch - 1)
-            } else {
-                String::new()
-            }
+            super::batch::shared_with(batch, "new ticket(s)")
         ));
         self.confirm(email, created.id, created.id, "ticket_created", None)
             .await?;
