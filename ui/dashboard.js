@@ -153,26 +153,30 @@ function batchingForm() {
     h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Records per request')), records),
     h('label', { class: 'field' }, h('span', { class: 'field-label' }, t('Longest wait (ms)')), wait),
     error, h('div', { class: 'form-actions' }, save));
-  backend.psaBatchingGet().then(show).catch((e) => { error.textContent = e.message; error.hidden = false; });
+  backend.psaBatchingGet().then(show).catch((e) => showError(error, e));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.hidden = true;
     const batching = { max_records: Number(records.value), max_wait_ms: Number(wait.value) };
     if (!Number.isInteger(batching.max_records) || !Number.isInteger(batching.max_wait_ms)) {
-      error.textContent = t('Enter whole numbers: 1 to 100 records, 0 to 2,000 ms.');
-      error.hidden = false;
+      showError(error, { message: t('Enter whole numbers: 1 to 100 records, 0 to 2,000 ms.') });
       return;
     }
     try {
       show(await backend.psaBatchingSet(batching));
       toast(t('Batching saved; the next emails use it.'));
     } catch (e) {
-      error.textContent = e.message;
-      error.dataset.code = e.code;
-      error.hidden = false;
+      showError(error, e);
     }
   });
   return h('details', { class: 'batching', id: 'batching' }, summary, form);
+}
+
+/** Shows a form's error (`e.code`, when the backend gave one, for the tests). */
+function showError(el, e) {
+  el.textContent = e.message;
+  if (e.code) el.dataset.code = e.code;
+  el.hidden = false;
 }
 
 /** The database: its size, how long things are kept, *Prune now*. */
@@ -192,23 +196,20 @@ function storageCard(size) {
   backend.retentionGet().then((r) => {
     bodies.value = String(r.request_bodies_days);
     attempts.value = String(r.attempts_days);
-  }).catch((e) => { error.textContent = e.message; error.hidden = false; });
+  }).catch((e) => showError(error, e));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.hidden = true;
     const settings = { request_bodies_days: Number(bodies.value), attempts_days: Number(attempts.value) };
     if (!Number.isInteger(settings.request_bodies_days) || !Number.isInteger(settings.attempts_days)) {
-      error.textContent = t('Enter whole days, from 1 to 3650.');
-      error.hidden = false;
+      showError(error, { message: t('Enter whole days, from 1 to 3650.') });
       return;
     }
     try {
       await backend.retentionSet(settings);
       toast(t('Retention saved; the next pruning pass applies it.'));
     } catch (e) {
-      error.textContent = e.message;
-      error.dataset.code = e.code;
-      error.hidden = false;
+      showError(error, e);
     }
   });
   prune.addEventListener('click', async () => {

@@ -128,6 +128,19 @@ impl Core {
         self.dashboard_at(Utc::now()).await
     }
 
+    /// A mailbox's emails by status since the counts began, and the oldest one not finished
+    /// (the dashboard's cards and `/metrics`, from the store's kept counters).
+    pub async fn mailbox_totals(
+        &self,
+        mailbox_id: &str,
+    ) -> Result<(StatusCounts, Option<DateTime<Utc>>), CoreError> {
+        let mut total = StatusCounts::default();
+        for (status, n) in self.store().status_counts(Some(mailbox_id)).await? {
+            total.add(status, n);
+        }
+        Ok((total, self.store().oldest_unfinished(mailbox_id).await?))
+    }
+
     /// The dashboard as of `now`.
     pub async fn dashboard_at(&self, now: DateTime<Utc>) -> Result<Dashboard, CoreError> {
         let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
@@ -160,15 +173,12 @@ impl Core {
             }
         }
         for card in &mut mailboxes {
-            card.oldest_unfinished_at = self.store().oldest_unfinished(&card.id).await?;
+            (card.total, card.oldest_unfinished_at) = self.mailbox_totals(&card.id).await?;
             card.subscription_expires_at = self
                 .store()
                 .webhook_subscription(&card.id)
                 .await?
                 .map(|s| s.expires_at);
-            for (status, n) in self.store().status_counts(Some(&card.id)).await? {
-                card.total.add(status, n);
-            }
         }
         let mut requests: BTreeMap<DateTime<Utc>, RequestBucket> = (0..24)
             .map(|i| {

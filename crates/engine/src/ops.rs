@@ -4,7 +4,7 @@
 //! - `GET /readyz`: the engine is up and syncing (readiness); 503 with the reason while it
 //!   starts, is degraded (no PSA connection, no usable mailbox) or stops.
 //! - `GET /metrics`: Prometheus metrics, read at scrape time from the store's kept counters
-//!   and the running engine: emails by mailbox and status, queue depth and the oldest
+//!   and the running engine (not the dashboard's charts): emails by mailbox and status, queue depth and the oldest
 //!   unprocessed email's age per mailbox, Graph and HaloPSA requests with the throttled and
 //!   failed ones, the PSA rate limit's use.
 
@@ -121,7 +121,8 @@ async fn metrics(State(ops): State<Ops>) -> Response {
 
 /// The metrics now, in the OpenMetrics text format.
 async fn render_metrics(ops: &Ops) -> Result<String, crate::CoreError> {
-    let dashboard = ops.core.dashboard().await?;
+    let now = chrono::Utc::now();
+    let mailboxes = ops.core.mailboxes().await?;
     let totals = ops.core.store().request_totals().await?;
     let mut registry = Registry::with_prefix("mailroom");
 
@@ -136,30 +137,30 @@ async fn render_metrics(ops: &Ops) -> Result<String, crate::CoreError> {
     let emails = Family::<EmailLabels, Counter>::default();
     let queue = Family::<MailboxLabels, Gauge>::default();
     let oldest = Family::<MailboxLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for card in &dashboard.mailboxes {
+    for m in &mailboxes {
+        let (total, oldest_unfinished_at) = ops.core.mailbox_totals(&m.id).await?;
         let mailbox = MailboxLabels {
-            mailbox: card.name.clone(),
-            mailbox_id: card.id.clone(),
+            mailbox: m.name.clone(),
+            mailbox_id: m.id.clone(),
         };
         for (status, n) in [
-            ("processed", card.total.processed),
-            ("failed", card.total.failed),
-            ("skipped", card.total.skipped),
+            ("processed", total.processed),
+            ("failed", total.failed),
+            ("skipped", total.skipped),
         ] {
             emails
                 .get_or_create(&EmailLabels {
-                    mailbox: card.name.clone(),
-                    mailbox_id: card.id.clone(),
+                    mailbox: m.name.clone(),
+                    mailbox_id: m.id.clone(),
                     status: status.into(),
                 })
                 .inc_by(n.max(0) as u64);
         }
         queue
             .get_or_create(&mailbox)
-            .set(card.total.pending + card.total.retrying);
-        let age = card
-            .oldest_unfinished_at
-            .map(|at| (dashboard.generated_at - at).num_milliseconds().max(0) as f64 / 1000.0)
+            .set(total.pending + total.retrying);
+        let age = oldest_unfinished_at
+            .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         oldest.get_or_create(&mailbox).set(age);
     }

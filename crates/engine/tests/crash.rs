@@ -145,6 +145,23 @@ fn child_spec(sb: &mailroom_sandbox::Sandbox, db: &std::path::Path, mailbox_id: 
 }
 
 /// Each delivered email has exactly one ticket or action (by Message-ID) in the sandbox PSA.
+/// A data directory (kept alive by the returned `TempDir`) whose database holds the Support
+/// mailbox of `sb`, closed so that a child process can open it.
+async fn data_dir_with_support(
+    sb: &mailroom_sandbox::Sandbox,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    mailroom_store::Mailbox,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mailroom.db");
+    let store = Store::open(&db).await.unwrap();
+    let mailbox = add_mailbox(&store, sb, "Support", SUPPORT, default_settings()).await;
+    store.close().await;
+    (dir, db, mailbox)
+}
+
 fn exactly_one_each(
     sb: &mailroom_sandbox::Sandbox,
     delivered: &[mailroom_graph_sandbox::DeliveredMessage],
@@ -181,11 +198,7 @@ async fn killed_after_a_batch_was_saved_and_before_its_answer_every_email_has_on
     sb.faults()
         .add(FaultRule::late_answer(Service::Psa, "/api/Tickets", 30_000))
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("mailroom.db");
-    let store = Store::open(&db).await.unwrap();
-    let mailbox = add_mailbox(&store, &sb, "Support", SUPPORT, default_settings()).await;
-    store.close().await;
+    let (_dir, db, mailbox) = data_dir_with_support(&sb).await;
     let delivered: Vec<_> = (0..8)
         .map(|i| {
             sb.graph()
@@ -241,11 +254,7 @@ async fn killed_mid_batch_and_restarted_every_email_yields_exactly_one_ticket_or
     sb.faults()
         .add(FaultRule::latency(Service::Psa, "/api/*", 60))
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("mailroom.db");
-    let store = Store::open(&db).await.unwrap();
-    let mailbox = add_mailbox(&store, &sb, "Support", SUPPORT, default_settings()).await;
-    store.close().await;
+    let (_dir, db, mailbox) = data_dir_with_support(&sb).await;
 
     let mut delivered = Vec::new();
     for i in 0..10 {

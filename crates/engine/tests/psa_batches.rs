@@ -306,12 +306,12 @@ async fn batching_changed_while_running_applies_to_the_next_emails() {
 #[tokio::test]
 async fn a_backlog_fills_its_batches() {
     let h = harness(batch_settings()).await;
-    // Graph answers in 20 ms, four requests at a time per mailbox.
+    // Graph answers in 100 ms, four requests at a time per mailbox.
     h.sb.faults()
         .add(mailroom_sandbox::FaultRule::latency(
             Service::Graph,
             "*",
-            20,
+            100,
         ))
         .unwrap();
     let n = 200;

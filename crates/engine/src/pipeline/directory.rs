@@ -2,6 +2,7 @@
 //! cached for a few minutes, and the sender's user resolved (or created) from it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mailroom_mailproc::{Directory, DirectorySite, DirectoryUser, SenderMatch};
@@ -198,7 +199,7 @@ impl Pipeline {
             .entry(key.clone())
             .or_default()
             .clone();
-        let _creating = match lock.clone().try_lock_owned() {
+        let creating = match lock.clone().try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
                 // Another attempt is creating this user: this one will not create it, and
@@ -207,7 +208,29 @@ impl Pipeline {
                 lock.clone().lock_owned().await
             }
         };
-        let cached = self.directory.lock().await.users.get(&key).cloned();
+        let user = self
+            .find_or_create_user(&key, site_id, name, email, log)
+            .await;
+        drop(creating);
+        // Nobody else waits for this address: its lock goes (a later attempt that made a new
+        // one finds the user in the cache, which is what keeps it from creating a second).
+        let mut locks = self.user_locks.lock().expect("user locks");
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&key);
+        }
+        user
+    }
+
+    /// [`Pipeline::create_user_once`] holding the address's lock.
+    async fn find_or_create_user(
+        &self,
+        key: &str,
+        site_id: i64,
+        name: &mailroom_mailproc::PersonName,
+        email: &str,
+        log: &StepLog,
+    ) -> Result<mailroom_psa::User, StepError> {
+        let cached = self.directory.lock().await.users.get(key).cloned();
         let trusted = chrono::Duration::from_std(NEGATIVE_LOOKUP_TRUSTED)
             .unwrap_or_else(|_| chrono::Duration::seconds(30));
         let existing = match cached {
@@ -215,7 +238,7 @@ impl Pipeline {
             Some((at, None)) if self.clock.now() - at < trusted => None,
             _ => self
                 .psa
-                .find_users_by_email(&key, None)
+                .find_users_by_email(key, None)
                 .await?
                 .into_iter()
                 .next()
@@ -255,7 +278,7 @@ impl Pipeline {
                     surname: Some(name.last.clone()).filter(|s| !s.is_empty()),
                     extra: Default::default(),
                 },
-                key.clone(),
+                key.to_string(),
                 log.user_slot(),
             )
             .await?;
