@@ -207,7 +207,7 @@ async fn a_stop_while_every_attempt_waits_for_the_database_returns_within_2s() {
     engine.start_mailbox(h.mailbox.clone(), h.graph.clone());
     wait_until("a ticket is written", || async { !h.tickets().is_empty() }).await;
 
-    let url = format!("sqlite://{}", h.store.path().display());
+    let url = format!("sqlite://{}", h.store.path().unwrap().display());
     let mut other_process = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut other_process)

@@ -10,6 +10,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// Overrides where `initdb` and `pg_ctl` are looked for.
 pub const BIN_ENV: &str = "MAILROOM_PG_BIN";
@@ -116,6 +118,83 @@ impl TestPostgres {
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// One cluster for the whole test process, started at the first call. A static is never
+    /// dropped, so a watchdog process stops and deletes the cluster once this process has
+    /// ended. Each test takes its own database from it ([`TestPostgres::new_database`]).
+    pub fn shared() -> Result<&'static TestPostgres, PgError> {
+        static SHARED: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let pg = TestPostgres::start().map_err(|e| e.to_string())?;
+                pg.watch_this_process().map_err(|e| e.to_string())?;
+                Ok(pg)
+            })
+            .as_ref()
+            .map_err(|detail| PgError::Failed {
+                step: "starting the shared cluster",
+                detail: detail.clone(),
+            })
+    }
+
+    /// Creates a new, empty database (named uniquely within this process) and returns its URL.
+    pub fn new_database(&self) -> Result<String, PgError> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let name = format!(
+            "test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(self.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                &name,
+            ])
+            .env_remove("PGPASSWORD")
+            .output()?;
+        if !out.status.success() {
+            return Err(PgError::Failed {
+                step: "createdb",
+                detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(self.url(&name))
+    }
+
+    /// Starts a process that stops the cluster and deletes its directory once this process
+    /// has ended.
+    fn watch_this_process(&self) -> Result<(), PgError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = match &self.as_user {
+            Some(user) => format!(
+                "runuser -u {user} -- '{}' -D '{}' -m immediate -w stop",
+                pg_ctl.display(),
+                self.data.display()
+            ),
+            None => format!(
+                "'{}' -D '{}' -m immediate -w stop",
+                pg_ctl.display(),
+                self.data.display()
+            ),
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = self._dir.path().display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(())
     }
 
     /// A connection URL for `database` (`postgres` exists from the start; create others with

@@ -140,7 +140,7 @@ fn parse_json(text: String) -> Result<Value> {
         .map_err(|e| StoreError::Corrupt(format!("contact import JSON: {e}")))
 }
 
-fn run_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImportRun> {
+fn run_from_row(r: &sqlx::any::AnyRow) -> Result<ImportRun> {
     Ok(ImportRun {
         id: r.try_get("id")?,
         mailbox_id: r.try_get("mailbox_id")?,
@@ -162,7 +162,7 @@ fn run_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImportRun> {
     })
 }
 
-fn row_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImportRow> {
+fn row_from_row(r: &sqlx::any::AnyRow) -> Result<ImportRow> {
     Ok(ImportRow {
         contact_id: r.try_get("contact_id")?,
         display_name: r.try_get("display_name")?,
@@ -187,7 +187,7 @@ impl Store {
     ) -> Result<ImportRun> {
         let row = sqlx::query(
             "INSERT INTO contact_import_runs (mailbox_id, trigger, state, started_at)
-             VALUES (?, ?, 'running', ?) RETURNING *",
+             VALUES ($1, $2, 'running', $3) RETURNING *",
         )
         .bind(mailbox_id)
         .bind(trigger.as_str())
@@ -210,7 +210,7 @@ impl Store {
     /// The newest interrupted run of a mailbox, to resume.
     pub async fn interrupted_contact_import(&self, mailbox_id: &str) -> Result<Option<ImportRun>> {
         sqlx::query(
-            "SELECT * FROM contact_import_runs WHERE mailbox_id = ? AND state = 'interrupted'
+            "SELECT * FROM contact_import_runs WHERE mailbox_id = $1 AND state = 'interrupted'
              ORDER BY id DESC LIMIT 1",
         )
         .bind(mailbox_id)
@@ -224,7 +224,7 @@ impl Store {
     /// Takes an interrupted run up again.
     pub async fn resume_contact_import(&self, run_id: i64) -> Result<()> {
         sqlx::query(
-            "UPDATE contact_import_runs SET state = 'running', finished_at = NULL WHERE id = ?",
+            "UPDATE contact_import_runs SET state = 'running', finished_at = NULL WHERE id = $1",
         )
         .bind(run_id)
         .execute(self.pool())
@@ -234,7 +234,7 @@ impl Store {
 
     /// Sets how many contacts the run looks at.
     pub async fn set_contact_import_total(&self, run_id: i64, total: i64) -> Result<()> {
-        sqlx::query("UPDATE contact_import_runs SET total = ? WHERE id = ?")
+        sqlx::query("UPDATE contact_import_runs SET total = $1 WHERE id = $2")
             .bind(total)
             .bind(run_id)
             .execute(self.pool())
@@ -251,10 +251,16 @@ impl Store {
     ) -> Result<ImportCounts> {
         let mut tx = self.pool().begin().await?;
         for row in rows {
+            // Replaced as a new row, so it sorts where it was decided last.
+            sqlx::query("DELETE FROM contact_import_rows WHERE run_id = $1 AND contact_id = $2")
+                .bind(run_id)
+                .bind(&row.contact_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
-                "INSERT OR REPLACE INTO contact_import_rows
+                "INSERT INTO contact_import_rows
                  (run_id, contact_id, display_name, email, outcome, reason, psa_user_id, site_id,
-                  changes, requests, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  changes, requests, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(run_id)
             .bind(&row.contact_id)
@@ -272,13 +278,13 @@ impl Store {
         }
         let counted = sqlx::query(
             "UPDATE contact_import_runs SET
-               created = (SELECT count(*) FROM contact_import_rows WHERE run_id = ?1 AND outcome = 'created'),
-               updated = (SELECT count(*) FROM contact_import_rows WHERE run_id = ?1 AND outcome = 'updated'),
-               unchanged = (SELECT count(*) FROM contact_import_rows WHERE run_id = ?1 AND outcome = 'unchanged'),
-               skipped = (SELECT count(*) FROM contact_import_rows WHERE run_id = ?1 AND outcome = 'skipped'),
-               failed = (SELECT count(*) FROM contact_import_rows WHERE run_id = ?1 AND outcome = 'failed'),
-               removed = (SELECT count(*) FROM contact_import_rows WHERE run_id = ?1 AND outcome = 'removed')
-             WHERE id = ?1 RETURNING *",
+               created = (SELECT count(*) FROM contact_import_rows WHERE run_id = $1 AND outcome = 'created'),
+               updated = (SELECT count(*) FROM contact_import_rows WHERE run_id = $1 AND outcome = 'updated'),
+               unchanged = (SELECT count(*) FROM contact_import_rows WHERE run_id = $1 AND outcome = 'unchanged'),
+               skipped = (SELECT count(*) FROM contact_import_rows WHERE run_id = $1 AND outcome = 'skipped'),
+               failed = (SELECT count(*) FROM contact_import_rows WHERE run_id = $1 AND outcome = 'failed'),
+               removed = (SELECT count(*) FROM contact_import_rows WHERE run_id = $1 AND outcome = 'removed')
+             WHERE id = $1 RETURNING *",
         )
         .bind(run_id)
         .fetch_one(&mut *tx)
@@ -297,8 +303,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ImportRun> {
         let row = sqlx::query(
-            "UPDATE contact_import_runs SET state = ?, error = ?, requests = ?, finished_at = ?
-             WHERE id = ? RETURNING *",
+            "UPDATE contact_import_runs SET state = $1, error = $2, requests = $3, finished_at = $4
+             WHERE id = $5 RETURNING *",
         )
         .bind(state.as_str())
         .bind(error)
@@ -311,7 +317,7 @@ impl Store {
     }
 
     pub async fn contact_import_run(&self, run_id: i64) -> Result<Option<ImportRun>> {
-        sqlx::query("SELECT * FROM contact_import_runs WHERE id = ?")
+        sqlx::query("SELECT * FROM contact_import_runs WHERE id = $1")
             .bind(run_id)
             .fetch_optional(self.pool())
             .await?
@@ -327,8 +333,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ImportRun>> {
         sqlx::query(
-            "SELECT * FROM contact_import_runs WHERE ?1 IS NULL OR mailbox_id = ?1
-             ORDER BY id DESC LIMIT ?2",
+            "SELECT * FROM contact_import_runs WHERE $1 IS NULL OR mailbox_id = $1
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(mailbox_id)
         .bind(limit)
@@ -347,19 +353,27 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<ImportRow>> {
-        sqlx::query(
-            "SELECT * FROM contact_import_rows WHERE run_id = ?1 AND (?2 IS NULL OR outcome = ?2)
-             ORDER BY rowid LIMIT ?3 OFFSET ?4",
-        )
-        .bind(run_id)
-        .bind(outcome.map(ContactOutcome::as_str))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(row_from_row)
-        .collect()
+        // The order rows were written in: SQLite's rowid, PostgreSQL's `seq` column.
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => {
+                "SELECT * FROM contact_import_rows WHERE run_id = $1 AND ($2 IS NULL OR outcome = $2)
+                 ORDER BY rowid LIMIT $3 OFFSET $4"
+            }
+            crate::Backend::Postgres => {
+                "SELECT * FROM contact_import_rows WHERE run_id = $1 AND ($2 IS NULL OR outcome = $2)
+                 ORDER BY seq LIMIT $3 OFFSET $4"
+            }
+        };
+        sqlx::query(sql)
+            .bind(run_id)
+            .bind(outcome.map(ContactOutcome::as_str))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(row_from_row)
+            .collect()
     }
 
     /// The newest outcome recorded for a contact of a mailbox (its name and address when
@@ -371,7 +385,7 @@ impl Store {
     ) -> Result<Option<ImportRow>> {
         sqlx::query(
             "SELECT r.* FROM contact_import_rows r JOIN contact_import_runs u ON u.id = r.run_id
-             WHERE u.mailbox_id = ? AND r.contact_id = ? AND r.outcome != 'removed'
+             WHERE u.mailbox_id = $1 AND r.contact_id = $2 AND r.outcome != 'removed'
              ORDER BY r.run_id DESC LIMIT 1",
         )
         .bind(mailbox_id)
@@ -386,7 +400,7 @@ impl Store {
     /// The contacts a run has decided (a resumed run skips them).
     pub async fn decided_contacts(&self, run_id: i64) -> Result<HashSet<String>> {
         let ids: Vec<String> =
-            sqlx::query_scalar("SELECT contact_id FROM contact_import_rows WHERE run_id = ?")
+            sqlx::query_scalar("SELECT contact_id FROM contact_import_rows WHERE run_id = $1")
                 .bind(run_id)
                 .fetch_all(self.pool())
                 .await?;
@@ -404,7 +418,7 @@ impl Store {
         let key = email.trim().to_lowercase();
         let inserted = sqlx::query(
             "INSERT INTO contact_links (email, mailbox_id, contact_id, claimed_at)
-             VALUES (?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING",
         )
         .bind(&key)
         .bind(mailbox_id)
@@ -417,7 +431,7 @@ impl Store {
             return Ok(EmailClaim::New);
         }
         let id: Option<i64> =
-            sqlx::query_scalar("SELECT psa_user_id FROM contact_links WHERE email = ?")
+            sqlx::query_scalar("SELECT psa_user_id FROM contact_links WHERE email = $1")
                 .bind(&key)
                 .fetch_one(self.pool())
                 .await?;
@@ -431,7 +445,7 @@ impl Store {
         psa_user_id: i64,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query("UPDATE contact_links SET psa_user_id = ?, linked_at = ? WHERE email = ?")
+        sqlx::query("UPDATE contact_links SET psa_user_id = $1, linked_at = $2 WHERE email = $3")
             .bind(psa_user_id)
             .bind(ts(now))
             .bind(email.trim().to_lowercase())
@@ -442,7 +456,7 @@ impl Store {
 
     /// Drops an unlinked claim: HaloPSA refused the create outright, so nothing exists for it.
     pub async fn release_contact_email(&self, email: &str) -> Result<()> {
-        sqlx::query("DELETE FROM contact_links WHERE email = ? AND psa_user_id IS NULL")
+        sqlx::query("DELETE FROM contact_links WHERE email = $1 AND psa_user_id IS NULL")
             .bind(email.trim().to_lowercase())
             .execute(self.pool())
             .await?;
@@ -460,7 +474,7 @@ impl Store {
 
     /// The stored delta links of a mailbox's contact folders, by folder id.
     pub async fn contact_delta_cursors(&self, mailbox_id: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT folder_id, link FROM contact_delta_cursors WHERE mailbox_id = ? ORDER BY folder_id")
+        let rows = sqlx::query("SELECT folder_id, link FROM contact_delta_cursors WHERE mailbox_id = $1 ORDER BY folder_id")
             .bind(mailbox_id)
             .fetch_all(self.pool())
             .await?;
@@ -478,7 +492,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO contact_delta_cursors (mailbox_id, folder_id, link, updated_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO contact_delta_cursors (mailbox_id, folder_id, link, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (mailbox_id, folder_id) DO UPDATE SET link = excluded.link, updated_at = excluded.updated_at",
         )
         .bind(mailbox_id)
@@ -492,7 +506,7 @@ impl Store {
 
     /// Forgets a mailbox's delta links (the next scheduled import reads everything).
     pub async fn clear_contact_delta_cursors(&self, mailbox_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM contact_delta_cursors WHERE mailbox_id = ?")
+        sqlx::query("DELETE FROM contact_delta_cursors WHERE mailbox_id = $1")
             .bind(mailbox_id)
             .execute(self.pool())
             .await?;
@@ -520,10 +534,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn counts_follow_the_rows_and_a_contact_has_one_outcome_per_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(counts_follow_the_rows_and_a_contact_has_one_outcome_per_run);
+    async fn counts_follow_the_rows_and_a_contact_has_one_outcome_per_run(store: Store) {
         let run = store
             .start_contact_import("mbx", ImportTrigger::Manual, Utc::now())
             .await
@@ -573,10 +585,8 @@ mod tests {
             .is_none());
     }
 
-    #[tokio::test]
-    async fn an_address_is_claimed_once_and_an_unanswered_claim_is_unsettled() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(an_address_is_claimed_once_and_an_unanswered_claim_is_unsettled);
+    async fn an_address_is_claimed_once_and_an_unanswered_claim_is_unsettled(store: Store) {
         let now = Utc::now();
         assert_eq!(
             store
@@ -639,10 +649,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn delta_cursors_are_kept_per_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(delta_cursors_are_kept_per_folder);
+    async fn delta_cursors_are_kept_per_folder(store: Store) {
         let now = Utc::now();
         store
             .set_contact_delta_cursor("m", "f1", "link-1", now)

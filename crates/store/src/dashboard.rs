@@ -37,7 +37,7 @@ impl Store {
         let from = ts(since)[..13].to_string();
         let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
             "SELECT hour, service, requests, throttled, failed FROM request_hourly_counts
-             WHERE hour >= ? ORDER BY hour, service",
+             WHERE hour >= $1 ORDER BY hour, service",
         )
         .bind(from)
         .fetch_all(self.pool())
@@ -57,7 +57,8 @@ impl Store {
     /// Requests per service since the counts began (what `/metrics` exposes as counters).
     pub async fn request_totals(&self) -> Result<Vec<RequestHour>> {
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT service, SUM(requests), SUM(throttled), SUM(failed) FROM request_hourly_counts
+            "SELECT service, CAST(SUM(requests) AS BIGINT), CAST(SUM(throttled) AS BIGINT),
+                    CAST(SUM(failed) AS BIGINT) FROM request_hourly_counts
              GROUP BY service ORDER BY service",
         )
         .fetch_all(self.pool())
@@ -79,7 +80,7 @@ impl Store {
         let from = ts(since)[..13].to_string();
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT hour, mailbox_id, state, n FROM inbound_hourly_counts
-             WHERE hour >= ? AND n > 0 ORDER BY hour",
+             WHERE hour >= $1 AND n > 0 ORDER BY hour",
         )
         .bind(from)
         .fetch_all(self.pool())
@@ -102,10 +103,10 @@ impl Store {
         // One index seek per state (mailbox, state, received_at), not a scan.
         let oldest: Option<String> = sqlx::query_scalar(
             "SELECT MIN(at) FROM (
-                SELECT MIN(received_at) AS at FROM inbound_emails WHERE mailbox_id = ?1 AND state = 'seen'
-                UNION ALL SELECT MIN(received_at) FROM inbound_emails WHERE mailbox_id = ?1 AND state = 'claimed'
-                UNION ALL SELECT MIN(received_at) FROM inbound_emails WHERE mailbox_id = ?1 AND state = 'psa_written'
-                UNION ALL SELECT MIN(received_at) FROM inbound_emails WHERE mailbox_id = ?1 AND state = 'retrying')",
+                SELECT MIN(received_at) AS at FROM inbound_emails WHERE mailbox_id = $1 AND state = 'seen'
+                UNION ALL SELECT MIN(received_at) FROM inbound_emails WHERE mailbox_id = $1 AND state = 'claimed'
+                UNION ALL SELECT MIN(received_at) FROM inbound_emails WHERE mailbox_id = $1 AND state = 'psa_written'
+                UNION ALL SELECT MIN(received_at) FROM inbound_emails WHERE mailbox_id = $1 AND state = 'retrying')",
         )
         .bind(mailbox_id)
         .fetch_one(self.pool())

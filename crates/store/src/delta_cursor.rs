@@ -38,7 +38,7 @@ impl Store {
     ) -> Result<Option<DeltaRoundCursor>> {
         let row: Option<(String, i64, String, String)> = sqlx::query_as(
             "SELECT next_link, pages, started_at, updated_at FROM delta_round_cursors
-             WHERE mailbox_id = ? AND folder = ?",
+             WHERE mailbox_id = $1 AND folder = $2",
         )
         .bind(mailbox_id)
         .bind(folder)
@@ -66,7 +66,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO delta_round_cursors (mailbox_id, folder, next_link, pages, started_at, updated_at)
-             VALUES (?, ?, ?, 1, ?, ?)
+             VALUES ($1, $2, $3, 1, $4, $5)
              ON CONFLICT (mailbox_id, folder) DO UPDATE SET next_link = excluded.next_link,
                  pages = delta_round_cursors.pages + 1, updated_at = excluded.updated_at",
         )
@@ -82,7 +82,7 @@ impl Store {
 
     /// Forgets the unfinished round (it completed, or its state expired and a resync starts).
     pub async fn clear_delta_round(&self, mailbox_id: &str, folder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM delta_round_cursors WHERE mailbox_id = ? AND folder = ?")
+        sqlx::query("DELETE FROM delta_round_cursors WHERE mailbox_id = $1 AND folder = $2")
             .bind(mailbox_id)
             .bind(folder)
             .execute(self.pool())
@@ -95,10 +95,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_round_cursor_advances_and_clears() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(a_round_cursor_advances_and_clears);
+    async fn a_round_cursor_advances_and_clears(store: Store) {
         let mb = store
             .add_mailbox(&crate::NewMailbox {
                 name: "Support".into(),

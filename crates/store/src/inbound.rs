@@ -15,7 +15,7 @@ use mailroom_trace::HttpExchange;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError};
+use crate::{numbered, Arg, Result, Store, StoreError};
 
 /// Timestamps are stored as fixed-width RFC 3339 UTC text, so they sort and compare as text.
 pub fn ts(at: DateTime<Utc>) -> String {
@@ -123,7 +123,7 @@ pub struct InboundEmail {
 }
 
 impl InboundEmail {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self> {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self> {
         let state = EmailState::parse(row.try_get("state")?)?;
         Ok(InboundEmail {
             id: row.try_get("id")?,
@@ -273,13 +273,14 @@ pub const SEARCH_LIST_MAX: i64 = 2000;
 /// How many log keys a search that matches many emails walks per full-text query.
 const SEARCH_WALK_CHUNK: i64 = 1000;
 
-fn fts_query(search: &str) -> Option<String> {
+/// The words of a log search (letters, digits and `@._-`), each matched as a prefix.
+fn search_words(search: &str) -> Option<Vec<String>> {
     let words: Vec<String> = search
         .split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.' && c != '_' && c != '-')
         .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{}\"*", w.replace('"', "")))
+        .map(str::to_string)
         .collect();
-    (!words.is_empty()).then(|| words.join(" "))
+    (!words.is_empty()).then_some(words)
 }
 
 impl Store {
@@ -290,7 +291,7 @@ impl Store {
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO inbound_emails (mailbox_id, dedupe_key, graph_message_id, internet_message_id,
                  conversation_id, received_at, from_address, from_name, subject, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (mailbox_id, dedupe_key) DO NOTHING
              RETURNING id",
         )
@@ -311,7 +312,7 @@ impl Store {
             return Ok((id, true));
         }
         let id: i64 = sqlx::query_scalar(
-            "SELECT id FROM inbound_emails WHERE mailbox_id = ? AND dedupe_key = ?",
+            "SELECT id FROM inbound_emails WHERE mailbox_id = $1 AND dedupe_key = $2",
         )
         .bind(&s.mailbox_id)
         .bind(s.dedupe_key())
@@ -319,8 +320,8 @@ impl Store {
         .await?;
         // Unprocessed mail keeps following its current Graph id.
         sqlx::query(
-            "UPDATE inbound_emails SET graph_message_id = ?, updated_at = ?
-             WHERE id = ? AND state IN ('seen', 'retrying', 'failed') AND graph_message_id <> ?",
+            "UPDATE inbound_emails SET graph_message_id = $1, updated_at = $2
+             WHERE id = $3 AND state IN ('seen', 'retrying', 'failed') AND graph_message_id <> $4",
         )
         .bind(&s.graph_message_id)
         .bind(&now)
@@ -344,15 +345,15 @@ impl Store {
         let stale = ts(now - lease);
         let now = ts(now);
         let rows = sqlx::query(
-            "UPDATE inbound_emails SET claimed_from = state, state = 'claimed', claim_token = ?, claimed_at = ?, updated_at = ?
+            "UPDATE inbound_emails SET claimed_from = state, state = 'claimed', claim_token = $1, claimed_at = $2, updated_at = $3
              WHERE id IN (
                  SELECT id FROM inbound_emails
-                 WHERE mailbox_id = ? AND (
+                 WHERE mailbox_id = $4 AND (
                      state = 'seen'
-                     OR (state = 'retrying' AND next_attempt_at <= ?)
+                     OR (state = 'retrying' AND next_attempt_at <= $5)
                      OR (state IN ('claimed', 'psa_written')
-                         AND (claim_token IS NULL OR claimed_at < ?)))
-                 ORDER BY received_at, id LIMIT ?)
+                         AND (claim_token IS NULL OR claimed_at < $6)))
+                 ORDER BY received_at, id LIMIT $7)
              RETURNING *",
         )
         .bind(claim_token)
@@ -396,13 +397,13 @@ impl Store {
         let now = ts(now);
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "UPDATE processing_attempts SET finished_at = ?, result = 'interrupted',
+            "UPDATE processing_attempts SET finished_at = $1, result = 'interrupted',
                  error_code = 'interrupted',
                  error_message = 'Mailroom stopped during this attempt; the email was released and is processed again.'
              WHERE finished_at IS NULL AND email_id IN (
                  SELECT id FROM inbound_emails
                  WHERE state IN ('claimed', 'psa_written') AND claim_token IS NOT NULL
-                   AND (? IS NULL OR claim_token = ?))",
+                   AND ($2 IS NULL OR claim_token = $3))",
         )
         .bind(&now)
         .bind(token)
@@ -412,9 +413,9 @@ impl Store {
         let released = sqlx::query(
             "UPDATE inbound_emails
              SET state = CASE WHEN state = 'claimed' THEN COALESCE(claimed_from, 'seen') ELSE state END,
-                 claim_token = NULL, updated_at = ?
+                 claim_token = NULL, updated_at = $1
              WHERE state IN ('claimed', 'psa_written') AND claim_token IS NOT NULL
-               AND (? IS NULL OR claim_token = ?)",
+               AND ($2 IS NULL OR claim_token = $3)",
         )
         .bind(&now)
         .bind(token)
@@ -436,7 +437,7 @@ impl Store {
             message_id.trim().trim_matches(['<', '>']).to_lowercase()
         );
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM inbound_emails WHERE mailbox_id = ? AND dedupe_key = ?",
+            "SELECT id FROM inbound_emails WHERE mailbox_id = $1 AND dedupe_key = $2",
         )
         .bind(mailbox_id)
         .bind(key)
@@ -448,7 +449,7 @@ impl Store {
     /// When the earliest retry of a mailbox is due (`None`: no email waits for a retry).
     pub async fn next_retry_at(&self, mailbox_id: &str) -> Result<Option<DateTime<Utc>>> {
         let at: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM inbound_emails WHERE mailbox_id = ? AND state = 'retrying'",
+            "SELECT MIN(next_attempt_at) FROM inbound_emails WHERE mailbox_id = $1 AND state = 'retrying'",
         )
         .bind(mailbox_id)
         .fetch_one(self.pool())
@@ -458,7 +459,7 @@ impl Store {
 
     /// One email.
     pub async fn inbound_email(&self, id: i64) -> Result<InboundEmail> {
-        let row = sqlx::query("SELECT * FROM inbound_emails WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM inbound_emails WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -472,7 +473,7 @@ impl Store {
     /// The emails that opened or updated PSA ticket `ticket_id`, oldest first (the ticket tab).
     pub async fn emails_for_ticket(&self, ticket_id: i64) -> Result<Vec<InboundEmail>> {
         let rows = sqlx::query(
-            "SELECT * FROM inbound_emails WHERE ticket_id = ? ORDER BY received_at, id",
+            "SELECT * FROM inbound_emails WHERE ticket_id = $1 ORDER BY received_at, id",
         )
         .bind(ticket_id)
         .fetch_all(self.pool())
@@ -489,14 +490,14 @@ impl Store {
     ) -> Result<i64> {
         let mut tx = self.pool().begin().await?;
         let number: i64 = sqlx::query_scalar(
-            "UPDATE inbound_emails SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts",
+            "UPDATE inbound_emails SET attempts = attempts + 1, updated_at = $1 WHERE id = $2 RETURNING attempts",
         )
         .bind(ts(now))
         .bind(email_id)
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO processing_attempts (email_id, number, trigger, started_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO processing_attempts (email_id, number, trigger, started_at) VALUES ($1, $2, $3, $4)
              RETURNING id",
         )
         .bind(email_id)
@@ -524,7 +525,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO attempt_requests (attempt_id, seq, service, method, url, status, duration_ms,
                      started_at, request_headers, request_body, response_headers, response_body, error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(attempt_id)
             .bind(seq as i64)
@@ -544,7 +545,7 @@ impl Store {
         }
         for (seq, line) in log.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO attempt_log (attempt_id, seq, at, level, message) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO attempt_log (attempt_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(attempt_id)
             .bind(seq as i64)
@@ -555,8 +556,8 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "UPDATE processing_attempts SET finished_at = ?, result = ?, error_code = ?, error_message = ?
-             WHERE id = ?",
+            "UPDATE processing_attempts SET finished_at = $1, result = $2, error_code = $3, error_message = $4
+             WHERE id = $5",
         )
         .bind(ts(now))
         .bind(result)
@@ -573,13 +574,15 @@ impl Store {
         &self,
         email_id: i64,
         sql_set: &str,
-        binds: Vec<Option<String>>,
+        binds: Vec<Arg>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let sql = format!("UPDATE inbound_emails SET {sql_set}, updated_at = ? WHERE id = ?");
+        let sql = numbered(&format!(
+            "UPDATE inbound_emails SET {sql_set}, updated_at = ? WHERE id = ?"
+        ));
         let mut query = sqlx::query(&sql);
         for b in binds {
-            query = query.bind(b);
+            query = b.bind(query);
         }
         query
             .bind(ts(now))
@@ -601,7 +604,7 @@ impl Store {
         self.set_state(
             email_id,
             "state = 'psa_written', outcome = ?, ticket_id = ?, action_id = ?, error_code = NULL, error_message = NULL",
-            vec![Some(outcome.into()), Some(ticket_id.to_string()), action_id.map(|a| a.to_string())],
+            vec![Arg::text(outcome), Arg::Int(Some(ticket_id)), Arg::Int(action_id)],
             now,
         )
         .await
@@ -629,7 +632,7 @@ impl Store {
         self.set_state(
             email_id,
             "state = 'skipped', skip_reason = ?, skip_detail = ?, claim_token = NULL, next_attempt_at = NULL",
-            vec![Some(reason.into()), Some(detail.into())],
+            vec![Arg::text(reason), Arg::text(detail)],
             now,
         )
         .await
@@ -647,7 +650,7 @@ impl Store {
         self.set_state(
             email_id,
             "state = 'retrying', next_attempt_at = ?, error_code = ?, error_message = ?, claim_token = NULL",
-            vec![Some(ts(next_at)), Some(code.into()), Some(message.into())],
+            vec![Arg::text(ts(next_at)), Arg::text(code), Arg::text(message)],
             now,
         )
         .await
@@ -664,7 +667,7 @@ impl Store {
         self.set_state(
             email_id,
             "state = 'failed', next_attempt_at = NULL, error_code = ?, error_message = ?, claim_token = NULL",
-            vec![Some(code.into()), Some(message.into())],
+            vec![Arg::text(code), Arg::text(message)],
             now,
         )
         .await
@@ -676,7 +679,7 @@ impl Store {
         self.set_state(
             email_id,
             "state = 'retrying', next_attempt_at = ?, claim_token = NULL",
-            vec![Some(ts(now))],
+            vec![Arg::text(ts(now))],
             now,
         )
         .await
@@ -693,7 +696,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO psa_writes (email_id, kind, message_key, ticket_id, state, created_at)
-             VALUES (?, ?, ?, ?, 'intent', ?)
+             VALUES ($1, $2, $3, $4, 'intent', $5)
              ON CONFLICT (email_id) DO UPDATE SET kind = excluded.kind,
                  message_key = excluded.message_key, ticket_id = excluded.ticket_id,
                  created_at = excluded.created_at
@@ -718,7 +721,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE psa_writes SET state = 'confirmed', object_id = ?, ticket_id = ?, confirmed_at = ? WHERE email_id = ?",
+            "UPDATE psa_writes SET state = 'confirmed', object_id = $1, ticket_id = $2, confirmed_at = $3 WHERE email_id = $4",
         )
         .bind(object_id)
         .bind(ticket_id)
@@ -731,7 +734,7 @@ impl Store {
 
     /// The PSA write recorded for an email, if any.
     pub async fn psa_write(&self, email_id: i64) -> Result<Option<PsaWrite>> {
-        let row = sqlx::query("SELECT * FROM psa_writes WHERE email_id = ?")
+        let row = sqlx::query("SELECT * FROM psa_writes WHERE email_id = $1")
             .bind(email_id)
             .fetch_optional(self.pool())
             .await?;
@@ -758,7 +761,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         for key in keys {
             sqlx::query(
-                "INSERT INTO ticket_threads (mailbox_id, thread_key, ticket_id, created_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO ticket_threads (mailbox_id, thread_key, ticket_id, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (mailbox_id, thread_key) DO NOTHING",
             )
             .bind(mailbox_id)
@@ -775,7 +778,7 @@ impl Store {
     /// The ticket a thread key belongs to, if known.
     pub async fn ticket_for_thread_key(&self, mailbox_id: &str, key: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT ticket_id FROM ticket_threads WHERE mailbox_id = ? AND thread_key = ?",
+            "SELECT ticket_id FROM ticket_threads WHERE mailbox_id = $1 AND thread_key = $2",
         )
         .bind(mailbox_id)
         .bind(key)
@@ -786,7 +789,7 @@ impl Store {
     /// The stored delta link of a mailbox's inbox.
     pub async fn delta_link(&self, mailbox_id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar::<_, Option<String>>(
-            "SELECT delta_link FROM mailbox_sync WHERE mailbox_id = ?",
+            "SELECT delta_link FROM mailbox_sync WHERE mailbox_id = $1",
         )
         .bind(mailbox_id)
         .fetch_optional(self.pool())
@@ -803,7 +806,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO mailbox_sync (mailbox_id, delta_link, last_sync_at, last_error) VALUES (?, ?, ?, ?)
+            "INSERT INTO mailbox_sync (mailbox_id, delta_link, last_sync_at, last_error) VALUES ($1, $2, $3, $4)
              ON CONFLICT (mailbox_id) DO UPDATE SET
                  delta_link = CASE WHEN excluded.last_error IS NULL THEN excluded.delta_link ELSE mailbox_sync.delta_link END,
                  last_sync_at = excluded.last_sync_at, last_error = excluded.last_error",
@@ -827,16 +830,14 @@ impl Store {
     /// range, until a page is found.
     pub async fn inbound_log(&self, q: &LogQuery) -> Result<Vec<InboundEmail>> {
         let limit = q.limit.unwrap_or(100).clamp(1, 500);
-        let Some(search) = q.search.as_deref().and_then(fts_query) else {
+        let Some(search) = q.search.as_deref().and_then(search_words) else {
             return self.log_page(q, None, limit).await;
         };
-        let hits: Vec<i64> = sqlx::query_scalar(
-            "SELECT rowid FROM inbound_search WHERE inbound_search MATCH ? LIMIT ?",
-        )
-        .bind(&search)
-        .bind(SEARCH_LIST_MAX + 1)
-        .fetch_all(self.pool())
-        .await?;
+        let hits: Vec<i64> = sqlx::query_scalar(self.backend().search_ids(false))
+            .bind(self.backend().search_terms(&search))
+            .bind(SEARCH_LIST_MAX + 1)
+            .fetch_all(self.pool())
+            .await?;
         if hits.len() as i64 <= SEARCH_LIST_MAX {
             return self.log_page(q, Some(&hits), limit).await;
         }
@@ -853,17 +854,15 @@ impl Store {
             let (low, high) = keys.iter().fold((newest.1, newest.1), |(lo, hi), (_, id)| {
                 (lo.min(*id), hi.max(*id))
             });
-            let matching: std::collections::HashSet<i64> = sqlx::query_scalar(
-                "SELECT rowid FROM inbound_search
-                 WHERE inbound_search MATCH ? AND rowid BETWEEN ? AND ?",
-            )
-            .bind(&search)
-            .bind(low)
-            .bind(high)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .collect();
+            let matching: std::collections::HashSet<i64> =
+                sqlx::query_scalar(self.backend().search_ids(true))
+                    .bind(self.backend().search_terms(&search))
+                    .bind(low)
+                    .bind(high)
+                    .fetch_all(self.pool())
+                    .await?
+                    .into_iter()
+                    .collect();
             found.extend(
                 keys.iter()
                     .map(|(_, id)| *id)
@@ -880,29 +879,29 @@ impl Store {
 
     /// The filters of a log query (mailbox, status, sender, ticket, time range, keyset) as SQL
     /// clauses and their values. Each is served by an index (migrations 0002, 0009, 0016, 0019).
-    fn log_filters(q: &LogQuery) -> (Vec<String>, Vec<String>) {
+    fn log_filters(q: &LogQuery) -> (Vec<String>, Vec<Arg>) {
         let mut clauses: Vec<String> = Vec::new();
-        let mut binds: Vec<String> = Vec::new();
+        let mut binds: Vec<Arg> = Vec::new();
         if let Some(mailbox) = &q.mailbox_id {
             clauses.push("e.mailbox_id = ?".into());
-            binds.push(mailbox.clone());
+            binds.push(Arg::text(mailbox));
         }
         if let Some(sender) = q.sender.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             // Addresses are stored lower-case (the pipeline's sighting).
             clauses.push("e.from_address = ?".into());
-            binds.push(sender.to_lowercase());
+            binds.push(Arg::text(sender.to_lowercase()));
         }
         if let Some(ticket) = q.ticket_id {
             clauses.push("e.ticket_id = ?".into());
-            binds.push(ticket.to_string());
+            binds.push(Arg::Int(Some(ticket)));
         }
         if let Some(since) = q.since {
             clauses.push("e.received_at >= ?".into());
-            binds.push(ts(since));
+            binds.push(Arg::text(ts(since)));
         }
         if let Some(until) = q.until {
             clauses.push("e.received_at < ?".into());
-            binds.push(ts(until));
+            binds.push(Arg::text(ts(until)));
         }
         if let Some(status) = q.status {
             let states = status.states();
@@ -910,12 +909,12 @@ impl Store {
                 "e.state IN ({})",
                 vec!["?"; states.len()].join(", ")
             ));
-            binds.extend(states.iter().map(|s| s.to_string()));
+            binds.extend(states.iter().map(|s| Arg::text(s.to_string())));
         }
         if let Some((at, id)) = q.before {
             clauses.push("(e.received_at, e.id) < (?, ?)".into());
-            binds.push(ts(at));
-            binds.push(id.to_string());
+            binds.push(Arg::text(ts(at)));
+            binds.push(Arg::Int(Some(id)));
         }
         (clauses, binds)
     }
@@ -931,9 +930,10 @@ impl Store {
         let mut sql = String::from("SELECT e.* FROM ");
         let mut all_binds = Vec::new();
         if let Some(ids) = ids {
-            // CROSS JOIN keeps this join order: the ids first, each looked up by its key.
-            sql.push_str("json_each(?) AS hit CROSS JOIN inbound_emails e ON e.id = hit.value");
-            all_binds.push(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+            sql.push_str(self.backend().ids_join("inbound_emails e", "e.id"));
+            all_binds.push(Arg::text(
+                serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
+            ));
         } else {
             sql.push_str("inbound_emails e");
         }
@@ -943,9 +943,10 @@ impl Store {
             sql.push_str(&clauses.join(" AND "));
         }
         sql.push_str(" ORDER BY e.received_at DESC, e.id DESC LIMIT ?");
+        let sql = numbered(&sql);
         let mut query = sqlx::query(&sql);
-        for b in &all_binds {
-            query = query.bind(b);
+        for b in all_binds {
+            query = b.bind(query);
         }
         let rows = query.bind(limit).fetch_all(self.pool()).await?;
         rows.iter().map(InboundEmail::from_row).collect()
@@ -960,23 +961,24 @@ impl Store {
             sql.push_str(&clauses.join(" AND "));
         }
         sql.push_str(" ORDER BY e.received_at DESC, e.id DESC LIMIT ?");
-        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-        for b in &binds {
-            query = query.bind(b);
+        let sql = numbered(&sql);
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = b.bind(query);
         }
         query
             .bind(limit)
             .fetch_all(self.pool())
             .await?
-            .into_iter()
-            .map(|(at, id)| Ok((parse_ts(&at)?, id)))
+            .iter()
+            .map(|row| Ok((parse_ts(&row.try_get::<String, _>(0)?)?, row.try_get(1)?)))
             .collect()
     }
 
     /// Every attempt of an email with its requests and log, oldest first.
     pub async fn attempts(&self, email_id: i64) -> Result<Vec<AttemptDetail>> {
         let rows =
-            sqlx::query("SELECT * FROM processing_attempts WHERE email_id = ? ORDER BY number")
+            sqlx::query("SELECT * FROM processing_attempts WHERE email_id = $1 ORDER BY number")
                 .bind(email_id)
                 .fetch_all(self.pool())
                 .await?;
@@ -984,7 +986,7 @@ impl Store {
         for row in rows {
             let id: i64 = row.try_get("id")?;
             let requests =
-                sqlx::query("SELECT * FROM attempt_requests WHERE attempt_id = ? ORDER BY seq")
+                sqlx::query("SELECT * FROM attempt_requests WHERE attempt_id = $1 ORDER BY seq")
                     .bind(id)
                     .fetch_all(self.pool())
                     .await?
@@ -1012,7 +1014,7 @@ impl Store {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-            let log = sqlx::query("SELECT * FROM attempt_log WHERE attempt_id = ? ORDER BY seq")
+            let log = sqlx::query("SELECT * FROM attempt_log WHERE attempt_id = $1 ORDER BY seq")
                 .bind(id)
                 .fetch_all(self.pool())
                 .await?
@@ -1056,9 +1058,9 @@ impl Store {
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM inbound_emails
-             WHERE mailbox_id = ? AND from_address = ? COLLATE NOCASE AND received_at >= ?
-               AND subject = ? AND id <> ?
-               AND (received_at < ? OR (received_at = ? AND id < ?))",
+             WHERE mailbox_id = $1 AND lower(from_address) = lower($2) AND received_at >= $3
+               AND subject = $4 AND id <> $5
+               AND (received_at < $6 OR (received_at = $7 AND id < $8))",
         )
         .bind(mailbox_id)
         .bind(from_address)
@@ -1094,7 +1096,7 @@ impl Store {
         let n = match mailbox_id {
             Some(m) => {
                 sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(n), 0) FROM inbound_state_counts WHERE mailbox_id = ?
+                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM inbound_state_counts WHERE mailbox_id = $1
                        AND state IN ('seen', 'claimed', 'psa_written', 'retrying')",
                 )
                 .bind(m)
@@ -1103,7 +1105,7 @@ impl Store {
             }
             None => {
                 sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(n), 0) FROM inbound_state_counts
+                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM inbound_state_counts
                      WHERE state IN ('seen', 'claimed', 'psa_written', 'retrying')",
                 )
                 .fetch_one(self.pool())
@@ -1119,14 +1121,14 @@ impl Store {
         let rows: Vec<(String, i64)> = match mailbox_id {
             Some(m) => {
                 sqlx::query_as(
-                    "SELECT state, n FROM inbound_state_counts WHERE mailbox_id = ? AND n > 0",
+                    "SELECT state, n FROM inbound_state_counts WHERE mailbox_id = $1 AND n > 0",
                 )
                 .bind(m)
                 .fetch_all(self.pool())
                 .await?
             }
             None => sqlx::query_as(
-                "SELECT state, SUM(n) FROM inbound_state_counts GROUP BY state HAVING SUM(n) > 0",
+                "SELECT state, CAST(SUM(n) AS BIGINT) FROM inbound_state_counts GROUP BY state HAVING SUM(n) > 0",
             )
             .fetch_all(self.pool())
             .await?,
@@ -1148,7 +1150,7 @@ impl Store {
         mailbox_id: &str,
     ) -> Result<Option<(Option<String>, Option<DateTime<Utc>>, Option<String>)>> {
         let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT delta_link, last_sync_at, last_error FROM mailbox_sync WHERE mailbox_id = ?",
+            "SELECT delta_link, last_sync_at, last_error FROM mailbox_sync WHERE mailbox_id = $1",
         )
         .bind(mailbox_id)
         .fetch_optional(self.pool())
@@ -1159,7 +1161,7 @@ impl Store {
 
     /// Forgets the stored delta link (the next scan is a full resync; sightings de-duplicate).
     pub async fn clear_delta_link(&self, mailbox_id: &str) -> Result<()> {
-        sqlx::query("UPDATE mailbox_sync SET delta_link = NULL WHERE mailbox_id = ?")
+        sqlx::query("UPDATE mailbox_sync SET delta_link = NULL WHERE mailbox_id = $1")
             .bind(mailbox_id)
             .execute(self.pool())
             .await?;

@@ -1,4 +1,5 @@
-//! Mailroom's local store: one SQLite file per user, opened through sqlx.
+//! Mailroom's store: one SQLite file per user (the default), or a PostgreSQL database shared by
+//! several `mailroom serve` workers; both through sqlx's `Any` driver, one set of queries.
 //!
 //! Invariants:
 //! - The schema only changes through the embedded migrations in `migrations/` (applied on
@@ -40,6 +41,7 @@ macro_rules! text_enum {
     };
 }
 
+mod backend;
 pub mod contacts;
 pub mod dashboard;
 mod data_dir;
@@ -57,13 +59,22 @@ pub mod sealed_secrets;
 mod settings;
 mod store_id;
 pub mod synthetic;
+#[cfg(test)]
+mod testing;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::AnyConnectOptions;
+use sqlx::pool::PoolOptions;
+use sqlx::{Any, Pool};
 
+type AnyPool = Pool<Any>;
+type AnyPoolOptions = PoolOptions<Any>;
+
+pub use backend::Backend;
+pub(crate) use backend::{flag, numbered, Arg};
 pub use data_dir::{data_dir, DATA_DIR_ENV};
 pub use delta_cursor::DeltaRoundCursor;
 pub use lock::{DataDirLock, LockError, LOCK_FILE};
@@ -93,6 +104,8 @@ pub enum StoreError {
     DuplicateName(String),
     #[error("stored value is not valid: {0}")]
     Corrupt(String),
+    #[error("'{0}' is not a PostgreSQL URL: write postgres://user:password@host:5432/database")]
+    Url(String),
     #[error("could not determine the data directory: {0}")]
     DataDir(String),
 }
@@ -120,45 +133,84 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    backend: Backend,
+    /// The database file (SQLite only).
+    path: Option<PathBuf>,
     /// Serializes bursts of small write transactions from one source (PSA webhook deliveries):
     /// waiting here is cheaper than SQLite's busy handler, which sleeps between retries.
     burst_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// The environment variable naming a PostgreSQL database for the service
+/// (`postgres://user:password@host:5432/mailroom`).
+pub const DATABASE_URL_ENV: &str = "MAILROOM_DATABASE_URL";
+
+/// SQLite's settings for every connection: write-ahead log, foreign keys, a busy timeout;
+/// pages freed by retention can be given back (takes effect when the file is created; an older
+/// database reuses its free pages instead).
+const SQLITE_PRAGMAS: &str = "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
 impl Store {
-    /// Opens (creating if needed) the database file at `path` and applies pending migrations.
+    /// Opens (creating if needed) the SQLite database file at `path` and applies pending
+    /// migrations.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::DataDir(e.to_string()))?;
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source: BackendError(Box::new(source)),
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            // Pages freed by retention can be given back (takes effect when the file is
-            // created; an older database reuses its free pages instead).
-            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let open_error = |source: sqlx::Error| StoreError::Open {
+            path: path.clone(),
+            source: BackendError(Box::new(source)),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(open_error)?;
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *conn, SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source: BackendError(Box::new(source)),
-            })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Store {
             pool,
-            path,
+            backend: Backend::Sqlite,
+            path: Some(path),
+            burst_writes: Default::default(),
+        })
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://…`) and applies pending
+    /// migrations; several processes may share it.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Url(redacted(url)));
+        }
+        sqlx::any::install_default_drivers();
+        let open_error = |source: sqlx::Error| StoreError::Open {
+            path: PathBuf::from(redacted(url)),
+            source: BackendError(Box::new(source)),
+        };
+        let options = AnyConnectOptions::from_str(url).map_err(open_error)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        tracing::debug!(url = %redacted(url), "store connected");
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
+            path: None,
             burst_writes: Default::default(),
         })
     }
@@ -169,18 +221,35 @@ impl Store {
     }
 
     /// The underlying pool; private to the store, which owns every query.
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Where the database file lives.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where the database file lives (SQLite; `None` on PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Closes all connections (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(not a URL)".into(),
     }
 }
 

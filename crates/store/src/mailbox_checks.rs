@@ -25,7 +25,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO mailbox_checks (mailbox_id, checked_at, findings) VALUES (?, ?, ?)
+            "INSERT INTO mailbox_checks (mailbox_id, checked_at, findings) VALUES ($1, $2, $3)
              ON CONFLICT (mailbox_id) DO UPDATE SET checked_at = excluded.checked_at,
                  findings = excluded.findings",
         )
@@ -47,7 +47,7 @@ impl Store {
     /// The last findings of a mailbox, if it was ever checked.
     pub async fn mailbox_checks(&self, mailbox_id: &str) -> Result<Option<RecordedChecks>> {
         let row: Option<(String, String)> =
-            sqlx::query_as("SELECT checked_at, findings FROM mailbox_checks WHERE mailbox_id = ?")
+            sqlx::query_as("SELECT checked_at, findings FROM mailbox_checks WHERE mailbox_id = $1")
                 .bind(mailbox_id)
                 .fetch_optional(self.pool())
                 .await?;
@@ -68,10 +68,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[tokio::test]
-    async fn the_last_findings_replace_the_previous_and_go_with_their_mailbox() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(the_last_findings_replace_the_previous_and_go_with_their_mailbox);
+    async fn the_last_findings_replace_the_previous_and_go_with_their_mailbox(store: Store) {
         let mailbox = store
             .add_mailbox(&crate::mailboxes::tests::scan_mailbox("Support"))
             .await

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{now_text, Result, Store, StoreError};
+use crate::{flag, now_text, Result, Store, StoreError};
 
 /// How mail reaches Mailroom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ fn required_time(text: String) -> Result<DateTime<Utc>> {
 }
 
 impl Mailbox {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self> {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self> {
         let settings: String = row.try_get("settings")?;
         Ok(Mailbox {
             id: row.try_get("id")?,
@@ -123,7 +123,7 @@ impl Mailbox {
             connected_account: row.try_get("connected_account")?,
             connected_at: parse_time(row.try_get("connected_at")?)?,
             sign_in_required: row.try_get("sign_in_required")?,
-            enabled: row.try_get("enabled")?,
+            enabled: flag(row, "enabled")?,
             settings: serde_json::from_str(&settings)
                 .map_err(|e| StoreError::Corrupt(format!("mailbox settings: {e}")))?,
             created_at: required_time(row.try_get("created_at")?)?,
@@ -135,7 +135,7 @@ impl Mailbox {
 impl Store {
     /// All mailboxes, by name.
     pub async fn mailboxes(&self) -> Result<Vec<Mailbox>> {
-        let rows = sqlx::query("SELECT * FROM mailboxes ORDER BY name COLLATE NOCASE")
+        let rows = sqlx::query("SELECT * FROM mailboxes ORDER BY lower(name), name")
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(Mailbox::from_row).collect()
@@ -143,7 +143,7 @@ impl Store {
 
     /// One mailbox by id.
     pub async fn mailbox(&self, id: &str) -> Result<Mailbox> {
-        let row = sqlx::query("SELECT * FROM mailboxes WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM mailboxes WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -161,7 +161,7 @@ impl Store {
         let result = sqlx::query(
             "INSERT INTO mailboxes (id, name, method, cloud, authority_url, graph_url, tenant_id,
                 client_id, credential_kind, shared_mailbox, mailbox_address, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&id)
         .bind(new.name.trim())
@@ -194,8 +194,8 @@ impl Store {
     pub async fn set_mailbox_connection(&self, id: &str, account: Option<&str>) -> Result<()> {
         let connected_at = account.map(|_| now_text());
         let done = sqlx::query(
-            "UPDATE mailboxes SET connected_account = ?, connected_at = ?, sign_in_required = NULL, updated_at = ?
-             WHERE id = ?",
+            "UPDATE mailboxes SET connected_account = $1, connected_at = $2, sign_in_required = NULL, updated_at = $3
+             WHERE id = $4",
         )
         .bind(account)
         .bind(connected_at)
@@ -214,7 +214,7 @@ impl Store {
 
     /// Marks the mailbox as needing a new sign-in, with the reason (or clears the mark).
     pub async fn set_mailbox_sign_in_required(&self, id: &str, reason: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE mailboxes SET sign_in_required = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE mailboxes SET sign_in_required = $1, updated_at = $2 WHERE id = $3")
             .bind(reason)
             .bind(now_text())
             .bind(id)
@@ -231,8 +231,8 @@ impl Store {
         thumbprint: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE mailboxes SET credential_expires_at = ?, certificate_thumbprint = ?, updated_at = ?
-             WHERE id = ?",
+            "UPDATE mailboxes SET credential_expires_at = $1, certificate_thumbprint = $2, updated_at = $3
+             WHERE id = $4",
         )
         .bind(expires_at.map(|t| t.to_rfc3339()))
         .bind(thumbprint)
@@ -245,7 +245,7 @@ impl Store {
 
     /// Replaces a mailbox's processing settings (JSON owned by the engine).
     pub async fn set_mailbox_settings(&self, id: &str, settings: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE mailboxes SET settings = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE mailboxes SET settings = $1, updated_at = $2 WHERE id = $3")
             .bind(settings.to_string())
             .bind(now_text())
             .bind(id)
@@ -256,7 +256,7 @@ impl Store {
 
     /// Deletes a mailbox. The caller removes its keyring entries.
     pub async fn delete_mailbox(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM mailboxes WHERE id = ?")
+        sqlx::query("DELETE FROM mailboxes WHERE id = $1")
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -283,15 +283,8 @@ pub(crate) mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("t.db")).await.unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn mailbox_round_trip_and_connection() {
-        let (_dir, store) = store().await;
+    crate::testing::on_both!(mailbox_round_trip_and_connection);
+    async fn mailbox_round_trip_and_connection(store: Store) {
         let added = store.add_mailbox(&scan_mailbox("Helpdesk")).await.unwrap();
         assert_eq!(added.method, MailboxMethod::Scan);
         assert_eq!(added.connected_account, None);
@@ -310,9 +303,8 @@ pub(crate) mod tests {
         assert_eq!(store.mailbox(&added.id).await.unwrap().connected_at, None);
     }
 
-    #[tokio::test]
-    async fn duplicate_names_are_refused_clearly() {
-        let (_dir, store) = store().await;
+    crate::testing::on_both!(duplicate_names_are_refused_clearly);
+    async fn duplicate_names_are_refused_clearly(store: Store) {
         store.add_mailbox(&scan_mailbox("Support")).await.unwrap();
         let err = store
             .add_mailbox(&scan_mailbox(" Support "))
@@ -324,9 +316,8 @@ pub(crate) mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn missing_mailbox_is_not_found() {
-        let (_dir, store) = store().await;
+    crate::testing::on_both!(missing_mailbox_is_not_found);
+    async fn missing_mailbox_is_not_found(store: Store) {
         let err = store
             .set_mailbox_connection("nope", None)
             .await

@@ -26,7 +26,7 @@ pub struct StoredNotification {
     pub digested_at: Option<DateTime<Utc>>,
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredNotification> {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<StoredNotification> {
     let digested: Option<String> = r.try_get("digested_at")?;
     Ok(StoredNotification {
         id: r.try_get("id")?,
@@ -56,7 +56,7 @@ impl Store {
     ) -> Result<Option<StoredNotification>> {
         sqlx::query(
             "INSERT INTO notifications (key, kind, mailbox_id, title, detail, fix, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING *",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING *",
         )
         .bind(key)
         .bind(kind)
@@ -84,7 +84,7 @@ impl Store {
 
     /// The newest problems, newest first.
     pub async fn recent_notifications(&self, limit: i64) -> Result<Vec<StoredNotification>> {
-        sqlx::query("SELECT * FROM notifications ORDER BY id DESC LIMIT ?")
+        sqlx::query("SELECT * FROM notifications ORDER BY id DESC LIMIT $1")
             .bind(limit)
             .fetch_all(self.pool())
             .await?
@@ -97,7 +97,7 @@ impl Store {
     pub async fn mark_notifications_digested(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         for id in ids {
-            sqlx::query("UPDATE notifications SET digested_at = ? WHERE id = ?")
+            sqlx::query("UPDATE notifications SET digested_at = $1 WHERE id = $2")
                 .bind(ts(now))
                 .bind(id)
                 .execute(&mut *tx)
@@ -112,10 +112,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_problem_is_recorded_once_and_digested_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(a_problem_is_recorded_once_and_digested_once);
+    async fn a_problem_is_recorded_once_and_digested_once(store: Store) {
         let now = Utc::now();
         let first = store
             .insert_notification(

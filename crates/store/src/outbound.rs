@@ -101,7 +101,7 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn outbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboundEmail> {
+fn outbound_from_row(r: &sqlx::any::AnyRow) -> Result<OutboundEmail> {
     Ok(OutboundEmail {
         id: r.try_get("id")?,
         source_key: r.try_get("source_key")?,
@@ -139,7 +139,7 @@ impl Store {
             "INSERT INTO outbound_emails (source_key, mailbox_id, ticket_id, action_id,
                reply_to_message_id, internet_message_id, to_addresses, cc_addresses, subject,
                body_html, attachment_ids, status, created_at, updated_at, next_attempt_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13, $14)
              ON CONFLICT (source_key) DO NOTHING RETURNING id",
         )
         .bind(&new.source_key)
@@ -161,7 +161,7 @@ impl Store {
         match inserted {
             Some(id) => Ok((id, true)),
             None => {
-                let id = sqlx::query_scalar("SELECT id FROM outbound_emails WHERE source_key = ?")
+                let id = sqlx::query_scalar("SELECT id FROM outbound_emails WHERE source_key = $1")
                     .bind(&new.source_key)
                     .fetch_one(self.pool())
                     .await?;
@@ -172,7 +172,7 @@ impl Store {
 
     /// One outgoing email.
     pub async fn outbound(&self, id: i64) -> Result<Option<OutboundEmail>> {
-        sqlx::query("SELECT * FROM outbound_emails WHERE id = ?")
+        sqlx::query("SELECT * FROM outbound_emails WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -190,8 +190,8 @@ impl Store {
         before_id: Option<i64>,
     ) -> Result<Vec<OutboundEmail>> {
         sqlx::query(
-            "SELECT * FROM outbound_emails WHERE (? IS NULL OR mailbox_id = ?) AND id < ?
-             ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM outbound_emails WHERE ($1 IS NULL OR mailbox_id = $2) AND id < $3
+             ORDER BY id DESC LIMIT $4",
         )
         .bind(mailbox_id)
         .bind(mailbox_id)
@@ -208,7 +208,7 @@ impl Store {
     pub async fn outbound_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboundEmail>> {
         sqlx::query(
             "SELECT * FROM outbound_emails WHERE status IN ('pending', 'drafted')
-               AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+               AND (next_attempt_at IS NULL OR next_attempt_at <= $1) ORDER BY id LIMIT $2",
         )
         .bind(ts(now))
         .bind(limit)
@@ -238,7 +238,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE outbound_emails SET status = 'drafted', draft_id = ?, updated_at = ? WHERE id = ?",
+            "UPDATE outbound_emails SET status = 'drafted', draft_id = $1, updated_at = $2 WHERE id = $3",
         )
         .bind(draft_id)
         .bind(ts(now))
@@ -251,8 +251,8 @@ impl Store {
     /// Marks the email sent.
     pub async fn outbound_sent(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
-            "UPDATE outbound_emails SET status = 'sent', sent_at = ?, updated_at = ?,
-               next_attempt_at = NULL, error_code = NULL, error_message = NULL WHERE id = ?",
+            "UPDATE outbound_emails SET status = 'sent', sent_at = $1, updated_at = $2,
+               next_attempt_at = NULL, error_code = NULL, error_message = NULL WHERE id = $3",
         )
         .bind(ts(now))
         .bind(ts(now))
@@ -272,10 +272,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE outbound_emails SET error_code = ?, error_message = ?, updated_at = ?,
-               next_attempt_at = ?,
-               status = CASE WHEN ? IS NULL THEN 'failed' ELSE status END
-             WHERE id = ?",
+            "UPDATE outbound_emails SET error_code = $1, error_message = $2, updated_at = $3,
+               next_attempt_at = $4,
+               status = CASE WHEN $5 IS NULL THEN 'failed' ELSE status END
+             WHERE id = $6",
         )
         .bind(code)
         .bind(message)
@@ -292,7 +292,7 @@ impl Store {
     pub async fn outbound_resend(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbound_emails SET status = CASE WHEN draft_id IS NULL THEN 'pending' ELSE 'drafted' END,
-               next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'failed'",
+               next_attempt_at = $1, updated_at = $2 WHERE id = $3 AND status = 'failed'",
         )
         .bind(ts(now))
         .bind(ts(now))
@@ -311,14 +311,14 @@ impl Store {
     ) -> Result<(i64, i64)> {
         let mut tx = self.pool().begin().await?;
         let number: i64 = sqlx::query_scalar(
-            "UPDATE outbound_emails SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts",
+            "UPDATE outbound_emails SET attempts = attempts + 1, updated_at = $1 WHERE id = $2 RETURNING attempts",
         )
         .bind(ts(now))
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
         let attempt: i64 = sqlx::query_scalar(
-            "INSERT INTO outbound_attempts (outbound_id, number, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO outbound_attempts (outbound_id, number, trigger, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(id)
         .bind(number)
@@ -341,8 +341,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE outbound_attempts SET finished_at = ?, result = ?, error_code = ?, error_message = ?,
-               log = ?, requests = ? WHERE id = ?",
+            "UPDATE outbound_attempts SET finished_at = $1, result = $2, error_code = $3, error_message = $4,
+               log = $5, requests = $6 WHERE id = $7",
         )
         .bind(ts(now))
         .bind(result)
@@ -358,7 +358,7 @@ impl Store {
 
     /// An email's attempts, oldest first.
     pub async fn outbound_attempts(&self, id: i64) -> Result<Vec<OutboundAttempt>> {
-        sqlx::query("SELECT * FROM outbound_attempts WHERE outbound_id = ? ORDER BY number")
+        sqlx::query("SELECT * FROM outbound_attempts WHERE outbound_id = $1 ORDER BY number")
             .bind(id)
             .fetch_all(self.pool())
             .await?
@@ -392,7 +392,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE psa_agent_actions SET handled_at = ? WHERE ticket_id = ? AND action_id = ?",
+            "UPDATE psa_agent_actions SET handled_at = $1 WHERE ticket_id = $2 AND action_id = $3",
         )
         .bind(ts(now))
         .bind(ticket_id)
@@ -423,10 +423,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn one_row_per_cause_and_the_states_move_forward() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(one_row_per_cause_and_the_states_move_forward);
+    async fn one_row_per_cause_and_the_states_move_forward(store: Store) {
         // The store keeps milliseconds.
         let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
         let (id, fresh) = store.insert_outbound(&new("a"), now).await.unwrap();

@@ -50,7 +50,7 @@ impl Store {
         let now = ts(now);
         sqlx::query(
             "INSERT INTO psa_connections (id, name, base_url, auth_url, tenant, client_id, scopes, created_at, updated_at)
-             VALUES (?, 'HaloPSA', ?, NULL, ?, ?, ?, ?, ?)
+             VALUES ($1, 'HaloPSA', $2, NULL, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET base_url = excluded.base_url, tenant = excluded.tenant,
                  client_id = excluded.client_id, scopes = excluded.scopes,
                  updated_at = excluded.updated_at",
@@ -70,7 +70,7 @@ impl Store {
     /// The PSA connection with this id, if any.
     pub async fn psa_connection(&self, id: &str) -> Result<Option<PsaConnection>> {
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, name, base_url, auth_url, tenant, client_id, scopes FROM psa_connections WHERE id = ?",
+            "SELECT id, name, base_url, auth_url, tenant, client_id, scopes FROM psa_connections WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::inbound::{parse_ts, ts};
-use crate::{Result, Store, StoreError};
+use crate::{flag, Result, Store, StoreError};
 
 /// How many refused (not verified, not replayed) deliveries are kept.
 pub const REFUSED_KEPT: i64 = 1000;
@@ -137,7 +137,7 @@ pub enum Recorded {
     Replay { id: i64, first: i64 },
 }
 
-fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaDelivery> {
+fn delivery_from_row(r: &sqlx::any::AnyRow) -> Result<PsaDelivery> {
     let headers: String = r.try_get("headers")?;
     Ok(PsaDelivery {
         id: r.try_get("id")?,
@@ -156,7 +156,7 @@ fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaDelivery> {
     })
 }
 
-fn ticket_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaTicketState> {
+fn ticket_from_row(r: &sqlx::any::AnyRow) -> Result<PsaTicketState> {
     Ok(PsaTicketState {
         ticket_id: r.try_get("ticket_id")?,
         summary: r.try_get("summary")?,
@@ -165,21 +165,21 @@ fn ticket_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaTicketState> {
         user_id: r.try_get("user_id")?,
         status_id: r.try_get("status_id")?,
         tickettype_id: r.try_get("tickettype_id")?,
-        closed: r.try_get("closed")?,
-        deleted: r.try_get("deleted")?,
+        closed: flag(r, "closed")?,
+        deleted: flag(r, "deleted")?,
         updated_at: parse_ts(r.try_get("updated_at")?)?,
         last_event: r.try_get("last_event")?,
     })
 }
 
-fn action_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaAgentAction> {
+fn action_from_row(r: &sqlx::any::AnyRow) -> Result<PsaAgentAction> {
     let handled: Option<String> = r.try_get("handled_at")?;
     Ok(PsaAgentAction {
         ticket_id: r.try_get("ticket_id")?,
         action_id: r.try_get("action_id")?,
         outcome: r.try_get("outcome")?,
         note: r.try_get("note")?,
-        hidden_from_user: r.try_get("hidden_from_user")?,
+        hidden_from_user: flag(r, "hidden_from_user")?,
         agent_id: r.try_get("agent_id")?,
         received_at: parse_ts(r.try_get("received_at")?)?,
         delivery_id: r.try_get("delivery_id")?,
@@ -189,7 +189,7 @@ fn action_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PsaAgentAction> {
 
 const INSERT_DELIVERY: &str = "INSERT INTO psa_webhook_deliveries
     (received_at, payload_id, webhook_id, event, ticket_id, action_id, verification, detail, status, headers, body)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 fn bind_delivery<'q>(
     sql: &'q str,
@@ -197,7 +197,7 @@ fn bind_delivery<'q>(
     verification: Verification,
     detail: &'q str,
     headers: &'q str,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     sqlx::query(sql)
         .bind(ts(d.received_at))
         .bind(d.payload_id.as_deref())
@@ -237,7 +237,7 @@ impl Store {
             "DELETE FROM psa_webhook_deliveries WHERE verification NOT IN ('verified', 'replay')
                AND id < (SELECT id FROM psa_webhook_deliveries
                          WHERE verification NOT IN ('verified', 'replay')
-                         ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                         ORDER BY id DESC LIMIT 1 OFFSET $1)",
         )
         .bind(REFUSED_KEPT - 1)
         .execute(&mut *tx)
@@ -274,7 +274,7 @@ impl Store {
         .transpose()?;
         let Some(id) = applied else {
             let first: i64 = sqlx::query_scalar(
-                "SELECT id FROM psa_webhook_deliveries WHERE payload_id = ? AND verification = 'verified'",
+                "SELECT id FROM psa_webhook_deliveries WHERE payload_id = $1 AND verification = 'verified'",
             )
             .bind(delivery.payload_id.as_deref())
             .fetch_one(&mut *tx)
@@ -300,14 +300,14 @@ impl Store {
             sqlx::query(
                 "INSERT INTO psa_tickets (ticket_id, summary, client_id, site_id, user_id, status_id,
                    tickettype_id, closed, deleted, updated_at, last_event)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT(ticket_id) DO UPDATE SET
-                   summary = COALESCE(excluded.summary, summary),
-                   client_id = COALESCE(excluded.client_id, client_id),
-                   site_id = COALESCE(excluded.site_id, site_id),
-                   user_id = COALESCE(excluded.user_id, user_id),
-                   status_id = COALESCE(excluded.status_id, status_id),
-                   tickettype_id = COALESCE(excluded.tickettype_id, tickettype_id),
+                   summary = COALESCE(excluded.summary, psa_tickets.summary),
+                   client_id = COALESCE(excluded.client_id, psa_tickets.client_id),
+                   site_id = COALESCE(excluded.site_id, psa_tickets.site_id),
+                   user_id = COALESCE(excluded.user_id, psa_tickets.user_id),
+                   status_id = COALESCE(excluded.status_id, psa_tickets.status_id),
+                   tickettype_id = COALESCE(excluded.tickettype_id, psa_tickets.tickettype_id),
                    closed = excluded.closed, deleted = excluded.deleted,
                    updated_at = excluded.updated_at, last_event = excluded.last_event
                  WHERE excluded.updated_at >= psa_tickets.updated_at",
@@ -319,8 +319,8 @@ impl Store {
             .bind(t.user_id)
             .bind(t.status_id)
             .bind(t.tickettype_id)
-            .bind(t.closed)
-            .bind(t.deleted)
+            .bind(i64::from(t.closed))
+            .bind(i64::from(t.deleted))
             .bind(ts(t.updated_at))
             .bind(&t.last_event)
             .execute(&mut *tx)
@@ -330,14 +330,14 @@ impl Store {
             sqlx::query(
                 "INSERT INTO psa_agent_actions (ticket_id, action_id, outcome, note, hidden_from_user,
                    agent_id, received_at, delivery_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT(ticket_id, action_id) DO NOTHING",
             )
             .bind(a.ticket_id)
             .bind(a.action_id)
             .bind(a.outcome.as_deref())
             .bind(a.note.as_deref())
-            .bind(a.hidden_from_user)
+            .bind(i64::from(a.hidden_from_user))
             .bind(a.agent_id)
             .bind(ts(delivery.received_at))
             .bind(id)
@@ -354,7 +354,7 @@ impl Store {
         limit: i64,
         before_id: Option<i64>,
     ) -> Result<Vec<PsaDelivery>> {
-        sqlx::query("SELECT * FROM psa_webhook_deliveries WHERE id < ? ORDER BY id DESC LIMIT ?")
+        sqlx::query("SELECT * FROM psa_webhook_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2")
             .bind(before_id.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(self.pool())
@@ -366,7 +366,7 @@ impl Store {
 
     /// One delivery.
     pub async fn psa_delivery(&self, id: i64) -> Result<Option<PsaDelivery>> {
-        sqlx::query("SELECT * FROM psa_webhook_deliveries WHERE id = ?")
+        sqlx::query("SELECT * FROM psa_webhook_deliveries WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -389,7 +389,7 @@ impl Store {
 
     /// The ticket's state as the webhook last described it.
     pub async fn psa_ticket_state(&self, ticket_id: i64) -> Result<Option<PsaTicketState>> {
-        sqlx::query("SELECT * FROM psa_tickets WHERE ticket_id = ?")
+        sqlx::query("SELECT * FROM psa_tickets WHERE ticket_id = $1")
             .bind(ticket_id)
             .fetch_optional(self.pool())
             .await?
@@ -452,10 +452,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_payload_id_is_applied_once_and_the_index_only_moves_forward() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(a_payload_id_is_applied_once_and_the_index_only_moves_forward);
+    async fn a_payload_id_is_applied_once_and_the_index_only_moves_forward(store: Store) {
         let now = Utc::now();
         let effects = DeliveryEffects {
             ticket: Some(ticket(9, now)),
@@ -500,10 +498,8 @@ mod tests {
         assert_eq!(list[0].headers[0].0, "X-Halo-Signature");
     }
 
-    #[tokio::test]
-    async fn refused_deliveries_are_kept_to_the_newest_thousand() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(refused_deliveries_are_kept_to_the_newest_thousand);
+    async fn refused_deliveries_are_kept_to_the_newest_thousand(store: Store) {
         let now = Utc::now();
         store
             .record_verified_psa_delivery(

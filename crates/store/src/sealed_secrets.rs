@@ -14,7 +14,7 @@ impl Store {
     /// The sealed secret named `name`, if any.
     pub async fn sealed_secret(&self, name: &str) -> Result<Option<SealedSecretRow>> {
         let row: Option<(String, Vec<u8>, Vec<u8>)> =
-            sqlx::query_as("SELECT key_id, nonce, ciphertext FROM sealed_secrets WHERE name = ?")
+            sqlx::query_as("SELECT key_id, nonce, ciphertext FROM sealed_secrets WHERE name = $1")
                 .bind(name)
                 .fetch_optional(self.pool())
                 .await?;
@@ -28,7 +28,7 @@ impl Store {
     /// Writes (or replaces) the sealed secret named `name`.
     pub async fn put_sealed_secret(&self, name: &str, row: &SealedSecretRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sealed_secrets (name, key_id, nonce, ciphertext, updated_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO sealed_secrets (name, key_id, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
                  ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
         )
@@ -44,7 +44,7 @@ impl Store {
 
     /// Removes the sealed secret named `name` (none is not an error).
     pub async fn delete_sealed_secret(&self, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sealed_secrets WHERE name = ?")
+        sqlx::query("DELETE FROM sealed_secrets WHERE name = $1")
             .bind(name)
             .execute(self.pool())
             .await?;

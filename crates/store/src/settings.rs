@@ -7,7 +7,7 @@ use crate::{now_text, Result, Store, StoreError};
 impl Store {
     /// Reads a setting, `None` when it was never set.
     pub async fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let raw: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+        let raw: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_optional(self.pool())
             .await?;
@@ -27,7 +27,7 @@ impl Store {
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        let done = sqlx::query("DELETE FROM settings WHERE key LIKE ? ESCAPE '\\'")
+        let done = sqlx::query("DELETE FROM settings WHERE key LIKE $1 ESCAPE '\\'")
             .bind(pattern)
             .execute(self.pool())
             .await?;
@@ -39,7 +39,7 @@ impl Store {
         let raw = serde_json::to_string(value)
             .map_err(|e| StoreError::Corrupt(format!("setting '{key}': {e}")))?;
         sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
         .bind(key)

@@ -23,13 +23,16 @@ impl Store {
             return Ok(StoreId { id, created: false });
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        // INSERT OR IGNORE: two processes opening a new database at once agree on one id.
-        sqlx::query("INSERT OR IGNORE INTO settings (key, value, updated_at) VALUES (?, ?, ?)")
-            .bind(STORE_ID_SETTING)
-            .bind(serde_json::to_string(&id).expect("a string serializes"))
-            .bind(crate::now_text())
-            .execute(self.pool())
-            .await?;
+        // Two processes opening a new database at once agree on one id.
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(STORE_ID_SETTING)
+        .bind(serde_json::to_string(&id).expect("a string serializes"))
+        .bind(crate::now_text())
+        .execute(self.pool())
+        .await?;
         let stored = self
             .setting::<String>(STORE_ID_SETTING)
             .await?

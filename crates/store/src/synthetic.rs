@@ -6,7 +6,10 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::QueryBuilder;
+use sqlx::Row;
+
+use crate::backend::{insert_values, value_rows};
+use crate::Arg;
 
 use crate::inbound::ts;
 use crate::{Cloud, CredentialKind, MailboxMethod, NewMailbox, Result, Store};
@@ -149,11 +152,10 @@ impl Store {
         while i < rows {
             let n = BATCH.min(rows - i);
             let mut tx = self.pool().begin().await?;
-            let mut emails = QueryBuilder::new(
+            let emails_head =
                 "INSERT INTO inbound_emails (mailbox_id, dedupe_key, graph_message_id, internet_message_id,
                  conversation_id, received_at, from_address, from_name, subject, state, outcome,
-                 skip_reason, ticket_id, attempts, error_code, error_message, created_at, updated_at) ",
-            );
+                 skip_reason, ticket_id, attempts, error_code, error_message, created_at, updated_at) ";
             let mut picked = Vec::with_capacity(n);
             for k in i..i + n {
                 let roll: u32 = rng.gen_range(0..1000);
@@ -190,10 +192,9 @@ impl Store {
                     received,
                 });
             }
-            emails.push_values(
+            let emails_rows = value_rows(
                 picked.iter(),
-                |mut b,
-                 Picked {
+                |Picked {
                      k,
                      state: st,
                      mailbox,
@@ -203,33 +204,40 @@ impl Store {
                      received,
                  }| {
                     let done = *st == "done";
-                    b.push_bind(&mailbox_ids[*mailbox])
-                        .push_bind(format!("<m{k}@synthetic.test>"))
-                        .push_bind(format!("AAMkAGI2{k:012}"))
-                        .push_bind(format!("<m{k}@synthetic.test>"))
-                        .push_bind(format!("conv-{}", k / 3))
-                        .push_bind(ts(*received))
-                        .push_bind(from.as_str())
-                        .push_bind(*name)
-                        .push_bind(subject.as_str())
-                        .push_bind(*st)
-                        .push_bind(done.then_some("ticket_created"))
-                        .push_bind((*st == "skipped").then_some("auto_reply"))
-                        .push_bind(done.then_some(10_000 + *k as i64))
-                        .push_bind(if *st == "seen" { 0 } else { 1 })
-                        .push_bind(
+                    vec![
+                        Arg::from(&mailbox_ids[*mailbox]),
+                        Arg::from(format!("<m{k}@synthetic.test>")),
+                        Arg::from(format!("AAMkAGI2{k:012}")),
+                        Arg::from(format!("<m{k}@synthetic.test>")),
+                        Arg::from(format!("conv-{}", k / 3)),
+                        Arg::from(ts(*received)),
+                        Arg::from(from.as_str()),
+                        Arg::from(*name),
+                        Arg::from(subject.as_str()),
+                        Arg::from(*st),
+                        Arg::from(done.then_some("ticket_created")),
+                        Arg::from((*st == "skipped").then_some("auto_reply")),
+                        Arg::from(done.then_some(10_000 + *k as i64)),
+                        Arg::from(if *st == "seen" { 0 } else { 1 }),
+                        Arg::from(
                             (*st == "failed" || *st == "retrying").then_some("psa_unavailable"),
-                        )
-                        .push_bind(
+                        ),
+                        Arg::from(
                             (*st == "failed" || *st == "retrying")
                                 .then_some("HaloPSA answered 503 Service Unavailable."),
-                        )
-                        .push_bind(ts(*received))
-                        .push_bind(ts(*received));
+                        ),
+                        Arg::from(ts(*received)),
+                        Arg::from(ts(*received)),
+                    ]
                 },
             );
-            emails.push(" RETURNING id");
-            let ids: Vec<i64> = emails.build_query_scalar().fetch_all(&mut *tx).await?;
+            let ids: Vec<i64> = insert_values(emails_head, emails_rows, " RETURNING id")
+                .query()
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
             let attempted: Vec<(i64, &Picked)> = ids
                 .iter()
                 .copied()
@@ -246,80 +254,88 @@ impl Store {
                 }
             }
             if !attempted.is_empty() {
-                let mut attempts = QueryBuilder::new(
+                let attempts_head =
                     "INSERT INTO processing_attempts (email_id, number, trigger, started_at, finished_at,
-                     result, error_code, error_message) ",
-                );
-                attempts.push_values(attempted.iter(), |mut b, (id, p)| {
+                     result, error_code, error_message) ";
+                let attempts_rows = value_rows(attempted.iter(), |(id, p)| {
                     let result = match p.state {
                         "done" => "processed",
                         "skipped" => "skipped",
                         _ => "failed",
                     };
-                    b.push_bind(*id)
-                        .push_bind(1)
-                        .push_bind("webhook")
-                        .push_bind(ts(p.received))
-                        .push_bind(ts(p.received + Duration::milliseconds(840)))
-                        .push_bind(result)
-                        .push_bind((result == "failed").then_some("psa_unavailable"))
-                        .push_bind(
+                    vec![
+                        Arg::from(*id),
+                        Arg::from(1),
+                        Arg::from("webhook"),
+                        Arg::from(ts(p.received)),
+                        Arg::from(ts(p.received + Duration::milliseconds(840))),
+                        Arg::from(result),
+                        Arg::from((result == "failed").then_some("psa_unavailable")),
+                        Arg::from(
                             (result == "failed")
                                 .then_some("HaloPSA answered 503 Service Unavailable."),
-                        );
+                        ),
+                    ]
                 });
-                attempts.push(" RETURNING id");
                 let attempt_ids: Vec<i64> =
-                    attempts.build_query_scalar().fetch_all(&mut *tx).await?;
-                let mut requests = QueryBuilder::new(
+                    insert_values(attempts_head, attempts_rows, " RETURNING id")
+                        .query()
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .iter()
+                        .map(|row| row.try_get(0))
+                        .collect::<Result<_, _>>()?;
+                let requests_head =
                     "INSERT INTO attempt_requests (attempt_id, seq, service, method, url, status,
                      duration_ms, started_at, request_headers, request_body, response_headers,
-                     response_body, error) ",
-                );
-                requests.push_values(
+                     response_body, error) ";
+                let requests_rows = value_rows(
                     attempt_ids
                         .iter()
                         .zip(attempted.iter())
                         .flat_map(|(a, (_, p))| [(*a, 0, p), (*a, 1, p)]),
-                    |mut b, (attempt, seq, p)| {
+                    |(attempt, seq, p)| {
                         let graph = seq == 0;
                         let failed = p.state == "failed" || p.state == "retrying";
-                        b.push_bind(attempt)
-                            .push_bind(seq)
-                            .push_bind(if graph { "graph" } else { "psa" })
-                            .push_bind(if graph { "GET" } else { "POST" })
-                            .push_bind(if graph {
+                        vec![
+                            Arg::from(attempt),
+                            Arg::from(seq),
+                            Arg::from(if graph { "graph" } else { "psa" }),
+                            Arg::from(if graph { "GET" } else { "POST" }),
+                            Arg::from(if graph {
                                 format!(
                                     "https://graph.microsoft.com/v1.0/users/{}/messages/AAMkAGI2{:012}?$expand=attachments",
                                     "servicedesk@contoso.test", p.k
                                 )
                             } else {
                                 "https://contoso.halopsa.com/api/Tickets".to_string()
-                            })
-                            .push_bind(if !graph && failed { 503 } else { 200 })
-                            .push_bind(if graph { 180 } else { 420 })
-                            .push_bind(ts(p.received))
-                            .push_bind(headers)
-                            .push_bind((!graph).then_some(psa_request.as_str()))
-                            .push_bind(headers)
-                            .push_bind(if graph {
+                            }),
+                            Arg::from(if !graph && failed { 503 } else { 200 }),
+                            Arg::from(if graph { 180 } else { 420 }),
+                            Arg::from(ts(p.received)),
+                            Arg::from(headers),
+                            Arg::from((!graph).then_some(psa_request.as_str())),
+                            Arg::from(headers),
+                            Arg::from(if graph {
                                 graph_body.as_str()
                             } else {
                                 psa_response
-                            })
-                            .push_bind(None::<String>);
+                            }),
+                            Arg::from(None::<String>),
+                        ]
                     },
                 );
-                requests.build().execute(&mut *tx).await?;
-                let mut log = QueryBuilder::new(
-                    "INSERT INTO attempt_log (attempt_id, seq, at, level, message) ",
-                );
-                log.push_values(
+                insert_values(requests_head, requests_rows, "")
+                    .query()
+                    .execute(&mut *tx)
+                    .await?;
+                let log_head = "INSERT INTO attempt_log (attempt_id, seq, at, level, message) ";
+                let log_rows = value_rows(
                     attempt_ids
                         .iter()
                         .zip(attempted.iter())
                         .flat_map(|(a, (_, p))| (0..4).map(move |seq| (*a, seq, p))),
-                    |mut b, (attempt, seq, p)| {
+                    |(attempt, seq, p)| {
                         let message = match seq {
                             0 => {
                                 format!("Attempt 1 (webhook) for \"{}\" from {}", p.subject, p.from)
@@ -328,14 +344,19 @@ impl Store {
                             2 => "Created ticket 73311.".to_string(),
                             _ => "Done.".to_string(),
                         };
-                        b.push_bind(attempt)
-                            .push_bind(seq)
-                            .push_bind(ts(p.received + Duration::milliseconds(200 * seq)))
-                            .push_bind("info")
-                            .push_bind(message);
+                        vec![
+                            Arg::from(attempt),
+                            Arg::from(seq),
+                            Arg::from(ts(p.received + Duration::milliseconds(200 * seq))),
+                            Arg::from("info"),
+                            Arg::from(message),
+                        ]
                     },
                 );
-                log.build().execute(&mut *tx).await?;
+                insert_values(log_head, log_rows, "")
+                    .query()
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             i += n;
@@ -378,11 +399,11 @@ mod tests {
 
     /// The same answer by brute force: every entry whose sender or subject has the word.
     async fn brute_force(store: &Store, word: &str, mailbox: Option<&str>) -> Vec<i64> {
-        let like = format!("%{word}%");
+        let like = format!("%{}%", word.to_lowercase());
         sqlx::query_scalar(
             "SELECT id FROM inbound_emails
-             WHERE (subject LIKE ? OR from_address LIKE ? OR from_name LIKE ?)
-               AND (? IS NULL OR mailbox_id = ?)
+             WHERE (lower(subject) LIKE $1 OR lower(from_address) LIKE $2 OR lower(from_name) LIKE $3)
+               AND ($4 IS NULL OR mailbox_id = $5)
              ORDER BY received_at DESC, id DESC",
         )
         .bind(&like)
@@ -395,10 +416,8 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn searches_pages_and_counts_answer_what_a_scan_of_the_table_would() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("m.db")).await.unwrap();
+    crate::testing::on_both!(searches_pages_and_counts_answer_what_a_scan_of_the_table_would);
+    async fn searches_pages_and_counts_answer_what_a_scan_of_the_table_would(store: Store) {
         let built = store.fill_synthetic_log(15_000, Utc::now()).await.unwrap();
 
         // A word in more subjects than a search fetches by id: the log is walked.
@@ -433,7 +452,7 @@ mod tests {
         )
         .await;
         let failed_by_scan: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM inbound_emails WHERE state = 'failed' AND mailbox_id = ?
+            "SELECT id FROM inbound_emails WHERE state = 'failed' AND mailbox_id = $1
              ORDER BY received_at DESC, id DESC",
         )
         .bind(&second)
@@ -469,7 +488,7 @@ mod tests {
         assert_eq!(from_busy.len(), 300);
         assert_eq!(
             from_busy,
-            scan("from_address = ?", vec![busy.clone()]).await
+            scan("from_address = $1", vec![busy.clone()]).await
         );
         let busy_processed_second = all_pages(
             &store,
@@ -484,7 +503,7 @@ mod tests {
         assert_eq!(
             busy_processed_second,
             scan(
-                "from_address = ? AND mailbox_id = ? AND state = 'done'",
+                "from_address = $1 AND mailbox_id = $2 AND state = 'done'",
                 vec![busy.clone(), second.clone()]
             )
             .await
@@ -519,12 +538,12 @@ mod tests {
         )
         .await;
         let in_window = scan(
-            "received_at >= ? AND received_at < ?
-             AND (subject LIKE ?3 OR from_address LIKE ?3 OR from_name LIKE ?3)",
+            "received_at >= $1 AND received_at < $2
+             AND (lower(subject) LIKE $3 OR lower(from_address) LIKE $3 OR lower(from_name) LIKE $3)",
             vec![
                 crate::inbound::ts(since),
                 crate::inbound::ts(until),
-                format!("%{COMMON_WORD}%"),
+                format!("%{}%", COMMON_WORD.to_lowercase()),
             ],
         )
         .await;
@@ -537,7 +556,7 @@ mod tests {
             async move {
                 let mut rows: Vec<(String, i64)> = sqlx::query_as(
                     "SELECT state, COUNT(*) FROM inbound_emails
-                     WHERE (? IS NULL OR mailbox_id = ?) GROUP BY state",
+                     WHERE ($1 IS NULL OR mailbox_id = $2) GROUP BY state",
                 )
                 .bind(&mailbox)
                 .bind(&mailbox)
@@ -599,7 +618,7 @@ mod tests {
             as_statuses(by_scan(Some(second.clone())).await)
         );
         let unfinished: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbound_emails WHERE mailbox_id = ?
+            "SELECT COUNT(*) FROM inbound_emails WHERE mailbox_id = $1
                AND state IN ('seen', 'claimed', 'psa_written', 'retrying')",
         )
         .bind(&second)

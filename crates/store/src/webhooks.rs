@@ -126,7 +126,7 @@ fn minute(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M").to_string()
 }
 
-fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SubscriptionEvent> {
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<SubscriptionEvent> {
     Ok(SubscriptionEvent {
         id: r.try_get("id")?,
         mailbox_id: r.try_get("mailbox_id")?,
@@ -137,7 +137,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SubscriptionEvent> {
     })
 }
 
-fn notification_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredNotification> {
+fn notification_from_row(r: &sqlx::any::AnyRow) -> Result<StoredNotification> {
     Ok(StoredNotification {
         id: r.try_get("id")?,
         mailbox_id: r.try_get("mailbox_id")?,
@@ -162,7 +162,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO webhook_subscriptions (mailbox_id, subscription_id, resource, expires_at, created_at, renewals)
-             VALUES (?, ?, ?, ?, ?, 0)
+             VALUES ($1, $2, $3, $4, $5, 0)
              ON CONFLICT(mailbox_id) DO UPDATE SET subscription_id = excluded.subscription_id,
                resource = excluded.resource, expires_at = excluded.expires_at,
                created_at = excluded.created_at, last_notification_at = NULL, renewals = 0",
@@ -184,7 +184,7 @@ impl Store {
     ) -> Result<Option<SubscriptionRecord>> {
         let row = sqlx::query(
             "SELECT mailbox_id, subscription_id, resource, expires_at, created_at, last_notification_at, renewals
-             FROM webhook_subscriptions WHERE mailbox_id = ?",
+             FROM webhook_subscriptions WHERE mailbox_id = $1",
         )
         .bind(mailbox_id)
         .fetch_optional(self.pool())
@@ -205,7 +205,7 @@ impl Store {
 
     /// Forgets the mailbox's subscription; returns whether there was one.
     pub async fn delete_webhook_subscription(&self, mailbox_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM webhook_subscriptions WHERE mailbox_id = ?")
+        let done = sqlx::query("DELETE FROM webhook_subscriptions WHERE mailbox_id = $1")
             .bind(mailbox_id)
             .execute(self.pool())
             .await?;
@@ -219,7 +219,7 @@ impl Store {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE webhook_subscriptions SET expires_at = ?, renewals = renewals + 1 WHERE mailbox_id = ?",
+            "UPDATE webhook_subscriptions SET expires_at = $1, renewals = renewals + 1 WHERE mailbox_id = $2",
         )
         .bind(ts(expires_at))
         .bind(mailbox_id)
@@ -247,7 +247,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_notifications (mailbox_id, subscription_id, kind, resource, received_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(mailbox_id)
         .bind(subscription_id)
@@ -257,7 +257,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE webhook_subscriptions SET last_notification_at = ? WHERE mailbox_id = ?",
+            "UPDATE webhook_subscriptions SET last_notification_at = $1 WHERE mailbox_id = $2",
         )
         .bind(ts(received_at))
         .bind(mailbox_id)
@@ -269,7 +269,7 @@ impl Store {
 
     /// One persisted notification.
     pub async fn webhook_notification(&self, id: i64) -> Result<Option<StoredNotification>> {
-        sqlx::query("SELECT * FROM webhook_notifications WHERE id = ?")
+        sqlx::query("SELECT * FROM webhook_notifications WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -286,9 +286,9 @@ impl Store {
         pending_only: bool,
     ) -> Result<Vec<StoredNotification>> {
         let sql = if pending_only {
-            "SELECT * FROM webhook_notifications WHERE mailbox_id = ? AND processed_at IS NULL ORDER BY id"
+            "SELECT * FROM webhook_notifications WHERE mailbox_id = $1 AND processed_at IS NULL ORDER BY id"
         } else {
-            "SELECT * FROM webhook_notifications WHERE mailbox_id = ? ORDER BY id"
+            "SELECT * FROM webhook_notifications WHERE mailbox_id = $1 ORDER BY id"
         };
         sqlx::query(sql)
             .bind(mailbox_id)
@@ -308,7 +308,7 @@ impl Store {
         let now = ts(now);
         let mut tx = self.pool().begin().await?;
         for id in ids {
-            sqlx::query("UPDATE webhook_notifications SET processed_at = ? WHERE id = ?")
+            sqlx::query("UPDATE webhook_notifications SET processed_at = $1 WHERE id = $2")
                 .bind(&now)
                 .bind(id)
                 .execute(&mut *tx)
@@ -328,7 +328,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO webhook_events (mailbox_id, at, kind, detail) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO webhook_events (mailbox_id, at, kind, detail) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(mailbox_id)
         .bind(ts(at))
@@ -354,7 +354,7 @@ impl Store {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO webhook_events (mailbox_id, at, kind, detail, bucket, count) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO webhook_events (mailbox_id, at, kind, detail, bucket, count) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (mailbox_id, kind, bucket) WHERE bucket IS NOT NULL DO UPDATE SET
                  count = webhook_events.count + excluded.count, detail = excluded.detail, at = excluded.at",
         )
@@ -367,7 +367,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "DELETE FROM webhook_events WHERE mailbox_id = ? AND bucket IS NOT NULL AND bucket < ?",
+            "DELETE FROM webhook_events WHERE mailbox_id = $1 AND bucket IS NOT NULL AND bucket < $2",
         )
         .bind(mailbox_id)
         .bind(minute(at - Duration::days(REJECTION_RETENTION_DAYS)))
@@ -380,7 +380,7 @@ impl Store {
     /// A mailbox's subscription log, oldest first.
     pub async fn webhook_events(&self, mailbox_id: &str) -> Result<Vec<SubscriptionEvent>> {
         sqlx::query(
-            "SELECT id, mailbox_id, at, kind, detail, count FROM webhook_events WHERE mailbox_id = ? ORDER BY id",
+            "SELECT id, mailbox_id, at, kind, detail, count FROM webhook_events WHERE mailbox_id = $1 ORDER BY id",
         )
         .bind(mailbox_id)
         .fetch_all(self.pool())
@@ -393,7 +393,7 @@ impl Store {
     /// The most recent events of every mailbox, newest first, at most `limit`.
     pub async fn webhook_events_all(&self, limit: u32) -> Result<Vec<SubscriptionEvent>> {
         sqlx::query(
-            "SELECT id, mailbox_id, at, kind, detail, count FROM webhook_events ORDER BY id DESC LIMIT ?",
+            "SELECT id, mailbox_id, at, kind, detail, count FROM webhook_events ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(self.pool())

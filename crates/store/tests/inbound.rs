@@ -5,16 +5,44 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mailroom_store::inbound::{
     AttemptTrigger, EmailState, LogLine, LogQuery, LogStatus, PsaWriteKind, Sighting,
 };
-use mailroom_store::{Cloud, CredentialKind, MailboxMethod, NewMailbox, Store};
+use mailroom_store::{Backend, Cloud, CredentialKind, MailboxMethod, NewMailbox, Store};
 use mailroom_trace::{HttpExchange, RawExchange, Service};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap()
 }
 
-async fn store_with_mailbox() -> (tempfile::TempDir, Store, String) {
+/// Runs the test `async fn $name(backend: Backend)` on SQLite and on PostgreSQL (a database of
+/// its own on the test process's throwaway cluster): `$name::sqlite`, `$name::postgres`.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(mailroom_store::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(mailroom_store::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// A store with one mailbox, and a temporary directory (the SQLite file's, and a data
+/// directory for the lock).
+async fn store_with_mailbox(backend: Backend) -> (tempfile::TempDir, Store, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("t.db")).await.unwrap();
+    let store = match backend {
+        Backend::Sqlite => Store::open(dir.path().join("t.db")).await.unwrap(),
+        Backend::Postgres => {
+            let cluster = mailroom_pg_test::TestPostgres::shared().expect("a throwaway PostgreSQL");
+            Store::connect(&cluster.new_database().unwrap())
+                .await
+                .unwrap()
+        }
+    };
     let mailbox = store
         .add_mailbox(&NewMailbox {
             name: "Support".into(),
@@ -46,9 +74,9 @@ fn sighting(mailbox: &str, n: i64, mid: Option<&str>) -> Sighting {
     }
 }
 
-#[tokio::test]
-async fn the_same_email_seen_twice_is_one_row() {
-    let (_d, store, mbx) = store_with_mailbox().await;
+on_both!(the_same_email_seen_twice_is_one_row);
+async fn the_same_email_seen_twice_is_one_row(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
     let (a, new_a) = store
         .record_sighting(&sighting(&mbx, 1, Some("<x1@fabrikam.test>")), t0())
         .await
@@ -75,9 +103,9 @@ async fn the_same_email_seen_twice_is_one_row() {
     assert_eq!((c, new_d), (d, false));
 }
 
-#[tokio::test]
-async fn claims_respect_leases_and_retry_times() {
-    let (_d, store, mbx) = store_with_mailbox().await;
+on_both!(claims_respect_leases_and_retry_times);
+async fn claims_respect_leases_and_retry_times(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
     let (a, _) = store
         .record_sighting(&sighting(&mbx, 1, Some("<a@x>")), t0())
         .await
@@ -132,9 +160,9 @@ async fn claims_respect_leases_and_retry_times() {
     assert!(ids.contains(&b), "{ids:?}");
 }
 
-#[tokio::test]
-async fn psa_intents_survive_and_are_confirmed() {
-    let (_d, store, mbx) = store_with_mailbox().await;
+on_both!(psa_intents_survive_and_are_confirmed);
+async fn psa_intents_survive_and_are_confirmed(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
     let (a, _) = store
         .record_sighting(&sighting(&mbx, 1, Some("<a@x>")), t0())
         .await
@@ -167,9 +195,9 @@ async fn psa_intents_survive_and_are_confirmed() {
     assert_eq!(done.message_key, "<a@x>");
 }
 
-#[tokio::test]
-async fn thread_keys_map_replies_to_tickets() {
-    let (_d, store, mbx) = store_with_mailbox().await;
+on_both!(thread_keys_map_replies_to_tickets);
+async fn thread_keys_map_replies_to_tickets(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
     store
         .add_thread_keys(&mbx, &["a@x".into(), "conversation:c1".into()], 1001, t0())
         .await
@@ -196,9 +224,9 @@ async fn thread_keys_map_replies_to_tickets() {
     );
 }
 
-#[tokio::test]
-async fn the_log_filters_searches_and_pages() {
-    let (_d, store, mbx) = store_with_mailbox().await;
+on_both!(the_log_filters_searches_and_pages);
+async fn the_log_filters_searches_and_pages(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
     let mut ids = Vec::new();
     for n in 1..=7 {
         let (id, _) = store
@@ -291,9 +319,9 @@ async fn the_log_filters_searches_and_pages() {
     assert!(other.is_empty());
 }
 
-#[tokio::test]
-async fn attempts_keep_their_requests_and_log() {
-    let (_d, store, mbx) = store_with_mailbox().await;
+on_both!(attempts_keep_their_requests_and_log);
+async fn attempts_keep_their_requests_and_log(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
     let (a, _) = store
         .record_sighting(&sighting(&mbx, 1, Some("<a@x>")), t0())
         .await
@@ -352,12 +380,12 @@ async fn attempts_keep_their_requests_and_log() {
     assert_eq!(store.inbound_email(a).await.unwrap().attempts, 2);
 }
 
+on_both!(released_claims_are_claimable_at_once_and_open_attempts_close);
 /// Issue 22: a stopping worker releases its claims (the next claim takes them at once, a
 /// `claimed` email goes back to where it was claimed from, open attempts close as
 /// `interrupted`); a process holding the data directory's lock releases everyone's.
-#[tokio::test]
-async fn released_claims_are_claimable_at_once_and_open_attempts_close() {
-    let (dir, store, mbx) = store_with_mailbox().await;
+async fn released_claims_are_claimable_at_once_and_open_attempts_close(backend: Backend) {
+    let (dir, store, mbx) = store_with_mailbox(backend).await;
     let lease = Duration::minutes(5);
     for n in 1..=3 {
         store
