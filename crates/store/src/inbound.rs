@@ -344,27 +344,45 @@ impl Store {
     ) -> Result<Vec<InboundEmail>> {
         let stale = ts(now - lease);
         let now = ts(now);
-        let rows = sqlx::query(
-            "UPDATE inbound_emails SET claimed_from = state, state = 'claimed', claim_token = $1, claimed_at = $2, updated_at = $3
-             WHERE id IN (
-                 SELECT id FROM inbound_emails
-                 WHERE mailbox_id = $4 AND (
-                     state = 'seen'
-                     OR (state = 'retrying' AND next_attempt_at <= $5)
-                     OR (state IN ('claimed', 'psa_written')
-                         AND (claim_token IS NULL OR claimed_at < $6)))
-                 ORDER BY received_at, id LIMIT $7)
-             RETURNING *",
-        )
-        .bind(claim_token)
-        .bind(&now)
-        .bind(&now)
-        .bind(mailbox_id)
-        .bind(&now)
-        .bind(&stale)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        // Several workers claim from one PostgreSQL database: rows another worker is
+        // claiming right now are skipped, never waited for and claimed twice. (SQLite has
+        // one writer at a time.) A claim whose lease ran out while its token was set is a
+        // takeover: its worker died.
+        macro_rules! claim_sql {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE inbound_emails SET claimed_from = state, state = 'claimed',
+                         takeovers = takeovers + CASE WHEN state IN ('claimed', 'psa_written')
+                             AND claim_token IS NOT NULL THEN 1 ELSE 0 END,
+                         claim_token = $1, claimed_at = $2, updated_at = $3
+                     WHERE id IN (
+                         SELECT id FROM inbound_emails
+                         WHERE mailbox_id = $4 AND (
+                             state = 'seen'
+                             OR (state = 'retrying' AND next_attempt_at <= $5)
+                             OR (state IN ('claimed', 'psa_written')
+                                 AND (claim_token IS NULL OR claimed_at < $6)))
+                         ORDER BY received_at, id LIMIT $7",
+                    $lock,
+                    ")
+                     RETURNING *"
+                )
+            };
+        }
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => claim_sql!(""),
+            crate::Backend::Postgres => claim_sql!(" FOR UPDATE SKIP LOCKED"),
+        };
+        let rows = sqlx::query(sql)
+            .bind(claim_token)
+            .bind(&now)
+            .bind(&now)
+            .bind(mailbox_id)
+            .bind(&now)
+            .bind(&stale)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         let mut emails = rows
             .iter()
             .map(InboundEmail::from_row)
@@ -382,14 +400,19 @@ impl Store {
     }
 
     /// Releases every claim in the store, whoever made it (see [`Store::release_claims`]).
-    /// Taking the data directory's lock proves that no other process works on this store, so
-    /// whatever is still claimed was left by a process that died (a SIGKILL, a power cut) and
-    /// is processed at once instead of after its lease.
+    /// Taking the data directory's lock proves that no other process works on this SQLite
+    /// store, so whatever is still claimed was left by a process that died (a SIGKILL, a power
+    /// cut) and is processed at once instead of after its lease. On PostgreSQL other workers
+    /// may be alive and holding their claims: nothing is released (a dead worker's claims are
+    /// taken over when their lease runs out).
     pub async fn release_all_claims(
         &self,
         _held: &crate::DataDirLock,
         now: DateTime<Utc>,
     ) -> Result<u64> {
+        if self.backend() == crate::Backend::Postgres {
+            return Ok(0);
+        }
         self.release_claims_where(None, now).await
     }
 

@@ -383,7 +383,7 @@ async fn attempts_keep_their_requests_and_log(backend: Backend) {
 on_both!(released_claims_are_claimable_at_once_and_open_attempts_close);
 /// Issue 22: a stopping worker releases its claims (the next claim takes them at once, a
 /// `claimed` email goes back to where it was claimed from, open attempts close as
-/// `interrupted`); a process holding the data directory's lock releases everyone's.
+/// `interrupted`); a process holding the data directory's lock releases everyone's (SQLite).
 async fn released_claims_are_claimable_at_once_and_open_attempts_close(backend: Backend) {
     let (dir, store, mbx) = store_with_mailbox(backend).await;
     let lease = Duration::minutes(5);
@@ -436,11 +436,69 @@ async fn released_claims_are_claimable_at_once_and_open_attempts_close(backend: 
     );
 
     // A start that holds the lock releases every claim, the killed worker's included.
+    // On PostgreSQL other workers may be alive: only their leases running out frees theirs.
     let lock = mailroom_store::DataDirLock::acquire(dir.path(), "test").unwrap();
-    assert_eq!(store.release_all_claims(&lock, t1).await.unwrap(), 3);
+    let all_released = match backend {
+        Backend::Sqlite => 3,
+        Backend::Postgres => 0,
+    };
+    assert_eq!(
+        store.release_all_claims(&lock, t1).await.unwrap(),
+        all_released
+    );
     let all = store
         .claim_due(&mbx, "after-start", t1, lease, 5)
         .await
         .unwrap();
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len() as u64, all_released);
+}
+
+on_both!(concurrent_claimers_never_claim_an_email_twice);
+/// Issue 16: workers claiming from one database at once each get different emails (on
+/// PostgreSQL the claim skips rows another claim has locked); a claim whose lease ran out is
+/// taken over and counted.
+async fn concurrent_claimers_never_claim_an_email_twice(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
+    for n in 1..=120 {
+        store
+            .record_sighting(&sighting(&mbx, n, None), t0())
+            .await
+            .unwrap();
+    }
+    let lease = Duration::minutes(5);
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (store, mbx) = (store.clone(), mbx.clone());
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_due(&mbx, &format!("worker-{w}"), t0(), lease, 7)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got.into_iter().map(|e| e.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((claimed, all.len()), (120, 120), "every email claimed once");
+    assert_eq!(store.lease_takeovers().await.unwrap().claims, 0);
+
+    // Every worker died: after the lease, one claim takes all 120 over.
+    let later = t0() + lease + Duration::seconds(1);
+    let taken = store
+        .claim_due(&mbx, "survivor", later, lease, 500)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 120);
+    assert_eq!(store.lease_takeovers().await.unwrap().claims, 120);
 }
