@@ -32,6 +32,11 @@ struct Cli {
     /// Data directory (default: $MAILROOM_DATA_DIR or the platform's per-user data directory).
     #[arg(long, global = true, env = "MAILROOM_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL database shared by several workers (`postgres://user:password@host/db`)
+    /// instead of the data directory's SQLite file. Needs the secrets key
+    /// (MAILROOM_SECRETS_KEY_FILE), the same on every worker.
+    #[arg(long, global = true, env = mailroom_store::DATABASE_URL_ENV, hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,7 +90,12 @@ enum MailboxCommand {
 }
 
 async fn open_core(cli: &Cli) -> anyhow::Result<Core> {
-    Ok(Core::open(data_dir(cli)?).await?)
+    Ok(
+        match cli.database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => Core::connect(url, data_dir(cli)?).await?,
+            None => Core::open(data_dir(cli)?).await?,
+        },
+    )
 }
 
 fn data_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {

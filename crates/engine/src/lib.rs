@@ -161,6 +161,46 @@ impl Core {
     ) -> Result<Self, CoreError> {
         let data_dir = data_dir.as_ref().to_path_buf();
         let store = Store::open(data_dir.join(mailroom_store::DATABASE_FILE)).await?;
+        Self::with_sealed_store(data_dir, store, keys).await
+    }
+
+    /// Connects to a PostgreSQL database shared by several workers (`postgres://…`, e.g. from
+    /// `MAILROOM_DATABASE_URL`). Its secrets are sealed in the database, so the secrets key
+    /// must be set (`MAILROOM_SECRETS_KEY_FILE` or `MAILROOM_SECRETS_KEY`), the same on every
+    /// worker and on the console. `data_dir` keeps what stays local (logs, the lock).
+    pub async fn connect(
+        database_url: &str,
+        data_dir: impl AsRef<Path>,
+    ) -> Result<Self, CoreError> {
+        let keys = mailroom_secrets::sealed::SealingKeys::from_env()?.ok_or_else(|| {
+            CoreError::NotConfigured(
+                "a PostgreSQL database keeps its secrets sealed in the database: set \
+                 MAILROOM_SECRETS_KEY_FILE (or MAILROOM_SECRETS_KEY) to the key every worker \
+                 shares (make one with `mailroom secrets new-key`)"
+                    .into(),
+            )
+        })?;
+        Self::connect_sealed(database_url, data_dir, keys).await
+    }
+
+    /// [`Core::connect`] with explicit keys.
+    pub async fn connect_sealed(
+        database_url: &str,
+        data_dir: impl AsRef<Path>,
+        keys: mailroom_secrets::sealed::SealingKeys,
+    ) -> Result<Self, CoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| CoreError::Store(mailroom_store::StoreError::DataDir(e.to_string())))?;
+        let store = Store::connect(database_url).await?;
+        Self::with_sealed_store(data_dir, store, keys).await
+    }
+
+    async fn with_sealed_store(
+        data_dir: PathBuf,
+        store: Store,
+        keys: mailroom_secrets::sealed::SealingKeys,
+    ) -> Result<Self, CoreError> {
         let store_id = store.store_id().await?;
         let storage = std::sync::Arc::new(sealed_storage::StoreSealedStorage::new(store.clone()));
         let secrets = Secrets::sealed(keys, storage).scoped(&store_id.id);

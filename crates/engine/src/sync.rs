@@ -130,6 +130,54 @@ pub async fn intake(
     report: &mut ScanReport,
 ) -> Result<(), SyncError> {
     let store = pipeline.store();
+    // One delta round per mailbox at a time across every worker sharing the store.
+    let lease = format!("delta:{}", mailbox.id);
+    if !take_delta_lease(pipeline, &lease).await? {
+        tracing::debug!(mailbox = %mailbox.name, "another worker is reading this mailbox; round skipped");
+        return Ok(());
+    }
+    let result = intake_leased(pipeline, mailbox, graph, report, &lease).await;
+    if let Err(e) = store.release_lease(&lease, pipeline.worker_id()).await {
+        tracing::warn!(mailbox = %mailbox.name, "the delta round's lease was not released: {e}");
+    }
+    result
+}
+
+/// How long a worker's delta round lease lasts unless renewed (after every page): a worker
+/// that dies mid-round holds up the mailbox's reading this long at most.
+const DELTA_LEASE: Duration = Duration::from_secs(60);
+
+/// Takes the mailbox's delta lease, waiting while another worker's round runs (so that a
+/// round asked for now — a webhook notification — still reads what arrived), up to the
+/// lease's term; false if it stayed taken.
+async fn take_delta_lease(pipeline: &Pipeline, lease: &str) -> Result<bool, SyncError> {
+    let term = chrono::Duration::from_std(DELTA_LEASE).expect("a short duration");
+    let give_up = tokio::time::Instant::now() + DELTA_LEASE + Duration::from_secs(5);
+    loop {
+        let now = pipeline.clock().now();
+        if pipeline
+            .store()
+            .acquire_lease(lease, pipeline.worker_id(), now, term)
+            .await?
+        {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn intake_leased(
+    pipeline: &Pipeline,
+    mailbox: &Mailbox,
+    graph: &GraphClient,
+    report: &mut ScanReport,
+    lease: &str,
+) -> Result<(), SyncError> {
+    let store = pipeline.store();
+    let term = chrono::Duration::from_std(DELTA_LEASE).expect("a short duration");
     let resume = store.delta_round_cursor(&mailbox.id, INTAKE_FOLDER).await?;
     let mut cursor = match resume {
         Some(round) => {
@@ -192,6 +240,10 @@ pub async fn intake(
         store
             .advance_delta_round(&mailbox.id, INTAKE_FOLDER, link, pipeline.clock().now())
             .await?;
+        // Still this worker's round: renew the lease for the next page.
+        store
+            .acquire_lease(lease, pipeline.worker_id(), pipeline.clock().now(), term)
+            .await?;
         cursor = page.next;
     }
 }
@@ -209,7 +261,25 @@ pub async fn process_due(
 ) -> Result<(), SyncError> {
     let token = uuid::Uuid::new_v4().to_string();
     pipeline.claims_taken(&token);
-    let result = process_claimed(pipeline, mailbox, graph, options, report, cancel, &token).await;
+    // While the pass works, its claims are renewed (every third of the lease): another
+    // worker takes over only the claims of a worker that died or hung.
+    let renew = async {
+        let every = (options.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = pipeline
+                .store()
+                .renew_claims(&token, pipeline.clock().now())
+                .await
+            {
+                tracing::warn!(mailbox = %mailbox.name, "claims not renewed: {e}");
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = process_claimed(pipeline, mailbox, graph, options, report, cancel, &token) => result,
+        never = renew => never,
+    };
     if cancel.is_cancelled() || result.is_err() {
         let released = pipeline
             .store()
@@ -306,7 +376,14 @@ pub async fn intake_until_cancelled(
 ) -> Result<(), SyncError> {
     let result = tokio::select! {
         biased;
-        _ = cancel.cancelled() => Ok(()),
+        _ = cancel.cancelled() => {
+            // The round was dropped mid-way: its lease goes (the next worker takes it at once).
+            let lease = format!("delta:{}", mailbox.id);
+            if let Err(e) = pipeline.store().release_lease(&lease, pipeline.worker_id()).await {
+                tracing::warn!(mailbox = %mailbox.name, "the delta round's lease was not released: {e}");
+            }
+            Ok(())
+        }
         result = intake(pipeline, mailbox, graph, report) => result,
     };
     if let Err(e) = &result {

@@ -391,6 +391,21 @@ impl Store {
         Ok(emails)
     }
 
+    /// Renews the claims made with `claim_token` (a worker still processing them): their
+    /// lease starts again at `now`, so no other worker takes them over while they are worked
+    /// on. Returns how many were renewed.
+    pub async fn renew_claims(&self, claim_token: &str, now: DateTime<Utc>) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE inbound_emails SET claimed_at = $1
+             WHERE claim_token = $2 AND state IN ('claimed', 'psa_written')",
+        )
+        .bind(ts(now))
+        .bind(claim_token)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// Releases the claims made with `claim_token` (a stopping worker's): a `claimed` email
     /// goes back to the state it was claimed from, a `psa_written` one keeps its state; neither
     /// keeps a token, so the next claim takes them at once. Attempts of those emails left open
@@ -413,6 +428,10 @@ impl Store {
         if self.backend() == crate::Backend::Postgres {
             return Ok(0);
         }
+        // The same proof frees the work leases a killed process left.
+        sqlx::query("UPDATE work_leases SET holder = '', expires_at = '' WHERE holder <> ''")
+            .execute(self.pool())
+            .await?;
         self.release_claims_where(None, now).await
     }
 

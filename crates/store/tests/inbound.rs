@@ -493,12 +493,31 @@ async fn concurrent_claimers_never_claim_an_email_twice(backend: Backend) {
     assert_eq!((claimed, all.len()), (120, 120), "every email claimed once");
     assert_eq!(store.lease_takeovers().await.unwrap().claims, 0);
 
-    // Every worker died: after the lease, one claim takes all 120 over.
+    // A worker still at work renews its claims: nobody takes them over after the first term.
+    let renewed = store
+        .renew_claims("worker-0", t0() + lease - Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(renewed > 0);
     let later = t0() + lease + Duration::seconds(1);
     let taken = store
         .claim_due(&mbx, "survivor", later, lease, 500)
         .await
         .unwrap();
+    assert_eq!(taken.len() as u64, 120 - renewed);
+    assert_eq!(
+        store.lease_takeovers().await.unwrap().claims as u64,
+        120 - renewed
+    );
+    store.release_claims("survivor", later).await.unwrap();
+
+    // Every worker died: after the lease, one claim takes all 120.
+    let latest = later + lease;
+    let taken = store
+        .claim_due(&mbx, "survivor", latest, lease, 500)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 120);
+    // The released ones are taken without a takeover; worker-0's renewed ones are taken over.
     assert_eq!(store.lease_takeovers().await.unwrap().claims, 120);
 }

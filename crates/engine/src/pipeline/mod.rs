@@ -74,6 +74,9 @@ pub struct Pipeline {
     user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Messages the delta round read, for the attempts that process them.
     prefetched: prefetch::Prefetched,
+    /// This process among the workers sharing the store (`host:pid:random`): the holder of
+    /// the leases it takes.
+    worker_id: String,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -82,6 +85,20 @@ impl std::fmt::Debug for Pipeline {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// `host:pid:random`: names this process in the leases it holds (a log or the database shows
+/// which machine and process), unique even when a pid is reused.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
 /// Addresses of a mailbox record (what loop protection treats as "our own").
@@ -129,7 +146,13 @@ impl Pipeline {
             reprocess: Default::default(),
             active_claims: Default::default(),
             prefetched: prefetch::Prefetched::new(prefetch::DEFAULT_BUDGET_BYTES),
+            worker_id: worker_id(),
         }
+    }
+
+    /// This process among the workers sharing the store.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 
     /// A processing pass's claimed `conversations`, started `concurrency` at a time (see
