@@ -38,6 +38,10 @@ enum BenchKind {
     /// child process; needs a keyring).
     #[cfg(unix)]
     Chaos(crate::chaos::ChaosArgs),
+    /// Several `mailroom serve` workers on one throwaway PostgreSQL: exactly once while one
+    /// is SIGKILLed and started again; emails per second, lease takeovers.
+    #[cfg(unix)]
+    Workers(crate::workers::WorkersArgs),
     /// Webhook mode: N emails delivered one at a time; notification → ticket latency.
     Webhook(WebhookArgs),
     /// A contact import of N contacts under the PSA's rate limit (needs a keyring).
@@ -160,6 +164,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchKind::Log(a) => crate::bench_log::log(a).await,
         #[cfg(unix)]
         BenchKind::Chaos(a) => crate::chaos::chaos(a).await,
+        #[cfg(unix)]
+        BenchKind::Workers(a) => crate::workers::workers(a).await,
     }
 }
 

@@ -26,7 +26,7 @@ use mailroom_secrets::Secrets;
 use mailroom_store::Store;
 use serde::Serialize;
 
-const MAILBOX: &str = "support@contoso.test";
+pub(crate) const MAILBOX: &str = "support@contoso.test";
 
 #[derive(clap::Args)]
 pub struct ChaosArgs {
@@ -130,7 +130,7 @@ pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
+pub(crate) async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
     let mailbox = crate::bench::add_sandbox_mailbox_and_psa(core, sb, MAILBOX).await?;
     core.connect_app_only(&mailbox.id).await?;
     // No public URL: the mailbox has no subscription and is read by its fallback scan, every
@@ -145,7 +145,7 @@ async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
 }
 
 /// The backlog: `n` emails from 25 senders, every fifth a reply to the one before it.
-fn deliver_backlog(sb: &Sandbox, n: usize) -> anyhow::Result<Vec<DeliveredMessage>> {
+pub(crate) fn deliver_backlog(sb: &Sandbox, n: usize) -> anyhow::Result<Vec<DeliveredMessage>> {
     let mut delivered: Vec<DeliveredMessage> = Vec::with_capacity(n);
     for i in 0..n {
         let sender = i % 25;
@@ -168,7 +168,10 @@ fn deliver_backlog(sb: &Sandbox, n: usize) -> anyhow::Result<Vec<DeliveredMessag
 }
 
 /// How many delivered emails are in the PSA, and how many PSA objects each has.
-fn psa_objects(sb: &Sandbox, delivered: &[DeliveredMessage]) -> (usize, usize, usize, usize) {
+pub(crate) fn psa_objects(
+    sb: &Sandbox,
+    delivered: &[DeliveredMessage],
+) -> (usize, usize, usize, usize) {
     let norm = |s: &str| s.trim_matches(['<', '>']).to_lowercase();
     let tickets = sb.halo().tickets();
     let actions = sb.halo().actions();
@@ -261,42 +264,11 @@ async fn run_chaos(
     let delivered = deliver_backlog(sb, n)?;
     let log: PathBuf = data_dir.join("chaos-engine.log");
 
-    // The chaos: PSA 429 windows on every route, token endpoint included, and Graph 429 (with
-    // Retry-After, as Graph sends it) and 503 on delta pages. Each window's rule is removed at
-    // its end; what it served is counted first.
-    let faults = sb.faults().clone();
-    let every = Duration::from_secs(args.burst_every_secs.max(1));
-    let burst = Duration::from_millis(args.burst_ms.max(1));
-    let psa_window_429s = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let served = psa_window_429s.clone();
-    let chaos = tokio::spawn(async move {
-        let mut tick = 0u64;
-        loop {
-            // 10–15 s apart (with the defaults), varying deterministically.
-            tokio::time::sleep(every + Duration::from_secs((tick * 7) % 6)).await;
-            tick += 1;
-            if let Ok(id) = faults.add(FaultRule {
-                count: None,
-                ..FaultRule::psa_rate_limited("*", 1)
-            }) {
-                tokio::time::sleep(burst).await;
-                let applied = faults
-                    .rules()
-                    .into_iter()
-                    .find(|r| r.id == id)
-                    .map_or(0, |r| r.applied);
-                served.fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
-                faults.remove(id);
-            }
-            if tick.is_multiple_of(2) {
-                let _ = faults.add(
-                    FaultRule::fail_next(Service::Graph, "*delta*", 2, 429).with_retry_after(1.0),
-                );
-            } else {
-                let _ = faults.add(FaultRule::fail_next(Service::Graph, "*delta*", 2, 503));
-            }
-        }
-    });
+    let (chaos, psa_window_429s) = inject_faults(
+        sb,
+        Duration::from_secs(args.burst_every_secs.max(1)),
+        Duration::from_millis(args.burst_ms.max(1)),
+    );
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs.max(10));
@@ -366,25 +338,8 @@ async fn run_chaos(
         .map(|(_, c)| c as usize)
         .sum();
     store.close().await;
-    let (mut psa_429, mut graph_faults) = (
-        psa_window_429s.load(std::sync::atomic::Ordering::Relaxed),
-        0,
-    );
-    for rule in sb.faults().rules() {
-        match rule.rule.service {
-            Service::Psa
-                if matches!(rule.rule.action, mailroom_sandbox::FaultAction::Fail { .. }) =>
-            {
-                psa_429 += rule.applied;
-            }
-            Service::Graph
-                if matches!(rule.rule.action, mailroom_sandbox::FaultAction::Fail { .. }) =>
-            {
-                graph_faults += rule.applied
-            }
-            _ => {}
-        }
-    }
+    let (psa_rules, graph_faults) = faults_served(sb);
+    let psa_429 = psa_window_429s.load(std::sync::atomic::Ordering::Relaxed) + psa_rules;
     Ok(ChaosReport {
         emails: n,
         seconds,
@@ -402,8 +357,76 @@ async fn run_chaos(
     })
 }
 
+/// The chaos: PSA 429 windows on every route, token endpoint included, and Graph 429 (with
+/// Retry-After, as Graph sends it) and 503 on delta pages. A window starts every `every` to
+/// `every + 5 s` and lasts `burst`; its rule is removed at its end, what it served counted
+/// first (the returned counter). Runs until the task is aborted.
+pub(crate) fn inject_faults(
+    sb: &Sandbox,
+    every: Duration,
+    burst: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let faults = sb.faults().clone();
+    let psa_window_429s = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let served = psa_window_429s.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = 0u64;
+        loop {
+            // 10–15 s apart (with the defaults), varying deterministically.
+            tokio::time::sleep(every + Duration::from_secs((tick * 7) % 6)).await;
+            tick += 1;
+            if let Ok(id) = faults.add(FaultRule {
+                count: None,
+                ..FaultRule::psa_rate_limited("*", 1)
+            }) {
+                tokio::time::sleep(burst).await;
+                let applied = faults
+                    .rules()
+                    .into_iter()
+                    .find(|r| r.id == id)
+                    .map_or(0, |r| r.applied);
+                served.fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
+                faults.remove(id);
+            }
+            if tick.is_multiple_of(2) {
+                let _ = faults.add(
+                    FaultRule::fail_next(Service::Graph, "*delta*", 2, 429).with_retry_after(1.0),
+                );
+            } else {
+                let _ = faults.add(FaultRule::fail_next(Service::Graph, "*delta*", 2, 503));
+            }
+        }
+    });
+    (task, psa_window_429s)
+}
+
+/// Graph faults served by the rules still in the sandbox (each burst's PSA rule is counted by
+/// [`inject_faults`] as it is removed): `(psa, graph)`.
+pub(crate) fn faults_served(sb: &Sandbox) -> (u64, u64) {
+    let (mut psa, mut graph) = (0, 0);
+    for rule in sb.faults().rules() {
+        match rule.rule.service {
+            Service::Psa
+                if matches!(rule.rule.action, mailroom_sandbox::FaultAction::Fail { .. }) =>
+            {
+                psa += rule.applied;
+            }
+            Service::Graph
+                if matches!(rule.rule.action, mailroom_sandbox::FaultAction::Fail { .. }) =>
+            {
+                graph += rule.applied
+            }
+            _ => {}
+        }
+    }
+    (psa, graph)
+}
+
 /// Waits until at least `target` delivered emails are in the PSA.
-async fn wait_for(
+pub(crate) async fn wait_for(
     sb: &Sandbox,
     delivered: &[DeliveredMessage],
     target: usize,

@@ -18,6 +18,8 @@ mod run;
 mod sandbox;
 mod secrets;
 mod subscription;
+#[cfg(unix)]
+mod workers;
 
 use clap::{Parser, Subcommand};
 use mailroom_engine::Core;

@@ -20,6 +20,10 @@ pub struct RunArgs {
     /// uses its own.
     #[arg(long)]
     interval: Option<u64>,
+    /// Seconds an email's claim lasts unless its worker renews it (every third of this while
+    /// it works on it): when a worker dies, another takes its emails over after this long.
+    #[arg(long, env = "MAILROOM_CLAIM_LEASE_SECS", default_value_t = 300)]
+    claim_lease_secs: u64,
 }
 
 /// `mailroom serve`.
@@ -89,6 +93,7 @@ async fn run_engine(
     let options = EngineOptions {
         sync: SyncOptions {
             interval_override: args.interval.map(|s| Duration::from_secs(s.max(1))),
+            lease: Duration::from_secs(args.claim_lease_secs.max(3)),
             ..Default::default()
         },
         ..Default::default()

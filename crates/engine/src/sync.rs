@@ -136,16 +136,32 @@ pub async fn intake(
         tracing::debug!(mailbox = %mailbox.name, "another worker is reading this mailbox; round skipped");
         return Ok(());
     }
-    let result = intake_leased(pipeline, mailbox, graph, report, &lease).await;
+    let renew = async {
+        let term = chrono::Duration::from_std(DELTA_LEASE).expect("a short duration");
+        loop {
+            tokio::time::sleep(DELTA_LEASE / 3).await;
+            if let Err(e) = store
+                .acquire_lease(&lease, pipeline.worker_id(), pipeline.clock().now(), term)
+                .await
+            {
+                tracing::warn!(mailbox = %mailbox.name, "the delta round's lease was not renewed: {e}");
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = intake_leased(pipeline, mailbox, graph, report) => result,
+        never = renew => never,
+    };
     if let Err(e) = store.release_lease(&lease, pipeline.worker_id()).await {
         tracing::warn!(mailbox = %mailbox.name, "the delta round's lease was not released: {e}");
     }
     result
 }
 
-/// How long a worker's delta round lease lasts unless renewed (after every page): a worker
-/// that dies mid-round holds up the mailbox's reading this long at most.
-const DELTA_LEASE: Duration = Duration::from_secs(60);
+/// How long a worker's delta round lease lasts unless renewed; the round renews it every
+/// third of that while it runs, so a worker that dies mid-round holds up the mailbox's reading
+/// this long at most.
+const DELTA_LEASE: Duration = Duration::from_secs(15);
 
 /// Takes the mailbox's delta lease, waiting while another worker's round runs (so that a
 /// round asked for now — a webhook notification — still reads what arrived), up to the
@@ -174,10 +190,8 @@ async fn intake_leased(
     mailbox: &Mailbox,
     graph: &GraphClient,
     report: &mut ScanReport,
-    lease: &str,
 ) -> Result<(), SyncError> {
     let store = pipeline.store();
-    let term = chrono::Duration::from_std(DELTA_LEASE).expect("a short duration");
     let resume = store.delta_round_cursor(&mailbox.id, INTAKE_FOLDER).await?;
     let mut cursor = match resume {
         Some(round) => {
@@ -239,10 +253,6 @@ async fn intake_leased(
         }
         store
             .advance_delta_round(&mailbox.id, INTAKE_FOLDER, link, pipeline.clock().now())
-            .await?;
-        // Still this worker's round: renew the lease for the next page.
-        store
-            .acquire_lease(lease, pipeline.worker_id(), pipeline.clock().now(), term)
             .await?;
         cursor = page.next;
     }
@@ -351,16 +361,26 @@ async fn process_claimed(
                 outcomes
             })
             .buffer_unordered(options.concurrency.max(1));
+        // An attempt that fails outright (the store refused a write) does not cut the others
+        // short: they finish first, so that no PSA write is in flight when this pass's claims
+        // are released and another worker may take them.
+        let mut first_error = None;
         while let Some(outcomes) = results.next().await {
             for outcome in outcomes {
-                match outcome? {
-                    AttemptOutcome::Processed { .. } => report.processed += 1,
-                    AttemptOutcome::Skipped { .. } => report.skipped += 1,
-                    AttemptOutcome::Retrying { .. } => report.retrying += 1,
-                    AttemptOutcome::Failed { .. } => report.failed += 1,
-                    AttemptOutcome::Interrupted => report.interrupted += 1,
+                match outcome {
+                    Ok(AttemptOutcome::Processed { .. }) => report.processed += 1,
+                    Ok(AttemptOutcome::Skipped { .. }) => report.skipped += 1,
+                    Ok(AttemptOutcome::Retrying { .. }) => report.retrying += 1,
+                    Ok(AttemptOutcome::Failed { .. }) => report.failed += 1,
+                    Ok(AttemptOutcome::Interrupted) => report.interrupted += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
         }
     }
     Ok(())

@@ -563,37 +563,58 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        for (seq, r) in requests.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO attempt_requests (attempt_id, seq, service, method, url, status, duration_ms,
-                     started_at, request_headers, request_body, response_headers, response_body, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        // One statement for all of an attempt's requests: the hourly counts' trigger then
+        // locks its counter rows in key order (concurrent workers never deadlock on them).
+        if !requests.is_empty() {
+            let rows = crate::backend::value_rows(requests.iter().enumerate(), |(seq, r)| {
+                vec![
+                    Arg::Int(Some(attempt_id)),
+                    Arg::Int(Some(seq as i64)),
+                    Arg::text(
+                        serde_json::to_value(r.service)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or(""),
+                    ),
+                    Arg::text(&r.method),
+                    Arg::text(&r.url),
+                    Arg::Int(r.status.map(i64::from)),
+                    Arg::Int(Some(r.duration_ms as i64)),
+                    Arg::text(ts(r.started_at)),
+                    Arg::text(serde_json::to_string(&r.request_headers).unwrap_or_default()),
+                    Arg::Text(r.request_body.clone()),
+                    Arg::text(serde_json::to_string(&r.response_headers).unwrap_or_default()),
+                    Arg::Text(r.response_body.clone()),
+                    Arg::Text(r.error.clone()),
+                ]
+            });
+            crate::backend::insert_values(
+                "INSERT INTO attempt_requests (attempt_id, seq, service, method, url, status,
+                     duration_ms, started_at, request_headers, request_body, response_headers,
+                     response_body, error)",
+                rows,
+                "",
             )
-            .bind(attempt_id)
-            .bind(seq as i64)
-            .bind(serde_json::to_value(r.service).unwrap_or_default().as_str().unwrap_or("").to_string())
-            .bind(&r.method)
-            .bind(&r.url)
-            .bind(r.status.map(i64::from))
-            .bind(r.duration_ms as i64)
-            .bind(ts(r.started_at))
-            .bind(serde_json::to_string(&r.request_headers).unwrap_or_default())
-            .bind(&r.request_body)
-            .bind(serde_json::to_string(&r.response_headers).unwrap_or_default())
-            .bind(&r.response_body)
-            .bind(&r.error)
+            .query()
             .execute(&mut *tx)
             .await?;
         }
-        for (seq, line) in log.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO attempt_log (attempt_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)",
+        if !log.is_empty() {
+            let rows = crate::backend::value_rows(log.iter().enumerate(), |(seq, line)| {
+                vec![
+                    Arg::Int(Some(attempt_id)),
+                    Arg::Int(Some(seq as i64)),
+                    Arg::text(ts(line.at)),
+                    Arg::text(&line.level),
+                    Arg::text(&line.message),
+                ]
+            });
+            crate::backend::insert_values(
+                "INSERT INTO attempt_log (attempt_id, seq, at, level, message)",
+                rows,
+                "",
             )
-            .bind(attempt_id)
-            .bind(seq as i64)
-            .bind(ts(line.at))
-            .bind(&line.level)
-            .bind(&line.message)
+            .query()
             .execute(&mut *tx)
             .await?;
         }

@@ -395,43 +395,74 @@ CREATE TABLE inbound_hourly_counts (
     PRIMARY KEY (hour, mailbox_id, state)
 );
 
-CREATE FUNCTION inbound_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Statement-level triggers: each statement's net change per key is applied in key order,
+-- state counts before hourly counts, so that concurrent workers lock the shared counter rows
+-- in one order and never deadlock (row-level triggers would lock them in the order of each
+-- statement's rows). The changes are (mailbox, state, hour, ±1) per row.
+CREATE FUNCTION inbound_counts_add(changes jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        IF TG_OP = 'DELETE' OR old.state IS DISTINCT FROM new.state
-           OR old.mailbox_id IS DISTINCT FROM new.mailbox_id THEN
-            UPDATE inbound_state_counts SET n = n - 1
-                WHERE mailbox_id = old.mailbox_id AND state = old.state;
-        END IF;
-        IF TG_OP = 'DELETE' OR old.state IS DISTINCT FROM new.state
-           OR old.mailbox_id IS DISTINCT FROM new.mailbox_id
-           OR old.received_at IS DISTINCT FROM new.received_at THEN
-            UPDATE inbound_hourly_counts SET n = n - 1
-                WHERE hour = substr(old.received_at, 1, 13) AND mailbox_id = old.mailbox_id
-                  AND state = old.state;
-        END IF;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        IF TG_OP = 'INSERT' OR old.state IS DISTINCT FROM new.state
-           OR old.mailbox_id IS DISTINCT FROM new.mailbox_id THEN
-            INSERT INTO inbound_state_counts (mailbox_id, state, n)
-                VALUES (new.mailbox_id, new.state, 1)
-                ON CONFLICT (mailbox_id, state) DO UPDATE SET n = inbound_state_counts.n + 1;
-        END IF;
-        IF TG_OP = 'INSERT' OR old.state IS DISTINCT FROM new.state
-           OR old.mailbox_id IS DISTINCT FROM new.mailbox_id
-           OR old.received_at IS DISTINCT FROM new.received_at THEN
-            INSERT INTO inbound_hourly_counts (hour, mailbox_id, state, n)
-                VALUES (substr(new.received_at, 1, 13), new.mailbox_id, new.state, 1)
-                ON CONFLICT (hour, mailbox_id, state) DO UPDATE SET n = inbound_hourly_counts.n + 1;
-        END IF;
-    END IF;
+    INSERT INTO inbound_state_counts (mailbox_id, state, n)
+        SELECT c->>'mailbox_id', c->>'state', SUM((c->>'d')::bigint)
+        FROM jsonb_array_elements(changes) AS c
+        GROUP BY 1, 2 HAVING SUM((c->>'d')::bigint) <> 0 ORDER BY 1, 2
+        ON CONFLICT (mailbox_id, state) DO UPDATE SET n = inbound_state_counts.n + excluded.n;
+    INSERT INTO inbound_hourly_counts (hour, mailbox_id, state, n)
+        SELECT c->>'hour', c->>'mailbox_id', c->>'state', SUM((c->>'d')::bigint)
+        FROM jsonb_array_elements(changes) AS c
+        GROUP BY 1, 2, 3 HAVING SUM((c->>'d')::bigint) <> 0 ORDER BY 1, 2, 3
+        ON CONFLICT (hour, mailbox_id, state) DO UPDATE SET n = inbound_hourly_counts.n + excluded.n;
+END;
+$$;
+
+CREATE FUNCTION inbound_counts_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM inbound_counts_add(COALESCE((
+        SELECT jsonb_agg(jsonb_build_object('mailbox_id', mailbox_id, 'state', state,
+                                            'hour', substr(received_at, 1, 13), 'd', 1))
+        FROM new_rows), '[]'));
     RETURN NULL;
 END;
 $$;
 
-CREATE TRIGGER inbound_counts AFTER INSERT OR DELETE OR UPDATE OF state, mailbox_id, received_at
-    ON inbound_emails FOR EACH ROW EXECUTE FUNCTION inbound_counts();
+CREATE FUNCTION inbound_counts_on_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM inbound_counts_add(COALESCE((
+        SELECT jsonb_agg(jsonb_build_object('mailbox_id', mailbox_id, 'state', state,
+                                            'hour', substr(received_at, 1, 13), 'd', -1))
+        FROM old_rows), '[]'));
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION inbound_counts_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM inbound_counts_add(COALESCE((
+        SELECT jsonb_agg(c) FROM (
+            SELECT jsonb_build_object('mailbox_id', o.mailbox_id, 'state', o.state,
+                                      'hour', substr(o.received_at, 1, 13), 'd', -1) AS c
+            FROM old_rows o JOIN new_rows n ON n.id = o.id
+            WHERE (o.state, o.mailbox_id, o.received_at) IS DISTINCT FROM
+                  (n.state, n.mailbox_id, n.received_at)
+            UNION ALL
+            SELECT jsonb_build_object('mailbox_id', n.mailbox_id, 'state', n.state,
+                                      'hour', substr(n.received_at, 1, 13), 'd', 1)
+            FROM old_rows o JOIN new_rows n ON n.id = o.id
+            WHERE (o.state, o.mailbox_id, o.received_at) IS DISTINCT FROM
+                  (n.state, n.mailbox_id, n.received_at)
+        ) AS changed), '[]'));
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER inbound_counts_insert AFTER INSERT ON inbound_emails
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION inbound_counts_on_insert();
+CREATE TRIGGER inbound_counts_delete AFTER DELETE ON inbound_emails
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION inbound_counts_on_delete();
+CREATE TRIGGER inbound_counts_update AFTER UPDATE ON inbound_emails
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION inbound_counts_on_update();
 
 -- Requests per hour and service (SQLite: migration 0020); insert only, so pruning old
 -- attempts does not rewrite history.
@@ -444,14 +475,16 @@ CREATE TABLE request_hourly_counts (
     PRIMARY KEY (hour, service)
 );
 
+-- Statement-level, keys in order: concurrent workers never deadlock on the counter rows.
 CREATE FUNCTION request_hourly_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO request_hourly_counts (hour, service, requests, throttled, failed)
-        VALUES (substr(new.started_at, 1, 13), new.service, 1,
-                CASE WHEN new.status = 429 THEN 1 ELSE 0 END,
-                CASE WHEN new.status IS NULL OR new.status >= 500 THEN 1 ELSE 0 END)
+        SELECT substr(started_at, 1, 13), service, COUNT(*),
+               SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),
+               SUM(CASE WHEN status IS NULL OR status >= 500 THEN 1 ELSE 0 END)
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (hour, service) DO UPDATE SET
-            requests = request_hourly_counts.requests + 1,
+            requests = request_hourly_counts.requests + excluded.requests,
             throttled = request_hourly_counts.throttled + excluded.throttled,
             failed = request_hourly_counts.failed + excluded.failed;
     RETURN NULL;
@@ -459,4 +492,5 @@ END;
 $$;
 
 CREATE TRIGGER request_hourly_counts AFTER INSERT ON attempt_requests
-    FOR EACH ROW EXECUTE FUNCTION request_hourly_counts();
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION request_hourly_counts();
