@@ -125,6 +125,10 @@ async fn serve_processes_mail_exposes_health_and_metrics_and_stops_on_sigterm() 
         "{metrics}"
     );
     assert!(metrics.contains("mailroom_psa_rate_limit 300"), "{metrics}");
+    assert!(
+        metrics.contains("mailroom_lease_takeovers_total{kind=\"claim\"} 0"),
+        "{metrics}"
+    );
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
     // SIGTERM: a graceful stop, exit 0.

@@ -97,6 +97,11 @@ struct EmailLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TakeoverLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
     service: String,
 }
@@ -211,6 +216,26 @@ async fn render_metrics(ops: &Ops) -> Result<String, crate::CoreError> {
         "requests_failed",
         "Requests answered 5xx or not at all, by service",
         failed,
+    );
+
+    // Shared by every worker on the database: a worker that died or hung left these.
+    let takeovers = ops.core.store().lease_takeovers().await?;
+    let taken = Family::<TakeoverLabels, Counter>::default();
+    taken
+        .get_or_create(&TakeoverLabels {
+            kind: "claim".into(),
+        })
+        .inc_by(takeovers.claims.max(0) as u64);
+    taken
+        .get_or_create(&TakeoverLabels {
+            kind: "delta_round".into(),
+        })
+        .inc_by(takeovers.leases.max(0) as u64);
+    registry.register(
+        "lease_takeovers",
+        "Leases taken over after they ran out (a worker died or hung): email claims and \
+         mailbox delta rounds, across all workers on the database",
+        taken,
     );
 
     if let Some(usage) = ops.engine.psa_usage() {
