@@ -347,7 +347,11 @@ impl Store {
         // Several workers claim from one PostgreSQL database: rows another worker is
         // claiming right now are skipped, never waited for and claimed twice. (SQLite has
         // one writer at a time.) A claim whose lease ran out while its token was set is a
-        // takeover: its worker died.
+        // takeover: its worker died. An email whose conversation has an earlier email not
+        // finished yet (new, being worked on, or waiting to be retried) waits for it: a reply
+        // is claimed once its original is done (or skipped, or has failed for good), whichever
+        // worker claims either, even when two claims run at once — never a second ticket
+        // because the PSA throttled the original.
         macro_rules! claim_sql {
             ($lock:literal) => {
                 concat!(
@@ -356,12 +360,18 @@ impl Store {
                              AND claim_token IS NOT NULL THEN 1 ELSE 0 END,
                          claim_token = $1, claimed_at = $2, updated_at = $3
                      WHERE id IN (
-                         SELECT id FROM inbound_emails
+                         SELECT id FROM inbound_emails e
                          WHERE mailbox_id = $4 AND (
                              state = 'seen'
                              OR (state = 'retrying' AND next_attempt_at <= $5)
                              OR (state IN ('claimed', 'psa_written')
                                  AND (claim_token IS NULL OR claimed_at < $6)))
+                           AND NOT EXISTS (
+                             SELECT 1 FROM inbound_emails p
+                             WHERE p.mailbox_id = e.mailbox_id
+                               AND p.conversation_id = e.conversation_id
+                               AND (p.received_at, p.id) < (e.received_at, e.id)
+                               AND p.state IN ('seen', 'claimed', 'psa_written', 'retrying'))
                          ORDER BY received_at, id LIMIT $7",
                     $lock,
                     ")

@@ -521,3 +521,42 @@ async fn concurrent_claimers_never_claim_an_email_twice(backend: Backend) {
     // The released ones are taken without a takeover; worker-0's renewed ones are taken over.
     assert_eq!(store.lease_takeovers().await.unwrap().claims, 120);
 }
+
+on_both!(a_reply_waits_while_another_worker_processes_its_original);
+/// Issue 16: a reply is not claimed while an earlier email of its conversation is new or being
+/// worked on (another worker would find no ticket yet and open a second one); once the
+/// original is done the reply is claimable.
+async fn a_reply_waits_while_another_worker_processes_its_original(backend: Backend) {
+    let (_d, store, mbx) = store_with_mailbox(backend).await;
+    let lease = Duration::minutes(5);
+    let original = sighting(&mbx, 1, None);
+    let reply = Sighting {
+        conversation_id: original.conversation_id.clone(),
+        ..sighting(&mbx, 2, None)
+    };
+    let (original_id, _) = store.record_sighting(&original, t0()).await.unwrap();
+    let claimed = store.claim_due(&mbx, "a", t0(), lease, 1).await.unwrap();
+    assert_eq!(claimed[0].id, original_id);
+    let (reply_id, _) = store.record_sighting(&reply, t0()).await.unwrap();
+    let other = sighting(&mbx, 3, None);
+    let (other_id, _) = store.record_sighting(&other, t0()).await.unwrap();
+
+    let b = store.claim_due(&mbx, "b", t0(), lease, 10).await.unwrap();
+    assert_eq!(
+        b.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![other_id],
+        "the reply waits for worker a"
+    );
+    assert!(
+        store
+            .claim_due(&mbx, "a", t0(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "even for worker a: the reply follows its original's write"
+    );
+    store.release_claims("a", t0()).await.unwrap();
+    store.mark_done(original_id, t0()).await.unwrap();
+    let b = store.claim_due(&mbx, "b", t0(), lease, 10).await.unwrap();
+    assert_eq!(b.iter().map(|e| e.id).collect::<Vec<_>>(), vec![reply_id]);
+}
