@@ -81,23 +81,7 @@ struct ChaosReport {
 
 pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     let n = args.emails.max(1);
-    let mut seed = SandboxSeed::default();
-    seed.graph.messages.clear();
-    seed.halo.behaviour.rate_limit = Some(mailroom_halo_sandbox::RateLimit {
-        requests: args.psa_requests.max(1),
-        window_secs: args.psa_window_secs.max(1) as i64,
-    });
-    let sb = Sandbox::start(SandboxOptions {
-        seed: Some(seed),
-        // Notifications go to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
-        loopback_webhooks: true,
-        ..Default::default()
-    })
-    .await?;
-    for service in [Service::Graph, Service::Psa] {
-        sb.faults()
-            .add(FaultRule::latency(service, "*", args.latency_ms))?;
-    }
+    let sb = backlog_sandbox(args.psa_requests, args.psa_window_secs, args.latency_ms).await?;
 
     // The engine's data directory, configured as an admin would, secrets in a throwaway
     // keyring service that the child process is pointed at too.
@@ -142,6 +126,33 @@ pub(crate) async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// The sandbox of the backlog benchmarks: an empty inbox, the PSA's rolling window of
+/// `psa_requests` per `psa_window_secs`, `latency_ms` on every Graph and PSA request, and
+/// notifications to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
+pub(crate) async fn backlog_sandbox(
+    psa_requests: u32,
+    psa_window_secs: u64,
+    latency_ms: u64,
+) -> anyhow::Result<Sandbox> {
+    let mut seed = SandboxSeed::default();
+    seed.graph.messages.clear();
+    seed.halo.behaviour.rate_limit = Some(mailroom_halo_sandbox::RateLimit {
+        requests: psa_requests.max(1),
+        window_secs: psa_window_secs.max(1) as i64,
+    });
+    let sb = Sandbox::start(SandboxOptions {
+        seed: Some(seed),
+        loopback_webhooks: true,
+        ..Default::default()
+    })
+    .await?;
+    for service in [Service::Graph, Service::Psa] {
+        sb.faults()
+            .add(FaultRule::latency(service, "*", latency_ms))?;
+    }
+    Ok(sb)
 }
 
 /// The backlog: `n` emails from 25 senders, every fifth a reply to the one before it.

@@ -18,13 +18,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailroom_engine::Core;
-use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, SandboxSeed, Service};
+use mailroom_sandbox::{FaultRule, Sandbox, Service};
 use mailroom_secrets::sealed::{SealingKey, SealingKeys};
 use mailroom_store::Store;
 use serde::Serialize;
 
 use crate::chaos::{
-    configure, deliver_backlog, faults_served, inject_faults, psa_objects, wait_for,
+    backlog_sandbox, configure, deliver_backlog, faults_served, inject_faults, psa_objects,
+    wait_for,
 };
 
 #[derive(clap::Args)]
@@ -97,22 +98,7 @@ pub async fn workers(args: &WorkersArgs) -> anyhow::Result<()> {
     let pg = mailroom_pg_test::TestPostgres::start()?;
     let url = pg.new_database()?;
 
-    let mut seed = SandboxSeed::default();
-    seed.graph.messages.clear();
-    seed.halo.behaviour.rate_limit = Some(mailroom_halo_sandbox::RateLimit {
-        requests: args.psa_requests.max(1),
-        window_secs: args.psa_window_secs.max(1) as i64,
-    });
-    let sb = Sandbox::start(SandboxOptions {
-        seed: Some(seed),
-        loopback_webhooks: true,
-        ..Default::default()
-    })
-    .await?;
-    for service in [Service::Graph, Service::Psa] {
-        sb.faults()
-            .add(FaultRule::latency(service, "*", args.latency_ms))?;
-    }
+    let sb = backlog_sandbox(args.psa_requests, args.psa_window_secs, args.latency_ms).await?;
 
     // Configured as an admin would from the console, against the shared database.
     let dir = tempfile::tempdir()?;
