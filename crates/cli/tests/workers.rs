@@ -47,9 +47,11 @@ fn three_workers_under_faults_and_kills_process_every_email_exactly_once() {
         (&0.into(), &0.into(), &0.into()),
         "{report}"
     );
+    // Every fifth email is a reply: an action on its original's ticket, whichever worker
+    // processed either and whichever was killed in between.
     assert_eq!(
-        report["tickets"].as_u64().unwrap() + report["actions"].as_u64().unwrap(),
-        300,
+        (&report["tickets"], &report["actions"]),
+        (&240.into(), &60.into()),
         "{report}"
     );
     assert!(

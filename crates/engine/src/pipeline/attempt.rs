@@ -587,9 +587,7 @@ impl Pipeline {
 
         // An earlier attempt recorded a PSA write but never confirmed it: look for it first.
         if let Some(w) = write.as_ref() {
-            if let Some((ticket_id, action_id)) = self.reconcile(email, w, log).await? {
-                self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
-                    .await?;
+            if let Some((ticket_id, action_id)) = self.reconcile(email, &parsed, w, log).await? {
                 self.update_mailbox(graph, mailbox, email, &settings, log)
                     .await?;
                 return Ok(Executed::Written {
@@ -713,9 +711,8 @@ impl Pipeline {
                         },
                     )
                     .await?;
+                // The thread keys went in with the write's confirmation.
                 let _ = thread_keys;
-                self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
-                    .await?;
                 Executed::Written {
                     ticket_id,
                     action_id: None,
@@ -748,9 +745,8 @@ impl Pipeline {
                     .await?;
                 self.close_if_requested(&parsed, ticket_id, &sender, log)
                     .await;
+                // The thread keys went in with the write's confirmation.
                 let _ = thread_keys;
-                self.record_thread_keys(&mailbox.id, &parsed, ticket_id)
-                    .await?;
                 Executed::Written {
                     ticket_id,
                     action_id: Some(action_id),

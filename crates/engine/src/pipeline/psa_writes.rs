@@ -163,8 +163,15 @@ impl Pipeline {
             parts.summary,
             super::batch::shared_with(batch, "new ticket(s)")
         ));
-        self.confirm(email, created.id, created.id, "ticket_created", None)
-            .await?;
+        self.confirm(
+            email,
+            parsed,
+            created.id,
+            created.id,
+            "ticket_created",
+            None,
+        )
+        .await?;
         if !inline.is_empty() {
             let uploaded = created.attachments.clone().unwrap_or_default();
             let map = self.cid_map(&inline, &uploaded);
@@ -187,14 +194,21 @@ impl Pipeline {
         Ok((created.id, ()))
     }
 
+    /// The PSA write is done: the mail's thread keys go in first, then the write is confirmed.
+    /// A process killed in between finds the write unconfirmed and reconciles it (recording
+    /// the keys again does nothing), so a confirmed write always has its keys and a later
+    /// reply finds its ticket.
     pub(super) async fn confirm(
         &self,
         email: &InboundEmail,
+        parsed: &ParsedEmail,
         object_id: i64,
         ticket_id: i64,
         outcome: &str,
         action_id: Option<i64>,
     ) -> Result<(), StepError> {
+        self.record_thread_keys(&email.mailbox_id, parsed, ticket_id)
+            .await?;
         let now = self.clock.now();
         self.store
             .confirm_psa_write(email.id, object_id, ticket_id, now)
@@ -320,6 +334,7 @@ impl Pipeline {
     pub(super) async fn reconcile(
         &self,
         email: &InboundEmail,
+        parsed: &ParsedEmail,
         w: &mailroom_store::inbound::PsaWrite,
         log: &StepLog,
     ) -> Result<Option<(i64, Option<i64>)>, StepError> {
@@ -339,7 +354,7 @@ impl Pipeline {
                     "Found ticket {} created by the earlier attempt; not creating another",
                     t.id
                 ));
-                self.confirm(email, t.id, t.id, "ticket_created", None)
+                self.confirm(email, parsed, t.id, t.id, "ticket_created", None)
                     .await?;
                 return Ok(Some((t.id, None)));
             }
@@ -363,7 +378,7 @@ impl Pipeline {
                     "Found action {} added by the earlier attempt; not adding another",
                     a.id
                 ));
-                self.confirm(email, a.id, ticket_id, "action_added", Some(a.id))
+                self.confirm(email, parsed, a.id, ticket_id, "action_added", Some(a.id))
                     .await?;
                 return Ok(Some((ticket_id, Some(a.id))));
             }
@@ -511,6 +526,7 @@ impl Pipeline {
         ));
         self.confirm(
             email,
+            parsed,
             created.id,
             ticket_id,
             "action_added",
