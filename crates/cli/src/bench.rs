@@ -185,11 +185,14 @@ struct BenchTenant {
 
 const BENCH_MAILBOX: &str = "support@contoso.test";
 
-async fn bench_tenant(
+/// The sandbox of the backlog benchmarks: an empty inbox, the PSA's rolling window of
+/// `psa_requests` per `psa_window_secs`, `latency_ms` on every Graph and PSA request, and
+/// notifications to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
+pub(crate) async fn backlog_sandbox(
     latency_ms: u64,
     psa_requests: u32,
     psa_window_secs: u64,
-) -> anyhow::Result<BenchTenant> {
+) -> anyhow::Result<Sandbox> {
     let mut seed = SandboxSeed::default();
     seed.graph.messages.clear();
     seed.halo.behaviour.rate_limit = Some(mailroom_halo_sandbox::RateLimit {
@@ -198,7 +201,6 @@ async fn bench_tenant(
     });
     let sb = Sandbox::start(SandboxOptions {
         seed: Some(seed),
-        // Notifications go to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
         loopback_webhooks: true,
         ..Default::default()
     })
@@ -207,6 +209,15 @@ async fn bench_tenant(
         sb.faults()
             .add(FaultRule::latency(service, "*", latency_ms))?;
     }
+    Ok(sb)
+}
+
+async fn bench_tenant(
+    latency_ms: u64,
+    psa_requests: u32,
+    psa_window_secs: u64,
+) -> anyhow::Result<BenchTenant> {
+    let sb = backlog_sandbox(latency_ms, psa_requests, psa_window_secs).await?;
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path().join("mailroom.db")).await?;
     let t = sb.tenant();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use mailroom_engine::webhooks::WebhookSettings;
 use mailroom_engine::Core;
 use mailroom_graph_sandbox::{DeliveredMessage, InboundMail};
-use mailroom_sandbox::{FaultRule, Sandbox, SandboxOptions, SandboxSeed, Service};
+use mailroom_sandbox::{FaultRule, Sandbox, Service};
 use mailroom_secrets::Secrets;
 use mailroom_store::Store;
 use serde::Serialize;
@@ -36,28 +36,58 @@ pub struct ChaosArgs {
     /// How many times the engine process is SIGKILLed during the run.
     #[arg(long, default_value_t = 2)]
     kills: usize,
-    /// Latency injected into every Graph and PSA request, in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    latency_ms: u64,
-    /// PSA rolling-window limit of the sandbox: requests per window (HaloPSA: 300).
-    #[arg(long, default_value_t = 300)]
-    psa_requests: u32,
-    /// PSA rolling-window length in seconds (HaloPSA: 300; 30 scales the run ten times).
-    #[arg(long, default_value_t = 30)]
-    psa_window_secs: u64,
-    /// Shortest time between the starts of two PSA bursts, in seconds (the longest is 5 s
-    /// more).
-    #[arg(long, default_value_t = 10)]
-    burst_every_secs: u64,
-    /// Length of a PSA burst in milliseconds: every PSA request in it gets a 429.
-    #[arg(long, default_value_t = 2000)]
-    burst_ms: u64,
+    #[command(flatten)]
+    tenant: ChaosTenant,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// The sandbox and the faults of the chaos benchmarks (`bench chaos`, `bench workers`).
+#[derive(clap::Args)]
+pub(crate) struct ChaosTenant {
+    /// Latency injected into every Graph and PSA request, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub latency_ms: u64,
+    /// PSA rolling-window limit of the sandbox: requests per window (HaloPSA: 300).
+    #[arg(long, default_value_t = 300)]
+    pub psa_requests: u32,
+    /// PSA rolling-window length in seconds (HaloPSA: 300; 30 scales the run ten times).
+    #[arg(long, default_value_t = 30)]
+    pub psa_window_secs: u64,
+    /// Shortest time between the starts of two PSA 429 windows, in seconds (the longest is
+    /// 5 s more).
+    #[arg(long, default_value_t = 10)]
+    pub burst_every_secs: u64,
+    /// Length of a PSA 429 window in milliseconds: every PSA request in it gets a 429.
+    #[arg(long, default_value_t = 2000)]
+    pub burst_ms: u64,
+}
+
+impl ChaosTenant {
+    /// The sandbox with an empty inbox, this rolling window and latency.
+    pub(crate) async fn sandbox(&self) -> anyhow::Result<Sandbox> {
+        crate::bench::backlog_sandbox(self.latency_ms, self.psa_requests, self.psa_window_secs)
+            .await
+    }
+
+    /// Starts the fault windows (see [`fault_windows`]).
+    pub(crate) fn inject_faults(
+        &self,
+        sb: &Sandbox,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        fault_windows(
+            sb,
+            Duration::from_secs(self.burst_every_secs.max(1)),
+            Duration::from_millis(self.burst_ms.max(1)),
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,7 +111,7 @@ struct ChaosReport {
 
 pub async fn chaos(args: &ChaosArgs) -> anyhow::Result<()> {
     let n = args.emails.max(1);
-    let sb = backlog_sandbox(args.psa_requests, args.psa_window_secs, args.latency_ms).await?;
+    let sb = args.tenant.sandbox().await?;
 
     // The engine's data directory, configured as an admin would, secrets in a throwaway
     // keyring service that the child process is pointed at too.
@@ -126,33 +156,6 @@ pub(crate) async fn configure(core: &Core, sb: &Sandbox) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
-}
-
-/// The sandbox of the backlog benchmarks: an empty inbox, the PSA's rolling window of
-/// `psa_requests` per `psa_window_secs`, `latency_ms` on every Graph and PSA request, and
-/// notifications to the engine's receiver on 127.0.0.1 (Graph itself requires HTTPS).
-pub(crate) async fn backlog_sandbox(
-    psa_requests: u32,
-    psa_window_secs: u64,
-    latency_ms: u64,
-) -> anyhow::Result<Sandbox> {
-    let mut seed = SandboxSeed::default();
-    seed.graph.messages.clear();
-    seed.halo.behaviour.rate_limit = Some(mailroom_halo_sandbox::RateLimit {
-        requests: psa_requests.max(1),
-        window_secs: psa_window_secs.max(1) as i64,
-    });
-    let sb = Sandbox::start(SandboxOptions {
-        seed: Some(seed),
-        loopback_webhooks: true,
-        ..Default::default()
-    })
-    .await?;
-    for service in [Service::Graph, Service::Psa] {
-        sb.faults()
-            .add(FaultRule::latency(service, "*", latency_ms))?;
-    }
-    Ok(sb)
 }
 
 /// The backlog: `n` emails from 25 senders, every fifth a reply to the one before it.
@@ -275,11 +278,7 @@ async fn run_chaos(
     let delivered = deliver_backlog(sb, n)?;
     let log: PathBuf = data_dir.join("chaos-engine.log");
 
-    let (chaos, psa_window_429s) = inject_faults(
-        sb,
-        Duration::from_secs(args.burst_every_secs.max(1)),
-        Duration::from_millis(args.burst_ms.max(1)),
-    );
+    let (chaos, psa_window_429s) = args.tenant.inject_faults(sb);
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs.max(10));
@@ -372,7 +371,7 @@ async fn run_chaos(
 /// Retry-After, as Graph sends it) and 503 on delta pages. A window starts every `every` to
 /// `every + 5 s` and lasts `burst`; its rule is removed at its end, what it served counted
 /// first (the returned counter). Runs until the task is aborted.
-pub(crate) fn inject_faults(
+fn fault_windows(
     sb: &Sandbox,
     every: Duration,
     burst: Duration,
@@ -415,7 +414,7 @@ pub(crate) fn inject_faults(
 }
 
 /// Graph faults served by the rules still in the sandbox (each burst's PSA rule is counted by
-/// [`inject_faults`] as it is removed): `(psa, graph)`.
+/// [`fault_windows`] as it is removed): `(psa, graph)`.
 pub(crate) fn faults_served(sb: &Sandbox) -> (u64, u64) {
     let (mut psa, mut graph) = (0, 0);
     for rule in sb.faults().rules() {

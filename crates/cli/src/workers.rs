@@ -23,10 +23,7 @@ use mailroom_secrets::sealed::{SealingKey, SealingKeys};
 use mailroom_store::Store;
 use serde::Serialize;
 
-use crate::chaos::{
-    backlog_sandbox, configure, deliver_backlog, faults_served, inject_faults, psa_objects,
-    wait_for,
-};
+use crate::chaos::{configure, deliver_backlog, faults_served, psa_objects, wait_for, ChaosTenant};
 
 #[derive(clap::Args)]
 pub struct WorkersArgs {
@@ -43,22 +40,8 @@ pub struct WorkersArgs {
     /// as `bench chaos` does.
     #[arg(long)]
     faults: bool,
-    /// With --faults: shortest time between the starts of two PSA 429 windows, in seconds
-    /// (the longest is 5 s more).
-    #[arg(long, default_value_t = 10)]
-    burst_every_secs: u64,
-    /// With --faults: length of a PSA 429 window in milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    burst_ms: u64,
-    /// Latency injected into every Graph and PSA request, in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    latency_ms: u64,
-    /// PSA rolling-window limit of the sandbox: requests per window (HaloPSA: 300).
-    #[arg(long, default_value_t = 300)]
-    psa_requests: u32,
-    /// PSA rolling-window length in seconds (HaloPSA: 300; 30 scales the run ten times).
-    #[arg(long, default_value_t = 30)]
-    psa_window_secs: u64,
+    #[command(flatten)]
+    tenant: ChaosTenant,
     /// The workers' claim lease: how long a killed worker's emails wait for a takeover.
     #[arg(long, default_value_t = 10)]
     claim_lease_secs: u64,
@@ -98,7 +81,7 @@ pub async fn workers(args: &WorkersArgs) -> anyhow::Result<()> {
     let pg = mailroom_pg_test::TestPostgres::start()?;
     let url = pg.new_database()?;
 
-    let sb = backlog_sandbox(args.psa_requests, args.psa_window_secs, args.latency_ms).await?;
+    let sb = args.tenant.sandbox().await?;
 
     // Configured as an admin would from the console, against the shared database.
     let dir = tempfile::tempdir()?;
@@ -213,13 +196,7 @@ async fn run_workers(
         sb.faults()
             .add(FaultRule::fail_next(Service::Graph, "*delta*", 2, 503))?;
     }
-    let chaos = args.faults.then(|| {
-        inject_faults(
-            sb,
-            Duration::from_secs(args.burst_every_secs.max(1)),
-            Duration::from_millis(args.burst_ms.max(1)),
-        )
-    });
+    let chaos = args.faults.then(|| args.tenant.inject_faults(sb));
     let lease = args.claim_lease_secs.max(3);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs.max(10));

@@ -131,7 +131,7 @@ pub async fn intake(
 ) -> Result<(), SyncError> {
     let store = pipeline.store();
     // One delta round per mailbox at a time across every worker sharing the store.
-    let lease = format!("delta:{}", mailbox.id);
+    let lease = delta_lease(mailbox);
     if !take_delta_lease(pipeline, &lease).await? {
         tracing::debug!(mailbox = %mailbox.name, "another worker is reading this mailbox; round skipped");
         return Ok(());
@@ -156,6 +156,11 @@ pub async fn intake(
         tracing::warn!(mailbox = %mailbox.name, "the delta round's lease was not released: {e}");
     }
     result
+}
+
+/// The work lease of a mailbox's delta round.
+fn delta_lease(mailbox: &Mailbox) -> String {
+    format!("delta:{}", mailbox.id)
 }
 
 /// How long a worker's delta round lease lasts unless renewed; the round renews it every
@@ -398,7 +403,7 @@ pub async fn intake_until_cancelled(
         biased;
         _ = cancel.cancelled() => {
             // The round was dropped mid-way: its lease goes (the next worker takes it at once).
-            let lease = format!("delta:{}", mailbox.id);
+            let lease = delta_lease(mailbox);
             if let Err(e) = pipeline.store().release_lease(&lease, pipeline.worker_id()).await {
                 tracing::warn!(mailbox = %mailbox.name, "the delta round's lease was not released: {e}");
             }

@@ -19,19 +19,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `FROM` items joining a JSON array of ids (one text parameter, `?`) to `table`, whose
-    /// key is `key`, ids first.
-    pub(crate) fn ids_join(self, table: &str, key: &str) -> &'static str {
-        match (self, table, key) {
+    /// `FROM` items joining the log (`inbound_emails e`) to a JSON array of its ids (one text
+    /// parameter, `?`), the ids first.
+    pub(crate) fn log_ids_join(self) -> &'static str {
+        match self {
             // CROSS JOIN keeps this join order in SQLite: the ids first, each looked up by key.
-            (Backend::Sqlite, "inbound_emails e", "e.id") => {
+            Backend::Sqlite => {
                 "json_each(?) AS hit CROSS JOIN inbound_emails e ON e.id = hit.value"
             }
-            (Backend::Postgres, "inbound_emails e", "e.id") => {
+            Backend::Postgres => {
                 "json_array_elements_text(CAST(? AS json)) AS hit(value) \
                  JOIN inbound_emails e ON e.id = CAST(hit.value AS BIGINT)"
             }
-            _ => unreachable!("ids_join is only written for the inbound log"),
         }
     }
 

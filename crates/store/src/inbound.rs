@@ -1003,7 +1003,7 @@ impl Store {
         let mut sql = String::from("SELECT e.* FROM ");
         let mut all_binds = Vec::new();
         if let Some(ids) = ids {
-            sql.push_str(self.backend().ids_join("inbound_emails e", "e.id"));
+            sql.push_str(self.backend().log_ids_join());
             all_binds.push(Arg::text(
                 serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
             ));
