@@ -63,6 +63,15 @@ pub struct EngineOptions {
     /// How often old attempts and request bodies are pruned (also once at start; see
     /// [`crate::retention`]).
     pub prune_every: Duration,
+    /// Whether this process processes mail: reads mailboxes, serves the webhook receiver,
+    /// writes tickets, sends mail, prunes, runs scheduled imports. Off, it only shows what the
+    /// service's workers on the shared database do ([`EngineState::Watching`]; the desktop
+    /// console, see [`crate::console`]).
+    pub process_mail: bool,
+    /// Whether other workers' changes on a shared database are published on the event bus as
+    /// they happen (the desktop window shows them; a service worker has no window to show
+    /// them in).
+    pub hear_other_workers: bool,
 }
 
 impl Default for EngineOptions {
@@ -79,6 +88,8 @@ impl Default for EngineOptions {
             problems_every: Duration::from_secs(60),
             contact_schedule_every: Duration::from_secs(60),
             prune_every: Duration::from_secs(3600),
+            process_mail: true,
+            hear_other_workers: false,
         }
     }
 }
@@ -98,6 +109,9 @@ pub enum EngineState {
         retry_at: Option<DateTime<Utc>>,
         mailboxes: usize,
     },
+    /// Processes no mail here: the workers sharing the database do; their changes are shown
+    /// as they happen.
+    Watching,
     /// Stopping its tasks.
     Stopping,
     /// Stopped.
@@ -265,9 +279,16 @@ impl Inner {
         self.events.publish(EngineEvent::Engine(state));
     }
 
-    /// The engine's task: the start-up rounds and the integration's checks, until cancelled.
+    /// The engine's task: the start-up rounds and the integration's checks, until cancelled;
+    /// only the other workers' changes when it processes no mail.
     async fn supervise(self: Arc<Self>) {
+        if !self.options.process_mail {
+            self.publish(EngineState::Watching);
+            tokio::join!(self.clone().forward_changes(), self.cancel.cancelled());
+            return;
+        }
         tokio::join!(
+            self.clone().forward_changes(),
             self.imports
                 .clone()
                 .schedule(self.options.contact_schedule_every),
@@ -277,6 +298,82 @@ impl Inner {
             self.clone().prune_periodically(),
             self.watch_problems()
         );
+    }
+
+    /// Other workers' changes on a shared database, published as if they were this process's
+    /// own: an inbound-log row as [`EngineEvent::Email`], a recorded problem as
+    /// [`EngineEvent::NeedsAttention`]; a lost connection as [`EngineEvent::Resync`] (what
+    /// changed meanwhile was not heard). Nothing to do on SQLite (one process).
+    async fn forward_changes(self: Arc<Self>) {
+        use mailroom_store::changes::StoreChange;
+        if !self.options.hear_other_workers {
+            return;
+        }
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut failures = 0u32;
+        let store = self.core.store().clone();
+        'connect: loop {
+            let mut listener = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                listener = store.listen() => match listener {
+                    Ok(Some(listener)) => listener,
+                    Ok(None) => return,
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!("other workers' changes are not heard: {e}");
+                        tokio::select! {
+                            _ = self.cancel.cancelled() => return,
+                            _ = tokio::time::sleep(backoff.delay(failures, None)) => continue 'connect,
+                        }
+                    }
+                }
+            };
+            loop {
+                let change = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return,
+                    change = listener.next() => change,
+                };
+                match change {
+                    Ok(StoreChange::Email { id, new }) => {
+                        failures = 0;
+                        if let Ok(email) = store.inbound_email(id).await {
+                            self.events.publish(EngineEvent::Email {
+                                email: Box::new(email),
+                                new,
+                            });
+                        }
+                    }
+                    Ok(StoreChange::Notification { id }) => {
+                        if let Ok(problem) = store.notification(id).await {
+                            self.events.publish(EngineEvent::NeedsAttention {
+                                kind: problem.kind,
+                                title: problem.title,
+                                detail: problem.detail,
+                                fix: problem.fix,
+                            });
+                        }
+                    }
+                    Ok(StoreChange::Missed) => {
+                        self.events.publish(EngineEvent::Resync { missed: 0 });
+                        failures += 1;
+                        tokio::select! {
+                            _ = self.cancel.cancelled() => return,
+                            _ = tokio::time::sleep(backoff.delay(failures, None)) => {}
+                        }
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!("other workers' changes are not heard: {e}");
+                        tokio::select! {
+                            _ = self.cancel.cancelled() => return,
+                            _ = tokio::time::sleep(backoff.delay(failures, None)) => continue 'connect,
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Retention: prunes at start and every `prune_every`, in batches that leave processing
@@ -817,6 +914,9 @@ impl EngineHandle {
         supervisor.clone().ok_or_else(|| {
             let reason = match self.state() {
                 EngineState::Degraded { reason, .. } => reason,
+                EngineState::Watching => "this workstation processes no mail (Monitoring > \
+                    Shared database): the Mailroom service reads the mailbox at its next round"
+                    .into(),
                 _ => "it is starting".into(),
             };
             EngineError::NotRunning(reason)

@@ -6,6 +6,7 @@
 //!   keyring themselves.
 
 pub mod connect;
+pub mod console;
 pub mod contacts;
 pub mod dashboard;
 pub mod engine;

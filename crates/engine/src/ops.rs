@@ -77,6 +77,11 @@ async fn readyz(State(ops): State<Ops>) -> Response {
         )
             .into_response(),
         EngineState::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+        EngineState::Watching => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "processes no mail (watching the other workers)\n",
+        )
+            .into_response(),
         EngineState::Stopping | EngineState::Stopped => {
             (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response()
         }

@@ -54,11 +54,15 @@ pub enum SecretKind {
     TabSecret,
     /// The certificate HaloPSA signs its webhooks with: PEM certificate + PKCS#8 private key.
     WebhookCertificate,
+    /// The desktop console's password for a shared PostgreSQL database.
+    DatabasePassword,
+    /// The desktop console's copy of the key a shared database's secrets are sealed with.
+    SealingKey,
 }
 
 impl SecretKind {
     /// All kinds, for cleanup.
-    pub const ALL: [SecretKind; 7] = [
+    pub const ALL: [SecretKind; 9] = [
         SecretKind::ClientSecret,
         SecretKind::RefreshToken,
         SecretKind::Certificate,
@@ -66,6 +70,8 @@ impl SecretKind {
         SecretKind::ClientState,
         SecretKind::TabSecret,
         SecretKind::WebhookCertificate,
+        SecretKind::DatabasePassword,
+        SecretKind::SealingKey,
     ];
 
     fn as_str(self) -> &'static str {
@@ -77,6 +83,8 @@ impl SecretKind {
             SecretKind::ClientState => "client-state",
             SecretKind::TabSecret => "tab-secret",
             SecretKind::WebhookCertificate => "webhook-certificate",
+            SecretKind::DatabasePassword => "database-password",
+            SecretKind::SealingKey => "sealing-key",
         }
     }
 }

@@ -42,6 +42,7 @@ macro_rules! text_enum {
 }
 
 mod backend;
+pub mod changes;
 pub mod contacts;
 pub mod dashboard;
 mod data_dir;
@@ -142,6 +143,8 @@ pub struct Store {
     /// Serializes bursts of small write transactions from one source (PSA webhook deliveries):
     /// waiting here is cheaper than SQLite's busy handler, which sleeps between retries.
     burst_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// PostgreSQL only: where to listen for other processes' changes ([`Store::listen`]).
+    shared: Option<changes::Shared>,
 }
 
 /// The environment variable naming a PostgreSQL database for the service
@@ -187,6 +190,7 @@ impl Store {
             backend: Backend::Sqlite,
             path: Some(path),
             burst_writes: Default::default(),
+            shared: None,
         })
     }
 
@@ -201,7 +205,26 @@ impl Store {
             path: PathBuf::from(redacted(url)),
             source: BackendError(Box::new(source)),
         };
-        let options = AnyConnectOptions::from_str(url).map_err(open_error)?;
+        // Every store connects under a name of its own, which its changes carry (see
+        // `Store::listen`); a name in the URL is replaced (the last one given wins).
+        let shared = changes::Shared::new(url);
+        let options = AnyConnectOptions::from_str(shared.url()).map_err(open_error)?;
+        // One connection first, so that a server that refuses, a wrong password or a missing
+        // database is reported as such at once (the pool would retry until its timeout and
+        // report only that).
+        let probe = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            sqlx::ConnectOptions::connect(&options),
+        )
+        .await
+        .map_err(|_| {
+            open_error(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server did not answer within 10 s",
+            )))
+        })?
+        .map_err(open_error)?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .connect_with(options)
@@ -214,6 +237,7 @@ impl Store {
             backend: Backend::Postgres,
             path: None,
             burst_writes: Default::default(),
+            shared: Some(shared),
         })
     }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::inbound::{parse_ts, ts};
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// A problem as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -70,6 +70,19 @@ impl Store {
         .as_ref()
         .map(from_row)
         .transpose()
+    }
+
+    /// One recorded problem.
+    pub async fn notification(&self, id: i64) -> Result<StoredNotification> {
+        let row = sqlx::query("SELECT * FROM notifications WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "notification",
+                id: id.to_string(),
+            })?;
+        from_row(&row)
     }
 
     /// Problems not yet in a digest, oldest first.

@@ -1,0 +1,20 @@
+-- Live changes for the desktop console (issue 16): every inbound-log row written and every
+-- problem recorded is announced on the channel `mailroom_changes`, with the writer's
+-- application_name (each store connects under its own), so that a process skips its own
+-- changes and shows everyone else's. PostgreSQL delivers a notification when the writing
+-- transaction commits, and folds identical ones within a transaction into one.
+CREATE FUNCTION mailroom_announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('mailroom_changes', json_build_object(
+        'table', TG_TABLE_NAME,
+        'id', NEW.id,
+        'new', TG_OP = 'INSERT',
+        'from', current_setting('application_name'))::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER inbound_emails_announce AFTER INSERT OR UPDATE ON inbound_emails
+    FOR EACH ROW EXECUTE FUNCTION mailroom_announce_change();
+CREATE TRIGGER notifications_announce AFTER INSERT ON notifications
+    FOR EACH ROW EXECUTE FUNCTION mailroom_announce_change();
