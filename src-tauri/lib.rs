@@ -23,11 +23,34 @@ use tauri::Manager;
 /// Command-line flag that selects sandbox mode (builds with the `sandbox` feature).
 const SANDBOX_FLAG: &str = "--sandbox";
 
+/// The database this run opened (see `mailroom_engine::console`).
+#[derive(Debug, Clone)]
+pub struct ActiveDatabase {
+    /// The shared PostgreSQL database, without its password; `None`: this workstation's own.
+    pub url: Option<String>,
+    /// Whether this workstation processes mail.
+    pub processing: bool,
+    /// Why the shared database the settings name was not opened (the own one was).
+    pub error: Option<String>,
+}
+
+impl ActiveDatabase {
+    #[cfg(feature = "sandbox")]
+    fn own() -> Self {
+        ActiveDatabase {
+            url: None,
+            processing: true,
+            error: None,
+        }
+    }
+}
+
 /// State shared by all commands.
 pub struct AppState {
     pub core: Core,
     /// Whether the app runs on the built-in sandbox tenant.
     pub sandbox_mode: bool,
+    pub database: ActiveDatabase,
     /// This process's hold on its data directory, until it exits.
     _lock: DataDirLock,
     /// Flushes the log file when the app state is dropped.
@@ -40,6 +63,7 @@ pub struct AppState {
 struct Opened {
     lock: DataDirLock,
     core: Core,
+    database: ActiveDatabase,
     #[cfg(feature = "sandbox")]
     sandbox: Option<mailroom_sandbox::Sandbox>,
 }
@@ -67,10 +91,21 @@ async fn open(sandbox: bool) -> Result<Opened, String> {
         ));
     }
     let lock = DataDirLock::acquire(&base, "Mailroom").map_err(|e| e.to_string())?;
-    let core = Core::open(&base).await.map_err(|e| e.to_string())?;
+    let configured = Core::open_configured(&base, mailroom_secrets::Secrets::from_env())
+        .await
+        .map_err(|e| e.to_string())?;
+    let database = ActiveDatabase {
+        url: configured
+            .is_shared()
+            .then(|| configured.settings.database_url.clone())
+            .flatten(),
+        processing: configured.process_mail(),
+        error: configured.shared_error.clone(),
+    };
     Ok(Opened {
         lock,
-        core,
+        core: configured.core,
+        database,
         #[cfg(feature = "sandbox")]
         sandbox: None,
     })
@@ -85,9 +120,10 @@ fn start(app: &mut tauri::App) {
         std::process::exit(1);
     });
     let sandbox_mode = opened.sandbox_mode();
+    let database = opened.database.clone();
     let core = opened.core;
     let log_guard = mailroom_engine::logging::init(core.data_dir(), true);
-    tracing::info!(data_dir = %core.data_dir().display(), version = env!("CARGO_PKG_VERSION"), sandbox = sandbox_mode, "Mailroom starting");
+    tracing::info!(data_dir = %core.data_dir().display(), version = env!("CARGO_PKG_VERSION"), sandbox = sandbox_mode, shared_database = database.url.as_deref().unwrap_or("-"), processing = database.processing, "Mailroom starting");
     #[cfg(feature = "sandbox")]
     app.manage(sandbox_mode::SandboxState::new(opened.sandbox));
     // The one engine of the process, on Tauri's (shared) runtime; it keeps itself up and the
@@ -95,6 +131,9 @@ fn start(app: &mut tauri::App) {
     let options = EngineOptions {
         webhook_any_port: sandbox_mode,
         create_missing_subscriptions: sandbox_mode,
+        process_mail: database.processing,
+        // On a shared database the window shows the other workers' work as it happens.
+        hear_other_workers: true,
         ..Default::default()
     };
     let events = EventBus::new();
@@ -109,6 +148,7 @@ fn start(app: &mut tauri::App) {
     app.manage(AppState {
         core,
         sandbox_mode,
+        database,
         _lock: opened.lock,
         _log_guard: log_guard,
     });
@@ -205,6 +245,9 @@ pub fn run() {
             commands::contacts::contacts_run_rows,
             commands::mailboxes::mailbox_canary_set,
             commands::inbound::dashboard,
+            commands::console::console_get,
+            commands::console::console_test,
+            commands::console::console_set,
             commands::retention::retention_get,
             commands::retention::retention_set,
             commands::retention::retention_prune_now,

@@ -53,6 +53,7 @@ pub async fn open(base: &Path) -> Result<Opened, String> {
     Ok(Opened {
         lock,
         core,
+        database: crate::ActiveDatabase::own(),
         sandbox: Some(sandbox),
     })
 }

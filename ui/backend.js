@@ -49,6 +49,10 @@ export const engineStatus = () => call('engine_status');
 export const inboundLog = (query) => call('inbound_log', { query });
 export const dashboard = () => call('dashboard');
 export const retentionGet = () => call('retention_get');
+// The database this workstation opens (ui/shared-database.js).
+export const consoleGet = () => call('console_get');
+export const consoleTest = (change) => call('console_test', { change });
+export const consoleSet = (change) => call('console_set', { change });
 export const retentionSet = (settings) => call('retention_set', { settings });
 export const retentionPruneNow = () => call('retention_prune_now');
 /** Opens the native save dialog; resolves to {path, rows}, or null when cancelled. */

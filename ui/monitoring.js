@@ -10,6 +10,7 @@ import { fmtTime } from './log-cells.js';
 import { applyStatus, engine, onEngineEvents } from './live.js';
 import { notificationsSection } from './notifications.js';
 import { outboundSection } from './outbound-log.js';
+import { sharedDatabaseSection } from './shared-database.js';
 
 /** No PSA connection yet: where to make one. */
 function psaMissing() {
@@ -30,6 +31,7 @@ function engineLine(mailboxes) {
         degraded: st.retry_at
           ? t('Not processing: {reason} (trying again at {time})', { reason: st.reason, time: fmtTime(st.retry_at) })
           : t('Not processing: {reason}', { reason: st.reason }),
+        watching: t('This workstation processes no mail: the Mailroom service on the shared database does, and its work shows here as it happens.'),
         stopping: t('Stopping…'),
         stopped: t('Stopped.'),
       }[st.state] ?? t('Not processing yet.');
@@ -214,6 +216,7 @@ export function monitoringPanel(mailboxes) {
       [t('Contact imports'), contacts],
       [t('Error notifications'), notificationsSection(mailboxes)],
       [t('Webhook receiver'), receiverSettings()],
+      [t('Shared database'), sharedDatabaseSection()],
     ];
     parts.push(h('nav', { class: 'section-nav', 'aria-label': t('Sections') },
       sections.map(([label, el]) => h('button', { type: 'button', class: 'section-link', onclick: () => el.scrollIntoView({ block: 'start', behavior: 'smooth' }) }, label))));

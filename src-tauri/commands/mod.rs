@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod connect;
+pub mod console;
 pub mod contacts;
 pub mod inbound;
 pub mod integration;

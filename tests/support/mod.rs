@@ -29,6 +29,9 @@ pub struct Session {
     pub display: String,
     driver: Child,
     xvfb: Option<Child>,
+    /// The keyring service the app's secrets go to (kept over a restart).
+    keyring_service: String,
+    args: Vec<String>,
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -131,7 +134,18 @@ impl Session {
         let serial = ONE_APP_AT_A_TIME.lock().await;
         let data_dir = tempfile::tempdir().expect("temp data dir");
         prepare(data_dir.path().to_path_buf()).await;
+        let keyring_service = format!("mailroom-e2e-{}", free_port());
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Self::launch(serial, data_dir, keyring_service, args).await
+    }
 
+    /// Starts the app on `data_dir` under WebDriver.
+    async fn launch(
+        serial: tokio::sync::MutexGuard<'static, ()>,
+        data_dir: tempfile::TempDir,
+        keyring_service: String,
+        args: Vec<String>,
+    ) -> Session {
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_default();
@@ -166,7 +180,7 @@ impl Session {
             .arg(&native)
             .env("DISPLAY", &display)
             .env("MAILROOM_DATA_DIR", data_dir.path())
-            .env("MAILROOM_KEYRING_SERVICE", format!("mailroom-e2e-{port}"))
+            .env("MAILROOM_KEYRING_SERVICE", &keyring_service)
             // Sign-in URLs are shown, never opened in a browser.
             .env("MAILROOM_NO_BROWSER", "1")
             .env("RUST_LOG", "info,mailroom_engine=debug,mailroom_app=debug")
@@ -215,6 +229,8 @@ impl Session {
             display,
             driver: session_parts.0,
             xvfb: session_parts.1.take(),
+            keyring_service,
+            args,
             _serial: serial,
         };
         // Every screenshot shows the window at the size the issue reviews it at.
@@ -343,6 +359,36 @@ impl Session {
         }
     }
 
+    /// [`Session::run`], then the app quits and starts again on the same data directory and
+    /// keyring, as an admin restarts it; returns the new session.
+    pub async fn run_and_restart<F>(self, name: &str, body: F) -> Session
+    where
+        F: AsyncFnOnce(&Session),
+    {
+        use futures_util::FutureExt;
+        let outcome = std::panic::AssertUnwindSafe(body(&self))
+            .catch_unwind()
+            .await;
+        if outcome.is_err() || std::env::var_os("MAILROOM_E2E_SCREENSHOTS").is_some() {
+            self.screenshot(name).await;
+        }
+        let Session {
+            client,
+            data_dir,
+            driver,
+            xvfb,
+            keyring_service,
+            args,
+            _serial,
+            ..
+        } = self;
+        stop_parts(client, driver, xvfb).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+        Self::launch(_serial, data_dir, keyring_service, args).await
+    }
+
     /// Sandbox mode: the URL of the sandbox's control API, as the sidebar lists it.
     pub async fn control_url(&self) -> String {
         // The banner is filled once the app has asked for the sandbox's facts (after a reload
@@ -430,21 +476,26 @@ impl Session {
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.client.clone().close().await;
-        // SIGTERM, not SIGKILL: a killed tauri-driver orphans WebKitWebDriver, which keeps the
-        // test's output pipe open and hangs the run.
+    async fn stop(self) {
+        stop_parts(self.client, self.driver, self.xvfb).await;
+    }
+}
+
+/// Ends a session: WebDriver, the app with it, its display.
+async fn stop_parts(client: Client, mut driver: Child, xvfb: Option<Child>) {
+    let _ = client.close().await;
+    // SIGTERM, not SIGKILL: a killed tauri-driver orphans WebKitWebDriver, which keeps the
+    // test's output pipe open and hangs the run.
+    let _ = Command::new("kill")
+        .args(["-TERM", &driver.id().to_string()])
+        .status();
+    let _ = driver.wait();
+    if let Some(mut xvfb) = xvfb {
+        // SIGTERM lets Xvfb remove its /tmp/.X<n>-lock and socket (SIGKILL leaves them, and
+        // after 50 runs every display from :90 looks taken).
         let _ = Command::new("kill")
-            .args(["-TERM", &self.driver.id().to_string()])
+            .args(["-TERM", &xvfb.id().to_string()])
             .status();
-        let _ = self.driver.wait();
-        if let Some(mut xvfb) = self.xvfb.take() {
-            // SIGTERM lets Xvfb remove its /tmp/.X<n>-lock and socket (SIGKILL leaves them, and
-            // after 50 runs every display from :90 looks taken).
-            let _ = Command::new("kill")
-                .args(["-TERM", &xvfb.id().to_string()])
-                .status();
-            let _ = xvfb.wait();
-        }
+        let _ = xvfb.wait();
     }
 }

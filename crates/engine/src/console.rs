@@ -326,6 +326,36 @@ pub async fn apply(
     Ok((settings, Some(checked)))
 }
 
+/// The saved settings as the window shows them: no secret, only whether one is saved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SavedConsole {
+    pub database_url: Option<String>,
+    pub process_mail: bool,
+    pub has_password: bool,
+    pub has_key: bool,
+}
+
+/// The settings saved in `data_dir`, and which of their secrets the keyring holds.
+pub async fn saved(data_dir: &Path, keyring: &Secrets) -> Result<SavedConsole, CoreError> {
+    let settings = ConsoleSettings::load(data_dir)?;
+    let secrets = settings.secrets(keyring);
+    let has = |kind| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get(&SecretKey::new(OWNER, kind))
+                .await
+                .map(|v| v.is_some())
+        }
+    };
+    Ok(SavedConsole {
+        has_password: has(SecretKind::DatabasePassword).await?,
+        has_key: has(SecretKind::SealingKey).await?,
+        database_url: settings.database_url,
+        process_mail: settings.process_mail,
+    })
+}
+
 /// What [`Core::open_configured`] opened.
 #[derive(Debug)]
 pub struct Configured {
