@@ -703,6 +703,18 @@ impl Inner {
             }
         }
 
+        // A mailbox removed since the last round (by another worker's console: this process
+        // was not told) stops here too.
+        for status in supervisor.statuses() {
+            if !mailboxes.iter().any(|m| m.id == status.mailbox_id) {
+                if let Some(webhooks) = &webhooks {
+                    webhooks.remove_mailbox(&status.mailbox_id);
+                }
+                supervisor.stop_mailbox(&status.mailbox_id).await;
+                tracing::info!(mailbox_id = %status.mailbox_id, "a removed mailbox is no longer synced");
+            }
+        }
+
         let mut report = StartReport {
             mailboxes: Vec::new(),
             receiver: webhooks

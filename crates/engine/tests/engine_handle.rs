@@ -370,3 +370,41 @@ async fn a_revoked_sign_in_is_reported_once_and_resumes_after_a_new_sign_in() {
         .await
         .unwrap();
 }
+
+/// Several workers share a database: a mailbox removed through one process's console stops
+/// syncing in every other process at its next start-up round (it was not told).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_removed_by_another_process_stops_at_the_next_round() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let mailbox = app_only_support(&core, &sb).await;
+    connect_psa(&core, &sb).await;
+    let lock = DataDirLock::acquire(dir.path(), "engine test").unwrap();
+    let options = EngineOptions {
+        webhook_any_port: true,
+        ..Default::default()
+    };
+    let engine = Engine::start(core.clone(), EventBus::new(), &lock, options)
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.started().await,
+        EngineState::Running { mailboxes: 1 }
+    );
+    assert!(engine.statuses().iter().any(|s| s.mailbox_id == mailbox.id));
+
+    // Another process removes it: straight from the store, with no call to this engine.
+    core.store().delete_mailbox(&mailbox.id).await.unwrap();
+    engine.refresh();
+    let start = std::time::Instant::now();
+    while !engine.statuses().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the removed mailbox still syncs: {:?}",
+            engine.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(engine.report().mailboxes.is_empty());
+    engine.stop().await;
+}
