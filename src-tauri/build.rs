@@ -27,6 +27,7 @@ const COMMANDS: &[&str] = &[
     "console_get",
     "console_test",
     "console_set",
+    "console_processes",
     "retention_get",
     "retention_set",
     "retention_prune_now",

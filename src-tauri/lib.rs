@@ -134,6 +134,7 @@ fn start(app: &mut tauri::App) {
         process_mail: database.processing,
         // On a shared database the window shows the other workers' work as it happens.
         hear_other_workers: true,
+        role: "desktop",
         ..Default::default()
     };
     let events = EventBus::new();
@@ -248,6 +249,7 @@ pub fn run() {
             commands::console::console_get,
             commands::console::console_test,
             commands::console::console_set,
+            commands::console::console_processes,
             commands::retention::retention_get,
             commands::retention::retention_set,
             commands::retention::retention_prune_now,

@@ -5,7 +5,8 @@
 //! that does not open the database's secrets, are refused with what to do; the right key is
 //! tested and saved (for the next start). After a restart the app shows the worker's mailbox,
 //! says it only watches, and an email the worker turns into a ticket appears in its log as
-//! processed without a reload.
+//! processed without a reload. It lists the worker and itself among the processes on the
+//! database, and warns once no process handles the mail (the worker stopped).
 
 mod support;
 
@@ -241,7 +242,28 @@ async fn the_app_is_the_console_of_a_shared_database() {
         };
         assert!(row.contains("Kim Lee") && row.contains("Ticket"), "{row}");
         s.screenshot("console-watching").await;
+
+        // The processes on the database: the worker processes, this window watches.
+        let worker_row = format!("#process-rows tr[data-process='{}']", worker.engine.id());
+        s.wait_text(&worker_row, "processes").await;
+        let rows = s.client.find_all(fantoccini::Locator::Css("#process-rows tr")).await.unwrap();
+        assert_eq!(rows.len(), 2, "the worker and this window");
+        s.wait_text("#process-rows", "(this window)").await;
+        assert!(s.find("#no-worker").await.attr("hidden").await.unwrap().is_some());
+        // The worker stops: the console warns that no process handles the mail.
+        worker.engine.stop().await;
+        s.wait_text_for("#no-worker", "systemctl start mailroom", Duration::from_secs(15)).await;
+        s.client
+            .execute(
+                "let e = document.getElementById('processes'); \
+                 while (e) { e.scrollTop = 0; e = e.parentElement; } \
+                 window.scrollTo(0, 0); return true;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        s.screenshot("console-no-worker").await;
     })
     .await;
-    worker.engine.stop().await;
 }

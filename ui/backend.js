@@ -53,6 +53,7 @@ export const retentionGet = () => call('retention_get');
 export const consoleGet = () => call('console_get');
 export const consoleTest = (change) => call('console_test', { change });
 export const consoleSet = (change) => call('console_set', { change });
+export const consoleProcesses = () => call('console_processes');
 export const retentionSet = (settings) => call('retention_set', { settings });
 export const retentionPruneNow = () => call('retention_prune_now');
 /** Opens the native save dialog; resolves to {path, rows}, or null when cancelled. */

@@ -10,7 +10,7 @@ import { fmtTime } from './log-cells.js';
 import { applyStatus, engine, onEngineEvents } from './live.js';
 import { notificationsSection } from './notifications.js';
 import { outboundSection } from './outbound-log.js';
-import { sharedDatabaseSection } from './shared-database.js';
+import { processesCard, sharedDatabaseSection } from './shared-database.js';
 
 /** No PSA connection yet: where to make one. */
 function psaMissing() {
@@ -198,7 +198,7 @@ export function monitoringPanel(mailboxes) {
     const status = engineLine(mailboxes);
     let conn = null;
     try { conn = await backend.psaConnectionGet(); } catch { conn = null; }
-    const parts = [status.el];
+    const parts = [status.el, processesCard()];
     if (!conn) {
       parts.push(psaMissing());
     } else {

@@ -6,6 +6,7 @@
 import * as backend from './backend.js';
 import { h, toast } from './dom.js';
 import { t } from './i18n.js';
+import { fmtTime, relTime } from './log-cells.js';
 
 function choice(name, value, label, description) {
   return h('label', { class: 'choice' },
@@ -125,5 +126,59 @@ export function sharedDatabaseSection() {
     }
   });
   backend.consoleGet().then(paint).catch((error) => showError(error));
+  return root;
+}
+
+/**
+ * The Mailroom processes on a shared database (service workers, desktop apps), polled while
+ * shown; a warning when none processes mail. Shown only when this workstation opened a shared
+ * database.
+ */
+export function processesCard() {
+  const warning = h('p', { class: 'callout warning', id: 'no-worker', role: 'alert', hidden: true });
+  const tbody = h('tbody', { id: 'process-rows' });
+  const root = h('section', { class: 'processes-card', id: 'processes', hidden: true },
+    h('h2', {}, t('Mailroom processes on this database')),
+    warning,
+    h('table', { class: 'log-table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, t('Host')), h('th', {}, t('Role')), h('th', {}, t('Mail')), h('th', {}, t('Version')),
+        h('th', {}, t('Started')), h('th', {}, t('Last seen')))),
+      tbody));
+  const roles = { service: t('service'), desktop: t('desktop app') };
+  const refresh = async () => {
+    let found;
+    try {
+      found = await backend.consoleProcesses();
+    } catch (error) {
+      warning.textContent = t('Could not load the processes: {error}', { error: error.message });
+      warning.hidden = false;
+      return;
+    }
+    tbody.replaceChildren(...found.processes.map((p) => h('tr', { 'data-process': p.id, 'data-alive': String(p.alive), class: p.alive ? '' : 'process-silent' },
+      h('td', {}, p.id === found.this_id ? t('{host} (this window)', { host: p.host }) : p.host, h('span', { class: 'subtle' }, ' · ', t('pid {pid}', { pid: p.pid }))),
+      h('td', {}, roles[p.role] ?? p.role),
+      h('td', {}, p.processing ? t('processes') : t('watches')),
+      h('td', {}, p.version),
+      h('td', {}, fmtTime(p.started_at)),
+      h('td', {}, p.alive ? relTime(p.seen_at) : t('silent since {time}', { time: fmtTime(p.seen_at) })))));
+    if (found.processing_alive === 0) {
+      warning.textContent = found.processing_last_seen
+        ? t('No Mailroom process is processing mail: the last one was seen {time}. Start the service on the server (systemctl start mailroom), or turn on processing on this workstation below.', { time: fmtTime(found.processing_last_seen) })
+        : t('No Mailroom process is processing mail on this database. Start the service on the server (systemctl start mailroom), or turn on processing on this workstation below.');
+      warning.hidden = false;
+    } else {
+      warning.hidden = true;
+    }
+  };
+  backend.consoleGet().then((view) => {
+    if (!view.active_url) return;
+    root.hidden = false;
+    refresh();
+    const timer = setInterval(() => {
+      if (!root.isConnected) { clearInterval(timer); return; }
+      refresh();
+    }, 5000);
+  }).catch(() => {});
   return root;
 }

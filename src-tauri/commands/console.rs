@@ -2,13 +2,14 @@
 //! database the Mailroom service's workers share) and whether it processes mail. Saved for the
 //! next start; see `mailroom_engine::console`.
 
-use mailroom_engine::console::{self, ConsoleChange, DatabaseCheck, SavedConsole};
+use mailroom_engine::console::{self, ConsoleChange, DatabaseCheck, Processes, SavedConsole};
 use mailroom_engine::CoreError;
 use mailroom_secrets::Secrets;
 use serde::Serialize;
 use tauri::State;
 
 use super::UiResult;
+use crate::commands::inbound::InboundState;
 use crate::AppState;
 
 /// The database this run opened, and what is saved for the next start.
@@ -83,4 +84,24 @@ pub async fn console_set(
     console::apply(state.core.data_dir(), &keyring, &change).await?;
     let saved = console::saved(state.core.data_dir(), &keyring).await?;
     Ok(view(&state, saved))
+}
+
+/// The Mailroom processes on the database (service workers, desktop apps), and which one is
+/// this window's.
+#[derive(Debug, Serialize)]
+pub struct ProcessesView {
+    #[serde(flatten)]
+    pub processes: Processes,
+    pub this_id: String,
+}
+
+#[tauri::command]
+pub async fn console_processes(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+) -> UiResult<ProcessesView> {
+    Ok(ProcessesView {
+        processes: state.core.processes(chrono::Utc::now()).await?,
+        this_id: inbound.engine().id().to_string(),
+    })
 }

@@ -356,6 +356,59 @@ pub async fn saved(data_dir: &Path, keyring: &Secrets) -> Result<SavedConsole, C
     })
 }
 
+/// A process is alive while its heartbeats keep coming: three missed ones (30 s at the
+/// default interval) and it is listed as silent.
+pub const ALIVE_WITHIN: chrono::Duration = chrono::Duration::seconds(30);
+
+/// A Mailroom process on the database, as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    #[serde(flatten)]
+    pub heartbeat: mailroom_store::heartbeats::Heartbeat,
+    /// Seen within [`ALIVE_WITHIN`].
+    pub alive: bool,
+}
+
+/// Every Mailroom process on the database, and whether any processes mail now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Processes {
+    pub processes: Vec<Process>,
+    /// Processes alive now that process mail.
+    pub processing_alive: usize,
+    /// When a process that processes mail was last seen (none alive: how long mail waits).
+    pub processing_last_seen: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Core {
+    /// The processes on this database as of `now` ([`mailroom_store::heartbeats`]).
+    pub async fn processes(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Processes, CoreError> {
+        let beats = self.store().heartbeats().await?;
+        let processing_last_seen = beats
+            .iter()
+            .filter(|b| b.processing)
+            .map(|b| b.seen_at)
+            .max();
+        let processes: Vec<Process> = beats
+            .into_iter()
+            .map(|heartbeat| Process {
+                alive: now - heartbeat.seen_at <= ALIVE_WITHIN,
+                heartbeat,
+            })
+            .collect();
+        Ok(Processes {
+            processing_alive: processes
+                .iter()
+                .filter(|p| p.alive && p.heartbeat.processing)
+                .count(),
+            processes,
+            processing_last_seen,
+        })
+    }
+}
+
 /// What [`Core::open_configured`] opened.
 #[derive(Debug)]
 pub struct Configured {

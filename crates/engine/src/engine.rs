@@ -72,6 +72,11 @@ pub struct EngineOptions {
     /// they happen (the desktop window shows them; a service worker has no window to show
     /// them in).
     pub hear_other_workers: bool,
+    /// What this process is, in the list of processes on the database (`service`,
+    /// `desktop`).
+    pub role: &'static str,
+    /// How often this process records that it is alive ([`mailroom_store::heartbeats`]).
+    pub heartbeat_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -90,6 +95,8 @@ impl Default for EngineOptions {
             prune_every: Duration::from_secs(3600),
             process_mail: true,
             hear_other_workers: false,
+            role: "service",
+            heartbeat_every: Duration::from_secs(10),
         }
     }
 }
@@ -196,6 +203,8 @@ impl Engine {
         let cancel = CancellationToken::new();
         let imports = ContactImports::new(core.clone(), events.clone(), cancel.clone());
         let inner = Arc::new(Inner {
+            id: crate::pipeline::worker_id(),
+            started_at: Utc::now(),
             core,
             events,
             options,
@@ -231,6 +240,9 @@ impl std::fmt::Debug for EngineHandle {
 }
 
 struct Inner {
+    /// `host:pid:random`: this process in the leases it holds and the heartbeats it records.
+    id: String,
+    started_at: DateTime<Utc>,
     core: Core,
     events: EventBus,
     options: EngineOptions,
@@ -284,10 +296,11 @@ impl Inner {
     async fn supervise(self: Arc<Self>) {
         if !self.options.process_mail {
             self.publish(EngineState::Watching);
-            tokio::join!(self.clone().forward_changes(), self.cancel.cancelled());
+            tokio::join!(self.clone().forward_changes(), self.clone().beat());
             return;
         }
         tokio::join!(
+            self.clone().beat(),
             self.clone().forward_changes(),
             self.imports
                 .clone()
@@ -298,6 +311,32 @@ impl Inner {
             self.clone().prune_periodically(),
             self.watch_problems()
         );
+    }
+
+    /// Records every `heartbeat_every` that this process is alive (and whether it processes
+    /// mail), until cancelled; the console lists the processes on the database from these.
+    async fn beat(self: Arc<Self>) {
+        let host = self.id.split(':').next().unwrap_or_default().to_string();
+        loop {
+            let beat = mailroom_store::heartbeats::Heartbeat {
+                id: self.id.clone(),
+                host: host.clone(),
+                pid: i64::from(std::process::id()),
+                version: env!("CARGO_PKG_VERSION").into(),
+                role: self.options.role.into(),
+                processing: self.options.process_mail,
+                started_at: self.started_at,
+                seen_at: Utc::now(),
+            };
+            if let Err(e) = self.core.store().record_heartbeat(&beat).await {
+                tracing::info!("the heartbeat was not recorded: {e}");
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.options.heartbeat_every) => {}
+            }
+        }
     }
 
     /// Other workers' changes on a shared database, published as if they were this process's
@@ -660,7 +699,8 @@ impl Inner {
             None => {
                 let pipeline = Pipeline::from_core(&self.core, self.events.clone())
                     .await
-                    .map_err(|e| (e.into(), 0))?;
+                    .map_err(|e| (e.into(), 0))?
+                    .with_worker_id(self.id.clone());
                 let supervisor = Arc::new(SyncSupervisor::new(
                     Arc::new(pipeline),
                     self.options.sync.clone(),
@@ -849,6 +889,11 @@ impl EngineHandle {
         self.inner.refresh.notify_one();
     }
 
+    /// This process among those on the database (`host:pid:random`).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
     /// The event bus the engine publishes on.
     pub fn events(&self) -> &EventBus {
         &self.inner.events
@@ -983,6 +1028,10 @@ impl EngineHandle {
             }
             if let Some(supervisor) = &up.supervisor {
                 supervisor.shutdown().await;
+            }
+            // Stopped cleanly: no longer listed among the processes on the database.
+            if let Err(e) = inner.core.store().forget_heartbeat(&inner.id).await {
+                tracing::info!("the heartbeat was not removed: {e}");
             }
         };
         if tokio::time::timeout(self.inner.options.stop_timeout, stopping)

@@ -47,6 +47,7 @@ pub mod contacts;
 pub mod dashboard;
 mod data_dir;
 mod delta_cursor;
+pub mod heartbeats;
 pub mod inbound;
 mod leases;
 mod lock;

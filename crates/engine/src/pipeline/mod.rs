@@ -89,7 +89,7 @@ impl std::fmt::Debug for Pipeline {
 
 /// `host:pid:random`: names this process in the leases it holds (a log or the database shows
 /// which machine and process), unique even when a pid is reused.
-fn worker_id() -> String {
+pub(crate) fn worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -148,6 +148,12 @@ impl Pipeline {
             prefetched: prefetch::Prefetched::new(prefetch::DEFAULT_BUDGET_BYTES),
             worker_id: worker_id(),
         }
+    }
+
+    /// Names this pipeline's work with `id` (the engine's, which its heartbeat lists).
+    pub(crate) fn with_worker_id(mut self, id: String) -> Self {
+        self.worker_id = id;
+        self
     }
 
     /// This process among the workers sharing the store.
