@@ -348,7 +348,7 @@ impl Webhooks {
                     .into_response();
             }
         };
-        let expected = match self.expected_state(mailbox_id).await {
+        let mut expected = match self.expected_state(mailbox_id).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(
@@ -358,6 +358,32 @@ impl Webhooks {
                 return busy();
             }
         };
+        // Another worker on the database may have recreated the subscription since this one
+        // remembered it (a load balancer hands Graph's posts to any worker): before refusing
+        // a notification, read the subscription again once.
+        let stale = expected.as_ref().is_some_and(|(sub, state)| {
+            parsed.value.iter().any(|item| {
+                item.subscription_id != *sub
+                    || !client_state_matches(item.client_state.as_deref(), state)
+            })
+        });
+        if stale {
+            self.inner
+                .client_states
+                .lock()
+                .expect("client states lock")
+                .remove(mailbox_id);
+            expected = match self.expected_state(mailbox_id).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(
+                        mailbox = %self.label(mailbox_id),
+                        "webhook: cannot read the subscription to validate a notification: {e}"
+                    );
+                    return busy();
+                }
+            };
+        }
         let now = self.now();
         let mut rejected = 0u64;
         let mut last_reason = String::new();
