@@ -263,6 +263,8 @@ struct Inner {
 struct Up {
     supervisor: Option<Arc<SyncSupervisor>>,
     webhooks: Option<Webhooks>,
+    /// What the pipeline's PSA client was built from ([`Core::psa_fingerprint`]).
+    psa: Option<String>,
 }
 
 /// A start-up step that failed, for the degraded state.
@@ -693,6 +695,25 @@ impl Inner {
     /// failed (with how many are synced anyway).
     async fn bring_up(&self) -> Result<usize, (StepFailure, usize)> {
         let _round = self.round.lock().await;
+        // The PSA connection changed since the pipeline was built (here or through another
+        // worker's console): processing starts again with the new one. Attempts in flight
+        // finish or are released first, as at a stop.
+        let psa = self
+            .core
+            .psa_fingerprint()
+            .await
+            .map_err(|e| (e.into(), 0))?;
+        let built = self.up();
+        if built.supervisor.is_some() && built.psa != psa {
+            tracing::info!("the PSA connection changed: processing restarts with the new one");
+            let old = std::mem::take(&mut *self.up.lock().expect("engine lock"));
+            if let Some(webhooks) = &old.webhooks {
+                webhooks.shutdown();
+            }
+            if let Some(supervisor) = &old.supervisor {
+                supervisor.shutdown().await;
+            }
+        }
         let existing = self.up().supervisor;
         let supervisor = match existing {
             Some(supervisor) => supervisor,
@@ -705,7 +726,11 @@ impl Inner {
                     Arc::new(pipeline),
                     self.options.sync.clone(),
                 ));
-                self.up.lock().expect("engine lock").supervisor = Some(supervisor.clone());
+                {
+                    let mut up = self.up.lock().expect("engine lock");
+                    up.supervisor = Some(supervisor.clone());
+                    up.psa = psa;
+                }
                 supervisor
             }
         };

@@ -108,6 +108,43 @@ impl Core {
     }
 
     /// A client for the stored PSA connection (secret from the keyring).
+    /// What the PSA client is built from — the connection, its secret and the rate limit — as
+    /// a digest (`None` without a connection). A running engine compares it at every start-up
+    /// round and rebuilds its pipeline when it changed: an admin's change, on this workstation
+    /// or another worker's console, applies without a restart.
+    pub async fn psa_fingerprint(&self) -> Result<Option<String>, CoreError> {
+        use sha2::Digest as _;
+        let Some(conn) = self.psa_connection().await? else {
+            return Ok(None);
+        };
+        let secret = self
+            .secrets()
+            .get(&SecretKey::new(&conn.id, SecretKind::PsaClientSecret))
+            .await?;
+        let limit = self.psa_rate_limit().await?;
+        let mut digest = sha2::Sha256::new();
+        for part in [
+            conn.base_url.as_str(),
+            &conn.client_id,
+            conn.tenant.as_deref().unwrap_or(""),
+            conn.auth_url.as_deref().unwrap_or(""),
+            &conn.scopes,
+            secret.as_ref().map_or("", |s| s.expose()),
+            &limit.requests.to_string(),
+            &limit.window_secs.to_string(),
+        ] {
+            digest.update(part.as_bytes());
+            digest.update([0]);
+        }
+        Ok(Some(
+            digest
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        ))
+    }
+
     pub async fn psa_client(&self) -> Result<PsaClient, CoreError> {
         self.psa_client_requesting(None).await
     }

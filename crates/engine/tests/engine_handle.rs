@@ -397,7 +397,7 @@ async fn a_mailbox_removed_by_another_process_stops_at_the_next_round() {
     core.store().delete_mailbox(&mailbox.id).await.unwrap();
     engine.refresh();
     let start = std::time::Instant::now();
-    while !engine.statuses().is_empty() {
+    while !engine.statuses().is_empty() || !engine.report().mailboxes.is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the removed mailbox still syncs: {:?}",
@@ -405,6 +405,104 @@ async fn a_mailbox_removed_by_another_process_stops_at_the_next_round() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(engine.report().mailboxes.is_empty());
+    engine.stop().await;
+}
+
+/// A changed PSA connection (here, or through another worker's console on a shared database)
+/// applies at the next start-up round, without a restart: a wrong client secret makes the
+/// next email fail to reach HaloPSA, the right one again lets it through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_psa_connection_applies_without_a_restart() {
+    let sb = sandbox().await;
+    let (dir, core) = core().await;
+    let mailbox = app_only_support(&core, &sb).await;
+    connect_psa(&core, &sb).await;
+    let lock = DataDirLock::acquire(dir.path(), "engine test").unwrap();
+    let options = EngineOptions {
+        webhook_any_port: true,
+        ..Default::default()
+    };
+    let events = EventBus::new();
+    let mut rx = events.subscribe();
+    let engine = Engine::start(core.clone(), events, &lock, options)
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.started().await,
+        EngineState::Running { mailboxes: 1 }
+    );
+    // The first round's `Running`; from here on, each one ends a round this test asked for.
+    next_engine_state(&mut rx, |s| matches!(s, EngineState::Running { .. })).await;
+    engine.import_now(&mailbox.id).await.unwrap();
+    let email = |subject: &'static str| {
+        let core = core.clone();
+        async move {
+            core.store()
+                .inbound_log(&mailroom_store::inbound::LogQuery::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| e.subject == subject)
+                .expect("the email is listed")
+        }
+    };
+    // Processes the email (again) and waits until it is done or failed.
+    let settle = |id: Option<i64>| {
+        let engine = &engine;
+        let email = &email;
+        let mailbox = &mailbox;
+        async move {
+            // Settled after a new attempt (a reprocess may answer before it starts).
+            let before = match id {
+                Some(_) => email("After the change").await.attempts,
+                None => 0,
+            };
+            match id {
+                Some(id) => engine.reprocess(id).await.unwrap(),
+                None => {
+                    engine.import_now(&mailbox.id).await.unwrap();
+                }
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let e = email("After the change").await;
+                if e.attempts > before && matches!(e.state, EmailState::Done | EmailState::Failed) {
+                    return e;
+                }
+                assert!(std::time::Instant::now() < deadline, "not settled: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // Another process saves a wrong secret; this engine is only asked for a round.
+    let t = sb.tenant();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        SecretValue::new("not-the-secret"),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+    engine.refresh();
+    next_engine_state(&mut rx, |s| matches!(s, EngineState::Running { .. })).await;
+    sb.graph()
+        .deliver(mail("pat@fabrikam.test", "Pat Smith", "After the change"))
+        .unwrap();
+    let failed = settle(None).await;
+    assert_eq!(failed.state, EmailState::Failed);
+    assert_eq!(
+        failed.error_code.as_deref(),
+        Some("psa_unauthorized"),
+        "{failed:?}"
+    );
+
+    // The right secret again: the email goes through.
+    connect_psa(&core, &sb).await;
+    engine.refresh();
+    next_engine_state(&mut rx, |s| matches!(s, EngineState::Running { .. })).await;
+    let done = settle(Some(failed.id)).await;
+    assert_eq!(done.state, EmailState::Done, "{done:?}");
     engine.stop().await;
 }
