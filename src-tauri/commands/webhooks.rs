@@ -22,9 +22,15 @@ pub struct SubscriptionInfo {
 }
 
 async fn service(inbound: &InboundState) -> UiResult<Webhooks> {
+    let watching = inbound.engine().state() == mailroom_engine::engine::EngineState::Watching;
     inbound.webhooks().await.ok_or_else(|| UiError {
         code: ErrorCode::NotConfigured,
-        message: "The webhook receiver is not running: connect the mailbox and set up the PSA connection first.".into(),
+        message: if watching {
+            // A console manages the workers' subscriptions once Graph can reach them.
+            mailroom_engine::webhooks::WebhookError::NoPublicUrl.to_string()
+        } else {
+            "The webhook receiver is not running: connect the mailbox and set up the PSA connection first.".into()
+        },
     })
 }
 

@@ -298,7 +298,11 @@ impl Inner {
     async fn supervise(self: Arc<Self>) {
         if !self.options.process_mail {
             self.publish(EngineState::Watching);
-            tokio::join!(self.clone().forward_changes(), self.clone().beat());
+            tokio::join!(
+                self.clone().forward_changes(),
+                self.clone().beat(),
+                self.clone().console_rounds()
+            );
             return;
         }
         tokio::join!(
@@ -313,6 +317,58 @@ impl Inner {
             self.clone().prune_periodically(),
             self.watch_problems()
         );
+    }
+
+    /// A console's rounds (no mail processed here): Webhooks mailboxes are registered with a
+    /// receiver-less [`Webhooks::console`] so that the admin can create and cancel their
+    /// subscriptions for the workers; at start, on [`EngineHandle::refresh`] and every
+    /// `refresh_every`.
+    async fn console_rounds(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.console_round().await {
+                tracing::info!("subscriptions cannot be managed from this console yet: {e}");
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                _ = self.refresh.notified() => {}
+                _ = tokio::time::sleep(self.options.refresh_every) => {}
+            }
+        }
+    }
+
+    async fn console_round(&self) -> Result<(), CoreError> {
+        let _round = self.round.lock().await;
+        let options = self
+            .core
+            .webhook_settings()
+            .await?
+            .options()
+            .map_err(CoreError::InvalidInput)?;
+        let webhooks = match self.up().webhooks {
+            // The public URL changed: point new subscriptions at the new one.
+            Some(w) if Some(w.base_url()) == options.public_base_url.as_ref() => w,
+            _ => {
+                let webhooks = Webhooks::console(
+                    options,
+                    self.core.store().clone(),
+                    self.core.secrets().clone(),
+                    mailroom_clock::system(),
+                )?;
+                self.up.lock().expect("engine lock").webhooks = Some(webhooks.clone());
+                webhooks
+            }
+        };
+        for mailbox in self.core.mailboxes().await? {
+            if mailbox.method == MailboxMethod::Webhook && mailbox.enabled {
+                if let Ok(graph) = self.core.graph_client_for(&mailbox).await {
+                    webhooks.add_mailbox(mailbox, graph).await;
+                }
+            } else {
+                webhooks.remove_mailbox(&mailbox.id);
+            }
+        }
+        Ok(())
     }
 
     /// Records every `heartbeat_every` that this process is alive (and whether it processes

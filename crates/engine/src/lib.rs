@@ -128,6 +128,7 @@ impl CoreError {
                     W::Graph(_) => ErrorCode::GraphFailed,
                     W::Store(_) => ErrorCode::StorageFailed,
                     W::Secrets(_) => ErrorCode::KeyringUnavailable,
+                    W::NoPublicUrl => ErrorCode::NotConfigured,
                 }
             }
         }

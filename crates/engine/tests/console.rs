@@ -294,3 +294,149 @@ async fn a_shared_database_that_is_away_leaves_the_app_on_its_own_database_sayin
         "{why}"
     );
 }
+
+/// A watching console manages the workers' Graph subscriptions: it creates one that points
+/// Graph at the public URL (a worker's receiver answers the validation), and a delivered email
+/// is then announced to that worker, not to the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_console_creates_subscriptions_for_the_workers() {
+    use mailroom_engine::mailboxes::MailboxSetup;
+    use mailroom_engine::webhooks::{WebhookSettings, Webhooks};
+
+    let sb = mailroom_sandbox::Sandbox::start(mailroom_sandbox::SandboxOptions {
+        loopback_webhooks: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let key = SealingKey::generate().unwrap();
+    let (url, service, _service_dir) = service_database(&key).await;
+    let t = sb.tenant();
+    let mailbox = service
+        .add_mailbox_with_credentials(
+            MailboxSetup {
+                name: "Support".into(),
+                method: MailboxMethod::Webhook,
+                cloud: Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some("support@contoso.test".into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    service.connect_app_only(&mailbox.id).await.unwrap();
+    // A worker's receiver, reached at the public URL.
+    let worker = Webhooks::start(
+        mailroom_engine::webhooks::WebhookOptions {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Default::default()
+        },
+        service.store().clone(),
+        service.secrets().clone(),
+        mailroom_clock::system(),
+        None,
+    )
+    .await
+    .unwrap();
+    let public = format!("http://127.0.0.1:{}/", worker.local_addr().port());
+
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = keyring();
+    console::apply(
+        dir.path(),
+        &keyring,
+        &ConsoleChange {
+            database_url: Some(url),
+            password: None,
+            secrets_key: Some(key.to_base64().to_string()),
+            process_mail: false,
+        },
+    )
+    .await
+    .unwrap();
+    let configured = Core::open_configured(dir.path(), keyring).await.unwrap();
+    let lock = DataDirLock::acquire(dir.path(), "console test").unwrap();
+    let options = EngineOptions {
+        process_mail: false,
+        ..Default::default()
+    };
+    let engine = Engine::start(configured.core.clone(), EventBus::new(), &lock, options)
+        .await
+        .unwrap();
+
+    // No public URL yet: the console says what to set.
+    let until_webhooks = || async {
+        for _ in 0..100 {
+            if let Some(w) = engine.webhooks() {
+                return Some(w);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    };
+    assert!(until_webhooks().await.is_none());
+    configured
+        .core
+        .set_webhook_settings(&WebhookSettings {
+            public_base_url: Some(public.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    engine.refresh();
+    let webhooks = until_webhooks()
+        .await
+        .expect("the console manages subscriptions");
+    // The mailbox is registered within the round.
+    let mut created = None;
+    for _ in 0..100 {
+        match webhooks.create_subscription(&mailbox.id).await {
+            Ok(record) => {
+                created = Some(record);
+                break;
+            }
+            Err(mailroom_engine::webhooks::WebhookError::NotRegistered(_)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let created = created.expect("the subscription is created");
+    let graph_side = sb.graph().subscriptions().remove(0);
+    assert_eq!(graph_side.id, created.subscription_id);
+    assert!(
+        graph_side.notification_url.starts_with(&public),
+        "{}",
+        graph_side.notification_url
+    );
+    // Graph tells the worker about new mail.
+    sb.graph()
+        .deliver(mailroom_graph_sandbox::InboundMail {
+            to: "support@contoso.test".into(),
+            from: "kim@fabrikam.test".into(),
+            subject: "VPN drops".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut stored = 0;
+    for _ in 0..200 {
+        stored = worker.notifications(&mailbox.id).await.unwrap().len();
+        if stored > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored, 1, "the worker received Graph's notification");
+    engine.stop().await;
+    worker.shutdown();
+}

@@ -312,6 +312,10 @@ pub enum WebhookError {
     Store(#[from] mailroom_store::StoreError),
     #[error(transparent)]
     Secrets(#[from] mailroom_secrets::SecretsError),
+    /// A console manages subscriptions for the service's workers, which Graph reaches at the
+    /// public base URL: without one there is nowhere to point Graph.
+    #[error("Graph reaches the Mailroom service's workers, not this console: set the webhook receiver's public base URL (Monitoring > Webhook receiver) to the HTTPS URL that reaches them first")]
+    NoPublicUrl,
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +444,41 @@ impl Webhooks {
         tokio::spawn(webhooks.clone().upkeep(rx));
         tracing::info!(%local_addr, base = %webhooks.inner.base_url, "webhook receiver listening");
         Ok(webhooks)
+    }
+
+    /// Subscription management without a receiver: the desktop console of a shared database,
+    /// whose workers receive Graph's notifications at the public base URL. Nothing is served,
+    /// handled or renewed here (the workers do that); mailboxes are added with
+    /// [`Webhooks::add_mailbox`] so that their subscriptions can be created and cancelled.
+    pub fn console(
+        options: WebhookOptions,
+        store: Store,
+        secrets: Secrets,
+        clock: SharedClock,
+    ) -> Result<Self, WebhookError> {
+        let base_url = options
+            .public_base_url
+            .clone()
+            .ok_or(WebhookError::NoPublicUrl)?;
+        // No queue: nothing is received here.
+        let (work, _) = mpsc::channel(1);
+        Ok(Webhooks {
+            inner: Arc::new(Inner {
+                options: options.clone(),
+                store,
+                secrets,
+                clock,
+                supervisor: None,
+                local_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                base_url,
+                client_states: Mutex::new(HashMap::new()),
+                mailboxes: Mutex::new(HashMap::new()),
+                work,
+                dropped: AtomicU64::new(0),
+                connections: Arc::new(tokio::sync::Semaphore::new(1)),
+                cancel: CancellationToken::new(),
+            }),
+        })
     }
 
     /// Notifications refused with `503` because the queue was full, since the start.
