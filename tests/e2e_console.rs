@@ -5,7 +5,7 @@
 //! that does not open the database's secrets, are refused with what to do; the right key is
 //! tested and saved (for the next start). After a restart the app shows the worker's mailbox,
 //! says it only watches, and an email the worker turns into a ticket appears in its log as
-//! processed without a reload. It lists the worker and itself among the processes on the
+//! processed without a reload, its steps in the live tail. It lists the worker and itself among the processes on the
 //! database, and warns once no process handles the mail (the worker stopped).
 
 mod support;
@@ -241,6 +241,9 @@ async fn the_app_is_the_console_of_a_shared_database() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert!(row.contains("Kim Lee") && row.contains("Ticket"), "{row}");
+        // The worker's processing steps reach the live tail when its attempt ends.
+        s.wait_text_for("#monitoring-inbound #live-tail-lines", subject, Duration::from_secs(10))
+            .await;
         s.screenshot("console-watching").await;
 
         // The processes on the database: the worker processes, this window watches.

@@ -452,6 +452,24 @@ impl Inner {
                             });
                         }
                     }
+                    Ok(StoreChange::AttemptFinished { id }) => {
+                        if let Ok(attempt) = store.finished_attempt(id).await {
+                            for line in attempt.log {
+                                self.events.publish(EngineEvent::Step {
+                                    email_id: attempt.email_id,
+                                    mailbox_id: attempt.mailbox_id.clone(),
+                                    at: line.at,
+                                    level: line.level,
+                                    message: line.message,
+                                });
+                            }
+                            self.events.publish(EngineEvent::AttemptFinished {
+                                email_id: attempt.email_id,
+                                attempt_id: id,
+                                result: attempt.result.unwrap_or_default(),
+                            });
+                        }
+                    }
                     Ok(StoreChange::Missed) => {
                         self.events.publish(EngineEvent::Resync { missed: 0 });
                         failures += 1;

@@ -57,6 +57,8 @@ pub enum StoreChange {
     Email { id: i64, new: bool },
     /// A problem was recorded (error notifications).
     Notification { id: i64 },
+    /// A processing attempt ended (its log is written then: [`Store::finished_attempt`]).
+    AttemptFinished { id: i64 },
     /// The connection to the database was lost and is made again: changes in between were
     /// not heard (reload what is shown).
     Missed,
@@ -112,6 +114,9 @@ impl ChangeListener {
                     })
                 }
                 "notifications" => return Ok(StoreChange::Notification { id: payload.id }),
+                "processing_attempts" => {
+                    return Ok(StoreChange::AttemptFinished { id: payload.id })
+                }
                 _ => continue,
             }
         }
@@ -122,7 +127,54 @@ fn backend_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(BackendError(Box::new(e)))
 }
 
+/// An ended attempt, as a console's live tail shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedAttempt {
+    pub email_id: i64,
+    pub mailbox_id: String,
+    /// `processed`, `skipped` or `failed`.
+    pub result: Option<String>,
+    pub log: Vec<crate::inbound::LogLine>,
+}
+
 impl Store {
+    /// An ended attempt's email, result and processing log.
+    pub async fn finished_attempt(&self, attempt_id: i64) -> Result<FinishedAttempt> {
+        use sqlx::Row as _;
+        let row = sqlx::query(
+            "SELECT a.email_id, a.result, e.mailbox_id FROM processing_attempts a
+             JOIN inbound_emails e ON e.id = a.email_id WHERE a.id = $1",
+        )
+        .bind(attempt_id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "attempt",
+            id: attempt_id.to_string(),
+        })?;
+        let log = sqlx::query(
+            "SELECT at, level, message FROM attempt_log WHERE attempt_id = $1 ORDER BY seq",
+        )
+        .bind(attempt_id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(crate::inbound::LogLine {
+                at: crate::inbound::parse_ts(r.try_get("at")?)?,
+                level: r.try_get("level")?,
+                message: r.try_get("message")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(FinishedAttempt {
+            email_id: row.try_get("email_id")?,
+            mailbox_id: row.try_get("mailbox_id")?,
+            result: row.try_get("result")?,
+            log,
+        })
+    }
+
     /// Listens for other processes' changes: `None` on SQLite, whose one process publishes
     /// its own events.
     pub async fn listen(&self) -> Result<Option<ChangeListener>> {
@@ -227,6 +279,39 @@ mod tests {
                 new: false
             }
         );
+        // An attempt's end, with its log.
+        let attempt = other
+            .start_attempt(email, crate::inbound::AttemptTrigger::Scan, Utc::now())
+            .await
+            .unwrap();
+        let line = crate::inbound::LogLine {
+            at: Utc::now(),
+            level: "info".into(),
+            message: "Ticket 1001 created".into(),
+        };
+        other
+            .finish_attempt(attempt, "processed", None, &[], &[line.clone()], Utc::now())
+            .await
+            .unwrap();
+        loop {
+            match next(&mut listener).await {
+                StoreChange::Email { .. } => continue,
+                change => {
+                    assert_eq!(change, StoreChange::AttemptFinished { id: attempt });
+                    break;
+                }
+            }
+        }
+        let finished = store.finished_attempt(attempt).await.unwrap();
+        assert_eq!(
+            (
+                finished.email_id,
+                finished.result.as_deref(),
+                finished.mailbox_id
+            ),
+            (email, Some("processed"), mailbox.id.clone())
+        );
+        assert_eq!(finished.log[0].message, line.message);
     }
     on_both!(hears_other_processes_changes_only);
 

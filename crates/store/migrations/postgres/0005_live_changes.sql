@@ -18,3 +18,8 @@ CREATE TRIGGER inbound_emails_announce AFTER INSERT OR UPDATE ON inbound_emails
     FOR EACH ROW EXECUTE FUNCTION mailroom_announce_change();
 CREATE TRIGGER notifications_announce AFTER INSERT ON notifications
     FOR EACH ROW EXECUTE FUNCTION mailroom_announce_change();
+-- An attempt's processing log is written when the attempt ends: its end is announced too, so
+-- that a console's live tail shows another worker's steps.
+CREATE TRIGGER processing_attempts_announce AFTER UPDATE OF finished_at ON processing_attempts
+    FOR EACH ROW WHEN (OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL)
+    EXECUTE FUNCTION mailroom_announce_change();
