@@ -290,7 +290,14 @@ mod tests {
             message: "Ticket 1001 created".into(),
         };
         other
-            .finish_attempt(attempt, "processed", None, &[], &[line.clone()], Utc::now())
+            .finish_attempt(
+                attempt,
+                "processed",
+                None,
+                &[],
+                std::slice::from_ref(&line),
+                Utc::now(),
+            )
             .await
             .unwrap();
         loop {
