@@ -129,6 +129,11 @@ async fn serve_processes_mail_exposes_health_and_metrics_and_stops_on_sigterm() 
         metrics.contains("mailroom_lease_takeovers_total{kind=\"claim\"} 0"),
         "{metrics}"
     );
+    // This worker, by its heartbeat.
+    assert!(
+        metrics.contains("mailroom_processes{role=\"service\",processing=\"true\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
     // SIGTERM: a graceful stop, exit 0.

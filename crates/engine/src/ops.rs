@@ -107,6 +107,12 @@ struct TakeoverLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    role: String,
+    processing: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
     service: String,
 }
@@ -241,6 +247,34 @@ async fn render_metrics(ops: &Ops) -> Result<String, crate::CoreError> {
         "Leases taken over after they ran out (a worker died or hung): email claims and \
          mailbox delta rounds, across all workers on the database",
         taken,
+    );
+
+    // Every Mailroom process on the database that beat within the last 30 s.
+    let processes = ops.core.processes(now).await?;
+    let alive = Family::<ProcessLabels, Gauge>::default();
+    for role in ["service", "desktop"] {
+        for processing in [true, false] {
+            alive
+                .get_or_create(&ProcessLabels {
+                    role: role.into(),
+                    processing: if processing { "true" } else { "false" }.into(),
+                })
+                .set(0);
+        }
+    }
+    for p in processes.processes.iter().filter(|p| p.alive) {
+        alive
+            .get_or_create(&ProcessLabels {
+                role: p.heartbeat.role.clone(),
+                processing: p.heartbeat.processing.to_string(),
+            })
+            .inc();
+    }
+    registry.register(
+        "processes",
+        "Mailroom processes alive on the database (heartbeat within 30 s), by role and whether \
+         they process mail",
+        alive,
     );
 
     if let Some(usage) = ops.engine.psa_usage() {
