@@ -780,11 +780,10 @@ impl Inner {
         let built = self.up();
         if built.supervisor.is_some() && built.psa != psa {
             tracing::info!("the PSA connection changed: processing restarts with the new one");
-            let old = std::mem::take(&mut *self.up.lock().expect("engine lock"));
-            if let Some(webhooks) = &old.webhooks {
-                webhooks.shutdown();
-            }
-            if let Some(supervisor) = &old.supervisor {
+            // The receiver stays up at its address (the PSA's ticket tab and webhook, and
+            // Graph's subscriptions, point at it); only the pipeline and its tasks go.
+            let old = self.up.lock().expect("engine lock").supervisor.take();
+            if let Some(supervisor) = old {
                 supervisor.shutdown().await;
             }
         }
@@ -804,6 +803,9 @@ impl Inner {
                     let mut up = self.up.lock().expect("engine lock");
                     up.supervisor = Some(supervisor.clone());
                     up.psa = psa;
+                    if let Some(webhooks) = &up.webhooks {
+                        webhooks.set_supervisor(supervisor.clone());
+                    }
                 }
                 supervisor
             }

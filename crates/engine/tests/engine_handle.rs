@@ -475,6 +475,8 @@ async fn a_changed_psa_connection_applies_without_a_restart() {
         }
     };
 
+    let receiver = engine.webhooks().expect("the receiver runs").local_addr();
+
     // Another process saves a wrong secret; this engine is only asked for a round.
     let t = sb.tenant();
     core.set_psa_connection(
@@ -491,6 +493,9 @@ async fn a_changed_psa_connection_applies_without_a_restart() {
         .deliver(mail("pat@fabrikam.test", "Pat Smith", "After the change"))
         .unwrap();
     let failed = settle(None).await;
+    // The receiver kept its address (the PSA's tab and webhook, Graph's subscriptions, point
+    // at it); only the pipeline was rebuilt.
+    assert_eq!(engine.webhooks().unwrap().local_addr(), receiver);
     assert_eq!(failed.state, EmailState::Failed);
     assert_eq!(
         failed.error_code.as_deref(),

@@ -349,8 +349,9 @@ struct Inner {
     secrets: Secrets,
     clock: SharedClock,
     /// `None` for a receiver without an engine (e.g. `mailroom subscription create`):
-    /// notifications are persisted and stay pending until an engine runs.
-    supervisor: Option<Arc<SyncSupervisor>>,
+    /// notifications are persisted and stay pending until an engine runs. Replaced when the
+    /// engine rebuilds its pipeline ([`Webhooks::set_supervisor`]).
+    supervisor: Mutex<Option<Arc<SyncSupervisor>>>,
     local_addr: SocketAddr,
     base_url: Url,
     /// mailbox id → (subscription id, clientState).
@@ -423,7 +424,7 @@ impl Webhooks {
                 store,
                 secrets,
                 clock,
-                supervisor,
+                supervisor: Mutex::new(supervisor),
                 local_addr,
                 base_url,
                 client_states: Mutex::new(HashMap::new()),
@@ -468,7 +469,7 @@ impl Webhooks {
                 store,
                 secrets,
                 clock,
-                supervisor: None,
+                supervisor: Mutex::new(None),
                 local_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 base_url,
                 client_states: Mutex::new(HashMap::new()),
@@ -479,6 +480,21 @@ impl Webhooks {
                 cancel: CancellationToken::new(),
             }),
         })
+    }
+
+    /// The sync supervisor notifications are handed to.
+    pub(crate) fn supervisor(&self) -> Option<Arc<SyncSupervisor>> {
+        self.inner
+            .supervisor
+            .lock()
+            .expect("supervisor lock")
+            .clone()
+    }
+
+    /// Hands notifications to `supervisor` from now on (the engine rebuilt its pipeline; the
+    /// receiver keeps its address). Mailboxes are added again to start their tasks there.
+    pub(crate) fn set_supervisor(&self, supervisor: Arc<SyncSupervisor>) {
+        *self.inner.supervisor.lock().expect("supervisor lock") = Some(supervisor);
     }
 
     /// Notifications refused with `503` because the queue was full, since the start.
@@ -526,7 +542,7 @@ impl Webhooks {
     /// from a previous run are handled.
     pub async fn add_mailbox(&self, mailbox: Mailbox, graph: GraphClient) {
         let graph = graph.with_subscription_max_minutes(self.inner.options.max_lifetime_minutes);
-        if let Some(supervisor) = &self.inner.supervisor {
+        if let Some(supervisor) = self.supervisor() {
             supervisor.start_mailbox_every(
                 mailbox.clone(),
                 graph.clone(),
@@ -649,7 +665,7 @@ impl Webhooks {
     }
 
     async fn handle(&self, batch: Vec<Work>) {
-        let Some(supervisor) = self.inner.supervisor.clone() else {
+        let Some(supervisor) = self.supervisor() else {
             // No engine: the notifications stay pending for the next run.
             return;
         };

@@ -229,7 +229,7 @@ impl Webhooks {
     /// Tells the engine that the mailbox's subscription may be lost (`detail`: what failed), for
     /// error notifications. The failure itself is already in the subscription log.
     pub(super) fn publish_failure(&self, mailbox_id: &str, detail: String) {
-        if let Some(supervisor) = &self.inner.supervisor {
+        if let Some(supervisor) = self.supervisor() {
             supervisor
                 .pipeline()
                 .events()
