@@ -5,6 +5,8 @@
 //! worker's emails and problems reach its event bus as they happen. A database that is away
 //! at start leaves the app on its own database, saying why.
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::Utc;
@@ -300,7 +302,6 @@ async fn a_shared_database_that_is_away_leaves_the_app_on_its_own_database_sayin
 /// is then announced to that worker, not to the console.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watching_console_creates_subscriptions_for_the_workers() {
-    use mailroom_engine::mailboxes::MailboxSetup;
     use mailroom_engine::webhooks::{WebhookSettings, Webhooks};
 
     let sb = mailroom_sandbox::Sandbox::start(mailroom_sandbox::SandboxOptions {
@@ -311,30 +312,7 @@ async fn a_watching_console_creates_subscriptions_for_the_workers() {
     .unwrap();
     let key = SealingKey::generate().unwrap();
     let (url, service, _service_dir) = service_database(&key).await;
-    let t = sb.tenant();
-    let mailbox = service
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some("support@contoso.test".into()),
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    service.connect_app_only(&mailbox.id).await.unwrap();
+    let mailbox = common::app_only_support(&service, &sb).await;
     // A worker's receiver, reached at the public URL.
     let worker = Webhooks::start(
         mailroom_engine::webhooks::WebhookOptions {

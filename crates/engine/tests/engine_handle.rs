@@ -43,48 +43,6 @@ async fn core() -> (tempfile::TempDir, Core) {
     (dir, core)
 }
 
-/// support@ as a Webhooks mailbox with the daemon app's secret, connected.
-async fn app_only_support(core: &Core, sb: &mailroom_sandbox::Sandbox) -> mailroom_engine::Mailbox {
-    let t = sb.tenant();
-    let mailbox = core
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some(SUPPORT.into()),
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    core.connect_app_only(&mailbox.id).await.unwrap();
-    mailbox
-}
-
-/// The sandbox's HaloPSA as the PSA connection.
-async fn connect_psa(core: &Core, sb: &mailroom_sandbox::Sandbox) {
-    let t = sb.tenant();
-    core.set_psa_connection(
-        &sb.psa_url(),
-        &t.psa.client_id,
-        SecretValue::new(t.psa.client_secret.clone()),
-        Some(&t.psa.tenant),
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_degraded_without_a_psa_and_comes_up_once_connected() {
     let sb = sandbox().await;

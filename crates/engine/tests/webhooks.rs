@@ -71,21 +71,6 @@ fn quiet() -> WebhookOptions {
     }
 }
 
-/// Polls `check` until it holds (gives up after a minute: a hang is a failure, not a timing).
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 impl Hooks {
     async fn event_kinds(&self) -> Vec<String> {
         self.hooks

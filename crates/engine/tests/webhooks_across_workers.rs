@@ -16,14 +16,11 @@ use std::time::Duration;
 
 use common::*;
 use mailroom_engine::events::EventBus;
-use mailroom_engine::mailboxes::MailboxSetup;
 use mailroom_engine::pipeline::Pipeline;
-use mailroom_engine::store_types::{Cloud, CredentialKind, MailboxMethod};
 use mailroom_engine::sync::{SyncOptions, SyncSupervisor};
 use mailroom_engine::webhooks::{WebhookOptions, Webhooks};
 use mailroom_engine::Core;
 use mailroom_secrets::sealed::{SealingKey, SealingKeys};
-use mailroom_secrets::SecretValue;
 
 /// One worker: its core on the shared database, a pipeline, and a receiver.
 struct Worker {
@@ -94,21 +91,6 @@ fn quiet() -> WebhookOptions {
     }
 }
 
-/// Polls `check` until it holds (a minute at most: a hang is a failure, not a timing).
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 fn tickets_for(sb: &mailroom_sandbox::Sandbox, mid: &str) -> usize {
     let mid = mid.trim_matches(['<', '>']);
     sb.halo()
@@ -128,38 +110,8 @@ async fn graph_notifications_are_accepted_by_any_worker() {
     // The mailbox and the PSA connection, set up once on the shared database.
     let (_setup_dir, setup) = connect(&url, &key).await;
     let t = sb.tenant();
-    let mailbox = setup
-        .add_mailbox_with_credentials(
-            MailboxSetup {
-                name: "Support".into(),
-                method: MailboxMethod::Webhook,
-                cloud: Cloud::Custom,
-                authority_url: Some(sb.authority_url()),
-                graph_url: Some(sb.graph_url()),
-                tenant_id: t.tenant_id.clone(),
-                client_id: t.daemon_app.client_id.clone(),
-                credential_kind: CredentialKind::Secret,
-                client_secret: Some(SecretValue::new(
-                    t.daemon_app.client_secret.clone().unwrap(),
-                )),
-                shared_mailbox: None,
-                mailbox_address: Some(SUPPORT.into()),
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    setup.connect_app_only(&mailbox.id).await.unwrap();
-    setup
-        .set_psa_connection(
-            &sb.psa_url(),
-            &t.psa.client_id,
-            SecretValue::new(t.psa.client_secret.clone()),
-            Some(&t.psa.tenant),
-        )
-        .await
-        .unwrap();
+    let mailbox = app_only_support(&setup, &sb).await;
+    connect_psa(&setup, &sb).await;
     let mailbox = setup.store().mailbox(&mailbox.id).await.unwrap();
     let a = worker(&url, &key, &mailbox).await;
     let b = worker(&url, &key, &mailbox).await;

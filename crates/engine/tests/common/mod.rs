@@ -369,3 +369,60 @@ pub async fn agent_emails(h: &Harness, ticket_id: i64, note: &str) -> i64 {
         .unwrap();
     action.id
 }
+
+/// support@ as a Webhooks mailbox of `core`, with the daemon app's secret, connected.
+pub async fn app_only_support(core: &mailroom_engine::Core, sb: &Sandbox) -> Mailbox {
+    let t = sb.tenant();
+    let mailbox = core
+        .add_mailbox_with_credentials(
+            mailroom_engine::mailboxes::MailboxSetup {
+                name: "Support".into(),
+                method: MailboxMethod::Webhook,
+                cloud: mailroom_store::Cloud::Custom,
+                authority_url: Some(sb.authority_url()),
+                graph_url: Some(sb.graph_url()),
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.daemon_app.client_id.clone(),
+                credential_kind: CredentialKind::Secret,
+                client_secret: Some(mailroom_secrets::SecretValue::new(
+                    t.daemon_app.client_secret.clone().unwrap(),
+                )),
+                shared_mailbox: None,
+                mailbox_address: Some(SUPPORT.into()),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    core.connect_app_only(&mailbox.id).await.unwrap();
+    mailbox
+}
+
+/// The sandbox's HaloPSA as `core`'s PSA connection.
+pub async fn connect_psa(core: &mailroom_engine::Core, sb: &Sandbox) {
+    let t = sb.tenant();
+    core.set_psa_connection(
+        &sb.psa_url(),
+        &t.psa.client_id,
+        mailroom_secrets::SecretValue::new(t.psa.client_secret.clone()),
+        Some(&t.psa.tenant),
+    )
+    .await
+    .unwrap();
+}
+
+/// Polls `check` until it holds (a minute at most: a hang is a failure, not a timing).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
