@@ -14,8 +14,18 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER inbound_emails_announce AFTER INSERT OR UPDATE ON inbound_emails
+CREATE TRIGGER inbound_emails_announce_new AFTER INSERT ON inbound_emails
     FOR EACH ROW EXECUTE FUNCTION mailroom_announce_change();
+-- Only what the log shows: a claim's renewal (every third of its lease) is not a change.
+CREATE TRIGGER inbound_emails_announce_change AFTER UPDATE ON inbound_emails
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
+        OR OLD.attempts IS DISTINCT FROM NEW.attempts
+        OR OLD.outcome IS DISTINCT FROM NEW.outcome
+        OR OLD.ticket_id IS DISTINCT FROM NEW.ticket_id
+        OR OLD.action_id IS DISTINCT FROM NEW.action_id
+        OR OLD.error_message IS DISTINCT FROM NEW.error_message
+        OR OLD.next_attempt_at IS DISTINCT FROM NEW.next_attempt_at)
+    EXECUTE FUNCTION mailroom_announce_change();
 CREATE TRIGGER notifications_announce AFTER INSERT ON notifications
     FOR EACH ROW EXECUTE FUNCTION mailroom_announce_change();
 -- An attempt's processing log is written when the attempt ends: its end is announced too, so
