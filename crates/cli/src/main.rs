@@ -12,6 +12,7 @@ mod mailbox;
 mod mailbox_list;
 mod notify;
 mod outbound;
+mod processes;
 mod psa;
 mod retention;
 mod run;
@@ -65,6 +66,13 @@ enum Command {
     Notify(notify::NotifyCommand),
     /// How long processing details are kept; the database's size; prune now.
     Retention(retention::RetentionArgs),
+    /// The Mailroom processes on the database (workers, desktop apps) and whether any
+    /// processes mail.
+    Processes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The secret store: the OS keyring, or sealed in the database (a server).
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -152,6 +160,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Secrets(command) => {
             let core = open_core(&cli).await?;
             secrets::run(&core, command).await
+        }
+        Command::Processes { json } => {
+            let core = open_core(&cli).await?;
+            processes::run(&core, *json).await
         }
         Command::Retention(args) => {
             let core = open_core(&cli).await?;

@@ -129,11 +129,22 @@ async fn serve_processes_mail_exposes_health_and_metrics_and_stops_on_sigterm() 
         metrics.contains("mailroom_lease_takeovers_total{kind=\"claim\"} 0"),
         "{metrics}"
     );
-    // This worker, by its heartbeat.
+    // This worker, by its heartbeat: on /metrics and in `mailroom processes`.
     assert!(
         metrics.contains("mailroom_processes{role=\"service\",processing=\"true\"} 1"),
         "{metrics}"
     );
+    let listed = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["processes", "--json"])
+        .env("MAILROOM_DATA_DIR", dir.path())
+        .env("MAILROOM_SECRETS_KEY", key.to_base64().as_str())
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["processing_alive"], 1, "{listed}");
+    assert_eq!(listed["processes"][0]["pid"], child.id(), "{listed}");
+    assert_eq!(listed["processes"][0]["role"], "service", "{listed}");
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
     // SIGTERM: a graceful stop, exit 0.
