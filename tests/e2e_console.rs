@@ -193,6 +193,12 @@ async fn the_app_is_the_console_of_a_shared_database() {
             Some("shared")
         );
         s.wait_text("#engine-status", "processes no mail").await;
+        // Each mailbox's last scan, as the worker recorded it.
+        s.wait_text(
+            &format!("#engine-status [data-mailbox-status='{}']", worker.mailbox_id),
+            "last scan by a worker",
+        )
+        .await;
         assert!(s.client.find(fantoccini::Locator::Css("#database-restart")).await.is_err());
 
         // The worker turns an email into a ticket; the console's log shows it as it happens.

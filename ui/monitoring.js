@@ -25,13 +25,13 @@ function engineLine(mailboxes) {
   const el = h('div', { class: 'engine-status', id: 'engine-status' });
   const paint = () => {
     const st = engine.state;
-    if (st.state !== 'running' && !(st.state === 'degraded' && st.mailboxes > 0)) {
+    const watching = st.state === 'watching';
+    if (st.state !== 'running' && !watching && !(st.state === 'degraded' && st.mailboxes > 0)) {
       const text = {
         starting: t('Starting…'),
         degraded: st.retry_at
           ? t('Not processing: {reason} (trying again at {time})', { reason: st.reason, time: fmtTime(st.retry_at) })
           : t('Not processing: {reason}', { reason: st.reason }),
-        watching: t('This workstation processes no mail: the Mailroom service on the shared database does, and its work shows here as it happens.'),
         stopping: t('Stopping…'),
         stopped: t('Stopped.'),
       }[st.state] ?? t('Not processing yet.');
@@ -40,6 +40,14 @@ function engineLine(mailboxes) {
     }
     const rows = mailboxes.map((m) => {
       const s = engine.statuses.get(m.id);
+      if (watching) {
+        // What the workers recorded: their last scan of each mailbox.
+        const text = s?.last_sync_at
+          ? t('last scan by a worker {time}', { time: fmtTime(s.last_sync_at) })
+          : t('not scanned by a worker yet');
+        return h('li', { 'data-mailbox-status': m.id, 'data-state': s?.state ?? '' },
+          `${m.name}: ${text}${s?.error ? ` — ${s.error}` : ''}`);
+      }
       const text = s ? `${s.state}${s.last_sync_at ? t(', last scan {time}', { time: fmtTime(s.last_sync_at) }) : ''}${s.error ? ` — ${s.error}` : ''}` : t('not synced (connect it first)');
       return h('li', { 'data-mailbox-status': m.id }, `${m.name}: ${text}`);
     });
@@ -50,7 +58,10 @@ function engineLine(mailboxes) {
       ? h('p', { class: 'callout warning', id: 'dropped-notifications' },
         t('The webhook receiver turned away {n} notification(s) because its queue was full; Microsoft Graph sends them again, and the fallback scan catches any it gives up on.', { n: engine.dropped }))
       : null;
-    el.replaceChildren(...[degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows), dropped].filter(Boolean));
+    const watchingLine = watching
+      ? h('p', { class: 'subtle', 'data-engine-state': 'watching' }, t('This workstation processes no mail: the Mailroom service on the shared database does, and its work shows here as it happens.'))
+      : null;
+    el.replaceChildren(...[watchingLine, degraded, h('ul', { class: 'plain', 'data-engine-state': st.state }, rows), dropped].filter(Boolean));
   };
   paint();
   onEngineEvents(el, (events) => {

@@ -83,8 +83,16 @@ fn engine_status_of(engine: &EngineHandle) -> EngineStatus {
 /// What the engine is doing (it starts with the app and keeps itself up; the window only
 /// shows this).
 #[tauri::command]
-pub async fn engine_status(inbound: State<'_, InboundState>) -> UiResult<EngineStatus> {
-    Ok(engine_status_of(inbound.engine()))
+pub async fn engine_status(
+    state: State<'_, AppState>,
+    inbound: State<'_, InboundState>,
+) -> UiResult<EngineStatus> {
+    let mut status = engine_status_of(inbound.engine());
+    // A console syncs nothing itself: each mailbox's last scan as the workers recorded it.
+    if status.state == EngineState::Watching {
+        status.mailboxes = state.core.recorded_sync_statuses().await?;
+    }
+    Ok(status)
 }
 
 /// Asks the engine to pick up a change now (a mailbox connected, the PSA connection saved).

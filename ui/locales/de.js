@@ -674,6 +674,8 @@ export default {
   'silent since {time}': 'still seit {time}',
   'No Mailroom process is processing mail: the last one was seen {time}. Start the service on the server (systemctl start mailroom), or turn on processing on this workstation below.': 'Kein Mailroom-Prozess verarbeitet E-Mails: Der letzte wurde {time} gesehen. Starten Sie den Dienst auf dem Server (systemctl start mailroom) oder schalten Sie unten die Verarbeitung auf diesem Arbeitsplatz ein.',
   'No Mailroom process is processing mail on this database. Start the service on the server (systemctl start mailroom), or turn on processing on this workstation below.': 'Kein Mailroom-Prozess verarbeitet E-Mails auf dieser Datenbank. Starten Sie den Dienst auf dem Server (systemctl start mailroom) oder schalten Sie unten die Verarbeitung auf diesem Arbeitsplatz ein.',
+  'last scan by a worker {time}': 'zuletzt von einem Worker gelesen {time}',
+  'not scanned by a worker yet': 'noch von keinem Worker gelesen',
   // — Texts the engine writes (check results). A key's {name} stands for any text, so the
   // — English the engine wrote is matched as a pattern (ui/i18n.js `tx`).
   'Connected': 'Verbunden',

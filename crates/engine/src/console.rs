@@ -409,6 +409,41 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Each mailbox's last scan as the workers recorded it in the database (a console, which
+    /// runs no sync task, shows these): idle after a clean scan, error after a failed one,
+    /// needs sign-in when the grant was refused.
+    pub async fn recorded_sync_statuses(
+        &self,
+    ) -> Result<Vec<crate::events::SyncStatus>, CoreError> {
+        use crate::events::{SyncState, SyncStatus};
+        let mut statuses = Vec::new();
+        for mailbox in self.mailboxes().await? {
+            let (last_sync_at, error) = match self.store().sync_state(&mailbox.id).await? {
+                Some((_, at, error)) => (at, error),
+                None => (None, None),
+            };
+            let state = if mailbox.sign_in_required.is_some() {
+                SyncState::NeedsSignIn
+            } else if !mailbox.enabled {
+                SyncState::Paused
+            } else if error.is_some() {
+                SyncState::Error
+            } else {
+                SyncState::Idle
+            };
+            statuses.push(SyncStatus {
+                mailbox_id: mailbox.id,
+                state,
+                last_sync_at,
+                next_scan_at: None,
+                error: error.or(mailbox.sign_in_required),
+            });
+        }
+        Ok(statuses)
+    }
+}
+
 /// What [`Core::open_configured`] opened.
 #[derive(Debug)]
 pub struct Configured {
