@@ -191,10 +191,12 @@ async fn a_stop_in_the_middle_of_a_batch_returns_within_2s_and_loses_nothing() {
 async fn a_stop_while_every_attempt_waits_for_the_database_returns_within_2s() {
     use sqlx::Connection as _;
     let h = harness(default_settings()).await;
+    // Slow enough that the backlog is far from written when the lock is taken (a fast machine
+    // wrote all of 30 at 100 ms before the stop landed).
     h.sb.faults()
-        .add(FaultRule::latency(Service::Psa, "/api/*", 100))
+        .add(FaultRule::latency(Service::Psa, "/api/*", 300))
         .unwrap();
-    let delivered: Vec<_> = (0..30)
+    let delivered: Vec<_> = (0..60)
         .map(|i| {
             h.deliver(mail(
                 "pat@fabrikam.test",
