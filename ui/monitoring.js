@@ -209,7 +209,9 @@ export function monitoringPanel(mailboxes) {
     const status = engineLine(mailboxes);
     let conn = null;
     try { conn = await backend.psaConnectionGet(); } catch { conn = null; }
-    const parts = [status.el, processesCard()];
+    // Which database this run opened and what is saved: read once, for two sections.
+    const consoleView = backend.consoleGet();
+    const parts = [status.el, processesCard(consoleView)];
     if (!conn) {
       parts.push(psaMissing());
     } else {
@@ -227,7 +229,7 @@ export function monitoringPanel(mailboxes) {
       [t('Contact imports'), contacts],
       [t('Error notifications'), notificationsSection(mailboxes)],
       [t('Webhook receiver'), receiverSettings()],
-      [t('Shared database'), sharedDatabaseSection()],
+      [t('Shared database'), sharedDatabaseSection(consoleView)],
     ];
     parts.push(h('nav', { class: 'section-nav', 'aria-label': t('Sections') },
       sections.map(([label, el]) => h('button', { type: 'button', class: 'section-link', onclick: () => el.scrollIntoView({ block: 'start', behavior: 'smooth' }) }, label))));

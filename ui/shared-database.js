@@ -37,8 +37,9 @@ function currentLine(view) {
   return lines;
 }
 
-/** The *Shared database* section. */
-export function sharedDatabaseSection() {
+/** The *Shared database* section; `viewed` is the pending `consoleGet()` (shared with the
+ * processes card, so Monitoring reads the setting and the keyring once). */
+export function sharedDatabaseSection(viewed) {
   const status = h('div', { id: 'database-status' });
   const own = choice('database', 'own', t('This workstation\'s own database'),
     t('Mailroom keeps everything on this computer and processes mail while it runs.'));
@@ -125,16 +126,16 @@ export function sharedDatabaseSection() {
       save.disabled = false;
     }
   });
-  backend.consoleGet().then(paint).catch((error) => showError(error));
+  viewed.then(paint).catch((error) => showError(error));
   return root;
 }
 
 /**
  * The Mailroom processes on a shared database (service workers, desktop apps), polled while
  * shown; a warning when none processes mail. Shown only when this workstation opened a shared
- * database.
+ * database (`viewed`: the pending `consoleGet()`).
  */
-export function processesCard() {
+export function processesCard(viewed) {
   const warning = h('p', { class: 'callout warning', id: 'no-worker', role: 'alert', hidden: true });
   const tbody = h('tbody', { id: 'process-rows' });
   const root = h('section', { class: 'processes-card', id: 'processes', hidden: true },
@@ -171,7 +172,7 @@ export function processesCard() {
       warning.hidden = true;
     }
   };
-  backend.consoleGet().then((view) => {
+  viewed.then((view) => {
     if (!view.active_url) return;
     root.hidden = false;
     refresh();

@@ -149,10 +149,9 @@ fn split_url(input: &str) -> Result<(String, Option<String>), CoreError> {
     let password = url
         .password()
         .map(|p| {
-            url::form_urlencoded::parse(format!("p={p}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
         })
         .filter(|p| !p.is_empty());
     let _ = url.set_password(None);
@@ -339,18 +338,13 @@ pub struct SavedConsole {
 pub async fn saved(data_dir: &Path, keyring: &Secrets) -> Result<SavedConsole, CoreError> {
     let settings = ConsoleSettings::load(data_dir)?;
     let secrets = settings.secrets(keyring);
-    let has = |kind| {
-        let secrets = secrets.clone();
-        async move {
-            secrets
-                .get(&SecretKey::new(OWNER, kind))
-                .await
-                .map(|v| v.is_some())
-        }
-    };
+    let key = |kind| SecretKey::new(OWNER, kind);
     Ok(SavedConsole {
-        has_password: has(SecretKind::DatabasePassword).await?,
-        has_key: has(SecretKind::SealingKey).await?,
+        has_password: secrets
+            .get(&key(SecretKind::DatabasePassword))
+            .await?
+            .is_some(),
+        has_key: secrets.get(&key(SecretKind::SealingKey)).await?.is_some(),
         database_url: settings.database_url,
         process_mail: settings.process_mail,
     })
@@ -498,7 +492,7 @@ impl Core {
                         "the shared database was not opened: {e}; this workstation's own \
                          database is open instead"
                     );
-                    let core = Core::open_with_secrets(data_dir, keyring).await?;
+                    let core = open_own(data_dir, keyring).await?;
                     return Ok(Configured {
                         core,
                         settings,
@@ -507,15 +501,20 @@ impl Core {
                 }
             }
         }
-        let core = match SealingKeys::from_env()? {
-            Some(keys) => Core::open_sealed(data_dir, keys).await?,
-            None => Core::open_with_secrets(data_dir, keyring).await?,
-        };
         Ok(Configured {
-            core,
+            core: open_own(data_dir, keyring).await?,
             settings,
             shared_error: settings_error,
         })
+    }
+}
+
+/// This workstation's own database, its secrets sealed when the environment names a key (as
+/// [`Core::open`]), else in `keyring`.
+async fn open_own(data_dir: &Path, keyring: Secrets) -> Result<Core, CoreError> {
+    match SealingKeys::from_env()? {
+        Some(keys) => Core::open_sealed(data_dir, keys).await,
+        None => Core::open_with_secrets(data_dir, keyring).await,
     }
 }
 
@@ -558,9 +557,10 @@ mod tests {
     #[test]
     fn a_url_is_kept_without_its_password() {
         let (url, password) =
-            split_url(" postgres://mailroom:p%40ss@db.example.com:5432/mailroom ").unwrap();
+            split_url(" postgres://mailroom:p%40ss+1@db.example.com:5432/mailroom ").unwrap();
         assert_eq!(url, "postgres://mailroom@db.example.com:5432/mailroom");
-        assert_eq!(password.as_deref(), Some("p@ss"));
+        // Percent-decoded, and a `+` stays a `+` (it is not a form's space).
+        assert_eq!(password.as_deref(), Some("p@ss+1"));
         let (url, password) = split_url("postgresql://db.example.com/mr?sslmode=require").unwrap();
         assert_eq!(url, "postgresql://db.example.com/mr?sslmode=require");
         assert_eq!(password, None);

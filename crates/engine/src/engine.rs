@@ -359,12 +359,14 @@ impl Inner {
                 webhooks
             }
         };
-        for mailbox in self.core.mailboxes().await? {
-            if mailbox.method == MailboxMethod::Webhook && mailbox.enabled {
-                if let Ok(graph) = self.core.graph_client_for(&mailbox).await {
-                    webhooks.add_mailbox(mailbox, graph).await;
+        let mailboxes = self.core.mailboxes().await?;
+        for mailbox in &mailboxes {
+            let wanted = mailbox.method == MailboxMethod::Webhook && mailbox.enabled;
+            if wanted && !webhooks.has_mailbox(&mailbox.id) {
+                if let Ok(graph) = self.core.graph_client_for(mailbox).await {
+                    webhooks.add_mailbox(mailbox.clone(), graph).await;
                 }
-            } else {
+            } else if !wanted {
                 webhooks.remove_mailbox(&mailbox.id);
             }
         }
@@ -399,95 +401,100 @@ impl Inner {
 
     /// Other workers' changes on a shared database, published as if they were this process's
     /// own: an inbound-log row as [`EngineEvent::Email`], a recorded problem as
-    /// [`EngineEvent::NeedsAttention`]; a lost connection as [`EngineEvent::Resync`] (what
-    /// changed meanwhile was not heard). Nothing to do on SQLite (one process).
+    /// [`EngineEvent::NeedsAttention`], an ended attempt as its steps; a lost connection as
+    /// [`EngineEvent::Resync`] (what changed meanwhile was not heard), then listening again
+    /// with back-off. Nothing to do on SQLite (one process).
     async fn forward_changes(self: Arc<Self>) {
-        use mailroom_store::changes::StoreChange;
         if !self.options.hear_other_workers {
             return;
         }
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         let mut failures = 0u32;
-        let store = self.core.store().clone();
-        'connect: loop {
-            let mut listener = tokio::select! {
+        loop {
+            let why = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,
-                listener = store.listen() => match listener {
-                    Ok(Some(listener)) => listener,
-                    Ok(None) => return,
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!("other workers' changes are not heard: {e}");
-                        tokio::select! {
-                            _ = self.cancel.cancelled() => return,
-                            _ = tokio::time::sleep(backoff.delay(failures, None)) => continue 'connect,
-                        }
-                    }
-                }
+                heard = self.hear_changes(&mut failures) => match heard {
+                    Some(why) => why,
+                    None => return,
+                },
             };
-            loop {
-                let change = tokio::select! {
-                    biased;
-                    _ = self.cancel.cancelled() => return,
-                    change = listener.next() => change,
-                };
-                match change {
-                    Ok(StoreChange::Email { id, new }) => {
-                        failures = 0;
-                        if let Ok(email) = store.inbound_email(id).await {
-                            self.events.publish(EngineEvent::Email {
-                                email: Box::new(email),
-                                new,
-                            });
-                        }
-                    }
-                    Ok(StoreChange::Notification { id }) => {
-                        if let Ok(problem) = store.notification(id).await {
-                            self.events.publish(EngineEvent::NeedsAttention {
-                                kind: problem.kind,
-                                title: problem.title,
-                                detail: problem.detail,
-                                fix: problem.fix,
-                            });
-                        }
-                    }
-                    Ok(StoreChange::AttemptFinished { id }) => {
-                        if let Ok(attempt) = store.finished_attempt(id).await {
-                            for line in attempt.log {
-                                self.events.publish(EngineEvent::Step {
-                                    email_id: attempt.email_id,
-                                    mailbox_id: attempt.mailbox_id.clone(),
-                                    at: line.at,
-                                    level: line.level,
-                                    message: line.message,
-                                });
-                            }
-                            self.events.publish(EngineEvent::AttemptFinished {
-                                email_id: attempt.email_id,
-                                attempt_id: id,
-                                result: attempt.result.unwrap_or_default(),
-                            });
-                        }
-                    }
-                    Ok(StoreChange::Missed) => {
-                        self.events.publish(EngineEvent::Resync { missed: 0 });
-                        failures += 1;
-                        tokio::select! {
-                            _ = self.cancel.cancelled() => return,
-                            _ = tokio::time::sleep(backoff.delay(failures, None)) => {}
-                        }
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!("other workers' changes are not heard: {e}");
-                        tokio::select! {
-                            _ = self.cancel.cancelled() => return,
-                            _ = tokio::time::sleep(backoff.delay(failures, None)) => continue 'connect,
-                        }
-                    }
+            failures += 1;
+            tracing::warn!("other workers' changes are not heard: {why}");
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff.delay(failures, None)) => {}
+            }
+        }
+    }
+
+    /// Listens and publishes other workers' changes until the connection fails (returns why;
+    /// a lost connection is published as [`EngineEvent::Resync`]); `None` when there is
+    /// nothing to listen to (SQLite).
+    async fn hear_changes(&self, failures: &mut u32) -> Option<String> {
+        use mailroom_store::changes::StoreChange;
+        let store = self.core.store();
+        let mut listener = match store.listen().await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return None,
+            Err(e) => return Some(e.to_string()),
+        };
+        loop {
+            let change = match listener.next().await {
+                Ok(StoreChange::Missed) => {
+                    self.events.publish(EngineEvent::Resync { missed: 0 });
+                    return Some("the connection to the database was lost".into());
+                }
+                Err(e) => return Some(e.to_string()),
+                Ok(change) => change,
+            };
+            *failures = 0;
+            self.publish_change(change).await;
+        }
+    }
+
+    /// Publishes another worker's change as this process publishes its own.
+    async fn publish_change(&self, change: mailroom_store::changes::StoreChange) {
+        use mailroom_store::changes::StoreChange;
+        let store = self.core.store();
+        match change {
+            StoreChange::Email { id, new } => {
+                if let Ok(email) = store.inbound_email(id).await {
+                    self.events.publish(EngineEvent::Email {
+                        email: Box::new(email),
+                        new,
+                    });
                 }
             }
+            StoreChange::Notification { id } => {
+                if let Ok(problem) = store.notification(id).await {
+                    self.events.publish(EngineEvent::NeedsAttention {
+                        kind: problem.kind,
+                        title: problem.title,
+                        detail: problem.detail,
+                        fix: problem.fix,
+                    });
+                }
+            }
+            StoreChange::AttemptFinished { id } => {
+                if let Ok(attempt) = store.finished_attempt(id).await {
+                    for line in attempt.log {
+                        self.events.publish(EngineEvent::Step {
+                            email_id: attempt.email_id,
+                            mailbox_id: attempt.mailbox_id.clone(),
+                            at: line.at,
+                            level: line.level,
+                            message: line.message,
+                        });
+                    }
+                    self.events.publish(EngineEvent::AttemptFinished {
+                        email_id: attempt.email_id,
+                        attempt_id: id,
+                        result: attempt.result.unwrap_or_default(),
+                    });
+                }
+            }
+            StoreChange::Missed => {}
         }
     }
 

@@ -107,6 +107,8 @@ impl Core {
         let bodies_before = now - chrono::Duration::days(settings.request_bodies_days.into());
         let attempts_before = now - chrono::Duration::days(settings.attempts_days.into());
         let mut report = PruneReport::default();
+        // Processes silent for a week leave the console's list.
+        self.store().prune_heartbeats(now).await?;
         // Attempts first: their bodies go with them.
         for step in [Step::Attempts, Step::Bodies, Step::Reclaim] {
             loop {

@@ -29,8 +29,7 @@ pub struct Heartbeat {
 }
 
 impl Store {
-    /// Records that `beat`'s process is alive at `beat.seen_at`, and forgets processes silent
-    /// for a week.
+    /// Records that `beat`'s process is alive at `beat.seen_at`.
     pub async fn record_heartbeat(&self, beat: &Heartbeat) -> Result<()> {
         sqlx::query(
             "INSERT INTO worker_heartbeats
@@ -49,11 +48,19 @@ impl Store {
         .bind(ts(beat.seen_at))
         .execute(self.pool())
         .await?;
-        sqlx::query("DELETE FROM worker_heartbeats WHERE seen_at < $1")
-            .bind(ts(beat.seen_at - Duration::days(KEPT_FOR_DAYS)))
-            .execute(self.pool())
-            .await?;
         Ok(())
+    }
+
+    /// Forgets processes silent for a week as of `now` (retention's hourly pass); returns
+    /// how many.
+    pub async fn prune_heartbeats(&self, now: DateTime<Utc>) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM worker_heartbeats WHERE seen_at < $1")
+                .bind(ts(now - Duration::days(KEPT_FOR_DAYS)))
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// A process stopped cleanly: it is no longer listed.
@@ -119,7 +126,8 @@ mod tests {
             .record_heartbeat(&beat("c", false, now))
             .await
             .unwrap();
-        // `a` was silent for more than a week: gone.
+        // `a` was silent for more than a week: gone at the next pruning.
+        assert_eq!(store.prune_heartbeats(now).await.unwrap(), 1);
         let listed: Vec<String> = store
             .heartbeats()
             .await

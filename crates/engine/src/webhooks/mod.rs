@@ -579,6 +579,15 @@ impl Webhooks {
         }
     }
 
+    /// Whether the mailbox was added ([`Webhooks::add_mailbox`]) and not removed since.
+    pub fn has_mailbox(&self, mailbox_id: &str) -> bool {
+        self.inner
+            .mailboxes
+            .lock()
+            .expect("mailboxes lock")
+            .contains_key(mailbox_id)
+    }
+
     /// Forgets a mailbox (its sync task keeps running until the supervisor stops it).
     pub fn remove_mailbox(&self, mailbox_id: &str) {
         self.inner
